@@ -1,0 +1,104 @@
+// Command rolodex is the one Rolodex binary. Run "rolodex help" for its
+// subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `rolodex: a Kafka-native customer profile store.
+
+Usage:
+  rolodex dev [flags]                  the whole system in one process on an embedded Kafka broker
+  rolodex run ingest --brokers ...     the ingest connectors (HTTP API and Kafka-native) against a real Kafka
+  rolodex import csv [flags] FILE      bulk import a CSV file into rolodex.events
+  rolodex bench ingest [flags]         HTTP ingest throughput against raw Kafka produce, as a ratio
+  rolodex help                         this text
+
+Run "rolodex <command> -h" for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "rolodex:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError marks an error in how the command was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cmd, rest := args[0], args[1:]
+	sub := func() (string, []string, error) {
+		if len(rest) == 0 {
+			return "", nil, usageError{fmt.Sprintf("%s: which one? run \"rolodex help\"", cmd)}
+		}
+		return rest[0], rest[1:], nil
+	}
+	switch cmd {
+	case "dev":
+		return cmdDev(ctx, rest, stdout, stderr, logger)
+	case "run":
+		what, rest, err := sub()
+		if err != nil {
+			return err
+		}
+		switch what {
+		case "ingest":
+			return cmdRunIngest(ctx, rest, stderr, logger)
+		}
+		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest)", what)}
+	case "import":
+		what, rest, err := sub()
+		if err != nil {
+			return err
+		}
+		if what == "csv" {
+			return cmdImportCSV(ctx, rest, stdout, stderr, logger)
+		}
+		return usageError{fmt.Sprintf("import: unknown format %q (known: csv)", what)}
+	case "bench":
+		what, rest, err := sub()
+		if err != nil {
+			return err
+		}
+		if what == "ingest" {
+			return cmdBenchIngest(ctx, rest, stdout, stderr)
+		}
+		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest)", what)}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}

@@ -1,0 +1,420 @@
+// Package httpin is the HTTP ingest connector: POST /v1/events (single
+// events, batches, CloudEvents) and POST /v1/webhooks/{mapping} (CRM
+// payloads mapped to events). A request is answered 202 only after Kafka
+// acknowledged every event it carries.
+package httpin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Config of the HTTP ingest connector.
+type Config struct {
+	// MaxBodyBytes bounds a request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxBatch bounds the events of one request. Default 1000.
+	MaxBatch int
+	// WriteTimeout bounds the wait for Kafka's acknowledgement; past it the
+	// answer is 503. Default 10s.
+	WriteTimeout time.Duration
+	// SignatureTolerance is how far a signature timestamp may be from now.
+	// Default 5m.
+	SignatureTolerance time.Duration
+	// Mappings are the CRM webhook mappings by name.
+	Mappings map[string]*Mapping
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.SignatureTolerance == 0 {
+		c.SignatureTolerance = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a config that cannot work.
+func (c *Config) Validate() error {
+	if c.MaxBodyBytes < 0 || c.MaxBatch < 0 || c.WriteTimeout < 0 || c.SignatureTolerance < 0 {
+		return errors.New("httpin: limits and timeouts must not be negative")
+	}
+	for name, m := range c.Mappings {
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("httpin: mapping %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Server serves the ingest routes.
+type Server struct {
+	cfg       Config
+	partners  *partners.Registry
+	validator *ingest.Validator
+	pub       *ingest.Publisher
+	metrics   *ingest.Metrics
+	latency   *prometheus.HistogramVec
+	keys      map[string][]byte // partner name -> signing key
+	now       func() time.Time
+}
+
+// New returns the HTTP ingest connector. reg receives its request metrics.
+func New(cfg Config, reg *partners.Registry, v *ingest.Validator, pub *ingest.Publisher, m *ingest.Metrics, promReg prometheus.Registerer) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, partners: reg, validator: v, pub: pub, metrics: m, keys: map[string][]byte{}, now: time.Now}
+	for _, p := range reg.All() {
+		if p.SigningSecret == "" {
+			continue
+		}
+		k, err := SigningKey(p.SigningSecret)
+		if err != nil {
+			return nil, fmt.Errorf("httpin: partner %q: %w", p.Name, err)
+		}
+		s.keys[p.Name] = k
+	}
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rolodex_http_request_duration_seconds",
+		Help:    "Ingest HTTP request latency, by route and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route", "code"})
+	if promReg != nil {
+		promReg.MustRegister(s.latency)
+	}
+	return s, nil
+}
+
+// Register mounts the ingest routes on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.Handle("/v1/events", s.instrument("/v1/events", s.handleEvents))
+	mux.Handle("/v1/webhooks/{mapping}", s.instrument("/v1/webhooks", s.handleWebhook))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Request, string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		reqID := newRequestID()
+		sw.Header().Set("X-Request-Id", reqID)
+		h(sw, r, reqID)
+		s.latency.WithLabelValues(route, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// admit runs the checks every ingest request passes before its body is
+// parsed: method, credential, rate limit, content type, size, signature.
+// It answers the request itself and returns ok=false when a check fails.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, allowed ...string) (p *partners.Partner, mediaType string, body []byte, ok bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
+		return nil, "", nil, false
+	}
+	key, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || key == "" {
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing credential: send Authorization: Bearer <partner key>", reqID)
+		return nil, "", nil, false
+	}
+	p, found = s.partners.ByKey(strings.TrimSpace(key))
+	if !found {
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "unknown partner key", reqID)
+		return nil, "", nil, false
+	}
+	now := s.now()
+	if res := p.Limiter().ReserveN(now, 1); !res.OK() || res.DelayFrom(now) > 0 {
+		retry := time.Second
+		if res.OK() {
+			retry = res.DelayFrom(now)
+			res.CancelAt(now)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("partner %q is limited to %g requests/s (burst %d); retry after the Retry-After seconds", p.Name, p.RateLimit.RPS, p.RateLimit.Burst), reqID)
+		return nil, "", nil, false
+	}
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !contains(allowed, mediaType) {
+		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+			fmt.Sprintf("Content-Type %q is not accepted here; use one of %s", r.Header.Get("Content-Type"), strings.Join(allowed, ", ")), reqID)
+		return nil, "", nil, false
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodyBytes), reqID)
+		return nil, "", nil, false
+	}
+	body, err = readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodyBytes), reqID)
+		} else {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "could not read the body: "+err.Error(), reqID)
+		}
+		return nil, "", nil, false
+	}
+	if key, signed := s.keys[p.Name]; signed {
+		if err := verifySignature(key, r.Header, body, now, s.cfg.SignatureTolerance); err != nil {
+			writeError(w, http.StatusForbidden, CodeBadSignature, err.Error(), reqID)
+			return nil, "", nil, false
+		}
+	}
+	return p, mediaType, body, true
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return buf.Bytes(), err
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// decoded is one event of a request, decoded or not.
+type decoded struct {
+	raw     *schemas.RawEvent
+	payload []byte
+	err     *ingest.Rejection
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID string) {
+	p, mt, body, ok := s.admit(w, r, reqID, ContentJSON, ContentCE, ContentCEBatch)
+	if !ok {
+		return
+	}
+	var items []decoded
+	var err error
+	switch {
+	case mt == ContentCE:
+		items = []decoded{cloudEventDecoder.one(body)}
+	case mt == ContentCEBatch:
+		items, err = s.decodeArray(body, true, cloudEventDecoder)
+	case r.Header.Get(headerCESpec) != "":
+		raw, derr := DecodeCloudEventBinary(r.Header, body)
+		items = []decoded{{raw: raw, payload: body}}
+		if derr != nil {
+			items[0] = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonInvalidCloudEvent, Message: derr.Error()}}
+		}
+	default:
+		items, err = s.decodeArray(body, false, jsonDecoder)
+	}
+	if err != nil {
+		status := http.StatusBadRequest
+		code := CodeBadRequest
+		if errors.Is(err, errTooMany) {
+			status, code = http.StatusRequestEntityTooLarge, CodeTooLarge
+		}
+		s.metrics.Rejected.WithLabelValues(p.Name, "http", ingest.ReasonInvalidJSON).Inc()
+		writeError(w, status, code, err.Error(), reqID)
+		return
+	}
+	s.accept(w, r.Context(), p, reqID, items)
+}
+
+func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID string) {
+	name := r.PathValue("mapping")
+	m, found := s.cfg.Mappings[name]
+	if !found {
+		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no webhook mapping %q is configured", name), reqID)
+		return
+	}
+	p, _, body, ok := s.admit(w, r, reqID, ContentJSON)
+	if !ok {
+		return
+	}
+	raw, err := m.Apply(body)
+	item := decoded{raw: raw, payload: body}
+	if err != nil {
+		item = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonMapping, Message: fmt.Sprintf("mapping %q: %v", name, err)}}
+	}
+	s.accept(w, r.Context(), p, reqID, []decoded{item})
+}
+
+var errTooMany = errors.New("too many events")
+
+func decodeJSONEvent(b []byte) (*schemas.RawEvent, error) {
+	var ev schemas.RawEvent
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// decoder decodes one event; reason labels its failures.
+type decoder struct {
+	decode func([]byte) (*schemas.RawEvent, error)
+	reason string
+}
+
+var (
+	jsonDecoder       = decoder{decodeJSONEvent, ingest.ReasonInvalidJSON}
+	cloudEventDecoder = decoder{DecodeCloudEvent, ingest.ReasonInvalidCloudEvent}
+)
+
+func (d decoder) one(b []byte) decoded {
+	raw, err := d.decode(b)
+	if err != nil {
+		return decoded{payload: b, err: &ingest.Rejection{Reason: d.reason, Message: err.Error()}}
+	}
+	return decoded{raw: raw, payload: b}
+}
+
+// decodeArray decodes a single JSON object or an array of them. With
+// arrayOnly, the body must be an array.
+func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decoded, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, errors.New("the body is empty; send one event object or an array of events")
+	}
+	if trimmed[0] != '[' {
+		if arrayOnly {
+			return nil, errors.New("a CloudEvents batch must be a JSON array")
+		}
+		if trimmed[0] != '{' {
+			return nil, errors.New("the body must be one JSON event object or an array of them")
+		}
+		return []decoded{dec.one(trimmed)}, nil
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(trimmed, &elems); err != nil {
+		return nil, fmt.Errorf("the body is not a valid JSON array: %v", err)
+	}
+	if len(elems) == 0 {
+		return nil, errors.New("the batch is empty")
+	}
+	if len(elems) > s.cfg.MaxBatch {
+		return nil, fmt.Errorf("%w: the batch has %d events, the limit is %d", errTooMany, len(elems), s.cfg.MaxBatch)
+	}
+	out := make([]decoded, len(elems))
+	for i, e := range elems {
+		out[i] = dec.one(e)
+	}
+	return out, nil
+}
+
+// AcceptResponse is the body of a 202 answer.
+type AcceptResponse struct {
+	Accepted  int          `json:"accepted"`
+	RequestID string       `json:"request_id"`
+	Warnings  []EventError `json:"warnings,omitempty"`
+}
+
+// accept validates every item; if any is invalid nothing is written and the
+// answer lists every bad index; otherwise all events are written and the
+// answer is 202 once Kafka acknowledged them.
+func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, reqID string, items []decoded) {
+	received := s.now()
+	events := make([]*schemas.Event, 0, len(items))
+	var bad, warnings []EventError
+	var dls []*schemas.DeadLetter
+	for i, it := range items {
+		rej := it.err
+		var id string
+		if rej == nil {
+			id = it.raw.ID
+			var ev *schemas.Event
+			var dropped []*normalize.Error
+			ev, dropped, rej = s.validator.Validate(p, it.raw, received)
+			for _, d := range dropped {
+				s.metrics.Dropped.WithLabelValues(p.Name, d.Reason).Inc()
+				if rej == nil {
+					warnings = append(warnings, EventError{Index: i, ID: id, Reason: d.Reason, Message: "identifier dropped: " + d.Message})
+				}
+			}
+			if rej == nil {
+				events = append(events, ev)
+				continue
+			}
+		}
+		bad = append(bad, EventError{Index: i, ID: id, Reason: rej.Reason, Message: rej.Message})
+		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
+		dls = append(dls, &schemas.DeadLetter{
+			Time: received.UTC(), Partner: p.Name, Tenant: p.Tenant, Reason: rej.Reason, Message: rej.Message,
+			SourceKind: schemas.SourceHTTP, RequestID: reqID, Row: int64(i), Payload: it.payload,
+		})
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	if len(bad) > 0 {
+		if err := s.pub.DeadLetters(wctx, dls); err != nil {
+			s.cfg.Logger.Warn("httpin: dead letters not written", "request_id", reqID, "err", err)
+		} else {
+			for _, dl := range dls {
+				s.metrics.DeadLetter.WithLabelValues("http", dl.Reason).Inc()
+			}
+		}
+		msg := fmt.Sprintf("%d of %d events are invalid; nothing was written", len(bad), len(items))
+		if len(items) == 1 {
+			msg = "the event is invalid: " + bad[0].Message
+		}
+		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: CodeValidation, Message: msg, RequestID: reqID, Errors: bad})
+		return
+	}
+	if err := s.pub.Events(wctx, events); err != nil {
+		s.cfg.Logger.Error("httpin: events not acknowledged", "request_id", reqID, "partner", p.Name, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable,
+			"Kafka did not acknowledge the events in time; nothing is guaranteed written, retry the same request (event ids make retries safe)", reqID)
+		return
+	}
+	s.metrics.Accepted.WithLabelValues(p.Name, "http").Add(float64(len(events)))
+	writeJSON(w, http.StatusAccepted, AcceptResponse{Accepted: len(events), RequestID: reqID, Warnings: warnings})
+}

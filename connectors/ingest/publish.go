@@ -1,0 +1,97 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// ErrUnavailable wraps every failure to get a write acknowledged by Kafka.
+var ErrUnavailable = errors.New("kafka did not acknowledge the write")
+
+// Publisher writes accepted events and dead letters to Kafka and returns only
+// once Kafka acknowledged every record (acks=all) or one failed.
+type Publisher struct {
+	cl *kgo.Client
+}
+
+// NewPublisher publishes through cl, which should come from
+// kafkaclient.NewClient (acks=all, the shared partitioner).
+func NewPublisher(cl *kgo.Client) *Publisher { return &Publisher{cl: cl} }
+
+// EventRecord encodes ev as its record on TopicEvents.
+func EventRecord(ev *schemas.Event) (*kgo.Record, error) {
+	val, err := schemas.EncodeEvent(ev)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: encode event %q: %w", ev.ID, err)
+	}
+	return &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: val}, nil
+}
+
+// DeadLetterRecord encodes dl as its record on TopicDeadLetter.
+func DeadLetterRecord(dl *schemas.DeadLetter) (*kgo.Record, error) {
+	val, err := schemas.EncodeDeadLetter(dl)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: encode dead letter: %w", err)
+	}
+	return &kgo.Record{Topic: schemas.TopicDeadLetter, Key: []byte(dl.Partner), Value: val}, nil
+}
+
+// Events publishes events and waits for every acknowledgement.
+func (p *Publisher) Events(ctx context.Context, evs []*schemas.Event) error {
+	recs := make([]*kgo.Record, 0, len(evs))
+	for _, ev := range evs {
+		r, err := EventRecord(ev)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	return p.Records(ctx, recs)
+}
+
+// DeadLetters publishes dead letters and waits for every acknowledgement.
+func (p *Publisher) DeadLetters(ctx context.Context, dls []*schemas.DeadLetter) error {
+	recs := make([]*kgo.Record, 0, len(dls))
+	for _, dl := range dls {
+		r, err := DeadLetterRecord(dl)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	return p.Records(ctx, recs)
+}
+
+// Records produces recs and waits until all are acknowledged. The first
+// failure is returned wrapped in ErrUnavailable.
+func (p *Publisher) Records(ctx context.Context, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	wg.Add(len(recs))
+	for _, r := range recs {
+		p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%w: topic %s: %w", ErrUnavailable, r.Topic, err)
+				}
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return firstErr
+}

@@ -1,0 +1,207 @@
+// Package ingest is what every ingest connector (HTTP, Kafka, CSV) shares:
+// turning a partner's raw event into an accepted, normalised event or a
+// rejection with a reason, and publishing both to Kafka.
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Rejection reasons. They label metrics and dead letters.
+const (
+	ReasonInvalidJSON       = "invalid_json"
+	ReasonInvalidAvro       = "invalid_avro"
+	ReasonMissingID         = "missing_id"
+	ReasonInvalidID         = "invalid_id"
+	ReasonMissingType       = "missing_type"
+	ReasonInvalidType       = "invalid_type"
+	ReasonInvalidTime       = "invalid_time"
+	ReasonNoIdentifiers     = "no_identifiers"
+	ReasonUnknownIDType     = "unknown_identifier_type"
+	ReasonNoValidIdentifier = "no_valid_identifier"
+	ReasonTooManyFields     = "too_many_fields"
+	ReasonInvalidCloudEvent = "invalid_cloudevent"
+	ReasonMapping           = "mapping_failed"
+	ReasonUnknownPartner    = "unknown_partner"
+)
+
+// Rejection says why an event was not accepted.
+type Rejection struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func (r *Rejection) Error() string { return r.Reason + ": " + r.Message }
+
+func reject(reason, format string, args ...any) *Rejection {
+	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Limits bound what one event may carry.
+const (
+	MaxIDLen       = 256
+	MaxTypeLen     = 128
+	MaxFields      = 256 // traits + properties
+	MaxIdentifiers = 64
+	MaxFutureSkew  = 24 * time.Hour
+)
+
+// Validator checks and normalises raw events. It is safe for concurrent use.
+type Validator struct {
+	norm *normalize.Normalizer
+}
+
+// NewValidator returns a validator normalising identifiers with norm.
+func NewValidator(norm *normalize.Normalizer) *Validator { return &Validator{norm: norm} }
+
+// Validate turns raw into an accepted event for partner p, or says why not.
+// received is the time the event reached Rolodex; it is the event time when
+// raw has none. Identifiers whose values are invalid or blocked are dropped;
+// dropped lists them. If none is left the event is rejected.
+func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
+	id := strings.TrimSpace(raw.ID)
+	switch {
+	case id == "":
+		return nil, nil, reject(ReasonMissingID, "the event has no id")
+	case len(id) > MaxIDLen || !utf8.ValidString(id):
+		return nil, nil, reject(ReasonInvalidID, "the id must be valid UTF-8 of at most %d bytes", MaxIDLen)
+	}
+	typ := strings.TrimSpace(raw.Type)
+	switch {
+	case typ == "":
+		return nil, nil, reject(ReasonMissingType, "event %q has no type", id)
+	case len(typ) > MaxTypeLen || !validTypeName(typ):
+		return nil, nil, reject(ReasonInvalidType, "event %q: type %q must be 1-%d letters, digits, '.', '_', '-' or ':'", id, typ, MaxTypeLen)
+	}
+	received = received.UTC().Truncate(time.Millisecond)
+	t := received
+	if s := strings.TrimSpace(raw.Time); s != "" {
+		parsed, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, nil, reject(ReasonInvalidTime, "event %q: time %q is not RFC 3339 (e.g. 2026-11-22T10:00:00Z)", id, s)
+		}
+		if parsed.After(received.Add(MaxFutureSkew)) {
+			return nil, nil, reject(ReasonInvalidTime, "event %q: time %s is more than %s in the future", id, s, MaxFutureSkew)
+		}
+		t = parsed.UTC().Truncate(time.Millisecond)
+	}
+	if len(raw.Identifiers) == 0 {
+		return nil, nil, reject(ReasonNoIdentifiers, "event %q has no identifiers; send at least one of email, phone, user_id, anonymous_id, whatsapp, facebook or external:<name>", id)
+	}
+	if len(raw.Traits)+len(raw.Properties) > MaxFields {
+		return nil, nil, reject(ReasonTooManyFields, "event %q has more than %d traits and properties", id, MaxFields)
+	}
+	ids := make([]schemas.Identifier, 0, len(raw.Identifiers))
+	for rt, values := range raw.Identifiers {
+		nt, err := v.norm.Type(rt)
+		if err != nil {
+			return nil, nil, reject(ReasonUnknownIDType, "event %q: identifier type %q is unknown; use email, phone, user_id, anonymous_id, whatsapp, facebook or external:<name>", id, rt)
+		}
+		for _, val := range values {
+			nv, err := v.norm.Identifier(nt, val)
+			if err != nil {
+				if ne, ok := err.(*normalize.Error); ok {
+					dropped = append(dropped, ne)
+				} else {
+					dropped = append(dropped, &normalize.Error{Type: nt, Value: val, Reason: "invalid", Message: err.Error()})
+				}
+				continue
+			}
+			ids = append(ids, schemas.Identifier{Type: nt, Value: nv})
+		}
+	}
+	if len(ids) == 0 {
+		msgs := make([]string, len(dropped))
+		for i, d := range dropped {
+			msgs[i] = d.Message
+		}
+		sort.Strings(msgs)
+		if len(msgs) == 0 {
+			msgs = []string{"every identifier value is empty"}
+		}
+		return nil, dropped, reject(ReasonNoValidIdentifier, "event %q has no valid identifier: %s", id, strings.Join(msgs, "; "))
+	}
+	schemas.SortIdentifiers(ids)
+	ids = dedupeSorted(ids)
+	if len(ids) > MaxIdentifiers {
+		return nil, nil, reject(ReasonTooManyFields, "event %q has more than %d identifiers", id, MaxIdentifiers)
+	}
+	source := strings.TrimSpace(raw.Source)
+	if source == "" {
+		source = p.Name
+	}
+	traits, err := jsonValues(raw.Traits)
+	if err != nil {
+		return nil, nil, reject(ReasonInvalidJSON, "event %q: trait %s", id, err)
+	}
+	props, err := jsonValues(raw.Properties)
+	if err != nil {
+		return nil, nil, reject(ReasonInvalidJSON, "event %q: property %s", id, err)
+	}
+	return &schemas.Event{
+		Tenant:      p.Tenant,
+		ID:          id,
+		Type:        typ,
+		Time:        t,
+		Source:      source,
+		Partner:     p.Name,
+		Identifiers: ids,
+		Traits:      traits,
+		Properties:  props,
+		ReceivedAt:  received,
+	}, dropped, nil
+}
+
+func validTypeName(s string) bool {
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func dedupeSorted(ids []schemas.Identifier) []schemas.Identifier {
+	out := ids[:1]
+	for _, id := range ids[1:] {
+		if id != out[len(out)-1] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// jsonValues compacts each value to its canonical JSON text.
+func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(m))
+	var buf bytes.Buffer
+	for k, v := range m {
+		if k == "" {
+			return nil, fmt.Errorf("names must not be empty")
+		}
+		if len(v) == 0 {
+			v = json.RawMessage("null")
+		}
+		buf.Reset()
+		if err := json.Compact(&buf, v); err != nil {
+			return nil, fmt.Errorf("%q is not valid JSON: %v", k, err)
+		}
+		out[k] = buf.String()
+	}
+	return out, nil
+}

@@ -91,6 +91,9 @@ func New(cfg Config, reg *partners.Registry, v *ingest.Validator, m *ingest.Metr
 // record it produced (event or dead letter) was acknowledged; while Kafka
 // does not acknowledge, the batch is retried, never skipped.
 func (c *Connector) Run(ctx context.Context) error {
+	// A poll blocks rebalances until AllowRebalance; leaving Run must not
+	// leave the group stuck (Close would wait forever to leave it).
+	defer c.cl.AllowRebalance()
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -130,8 +133,11 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 }
 
-// Close leaves the group and closes the client.
-func (c *Connector) Close() { c.cl.Close() }
+// Close leaves the group and closes the client. Call it after Run returned.
+func (c *Connector) Close() {
+	c.cl.AllowRebalance()
+	c.cl.Close()
+}
 
 type counts struct {
 	accepted map[string]int    // partner -> n

@@ -373,13 +373,11 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 			var ev *schemas.Event
 			var dropped []*normalize.Error
 			ev, dropped, rej = s.validator.Validate(p, it.raw, received)
-			for _, d := range dropped {
-				s.metrics.Dropped.WithLabelValues(p.Name, d.Reason).Inc()
-				if rej == nil {
+			if rej == nil {
+				for _, d := range dropped {
+					s.metrics.Dropped.WithLabelValues(p.Name, d.Reason).Inc()
 					warnings = append(warnings, EventError{Index: i, ID: id, Reason: d.Reason, Message: "identifier dropped: " + d.Message})
 				}
-			}
-			if rej == nil {
 				events = append(events, ev)
 				continue
 			}

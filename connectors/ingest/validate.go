@@ -33,6 +33,8 @@ const (
 	ReasonInvalidCloudEvent = "invalid_cloudevent"
 	ReasonMapping           = "mapping_failed"
 	ReasonUnknownPartner    = "unknown_partner"
+	ReasonInvalidCSV        = "invalid_csv"
+	ReasonEncodeFailed      = "encode_failed"
 )
 
 // Rejection says why an event was not accepted.
@@ -80,7 +82,7 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	switch {
 	case typ == "":
 		return nil, nil, reject(ReasonMissingType, "event %q has no type", id)
-	case len(typ) > MaxTypeLen || !validTypeName(typ):
+	case !ValidTypeName(typ):
 		return nil, nil, reject(ReasonInvalidType, "event %q: type %q must be 1-%d letters, digits, '.', '_', '-' or ':'", id, typ, MaxTypeLen)
 	}
 	received = received.UTC().Truncate(time.Millisecond)
@@ -162,7 +164,12 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	}, dropped, nil
 }
 
-func validTypeName(s string) bool {
+// ValidTypeName reports whether s is a valid event type: 1 to MaxTypeLen
+// letters, digits, '.', '_', '-' or ':'.
+func ValidTypeName(s string) bool {
+	if s == "" || len(s) > MaxTypeLen {
+		return false
+	}
 	for _, c := range s {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == ':':

@@ -182,7 +182,7 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 		if rej == nil {
 			kr, err = ingest.EventRecord(ev)
 			if err != nil {
-				rej = &ingest.Rejection{Reason: "encode_failed", Message: err.Error()}
+				rej = &ingest.Rejection{Reason: ingest.ReasonEncodeFailed, Message: err.Error()}
 			}
 		}
 		if rej != nil {
@@ -230,8 +230,10 @@ func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts
 	// The record's timestamp stands in for the receive time, so a replayed
 	// record becomes the very same event.
 	ev, dropped, rej := c.validator.Validate(p, raw, r.Timestamp)
-	for _, d := range dropped {
-		n.dropped[[2]string{p.Name, d.Reason}]++
+	if rej == nil {
+		for _, d := range dropped {
+			n.dropped[[2]string{p.Name, d.Reason}]++
+		}
 	}
 	return ev, rej
 }

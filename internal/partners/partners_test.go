@@ -1,0 +1,78 @@
+package partners
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNew(t *testing.T) {
+	ok := Partner{Name: "demo", Tenant: "demo", Keys: []string{"demo-key"}}
+	tests := []struct {
+		name    string
+		ps      []Partner
+		wantErr string
+	}{
+		{"ok", []Partner{ok}, ""},
+		{"none", nil, "no partners"},
+		{"bad name", []Partner{{Name: "Demo!", Tenant: "t", Keys: []string{"12345678"}}}, "name"},
+		{"no tenant", []Partner{{Name: "a", Keys: []string{"12345678"}}}, "no tenant"},
+		{"no keys", []Partner{{Name: "a", Tenant: "t"}}, "no keys"},
+		{"short key", []Partner{{Name: "a", Tenant: "t", Keys: []string{"short"}}}, "at least 8"},
+		{"duplicate name", []Partner{ok, ok}, "twice"},
+		{"shared key", []Partner{ok, {Name: "b", Tenant: "t", Keys: []string{"demo-key"}}}, "share a key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.ps)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLookupAndLimits(t *testing.T) {
+	r, err := New([]Partner{
+		{Name: "a", Tenant: "ta", Keys: []string{"key-of-a-1", "key-of-a-2"}},
+		{Name: "b", Tenant: "tb", Keys: []string{"key-of-b-1"}, RateLimit: RateLimit{RPS: -1}},
+		{Name: "c", Tenant: "tb", Keys: []string{"key-of-c-1"}, RateLimit: RateLimit{RPS: 5}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"key-of-a-1": "a", "key-of-a-2": "a", "key-of-b-1": "b"} {
+		p, ok := r.ByKey(key)
+		if !ok || p.Name != want {
+			t.Errorf("ByKey(%q) = %v, want %s", key, p, want)
+		}
+	}
+	if p, _ := r.ByKey("key-of-b-1"); p.Tenant != "tb" {
+		t.Errorf("tenant of b = %q", p.Tenant)
+	}
+	if _, ok := r.ByKey("key-of-a-"); ok {
+		t.Error("a prefix of a key matched")
+	}
+	a, _ := r.ByName("a")
+	if a.RateLimit != (RateLimit{RPS: DefaultRPS, Burst: DefaultBurst}) {
+		t.Errorf("default rate limit = %+v", a.RateLimit)
+	}
+	c, _ := r.ByName("c")
+	if c.RateLimit.Burst != 5 {
+		t.Errorf("burst defaults to rps: %+v", c.RateLimit)
+	}
+	b, _ := r.ByName("b")
+	for i := 0; i < 10000; i++ {
+		if !b.Limiter().Allow() {
+			t.Fatal("unlimited partner was limited")
+		}
+	}
+	if names := r.All(); len(names) != 3 || names[0].Name != "a" || names[2].Name != "c" {
+		t.Errorf("All = %v", names)
+	}
+}

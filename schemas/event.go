@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"sort"
 	"time"
 )
@@ -43,15 +45,35 @@ type Event struct {
 	ReceivedAt time.Time         `json:"received_at"`
 }
 
-// Key is the Kafka key of the event on TopicEvents: the tenant and the
-// primary identifier, so that every event of one identifier lands on one
-// partition of the identity stage.
+// Key is the Kafka key of the event on TopicEvents: the profile node id of
+// its primary identifier (NodeID), so that every event of one identifier
+// lands on the partition of the identity stage that owns that identifier.
 func (e *Event) Key() string {
 	if len(e.Identifiers) == 0 {
-		return e.Tenant
+		return ""
 	}
-	return e.Tenant + "/" + e.Identifiers[0].String()
+	return NodeID(e.Tenant, e.Identifiers[0])
 }
+
+// NodeID is the id of an identifier's node in the identity graph: "p_"
+// followed by 26 base32 characters of SHA-256(tenant, type, value). It is
+// opaque (no identifier can be read from it), stable across runs, and
+// namespaced by tenant. A profile's id is the smallest node id of its
+// identifiers (docs/identity.md).
+func NodeID(tenant string, id Identifier) string {
+	h := sha256.New()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(id.Type))
+	h.Write([]byte{0})
+	h.Write([]byte(id.Value))
+	var sum [sha256.Size]byte
+	return "p_" + nodeEncoding.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// nodeEncoding is lowercase base32hex without padding: it sorts like the
+// bytes it encodes.
+var nodeEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
 // IdentifierPriority orders identifier types: lower is stronger. user_id,
 // email and phone come first, then every other type.

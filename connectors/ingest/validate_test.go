@@ -48,7 +48,7 @@ func TestValidate(t *testing.T) {
 			if len(ev.Identifiers) != 1 || ev.Identifiers[0] != (schemas.Identifier{Type: "email", Value: "ana@example.com"}) {
 				t.Errorf("identifiers = %v", ev.Identifiers)
 			}
-			if ev.Key() != "acme/email:ana@example.com" {
+			if ev.Key() != schemas.NodeID("acme", schemas.Identifier{Type: "email", Value: "ana@example.com"}) {
 				t.Errorf("key = %q", ev.Key())
 			}
 		}},

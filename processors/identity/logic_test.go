@@ -1,0 +1,294 @@
+package identity
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// sim runs the protocol in memory: every input is delivered in a random
+// order (much weaker than Kafka's per-partition order), some twice.
+type sim struct {
+	e     *Engine
+	nodes map[string]*Node
+	queue []simMsg
+	rng   *rand.Rand
+	dup   int // percent of deliveries repeated
+	out   struct {
+		merges   []Merge
+		refusals []Refusal
+	}
+}
+
+type simMsg struct {
+	key string
+	ev  *schemas.Event
+	msg *Message
+}
+
+func newSim(t *testing.T, cfg Config, seed int64) *sim {
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sim{e: e, nodes: map[string]*Node{}, rng: rand.New(rand.NewSource(seed))}
+}
+
+// roundTrip stores nodes and messages the way Kafka does: encoded.
+func roundTrip[T any](t *testing.T, v *T) *T {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(T)
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (s *sim) run(t *testing.T) {
+	steps := 0
+	for len(s.queue) > 0 {
+		if steps++; steps > 5_000_000 {
+			t.Fatal("the protocol does not settle")
+		}
+		i := s.rng.Intn(len(s.queue))
+		m := s.queue[i]
+		if s.rng.Intn(100) >= s.dup {
+			s.queue[i] = s.queue[len(s.queue)-1]
+			s.queue = s.queue[:len(s.queue)-1]
+		}
+		var (
+			n  *Node
+			fx effects
+		)
+		cur := s.nodes[m.key]
+		if cur != nil {
+			cur = roundTrip(t, cur)
+		}
+		if m.ev != nil {
+			n, fx = s.e.Event(m.key, cur, m.ev)
+		} else {
+			n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg))
+		}
+		if fx.changed {
+			s.nodes[m.key] = n
+		}
+		for _, sd := range fx.sends {
+			s.queue = append(s.queue, simMsg{key: sd.key, msg: sd.msg})
+		}
+		s.out.merges = append(s.out.merges, fx.merges...)
+		s.out.refusals = append(s.out.refusals, fx.refusals...)
+	}
+}
+
+func (s *sim) root(t *testing.T, key string) string {
+	for i := 0; ; i++ {
+		n := s.nodes[key]
+		if n == nil {
+			t.Fatalf("node %s missing", key)
+		}
+		if n.IsRoot() {
+			return key
+		}
+		if n.Parent >= key {
+			t.Fatalf("parent %s of %s is not smaller", n.Parent, key)
+		}
+		key = n.Parent
+	}
+}
+
+// profiles folds every root.
+func (s *sim) profiles(t *testing.T) map[string]*Profile {
+	out := map[string]*Profile{}
+	for k, n := range s.nodes {
+		if n.IsRoot() {
+			if n.Pending != "" || len(n.Deferred) > 0 {
+				t.Fatalf("root %s settled with a pending proposal", k)
+			}
+			out[k] = Fold(k, n)
+		}
+	}
+	return out
+}
+
+func compare(t *testing.T, got, want map[string]*Profile) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%d profiles, want %d", len(got), len(want))
+	}
+	bad := 0
+	for id, w := range want {
+		g := got[id]
+		if !reflect.DeepEqual(g, w) {
+			gj, _ := json.Marshal(g)
+			wj, _ := json.Marshal(w)
+			t.Errorf("profile %s:\n got %s\nwant %s", id, gj, wj)
+			if bad++; bad > 3 {
+				t.FailNow()
+			}
+		}
+	}
+}
+
+// The protocol, delivered in random order with duplicates, ends exactly
+// where the offline reference does.
+func TestProtocolMatchesReference(t *testing.T) {
+	for seed := int64(1); seed <= 30; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			events := genEvents(rng, 300+rng.Intn(700), 20+rng.Intn(80))
+			ref := newReference()
+			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}}, seed)
+			s.dup = rng.Intn(20)
+			for _, ev := range events {
+				ref.add(ev)
+				s.queue = append(s.queue, simMsg{key: ev.Key(), ev: ev})
+			}
+			s.run(t)
+			compare(t, s.profiles(t), ref.profiles())
+			// Every node resolves to the root of its reference component.
+			for n := range ref.parent {
+				r := s.root(t, n)
+				if want := ref.profiles(); want[r] == nil {
+					t.Fatalf("node %s resolves to %s, which is no reference profile", n, r)
+				}
+			}
+		})
+	}
+}
+
+func ev(tenant, id string, minute int, ids ...string) *schemas.Event {
+	e := &schemas.Event{Tenant: tenant, ID: id, Type: "t", Source: "s", Time: time.Date(2026, 11, 1, 0, minute, 0, 0, time.UTC)}
+	for i := 0; i+1 < len(ids); i += 2 {
+		e.Identifiers = append(e.Identifiers, schemas.Identifier{Type: ids[i], Value: ids[i+1]})
+	}
+	schemas.SortIdentifiers(e.Identifiers)
+	e.ReceivedAt = e.Time
+	return e
+}
+
+func TestMergeProtection(t *testing.T) {
+	tests := []struct {
+		name     string
+		limits   map[string]int
+		events   []*schemas.Event
+		together [][2]string // identifiers (type:value) on one profile
+		apart    [][2]string // identifiers on different profiles
+		refusals int
+	}{
+		{
+			name:   "second user_id does not link",
+			events: []*schemas.Event{ev("t", "1", 0, "user_id", "u1", "email", "a@x.com"), ev("t", "2", 1, "user_id", "u2", "email", "a@x.com")},
+			together: [][2]string{{"user_id:u1", "email:a@x.com"}},
+			apart:    [][2]string{{"user_id:u1", "user_id:u2"}},
+			refusals: 1,
+		},
+		{
+			name:   "email limit 2",
+			limits: map[string]int{"email": 2},
+			events: []*schemas.Event{
+				ev("t", "1", 0, "phone", "+5511900000001", "email", "a@x.com"),
+				ev("t", "2", 1, "phone", "+5511900000001", "email", "b@x.com"),
+				ev("t", "3", 2, "phone", "+5511900000001", "email", "c@x.com"),
+			},
+			together: [][2]string{{"email:a@x.com", "email:b@x.com"}},
+			apart:    [][2]string{{"phone:+5511900000001", "email:c@x.com"}},
+			refusals: 1,
+		},
+		{
+			name:     "under the limits everything links",
+			events:   []*schemas.Event{ev("t", "1", 0, "user_id", "u1", "email", "a@x.com"), ev("t", "2", 1, "email", "a@x.com", "phone", "+5511900000001")},
+			together: [][2]string{{"user_id:u1", "phone:+5511900000001"}},
+		},
+		{
+			name:   "tenants never link",
+			events: []*schemas.Event{ev("t1", "1", 0, "email", "a@x.com", "phone", "+5511900000001"), ev("t2", "1", 0, "email", "a@x.com")},
+			together: [][2]string{{"email:a@x.com", "phone:+5511900000001"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for seed := int64(0); seed < 5; seed++ {
+				s := newSim(t, Config{Limits: tt.limits}, seed)
+				for _, e := range tt.events {
+					// In order: protection depends on arrival order.
+					s.queue = append(s.queue, simMsg{key: e.Key(), ev: e})
+					s.run(t)
+				}
+				node := func(s string) string {
+					for i := range s {
+						if s[i] == ':' {
+							return schemas.NodeID(tt.events[0].Tenant, schemas.Identifier{Type: s[:i], Value: s[i+1:]})
+						}
+					}
+					return ""
+				}
+				for _, p := range tt.together {
+					if a, b := s.root(t, node(p[0])), s.root(t, node(p[1])); a != b {
+						t.Fatalf("%s and %s are on %s and %s, want one profile", p[0], p[1], a, b)
+					}
+				}
+				for _, p := range tt.apart {
+					if a, b := s.root(t, node(p[0])), s.root(t, node(p[1])); a == b {
+						t.Fatalf("%s and %s share profile %s", p[0], p[1], a)
+					}
+				}
+				if len(s.out.refusals) != tt.refusals {
+					t.Fatalf("%d refusals (%+v), want %d", len(s.out.refusals), s.out.refusals, tt.refusals)
+				}
+				// The event still lands on its primary identifier's profile.
+				total := int64(0)
+				for _, p := range s.profiles(t) {
+					total += p.EventCount
+				}
+				if total != int64(len(tt.events)) {
+					t.Fatalf("%d events on profiles, want %d", total, len(tt.events))
+				}
+			}
+		})
+	}
+}
+
+func TestDedupeWindow(t *testing.T) {
+	e, err := NewEngine(Config{DedupeWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ev("t", "1", 0, "email", "a@x.com")
+	key := a.Key()
+	n, fx := e.Event(key, nil, a)
+	if !fx.applied {
+		t.Fatal("first delivery not applied")
+	}
+	n, fx = e.Event(key, n, a)
+	if fx.applied || !fx.duplicate || n.Own.Version != 1 {
+		t.Fatalf("a duplicate changed the node: %+v", fx)
+	}
+	later := ev("t", "2", 0, "email", "a@x.com")
+	later.ReceivedAt = a.ReceivedAt.Add(2 * time.Hour)
+	n, _ = e.Event(key, n, later)
+	again := *a
+	again.ReceivedAt = later.ReceivedAt
+	n, fx = e.Event(key, n, &again)
+	if !fx.applied || n.Own.Version != 3 {
+		t.Fatalf("an event past the dedupe window was not counted again: version %d", n.Own.Version)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{{DefaultLimit: -1}, {Limits: map[string]int{"email": 0}}, {DedupeWindow: -time.Second}} {
+		if _, err := NewEngine(c); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}
+
+var _ = sort.Strings

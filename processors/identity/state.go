@@ -1,0 +1,226 @@
+package identity
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// RecentLimit is how many recent events a profile keeps.
+const RecentLimit = 20
+
+// Trait is one trait value with what decides last-write-wins: the event time,
+// then source, event id and value, so the winner never depends on arrival
+// order.
+type Trait struct {
+	Value  string `json:"v"`
+	Time   int64  `json:"t"`
+	Source string `json:"s"`
+	Event  string `json:"e"`
+}
+
+func (a Trait) newer(b Trait) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if a.Source != b.Source {
+		return a.Source > b.Source
+	}
+	if a.Event != b.Event {
+		return a.Event > b.Event
+	}
+	return a.Value > b.Value
+}
+
+// Activity is one recent event.
+type Activity struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Source string `json:"source"`
+	Time   int64  `json:"time"`
+}
+
+func (a Activity) after(b Activity) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if a.Source != b.Source {
+		return a.Source > b.Source
+	}
+	return a.ID > b.ID
+}
+
+// Contribution is what the events of one node (the events whose primary
+// identifier is that node) add to its profile. Version counts the events
+// folded in; of two copies of one node's contribution the higher version is
+// the newer.
+type Contribution struct {
+	Node       string             `json:"n"`
+	Identifier schemas.Identifier `json:"i"`
+	Version    int64              `json:"ver,omitempty"`
+	Counters   map[string]int64   `json:"c,omitempty"`
+	Traits     map[string]Trait   `json:"t,omitempty"`
+	FirstSeen  int64              `json:"f,omitempty"`
+	LastSeen   int64              `json:"l,omitempty"`
+	Recent     []Activity         `json:"r,omitempty"`
+}
+
+// fold adds one event to the contribution.
+func (c *Contribution) fold(ev *schemas.Event) {
+	t := ev.Time.UnixMilli()
+	c.Version++
+	if c.Counters == nil {
+		c.Counters = map[string]int64{}
+	}
+	c.Counters[ev.Type]++
+	if c.Version == 1 || t < c.FirstSeen {
+		c.FirstSeen = t
+	}
+	if c.Version == 1 || t > c.LastSeen {
+		c.LastSeen = t
+	}
+	for k, v := range ev.Traits {
+		nt := Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
+		if old, ok := c.Traits[k]; !ok || nt.newer(old) {
+			if c.Traits == nil {
+				c.Traits = map[string]Trait{}
+			}
+			c.Traits[k] = nt
+		}
+	}
+	c.Recent = addRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+}
+
+func addRecent(l []Activity, a ...Activity) []Activity {
+	l = append(l, a...)
+	sort.Slice(l, func(i, j int) bool { return l[i].after(l[j]) })
+	out := l[:0]
+	for i, x := range l {
+		if i > 0 && x == out[len(out)-1] {
+			continue
+		}
+		out = append(out, x)
+		if len(out) == RecentLimit {
+			break
+		}
+	}
+	return out
+}
+
+// Node is the value of the identity table, keyed by node id.
+type Node struct {
+	Tenant     string                  `json:"tn"`
+	Identifier schemas.Identifier      `json:"id"`
+	Parent     string                  `json:"p,omitempty"`
+	Own        Contribution            `json:"o"`
+	Seen       map[uint64]int64        `json:"s,omitempty"`
+	Members    map[string]Contribution `json:"m,omitempty"`
+	Pending    string                  `json:"pd,omitempty"`
+	Deferred   []Message               `json:"df,omitempty"`
+}
+
+// IsRoot reports whether the node is a profile's root.
+func (n *Node) IsRoot() bool { return n.Parent == "" }
+
+// contributions returns the node's own contribution and, for a root, those
+// of every member.
+func (n *Node) contributions() []Contribution {
+	out := make([]Contribution, 0, 1+len(n.Members))
+	out = append(out, n.Own)
+	for _, k := range sortedKeys(n.Members) {
+		out = append(out, n.Members[k])
+	}
+	return out
+}
+
+// join merges contributions into the root's members, keeping per node the
+// higher version. It returns whether anything changed.
+func (n *Node) join(cs []Contribution) bool {
+	changed := false
+	for _, c := range cs {
+		if c.Node == n.Own.Node {
+			continue // a node's own contribution is authoritative where it lives
+		}
+		old, ok := n.Members[c.Node]
+		newer := c.Version > old.Version || (c.Version == old.Version && old.Identifier.Type == "" && c.Identifier.Type != "")
+		if ok && !newer {
+			continue
+		}
+		if n.Members == nil {
+			n.Members = map[string]Contribution{}
+		}
+		n.Members[c.Node] = c
+		changed = true
+	}
+	return changed
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Message is what the identity group sends itself through its loopback.
+type Message struct {
+	Kind   string `json:"k"`
+	Tenant string `json:"tn"`
+	// Identifier is the target node's identifier (link).
+	Identifier *schemas.Identifier `json:"id,omitempty"`
+	// Other is the node to unite with (link, union), the proposer
+	// (propose) or the accepting root (accept).
+	Other    string         `json:"o,omitempty"`
+	Contribs []Contribution `json:"c,omitempty"`
+}
+
+// Message kinds.
+const (
+	KindLink    = "link"
+	KindUnion   = "union"
+	KindPropose = "propose"
+	KindAccept  = "accept"
+	KindRefuse  = "refuse"
+	KindNoop    = "noop"
+	KindUpdate  = "update"
+)
+
+// Merge is a record on TopicMerges.
+type Merge struct {
+	Tenant string `json:"tenant"`
+	From   string `json:"from"`
+	Into   string `json:"into"`
+	Time   int64  `json:"time"`
+}
+
+// Refusal is a record on TopicAudit: a link merge protection refused.
+type Refusal struct {
+	Tenant string `json:"tenant"`
+	From   string `json:"from"`
+	Into   string `json:"into"`
+	Type   string `json:"type"`
+	Count  int    `json:"count"`
+	Limit  int    `json:"limit"`
+	Time   int64  `json:"time"`
+}
+
+// Profile is a materialized profile: the contract of the query API
+// (docs/api.md) and of TopicProfiles.
+type Profile struct {
+	ID          string                     `json:"id"`
+	Tenant      string                     `json:"tenant"`
+	Identifiers map[string][]string        `json:"identifiers"`
+	Traits      map[string]json.RawMessage `json:"traits"`
+	FirstSeen   string                     `json:"first_seen,omitempty"`
+	LastSeen    string                     `json:"last_seen,omitempty"`
+	EventCount  int64                      `json:"event_count"`
+	Counters    map[string]int64           `json:"counters"`
+	MergedIDs   []string                   `json:"merged_ids"`
+	Recent      []Activity                 `json:"recent"`
+	// MergedInto is set (and nothing else but ID and Tenant) on
+	// TopicProfiles when a root merged away.
+	MergedInto string `json:"merged_into,omitempty"`
+}

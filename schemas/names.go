@@ -17,12 +17,25 @@ const (
 	TopicDeadLetter = "rolodex.deadletter"
 	// IngestTopicPrefix starts the name of every partner's own ingest topic.
 	IngestTopicPrefix = "rolodex.ingest."
+	// TopicMerges carries a Merge record each time a profile merges into
+	// another. Key: the merged-away profile id. Value: JSON Merge.
+	TopicMerges = "rolodex.profile.merges"
+	// TopicAudit carries a Refusal record each time merge protection keeps
+	// two profiles apart. Key: the refused profile id. Value: JSON Refusal.
+	TopicAudit = "rolodex.profile.audit"
+	// TopicProfiles (compacted) carries the latest state of every profile.
+	// Key: profile id. Value: JSON Profile (MergedInto set once merged away).
+	TopicProfiles = "rolodex.profiles"
 )
 
 // Consumer groups.
 const (
 	// GroupKafkaIngest is the group of the Kafka-native ingest connector.
 	GroupKafkaIngest = "rolodex-ingest-kafka"
+	// GroupIdentity is the goka group of the identity stage. Its table
+	// topic is "rolodex-identity-table" (values: JSON Node), its loopback
+	// "rolodex-identity-loop" (values: JSON Message).
+	GroupIdentity = "rolodex-identity"
 )
 
 // IngestTopic is the topic a partner produces to straight into Kafka.

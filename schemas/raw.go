@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // RawEvent is an event as a partner sends it, before validation: the JSON
@@ -63,7 +65,34 @@ func (s *stringOrList) UnmarshalJSON(b []byte) error {
 
 // UnmarshalJSON decodes the JSON form of an event. A numeric id is accepted
 // as its literal text.
+//
+// Plain events take a fast path (see decodeFast); anything else, and every
+// error, goes through encoding/json as before (unmarshalJSONSlow).
 func (r *RawEvent) UnmarshalJSON(b []byte) error {
+	if r.decodeFast(b) {
+		return nil
+	}
+	return r.unmarshalJSONSlow(b)
+}
+
+// DecodeRawEventJSON decodes one event from its JSON form. It returns what
+// json.Unmarshal(b, &ev) returns for a new RawEvent ev, with the same
+// errors, but decodes a plain event in a single pass over b. The event
+// does not share memory with b.
+func DecodeRawEventJSON(b []byte) (*RawEvent, error) {
+	ev := new(RawEvent)
+	if ev.decodeFast(b) {
+		return ev, nil
+	}
+	if err := json.Unmarshal(b, ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// unmarshalJSONSlow is the encoding/json decoding of an event, the
+// reference for decodeFast.
+func (r *RawEvent) unmarshalJSONSlow(b []byte) error {
 	var j rawEventJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
@@ -112,4 +141,621 @@ func idText(b json.RawMessage) (string, error) {
 		return "", fmt.Errorf("id must be a string or a number")
 	}
 	return n.String(), nil
+}
+
+// The fast path of the JSON decoding.
+//
+// decodeFast decodes the common shape of an event in one pass: an object
+// whose keys are the field names as documented (lowercase, each at most
+// once), with string or numeric ids, string, numeric or string-array
+// identifier values, and any JSON as trait and property values. It checks
+// the syntax of every byte it passes over, as encoding/json does. Whenever
+// encoding/json could decide differently or fail (a field name in another
+// case or escaped, a repeated field, a value of the wrong type, a syntax
+// error, very deep nesting), it gives up and the caller runs encoding/json:
+// it never reports an error itself, so the errors are encoding/json's.
+//
+// Strings without escapes and with valid UTF-8 are taken as they are;
+// others are decoded by encoding/json, which also replaces invalid UTF-8.
+
+// maxFastDepth bounds the nesting decodeFast follows (encoding/json allows
+// 10000 levels); deeper values go to encoding/json.
+const maxFastDepth = 200
+
+// rawEventFields lists the JSON field names of an event, in the order of
+// the bits of decodeFast's seen mask.
+var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", "traits", "properties"}
+
+// decodeFast decodes b into r and reports true, or leaves r alone and
+// reports false.
+func (r *RawEvent) decodeFast(b []byte) bool {
+	d := fastDecoder{jsonScanner: jsonScanner{b: b}}
+	d.space()
+	if !d.next('{') {
+		return false
+	}
+	var (
+		ev   RawEvent
+		seen uint
+	)
+	d.space()
+	if !d.next('}') {
+		for {
+			key, ok := d.plainKey()
+			if !ok {
+				return false
+			}
+			field := -1
+			for i, name := range rawEventFields {
+				if key == name {
+					field = i
+					break
+				}
+			}
+			if field < 0 {
+				// encoding/json matches field names case-insensitively.
+				for _, name := range rawEventFields {
+					if strings.EqualFold(key, name) {
+						return false
+					}
+				}
+			} else if seen&(1<<field) != 0 {
+				return false
+			} else {
+				seen |= 1 << field
+			}
+			d.space()
+			if !d.next(':') {
+				return false
+			}
+			d.space()
+			switch field {
+			case 0:
+				ok = d.id(&ev.ID)
+			case 1:
+				ok = d.optString(&ev.Type)
+			case 2:
+				ok = d.optString(&ev.Time)
+			case 3:
+				ok = d.optString(&ev.Source)
+			case 4:
+				ok = d.identifiers(&ev.Identifiers)
+			case 5:
+				ok = d.rawMap(&ev.Traits)
+			case 6:
+				ok = d.rawMap(&ev.Properties)
+			default:
+				ok = d.skip(1)
+			}
+			if !ok {
+				return false
+			}
+			d.space()
+			if d.next(',') {
+				d.space()
+				continue
+			}
+			if d.next('}') {
+				break
+			}
+			return false
+		}
+	}
+	d.space()
+	if d.i != len(b) {
+		return false
+	}
+	*r = ev
+	return true
+}
+
+// fastDecoder turns tokens into values without copying each one: decoded
+// strings are substrings of one copy of the input, raw values subslices of
+// another.
+type fastDecoder struct {
+	jsonScanner
+	str  string // copy of b, made on first use
+	raw  []byte // copy of b, made on first use
+	vals []string
+}
+
+func (d *fastDecoder) text(start, end int) string {
+	if d.str == "" {
+		d.str = string(d.b)
+	}
+	return d.str[start:end]
+}
+
+func (d *fastDecoder) rawText(start, end int) json.RawMessage {
+	if d.raw == nil {
+		d.raw = bytes.Clone(d.b)
+	}
+	return d.raw[start:end:end]
+}
+
+// string decodes the string token at d.i.
+func (d *fastDecoder) string() (string, bool) {
+	start := d.i
+	plain, ok := d.scanString()
+	if !ok {
+		return "", false
+	}
+	if plain {
+		return d.text(start+1, d.i-1), true
+	}
+	var s string
+	if json.Unmarshal(d.b[start:d.i], &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// plainKey reads an object key made of ASCII without escapes; other keys
+// (which encoding/json may fold to a field name) make decodeFast give up.
+func (d *fastDecoder) plainKey() (string, bool) {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return "", false
+	}
+	start := d.i
+	for i := start + 1; i < len(d.b); i++ {
+		switch c := d.b[i]; {
+		case c == '"':
+			d.i = i + 1
+			return d.text(start+1, i), true
+		case c < 0x20 || c == '\\' || c >= utf8.RuneSelf:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// id decodes the id: a string, a number (its literal text) or null ("").
+func (d *fastDecoder) id(dst *string) bool {
+	if d.i >= len(d.b) {
+		return false
+	}
+	switch c := d.b[d.i]; {
+	case c == '"':
+		s, ok := d.string()
+		*dst = s
+		return ok
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := d.i
+		if !d.number() {
+			return false
+		}
+		*dst = d.text(start, d.i)
+		return true
+	}
+	return false
+}
+
+// optString decodes a string field; null leaves it empty.
+func (d *fastDecoder) optString(dst *string) bool {
+	if d.i < len(d.b) && d.b[d.i] == 'n' {
+		return d.literal("null")
+	}
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return false
+	}
+	s, ok := d.string()
+	*dst = s
+	return ok
+}
+
+// identifiers decodes the identifiers object (or null). Each value is a
+// string, a number (its literal text), null (no values) or an array of
+// strings and nulls (""), as stringOrList decodes them. An empty object
+// decodes as nil, as unmarshalJSONSlow leaves it.
+func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
+	if d.i < len(d.b) && d.b[d.i] == 'n' {
+		return d.literal("null")
+	}
+	if !d.next('{') {
+		return false
+	}
+	d.space()
+	if d.next('}') {
+		return true
+	}
+	m := make(map[string][]string, 4)
+	for {
+		if d.i >= len(d.b) || d.b[d.i] != '"' {
+			return false
+		}
+		key, ok := d.string()
+		if !ok {
+			return false
+		}
+		d.space()
+		if !d.next(':') {
+			return false
+		}
+		d.space()
+		if d.i >= len(d.b) {
+			return false
+		}
+		var vals []string
+		switch c := d.b[d.i]; {
+		case c == '"':
+			s, ok := d.string()
+			if !ok {
+				return false
+			}
+			vals = d.one(s)
+		case c == 'n':
+			if !d.literal("null") {
+				return false
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			start := d.i
+			if !d.number() {
+				return false
+			}
+			vals = d.one(d.text(start, d.i))
+		case c == '[':
+			if vals, ok = d.stringList(); !ok {
+				return false
+			}
+		default:
+			return false
+		}
+		m[key] = vals
+		d.space()
+		if d.next(',') {
+			d.space()
+			continue
+		}
+		if d.next('}') {
+			break
+		}
+		return false
+	}
+	if len(m) > 0 {
+		*dst = m
+	}
+	return true
+}
+
+// one returns []string{s}, carved from a shared backing array (capacity 1,
+// so an append copies).
+func (d *fastDecoder) one(s string) []string {
+	if len(d.vals) == cap(d.vals) {
+		d.vals = make([]string, 0, 4)
+	}
+	d.vals = append(d.vals, s)
+	n := len(d.vals)
+	return d.vals[n-1 : n : n]
+}
+
+// stringList decodes an array of strings; a null element is "".
+func (d *fastDecoder) stringList() ([]string, bool) {
+	d.i++ // '['
+	d.space()
+	l := []string{}
+	if d.next(']') {
+		return l, true
+	}
+	for {
+		if d.i >= len(d.b) {
+			return nil, false
+		}
+		switch d.b[d.i] {
+		case '"':
+			s, ok := d.string()
+			if !ok {
+				return nil, false
+			}
+			l = append(l, s)
+		case 'n':
+			if !d.literal("null") {
+				return nil, false
+			}
+			l = append(l, "")
+		default:
+			return nil, false
+		}
+		d.space()
+		if d.next(',') {
+			d.space()
+			continue
+		}
+		if d.next(']') {
+			return l, true
+		}
+		return nil, false
+	}
+}
+
+// rawMap decodes an object of raw JSON values (or null). An empty object
+// decodes as an empty map, as encoding/json does.
+func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
+	if d.i < len(d.b) && d.b[d.i] == 'n' {
+		return d.literal("null")
+	}
+	if !d.next('{') {
+		return false
+	}
+	d.space()
+	m := make(map[string]json.RawMessage, 4)
+	if d.next('}') {
+		*dst = m
+		return true
+	}
+	for {
+		if d.i >= len(d.b) || d.b[d.i] != '"' {
+			return false
+		}
+		key, ok := d.string()
+		if !ok {
+			return false
+		}
+		d.space()
+		if !d.next(':') {
+			return false
+		}
+		d.space()
+		start := d.i
+		if !d.skip(2) {
+			return false
+		}
+		m[key] = d.rawText(start, d.i)
+		d.space()
+		if d.next(',') {
+			d.space()
+			continue
+		}
+		if d.next('}') {
+			*dst = m
+			return true
+		}
+		return false
+	}
+}
+
+// jsonScanner checks JSON syntax as encoding/json's scanner does (RFC 8259;
+// any byte from 0x80 up is accepted inside strings).
+type jsonScanner struct {
+	b []byte
+	i int
+	// spaced records that space skipped white space.
+	spaced bool
+}
+
+func (s *jsonScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+			s.spaced = true
+		default:
+			return
+		}
+	}
+}
+
+// next consumes c if it is the next byte.
+func (s *jsonScanner) next(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *jsonScanner) literal(lit string) bool {
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+		s.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// scanString moves past the string token at s.i. plain reports a string
+// without escapes whose bytes are valid UTF-8: its text is its content.
+func (s *jsonScanner) scanString() (plain, ok bool) {
+	start := s.i + 1
+	ascii, escaped := true, false
+	for i := start; i < len(s.b); i++ {
+		c := s.b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return !escaped && (ascii || utf8.Valid(s.b[start:i])), true
+		case c < 0x20:
+			return false, false
+		case c == '\\':
+			escaped = true
+			i++
+			if i >= len(s.b) {
+				return false, false
+			}
+			switch s.b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s.b) {
+					return false, false
+				}
+				for _, h := range s.b[i+1 : i+5] {
+					if !isHex(h) {
+						return false, false
+					}
+				}
+				i += 4
+			default:
+				return false, false
+			}
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return false, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// number moves past a number token: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *jsonScanner) number() bool {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return false
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	s.i = i
+	return true
+}
+
+// skip moves past one value at nesting depth depth, checking its syntax.
+// The byte after it is left to the caller (it must be a delimiter).
+func (s *jsonScanner) skip(depth int) bool {
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; {
+	case c == '"':
+		_, ok := s.scanString()
+		return ok
+	case c == '{', c == '[':
+		if depth >= maxFastDepth {
+			return false
+		}
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		s.i++
+		s.space()
+		if s.next(closing) {
+			return true
+		}
+		for {
+			if c == '{' {
+				if s.i >= len(s.b) || s.b[s.i] != '"' {
+					return false
+				}
+				if _, ok := s.scanString(); !ok {
+					return false
+				}
+				s.space()
+				if !s.next(':') {
+					return false
+				}
+				s.space()
+			}
+			if !s.skip(depth + 1) {
+				return false
+			}
+			s.space()
+			if s.next(',') {
+				s.space()
+				continue
+			}
+			return s.next(closing)
+		}
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || isDigit(c):
+		return s.number()
+	}
+	return false
+}
+
+// IsCompactJSON reports whether b is one JSON value without insignificant
+// white space: json.Valid(b) holds and json.Compact would return b as it
+// is. It checks b in one pass; for a value nested deeper than encoding/json
+// allows, or nearly as deep, it may report false.
+func IsCompactJSON(b []byte) bool {
+	s := jsonScanner{b: b}
+	return s.skip(1) && s.i == len(b) && !s.spaced
+}
+
+// SplitJSONArray returns the elements of the JSON array b, each as the
+// bytes it has in b (not copied). It accepts and rejects what
+// json.Unmarshal into a []json.RawMessage does, with the same errors, but
+// checks a well-formed array in one pass without copying.
+func SplitJSONArray(b []byte) ([][]byte, error) {
+	if elems, ok := splitJSONArray(b); ok {
+		return elems, nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+		return nil, err
+	}
+	elems := make([][]byte, len(raw))
+	for i, e := range raw {
+		elems[i] = e
+	}
+	return elems, nil
+}
+
+func splitJSONArray(b []byte) ([][]byte, bool) {
+	s := jsonScanner{b: b}
+	s.space()
+	if !s.next('[') {
+		return nil, false
+	}
+	s.space()
+	elems := make([][]byte, 0, 16)
+	if !s.next(']') {
+		for {
+			start := s.i
+			if !s.skip(1) {
+				return nil, false
+			}
+			elems = append(elems, b[start:s.i:s.i])
+			s.space()
+			if s.next(',') {
+				s.space()
+				continue
+			}
+			if s.next(']') {
+				break
+			}
+			return nil, false
+		}
+	}
+	s.space()
+	return elems, s.i == len(b)
 }

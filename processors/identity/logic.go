@@ -1,11 +1,9 @@
 package identity
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
 	"time"
 
 	"github.com/rolodex/rolodex/schemas"
@@ -60,14 +58,14 @@ func (c *Config) limit(typ string) int {
 // send is a loopback message to a node.
 type send struct {
 	key string
-	msg *Message
+	msg *schemas.Message
 }
 
 // effects is what handling one input produces besides the new node value.
 type effects struct {
 	sends      []send
-	merges     []Merge
-	refusals   []Refusal
+	merges     []schemas.Merge
+	refusals   []schemas.Refusal
 	changed    bool // the node must be written
 	applied    bool // an event was folded in
 	duplicate  bool // an event was already folded in
@@ -100,9 +98,9 @@ func eventHash(source, id string) uint64 {
 	return h.Sum64()
 }
 
-func ensure(key string, n *Node, tenant string, id *schemas.Identifier, fx *effects) *Node {
+func ensure(key string, n *schemas.Node, tenant string, id *schemas.Identifier, fx *effects) *schemas.Node {
 	if n == nil {
-		n = &Node{Tenant: tenant, Own: Contribution{Node: key}}
+		n = &schemas.Node{Tenant: tenant, Own: schemas.Contribution{Node: key}}
 		fx.changed = true
 	}
 	if id != nil && n.Identifier.Type == "" {
@@ -112,14 +110,14 @@ func ensure(key string, n *Node, tenant string, id *schemas.Identifier, fx *effe
 		if n.IsRoot() {
 			fx.rootUpdate = true
 		} else {
-			fx.sends = append(fx.sends, send{n.Parent, &Message{Kind: KindUpdate, Tenant: n.Tenant, Contribs: []Contribution{n.Own}}})
+			fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}}})
 		}
 	}
 	return n
 }
 
 // Event handles an event at the node of its primary identifier.
-func (e *Engine) Event(key string, n *Node, ev *schemas.Event) (*Node, effects) {
+func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event) (*schemas.Node, effects) {
 	var fx effects
 	primary := ev.Identifiers[0]
 	n = ensure(key, n, ev.Tenant, &primary, &fx)
@@ -128,7 +126,7 @@ func (e *Engine) Event(key string, n *Node, ev *schemas.Event) (*Node, effects) 
 		fx.duplicate = true
 	} else {
 		received := ev.ReceivedAt.UnixMilli()
-		n.Own.fold(ev)
+		n.Own.Add(ev)
 		if n.Seen == nil {
 			n.Seen = map[uint64]int64{}
 		}
@@ -147,60 +145,66 @@ func (e *Engine) Event(key string, n *Node, ev *schemas.Event) (*Node, effects) 
 	// Re-sent on every delivery: a replay after a crash must repair what
 	// the crash lost, and every receiver is idempotent.
 	if !n.IsRoot() {
-		fx.sends = append(fx.sends, send{n.Parent, &Message{Kind: KindUpdate, Tenant: n.Tenant, Contribs: []Contribution{n.Own}}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}}})
 	}
 	for _, id := range ev.Identifiers[1:] {
 		id := id
-		fx.sends = append(fx.sends, send{schemas.NodeID(ev.Tenant, id), &Message{Kind: KindLink, Tenant: ev.Tenant, Identifier: &id, Other: key}})
+		fx.sends = append(fx.sends, send{schemas.NodeID(ev.Tenant, id), &schemas.Message{Kind: schemas.KindLink, Tenant: ev.Tenant, Identifier: &id, Other: key}})
 	}
 	return n, fx
 }
 
 // Message handles a loopback message at node key.
-func (e *Engine) Message(key string, n *Node, m *Message) (*Node, effects) {
+func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message) (*schemas.Node, effects) {
 	var fx effects
 	n = ensure(key, n, m.Tenant, m.Identifier, &fx)
 	switch m.Kind {
-	case KindLink, KindUnion:
+	case schemas.KindLink, schemas.KindUnion:
 		e.union(key, n, m, &fx)
-	case KindPropose:
+	case schemas.KindPropose:
 		e.propose(key, n, m, &fx)
-	case KindAccept:
+	case schemas.KindAccept:
 		e.accept(key, n, m.Other, &fx)
-	case KindRefuse, KindNoop:
+	case schemas.KindRefuse, schemas.KindNoop:
 		if n.IsRoot() && n.Pending != "" {
-			e.settle(key, n, &fx)
+			e.settle(key, n, trigger(m), &fx)
+		} else {
+			e.resettle(key, n, trigger(m), &fx)
 		}
-	case KindUpdate:
+	case schemas.KindUpdate:
 		if !n.IsRoot() {
 			fx.sends = append(fx.sends, send{n.Parent, m})
-		} else if n.join(m.Contribs) {
+		} else if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
 	}
 	return n, fx
 }
 
-func (e *Engine) union(key string, n *Node, m *Message, fx *effects) {
+func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, fx *effects) {
 	other := m.Other
 	switch _, member := n.Members[other]; {
 	case !n.IsRoot():
-		fx.sends = append(fx.sends, send{n.Parent, &Message{Kind: KindUnion, Tenant: n.Tenant, Other: other}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other}})
 	case other == key || member || other == "":
 	case other > key:
 		// The larger side proposes to the smaller.
-		fx.sends = append(fx.sends, send{other, &Message{Kind: KindUnion, Tenant: n.Tenant, Other: key}})
+		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: key}})
+	case n.Pending == other:
+		// A replay of the message that made the proposal: the proposal
+		// may have been lost with the crash, so send it again.
+		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
 	case n.Pending != "":
-		n.Deferred = append(n.Deferred, Message{Kind: KindUnion, Tenant: n.Tenant, Other: other})
+		n.Deferred = append(n.Deferred, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
 		fx.changed = true
 	default:
 		n.Pending = other
 		fx.changed = true
-		fx.sends = append(fx.sends, send{other, &Message{Kind: KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.contributions()}})
+		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
 	}
 }
 
-func (e *Engine) propose(key string, n *Node, m *Message, fx *effects) {
+func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, fx *effects) {
 	from := m.Other
 	_, member := n.Members[from]
 	switch {
@@ -210,63 +214,81 @@ func (e *Engine) propose(key string, n *Node, m *Message, fx *effects) {
 		// The proposal came back to its sender: both sides were one
 		// profile already.
 		if n.Pending != "" {
-			e.settle(key, n, fx)
+			e.settle(key, n, trigger(m), fx)
+		} else {
+			e.resettle(key, n, trigger(m), fx)
 		}
 	case member:
 		// A repeated proposal that was accepted before.
-		if n.join(m.Contribs) {
+		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
-		fx.sends = append(fx.sends, send{from, &Message{Kind: KindAccept, Tenant: n.Tenant, Other: key}})
+		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
 	case n.Pending != "":
 		n.Deferred = append(n.Deferred, *m)
 		fx.changed = true
 	default:
-		if typ, count, limit := e.exceeds(n.contributions(), m.Contribs); typ != "" {
-			fx.refusals = append(fx.refusals, Refusal{Tenant: n.Tenant, From: from, Into: key, Type: typ, Count: count, Limit: limit, Time: e.now().UnixMilli()})
-			fx.sends = append(fx.sends, send{from, &Message{Kind: KindRefuse, Tenant: n.Tenant, Other: key}})
+		if typ, count, limit := e.exceeds(n.Contributions(), m.Contribs); typ != "" {
+			fx.refusals = append(fx.refusals, schemas.Refusal{Tenant: n.Tenant, From: from, Into: key, Type: typ, Count: count, Limit: limit, Time: e.now().UnixMilli()})
+			fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindRefuse, Tenant: n.Tenant, Other: key}})
 			return
 		}
-		n.join(m.Contribs)
+		n.Join(m.Contribs)
 		fx.changed, fx.rootUpdate = true, true
-		fx.merges = append(fx.merges, Merge{Tenant: n.Tenant, From: from, Into: key, Time: e.now().UnixMilli()})
-		fx.sends = append(fx.sends, send{from, &Message{Kind: KindAccept, Tenant: n.Tenant, Other: key}})
+		fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: from, Into: key, Time: e.now().UnixMilli()})
+		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
 	}
 }
 
-func (e *Engine) accept(key string, n *Node, into string, fx *effects) {
+func (e *Engine) accept(key string, n *schemas.Node, into string, fx *effects) {
 	switch {
 	case n.Parent == into:
-		// Repeated: repair a lost update.
-		fx.sends = append(fx.sends, send{into, &Message{Kind: KindUpdate, Tenant: n.Tenant, Contribs: n.contributions()}})
+		// Repeated: repair a lost update and lost re-deliveries.
+		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+		e.resettle(key, n, schemas.KindAccept+":"+into, fx)
 	case !n.IsRoot():
 		// Accepted by another root after this one already merged
 		// elsewhere: both hold this profile's nodes, so they belong
 		// together.
-		fx.sends = append(fx.sends, send{key, &Message{Kind: KindUnion, Tenant: n.Tenant, Other: into}})
+		fx.sends = append(fx.sends, send{key, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: into}})
 	default:
 		n.Parent = into
 		fx.changed, fx.mergedAway = true, true
-		fx.sends = append(fx.sends, send{into, &Message{Kind: KindUpdate, Tenant: n.Tenant, Contribs: n.contributions()}})
-		e.settle(key, n, fx)
+		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+		e.settle(key, n, schemas.KindAccept+":"+into, fx)
 	}
 }
 
+// trigger names the answer that settles a proposal.
+func trigger(m *schemas.Message) string { return m.Kind + ":" + m.Other }
+
 // settle clears the pending proposal and re-delivers what waited for it.
-func (e *Engine) settle(key string, n *Node, fx *effects) {
+// It remembers what it re-delivered, for resettle.
+func (e *Engine) settle(key string, n *schemas.Node, trigger string, fx *effects) {
 	n.Pending = ""
-	for i := range n.Deferred {
-		fx.sends = append(fx.sends, send{key, &n.Deferred[i]})
-	}
+	n.Settled = &schemas.Settled{Trigger: trigger, Messages: n.Deferred}
 	n.Deferred = nil
+	e.resettle(key, n, trigger, fx)
 	fx.changed = true
+}
+
+// resettle re-delivers the messages of the last settlement when trigger is
+// a replay of the answer that caused it: the re-deliveries may have been
+// lost with a crash.
+func (e *Engine) resettle(key string, n *schemas.Node, trigger string, fx *effects) {
+	if n.Settled == nil || n.Settled.Trigger != trigger {
+		return
+	}
+	for i := range n.Settled.Messages {
+		fx.sends = append(fx.sends, send{key, &n.Settled.Messages[i]})
+	}
 }
 
 // exceeds returns the first identifier type whose count in the union of
 // both contribution sets is over its limit.
-func (e *Engine) exceeds(a, b []Contribution) (typ string, count, limit int) {
+func (e *Engine) exceeds(a, b []schemas.Contribution) (typ string, count, limit int) {
 	ids := map[schemas.Identifier]bool{}
-	for _, cs := range [][]Contribution{a, b} {
+	for _, cs := range [][]schemas.Contribution{a, b} {
 		for _, c := range cs {
 			if c.Identifier.Type != "" {
 				ids[c.Identifier] = true
@@ -277,60 +299,11 @@ func (e *Engine) exceeds(a, b []Contribution) (typ string, count, limit int) {
 	for id := range ids {
 		counts[id.Type]++
 	}
-	types := sortedKeys(counts)
+	types := schemas.SortedKeys(counts)
 	for _, t := range types {
 		if l := e.cfg.limit(t); counts[t] > l {
 			return t, counts[t], l
 		}
 	}
 	return "", 0, 0
-}
-
-// Fold materializes the profile of a root node.
-func Fold(key string, n *Node) *Profile {
-	p := &Profile{ID: key, Tenant: n.Tenant, Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
-		Counters: map[string]int64{}, MergedIDs: []string{}, Recent: []Activity{}}
-	traits := map[string]Trait{}
-	var first, last int64
-	seen := false
-	for _, c := range n.contributions() {
-		if c.Identifier.Type != "" {
-			p.Identifiers[c.Identifier.Type] = append(p.Identifiers[c.Identifier.Type], c.Identifier.Value)
-		}
-		if c.Node != key {
-			p.MergedIDs = append(p.MergedIDs, c.Node)
-		}
-		if c.Version == 0 {
-			continue
-		}
-		p.EventCount += c.Version
-		for t, v := range c.Counters {
-			p.Counters[t] += v
-		}
-		for k, t := range c.Traits {
-			if old, ok := traits[k]; !ok || t.newer(old) {
-				traits[k] = t
-			}
-		}
-		if !seen || c.FirstSeen < first {
-			first = c.FirstSeen
-		}
-		if !seen || c.LastSeen > last {
-			last = c.LastSeen
-		}
-		seen = true
-		p.Recent = addRecent(p.Recent, c.Recent...)
-	}
-	for _, vs := range p.Identifiers {
-		sort.Strings(vs)
-	}
-	sort.Strings(p.MergedIDs)
-	for k, t := range traits {
-		p.Traits[k] = json.RawMessage(t.Value)
-	}
-	if seen {
-		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
-		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
-	}
-	return p
 }

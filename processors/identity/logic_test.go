@@ -16,20 +16,21 @@ import (
 // order (much weaker than Kafka's per-partition order), some twice.
 type sim struct {
 	e     *Engine
-	nodes map[string]*Node
+	nodes map[string]*schemas.Node
 	queue []simMsg
 	rng   *rand.Rand
 	dup   int // percent of deliveries repeated
+	crash int // per mille of deliveries that crash
 	out   struct {
-		merges   []Merge
-		refusals []Refusal
+		merges   []schemas.Merge
+		refusals []schemas.Refusal
 	}
 }
 
 type simMsg struct {
 	key string
 	ev  *schemas.Event
-	msg *Message
+	msg *schemas.Message
 }
 
 func newSim(t *testing.T, cfg Config, seed int64) *sim {
@@ -37,7 +38,7 @@ func newSim(t *testing.T, cfg Config, seed int64) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sim{e: e, nodes: map[string]*Node{}, rng: rand.New(rand.NewSource(seed))}
+	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed))}
 }
 
 // roundTrip stores nodes and messages the way Kafka does: encoded.
@@ -66,7 +67,7 @@ func (s *sim) run(t *testing.T) {
 			s.queue = s.queue[:len(s.queue)-1]
 		}
 		var (
-			n  *Node
+			n  *schemas.Node
 			fx effects
 		)
 		cur := s.nodes[m.key]
@@ -77,6 +78,21 @@ func (s *sim) run(t *testing.T) {
 			n, fx = s.e.Event(m.key, cur, m.ev)
 		} else {
 			n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg))
+		}
+		if s.rng.Intn(1000) < s.crash {
+			// A crash mid-callback: the node write may or may not have
+			// landed, any of the sends may be lost, and the input is
+			// delivered again (its offset was not committed).
+			if s.rng.Intn(2) == 0 {
+				s.nodes[m.key] = n
+			}
+			for _, sd := range fx.sends {
+				if s.rng.Intn(2) == 0 {
+					s.queue = append(s.queue, simMsg{key: sd.key, msg: sd.msg})
+				}
+			}
+			s.queue = append(s.queue, m)
+			continue
 		}
 		if fx.changed {
 			s.nodes[m.key] = n
@@ -106,20 +122,20 @@ func (s *sim) root(t *testing.T, key string) string {
 }
 
 // profiles folds every root.
-func (s *sim) profiles(t *testing.T) map[string]*Profile {
-	out := map[string]*Profile{}
+func (s *sim) profiles(t *testing.T) map[string]*schemas.Profile {
+	out := map[string]*schemas.Profile{}
 	for k, n := range s.nodes {
 		if n.IsRoot() {
 			if n.Pending != "" || len(n.Deferred) > 0 {
 				t.Fatalf("root %s settled with a pending proposal", k)
 			}
-			out[k] = Fold(k, n)
+			out[k] = schemas.Fold(k, n)
 		}
 	}
 	return out
 }
 
-func compare(t *testing.T, got, want map[string]*Profile) {
+func compare(t *testing.T, got, want map[string]*schemas.Profile) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("%d profiles, want %d", len(got), len(want))
@@ -148,6 +164,7 @@ func TestProtocolMatchesReference(t *testing.T) {
 			ref := newReference()
 			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}}, seed)
 			s.dup = rng.Intn(20)
+			s.crash = rng.Intn(50)
 			for _, ev := range events {
 				ref.add(ev)
 				s.queue = append(s.queue, simMsg{key: ev.Key(), ev: ev})
@@ -185,8 +202,8 @@ func TestMergeProtection(t *testing.T) {
 		refusals int
 	}{
 		{
-			name:   "second user_id does not link",
-			events: []*schemas.Event{ev("t", "1", 0, "user_id", "u1", "email", "a@x.com"), ev("t", "2", 1, "user_id", "u2", "email", "a@x.com")},
+			name:     "second user_id does not link",
+			events:   []*schemas.Event{ev("t", "1", 0, "user_id", "u1", "email", "a@x.com"), ev("t", "2", 1, "user_id", "u2", "email", "a@x.com")},
 			together: [][2]string{{"user_id:u1", "email:a@x.com"}},
 			apart:    [][2]string{{"user_id:u1", "user_id:u2"}},
 			refusals: 1,
@@ -209,8 +226,8 @@ func TestMergeProtection(t *testing.T) {
 			together: [][2]string{{"user_id:u1", "phone:+5511900000001"}},
 		},
 		{
-			name:   "tenants never link",
-			events: []*schemas.Event{ev("t1", "1", 0, "email", "a@x.com", "phone", "+5511900000001"), ev("t2", "1", 0, "email", "a@x.com")},
+			name:     "tenants never link",
+			events:   []*schemas.Event{ev("t1", "1", 0, "email", "a@x.com", "phone", "+5511900000001"), ev("t2", "1", 0, "email", "a@x.com")},
 			together: [][2]string{{"email:a@x.com", "phone:+5511900000001"}},
 		},
 	}

@@ -59,19 +59,19 @@ func (r *reference) add(ev *schemas.Event) {
 
 // profiles returns every profile, keyed by its id: the smallest node id of
 // its component.
-func (r *reference) profiles() map[string]*Profile {
+func (r *reference) profiles() map[string]*schemas.Profile {
 	comps := map[string][]string{}
 	for n := range r.parent {
 		root := r.find(n)
 		comps[root] = append(comps[root], n)
 	}
-	out := map[string]*Profile{}
+	out := map[string]*schemas.Profile{}
 	for _, nodes := range comps {
 		sort.Strings(nodes)
 		id := nodes[0]
-		p := &Profile{ID: id, Tenant: r.tenant[id], Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
-			Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...), Recent: []Activity{}}
-		traits := map[string]Trait{}
+		p := &schemas.Profile{ID: id, Tenant: r.tenant[id], Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
+			Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...), Recent: []schemas.Activity{}}
+		traits := map[string]schemas.Trait{}
 		var first, last int64
 		for _, n := range nodes {
 			ident := r.ident[n]
@@ -87,12 +87,12 @@ func (r *reference) profiles() map[string]*Profile {
 				p.EventCount++
 				p.Counters[ev.Type]++
 				for k, v := range ev.Traits {
-					nt := Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
-					if old, ok := traits[k]; !ok || nt.newer(old) {
+					nt := schemas.Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
+					if old, ok := traits[k]; !ok || nt.Newer(old) {
 						traits[k] = nt
 					}
 				}
-				p.Recent = append(p.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+				p.Recent = append(p.Recent, schemas.Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
 			}
 		}
 		for _, vs := range p.Identifiers {
@@ -101,9 +101,9 @@ func (r *reference) profiles() map[string]*Profile {
 		for k, t := range traits {
 			p.Traits[k] = json.RawMessage(t.Value)
 		}
-		sort.Slice(p.Recent, func(i, j int) bool { return p.Recent[i].after(p.Recent[j]) })
-		if len(p.Recent) > RecentLimit {
-			p.Recent = p.Recent[:RecentLimit]
+		sort.Slice(p.Recent, func(i, j int) bool { return p.Recent[i].After(p.Recent[j]) })
+		if len(p.Recent) > schemas.RecentLimit {
+			p.Recent = p.Recent[:schemas.RecentLimit]
 		}
 		if p.EventCount > 0 {
 			p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
@@ -153,7 +153,7 @@ func genEvents(rng *rand.Rand, n, people int) []*schemas.Event {
 		schemas.SortIdentifiers(ids)
 		ev := &schemas.Event{
 			Tenant: tenant, ID: fmt.Sprintf("e%d", i), Type: types[rng.Intn(len(types))],
-			Time:   base.Add(time.Duration(rng.Intn(30*24*60)) * time.Minute), Source: []string{"web", "crm"}[rng.Intn(2)],
+			Time: base.Add(time.Duration(rng.Intn(30*24*60)) * time.Minute), Source: []string{"web", "crm"}[rng.Intn(2)],
 			Partner: "p", Identifiers: ids, ReceivedAt: base.Add(time.Duration(i) * time.Second),
 		}
 		if rng.Intn(2) == 0 {

@@ -1,10 +1,13 @@
-package identity
+package schemas
+
+// The state of the identity stage (docs/identity.md): the value of its
+// table, its loopback messages and the records it emits. Views read the
+// table, so the types live here, with the contract.
 
 import (
 	"encoding/json"
 	"sort"
-
-	"github.com/rolodex/rolodex/schemas"
+	"time"
 )
 
 // RecentLimit is how many recent events a profile keeps.
@@ -20,7 +23,7 @@ type Trait struct {
 	Event  string `json:"e"`
 }
 
-func (a Trait) newer(b Trait) bool {
+func (a Trait) Newer(b Trait) bool {
 	if a.Time != b.Time {
 		return a.Time > b.Time
 	}
@@ -41,7 +44,7 @@ type Activity struct {
 	Time   int64  `json:"time"`
 }
 
-func (a Activity) after(b Activity) bool {
+func (a Activity) After(b Activity) bool {
 	if a.Time != b.Time {
 		return a.Time > b.Time
 	}
@@ -56,18 +59,18 @@ func (a Activity) after(b Activity) bool {
 // folded in; of two copies of one node's contribution the higher version is
 // the newer.
 type Contribution struct {
-	Node       string             `json:"n"`
-	Identifier schemas.Identifier `json:"i"`
-	Version    int64              `json:"ver,omitempty"`
-	Counters   map[string]int64   `json:"c,omitempty"`
-	Traits     map[string]Trait   `json:"t,omitempty"`
-	FirstSeen  int64              `json:"f,omitempty"`
-	LastSeen   int64              `json:"l,omitempty"`
-	Recent     []Activity         `json:"r,omitempty"`
+	Node       string           `json:"n"`
+	Identifier Identifier       `json:"i"`
+	Version    int64            `json:"ver,omitempty"`
+	Counters   map[string]int64 `json:"c,omitempty"`
+	Traits     map[string]Trait `json:"t,omitempty"`
+	FirstSeen  int64            `json:"f,omitempty"`
+	LastSeen   int64            `json:"l,omitempty"`
+	Recent     []Activity       `json:"r,omitempty"`
 }
 
-// fold adds one event to the contribution.
-func (c *Contribution) fold(ev *schemas.Event) {
+// Add folds one event to the contribution.
+func (c *Contribution) Add(ev *Event) {
 	t := ev.Time.UnixMilli()
 	c.Version++
 	if c.Counters == nil {
@@ -82,19 +85,19 @@ func (c *Contribution) fold(ev *schemas.Event) {
 	}
 	for k, v := range ev.Traits {
 		nt := Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
-		if old, ok := c.Traits[k]; !ok || nt.newer(old) {
+		if old, ok := c.Traits[k]; !ok || nt.Newer(old) {
 			if c.Traits == nil {
 				c.Traits = map[string]Trait{}
 			}
 			c.Traits[k] = nt
 		}
 	}
-	c.Recent = addRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
 }
 
-func addRecent(l []Activity, a ...Activity) []Activity {
+func AddRecent(l []Activity, a ...Activity) []Activity {
 	l = append(l, a...)
-	sort.Slice(l, func(i, j int) bool { return l[i].after(l[j]) })
+	sort.Slice(l, func(i, j int) bool { return l[i].After(l[j]) })
 	out := l[:0]
 	for i, x := range l {
 		if i > 0 && x == out[len(out)-1] {
@@ -111,32 +114,42 @@ func addRecent(l []Activity, a ...Activity) []Activity {
 // Node is the value of the identity table, keyed by node id.
 type Node struct {
 	Tenant     string                  `json:"tn"`
-	Identifier schemas.Identifier      `json:"id"`
+	Identifier Identifier              `json:"id"`
 	Parent     string                  `json:"p,omitempty"`
 	Own        Contribution            `json:"o"`
 	Seen       map[uint64]int64        `json:"s,omitempty"`
 	Members    map[string]Contribution `json:"m,omitempty"`
 	Pending    string                  `json:"pd,omitempty"`
 	Deferred   []Message               `json:"df,omitempty"`
+	// Settled remembers the last answer that cleared Pending and the
+	// deferred messages it re-delivered, so that a replay of that answer
+	// re-delivers them again.
+	Settled *Settled `json:"st,omitempty"`
+}
+
+// Settled is the last settlement of a root's proposal.
+type Settled struct {
+	Trigger  string    `json:"t"`
+	Messages []Message `json:"m,omitempty"`
 }
 
 // IsRoot reports whether the node is a profile's root.
 func (n *Node) IsRoot() bool { return n.Parent == "" }
 
-// contributions returns the node's own contribution and, for a root, those
+// Contributions returns the node's own contribution and, for a root, those
 // of every member.
-func (n *Node) contributions() []Contribution {
+func (n *Node) Contributions() []Contribution {
 	out := make([]Contribution, 0, 1+len(n.Members))
 	out = append(out, n.Own)
-	for _, k := range sortedKeys(n.Members) {
+	for _, k := range SortedKeys(n.Members) {
 		out = append(out, n.Members[k])
 	}
 	return out
 }
 
-// join merges contributions into the root's members, keeping per node the
+// Join merges contributions into the root's members, keeping per node the
 // higher version. It returns whether anything changed.
-func (n *Node) join(cs []Contribution) bool {
+func (n *Node) Join(cs []Contribution) bool {
 	changed := false
 	for _, c := range cs {
 		if c.Node == n.Own.Node {
@@ -156,7 +169,8 @@ func (n *Node) join(cs []Contribution) bool {
 	return changed
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+// SortedKeys returns the keys of m, sorted.
+func SortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
 		ks = append(ks, k)
@@ -170,7 +184,7 @@ type Message struct {
 	Kind   string `json:"k"`
 	Tenant string `json:"tn"`
 	// Identifier is the target node's identifier (link).
-	Identifier *schemas.Identifier `json:"id,omitempty"`
+	Identifier *Identifier `json:"id,omitempty"`
 	// Other is the node to unite with (link, union), the proposer
 	// (propose) or the accepting root (accept).
 	Other    string         `json:"o,omitempty"`
@@ -223,4 +237,53 @@ type Profile struct {
 	// MergedInto is set (and nothing else but ID and Tenant) on
 	// TopicProfiles when a root merged away.
 	MergedInto string `json:"merged_into,omitempty"`
+}
+
+// Fold materializes the profile of a root node.
+func Fold(key string, n *Node) *Profile {
+	p := &Profile{ID: key, Tenant: n.Tenant, Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
+		Counters: map[string]int64{}, MergedIDs: []string{}, Recent: []Activity{}}
+	traits := map[string]Trait{}
+	var first, last int64
+	seen := false
+	for _, c := range n.Contributions() {
+		if c.Identifier.Type != "" {
+			p.Identifiers[c.Identifier.Type] = append(p.Identifiers[c.Identifier.Type], c.Identifier.Value)
+		}
+		if c.Node != key {
+			p.MergedIDs = append(p.MergedIDs, c.Node)
+		}
+		if c.Version == 0 {
+			continue
+		}
+		p.EventCount += c.Version
+		for t, v := range c.Counters {
+			p.Counters[t] += v
+		}
+		for k, t := range c.Traits {
+			if old, ok := traits[k]; !ok || t.Newer(old) {
+				traits[k] = t
+			}
+		}
+		if !seen || c.FirstSeen < first {
+			first = c.FirstSeen
+		}
+		if !seen || c.LastSeen > last {
+			last = c.LastSeen
+		}
+		seen = true
+		p.Recent = AddRecent(p.Recent, c.Recent...)
+	}
+	for _, vs := range p.Identifiers {
+		sort.Strings(vs)
+	}
+	sort.Strings(p.MergedIDs)
+	for k, t := range traits {
+		p.Traits[k] = json.RawMessage(t.Value)
+	}
+	if seen {
+		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
+		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
+	}
+	return p
 }

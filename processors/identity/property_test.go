@@ -1,0 +1,273 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Child processes run the identity processor until they are killed; the
+// property test starts them with these variables set.
+const (
+	envChildBrokers = "ROLODEX_TEST_IDENTITY_BROKERS"
+	envChildStorage = "ROLODEX_TEST_IDENTITY_STORAGE"
+)
+
+func TestMain(m *testing.M) {
+	if brokers := os.Getenv(envChildBrokers); brokers != "" {
+		os.Exit(runChild(strings.Split(brokers, ","), os.Getenv(envChildStorage)))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(brokers []string, dir string) int {
+	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+type child struct {
+	cmd *exec.Cmd
+	dir string
+}
+
+func startChild(t *testing.T, brokers []string, dir string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, dir: dir}
+	t.Cleanup(func() { c.kill() })
+	return c
+}
+
+// kill stops the child abruptly: SIGKILL, no shutdown, no final commit.
+func (c *child) kill() {
+	if c.cmd.ProcessState == nil {
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c.cmd.Wait()
+	}
+}
+
+// stop stops the child gracefully.
+func (c *child) stop() {
+	if c.cmd.ProcessState == nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		_ = c.cmd.Wait()
+	}
+}
+
+// tableState reads the whole table topic and returns the latest node per key.
+func tableState(t *testing.T, brokers []string) map[string]*schemas.Node {
+	t.Helper()
+	topic := goTable()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	nodes := map[string]*schemas.Node{}
+	for len(want) > 0 {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading the table: %v", ctx.Err())
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				delete(nodes, string(r.Key))
+			} else {
+				var n schemas.Node
+				if err := json.Unmarshal(r.Value, &n); err != nil {
+					t.Fatal(err)
+				}
+				nodes[string(r.Key)] = &n
+			}
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return nodes
+}
+
+func goTable() string { return schemas.GroupIdentity + "-table" }
+
+func foldAll(nodes map[string]*schemas.Node) map[string]*schemas.Profile {
+	out := map[string]*schemas.Profile{}
+	for k, n := range nodes {
+		if n.IsRoot() {
+			out[k] = schemas.Fold(k, n)
+		}
+	}
+	return out
+}
+
+func sameProfiles(got, want map[string]*schemas.Profile) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d profiles, want %d", len(got), len(want))
+	}
+	for id, w := range want {
+		gj, _ := json.Marshal(got[id])
+		wj, _ := json.Marshal(w)
+		if string(gj) != string(wj) {
+			return fmt.Sprintf("profile %s:\n got %s\nwant %s", id, gj, wj)
+		}
+	}
+	return ""
+}
+
+// The streamed result on a real broker (kfake over TCP) equals the reference
+// model, for random streams, partition counts and instance counts, with
+// processors killed (SIGKILL) mid-stream and restarted.
+func TestPropertyOnKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the property test on Kafka runs in the full suite")
+	}
+	seeds := []int64{1, 2, 3}
+	if s := os.Getenv("ROLODEX_PROPERTY_SEEDS"); s != "" {
+		n, _ := strconv.Atoi(s)
+		seeds = nil
+		for i := 1; i <= n; i++ {
+			seeds = append(seeds, int64(i))
+		}
+	}
+	for _, seed := range seeds {
+		rng := rand.New(rand.NewSource(seed * 7919))
+		partitions := 1 + rng.Intn(8)
+		instances := 1 + rng.Intn(3)
+		t.Run(fmt.Sprintf("seed=%d/partitions=%d/instances=%d", seed, partitions, instances), func(t *testing.T) {
+			propertyRun(t, rng, partitions, instances)
+		})
+	}
+}
+
+func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
+	topics := []string{schemas.TopicEvents}
+	for _, s := range Topics(int32(partitions)) {
+		topics = append(topics, s.Name)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	prod, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	events := genEvents(rng, 1500+rng.Intn(1500), 50+rng.Intn(200))
+	ref := newReference()
+	for _, ev := range events {
+		ref.add(ev)
+	}
+	produce := func(evs []*schemas.Event) {
+		for _, ev := range evs {
+			val, err := schemas.EncodeEvent(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prod.Produce(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: val}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					t.Errorf("produce: %v", err)
+				}
+			})
+		}
+		if err := prod.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	base := t.TempDir()
+	children := make([]*child, instances)
+	for i := range children {
+		children[i] = startChild(t, brokers, filepath.Join(base, fmt.Sprint(i)))
+	}
+	// A third of the stream, then kill one instance abruptly mid-stream.
+	third := len(events) / 3
+	produce(events[:third])
+	time.Sleep(time.Duration(500+rng.Intn(1500)) * time.Millisecond)
+	victim := rng.Intn(instances)
+	children[victim].kill()
+	produce(events[third : 2*third])
+	time.Sleep(time.Duration(rng.Intn(1000)) * time.Millisecond)
+	children[victim] = startChild(t, brokers, children[victim].dir)
+	produce(events[2*third:])
+
+	want := ref.profiles()
+	deadline := time.Now().Add(90 * time.Second)
+	var diff string
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		nodes := tableState(t, brokers)
+		if diff = sameProfiles(foldAll(nodes), want); diff == "" {
+			// Every identifier resolves, through its node's parents, to
+			// its reference profile.
+			for n := range ref.parent {
+				key := n
+				for nodes[key] != nil && !nodes[key].IsRoot() {
+					key = nodes[key].Parent
+				}
+				if want[key] == nil {
+					t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
+				}
+			}
+			for _, ch := range children {
+				ch.stop()
+			}
+			return
+		}
+	}
+	nodes := tableState(t, brokers)
+	stuck := 0
+	for k, n := range nodes {
+		if n.IsRoot() && (n.Pending != "" || len(n.Deferred) > 0) {
+			if stuck++; stuck <= 5 {
+				t.Logf("root %s stuck: pending %s, %d deferred; pending node: %+v", k, n.Pending, len(n.Deferred), nodes[n.Pending])
+			}
+		}
+	}
+	t.Fatalf("streamed profiles never matched the reference (%d roots stuck on a proposal): %s", stuck, diff)
+}

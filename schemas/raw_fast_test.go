@@ -1,0 +1,399 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// slowRawEvent decodes with encoding/json only: the reference the fast
+// path is held to.
+type slowRawEvent RawEvent
+
+func (s *slowRawEvent) UnmarshalJSON(b []byte) error {
+	return (*RawEvent)(s).unmarshalJSONSlow(b)
+}
+
+// checkDecode fails t unless DecodeRawEventJSON, RawEvent.UnmarshalJSON
+// (through json.Unmarshal) and the fast path alone agree with the
+// encoding/json reference on b. It reports whether the fast path took b.
+func checkDecode(t *testing.T, b []byte) bool {
+	t.Helper()
+	var want slowRawEvent
+	werr := json.Unmarshal(b, &want)
+
+	got, gerr := DecodeRawEventJSON(b)
+	if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+		t.Fatalf("DecodeRawEventJSON(%q) error %v, encoding/json %v", b, gerr, werr)
+	}
+	if werr == nil && !reflect.DeepEqual(*got, RawEvent(want)) {
+		t.Fatalf("DecodeRawEventJSON(%q) = %#v, encoding/json %#v", b, *got, RawEvent(want))
+	}
+
+	var viaUnmarshal RawEvent
+	uerr := json.Unmarshal(b, &viaUnmarshal)
+	if fmt.Sprint(uerr) != fmt.Sprint(werr) {
+		t.Fatalf("json.Unmarshal(%q) error %v, reference %v", b, uerr, werr)
+	}
+	if werr == nil && !reflect.DeepEqual(viaUnmarshal, RawEvent(want)) {
+		t.Fatalf("json.Unmarshal(%q) = %#v, reference %#v", b, viaUnmarshal, RawEvent(want))
+	}
+
+	var fast RawEvent
+	if !fast.decodeFast(b) {
+		return false
+	}
+	if werr != nil {
+		t.Fatalf("fast path decoded %q, encoding/json fails: %v", b, werr)
+	}
+	if !reflect.DeepEqual(fast, RawEvent(want)) {
+		t.Fatalf("fast path decoded %q as %#v, encoding/json %#v", b, fast, RawEvent(want))
+	}
+	// The result must not share memory with b.
+	saved := bytes.Clone(b)
+	for i := range b {
+		b[i] = 'X'
+	}
+	if !reflect.DeepEqual(fast, RawEvent(want)) {
+		t.Fatalf("the event decoded from %q changed when the input was overwritten", saved)
+	}
+	copy(b, saved)
+	return true
+}
+
+// checkSplit fails t unless SplitJSONArray agrees with json.Unmarshal into
+// []json.RawMessage on b.
+func checkSplit(t *testing.T, b []byte) {
+	t.Helper()
+	var want []json.RawMessage
+	werr := json.Unmarshal(b, &want)
+	got, gerr := SplitJSONArray(b)
+	if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+		t.Fatalf("SplitJSONArray(%q) error %v, encoding/json %v", b, gerr, werr)
+	}
+	if werr != nil {
+		return
+	}
+	if len(got) != len(want) || (got == nil) != (want == nil) {
+		t.Fatalf("SplitJSONArray(%q) = %d elements (nil %v), encoding/json %d (nil %v)", b, len(got), got == nil, len(want), want == nil)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("SplitJSONArray(%q)[%d] = %q, encoding/json %q", b, i, got[i], want[i])
+		}
+	}
+}
+
+var decodeSeeds = []string{
+	`{"id":"e-1","type":"page.viewed","time":"2026-11-22T10:00:00Z","source":"web","identifiers":{"email":"Ana@Example.com","phone":"+55 11 91234-5678","user_id":"u-1"},"traits":{"name":"Ana"},"properties":{"url":"/cars/42"}}`,
+	`{"id":1,"type":"x","identifiers":{"phone":5511912345678,"email":["a@b.co","c@d.co"]}}`,
+	`{"id":"x","type":"t","identifiers":{"external:crm":"L-1"},"traits":{"n":null}}`,
+	`{"id":null,"type":5}`, `{"identifiers":[]}`, `[]`, `{`, `null`, ``, "\x00", `{}`, ` { } `,
+	`{"ID":"a"}`, `{"id":"a","id":"b"}`, `{"Type":"t"}`, `{"ſource":"s"}`, `{"\u0069d":"x"}`,
+	`{"id":-1.5e+3,"identifiers":{"email":null,"phone":[],"x":[null,"a"]}}`,
+	`{"id":true}`, `{"id":{}}`, `{"id":[1]}`, `{"identifiers":{"e":true}}`, `{"identifiers":{"e":{}}}`,
+	`{"identifiers":{"e":[1]}}`, `{"identifiers":{"e":"a","e":"b"}}`, `{"identifiers":{}}`, `{"identifiers":null}`,
+	`{"traits":{}}`, `{"traits":null}`, `{"traits":[]}`, `{"traits":{"a":1,"a":2}}`, `{"traits":{"a":{"b":[1,2,{"c":null}]}}}`,
+	`{"id":"caf\u00e9","type":"a\"b","source":"\ud83d\ude00","time":"\ud800"}`, "{\"id\":\"\xff\xfe\"}",
+	`{"id":"é","identifiers":{"émail":"á"}}`, `{"id":01}`, `{"id":1.}`, `{"id":-}`, `{"id":1e}`, `{"id":"a"} x`,
+	`{"id":"a",}`, `{"id" "a"}`, `{"id":"a"`, "{\"id\":\"a\tb\"}", `{"traits":{"a":tru}}`, `{"traits":{"a":nul}}`,
+	`{"unknown":{"deep":[[[[]]]]},"id":"x"}`, `{"unknown":[1,2,"x",{"a":{}}]}`, `{"properties":{"p":"\u0026"}}`,
+	"{\n  \"id\" : \"a\" ,\r\n\t\"type\":\"b\"\n}\n", `{"traits":{"a":[1,2,3,]}}`, `{"traits":{"a":{"b":1,}}}`,
+	`{"traits":{"a":"\x"}}`, `{"traits":{"a":"\u12"}}`, `{"traits":{"":1}}`, `{"identifiers":{"":""}}`,
+	`{"id":"a","identifiers":{"email":"a@b.co"},"IDENTIFIERS":{}}`, `{"id":"a","idx":"b","ids":1}`,
+}
+
+// FuzzRawEventJSON: the fast path of the event decoding decodes exactly
+// what encoding/json decodes, and everything else goes to encoding/json.
+// Run with go test -fuzz FuzzRawEventJSON ./schemas/; the seeds run in the
+// normal suite.
+func FuzzRawEventJSON(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecode(t, b)
+		checkSplit(t, b)
+		checkSplit(t, append(append([]byte("["), b...), ']'))
+		checkCompact(t, b)
+	})
+}
+
+// FuzzSplitJSONArray: SplitJSONArray splits exactly as encoding/json does.
+func FuzzSplitJSONArray(f *testing.F) {
+	for _, s := range []string{`[]`, `[1]`, ` [ 1 , "a" , {"b":[null]} ] `, `[1,]`, `[,1]`, `[1 2]`, `[1]]`, `[[1]`, `null`, `{}`, `"a"`, `[`, ``,
+		`[{"id":"a"},{"id":"b"}]`, `[01]`, `["\ud800"]`, "[\"\xff\"]", `[true,false,null]`, `[tru]`, "[1]\n", "[1] 2"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkSplit(t, b)
+	})
+}
+
+// TestDecodeRandomEvents compares the decoders on many generated events,
+// from the plain shape to every oddity encoding/json decides on.
+func TestDecodeRandomEvents(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	fast := 0
+	var batch [][]byte
+	for i := 0; i < n; i++ {
+		b := randomEventJSON(rng, rng.IntN(4) == 0)
+		if checkDecode(t, b) {
+			fast++
+		}
+		batch = append(batch, b)
+		if len(batch) == 5 {
+			body := append([]byte("["), bytes.Join(batch, []byte(", "))...)
+			checkSplit(t, append(body, ']'))
+			batch = batch[:0]
+		}
+	}
+	t.Logf("fast path took %d of %d events", fast, n)
+	if fast < n/2 {
+		t.Errorf("fast path took only %d of %d events", fast, n)
+	}
+}
+
+// TestDecodeFastTakesPlainEvents: the shape partners send takes the fast
+// path.
+func TestDecodeFastTakesPlainEvents(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 1000; i++ {
+		b := randomEventJSON(rng, false)
+		if !checkDecode(t, b) {
+			t.Fatalf("a plain event did not take the fast path: %s", b)
+		}
+	}
+	for _, s := range decodeSeeds[:3] {
+		if !checkDecode(t, []byte(s)) {
+			t.Fatalf("a plain event did not take the fast path: %s", s)
+		}
+	}
+}
+
+// randomEventJSON writes an event. Plain events use the documented field
+// names once each and well-typed values; odd ones also get field names in
+// other cases, repeated fields, wrong types, escapes, invalid UTF-8 and
+// syntax errors.
+func randomEventJSON(rng *rand.Rand, odd bool) []byte {
+	var sb strings.Builder
+	ws := func() {
+		if rng.IntN(4) == 0 {
+			sb.WriteString([]string{" ", "\n", "\t", "\r\n  "}[rng.IntN(4)])
+		}
+	}
+	type field struct{ name, value string }
+	var fields []field
+	str := func() string { return randomJSONString(rng, odd) }
+	switch rng.IntN(5) {
+	case 0:
+		fields = append(fields, field{"id", fmt.Sprint(rng.IntN(1 << 40))})
+	case 1:
+		fields = append(fields, field{"id", "null"})
+	default:
+		fields = append(fields, field{"id", str()})
+	}
+	fields = append(fields, field{"type", str()})
+	if rng.IntN(3) > 0 {
+		fields = append(fields, field{"time", `"2026-11-23T10:00:00.123Z"`})
+	}
+	if rng.IntN(2) == 0 {
+		fields = append(fields, field{"source", str()})
+	}
+	if rng.IntN(10) > 0 {
+		var ids []string
+		for j := rng.IntN(4); j >= 0; j-- {
+			var v string
+			switch rng.IntN(6) {
+			case 0:
+				v = "null"
+			case 1:
+				v = fmt.Sprint(rng.Int64N(1e13))
+			case 2:
+				var l []string
+				for k := rng.IntN(3); k > 0; k-- {
+					if rng.IntN(5) == 0 {
+						l = append(l, "null")
+					} else {
+						l = append(l, str())
+					}
+				}
+				v = "[" + strings.Join(l, ",") + "]"
+			default:
+				v = str()
+			}
+			ids = append(ids, []string{`"email"`, `"phone"`, `"user_id"`, `"external:crm"`, str()}[rng.IntN(5)]+":"+v)
+		}
+		fields = append(fields, field{"identifiers", "{" + strings.Join(ids, ",") + "}"})
+	}
+	for _, name := range []string{"traits", "properties"} {
+		if rng.IntN(3) == 0 {
+			continue
+		}
+		var kv []string
+		for j := rng.IntN(4); j > 0; j-- {
+			kv = append(kv, str()+":"+randomJSONValue(rng, 3, odd))
+		}
+		fields = append(fields, field{name, "{" + strings.Join(kv, ",") + "}"})
+	}
+	if rng.IntN(4) == 0 {
+		fields = append(fields, field{"context", randomJSONValue(rng, 4, odd)})
+	}
+	if odd {
+		switch rng.IntN(8) {
+		case 0:
+			f := fields[rng.IntN(len(fields))]
+			fields = append(fields, field{f.name, randomJSONValue(rng, 2, true)})
+		case 1:
+			i := rng.IntN(len(fields))
+			fields[i].name = strings.ToUpper(fields[i].name[:1]) + fields[i].name[1:]
+		case 2:
+			i := rng.IntN(len(fields))
+			fields[i].value = randomJSONValue(rng, 2, true)
+		}
+	}
+	rng.Shuffle(len(fields), func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
+	ws()
+	sb.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		ws()
+		sb.WriteString(`"` + f.name + `"`)
+		ws()
+		sb.WriteByte(':')
+		ws()
+		sb.WriteString(f.value)
+		ws()
+	}
+	sb.WriteByte('}')
+	ws()
+	b := []byte(sb.String())
+	if odd && rng.IntN(6) == 0 && len(b) > 0 {
+		// A syntax error, or not.
+		i := rng.IntN(len(b))
+		b[i] = `{}[],:"\ 0a-.e`[rng.IntN(14)]
+	}
+	return b
+}
+
+func randomJSONString(rng *rand.Rand, odd bool) string {
+	parts := []string{"a", "b", "Z", "0", "9", "-", "_", ".", "@", "ã", "é", "中", "😀", " "}
+	if odd {
+		parts = append(parts, `\"`, `\\`, `\/`, `\n`, `\u00e9`, `\ud83d\ude00`, `\ud800`, "\xff", "\xc3")
+	}
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for n := rng.IntN(12); n > 0; n-- {
+		sb.WriteString(parts[rng.IntN(len(parts))])
+	}
+	sb.WriteByte('"')
+	return sb.String()
+}
+
+func randomJSONValue(rng *rand.Rand, depth int, odd bool) string {
+	k := rng.IntN(8)
+	if depth == 0 {
+		k = rng.IntN(5)
+	}
+	switch k {
+	case 0:
+		return randomJSONString(rng, odd)
+	case 1:
+		return []string{"0", "-1", "3.25", "1e9", "-0.5E-3", "12345678901234567890"}[rng.IntN(6)]
+	case 2:
+		return []string{"true", "false"}[rng.IntN(2)]
+	case 3:
+		return "null"
+	case 4:
+		return randomJSONString(rng, odd)
+	case 5:
+		var l []string
+		for n := rng.IntN(4); n > 0; n-- {
+			l = append(l, randomJSONValue(rng, depth-1, odd))
+		}
+		return "[" + strings.Join(l, ", ") + "]"
+	default:
+		var l []string
+		for n := rng.IntN(4); n > 0; n-- {
+			l = append(l, randomJSONString(rng, odd)+": "+randomJSONValue(rng, depth-1, odd))
+		}
+		return "{" + strings.Join(l, ",") + "}"
+	}
+}
+
+func BenchmarkDecodeRawEventJSON(b *testing.B) {
+	ev := []byte(decodeSeeds[0])
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(ev)))
+		for b.Loop() {
+			if _, err := DecodeRawEventJSON(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(ev)))
+		for b.Loop() {
+			var r slowRawEvent
+			if err := json.Unmarshal(ev, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// checkCompact fails t unless IsCompactJSON(b) reports b valid and
+// unchanged by json.Compact only when it is.
+func checkCompact(t *testing.T, b []byte) {
+	t.Helper()
+	if !IsCompactJSON(b) {
+		return
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		t.Fatalf("IsCompactJSON(%q) = true, json.Compact fails: %v", b, err)
+	}
+	if !bytes.Equal(buf.Bytes(), b) {
+		t.Fatalf("IsCompactJSON(%q) = true, json.Compact gives %q", b, buf.Bytes())
+	}
+}
+
+// FuzzIsCompactJSON: IsCompactJSON never calls a value compact that
+// json.Compact would reject or change.
+func FuzzIsCompactJSON(f *testing.F) {
+	for _, s := range []string{`1`, ` 1`, `1 `, `"a b"`, `{"a":1}`, `{"a": 1}`, `[1,2]`, `[1, 2]`, `[1,2,]`, `null`, `nul`, `-0.5e+3`, `01`,
+		`"\u00e9"`, "\"\xff\"", `{"a":{"b":[true,false,null,"x"]}}`, `{}`, `[]`, `[ ]`, "\"\t\"", `"\t"`, ``, `"a"x`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkCompact(t, b) })
+}
+
+// TestIsCompactJSONRandom: on generated values IsCompactJSON agrees with
+// json.Valid and json.Compact, in both directions: it calls compact every
+// valid value json.Compact leaves as it is.
+func TestIsCompactJSONRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := 0; i < 20000; i++ {
+		b := []byte(randomJSONValue(rng, 4, rng.IntN(3) == 0))
+		if rng.IntN(5) == 0 && len(b) > 0 {
+			b[rng.IntN(len(b))] = ` ,:{}[]"\0a`[rng.IntN(11)]
+		}
+		checkCompact(t, b)
+		var buf bytes.Buffer
+		if json.Compact(&buf, b) == nil && bytes.Equal(buf.Bytes(), b) && !IsCompactJSON(b) {
+			t.Fatalf("IsCompactJSON(%q) = false, but it is valid and compact", b)
+		}
+	}
+}

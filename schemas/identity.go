@@ -54,6 +54,23 @@ func (a Activity) After(b Activity) bool {
 	return a.ID > b.ID
 }
 
+// RecentEvent is one of a profile's latest events, as the API shows it.
+type RecentEvent struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Source string `json:"source"`
+	Time   string `json:"time"`
+}
+
+// RecentEvents renders activities for the API, times in RFC 3339 UTC.
+func RecentEvents(as []Activity) []RecentEvent {
+	out := make([]RecentEvent, len(as))
+	for i, a := range as {
+		out[i] = RecentEvent{ID: a.ID, Type: a.Type, Source: a.Source, Time: time.UnixMilli(a.Time).UTC().Format(time.RFC3339Nano)}
+	}
+	return out
+}
+
 // Contribution is what the events of one node (the events whose primary
 // identifier is that node) add to its profile. Version counts the events
 // folded in; of two copies of one node's contribution the higher version is
@@ -233,7 +250,7 @@ type Profile struct {
 	EventCount  int64                      `json:"event_count"`
 	Counters    map[string]int64           `json:"counters"`
 	MergedIDs   []string                   `json:"merged_ids"`
-	Recent      []Activity                 `json:"recent"`
+	Recent      []RecentEvent              `json:"recent"`
 	// MergedInto is set (and nothing else but ID and Tenant) on
 	// TopicProfiles when a root merged away.
 	MergedInto string `json:"merged_into,omitempty"`
@@ -242,8 +259,9 @@ type Profile struct {
 // Fold materializes the profile of a root node.
 func Fold(key string, n *Node) *Profile {
 	p := &Profile{ID: key, Tenant: n.Tenant, Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
-		Counters: map[string]int64{}, MergedIDs: []string{}, Recent: []Activity{}}
+		Counters: map[string]int64{}, MergedIDs: []string{}}
 	traits := map[string]Trait{}
+	var recent []Activity
 	var first, last int64
 	seen := false
 	for _, c := range n.Contributions() {
@@ -272,12 +290,13 @@ func Fold(key string, n *Node) *Profile {
 			last = c.LastSeen
 		}
 		seen = true
-		p.Recent = AddRecent(p.Recent, c.Recent...)
+		recent = AddRecent(recent, c.Recent...)
 	}
 	for _, vs := range p.Identifiers {
 		sort.Strings(vs)
 	}
 	sort.Strings(p.MergedIDs)
+	p.Recent = RecentEvents(recent)
 	for k, t := range traits {
 		p.Traits[k] = json.RawMessage(t.Value)
 	}

@@ -30,6 +30,11 @@ type fileConfig struct {
 		Partitions  int32 `yaml:"partitions"`
 		Replication int16 `yaml:"replication"`
 	} `yaml:"topics"`
+	Identity struct {
+		Limits       map[string]int `yaml:"limits"`
+		DefaultLimit int            `yaml:"default_limit"`
+		DedupeWindow time.Duration  `yaml:"dedupe_window"`
+	} `yaml:"identity"`
 	Partners []partners.Partner         `yaml:"partners"`
 	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
 }

@@ -57,17 +57,9 @@ func cmdImportCSV(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	rejects := fs.String("rejects", "", "file for rejected rows (default: FILE"+csvin.RejectsSuffix+")")
 	delim := fs.String("delimiter", ",", `field delimiter: one character, or "tab"`)
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar (it is drawn only when stderr is a terminal)")
-	// Flags may come after FILE too.
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case len(files) != 1:

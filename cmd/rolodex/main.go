@@ -19,6 +19,10 @@ const usage = `rolodex: a Kafka-native customer profile store.
 Usage:
   rolodex dev [flags]                  the whole system in one process on an embedded Kafka broker
   rolodex run ingest --brokers ...     the ingest connectors (HTTP API and Kafka-native) against a real Kafka
+  rolodex run processors --brokers ... the identity stage (goka); more instances share the work
+  rolodex run api --brokers ...        the profile query API
+  rolodex profile get ID               print a profile (--api, --key)
+  rolodex profile lookup TYPE VALUE    print the profile holding an identifier
   rolodex import csv [flags] FILE      bulk import a CSV file into rolodex.events
   rolodex bench ingest [flags]         HTTP ingest throughput against raw Kafka produce, as a ratio
   rolodex help                         this text
@@ -75,8 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch what {
 		case "ingest":
 			return cmdRunIngest(ctx, rest, stderr, logger)
+		case "processors":
+			return cmdRunProcessors(ctx, rest, stderr, logger)
+		case "api":
+			return cmdRunAPI(ctx, rest, stderr, logger)
 		}
-		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest)", what)}
+		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest, processors, api)", what)}
 	case "import":
 		what, rest, err := sub()
 		if err != nil {
@@ -95,10 +103,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdBenchIngest(ctx, rest, stdout, stderr)
 		}
 		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest)", what)}
+	case "profile":
+		return cmdProfile(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -32,27 +32,11 @@ type ProcessorConfig struct {
 	Registerer   prometheus.Registerer
 }
 
-// SaramaConfig is the sarama configuration of every goka component of
-// Rolodex: the protocol version kfake and real brokers both speak, acks from
-// all in-sync replicas, streams read from the oldest offset on first start.
-func SaramaConfig() *sarama.Config {
-	c := goka.DefaultConfig()
-	c.Version = sarama.V2_1_0_0
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Flush.Frequency = 5 * time.Millisecond
-	c.Producer.Flush.Bytes = 256 << 10
-	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	c.ClientID = "rolodex-identity"
-	return c
-}
-
 // Options returns the goka options that wire sarama, topic creation and
 // storage the Rolodex way.
 func Options(brokers []string, storageDir string, replication int) []goka.ProcessorOption {
-	sc := SaramaConfig()
-	tmc := goka.NewTopicManagerConfig()
-	tmc.Table.Replication = replication
-	tmc.Stream.Replication = replication
+	sc := gokaconfig.Sarama("rolodex-identity")
+	tmc := gokaconfig.TopicManager(replication)
 	return []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),

@@ -70,7 +70,8 @@ func (r *reference) profiles() map[string]*schemas.Profile {
 		sort.Strings(nodes)
 		id := nodes[0]
 		p := &schemas.Profile{ID: id, Tenant: r.tenant[id], Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
-			Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...), Recent: []schemas.Activity{}}
+			Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...)}
+		var recent []schemas.Activity
 		traits := map[string]schemas.Trait{}
 		var first, last int64
 		for _, n := range nodes {
@@ -92,7 +93,7 @@ func (r *reference) profiles() map[string]*schemas.Profile {
 						traits[k] = nt
 					}
 				}
-				p.Recent = append(p.Recent, schemas.Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+				recent = append(recent, schemas.Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
 			}
 		}
 		for _, vs := range p.Identifiers {
@@ -101,10 +102,11 @@ func (r *reference) profiles() map[string]*schemas.Profile {
 		for k, t := range traits {
 			p.Traits[k] = json.RawMessage(t.Value)
 		}
-		sort.Slice(p.Recent, func(i, j int) bool { return p.Recent[i].After(p.Recent[j]) })
-		if len(p.Recent) > schemas.RecentLimit {
-			p.Recent = p.Recent[:schemas.RecentLimit]
+		sort.Slice(recent, func(i, j int) bool { return recent[i].After(recent[j]) })
+		if len(recent) > schemas.RecentLimit {
+			recent = recent[:schemas.RecentLimit]
 		}
+		p.Recent = schemas.RecentEvents(recent)
 		if p.EventCount > 0 {
 			p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
 			p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)

@@ -1,0 +1,38 @@
+// Package gokaconfig holds the sarama settings every goka component of
+// Rolodex (processors and views) shares, so none of them touches goka's
+// global configuration.
+package gokaconfig
+
+import (
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+)
+
+// Version is the Kafka protocol version goka's sarama speaks: the newest one
+// both kfake (dev mode, tests) and real brokers decode for sarama; newer
+// sarama versions fail against kfake ("invalid byteslice length").
+var Version = sarama.V2_1_0_0
+
+// Sarama returns the sarama configuration: acks from all in-sync replicas,
+// streams read from the oldest offset on a group's first start (goka's
+// default, newest, would skip what was produced before), short flushes.
+func Sarama(clientID string) *sarama.Config {
+	c := goka.DefaultConfig()
+	c.Version = Version
+	c.ClientID = clientID
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Flush.Frequency = 5 * time.Millisecond
+	c.Producer.Flush.Bytes = 256 << 10
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	return c
+}
+
+// TopicManager returns goka's topic settings with the given replication.
+func TopicManager(replication int) *goka.TopicManagerConfig {
+	tmc := goka.NewTopicManagerConfig()
+	tmc.Table.Replication = replication
+	tmc.Stream.Replication = replication
+	return tmc
+}

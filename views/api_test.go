@@ -1,0 +1,118 @@
+package views
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+type memNodes struct {
+	m     map[string]*schemas.Node
+	ready bool
+}
+
+func (m *memNodes) Node(k string) (*schemas.Node, error) { return m.m[k], nil }
+func (m *memNodes) Ready() bool                          { return m.ready }
+
+func id(typ, val string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: val} }
+
+func TestAPI(t *testing.T) {
+	email, phone := id("email", "ana@example.com"), id("phone", "+5511912345678")
+	a, b := schemas.NodeID("t1", email), schemas.NodeID("t1", phone)
+	root, child := a, b
+	if b < a {
+		root, child = b, a
+	}
+	other := schemas.NodeID("t2", email)
+	ids := map[string]schemas.Identifier{a: email, b: phone}
+	nodes := &memNodes{ready: true, m: map[string]*schemas.Node{
+		root: {Tenant: "t1", Identifier: ids[root], Own: schemas.Contribution{Node: root, Identifier: ids[root], Version: 2,
+			Counters: map[string]int64{"page.viewed": 2}, FirstSeen: 1000, LastSeen: 5000,
+			Traits: map[string]schemas.Trait{"name": {Value: `"Ana"`, Time: 5000}}},
+			Members: map[string]schemas.Contribution{child: {Node: child, Identifier: ids[child], Version: 1, Counters: map[string]int64{"form.submitted": 1}, FirstSeen: 500, LastSeen: 500}}},
+		child: {Tenant: "t1", Identifier: ids[child], Parent: root, Own: schemas.Contribution{Node: child, Identifier: ids[child]}},
+		other: {Tenant: "t2", Identifier: email, Own: schemas.Contribution{Node: other, Identifier: email, Version: 1}},
+	}}
+	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}, {Name: "p2", Tenant: "t2", Keys: []string{"key-of-t2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize.New(normalize.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	NewAPI(nodes, reg, norm).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	get := func(path, key string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			t.Fatalf("%s: body is not JSON: %v", path, err)
+		}
+		return res.StatusCode, body
+	}
+	lookup := func(typ, val string) string {
+		return "/v1/lookup?type=" + url.QueryEscape(typ) + "&value=" + url.QueryEscape(val)
+	}
+	tests := []struct {
+		name, path, key string
+		status          int
+		wantID          string
+	}{
+		{"root", "/v1/profiles/" + root, "key-of-t1", 200, root},
+		{"merged-away id redirects", "/v1/profiles/" + child, "key-of-t1", 200, root},
+		{"lookup normalises like ingest", lookup("EMAIL", " Ana@Example.COM "), "key-of-t1", 200, root},
+		{"lookup by phone", lookup("phone", "(11) 91234-5678"), "key-of-t1", 200, root},
+		{"other tenant's profile is not found", "/v1/profiles/" + other, "key-of-t1", 404, ""},
+		{"other tenant sees its own", lookup("email", "ana@example.com"), "key-of-t2", 200, other},
+		{"other tenant cannot see t1's phone", lookup("phone", "+5511912345678"), "key-of-t2", 404, ""},
+		{"unknown", "/v1/profiles/p_0000000000000000000000000a", "key-of-t1", 404, ""},
+		{"bad id", "/v1/profiles/nope", "key-of-t1", 400, ""},
+		{"unknown type", lookup("emial", "a@b.co"), "key-of-t1", 400, ""},
+		{"invalid email", lookup("email", "ana@"), "key-of-t1", 400, ""},
+		{"blocked value", lookup("email", "test@test.com"), "key-of-t1", 400, ""},
+		{"missing value", "/v1/lookup?type=email", "key-of-t1", 400, ""},
+		{"no key", "/v1/profiles/" + root, "", 401, ""},
+		{"wrong key", "/v1/profiles/" + root, "key-of-nobody", 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := get(tt.path, tt.key)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %v", status, tt.status, body)
+			}
+			if tt.wantID != "" && body["id"] != tt.wantID {
+				t.Fatalf("id %v, want %s", body["id"], tt.wantID)
+			}
+			if tt.status >= 400 && (body["error"] == nil || body["message"] == nil) {
+				t.Fatalf("error body without error/message: %v", body)
+			}
+		})
+	}
+	_, p := get("/v1/profiles/"+child, "key-of-t1")
+	if p["event_count"] != 3.0 || p["first_seen"] != "1970-01-01T00:00:00.5Z" || len(p["merged_ids"].([]any)) != 1 ||
+		p["traits"].(map[string]any)["name"] != "Ana" || p["counters"].(map[string]any)["form.submitted"] != 1.0 {
+		t.Fatalf("profile = %v", p)
+	}
+	nodes.ready = false
+	if status, _ := get("/v1/profiles/"+root, "key-of-t1"); status != http.StatusServiceUnavailable {
+		t.Fatalf("not-ready view answered %d", status)
+	}
+}

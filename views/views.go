@@ -1,0 +1,105 @@
+// Package views serves profiles read-only: a goka view of the identity
+// table and the HTTP query API on top of it.
+package views
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/rolodex/rolodex/internal/gokaconfig"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// ErrNotFound says no profile matched.
+var ErrNotFound = errors.New("views: profile not found")
+
+// ErrNotReady says the view is still loading the table.
+var ErrNotReady = errors.New("views: the profile view is still loading")
+
+// Nodes reads identity nodes by node id.
+type Nodes interface {
+	Node(key string) (*schemas.Node, error)
+	Ready() bool
+}
+
+// maxHops bounds a walk up the parents (each hop goes to a strictly smaller
+// node, so a walk always ends; this only guards against corrupt data).
+const maxHops = 1024
+
+// Resolve returns the live profile that node key belongs to, in tenant.
+// A node of another tenant is not found: nothing crosses tenants.
+func Resolve(nodes Nodes, tenant, key string) (*schemas.Profile, error) {
+	if !nodes.Ready() {
+		return nil, ErrNotReady
+	}
+	for i := 0; i < maxHops; i++ {
+		n, err := nodes.Node(key)
+		if err != nil {
+			return nil, err
+		}
+		if n == nil || n.Tenant != tenant {
+			return nil, ErrNotFound
+		}
+		if n.IsRoot() {
+			return schemas.Fold(key, n), nil
+		}
+		key = n.Parent
+	}
+	return nil, fmt.Errorf("views: parent chain of %s is longer than %d", key, maxHops)
+}
+
+// View is a goka view of the identity table.
+type View struct {
+	v *goka.View
+}
+
+// NewView opens a view of the identity table; storageDir keeps its local
+// copy (LevelDB), so restarts only catch up.
+func NewView(brokers []string, storageDir string, opts ...goka.ViewOption) (*View, error) {
+	if err := os.MkdirAll(storageDir, 0o755); err != nil {
+		return nil, fmt.Errorf("views: %w", err)
+	}
+	sc := gokaconfig.Sarama("rolodex-views")
+	tmc := gokaconfig.TopicManager(1)
+	base := []goka.ViewOption{
+		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithViewAutoReconnect(),
+		goka.WithViewClientID("rolodex-views"),
+	}
+	v, err := goka.NewView(brokers, goka.GroupTable(schemas.GroupIdentity), schemas.JSONCodec[schemas.Node]{}, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("views: %w", err)
+	}
+	return &View{v: v}, nil
+}
+
+// Run keeps the view up to date until ctx is done.
+func (v *View) Run(ctx context.Context) error {
+	if err := v.v.Run(ctx); err != nil {
+		return fmt.Errorf("views: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the view has caught up with the table once.
+func (v *View) Ready() bool { return v.v.Recovered() }
+
+// Node returns the node with that id, nil if none.
+func (v *View) Node(key string) (*schemas.Node, error) {
+	val, err := v.v.Get(key)
+	if err != nil {
+		return nil, fmt.Errorf("views: get %s: %w", key, err)
+	}
+	if val == nil {
+		return nil, nil
+	}
+	return val.(*schemas.Node), nil
+}

@@ -212,6 +212,8 @@ func identityComponent(dir string) component {
 			return err
 		}
 		e.g.Go(func() error { return p.Run(e.ctx) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupIdentity, 5*time.Second) })
 		e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts)
 		return nil
 	}

@@ -39,7 +39,7 @@ func Options(brokers []string, storageDir string, replication int) []goka.Proces
 	tmc := gokaconfig.TopicManager(replication)
 	return []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+		goka.WithProducerBuilder(gokaconfig.OrderedProducerBuilder(goka.ProducerBuilderWithConfig(sc))),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 		goka.WithStorageBuilder(storage.DefaultBuilder(storageDir)),

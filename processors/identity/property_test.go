@@ -237,30 +237,28 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 	produce(events[2*third:])
 
 	want := ref.profiles()
-	deadline := time.Now().Add(90 * time.Second)
-	var diff string
-	for time.Now().Before(deadline) {
-		time.Sleep(time.Second)
-		nodes := tableState(t, brokers)
-		if diff = sameProfiles(foldAll(nodes), want); diff == "" {
-			// Every identifier resolves, through its node's parents, to
-			// its reference profile.
-			for n := range ref.parent {
-				key := n
-				for nodes[key] != nil && !nodes[key].IsRoot() {
-					key = nodes[key].Parent
-				}
-				if want[key] == nil {
-					t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
-				}
-			}
-			for _, ch := range children {
-				ch.stop()
-			}
-			return
-		}
-	}
+	// Settled: the group has committed everything in rolodex.events and in
+	// its loopback, three checks in a row.
+	waitSettled(t, brokers, 5*time.Minute)
 	nodes := tableState(t, brokers)
+	diff := sameProfiles(foldAll(nodes), want)
+	if diff == "" {
+		// Every identifier resolves, through its node's parents, to its
+		// reference profile.
+		for n := range ref.parent {
+			key := n
+			for nodes[key] != nil && !nodes[key].IsRoot() {
+				key = nodes[key].Parent
+			}
+			if want[key] == nil {
+				t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
+			}
+		}
+		for _, ch := range children {
+			ch.stop()
+		}
+		return
+	}
 	stuck := 0
 	for k, n := range nodes {
 		if n.IsRoot() && (n.Pending != "" || len(n.Deferred) > 0) {
@@ -269,5 +267,50 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 			}
 		}
 	}
-	t.Fatalf("streamed profiles never matched the reference (%d roots stuck on a proposal): %s", stuck, diff)
+	t.Fatalf("settled profiles differ from the reference (%d roots stuck on a proposal): %s", stuck, diff)
+}
+
+// waitSettled waits until the identity group has no lag on its input and
+// its loopback, three checks in a row.
+func waitSettled(t *testing.T, brokers []string, timeout time.Duration) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(timeout)
+	zero := 0
+	var last string
+	for zero < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the identity group never settled: %s", last)
+		}
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lags, err := adm.Lag(ctx, schemas.GroupIdentity)
+		cancel()
+		if err != nil {
+			last = err.Error()
+			zero = 0
+			continue
+		}
+		l := lags[schemas.GroupIdentity]
+		total, committed := int64(0), 0
+		for _, topic := range []string{schemas.TopicEvents, schemas.GroupIdentity + "-loop"} {
+			for _, ml := range l.Lag[topic] {
+				total += ml.Lag
+				if ml.Commit.At >= 0 {
+					committed++
+				}
+			}
+		}
+		last = fmt.Sprintf("lag %d, %d partitions committed", total, committed)
+		if l.Error() == nil && total == 0 && committed > 0 {
+			zero++
+		} else {
+			zero = 0
+		}
+	}
 }

@@ -36,6 +36,8 @@ const (
 	// topic is "rolodex-identity-table" (values: JSON Node), its loopback
 	// "rolodex-identity-loop" (values: JSON Message).
 	GroupIdentity = "rolodex-identity"
+	// GroupSinkClickHouse is the consumer group of the ClickHouse sink.
+	GroupSinkClickHouse = "rolodex-sink-clickhouse"
 )
 
 // IngestTopic is the topic a partner produces to straight into Kafka.

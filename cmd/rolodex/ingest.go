@@ -20,6 +20,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	brokers := fs.String("brokers", "", "attach to this external Kafka (host:port,...) instead of starting the embedded broker")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "listen address of the HTTP API (ingest and query), /metrics and /healthz")
 	config := fs.String("config", "", "YAML config file (default: built-in, with the demo partner)")
+	chAddr := fs.String("clickhouse", "", "also run the ClickHouse sink into this server (native host:port, e.g. 127.0.0.1:9000); default: off")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,7 +61,13 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)
 		fmt.Fprintf(stdout, "  curl -sS 'http://%s/v1/lookup?type=email&value=ana@example.com' -H 'Authorization: Bearer %s'\n\n", addr, key)
 	}
-	return runServer(ctx, opts, logger, ingestComponent, identityComponent(state), apiComponent(state))
+	components := []component{ingestComponent, identityComponent(state), apiComponent(state)}
+	if *chAddr != "" {
+		components = append(components, sinkComponent(*chAddr))
+	} else {
+		logger.Info("ClickHouse sink off (rolodex dev --clickhouse host:port turns it on)")
+	}
+	return runServer(ctx, opts, logger, components...)
 }
 
 // componentFlags are the flags of "rolodex run <component>".

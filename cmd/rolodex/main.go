@@ -21,6 +21,9 @@ Usage:
   rolodex run ingest --brokers ...     the ingest connectors (HTTP API and Kafka-native) against a real Kafka
   rolodex run processors --brokers ... the identity stage (goka); more instances share the work
   rolodex run api --brokers ...        the profile query API
+  rolodex run sink --brokers ... --clickhouse HOST:PORT  the ClickHouse sink
+  rolodex clickhouse migrate [--clickhouse HOST:PORT]    create or update the ClickHouse schema (idempotent)
+  rolodex report NAME [--since DATE] [--format F]        print a report: activity, profiles, dead-letters
   rolodex profile get ID               print a profile (--api, --key)
   rolodex profile lookup TYPE VALUE    print the profile holding an identifier
   rolodex import csv [flags] FILE      bulk import a CSV file into rolodex.events
@@ -83,8 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRunProcessors(ctx, rest, stderr, logger)
 		case "api":
 			return cmdRunAPI(ctx, rest, stderr, logger)
+		case "sink":
+			return cmdRunSink(ctx, rest, stdout, stderr, logger)
 		}
-		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest, processors, api)", what)}
+		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest, processors, api, sink)", what)}
 	case "import":
 		what, rest, err := sub()
 		if err != nil {
@@ -103,6 +108,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdBenchIngest(ctx, rest, stdout, stderr)
 		}
 		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest)", what)}
+	case "report":
+		return cmdReport(ctx, rest, stdout, stderr, logger)
+	case "clickhouse":
+		what, rest, err := sub()
+		if err != nil {
+			return err
+		}
+		if what == "migrate" {
+			return cmdClickhouseMigrate(ctx, rest, stdout, stderr, logger)
+		}
+		return usageError{fmt.Sprintf("clickhouse: unknown command %q (known: migrate)", what)}
 	case "profile":
 		return cmdProfile(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":

@@ -240,6 +240,11 @@ func apiComponent(dir string) component {
 	}
 }
 
+// sinkComponent runs the ClickHouse sink into addr.
+func sinkComponent(addr string) component {
+	return func(e *env) error { return startSink(e.ctx, e.g, addr, e.kafka.Brokers, e.prom, e.logger) }
+}
+
 // stateDir returns dir, or a fresh temporary directory removed by the
 // returned cleanup when dir is empty.
 func stateDir(dir string) (string, func(), error) {

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rolodex/rolodex/connectors/clickhouse"
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+)
+
+// clickhouseFlags are the flags of every command that talks to ClickHouse.
+type clickhouseFlags struct {
+	addr, database, user string
+}
+
+func (c *clickhouseFlags) register(fs *flag.FlagSet, def string) {
+	fs.StringVar(&c.addr, "clickhouse", def, "ClickHouse native protocol address, host:port")
+	fs.StringVar(&c.database, "database", clickhouse.DefaultDatabase, "ClickHouse database of Rolodex's tables")
+	fs.StringVar(&c.user, "clickhouse-user", "default", "ClickHouse user; the password comes from $ROLODEX_CLICKHOUSE_PASSWORD")
+}
+
+func (c *clickhouseFlags) config() clickhouse.ConnConfig {
+	return clickhouse.ConnConfig{Addr: c.addr, Database: c.database, Username: c.user, Password: os.Getenv("ROLODEX_CLICKHOUSE_PASSWORD")}
+}
+
+// cmdClickhouseMigrate is "rolodex clickhouse migrate": bring the schema up
+// to date (idempotent).
+func cmdClickhouseMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("clickhouse migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var ch clickhouseFlags
+	ch.register(fs, "127.0.0.1:9000")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("clickhouse migrate: unexpected argument %q", fs.Arg(0))}
+	}
+	conn, err := clickhouse.Open(ctx, ch.config())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	pending, err := clickhouse.Pending(ctx, conn, ch.database)
+	if err != nil {
+		return err
+	}
+	if err := clickhouse.Migrate(ctx, conn, ch.database); err != nil {
+		return err
+	}
+	for _, m := range pending {
+		fmt.Fprintf(stdout, "applied %d %s\n", m.Version, m.Name)
+	}
+	after, err := clickhouse.AppliedMigrations(ctx, conn, ch.database)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s on %s is at version %d (%d applied now)\n", ch.database, ch.addr, after[len(after)-1], len(pending))
+	logger.Debug("clickhouse migrated", "database", ch.database, "versions", after)
+	return nil
+}
+
+// cmdReport is "rolodex report NAME": print a report view.
+func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var ch clickhouseFlags
+	ch.register(fs, "127.0.0.1:9000")
+	since := fs.String("since", "", "only days from this date on, YYYY-MM-DD (default: all)")
+	format := fs.String("format", "table", "output format: "+strings.Join(clickhouse.Formats, ", "))
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: rolodex report NAME [flags]\n\nReports:\n")
+		for _, r := range clickhouse.Reports {
+			fmt.Fprintf(stderr, "  %-13s %s (view %s)\n", r.Name, r.Doc, r.View)
+		}
+		fmt.Fprintf(stderr, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// The name may come before or after the flags.
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("report: unexpected argument %q", fs.Arg(0))}
+	}
+	if name == "" {
+		fs.Usage()
+		return usageError{"report: which one? (" + strings.Join(clickhouse.ReportNames(), ", ") + ")"}
+	}
+	r, ok := clickhouse.ReportByName(name)
+	if !ok {
+		return usageError{fmt.Sprintf("report: unknown report %q (known: %s)", name, strings.Join(clickhouse.ReportNames(), ", "))}
+	}
+	if !validFormat(*format) {
+		return usageError{fmt.Sprintf("report: unknown format %q (known: %s)", *format, strings.Join(clickhouse.Formats, ", "))}
+	}
+	var sinceT time.Time
+	if *since != "" {
+		var err error
+		if sinceT, err = time.Parse("2006-01-02", *since); err != nil {
+			return usageError{fmt.Sprintf("report: --since %q: want a date, YYYY-MM-DD", *since)}
+		}
+	}
+	conn, err := clickhouse.Open(ctx, ch.config())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	res, err := clickhouse.RunReport(ctx, conn, ch.database, r, sinceT)
+	if err != nil {
+		return fmt.Errorf("report %s: %w (has \"rolodex clickhouse migrate\" run on %s?)", name, err, ch.database)
+	}
+	return res.Write(stdout, *format)
+}
+
+func validFormat(f string) bool {
+	for _, k := range clickhouse.Formats {
+		if f == k {
+			return true
+		}
+	}
+	return false
+}
+
+// cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
+// Kafka, with /metrics and /healthz.
+func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("run sink", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", "", "Kafka seed brokers, host:port,... (required)")
+	var ch clickhouseFlags
+	ch.register(fs, "")
+	metricsAddr := fs.String("metrics-addr", "0.0.0.0:9101", "listen address of /metrics and /healthz")
+	batchRows := fs.Int("batch-rows", 50_000, "most records per ClickHouse insert")
+	batchInterval := fs.Duration("batch-interval", time.Second, "longest a batch waits for more records")
+	skipMigrate := fs.Bool("skip-migrate", false, "do not apply schema migrations at start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("run sink: unexpected argument %q", fs.Arg(0))}
+	}
+	if *brokers == "" || ch.addr == "" {
+		return usageError{"run sink: --brokers and --clickhouse are required"}
+	}
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sink, err := clickhouse.NewSink(clickhouse.Config{
+		Kafka:         kafkaclient.Config{Brokers: kafkaclient.ParseBrokers(*brokers), Metrics: kafkaclient.NewMetrics(prom)},
+		ClickHouse:    ch.config(),
+		BatchRows:     *batchRows,
+		BatchInterval: *batchInterval,
+		SkipMigrate:   *skipMigrate,
+		Registerer:    prom,
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	if err := sink.Connect(ctx); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(prom, promhttp.HandlerOpts{Registry: prom}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := sink.Ping(pctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	})
+	ln, err := net.Listen("tcp", *metricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { return sink.Run(gctx) })
+	logger.Info("sink running", "brokers", *brokers, "clickhouse", ch.addr, "database", ch.database, "metrics", ln.Addr().String())
+	fmt.Fprintf(stdout, "rolodex sink: %s -> ClickHouse %s/%s; metrics on http://%s/metrics\n", *brokers, ch.addr, ch.database, ln.Addr())
+	err = g.Wait()
+	logger.Info("sink stopped")
+	return err
+}
+
+// startSink connects a ClickHouse sink (migrating the schema) and runs it
+// in g until ctx is done; dev mode calls it when --clickhouse is given. It
+// returns an error when ClickHouse or Kafka cannot be reached at start.
+// The sink's metrics go to reg (rolodex_sink_*; the Kafka client metrics
+// are left out, since the caller registers its own on reg).
+func startSink(ctx context.Context, g *errgroup.Group, addr string, brokers []string, reg prometheus.Registerer, logger *slog.Logger) error {
+	sink, err := clickhouse.NewSink(clickhouse.Config{
+		Kafka:      kafkaclient.Config{Brokers: brokers},
+		ClickHouse: clickhouse.ConnConfig{Addr: addr, Password: os.Getenv("ROLODEX_CLICKHOUSE_PASSWORD")},
+		Registerer: reg,
+		Logger:     logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := sink.Connect(ctx); err != nil {
+		sink.Close()
+		return fmt.Errorf("%w (is ClickHouse up at %s?)", err, addr)
+	}
+	g.Go(func() error {
+		defer sink.Close()
+		return sink.Run(ctx)
+	})
+	logger.Info("ClickHouse sink running", "clickhouse", addr, "database", clickhouse.DefaultDatabase)
+	return nil
+}

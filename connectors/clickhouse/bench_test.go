@@ -1,0 +1,285 @@
+//go:build linux
+
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// The sink benchmark: b.N events, each run against the same ClickHouse
+// server, in one go test run:
+//
+//	clickhouse-client   the baseline: clickhouse-client inserting the very
+//	                    rows the sink writes, in Native format, from a file
+//	                    (one process, one INSERT; its start is timed too)
+//	driver-insert       this package's insert alone (EventRows.Insert) of
+//	                    the same rows, already decoded, 50,000 per INSERT
+//	sink/batch=N        the whole sink: the events sit Avro-encoded on an
+//	                    embedded Kafka broker (4 partitions); timed from Run
+//	                    until ClickHouse accepted the last row
+//
+// Run it with a fixed count so every phase moves the same rows:
+//
+//	go test -run '^$' -bench . -benchtime 200000x ./connectors/clickhouse/
+//
+// Each reports rows/s and CPU per row: client-us/row is the CPU of the
+// client side (clickhouse-client's process; for the Go phases this test
+// process, which for the sink also hosts the embedded Kafka broker), and
+// server-us/row the ClickHouse server's (from /proc, when
+// ROLODEX_CLICKHOUSE_DIR names the server's directory). CPU per row barely
+// moves when other processes compete for the cores; rows/s does.
+// docs/benchmarks.md has the results.
+
+// benchEvents caches the generated events by count.
+var benchEvents = struct {
+	sync.Mutex
+	m map[int]*workload
+}{m: map[int]*workload{}}
+
+func benchWorkload(n int) *workload {
+	benchEvents.Lock()
+	defer benchEvents.Unlock()
+	if w, ok := benchEvents.m[n]; ok {
+		return w
+	}
+	w := genWorkload(42, n, 0)
+	benchEvents.m[n] = w
+	return w
+}
+
+func benchRows(w *workload) *EventRows {
+	var r EventRows
+	for i, ev := range w.events {
+		r.Add(ev, ev.Key(), int32(i%4), int64(i/4))
+	}
+	return &r
+}
+
+func BenchmarkClickHouseClientNative(b *testing.B) {
+	conn, db := testDB(b)
+	ctx := context.Background()
+	w := benchWorkload(b.N)
+	// The Native file holds exactly the sink's rows: inserted through this
+	// package into a staging table, then exported by clickhouse-client.
+	if err := conn.Exec(ctx, "CREATE TABLE "+db+".staging AS "+db+".events"); err != nil {
+		b.Fatal(err)
+	}
+	if err := insertInChunks(ctx, benchRows(w), db+"_staging", func(r *EventRows) error {
+		return insertColumns(ctx, conn, db, "staging", EventColumns, r.columns())
+	}); err != nil {
+		b.Fatal(err)
+	}
+	_, port, err := net.SplitHostPort(serverAddr(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(b.TempDir(), "events.native")
+	out, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	export := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port,
+		"--query", "SELECT "+strings.Join(EventColumns, ", ")+" FROM "+db+".staging FORMAT Native")
+	export.Stdout = out
+	export.Stderr = os.Stderr
+	if err := export.Run(); err != nil {
+		b.Fatalf("clickhouse-client export: %v", err)
+	}
+	out.Close()
+	st, _ := os.Stat(file)
+
+	in, err := os.Open(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	insert := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port,
+		"--query", "INSERT INTO "+db+".events ("+strings.Join(EventColumns, ", ")+") FORMAT Native")
+	insert.Stdin = in
+	insert.Stderr = os.Stderr
+	srv0, srvOK := serverCPU()
+	b.ResetTimer()
+	start := time.Now()
+	if err := insert.Run(); err != nil {
+		b.Fatalf("clickhouse-client insert: %v", err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	srv1, _ := serverCPU()
+	reportCPU(b, insert.ProcessState.UserTime()+insert.ProcessState.SystemTime(), srv1-srv0, srvOK)
+	if n := count(b, conn, "SELECT count() FROM "+db+".events"); n != uint64(b.N) {
+		// Background merges only collapse copies, and the input has one
+		// row per record; a partial count means a failed insert.
+		if n < uint64(len(finalEvents(w.events))) {
+			b.Fatalf("events holds %d rows after the insert, want %d", n, b.N)
+		}
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64(st.Size())/float64(b.N), "native-B/row")
+}
+
+// insertInChunks inserts r 50,000 rows at a time.
+func insertInChunks(ctx context.Context, r *EventRows, _ string, insert func(*EventRows) error) error {
+	const chunk = 50_000
+	for lo := 0; lo < r.Len(); lo += chunk {
+		hi := min(lo+chunk, r.Len())
+		part := &EventRows{
+			tenant: r.tenant[lo:hi], eventID: r.eventID[lo:hi], typ: r.typ[lo:hi], source: r.source[lo:hi], partner: r.partner[lo:hi],
+			time: r.time[lo:hi], timeMS: r.timeMS[lo:hi], receivedAt: r.receivedAt[lo:hi], receivedAtMS: r.receivedAtMS[lo:hi],
+			nodeID: r.nodeID[lo:hi], idTypes: r.idTypes[lo:hi], idValues: r.idValues[lo:hi],
+			traitKeys: r.traitKeys[lo:hi], traitValues: r.traitValues[lo:hi], propKeys: r.propKeys[lo:hi], propValues: r.propValues[lo:hi],
+			partition: r.partition[lo:hi], offset: r.offset[lo:hi],
+		}
+		if err := insert(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func BenchmarkDriverInsert(b *testing.B) {
+	conn, db := testDB(b)
+	ctx := context.Background()
+	rows := benchRows(benchWorkload(b.N))
+	runtime.GC()
+	cpu0, srv0 := processCPU(), must(serverCPU())
+	b.ResetTimer()
+	start := time.Now()
+	if err := insertInChunks(ctx, rows, "", func(r *EventRows) error { return r.Insert(ctx, conn, db) }); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	srv1, srvOK := serverCPU()
+	reportCPU(b, processCPU()-cpu0, srv1-srv0, srvOK)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+}
+
+func BenchmarkSink(b *testing.B) {
+	for _, batch := range []int{1_000, 5_000, 10_000, 50_000, 100_000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchSink(b, batch) })
+	}
+}
+
+func benchSink(b *testing.B, batchRows int) {
+	_, db := openTestDB(b) // the sink migrates
+	w := benchWorkload(b.N)
+	cluster := newCluster(b, 4)
+	brokers := cluster.ListenAddrs()
+	p := newProducer(b, brokers)
+	p.events(b, w.events)
+
+	cfg := testSinkConfig(b, brokers, db)
+	cfg.BatchRows = batchRows
+	cfg.BatchInterval = time.Second
+	s, err := NewSink(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	written := func() int {
+		return int(testutil.ToFloat64(s.Metrics().RowsWritten.WithLabelValues(tableEvents)))
+	}
+	runtime.GC()
+	cpu0, srv0 := processCPU(), must(serverCPU())
+	b.ResetTimer()
+	start := time.Now()
+	go func() { done <- s.Run(ctx) }()
+	for written() < b.N {
+		select {
+		case err := <-done:
+			b.Fatalf("Run returned early: %v", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	srv1, srvOK := serverCPU()
+	reportCPU(b, processCPU()-cpu0, srv1-srv0, srvOK)
+	cancel()
+	<-done
+	batches := testutil.ToFloat64(s.Metrics().Batches)
+	var h dto.Metric
+	if err := s.Metrics().BatchDuration.Write(&h); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64(b.N)/max(batches, 1), "rows/batch")
+	// The share of the time spent inserting into ClickHouse; the rest is
+	// fetching from Kafka, decoding and building the columns.
+	b.ReportMetric(h.GetHistogram().GetSampleSum()/elapsed.Seconds(), "insert-share")
+	if n := testutil.ToFloat64(s.Metrics().Undecodable.WithLabelValues(schemas.TopicEvents)); n != 0 {
+		b.Fatalf("%v undecodable records", n)
+	}
+}
+
+func reportCPU(b *testing.B, client, server time.Duration, serverKnown bool) {
+	b.ReportMetric(float64(client.Microseconds())/float64(b.N), "client-us/row")
+	if serverKnown {
+		b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-us/row")
+	}
+}
+
+func must(d time.Duration, _ bool) time.Duration { return d }
+
+// processCPU is the CPU time (user + system) this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serverCPU is the CPU time the ClickHouse server has used so far, read
+// from /proc/<pid>/stat; false when the server's pid is not known.
+func serverCPU() (time.Duration, bool) {
+	dir := os.Getenv(envDir)
+	if dir == "" {
+		return 0, false
+	}
+	pid, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		return 0, false
+	}
+	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields after "(comm)": state is the first, utime the 12th, stime the
+	// 13th, in clock ticks (100 per second on Linux).
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
+}

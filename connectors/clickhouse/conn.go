@@ -1,0 +1,124 @@
+// Package clickhouse is the ClickHouse side of Rolodex: the versioned
+// schema (Migrate), the sink that copies rolodex.events and
+// rolodex.deadletter into tables (Sink: Connect, Run, Close) and the
+// analyst reports (Reports, RunReport).
+//
+// Start with docs/tables.md (what lands where) and docs/reports.md (how to
+// query it exactly). The server may be as old as ClickHouse 18.16 (Debian's
+// package) or current; the DDL keeps to what both understand.
+//
+// Idempotency: ClickHouse 18.16 cannot deduplicate inserts into
+// non-replicated tables, so a batch written twice (the sink crashed after the
+// insert and before its Kafka commit, or an insert was cut off and retried)
+// is stored twice. Every table is a ReplacingMergeTree whose sorting key is
+// the identity of a row (an event's tenant, source and id; a dead letter's
+// Kafka position), so copies collapse on merge, and every report view reads
+// with FINAL, so numbers are exact before the merge happens too.
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// DefaultDatabase is the database Rolodex writes to unless told otherwise.
+const DefaultDatabase = "rolodex"
+
+// ConnConfig says how to reach ClickHouse over its native protocol (the
+// HTTP protocol of clickhouse-go does not work against 18.16).
+type ConnConfig struct {
+	// Addr is host:port of the native protocol (usually port 9000). Required.
+	Addr string
+	// Database holds Rolodex's tables. Default DefaultDatabase. It is
+	// created by Migrate; the connection itself opens the "default"
+	// database, so it may not exist yet.
+	Database string
+	// Username and Password. Default user "default", no password.
+	Username string
+	Password string
+	// DialTimeout bounds connecting. Default 5s.
+	DialTimeout time.Duration
+	// ReadTimeout bounds one read from the server when the query has no
+	// deadline of its own. Default 60s.
+	ReadTimeout time.Duration
+}
+
+var dbName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+func (c *ConnConfig) setDefaults() {
+	if c.Database == "" {
+		c.Database = DefaultDatabase
+	}
+	if c.Username == "" {
+		c.Username = "default"
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 60 * time.Second
+	}
+}
+
+// Validate reports a config that cannot work.
+func (c *ConnConfig) Validate() error {
+	if c.Addr == "" {
+		return errors.New("clickhouse: no address configured (host:port of the native protocol)")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("clickhouse: address %q is not host:port: %w", c.Addr, err)
+	}
+	if err := validDatabase(c.Database); err != nil {
+		return err
+	}
+	if c.DialTimeout < 0 || c.ReadTimeout < 0 {
+		return errors.New("clickhouse: DialTimeout and ReadTimeout must not be negative")
+	}
+	return nil
+}
+
+func validDatabase(db string) error {
+	if !dbName.MatchString(db) {
+		return fmt.Errorf("clickhouse: database name %q: want letters, digits and _ (not starting with a digit)", db)
+	}
+	return nil
+}
+
+// Open connects to ClickHouse and checks that it answers. The caller closes
+// the connection. cfg.Database is not used by the connection itself; pass
+// it to Migrate, NewSink and RunReport.
+func Open(ctx context.Context, cfg ConnConfig) (driver.Conn, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := chgo.Open(&chgo.Options{
+		Protocol: chgo.Native,
+		Addr:     []string{cfg.Addr},
+		Auth:     chgo.Auth{Database: "default", Username: cfg.Username, Password: cfg.Password},
+		// LZ4 is what clickhouse-client uses; 18.16 speaks it.
+		Compression:  &chgo.Compression{Method: chgo.CompressionLZ4},
+		DialTimeout:  cfg.DialTimeout,
+		ReadTimeout:  cfg.ReadTimeout,
+		MaxOpenConns: 8,
+		MaxIdleConns: 4,
+		ClientInfo:   chgo.ClientInfo{Products: []struct{ Name, Version string }{{Name: "rolodex", Version: "1"}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: open %s: %w", cfg.Addr, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse: ping %s: %w", cfg.Addr, err)
+	}
+	return conn, nil
+}

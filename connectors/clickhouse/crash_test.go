@@ -1,0 +1,221 @@
+//go:build unix
+
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// The crash test runs the sink in child processes (this test binary,
+// re-executed) and kills them with SIGKILL: no deferred code, no commit, no
+// leaving the group.
+const (
+	childEnv        = "ROLODEX_TEST_SINK_CHILD"
+	childBrokersEnv = "ROLODEX_TEST_SINK_BROKERS"
+	childDBEnv      = "ROLODEX_TEST_SINK_DB"
+	// childCrashEnv names a flush point ("events-written", "written") at
+	// which the child kills itself during its second batch.
+	childCrashEnv = "ROLODEX_TEST_SINK_CRASH_AT"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childSink())
+	}
+	os.Exit(m.Run())
+}
+
+// childSink runs a sink until SIGTERM (graceful: flush and commit).
+func childSink() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	s, err := NewSink(Config{
+		Kafka:         kafkaclient.Config{Brokers: strings.Split(os.Getenv(childBrokersEnv), ",")},
+		ClickHouse:    ConnConfig{Addr: os.Getenv(envAddr), Database: os.Getenv(childDBEnv)},
+		BatchRows:     500,
+		BatchInterval: 30 * time.Millisecond,
+		Logger:        quietLogger(),
+		KafkaOpts: []kgo.Opt{
+			// A killed member is noticed after its session times out.
+			kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(200 * time.Millisecond),
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if at := os.Getenv(childCrashEnv); at != "" {
+		var n atomic.Int32
+		s.hook = func(point string) {
+			if point == at && n.Add(1) == 2 {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
+	}
+	defer s.Close()
+	if err := s.Connect(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+type child struct {
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	done   chan error
+}
+
+func startChild(t *testing.T, brokers []string, db, crashAt string) *child {
+	t.Helper()
+	c := &child{done: make(chan error, 1)}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	c.cmd.Env = append(os.Environ(), childEnv+"=1", childBrokersEnv+"="+strings.Join(brokers, ","), childDBEnv+"="+db, childCrashEnv+"="+crashAt)
+	c.cmd.Stderr = &c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.done <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.done
+	})
+	return c
+}
+
+// wait waits for the child to exit and returns how.
+func (c *child) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		c.done <- err
+		return err
+	case <-time.After(d):
+		t.Fatalf("sink child did not exit within %s; stderr:\n%s", d, c.stderr.String())
+		return nil
+	}
+}
+
+// Kill the sink at every point of a batch, restart it, and check that the
+// tables hold every event exactly once as seen through FINAL, and that the
+// report views equal the Go reference.
+func TestSinkCrashRestart(t *testing.T) {
+	conn, db := testDB(t)
+	cluster := newCluster(t, 4, kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	brokers := cluster.ListenAddrs()
+	w := genWorkload(3, 12000, 300)
+	p := newProducer(t, brokers)
+	p.deadLetters(t, w.deadLetters)
+	chunks := 4
+	chunk := (len(w.events) + chunks - 1) / chunks
+	produceChunk := func(i int) { p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))]) }
+	rawEvents := func() uint64 { return count(t, conn, "SELECT count() FROM "+db+".events") }
+
+	r := rand.New(rand.NewPCG(7, 7))
+	kills := []struct {
+		name    string
+		crashAt string // a flush point, or "" for a SIGKILL from outside
+	}{
+		{"after the insert, before the commit", "written"},
+		{"between the events and dead_letters inserts", "events-written"},
+		{"at a random moment", ""},
+		{"at another random moment", ""},
+	}
+	for i, k := range kills {
+		produceChunk(min(i, chunks-1))
+		before := rawEvents()
+		c := startChild(t, brokers, db, k.crashAt)
+		if k.crashAt != "" {
+			err := c.wait(t, 30*time.Second)
+			if ws, ok := err.(*exec.ExitError); !ok || ws.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("kill %d (%s): child exited with %v, want killed by SIGKILL; stderr:\n%s", i+1, k.name, err, c.stderr.String())
+			}
+		} else {
+			waitFor(t, 30*time.Second, "the sink child to write", func() bool { return rawEvents() > before })
+			time.Sleep(time.Duration(r.IntN(150)) * time.Millisecond)
+			c.cmd.Process.Signal(syscall.SIGKILL)
+			c.wait(t, 10*time.Second)
+		}
+		t.Logf("%s kill %d (%s): events holds %d raw rows", time.Now().Format("15:04:05.000"), i+1, k.name, rawEvents())
+		if k.crashAt == "written" {
+			// The state this kill is for: rows in ClickHouse that Kafka
+			// has not seen committed, so they will be read and written again.
+			if n := writtenNotCommitted(t, conn, db, brokers); n == 0 {
+				t.Fatalf("kill %d (%s): no row beyond the committed offsets", i+1, k.name)
+			} else {
+				t.Logf("kill %d: %d rows written but not committed", i+1, n)
+			}
+		}
+	}
+
+	final := uint64(len(finalEvents(w.events)))
+	c := startChild(t, brokers, db, "")
+	waitFor(t, 45*time.Second, "every event and dead letter after the restarts", func() bool {
+		return count(t, conn, "SELECT count() FROM "+db+".events FINAL") >= final &&
+			count(t, conn, "SELECT count() FROM "+db+".dead_letters FINAL") >= uint64(len(w.deadLetters))
+	})
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("the last sink child did not stop cleanly: %v; stderr:\n%s", err, c.stderr.String())
+	}
+
+	raw := rawEvents()
+	t.Logf("%d records, %d distinct events, %d raw rows after the crashes (background merges collapse some copies; FINAL all)", len(w.events), final, raw)
+	if n := count(t, conn, "SELECT count() FROM "+db+".events FINAL"); n != final {
+		t.Fatalf("events FINAL: %d rows, want %d", n, final)
+	}
+	checkEvents(t, conn, db, w.events, p.eventsAt)
+	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
+	checkReports(t, conn, db, w, "")
+	checkCommitted(t, brokers, "")
+}
+
+// writtenNotCommitted counts rows of events whose Kafka offset is at or
+// beyond the sink group's committed offset of their partition.
+func writtenNotCommitted(t *testing.T, conn driver.Conn, db string, brokers []string) uint64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for p := int32(0); p < 4; p++ {
+		at := int64(0)
+		if o, ok := committed.Lookup(schemas.TopicEvents, p); ok {
+			at = o.At
+		}
+		n += count(t, conn, fmt.Sprintf("SELECT count() FROM %s.events WHERE kafka_partition = %d AND kafka_offset >= %d", db, p, at))
+	}
+	return n
+}

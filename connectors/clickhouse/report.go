@@ -1,0 +1,228 @@
+package clickhouse
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// A Report is one analyst report: a view created by the migrations.
+type Report struct {
+	// Name is what "rolodex report NAME" takes.
+	Name string
+	// View is the view in the Rolodex database.
+	View string
+	// OrderBy orders the printed rows.
+	OrderBy string
+	// Doc says what one row is.
+	Doc string
+}
+
+// Reports lists every report, in the order "rolodex report" lists them.
+// Every report has a day column that --since filters on.
+var Reports = []Report{
+	{
+		Name: "activity", View: "report_activity_daily", OrderBy: "day, tenant, source, type",
+		Doc: "events and distinct profiles per day, tenant, source (channel) and event type",
+	},
+	{
+		Name: "profiles", View: "report_profiles_daily", OrderBy: "day, tenant",
+		Doc: "active, new and returning profiles per day and tenant",
+	},
+	{
+		Name: "dead-letters", View: "report_dead_letters_daily", OrderBy: "day, tenant, partner, reason, source_kind",
+		Doc: "rejected records per day, tenant, partner, reason and source kind",
+	},
+}
+
+// ReportByName finds a report.
+func ReportByName(name string) (Report, bool) {
+	for _, r := range Reports {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Report{}, false
+}
+
+// ReportNames lists the report names.
+func ReportNames() []string {
+	out := make([]string, len(Reports))
+	for i, r := range Reports {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// Result is a report's rows as text, in the column order of the view.
+type Result struct {
+	Columns []string
+	// Types are the ClickHouse types of the columns (e.g. "Date", "UInt64").
+	Types []string
+	Rows  [][]string
+}
+
+// RunReport reads report r from database db: every row with day >= since
+// (no filter when since is zero), ordered by the report's OrderBy.
+func RunReport(ctx context.Context, conn driver.Conn, db string, r Report, since time.Time) (*Result, error) {
+	if err := validDatabase(db); err != nil {
+		return nil, err
+	}
+	q := "SELECT * FROM " + db + "." + r.View
+	var args []any
+	if !since.IsZero() {
+		q += " WHERE day >= toDate(?)"
+		args = append(args, since.UTC().Format("2006-01-02"))
+	}
+	q += " ORDER BY " + r.OrderBy
+	return Query(ctx, conn, q, args...)
+}
+
+// Query runs any SELECT and returns its rows as text.
+func Query(ctx context.Context, conn driver.Conn, query string, args ...any) (*Result, error) {
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: query: %w", err)
+	}
+	defer rows.Close()
+	res := &Result{Columns: rows.Columns()}
+	cts := rows.ColumnTypes()
+	dest := make([]any, len(cts))
+	for i, ct := range cts {
+		res.Types = append(res.Types, ct.DatabaseTypeName())
+		dest[i] = reflect.New(ct.ScanType()).Interface()
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("clickhouse: query: scan: %w", err)
+		}
+		row := make([]string, len(dest))
+		for i, d := range dest {
+			row[i] = text(reflect.ValueOf(d).Elem().Interface(), res.Types[i])
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: query: %w", err)
+	}
+	return res, nil
+}
+
+// text renders one value the way clickhouse-client would.
+func text(v any, typ string) string {
+	switch x := v.(type) {
+	case time.Time:
+		if strings.HasPrefix(typ, "Date") && !strings.HasPrefix(typ, "DateTime") {
+			return x.Format("2006-01-02")
+		}
+		return x.UTC().Format("2006-01-02 15:04:05")
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case nil:
+		return "NULL"
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return "NULL"
+		}
+		return text(rv.Elem().Interface(), strings.TrimSuffix(strings.TrimPrefix(typ, "Nullable("), ")"))
+	}
+	return fmt.Sprint(v)
+}
+
+// Formats lists what Write takes.
+var Formats = []string{"table", "csv", "json"}
+
+// Write prints the result as an aligned table, as CSV with a header line,
+// or as JSON (an array of objects; numeric columns are JSON numbers).
+func (r *Result) Write(w io.Writer, format string) error {
+	switch format {
+	case "table", "":
+		return r.writeTable(w)
+	case "csv":
+		cw := csv.NewWriter(w)
+		if err := cw.Write(r.Columns); err != nil {
+			return err
+		}
+		if err := cw.WriteAll(r.Rows); err != nil {
+			return err
+		}
+		return cw.Error()
+	case "json":
+		return r.writeJSON(w)
+	}
+	return fmt.Errorf("report: unknown format %q (known: %s)", format, strings.Join(Formats, ", "))
+}
+
+func (r *Result) writeTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(cells []string) {
+		for i, c := range cells {
+			if i > 0 {
+				io.WriteString(tw, "\t")
+			}
+			io.WriteString(tw, strings.NewReplacer("\t", " ", "\n", " ").Replace(c))
+		}
+		io.WriteString(tw, "\n")
+	}
+	line(r.Columns)
+	dashes := make([]string, len(r.Columns))
+	for i, c := range r.Columns {
+		dashes[i] = strings.Repeat("-", len(c))
+	}
+	line(dashes)
+	for _, row := range r.Rows {
+		line(row)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "(%d rows)\n", len(r.Rows))
+	return err
+}
+
+func (r *Result) writeJSON(w io.Writer) error {
+	out := make([]json.RawMessage, 0, len(r.Rows))
+	for _, row := range r.Rows {
+		var b strings.Builder
+		b.WriteByte('{')
+		for i, c := range row {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(r.Columns[i])
+			b.Write(k)
+			b.WriteByte(':')
+			if i < len(r.Types) && isNumeric(r.Types[i]) {
+				if _, err := strconv.ParseFloat(c, 64); err == nil {
+					b.WriteString(c)
+					continue
+				}
+			}
+			v, _ := json.Marshal(c)
+			b.Write(v)
+		}
+		b.WriteByte('}')
+		out = append(out, json.RawMessage(b.String()))
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func isNumeric(typ string) bool {
+	typ = strings.TrimSuffix(strings.TrimPrefix(typ, "Nullable("), ")")
+	return strings.HasPrefix(typ, "UInt") || strings.HasPrefix(typ, "Int") || strings.HasPrefix(typ, "Float") || strings.HasPrefix(typ, "Decimal")
+}

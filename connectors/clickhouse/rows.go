@@ -1,0 +1,229 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// EventColumns are the columns the sink writes to events, in the order of
+// every INSERT. inserted_at is left to its DEFAULT now().
+var EventColumns = []string{
+	"tenant", "event_id", "type", "source", "partner",
+	"time", "time_ms", "received_at", "received_at_ms", "node_id",
+	"identifier_types", "identifier_values",
+	"trait_keys", "trait_values", "property_keys", "property_values",
+	"kafka_partition", "kafka_offset",
+}
+
+// DeadLetterColumns are the columns the sink writes to dead_letters.
+var DeadLetterColumns = []string{
+	"kafka_topic", "kafka_partition", "kafka_offset",
+	"time", "time_ms", "tenant", "partner", "reason", "message", "source_kind",
+	"request_id", "source_topic", "source_partition", "source_offset", "source_file", "source_row",
+	"payload",
+}
+
+// insertQuery names every column: without the list, clickhouse-go's Append
+// fails and AppendStruct silently inserts nothing.
+func insertQuery(db, table string, cols []string) string {
+	return "INSERT INTO " + db + "." + table + " (" + strings.Join(cols, ", ") + ")"
+}
+
+// EventRows holds events as columns, ready for one INSERT.
+type EventRows struct {
+	tenant, eventID, typ, source, partner []string
+	time                                  []time.Time
+	timeMS                                []int64
+	receivedAt                            []time.Time
+	receivedAtMS                          []uint64
+	nodeID                                []string
+	idTypes, idValues                     [][]string
+	traitKeys, traitValues                [][]string
+	propKeys, propValues                  [][]string
+	partition                             []int32
+	offset                                []int64
+}
+
+// Len is the number of rows.
+func (r *EventRows) Len() int { return len(r.eventID) }
+
+// Reset empties r.
+func (r *EventRows) Reset() { *r = EventRows{} }
+
+// Add appends one event. key is the record's Kafka key (the node id of the
+// primary identifier); partition and offset are the record's position on
+// rolodex.events.
+func (r *EventRows) Add(ev *schemas.Event, key string, partition int32, offset int64) {
+	r.tenant = append(r.tenant, ev.Tenant)
+	r.eventID = append(r.eventID, ev.ID)
+	r.typ = append(r.typ, ev.Type)
+	r.source = append(r.source, ev.Source)
+	r.partner = append(r.partner, ev.Partner)
+	r.time = append(r.time, DateTime(ev.Time))
+	r.timeMS = append(r.timeMS, ev.Time.UnixMilli())
+	r.receivedAt = append(r.receivedAt, DateTime(ev.ReceivedAt))
+	r.receivedAtMS = append(r.receivedAtMS, uint64(max(ev.ReceivedAt.UnixMilli(), 0)))
+	if key == "" {
+		key = ev.Key()
+	}
+	r.nodeID = append(r.nodeID, key)
+	types := make([]string, len(ev.Identifiers))
+	values := make([]string, len(ev.Identifiers))
+	for i, id := range ev.Identifiers {
+		types[i], values[i] = id.Type, id.Value
+	}
+	r.idTypes = append(r.idTypes, types)
+	r.idValues = append(r.idValues, values)
+	k, v := sortedPairs(ev.Traits)
+	r.traitKeys = append(r.traitKeys, k)
+	r.traitValues = append(r.traitValues, v)
+	k, v = sortedPairs(ev.Properties)
+	r.propKeys = append(r.propKeys, k)
+	r.propValues = append(r.propValues, v)
+	r.partition = append(r.partition, partition)
+	r.offset = append(r.offset, offset)
+}
+
+func (r *EventRows) columns() []any {
+	return []any{
+		r.tenant, r.eventID, r.typ, r.source, r.partner,
+		r.time, r.timeMS, r.receivedAt, r.receivedAtMS, r.nodeID,
+		r.idTypes, r.idValues, r.traitKeys, r.traitValues, r.propKeys, r.propValues,
+		r.partition, r.offset,
+	}
+}
+
+// Insert writes the rows into db.events in one INSERT.
+func (r *EventRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
+	return insertColumns(ctx, conn, db, "events", EventColumns, r.columns())
+}
+
+// DeadLetterRows holds dead letters as columns, ready for one INSERT.
+type DeadLetterRows struct {
+	topic                                  []string
+	partition                              []int32
+	offset                                 []int64
+	time                                   []time.Time
+	timeMS                                 []int64
+	tenant, partner, reason, message, kind []string
+	requestID, srcTopic                    []string
+	srcPartition                           []int32
+	srcOffset                              []int64
+	srcFile                                []string
+	srcRow                                 []int64
+	payload                                []string
+}
+
+// Len is the number of rows.
+func (r *DeadLetterRows) Len() int { return len(r.topic) }
+
+// Reset empties r.
+func (r *DeadLetterRows) Reset() { *r = DeadLetterRows{} }
+
+// Add appends one dead letter read from topic/partition/offset.
+func (r *DeadLetterRows) Add(d *schemas.DeadLetter, topic string, partition int32, offset int64) {
+	r.topic = append(r.topic, topic)
+	r.partition = append(r.partition, partition)
+	r.offset = append(r.offset, offset)
+	r.time = append(r.time, DateTime(d.Time))
+	r.timeMS = append(r.timeMS, d.Time.UnixMilli())
+	r.tenant = append(r.tenant, d.Tenant)
+	r.partner = append(r.partner, d.Partner)
+	r.reason = append(r.reason, d.Reason)
+	r.message = append(r.message, d.Message)
+	r.kind = append(r.kind, d.SourceKind)
+	r.requestID = append(r.requestID, d.RequestID)
+	r.srcTopic = append(r.srcTopic, d.Topic)
+	r.srcPartition = append(r.srcPartition, d.Partition)
+	r.srcOffset = append(r.srcOffset, d.Offset)
+	r.srcFile = append(r.srcFile, d.File)
+	r.srcRow = append(r.srcRow, d.Row)
+	r.payload = append(r.payload, string(d.Payload))
+}
+
+func (r *DeadLetterRows) columns() []any {
+	return []any{
+		r.topic, r.partition, r.offset, r.time, r.timeMS,
+		r.tenant, r.partner, r.reason, r.message, r.kind,
+		r.requestID, r.srcTopic, r.srcPartition, r.srcOffset, r.srcFile, r.srcRow,
+		r.payload,
+	}
+}
+
+// Insert writes the rows into db.dead_letters in one INSERT.
+func (r *DeadLetterRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
+	return insertColumns(ctx, conn, db, "dead_letters", DeadLetterColumns, r.columns())
+}
+
+// insertColumns sends one INSERT of whole columns (PrepareBatch, one
+// Column(i).Append per column, Send).
+func insertColumns(ctx context.Context, conn driver.Conn, db, table string, names []string, cols []any) error {
+	if len(names) != len(cols) {
+		return fmt.Errorf("clickhouse: insert %s: %d column names for %d columns", table, len(names), len(cols))
+	}
+	b, err := conn.PrepareBatch(ctx, insertQuery(db, table, names))
+	if err != nil {
+		return fmt.Errorf("clickhouse: insert %s.%s: prepare: %w", db, table, err)
+	}
+	defer b.Close()
+	for i, c := range cols {
+		var err error
+		if arrays, ok := c.([][]string); ok {
+			// Row by row: clickhouse-go appends a []string without
+			// reflection, a whole [][]string with reflection per element
+			// (about 12% slower for the events columns).
+			col := b.Column(i)
+			for _, a := range arrays {
+				if err = col.AppendRow(a); err != nil {
+					break
+				}
+			}
+		} else {
+			err = b.Column(i).Append(c)
+		}
+		if err != nil {
+			return fmt.Errorf("clickhouse: insert %s.%s: column %s: %w", db, table, names[i], err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert %s.%s: send: %w", db, table, err)
+	}
+	return nil
+}
+
+// maxDateTime is the last second a ClickHouse DateTime (UInt32) holds.
+var maxDateTime = time.Unix(math.MaxUint32, 0).UTC()
+
+// DateTime clamps t into the range of a ClickHouse DateTime column
+// (1970-01-01 to 2106-02-07, whole seconds, UTC): earlier times become the
+// epoch, later ones the maximum. The *_ms columns keep the exact value.
+func DateTime(t time.Time) time.Time {
+	switch {
+	case t.Before(time.Unix(0, 0)):
+		return time.Unix(0, 0).UTC()
+	case t.After(maxDateTime):
+		return maxDateTime
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+func sortedPairs(m map[string]string) (keys, values []string) {
+	keys = make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	values = make([]string, len(keys))
+	for i, k := range keys {
+		values[i] = m[k]
+	}
+	return keys, values
+}

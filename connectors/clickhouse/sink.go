@@ -1,0 +1,411 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Group is the consumer group of the ClickHouse sink.
+// TODO(lead): move to schemas/names.go as GroupSinkClickHouse.
+const Group = schemas.GroupSinkClickHouse
+
+const (
+	tableEvents      = "events"
+	tableDeadLetters = "dead_letters"
+)
+
+// Config of the sink.
+type Config struct {
+	// Kafka says where rolodex.events and rolodex.deadletter are. Required.
+	Kafka kafkaclient.Config
+	// ClickHouse says where to write. Required: ClickHouse.Addr.
+	ClickHouse ConnConfig
+	// Group is the consumer group. Default Group ("rolodex-sink-clickhouse").
+	Group string
+	// BatchRows is the most records in one batch. Default 50,000.
+	BatchRows int
+	// BatchInterval is the longest a batch waits for more records after its
+	// first one. Default 1s.
+	BatchInterval time.Duration
+	// WriteTimeout bounds one attempt to write a batch. Default 30s.
+	WriteTimeout time.Duration
+	// RetryBackoff is the wait after the first failed attempt; it doubles
+	// after each further failure, up to MaxRetryBackoff. Defaults 100ms and 5s.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// FlushTimeout bounds writing and committing the last batch when Run's
+	// context ends. Default 10s. A batch not written by then is not
+	// committed; the next sink reads it again.
+	FlushTimeout time.Duration
+	// SkipMigrate, when set, makes Connect leave the schema alone (run
+	// "rolodex clickhouse migrate" yourself). By default Connect migrates.
+	SkipMigrate bool
+	// Registerer receives the rolodex_sink_* metrics. Nil: not registered.
+	Registerer prometheus.Registerer
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// KafkaOpts are extra franz-go options for the consumer (tests use them
+	// for short session timeouts).
+	KafkaOpts []kgo.Opt
+}
+
+func (c *Config) setDefaults() {
+	c.ClickHouse.setDefaults()
+	if c.Group == "" {
+		c.Group = Group
+	}
+	if c.BatchRows == 0 {
+		c.BatchRows = 50_000
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = 100 * time.Millisecond
+	}
+	if c.MaxRetryBackoff == 0 {
+		c.MaxRetryBackoff = 5 * time.Second
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a config that cannot work. Call it after the defaults
+// are in place (NewSink does).
+func (c *Config) Validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	if err := c.ClickHouse.Validate(); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	if c.BatchRows < 1 {
+		return fmt.Errorf("sink: BatchRows %d: want at least 1", c.BatchRows)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"BatchInterval", c.BatchInterval}, {"WriteTimeout", c.WriteTimeout}, {"RetryBackoff", c.RetryBackoff},
+		{"MaxRetryBackoff", c.MaxRetryBackoff}, {"FlushTimeout", c.FlushTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("sink: %s %s: must not be negative", d.name, d.v)
+		}
+	}
+	if c.MaxRetryBackoff < c.RetryBackoff {
+		return fmt.Errorf("sink: MaxRetryBackoff %s is below RetryBackoff %s", c.MaxRetryBackoff, c.RetryBackoff)
+	}
+	return nil
+}
+
+// Sink copies rolodex.events into the events table and rolodex.deadletter
+// into dead_letters, in batches. Lifecycle: NewSink, Connect, Run, Close.
+//
+// A batch's offsets are committed only after ClickHouse accepted all of its
+// rows. While ClickHouse fails, the same batch is retried with backoff,
+// never dropped and never committed past. A crash between insert and commit
+// writes the batch again on restart; the tables collapse such copies
+// (package doc).
+type Sink struct {
+	cfg     Config
+	metrics *Metrics
+	conn    driver.Conn
+	cl      *kgo.Client
+	db      string
+	// hook, when set (tests only), is called at named points of a flush:
+	// "events-written" after the events insert, "written" before the
+	// commit. Crash tests kill the process there.
+	hook func(point string)
+}
+
+// NewSink checks the config and creates the metrics. It does not connect.
+func NewSink(cfg Config) (*Sink, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: cfg, metrics: NewMetrics(cfg.Registerer), db: cfg.ClickHouse.Database}, nil
+}
+
+// Metrics returns the sink's metrics.
+func (s *Sink) Metrics() *Metrics { return s.metrics }
+
+// Connect opens ClickHouse, applies the migrations (unless SkipMigrate)
+// and joins the consumer group. Call Close afterwards even if it failed.
+func (s *Sink) Connect(ctx context.Context) error {
+	conn, err := Open(ctx, s.cfg.ClickHouse)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	s.conn = conn
+	if !s.cfg.SkipMigrate {
+		if err := Migrate(ctx, conn, s.db); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+	}
+	kc := s.cfg.Kafka
+	if kc.ClientID == "" {
+		kc.ClientID = "rolodex-sink-clickhouse"
+	}
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(schemas.TopicEvents, schemas.TopicDeadLetter),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+	}, s.cfg.KafkaOpts...)
+	cl, err := kafkaclient.NewClient(kc, opts...)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	s.cl = cl
+	return nil
+}
+
+// Ping checks that ClickHouse and Kafka answer (for /healthz).
+func (s *Sink) Ping(ctx context.Context) error {
+	if s.conn == nil || s.cl == nil {
+		return errors.New("sink: not connected")
+	}
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	if err := s.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
+// Close leaves the group and closes both connections. Call it after Run
+// returned.
+func (s *Sink) Close() {
+	if s.cl != nil {
+		// Run may have returned holding a poll; leaving the group would
+		// wait for AllowRebalance forever.
+		s.cl.CloseAllowingRebalance()
+		s.cl = nil
+	}
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// batch is what has been polled and not yet committed.
+type batch struct {
+	events      EventRows
+	deadLetters DeadLetterRows
+	records     int
+	// last is the last record per partition, what the commit covers.
+	last     map[topicPartition]*kgo.Record
+	deadline time.Time // flush when reached
+	oldest   time.Time // the oldest record timestamp in the batch
+	// eventsDone is set once the events of this batch were inserted, so
+	// that a retry after a dead_letters failure does not insert them again.
+	eventsDone bool
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+func (b *batch) reset() {
+	b.events.Reset()
+	b.deadLetters.Reset()
+	b.records = 0
+	b.last = map[topicPartition]*kgo.Record{}
+	b.deadline = time.Time{}
+	b.oldest = time.Time{}
+	b.eventsDone = false
+}
+
+// Run consumes until ctx is done. On the way out it writes and commits the
+// batch in hand within FlushTimeout. It returns an error only for what
+// cannot be retried (the Kafka client closed under it).
+func (s *Sink) Run(ctx context.Context) error {
+	if s.cl == nil {
+		return errors.New("sink: Run before Connect")
+	}
+	defer s.cl.AllowRebalance()
+	b := &batch{}
+	b.reset()
+	for {
+		if ctx.Err() != nil {
+			return s.shutdown(b)
+		}
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if b.records > 0 {
+			pctx, cancel = context.WithDeadline(ctx, b.deadline)
+		}
+		fetches := s.cl.PollRecords(pctx, s.cfg.BatchRows-b.records)
+		cancel()
+		if fetches.IsClientClosed() {
+			return errors.New("sink: kafka client closed")
+		}
+		fetches.EachError(func(topic string, part int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			s.cfg.Logger.Warn("sink: fetch", "topic", topic, "partition", part, "err", err)
+		})
+		fetches.EachRecord(func(r *kgo.Record) { s.add(b, r) })
+		switch {
+		case b.records == 0:
+			// Nothing held: let a pending rebalance through.
+			s.cl.AllowRebalance()
+		case b.records >= s.cfg.BatchRows || !time.Now().Before(b.deadline):
+			if err := s.flush(ctx, b); err != nil {
+				// Only ctx ends a flush early: nothing was committed.
+				return s.shutdown(b)
+			}
+		}
+	}
+}
+
+// add decodes one record into the batch. A record that does not decode is
+// counted and skipped: it was validated upstream, so it is a bug or a
+// foreign producer, and holding the partition for it would stop the sink.
+func (s *Sink) add(b *batch, r *kgo.Record) {
+	if b.records == 0 {
+		b.deadline = time.Now().Add(s.cfg.BatchInterval)
+	}
+	b.records++
+	b.last[topicPartition{r.Topic, r.Partition}] = r
+	if b.oldest.IsZero() || r.Timestamp.Before(b.oldest) {
+		b.oldest = r.Timestamp
+	}
+	switch r.Topic {
+	case schemas.TopicEvents:
+		ev, err := schemas.DecodeEvent(r.Value)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.events.Add(ev, string(r.Key), r.Partition, r.Offset)
+	case schemas.TopicDeadLetter:
+		d, err := schemas.DecodeDeadLetter(r.Value)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.deadLetters.Add(d, r.Topic, r.Partition, r.Offset)
+	default:
+		s.undecodable(r, errors.New("unexpected topic"))
+	}
+}
+
+func (s *Sink) undecodable(r *kgo.Record, err error) {
+	s.metrics.Undecodable.WithLabelValues(r.Topic).Inc()
+	s.cfg.Logger.Error("sink: skipping a record that does not decode", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+}
+
+// flush writes the batch, retrying until ClickHouse accepts it or ctx ends,
+// then commits its offsets and lets rebalances through. It returns an error
+// only when ctx ended first; the batch is then neither committed nor reset.
+func (s *Sink) flush(ctx context.Context, b *batch) error {
+	start := time.Now()
+	backoff := s.cfg.RetryBackoff
+	for {
+		err := s.write(ctx, b)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.metrics.Retries.Inc()
+		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(), "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.MaxRetryBackoff)
+	}
+	s.metrics.BatchDuration.Observe(time.Since(start).Seconds())
+	if s.hook != nil {
+		s.hook("written")
+	}
+	s.commit(ctx, b)
+	s.cl.AllowRebalance()
+	b.reset()
+	return nil
+}
+
+// write inserts the batch's rows, one INSERT per table, each attempt bounded
+// by WriteTimeout.
+func (s *Sink) write(ctx context.Context, b *batch) error {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	if n := b.events.Len(); n > 0 && !b.eventsDone {
+		if err := b.events.Insert(wctx, s.conn, s.db); err != nil {
+			return err
+		}
+		b.eventsDone = true
+		s.metrics.RowsWritten.WithLabelValues(tableEvents).Add(float64(n))
+		if s.hook != nil {
+			s.hook("events-written")
+		}
+	}
+	if n := b.deadLetters.Len(); n > 0 {
+		if err := b.deadLetters.Insert(wctx, s.conn, s.db); err != nil {
+			return err
+		}
+		s.metrics.RowsWritten.WithLabelValues(tableDeadLetters).Add(float64(n))
+	}
+	return nil
+}
+
+// commit commits the offsets after the batch's last records. A failed
+// commit is logged, not retried: the rows are written, and the records are
+// then read and written again by whoever owns the partition next; the
+// tables collapse the copies.
+func (s *Sink) commit(ctx context.Context, b *batch) {
+	recs := make([]*kgo.Record, 0, len(b.last))
+	for _, r := range b.last {
+		recs = append(recs, r)
+	}
+	if err := s.cl.CommitRecords(ctx, recs...); err != nil {
+		s.metrics.CommitFailures.Inc()
+		s.cfg.Logger.Warn("sink: commit", "err", err)
+		return
+	}
+	now := time.Now()
+	s.metrics.Batches.Inc()
+	s.metrics.LastCommit.Set(float64(now.UnixNano()) / 1e9)
+	if !b.oldest.IsZero() {
+		s.metrics.LastCommitLag.Set(now.Sub(b.oldest).Seconds())
+	}
+}
+
+// shutdown writes and commits the batch in hand within FlushTimeout.
+func (s *Sink) shutdown(b *batch) error {
+	if b.records == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
+	defer cancel()
+	if err := s.flush(ctx, b); err != nil {
+		s.cfg.Logger.Warn("sink: last batch not written on shutdown; it will be read again", "records", b.records, "err", err)
+	}
+	return nil
+}

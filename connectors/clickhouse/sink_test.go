@@ -1,0 +1,253 @@
+package clickhouse
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// testSinkConfig is a sink on brokers writing into db, with small batches.
+func testSinkConfig(t testing.TB, brokers []string, db string) Config {
+	return Config{
+		Kafka:         kafkaclient.Config{Brokers: brokers},
+		ClickHouse:    ConnConfig{Addr: serverAddr(t), Database: db},
+		BatchRows:     700,
+		BatchInterval: 100 * time.Millisecond,
+		Logger:        quietLogger(),
+	}
+}
+
+// runSink connects and runs a sink until the returned stop is called; stop
+// cancels Run (the graceful path: the batch in hand is written and
+// committed) and closes the sink.
+func runSink(t testing.TB, cfg Config) (s *Sink, stop func()) {
+	t.Helper()
+	s, err := NewSink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Connect(ctx); err != nil {
+		s.Close()
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+		s.Close()
+	}
+	t.Cleanup(stop)
+	return s, stop
+}
+
+func TestSinkEndToEnd(t *testing.T) {
+	conn, db := openTestDB(t) // the sink migrates
+	cluster := newCluster(t, 4)
+	brokers := cluster.ListenAddrs()
+	w := genWorkload(2, 3000, 60)
+	p := newProducer(t, brokers)
+	p.events(t, w.events)
+	p.deadLetters(t, w.deadLetters)
+	p.raw(t, schemas.TopicEvents, "not avro", "\x00\x00\x00\x00\x02garbage")
+	p.raw(t, schemas.TopicDeadLetter, "{}")
+
+	reg := prometheus.NewRegistry()
+	cfg := testSinkConfig(t, brokers, db)
+	cfg.Registerer = reg
+	s, stop := runSink(t, cfg)
+
+	final := uint64(len(finalEvents(w.events)))
+	waitFor(t, 30*time.Second, "every event and dead letter in ClickHouse", func() bool {
+		return count(t, conn, "SELECT count() FROM "+db+".events FINAL") >= final &&
+			count(t, conn, "SELECT count() FROM "+db+".dead_letters FINAL") >= uint64(len(w.deadLetters))
+	})
+	stop()
+
+	// No crash: every record was written exactly once.
+	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != uint64(len(w.events)) {
+		t.Errorf("events holds %d raw rows, want %d (one per record)", n, len(w.events))
+	}
+	checkEvents(t, conn, db, w.events, p.eventsAt)
+	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
+	checkReports(t, conn, db, w, "")
+	checkReports(t, conn, db, w, "2026-11-04")
+
+	m := s.Metrics()
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"rows written, events", testutil.ToFloat64(m.RowsWritten.WithLabelValues(tableEvents)), float64(len(w.events))},
+		{"rows written, dead letters", testutil.ToFloat64(m.RowsWritten.WithLabelValues(tableDeadLetters)), float64(len(w.deadLetters))},
+		{"undecodable, events", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicEvents)), 2},
+		{"undecodable, dead letters", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicDeadLetter)), 1},
+		{"retries", testutil.ToFloat64(m.Retries), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("metric %s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if testutil.ToFloat64(m.Batches) < 2 {
+		t.Errorf("%v batches, want several (BatchRows %d)", testutil.ToFloat64(m.Batches), cfg.BatchRows)
+	}
+	names, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range names {
+		if !strings.HasPrefix(mf.GetName(), "rolodex_sink_") {
+			t.Errorf("metric %s is not named rolodex_sink_*", mf.GetName())
+		}
+	}
+
+	// Everything, undecodable records included, is committed.
+	checkCommitted(t, brokers, cfg.Group)
+}
+
+// checkCommitted checks that the group committed every partition of both
+// topics up to its end.
+func checkCommitted(t testing.TB, brokers []string, group string) {
+	t.Helper()
+	if group == "" {
+		group = Group
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, schemas.TopicEvents, schemas.TopicDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(o.Topic, o.Partition)
+		if o.Offset > 0 && (!ok || c.At != o.Offset) {
+			t.Errorf("%s/%d: committed %d, end %d", o.Topic, o.Partition, c.At, o.Offset)
+		}
+	})
+}
+
+func TestSinkConfigValidate(t *testing.T) {
+	ok := func() Config {
+		return Config{Kafka: kafkaclient.Config{Brokers: []string{"127.0.0.1:9092"}}, ClickHouse: ConnConfig{Addr: "127.0.0.1:9000"}}
+	}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "no brokers"},
+		{"no clickhouse", func(c *Config) { c.ClickHouse.Addr = "" }, "no address"},
+		{"clickhouse not host:port", func(c *Config) { c.ClickHouse.Addr = "clickhouse" }, "not host:port"},
+		{"bad database", func(c *Config) { c.ClickHouse.Database = "x;y" }, "database name"},
+		{"negative batch", func(c *Config) { c.BatchRows = -1 }, "BatchRows"},
+		{"negative interval", func(c *Config) { c.BatchInterval = -time.Second }, "BatchInterval"},
+		{"backoff above max", func(c *Config) { c.RetryBackoff = time.Minute }, "MaxRetryBackoff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok()
+			tt.change(&c)
+			_, err := NewSink(c)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Two sinks share the group while events keep coming: a second instance
+// joins mid-stream (rebalance), then the first leaves (rebalance again).
+// Every event lands once, and both instances did part of the work.
+func TestSinkRebalance(t *testing.T) {
+	conn, db := testDB(t)
+	cluster := newCluster(t, 8)
+	brokers := cluster.ListenAddrs()
+	w := genWorkload(6, 6000, 120)
+	p := newProducer(t, brokers)
+	p.deadLetters(t, w.deadLetters)
+	chunk := len(w.events) / 6
+	produce := func(i int) { p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))]) }
+	if len(w.events)%6 != 0 {
+		t.Fatal("workload size must divide into 6 chunks")
+	}
+
+	cfg := testSinkConfig(t, brokers, db)
+	cfg.BatchRows = 300
+	a, stopA := runSink(t, cfg)
+	produce(0)
+	produce(1)
+	waitFor(t, 30*time.Second, "sink a to write", func() bool {
+		return testutil.ToFloat64(a.Metrics().RowsWritten.WithLabelValues(tableEvents)) > 0
+	})
+	b, _ := runSink(t, cfg)
+	for i := 2; i < 4; i++ {
+		produce(i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitFor(t, 30*time.Second, "sink b to write", func() bool {
+		return testutil.ToFloat64(b.Metrics().RowsWritten.WithLabelValues(tableEvents)) > 0
+	})
+	stopA()
+	produce(4)
+	produce(5)
+
+	final := uint64(len(finalEvents(w.events)))
+	waitFor(t, 30*time.Second, "every event and dead letter", func() bool {
+		return count(t, conn, "SELECT count() FROM "+db+".events FINAL") >= final &&
+			count(t, conn, "SELECT count() FROM "+db+".dead_letters FINAL") >= uint64(len(w.deadLetters))
+	})
+	wa := testutil.ToFloat64(a.Metrics().RowsWritten.WithLabelValues(tableEvents))
+	wb := testutil.ToFloat64(b.Metrics().RowsWritten.WithLabelValues(tableEvents))
+	t.Logf("sink a wrote %v event rows, sink b %v, for %d records", wa, wb, len(w.events))
+	// With the commit before every rebalance, no record is written twice.
+	if wa+wb != float64(len(w.events)) {
+		t.Errorf("the sinks wrote %v event rows for %d records", wa+wb, len(w.events))
+	}
+	checkEvents(t, conn, db, w.events, p.eventsAt)
+	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
+	checkReports(t, conn, db, w, "")
+}

@@ -157,7 +157,11 @@ func compare(t *testing.T, got, want map[string]*schemas.Profile) {
 // The protocol, delivered in random order with duplicates, ends exactly
 // where the offline reference does.
 func TestProtocolMatchesReference(t *testing.T) {
-	for seed := int64(1); seed <= 30; seed++ {
+	seeds := int64(30)
+	if testing.Short() || raceEnabled {
+		seeds = 6 // the race detector makes each run ~10x slower
+	}
+	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 20+rng.Intn(80))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/lovoo/goka"
 )
@@ -68,7 +69,10 @@ func EncodeEvent(e *Event) ([]byte, error) {
 	if _, err := registry(); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 0, eventV2Size(e))
+	var traitsStack, propsStack [16]avroEntry
+	traits, traitsSize := sortedEntries(e.Traits, &traitsStack)
+	props, propsSize := sortedEntries(e.Properties, &propsStack)
+	buf := make([]byte, 0, eventV2Size(e, traitsSize+propsSize))
 	buf = AppendFrameHeader(buf, SchemaIDEventV2)
 	buf = appendAvroString(buf, e.Tenant)
 	buf = appendAvroString(buf, e.ID)
@@ -83,26 +87,38 @@ func EncodeEvent(e *Event) ([]byte, error) {
 		}
 	}
 	buf = append(buf, 0) // end of the array
-	buf = appendAvroStringMap(buf, e.Traits)
-	buf = appendAvroStringMap(buf, e.Properties)
+	buf = appendAvroStringMap(buf, traits)
+	buf = appendAvroStringMap(buf, props)
 	buf = appendAvroString(buf, e.Partner)
 	buf = appendAvroLong(buf, millisFromTime(e.ReceivedAt))
 	return buf, nil
 }
 
-// eventV2Size is an upper bound of the framed encoding of e: the bytes of
-// every string plus maxVarintLen for every length, count and long.
-func eventV2Size(e *Event) int {
+// avroEntry is one entry of a map of strings.
+type avroEntry struct{ key, value string }
+
+// sortedEntries returns the entries of m in key order, in stack while they
+// fit, and an upper bound of their encoded size.
+func sortedEntries(m map[string]string, stack *[16]avroEntry) ([]avroEntry, int) {
+	entries := stack[:0]
+	size := 0
+	for k, v := range m {
+		entries = append(entries, avroEntry{k, v})
+		size += len(k) + len(v) + 2*maxVarintLen
+	}
+	slices.SortFunc(entries, func(a, b avroEntry) int { return strings.Compare(a.key, b.key) })
+	return entries, size
+}
+
+// eventV2Size is an upper bound of the framed encoding of e, given one of
+// its maps' entries: the bytes of every string plus maxVarintLen for every
+// length, count and long.
+func eventV2Size(e *Event, mapsSize int) int {
 	n := FrameHeaderSize + len(e.Tenant) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Partner) +
-		10*maxVarintLen // 5 strings' lengths, 2 longs, 3 block counts
+		12*maxVarintLen + // 5 strings' lengths, 2 longs, 5 block counts
+		mapsSize
 	for _, id := range e.Identifiers {
 		n += len(id.Type) + len(id.Value) + 2*maxVarintLen
-	}
-	for _, m := range [2]map[string]string{e.Traits, e.Properties} {
-		for k, v := range m {
-			n += len(k) + len(v) + 2*maxVarintLen
-		}
-		n += maxVarintLen // the closing block count
 	}
 	return n
 }
@@ -123,22 +139,15 @@ func appendAvroString(buf []byte, s string) []byte {
 }
 
 // appendAvroStringMap appends an Avro map of strings: one block with the
-// entry count and the entries in key order, then the closing 0 block (an
-// empty map is the 0 alone).
-func appendAvroStringMap(buf []byte, m map[string]string) []byte {
-	if len(m) == 0 {
-		return append(buf, 0)
-	}
-	var stack [16]string
-	keys := stack[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	buf = appendAvroLong(buf, int64(len(keys)))
-	for _, k := range keys {
-		buf = appendAvroString(buf, k)
-		buf = appendAvroString(buf, m[k])
+// entry count and the entries, then the closing 0 block (an empty map is
+// the 0 alone).
+func appendAvroStringMap(buf []byte, entries []avroEntry) []byte {
+	if len(entries) > 0 {
+		buf = appendAvroLong(buf, int64(len(entries)))
+		for _, e := range entries {
+			buf = appendAvroString(buf, e.key)
+			buf = appendAvroString(buf, e.value)
+		}
 	}
 	return append(buf, 0)
 }

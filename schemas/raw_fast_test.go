@@ -139,7 +139,7 @@ func FuzzSplitJSONArray(f *testing.F) {
 func TestDecodeRandomEvents(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	n := 20000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 2000
 	}
 	fast := 0
@@ -385,7 +385,11 @@ func FuzzIsCompactJSON(f *testing.F) {
 // valid value json.Compact leaves as it is.
 func TestIsCompactJSONRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for i := 0; i < 20000; i++ {
+	n := 20000
+	if testing.Short() || raceEnabled {
+		n = 2000
+	}
+	for i := 0; i < n; i++ {
 		b := []byte(randomJSONValue(rng, 4, rng.IntN(3) == 0))
 		if rng.IntN(5) == 0 && len(b) > 0 {
 			b[rng.IntN(len(b))] = ` ,:{}[]"\0a`[rng.IntN(11)]
@@ -396,4 +400,51 @@ func TestIsCompactJSONRandom(t *testing.T) {
 			t.Fatalf("IsCompactJSON(%q) = false, but it is valid and compact", b)
 		}
 	}
+}
+
+// BenchmarkDecodeBatch decodes a request body of 100 events the way the
+// HTTP ingest did before (an array of json.RawMessage, then each element
+// through encoding/json) and the way it does now (SplitJSONArray, then
+// DecodeRawEventJSON). Reported per event.
+func BenchmarkDecodeBatch(b *testing.B) {
+	var elems []string
+	for i := range 100 {
+		elems = append(elems, fmt.Sprintf(`{"id":"evt-%06d","type":"page.viewed","time":"2026-11-23T10:%02d:00Z","source":"bench",`+
+			`"identifiers":{"email":"Ana.Silva%d@Example.com","phone":"(41) 97798-%04d","user_id":"u-%06d"},`+
+			`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/%d","amount":%d.5}}`, i, i%60, i, i, i, i, i))
+	}
+	body := []byte("[" + strings.Join(elems, ",") + "]")
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var raw []json.RawMessage
+			if err := json.Unmarshal(body, &raw); err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range raw {
+				var ev slowRawEvent
+				if err := json.Unmarshal(e, &ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/event")
+	})
+	b.Run("one-pass", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			raw, err := SplitJSONArray(body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range raw {
+				if _, err := DecodeRawEventJSON(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/event")
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -290,12 +289,10 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 
 var errTooMany = errors.New("too many events")
 
+// decodeJSONEvent decodes one event: json.Unmarshal into a RawEvent, in
+// one pass for a plainly written event (schemas.DecodeRawEventJSON).
 func decodeJSONEvent(b []byte) (*schemas.RawEvent, error) {
-	var ev schemas.RawEvent
-	if err := json.Unmarshal(b, &ev); err != nil {
-		return nil, err
-	}
-	return &ev, nil
+	return schemas.DecodeRawEventJSON(b)
 }
 
 // decoder decodes one event; reason labels its failures.
@@ -333,8 +330,10 @@ func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decode
 		}
 		return []decoded{dec.one(trimmed)}, nil
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(trimmed, &elems); err != nil {
+	// The elements are slices of body, which nothing reuses: each is its
+	// event's dead-letter payload as received.
+	elems, err := schemas.SplitJSONArray(trimmed)
+	if err != nil {
 		return nil, fmt.Errorf("the body is not a valid JSON array: %v", err)
 	}
 	if len(elems) == 0 {

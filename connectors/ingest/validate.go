@@ -190,7 +190,10 @@ func dedupeSorted(ids []schemas.Identifier) []schemas.Identifier {
 	return out
 }
 
-// jsonValues compacts each value to its canonical JSON text.
+// jsonValues compacts each value to its canonical JSON text. A value that
+// is already compact (the usual case: machine-written JSON) is checked in
+// one pass and copied as it is; json.Compact handles the others and words
+// the error for invalid ones.
 func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 	if len(m) == 0 {
 		return nil, nil
@@ -203,6 +206,10 @@ func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 		}
 		if len(v) == 0 {
 			v = json.RawMessage("null")
+		}
+		if schemas.IsCompactJSON(v) {
+			out[k] = string(v)
+			continue
 		}
 		buf.Reset()
 		if err := json.Compact(&buf, v); err != nil {

@@ -144,7 +144,8 @@ func validFormat(f string) bool {
 }
 
 // cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
-// Kafka, with /metrics and /healthz.
+// Kafka (events, dead letters, profiles and merges), with /metrics and
+// /healthz.
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("run sink", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -215,7 +216,7 @@ func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return srv.Shutdown(sctx)
 	})
 	g.Go(func() error { return sink.Run(gctx) })
-	logger.Info("sink running", "brokers", *brokers, "clickhouse", ch.addr, "database", ch.database, "metrics", ln.Addr().String())
+	logger.Info("sink running", "brokers", *brokers, "topics", clickhouse.Topics, "clickhouse", ch.addr, "database", ch.database, "metrics", ln.Addr().String())
 	fmt.Fprintf(stdout, "rolodex sink: %s -> ClickHouse %s/%s; metrics on http://%s/metrics\n", *brokers, ch.addr, ch.database, ln.Addr())
 	err = g.Wait()
 	logger.Info("sink stopped")
@@ -245,6 +246,6 @@ func startSink(ctx context.Context, g *errgroup.Group, addr string, brokers []st
 		defer sink.Close()
 		return sink.Run(ctx)
 	})
-	logger.Info("ClickHouse sink running", "clickhouse", addr, "database", clickhouse.DefaultDatabase)
+	logger.Info("ClickHouse sink running", "topics", clickhouse.Topics, "clickhouse", addr, "database", clickhouse.DefaultDatabase)
 	return nil
 }

@@ -23,7 +23,7 @@ Usage:
   rolodex run api --brokers ...        the profile query API
   rolodex run sink --brokers ... --clickhouse HOST:PORT  the ClickHouse sink
   rolodex clickhouse migrate [--clickhouse HOST:PORT]    create or update the ClickHouse schema (idempotent)
-  rolodex report NAME [--since DATE] [--format F]        print a report: activity, profiles, dead-letters
+  rolodex report NAME [--since DATE] [--format F]        print a report: activity, profiles, merges, dead-letters
   rolodex profile get ID               print a profile (--api, --key)
   rolodex profile lookup TYPE VALUE    print the profile holding an identifier
   rolodex import csv [flags] FILE      bulk import a CSV file into rolodex.events

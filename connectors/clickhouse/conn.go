@@ -1,7 +1,8 @@
 // Package clickhouse is the ClickHouse side of Rolodex: the versioned
-// schema (Migrate), the sink that copies rolodex.events and
-// rolodex.deadletter into tables (Sink: Connect, Run, Close) and the
-// analyst reports (Reports, RunReport).
+// schema (Migrate), the sink that copies rolodex.events,
+// rolodex.deadletter, rolodex.profiles and rolodex.profile.merges into
+// tables (Sink: Connect, Run, Close) and the analyst reports (Reports,
+// RunReport).
 //
 // Start with docs/tables.md (what lands where) and docs/reports.md (how to
 // query it exactly). The server may be as old as ClickHouse 18.16 (Debian's
@@ -12,8 +13,13 @@
 // insert and before its Kafka commit, or an insert was cut off and retried)
 // is stored twice. Every table is a ReplacingMergeTree whose sorting key is
 // the identity of a row (an event's tenant, source and id; a dead letter's
-// Kafka position), so copies collapse on merge, and every report view reads
-// with FINAL, so numbers are exact before the merge happens too.
+// Kafka position; a profile's id; a node's id; a merged-away profile's
+// id), so copies collapse on merge, and every report view reads with FINAL,
+// so numbers are exact before the merge happens too. Where one key gets
+// different rows over time (profiles, profile_nodes, profile_merges), the
+// version column that picks the winner is computed from the record itself
+// and only grows (profiles.go), so the order in which the sink reads
+// records does not matter.
 package clickhouse
 
 import (

@@ -32,8 +32,8 @@ const (
 	childEnv        = "ROLODEX_TEST_SINK_CHILD"
 	childBrokersEnv = "ROLODEX_TEST_SINK_BROKERS"
 	childDBEnv      = "ROLODEX_TEST_SINK_DB"
-	// childCrashEnv names a flush point ("events-written", "written") at
-	// which the child kills itself during its second batch.
+	// childCrashEnv names a flush point ("<table>-written", "written") at
+	// which the child kills itself the second time it gets there.
 	childCrashEnv = "ROLODEX_TEST_SINK_CRASH_AT"
 )
 
@@ -121,32 +121,36 @@ func (c *child) wait(t *testing.T, d time.Duration) error {
 }
 
 // Kill the sink at every point of a batch, restart it, and check that the
-// tables hold every event exactly once as seen through FINAL, and that the
-// report views equal the Go reference.
+// tables hold every event, profile, node and merge exactly once as seen
+// through FINAL, and that the report views equal the Go reference.
 func TestSinkCrashRestart(t *testing.T) {
 	conn, db := testDB(t)
 	cluster := newCluster(t, 4, kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	brokers := cluster.ListenAddrs()
-	w := genWorkload(3, 12000, 300)
+	w := genWorkload(3, 8000, 300)
 	p := newProducer(t, brokers)
 	p.deadLetters(t, w.deadLetters)
-	chunks := 4
-	chunk := (len(w.events) + chunks - 1) / chunks
-	produceChunk := func(i int) { p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))]) }
-	rawEvents := func() uint64 { return count(t, conn, "SELECT count() FROM "+db+".events") }
-
 	r := rand.New(rand.NewPCG(7, 7))
 	kills := []struct {
 		name    string
 		crashAt string // a flush point, or "" for a SIGKILL from outside
 	}{
-		{"after the insert, before the commit", "written"},
+		{"after the inserts, before the commit", "written"},
 		{"between the events and dead_letters inserts", "events-written"},
+		{"between the profiles and profile_nodes inserts", "profiles-written"},
+		{"between the profile_nodes and profile_merges inserts", "profile_nodes-written"},
 		{"at a random moment", ""},
-		{"at another random moment", ""},
 	}
+	chunks := len(kills)
+	chunk := (len(w.events) + chunks - 1) / chunks
+	produceChunk := func(i int) {
+		p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))])
+		p.identityChunk(t, w, i, chunks)
+	}
+	rawEvents := func() uint64 { return count(t, conn, "SELECT count() FROM "+db+".events") }
+
 	for i, k := range kills {
-		produceChunk(min(i, chunks-1))
+		produceChunk(i)
 		before := rawEvents()
 		c := startChild(t, brokers, db, k.crashAt)
 		if k.crashAt != "" {
@@ -174,9 +178,8 @@ func TestSinkCrashRestart(t *testing.T) {
 
 	final := uint64(len(finalEvents(w.events)))
 	c := startChild(t, brokers, db, "")
-	waitFor(t, 45*time.Second, "every event and dead letter after the restarts", func() bool {
-		return count(t, conn, "SELECT count() FROM "+db+".events FINAL") >= final &&
-			count(t, conn, "SELECT count() FROM "+db+".dead_letters FINAL") >= uint64(len(w.deadLetters))
+	waitFor(t, 45*time.Second, "every record written and committed after the restarts", func() bool {
+		return caughtUp(t, brokers, "")
 	})
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	if err := c.wait(t, 30*time.Second); err != nil {
@@ -191,6 +194,7 @@ func TestSinkCrashRestart(t *testing.T) {
 	checkEvents(t, conn, db, w.events, p.eventsAt)
 	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
 	checkReports(t, conn, db, w, "")
+	checkIdentity(t, conn, db, w)
 	checkCommitted(t, brokers, "")
 }
 

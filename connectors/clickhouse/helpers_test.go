@@ -10,8 +10,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/rolodex/rolodex/schemas"
 )
 
 // The tests run against a real ClickHouse server: the one ./scripts/test
@@ -95,7 +93,7 @@ func newCluster(t testing.TB, partitions int, opts ...kfake.Opt) *kfake.Cluster 
 	t.Helper()
 	opts = append([]kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(partitions), schemas.TopicEvents, schemas.TopicDeadLetter),
+		kfake.SeedTopics(int32(partitions), Topics...),
 	}, opts...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

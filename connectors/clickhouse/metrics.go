@@ -6,8 +6,8 @@ import (
 
 // Metrics of the sink, all named rolodex_sink_*.
 type Metrics struct {
-	// RowsWritten counts rows ClickHouse accepted, by table (events,
-	// dead_letters). A batch written again after a crash counts again.
+	// RowsWritten counts rows ClickHouse accepted, by table (Tables). A
+	// batch written again after a crash counts again.
 	RowsWritten *prometheus.CounterVec
 	// Batches counts batches written and committed.
 	Batches prometheus.Counter
@@ -67,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time of the last Kafka commit.",
 		}),
 	}
-	for _, t := range []string{tableEvents, tableDeadLetters} {
+	for _, t := range Tables {
 		m.RowsWritten.WithLabelValues(t)
 	}
 	if reg != nil {

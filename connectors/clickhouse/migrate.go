@@ -27,9 +27,12 @@ type Migration struct {
 // missing version is applied whenever it appears, in version order among
 // the others still missing.
 //
-// Reserved: 4 profiles (the latest state of every profile, including
-// merged-away ids), 5 profile_merges and the profile-node mapping the
-// reports will join through; they come with the identity stage.
+// Versions 4 to 6 came with the identity stage: 4 profiles (the latest
+// state of every profile id, merged-away ids included), 5 profile_merges
+// and profile_nodes (which profile every node belongs to now), 6 the view
+// events_with_profile and the report views that count profiles instead of
+// nodes. Why each version column is monotone is in profiles.go and
+// docs/tables.md.
 var Migrations = []Migration{
 	{Version: 1, Name: "events", Statements: []string{`
 CREATE TABLE IF NOT EXISTS {db}.events (
@@ -121,6 +124,134 @@ SELECT
     count() AS dead_letters
 FROM {db}.dead_letters FINAL
 GROUP BY day, tenant, partner, reason, source_kind`,
+	}},
+
+	{Version: 4, Name: "profiles", Statements: []string{`
+CREATE TABLE IF NOT EXISTS {db}.profiles (
+    tenant            String,
+    profile_id        String,
+    merged_into       String,
+    identifier_types  Array(String),
+    identifier_values Array(String),
+    trait_keys        Array(String),
+    trait_values      Array(String),
+    first_seen        DateTime('UTC'),
+    first_seen_ms     Int64,
+    last_seen         DateTime('UTC'),
+    last_seen_ms      Int64,
+    event_count       UInt64,
+    counter_types     Array(String),
+    counter_values    Array(UInt64),
+    merged_ids        Array(String),
+    members           UInt32,
+    version           UInt64,
+    updated_at        DateTime('UTC'),
+    kafka_partition   Int32,
+    kafka_offset      Int64,
+    inserted_at       DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, profile_id)`}},
+
+	{Version: 5, Name: "profile_merges and profile_nodes", Statements: []string{
+		`
+CREATE TABLE IF NOT EXISTS {db}.profile_merges (
+    tenant          String,
+    from_id         String,
+    into_id         String,
+    time            DateTime('UTC'),
+    time_ms         Int64,
+    version         UInt64,
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, from_id)`,
+		`
+CREATE TABLE IF NOT EXISTS {db}.profile_nodes (
+    tenant      String,
+    node_id     String,
+    profile_id  String,
+    members     UInt32,
+    inserted_at DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(members)
+ORDER BY (tenant, node_id)`,
+	}},
+
+	{Version: 6, Name: "events_with_profile and report views v2", Statements: []string{
+		// ANY LEFT JOIN ... USING with a subquery on the right: the one
+		// join form 18.16 and current ClickHouse read alike. An event whose
+		// node has no mapping yet (the profile snapshot is still on its
+		// way) counts as its own profile, its node id.
+		`
+CREATE VIEW IF NOT EXISTS {db}.events_with_profile AS
+SELECT
+    tenant,
+    event_id,
+    type,
+    source,
+    partner,
+    time,
+    time_ms,
+    received_at,
+    received_at_ms,
+    node_id,
+    if(mapped_profile_id = '', node_id, mapped_profile_id) AS profile_id,
+    mapped_profile_id != '' AS profile_resolved,
+    identifier_types,
+    identifier_values,
+    trait_keys,
+    trait_values,
+    property_keys,
+    property_values,
+    kafka_partition,
+    kafka_offset
+FROM {db}.events FINAL
+ANY LEFT JOIN
+(
+    SELECT tenant, node_id, profile_id AS mapped_profile_id
+    FROM {db}.profile_nodes FINAL
+) USING (tenant, node_id)`,
+		`DROP TABLE IF EXISTS {db}.report_activity_daily`,
+		`
+CREATE VIEW IF NOT EXISTS {db}.report_activity_daily AS
+SELECT
+    toDate(time) AS day,
+    tenant,
+    source,
+    type,
+    count() AS events,
+    uniqExact(profile_id) AS profiles
+FROM {db}.events_with_profile
+GROUP BY day, tenant, source, type`,
+		`DROP TABLE IF EXISTS {db}.report_profiles_daily`,
+		`
+CREATE VIEW IF NOT EXISTS {db}.report_profiles_daily AS
+SELECT
+    day,
+    tenant,
+    count() AS active_profiles,
+    countIf(day = first_day) AS new_profiles,
+    countIf(day != first_day) AS returning_profiles
+FROM
+(
+    SELECT
+        tenant,
+        profile_id,
+        groupUniqArray(toDate(time)) AS days,
+        min(toDate(time)) AS first_day
+    FROM {db}.events_with_profile
+    GROUP BY tenant, profile_id
+)
+ARRAY JOIN days AS day
+GROUP BY day, tenant`,
+		`
+CREATE VIEW IF NOT EXISTS {db}.report_merges_daily AS
+SELECT
+    toDate(time) AS day,
+    tenant,
+    count() AS merges
+FROM {db}.profile_merges FINAL
+GROUP BY day, tenant`,
 	}},
 }
 

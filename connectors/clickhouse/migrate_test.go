@@ -61,6 +61,11 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		"report_activity_daily":     "View",
 		"report_profiles_daily":     "View",
 		"report_dead_letters_daily": "View",
+		"profiles":                  "ReplacingMergeTree",
+		"profile_merges":            "ReplacingMergeTree",
+		"profile_nodes":             "ReplacingMergeTree",
+		"events_with_profile":       "View",
+		"report_merges_daily":       "View",
 	} {
 		if engines[name] != engine {
 			t.Errorf("%s.%s: engine %q, want %q", db, name, engines[name], engine)

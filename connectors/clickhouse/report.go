@@ -39,6 +39,10 @@ var Reports = []Report{
 		Doc: "active, new and returning profiles per day and tenant",
 	},
 	{
+		Name: "merges", View: "report_merges_daily", OrderBy: "day, tenant",
+		Doc: "profiles merged into another per day and tenant",
+	},
+	{
 		Name: "dead-letters", View: "report_dead_letters_daily", OrderBy: "day, tenant, partner, reason, source_kind",
 		Doc: "rejected records per day, tenant, partner, reason and source kind",
 	},

@@ -19,14 +19,29 @@ import (
 // TODO(lead): move to schemas/names.go as GroupSinkClickHouse.
 const Group = schemas.GroupSinkClickHouse
 
+// Tables the sink writes, in the order a batch writes them.
 const (
-	tableEvents      = "events"
-	tableDeadLetters = "dead_letters"
+	tableEvents        = "events"
+	tableDeadLetters   = "dead_letters"
+	tableProfiles      = "profiles"
+	tableProfileNodes  = "profile_nodes"
+	tableProfileMerges = "profile_merges"
 )
+
+// Tables lists the tables the sink writes (the label values of
+// rolodex_sink_rows_written_total), in the order a batch writes them.
+var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges}
+
+// Topics lists the topics the sink reads.
+var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges}
+
+// nodeCacheSize bounds the profiles whose node rows the sink remembers
+// having written (about 100 bytes each); past it the memory starts afresh.
+const nodeCacheSize = 1 << 20
 
 // Config of the sink.
 type Config struct {
-	// Kafka says where rolodex.events and rolodex.deadletter are. Required.
+	// Kafka says where the topics are (Topics). Required.
 	Kafka kafkaclient.Config
 	// ClickHouse says where to write. Required: ClickHouse.Addr.
 	ClickHouse ConnConfig
@@ -116,8 +131,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Sink copies rolodex.events into the events table and rolodex.deadletter
-// into dead_letters, in batches. Lifecycle: NewSink, Connect, Run, Close.
+// Sink copies, in batches, rolodex.events into the events table,
+// rolodex.deadletter into dead_letters, rolodex.profiles into profiles and
+// profile_nodes, and rolodex.profile.merges into profile_merges.
+// Lifecycle: NewSink, Connect, Run, Close.
+//
+// All four topics are read by one consumer group, so one batch holds
+// records of all of them and one commit covers them: the commit rules are
+// the same for every table, and no table needs records of another to be
+// right (every version column comes from the record itself, profiles.go),
+// so the topics need no ordering between them.
 //
 // A batch's offsets are committed only after ClickHouse accepted all of its
 // rows. While ClickHouse fails, the same batch is retried with backoff,
@@ -130,8 +153,14 @@ type Sink struct {
 	conn    driver.Conn
 	cl      *kgo.Client
 	db      string
+	// nodesWritten remembers, per profile, the member count whose node
+	// rows are in profile_nodes: one root with one member count always has
+	// the same members, so a snapshot with the same count (every event of
+	// the profile makes one) needs no node rows again. Only Run's
+	// goroutine touches it.
+	nodesWritten map[string]uint32
 	// hook, when set (tests only), is called at named points of a flush:
-	// "events-written" after the events insert, "written" before the
+	// "<table>-written" after each table's insert, "written" before the
 	// commit. Crash tests kill the process there.
 	hook func(point string)
 }
@@ -142,7 +171,7 @@ func NewSink(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, metrics: NewMetrics(cfg.Registerer), db: cfg.ClickHouse.Database}, nil
+	return &Sink{cfg: cfg, metrics: NewMetrics(cfg.Registerer), db: cfg.ClickHouse.Database, nodesWritten: map[string]uint32{}}, nil
 }
 
 // Metrics returns the sink's metrics.
@@ -167,7 +196,7 @@ func (s *Sink) Connect(ctx context.Context) error {
 	}
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(s.cfg.Group),
-		kgo.ConsumeTopics(schemas.TopicEvents, schemas.TopicDeadLetter),
+		kgo.ConsumeTopics(Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -213,14 +242,19 @@ func (s *Sink) Close() {
 type batch struct {
 	events      EventRows
 	deadLetters DeadLetterRows
-	records     int
+	profiles    ProfileRows
+	merges      MergeRows
+	// nodes are the profile_nodes rows of the batch's profiles, made at
+	// the first write attempt and kept for the retries.
+	nodes   *ProfileNodeRows
+	records int
 	// last is the last record per partition, what the commit covers.
 	last     map[topicPartition]*kgo.Record
 	deadline time.Time // flush when reached
 	oldest   time.Time // the oldest record timestamp in the batch
-	// eventsDone is set once the events of this batch were inserted, so
-	// that a retry after a dead_letters failure does not insert them again.
-	eventsDone bool
+	// done holds the tables this batch was inserted into, so that a retry
+	// after a later table failed does not insert them again.
+	done map[string]bool
 }
 
 type topicPartition struct {
@@ -231,11 +265,14 @@ type topicPartition struct {
 func (b *batch) reset() {
 	b.events.Reset()
 	b.deadLetters.Reset()
+	b.profiles.Reset()
+	b.merges.Reset()
+	b.nodes = nil
 	b.records = 0
 	b.last = map[topicPartition]*kgo.Record{}
 	b.deadline = time.Time{}
 	b.oldest = time.Time{}
-	b.eventsDone = false
+	b.done = map[string]bool{}
 }
 
 // Run consumes until ctx is done. On the way out it writes and commits the
@@ -308,6 +345,25 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.deadLetters.Add(d, r.Topic, r.Partition, r.Offset)
+	case schemas.TopicProfiles:
+		if r.Value == nil {
+			// A tombstone: the identity stage writes none, and a deleted
+			// key leaves the table as it was.
+			return
+		}
+		p, err := DecodeProfile(r.Value, string(r.Key), r.Timestamp, r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.profiles.Add(p)
+	case schemas.TopicMerges:
+		m, err := DecodeMerge(r.Value, r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.merges.Add(m)
 	default:
 		s.undecodable(r, errors.New("unexpected topic"))
 	}
@@ -333,7 +389,8 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 			return ctx.Err()
 		}
 		s.metrics.Retries.Inc()
-		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(), "backoff", backoff, "err", err)
+		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(),
+			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -352,27 +409,70 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 }
 
 // write inserts the batch's rows, one INSERT per table, each attempt bounded
-// by WriteTimeout.
+// by WriteTimeout. Tables already written by an earlier attempt are skipped.
 func (s *Sink) write(ctx context.Context, b *batch) error {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	if n := b.events.Len(); n > 0 && !b.eventsDone {
-		if err := b.events.Insert(wctx, s.conn, s.db); err != nil {
+	if b.nodes == nil {
+		b.nodes = s.nodeRows(&b.profiles)
+	}
+	for _, t := range []struct {
+		table  string
+		n      int
+		insert func(context.Context, driver.Conn, string) error
+	}{
+		{tableEvents, b.events.Len(), b.events.Insert},
+		{tableDeadLetters, b.deadLetters.Len(), b.deadLetters.Insert},
+		{tableProfiles, b.profiles.Len(), b.profiles.Insert},
+		{tableProfileNodes, b.nodes.Len(), b.nodes.Insert},
+		{tableProfileMerges, b.merges.Len(), b.merges.Insert},
+	} {
+		if t.n == 0 || b.done[t.table] {
+			continue
+		}
+		if err := t.insert(wctx, s.conn, s.db); err != nil {
 			return err
 		}
-		b.eventsDone = true
-		s.metrics.RowsWritten.WithLabelValues(tableEvents).Add(float64(n))
+		b.done[t.table] = true
+		s.metrics.RowsWritten.WithLabelValues(t.table).Add(float64(t.n))
 		if s.hook != nil {
-			s.hook("events-written")
+			s.hook(t.table + "-written")
 		}
 	}
-	if n := b.deadLetters.Len(); n > 0 {
-		if err := b.deadLetters.Insert(wctx, s.conn, s.db); err != nil {
-			return err
-		}
-		s.metrics.RowsWritten.WithLabelValues(tableDeadLetters).Add(float64(n))
-	}
+	s.rememberNodes(&b.profiles)
 	return nil
+}
+
+// nodeRows returns the profile_nodes rows of the batch's live profiles
+// whose member count's rows are not known to be written already.
+func (s *Sink) nodeRows(ps *ProfileRows) *ProfileNodeRows {
+	out := &ProfileNodeRows{}
+	for _, p := range ps.Rows() {
+		if p.Merged() {
+			continue
+		}
+		if m, ok := s.nodesWritten[p.Tenant+"\x00"+p.ProfileID]; ok && m == p.Members {
+			continue
+		}
+		out.Add(p)
+	}
+	return out
+}
+
+// rememberNodes records that the node rows of the batch's profiles are in
+// ClickHouse; a merged-away id is never a root again and is forgotten.
+func (s *Sink) rememberNodes(ps *ProfileRows) {
+	if len(s.nodesWritten) >= nodeCacheSize {
+		clear(s.nodesWritten)
+	}
+	for _, p := range ps.Rows() {
+		k := p.Tenant + "\x00" + p.ProfileID
+		if p.Merged() {
+			delete(s.nodesWritten, k)
+		} else {
+			s.nodesWritten[k] = p.Members
+		}
+	}
 }
 
 // commit commits the offsets after the batch's last records. A failed

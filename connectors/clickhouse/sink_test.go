@@ -2,8 +2,10 @@ package clickhouse
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -76,19 +78,18 @@ func TestSinkEndToEnd(t *testing.T) {
 	p := newProducer(t, brokers)
 	p.events(t, w.events)
 	p.deadLetters(t, w.deadLetters)
+	p.identity(t, w)
 	p.raw(t, schemas.TopicEvents, "not avro", "\x00\x00\x00\x00\x02garbage")
 	p.raw(t, schemas.TopicDeadLetter, "{}")
+	p.raw(t, schemas.TopicProfiles, "not json", `{"tenant":"t1"}`)
+	p.raw(t, schemas.TopicMerges, `{"tenant":"t1","from":"p_x"}`)
 
 	reg := prometheus.NewRegistry()
 	cfg := testSinkConfig(t, brokers, db)
 	cfg.Registerer = reg
 	s, stop := runSink(t, cfg)
 
-	final := uint64(len(finalEvents(w.events)))
-	waitFor(t, 30*time.Second, "every event and dead letter in ClickHouse", func() bool {
-		return count(t, conn, "SELECT count() FROM "+db+".events FINAL") >= final &&
-			count(t, conn, "SELECT count() FROM "+db+".dead_letters FINAL") >= uint64(len(w.deadLetters))
-	})
+	waitFor(t, 30*time.Second, "every record in ClickHouse and committed", func() bool { return caughtUp(t, brokers, cfg.Group) })
 	stop()
 
 	// No crash: every record was written exactly once.
@@ -99,6 +100,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
 	checkReports(t, conn, db, w, "")
 	checkReports(t, conn, db, w, "2026-11-04")
+	checkIdentity(t, conn, db, w)
 
 	m := s.Metrics()
 	for _, c := range []struct {
@@ -109,10 +111,33 @@ func TestSinkEndToEnd(t *testing.T) {
 		{"rows written, dead letters", testutil.ToFloat64(m.RowsWritten.WithLabelValues(tableDeadLetters)), float64(len(w.deadLetters))},
 		{"undecodable, events", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicEvents)), 2},
 		{"undecodable, dead letters", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicDeadLetter)), 1},
+		{"undecodable, profiles", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicProfiles)), 2},
+		{"undecodable, merges", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicMerges)), 1},
 		{"retries", testutil.ToFloat64(m.Retries), 0},
 	} {
 		if c.got != c.want {
 			t.Errorf("metric %s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// Profiles and merges are deduplicated per batch, node rows written
+	// once per member count: at least one row per distinct key, at most
+	// one per record (node rows: per node of a record).
+	nodeRows := 0
+	for _, pr := range w.ident().profiles {
+		nodeRows += 1 + len(pr.MergedIDs)
+	}
+	for _, c := range []struct {
+		table    string
+		min, max int
+	}{
+		{tableProfiles, len(w.ident().finalProfiles), len(w.ident().profiles)},
+		{tableProfileMerges, len(w.ident().firstMerges), len(w.ident().merges)},
+		{tableProfileNodes, len(w.ident().rootOf), nodeRows},
+	} {
+		n := int(testutil.ToFloat64(m.RowsWritten.WithLabelValues(c.table)))
+		t.Logf("%s: %d rows written (distinct keys %d, records %d)", c.table, n, c.min, c.max)
+		if n < c.min || n > c.max {
+			t.Errorf("%s: %d rows written, want %d to %d", c.table, n, c.min, c.max)
 		}
 	}
 	if testutil.ToFloat64(m.Batches) < 2 {
@@ -132,9 +157,61 @@ func TestSinkEndToEnd(t *testing.T) {
 	checkCommitted(t, brokers, cfg.Group)
 }
 
-// checkCommitted checks that the group committed every partition of both
-// topics up to its end.
+// membersOwning counts the members of a stable group that own partitions
+// of topic.
+func membersOwning(t testing.TB, brokers []string, group, topic string) int {
+	t.Helper()
+	if group == "" {
+		group = Group
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	if err != nil {
+		return 0
+	}
+	g, ok := groups[group]
+	if !ok || g.Err != nil || g.State != "Stable" {
+		return 0
+	}
+	n := 0
+	for _, m := range g.Members {
+		if c, ok := m.Assigned.AsConsumer(); ok {
+			for _, tp := range c.Topics {
+				if tp.Topic == topic && len(tp.Partitions) > 0 {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n
+}
+
+// checkCommitted checks that the group committed every partition of every
+// topic up to its end.
 func checkCommitted(t testing.TB, brokers []string, group string) {
+	t.Helper()
+	if behind := uncommitted(t, brokers, group); len(behind) > 0 {
+		t.Errorf("not committed to the end: %s", strings.Join(behind, "; "))
+	}
+}
+
+// caughtUp reports whether the group committed every partition of every
+// topic up to its end.
+func caughtUp(t testing.TB, brokers []string, group string) bool {
+	t.Helper()
+	return len(uncommitted(t, brokers, group)) == 0
+}
+
+// uncommitted lists the partitions whose committed offset is short of the
+// end (or why the offsets could not be read).
+func uncommitted(t testing.TB, brokers []string, group string) []string {
 	t.Helper()
 	if group == "" {
 		group = Group
@@ -147,20 +224,27 @@ func checkCommitted(t testing.TB, brokers []string, group string) {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := adm.ListEndOffsets(ctx, schemas.TopicEvents, schemas.TopicDeadLetter)
+	ends, err := adm.ListEndOffsets(ctx, Topics...)
+	if err == nil {
+		err = ends.Error()
+	}
 	if err != nil {
-		t.Fatal(err)
+		return []string{"end offsets: " + err.Error()}
 	}
 	committed, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
-		t.Fatal(err)
+		// Also before the group's first commit.
+		return []string{"committed offsets: " + err.Error()}
 	}
+	var behind []string
 	ends.Each(func(o kadm.ListedOffset) {
 		c, ok := committed.Lookup(o.Topic, o.Partition)
 		if o.Offset > 0 && (!ok || c.At != o.Offset) {
-			t.Errorf("%s/%d: committed %d, end %d", o.Topic, o.Partition, c.At, o.Offset)
+			behind = append(behind, fmt.Sprintf("%s/%d: committed %d, end %d", o.Topic, o.Partition, c.At, o.Offset))
 		}
 	})
+	sort.Strings(behind)
+	return behind
 }
 
 func TestSinkConfigValidate(t *testing.T) {
@@ -224,6 +308,11 @@ func TestSinkRebalance(t *testing.T) {
 		return testutil.ToFloat64(a.Metrics().RowsWritten.WithLabelValues(tableEvents)) > 0
 	})
 	b, _ := runSink(t, cfg)
+	// Records produced before the group gave b partitions of
+	// rolodex.events would all go to a; wait for the rebalance.
+	waitFor(t, 30*time.Second, "both sinks to own partitions of "+schemas.TopicEvents, func() bool {
+		return membersOwning(t, brokers, cfg.Group, schemas.TopicEvents) == 2
+	})
 	for i := 2; i < 4; i++ {
 		produce(i)
 		time.Sleep(300 * time.Millisecond)

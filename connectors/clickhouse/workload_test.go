@@ -17,10 +17,34 @@ import (
 )
 
 // workload is generated input: events as they appear on rolodex.events
-// (with partner resends of the same id) and dead letters.
+// (with partner resends of the same id), dead letters, and what the
+// identity stage writes for those events.
 type workload struct {
+	seed        uint64
 	events      []*schemas.Event
 	deadLetters []*schemas.DeadLetter
+	// identity is made on first use (ident).
+	identity *identityOut
+	// resolved is set once the identity records were produced: then the
+	// references count an event under its node's final profile id, else
+	// under its node id (what events_with_profile shows without them).
+	resolved bool
+}
+
+// ident returns what the identity stage writes for w's events.
+func (w *workload) ident() *identityOut {
+	if w.identity == nil {
+		w.identity = simulateIdentity(w.seed, w.events)
+	}
+	return w.identity
+}
+
+// profileOf is the profile id events_with_profile must show for ev.
+func (w *workload) profileOf(ev *schemas.Event) string {
+	if !w.resolved {
+		return ev.Key()
+	}
+	return w.ident().profileOf(ev.Key())
 }
 
 var (
@@ -37,7 +61,7 @@ var (
 func genWorkload(seed uint64, nEvents, nDead int) *workload {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	people := max(nEvents/4, 1)
-	w := &workload{}
+	w := &workload{seed: seed}
 	// latest is the last receive time of each id: a resend comes strictly
 	// later, so "the copy received last" is always one copy.
 	latest := map[eventKey]time.Time{}
@@ -218,17 +242,17 @@ func finalEvents(evs []*schemas.Event) map[eventKey]*schemas.Event {
 func day(t time.Time) string { return DateTime(t).Format("2006-01-02") }
 
 // refActivity is report_activity_daily computed in Go.
-func refActivity(evs []*schemas.Event, since string) [][]string {
+func refActivity(w *workload, since string) [][]string {
 	type k struct{ day, tenant, source, typ string }
 	events := map[k]int{}
 	nodes := map[k]map[string]bool{}
-	for _, ev := range finalEvents(evs) {
+	for _, ev := range finalEvents(w.events) {
 		kk := k{day(ev.Time), ev.Tenant, ev.Source, ev.Type}
 		events[kk]++
 		if nodes[kk] == nil {
 			nodes[kk] = map[string]bool{}
 		}
-		nodes[kk][ev.Key()] = true
+		nodes[kk][w.profileOf(ev)] = true
 	}
 	var rows [][]string
 	for kk, n := range events {
@@ -240,15 +264,15 @@ func refActivity(evs []*schemas.Event, since string) [][]string {
 	return rows
 }
 
-// refProfiles is report_profiles_daily computed in Go: per node id, its
-// first day over all time; a node active on its first day is new, on a
+// refProfiles is report_profiles_daily computed in Go: per profile, its
+// first day over all time; a profile active on its first day is new, on a
 // later day returning.
-func refProfiles(evs []*schemas.Event, since string) [][]string {
+func refProfiles(w *workload, since string) [][]string {
 	type node struct{ tenant, id string }
 	days := map[node]map[string]bool{}
 	first := map[node]string{}
-	for _, ev := range finalEvents(evs) {
-		n := node{ev.Tenant, ev.Key()}
+	for _, ev := range finalEvents(w.events) {
+		n := node{ev.Tenant, w.profileOf(ev)}
 		d := day(ev.Time)
 		if days[n] == nil {
 			days[n] = map[string]bool{}

@@ -1,0 +1,531 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/rolodex/rolodex/connectors/clickhouse"
+	"github.com/rolodex/rolodex/connectors/httpin"
+	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+const envAddr = "ROLODEX_CLICKHOUSE_ADDR"
+
+// chDB opens ClickHouse and names a database of the test's own, dropped at
+// the end unless the test failed. The sink creates it (it migrates).
+func chDB(t *testing.T) (addr string, conn driver.Conn, db string) {
+	t.Helper()
+	addr = os.Getenv(envAddr)
+	if addr == "" {
+		t.Fatalf("%s is not set: this test needs a real ClickHouse server; run ./scripts/test, or first:\n"+
+			`    ./scripts/clickhouse install && eval "$(./scripts/clickhouse start /tmp/ch-dev)"`, envAddr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := clickhouse.Open(ctx, clickhouse.ConnConfig{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	db = "rolodex_e2e_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept database %s on %s for inspection", db, addr)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+		}
+		conn.Close()
+	})
+	return addr, conn, db
+}
+
+// run starts fn in a goroutine; the returned stop cancels it and waits.
+func run(t *testing.T, name string, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("%s did not stop within 60s", name)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// person is one generated customer: the identifiers as a partner spells
+// them, and as ingest normalises them.
+type person struct {
+	partner string
+	raw     map[string]string
+	norm    map[string]string
+}
+
+// sent is one event as posted, with what Rolodex must make of it.
+type sent struct {
+	body    map[string]any
+	tenant  string
+	key     [3]string // tenant, source, id
+	day     string
+	typ     string
+	primary string   // node id of the primary identifier
+	nodes   []string // node ids of every identifier
+}
+
+// The whole path, each part over its real transport: events posted to the
+// HTTP ingest API go to Kafka, the identity processor links their
+// identifiers into profiles, the sink copies events, profiles and merges
+// into ClickHouse. Then every event is there once, under the profile a
+// plain union-find over the events' identifiers gives (merge protection
+// off, so the partition into profiles is a function of the events alone),
+// and every report equals the same reference.
+func TestIngestToReports(t *testing.T) {
+	addr, conn, db := chDB(t)
+	const parts = 4
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, schemas.TopicEvents, schemas.TopicDeadLetter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	brokers := cluster.ListenAddrs()
+	admin, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers, ClientID: "e2e-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = kafkaclient.EnsureTopics(ctx, admin, 1, identity.Topics(parts)...)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The identity stage, merge protection off.
+	proc, err := identity.New(identity.ProcessorConfig{
+		Engine:  identity.Config{Limits: map[string]int{}, DefaultLimit: 1 << 20},
+		Brokers: brokers, StorageDir: t.TempDir(),
+	}, goka.WithLogger(log.New(io.Discard, "", 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopIdentity := run(t, "identity", proc.Run)
+
+	// The sink.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sink, err := clickhouse.NewSink(clickhouse.Config{
+		Kafka:      kafkaclient.Config{Brokers: brokers, ClientID: "e2e-sink"},
+		ClickHouse: clickhouse.ConnConfig{Addr: addr, Database: db},
+		BatchRows:  2000, BatchInterval: 100 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	err = sink.Connect(ctx)
+	cancel()
+	if err != nil {
+		sink.Close()
+		t.Fatal(err)
+	}
+	stopSink := run(t, "sink", sink.Run)
+	t.Cleanup(sink.Close)
+
+	// HTTP ingest.
+	reg, err := partners.New([]partners.Partner{
+		{Name: "demo", Tenant: "demo", Keys: []string{"demo-key-1"}, RateLimit: partners.RateLimit{RPS: -1}},
+		{Name: "acme", Tenant: "acme", Keys: []string{"acme-key-1"}, RateLimit: partners.RateLimit{RPS: -1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize.New(normalize.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers, ClientID: "e2e-ingest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	api, err := httpin.New(httpin.Config{Logger: quiet}, reg, ingest.NewValidator(norm), ingest.NewPublisher(producer), ingest.NewMetrics(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	post := func(partner string, body any) int {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+partner+"-key-1")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	start := time.Now().UTC()
+	evs := generate(t, norm, 7, 160, 700)
+	// Batches of 25 per partner, some events sent twice (a partner's retry).
+	byPartner := map[string][]map[string]any{}
+	r := mrand.New(mrand.NewPCG(7, 8))
+	posted := 0
+	for _, e := range evs {
+		p := e.tenant
+		byPartner[p] = append(byPartner[p], e.body)
+		if r.IntN(25) == 0 {
+			byPartner[p] = append(byPartner[p], e.body)
+		}
+	}
+	for _, bodies := range byPartner {
+		posted += len(bodies)
+	}
+	for p, bodies := range byPartner {
+		for i := 0; i < len(bodies); i += 25 {
+			if code := post(p, bodies[i:min(i+25, len(bodies))]); code != http.StatusAccepted {
+				t.Fatalf("POST %d events for %s: %d", min(25, len(bodies)-i), p, code)
+			}
+		}
+	}
+	// Rejected events: one per request (a batch with one is refused whole).
+	bad := []map[string]any{
+		{"id": "bad-1", "type": "page.viewed", "identifiers": map[string]string{}},
+		{"id": "bad-2", "type": "page.viewed", "identifiers": map[string]string{"email": "not an email"}},
+		{"id": "bad-3", "type": "page.viewed", "time": "yesterday", "identifiers": map[string]string{"user_id": "u-1"}},
+	}
+	for _, b := range bad {
+		if code := post("demo", b); code != http.StatusBadRequest {
+			t.Fatalf("POST %v: %d, want 400", b["id"], code)
+		}
+	}
+
+	ref := reference(evs)
+	var last string
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		last = compare(conn, db, ref, len(bad), start)
+		if last == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ClickHouse never matched the reference; last difference: %s", last)
+		}
+		time.Sleep(time.Second)
+	}
+	stopSink()
+	stopIdentity()
+	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
+		len(evs), posted, len(ref.components), ref.merges["demo"]+ref.merges["acme"])
+}
+
+// generate makes n events of people people, half per partner, over the
+// last four days. Some carry a CRM id shared by two people, which merges
+// their profiles.
+func generate(t *testing.T, norm *normalize.Normalizer, seed uint64, people, n int) []*sent {
+	t.Helper()
+	r := mrand.New(mrand.NewPCG(seed, seed))
+	ps := make([]person, people)
+	for i := range ps {
+		p := person{partner: []string{"demo", "acme"}[i%2], raw: map[string]string{
+			"email":   fmt.Sprintf("Person%d@Example.ORG", i),
+			"phone":   fmt.Sprintf("(11) 9%04d-%04d", 3100+i, 4700+(i*37)%5000),
+			"user_id": fmt.Sprintf("u-%d", i),
+		}, norm: map[string]string{}}
+		for typ, v := range p.raw {
+			nv, err := norm.Identifier(typ, v)
+			if err != nil {
+				t.Fatalf("generated %s %q does not normalise: %v", typ, v, err)
+			}
+			p.norm[typ] = nv
+		}
+		ps[i] = p
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	sources := []string{"web", "app", "crm", "whatsapp"}
+	types := []string{"page.viewed", "form.submitted", "lead.created"}
+	out := make([]*sent, 0, n)
+	for i := 0; i < n; i++ {
+		pi := r.IntN(people)
+		p := ps[pi]
+		tenant := p.partner // the partner's tenant has its name
+		raw, nrm := map[string]string{}, map[string]string{}
+		for _, typ := range []string{"email", "phone", "user_id"} {
+			if r.IntN(3) == 0 {
+				raw[typ], nrm[typ] = p.raw[typ], p.norm[typ]
+			}
+		}
+		if len(raw) == 0 || r.IntN(8) == 0 {
+			typ := []string{"email", "phone", "user_id"}[r.IntN(3)]
+			raw[typ], nrm[typ] = p.raw[typ], p.norm[typ]
+		}
+		if r.IntN(15) == 0 {
+			// A CRM lead id some people of one partner share.
+			// persons 4k and 4k+2 (one partner), 4k+1 and 4k+3 (the other)
+			crm := fmt.Sprintf("L-%d", (pi/4)%(people/8))
+			raw["external:crm"], nrm["external:crm"] = crm, crm
+		}
+		tm := today.Add(-time.Duration(r.IntN(4)) * 24 * time.Hour).Add(time.Duration(r.IntN(86_400_000)) * time.Millisecond)
+		if tm.After(time.Now()) {
+			tm = tm.Add(-24 * time.Hour)
+		}
+		e := &sent{tenant: tenant, typ: types[r.IntN(len(types))], day: tm.Format("2006-01-02")}
+		source := sources[r.IntN(len(sources))]
+		id := fmt.Sprintf("ev-%d", i)
+		e.key = [3]string{tenant, source, id}
+		e.body = map[string]any{"id": id, "type": e.typ, "time": tm.Format(time.RFC3339Nano), "source": source,
+			"identifiers": raw, "traits": map[string]any{"n": i}}
+		var ids []schemas.Identifier
+		for typ, v := range nrm {
+			ids = append(ids, schemas.Identifier{Type: typ, Value: v})
+		}
+		schemas.SortIdentifiers(ids)
+		for _, id := range ids {
+			e.nodes = append(e.nodes, schemas.NodeID(tenant, id))
+		}
+		e.primary = e.nodes[0]
+		out = append(out, e)
+	}
+	return out
+}
+
+// ref is what ClickHouse must show, computed with a plain union-find.
+type ref struct {
+	events     []*sent
+	profileOf  map[string]string   // node -> smallest node of its component
+	components map[string][]string // root -> its other nodes, sorted
+	eventCount map[string]int      // root -> events
+	merges     map[string]int      // tenant -> merged-away nodes
+	tenantOf   map[string]string   // node -> tenant
+	reports    map[string][][]string
+}
+
+func reference(evs []*sent) *ref {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		if parent[x] != x {
+			parent[x] = find(parent[x])
+		}
+		return parent[x]
+	}
+	rf := &ref{events: evs, profileOf: map[string]string{}, components: map[string][]string{}, eventCount: map[string]int{},
+		merges: map[string]int{}, tenantOf: map[string]string{}, reports: map[string][][]string{}}
+	for _, e := range evs {
+		for _, n := range e.nodes {
+			if _, ok := parent[n]; !ok {
+				parent[n] = n
+				rf.tenantOf[n] = e.tenant
+			}
+		}
+		for _, n := range e.nodes[1:] {
+			a, b := find(e.nodes[0]), find(n)
+			if a != b {
+				parent[max(a, b)] = min(a, b) // the smallest node is the root
+			}
+		}
+	}
+	for n := range parent {
+		root := find(n)
+		rf.profileOf[n] = root
+		if n != root {
+			rf.components[root] = append(rf.components[root], n)
+			rf.merges[rf.tenantOf[n]]++
+		} else if rf.components[root] == nil {
+			rf.components[root] = []string{}
+		}
+	}
+	for _, c := range rf.components {
+		sort.Strings(c)
+	}
+	type act struct{ day, tenant, source, typ string }
+	events, profiles := map[act]int{}, map[act]map[string]bool{}
+	type pd struct{ tenant, profile string }
+	days, first := map[pd]map[string]bool{}, map[pd]string{}
+	for _, e := range evs {
+		root := rf.profileOf[e.primary]
+		rf.eventCount[root]++
+		k := act{e.day, e.tenant, e.key[1], e.typ}
+		events[k]++
+		if profiles[k] == nil {
+			profiles[k] = map[string]bool{}
+		}
+		profiles[k][root] = true
+		p := pd{e.tenant, root}
+		if days[p] == nil {
+			days[p] = map[string]bool{}
+		}
+		days[p][e.day] = true
+		if f, ok := first[p]; !ok || e.day < f {
+			first[p] = e.day
+		}
+	}
+	for k, n := range events {
+		rf.reports["activity"] = append(rf.reports["activity"], []string{k.day, k.tenant, k.source, k.typ, strconv.Itoa(n), strconv.Itoa(len(profiles[k]))})
+	}
+	type dt struct{ day, tenant string }
+	active, fresh := map[dt]int{}, map[dt]int{}
+	for p, ds := range days {
+		for d := range ds {
+			active[dt{d, p.tenant}]++
+			if d == first[p] {
+				fresh[dt{d, p.tenant}]++
+			}
+		}
+	}
+	for k, a := range active {
+		rf.reports["profiles"] = append(rf.reports["profiles"], []string{k.day, k.tenant, strconv.Itoa(a), strconv.Itoa(fresh[k]), strconv.Itoa(a - fresh[k])})
+	}
+	for _, rows := range rf.reports {
+		sort.Slice(rows, func(a, b int) bool { return strings.Join(rows[a], "\x00") < strings.Join(rows[b], "\x00") })
+	}
+	return rf
+}
+
+// compare returns the first difference between ClickHouse and the
+// reference, or "" when there is none.
+func compare(conn driver.Conn, db string, rf *ref, deadLetters int, start time.Time) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	query := func(q string) ([][]string, error) {
+		res, err := clickhouse.Query(ctx, conn, q)
+		if err != nil {
+			return nil, err
+		}
+		return res.Rows, nil
+	}
+
+	// Every event once, under its profile.
+	rows, err := query("SELECT tenant, source, event_id, profile_id, profile_resolved FROM " + db + ".events_with_profile")
+	if err != nil {
+		return err.Error()
+	}
+	got := map[[3]string]string{}
+	for _, r := range rows {
+		k := [3]string{r[0], r[1], r[2]}
+		if _, dup := got[k]; dup {
+			return fmt.Sprintf("event %v twice in events_with_profile", k)
+		}
+		if r[4] != "1" {
+			return fmt.Sprintf("event %v: its node has no profile yet", k)
+		}
+		got[k] = r[3]
+	}
+	if len(got) != len(rf.events) {
+		return fmt.Sprintf("events_with_profile has %d events, want %d", len(got), len(rf.events))
+	}
+	for _, e := range rf.events {
+		if want := rf.profileOf[e.primary]; got[e.key] != want {
+			return fmt.Sprintf("event %v: profile %s, want %s", e.key, got[e.key], want)
+		}
+	}
+
+	// profiles FINAL: every live profile with its members and events;
+	// every other node that was ever a root, merged away.
+	rows, err = query("SELECT profile_id, merged_into, arrayStringConcat(merged_ids, ','), event_count, tenant FROM " + db + ".profiles FINAL")
+	if err != nil {
+		return err.Error()
+	}
+	live := 0
+	for _, r := range rows {
+		id, into := r[0], r[1]
+		root, known := rf.profileOf[id]
+		switch {
+		case !known:
+			return fmt.Sprintf("profiles FINAL: unknown id %s", id)
+		case id == root:
+			live++
+			if into != "" || r[2] != strings.Join(rf.components[id], ",") || r[3] != strconv.Itoa(rf.eventCount[id]) || r[4] != rf.tenantOf[id] {
+				return fmt.Sprintf("profiles FINAL, %s: %v, want members %v and %d events", id, r, rf.components[id], rf.eventCount[id])
+			}
+		case into == "" || rf.profileOf[into] != root:
+			return fmt.Sprintf("profiles FINAL, %s: merged_into %q, want a node of %s", id, into, root)
+		}
+	}
+	if live != len(rf.components) {
+		return fmt.Sprintf("profiles FINAL: %d live profiles, want %d", live, len(rf.components))
+	}
+
+	// The reports.
+	for _, name := range []string{"activity", "profiles"} {
+		r, _ := clickhouse.ReportByName(name)
+		res, err := clickhouse.RunReport(ctx, conn, db, r, time.Time{})
+		if err != nil {
+			return err.Error()
+		}
+		sort.Slice(res.Rows, func(a, b int) bool { return strings.Join(res.Rows[a], "\x00") < strings.Join(res.Rows[b], "\x00") })
+		if !reflect.DeepEqual(res.Rows, rf.reports[name]) {
+			return fmt.Sprintf("report %s: %d rows, want %d:\n got %v\nwant %v", name, len(res.Rows), len(rf.reports[name]), res.Rows, rf.reports[name])
+		}
+	}
+	// Merges happen as the identity stage runs: their days are those of
+	// the test run.
+	rows, err = query("SELECT tenant, toString(sum(merges)), toString(countIf(day < toDate('" + start.Format("2006-01-02") +
+		"') OR day > today())) FROM " + db + ".report_merges_daily GROUP BY tenant ORDER BY tenant")
+	if err != nil {
+		return err.Error()
+	}
+	var want [][]string
+	for _, tenant := range []string{"acme", "demo"} {
+		if n := rf.merges[tenant]; n > 0 {
+			want = append(want, []string{tenant, strconv.Itoa(n), "0"})
+		}
+	}
+	if !reflect.DeepEqual(rows, want) {
+		return fmt.Sprintf("report merges (tenant, merges, days outside the run): %v, want %v", rows, want)
+	}
+	rows, err = query("SELECT toString(sum(dead_letters)) FROM " + db + ".report_dead_letters_daily")
+	if err != nil {
+		return err.Error()
+	}
+	if rows[0][0] != strconv.Itoa(deadLetters) {
+		return fmt.Sprintf("report dead-letters: %s in all, want %d", rows[0][0], deadLetters)
+	}
+	return ""
+}

@@ -76,6 +76,19 @@ func openTestDB(t testing.TB) (driver.Conn, string) {
 	return conn, db
 }
 
+// stopMerges stops ClickHouse's background merges of db.table until the
+// server restarts (or SYSTEM START MERGES). Those merges collapse the copies
+// of a key in a ReplacingMergeTree at a moment of the server's choosing, so
+// a test that counts raw rows (not FINAL) stops them before the first insert.
+func stopMerges(t testing.TB, conn driver.Conn, db, table string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := conn.Exec(ctx, "SYSTEM STOP MERGES "+db+"."+table); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // count runs a SELECT count() query.
 func count(t testing.TB, conn driver.Conn, query string) uint64 {
 	t.Helper()

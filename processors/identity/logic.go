@@ -195,7 +195,7 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, fx *effe
 		// may have been lost with the crash, so send it again.
 		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
 	case n.Pending != "":
-		n.Deferred = append(n.Deferred, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
+		deferMsg(n, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
 		fx.changed = true
 	default:
 		n.Pending = other
@@ -225,7 +225,7 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, fx *ef
 		}
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
 	case n.Pending != "":
-		n.Deferred = append(n.Deferred, *m)
+		deferMsg(n, *m)
 		fx.changed = true
 	default:
 		if typ, count, limit := e.exceeds(n.Contributions(), m.Contribs); typ != "" {
@@ -257,6 +257,20 @@ func (e *Engine) accept(key string, n *schemas.Node, into string, fx *effects) {
 		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
 		e.settle(key, n, schemas.KindAccept+":"+into, fx)
 	}
+}
+
+// deferMsg keeps m until the pending proposal is answered. One message per
+// kind and peer is enough (a later proposal from the same root carries
+// newer contributions; a union is a union), so repeats replace instead of
+// piling up: the list stays as small as the set of peers.
+func deferMsg(n *schemas.Node, m schemas.Message) {
+	for i := range n.Deferred {
+		if n.Deferred[i].Kind == m.Kind && n.Deferred[i].Other == m.Other {
+			n.Deferred[i] = m
+			return
+		}
+	}
+	n.Deferred = append(n.Deferred, m)
 }
 
 // trigger names the answer that settles a proposal.

@@ -26,8 +26,15 @@ func Sarama(clientID string) *sarama.Config {
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	c.Producer.Flush.Bytes = 256 << 10
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Producer.MaxMessageBytes = MaxMessageBytes
+	c.Consumer.Fetch.Max = 0 // no cap: a record may be up to MaxMessageBytes
 	return c
 }
+
+// MaxMessageBytes bounds one record the goka components write: a profile's
+// root holds the contributions of all its nodes, which can pass Kafka's 1 MB
+// default. The identity topics are created with the same max.message.bytes.
+const MaxMessageBytes = 16 << 20
 
 // TopicManager returns goka's topic settings with the given replication.
 func TopicManager(replication int) *goka.TopicManagerConfig {

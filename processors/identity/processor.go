@@ -196,10 +196,13 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 // (goka requires co-partitioning), and its outputs (rolodex.profiles
 // compacted).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
-	compact := map[string]*string{"cleanup.policy": ptr("compact")}
+	// A root holds the contributions of every node of its profile; with
+	// loose merge-protection limits that can pass Kafka's 1 MB default.
+	big := ptr(fmt.Sprint(gokaconfig.MaxMessageBytes))
+	compact := map[string]*string{"cleanup.policy": ptr("compact"), "max.message.bytes": big}
 	return []kafkaclient.TopicSpec{
 		{Name: string(goka.GroupTable(schemas.GroupIdentity)), Partitions: partitions, Configs: compact},
-		{Name: schemas.GroupIdentity + "-loop", Partitions: partitions},
+		{Name: schemas.GroupIdentity + "-loop", Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
 		{Name: schemas.TopicMerges, Partitions: partitions},
 		{Name: schemas.TopicAudit, Partitions: partitions},
 		{Name: schemas.TopicProfiles, Partitions: partitions, Configs: compact},

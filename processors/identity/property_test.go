@@ -182,11 +182,7 @@ func TestPropertyOnKafka(t *testing.T) {
 }
 
 func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
-	topics := []string{schemas.TopicEvents}
-	for _, s := range Topics(int32(partitions)) {
-		topics = append(topics, s.Name)
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topics...))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +193,11 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
+	// As `rolodex run processors` does: the identity topics with their
+	// configs (compaction, record size) before any instance starts.
+	if err := kafkaclient.EnsureTopics(context.Background(), prod, 1, Topics(int32(partitions))...); err != nil {
+		t.Fatal(err)
+	}
 
 	events := genEvents(rng, 1500+rng.Intn(1500), 50+rng.Intn(200))
 	ref := newReference()

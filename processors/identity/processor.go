@@ -6,6 +6,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -112,6 +113,13 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*goka.Processor, er
 	}
 	if cfg.Replication == 0 {
 		cfg.Replication = 1
+	}
+	// The local LevelDB copy is only a cache of the table topic. After a
+	// crash it can be ahead of the topic (goka writes it before the topic
+	// acknowledged), which the replay then never corrects; start from the
+	// topic instead. Restarts recover the owned partitions in full.
+	if err := os.RemoveAll(cfg.StorageDir); err != nil {
+		return nil, fmt.Errorf("identity: clear storage: %w", err)
 	}
 	g, err := Group(cfg.Engine, !cfg.SkipProfiles, cfg.Registerer)
 	if err != nil {

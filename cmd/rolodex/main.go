@@ -104,10 +104,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if what == "ingest" {
+		switch what {
+		case "ingest":
 			return cmdBenchIngest(ctx, rest, stdout, stderr)
+		case "identity":
+			return cmdBenchIdentity(ctx, rest, stdout, stderr)
 		}
-		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest)", what)}
+		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest, identity)", what)}
 	case "report":
 		return cmdReport(ctx, rest, stdout, stderr, logger)
 	case "clickhouse":

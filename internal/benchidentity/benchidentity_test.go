@@ -1,0 +1,227 @@
+package benchidentity
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rolodex/rolodex/internal/devbroker"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// unionFind is the plain offline model: the profiles are the connected
+// components of the graph whose nodes are identifiers and whose edges join
+// the identifiers of one event.
+type unionFind map[string]string
+
+func (u unionFind) find(x string) string {
+	for u[x] != x {
+		x = u[x]
+	}
+	return x
+}
+
+func (u unionFind) add(ev *schemas.Event) {
+	var first string
+	for i, id := range ev.Identifiers {
+		n := schemas.NodeID(ev.Tenant, id)
+		if _, ok := u[n]; !ok {
+			u[n] = n
+		}
+		if i == 0 {
+			first = n
+		} else if a, b := u.find(first), u.find(n); a != b {
+			u[a] = b
+		}
+	}
+}
+
+func (u unionFind) components() int {
+	n := 0
+	for x := range u {
+		if u.find(x) == x {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRunSane runs a small benchmark against its own broker and checks
+// that the result adds up and that the table the identity stage left folds
+// into exactly the profiles of a plain union-find over the events.
+func TestRunSane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the identity processor on a broker")
+	}
+	cluster, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	const events, people, partitions = 2000, 400, 4
+	dir := filepath.Join(t.TempDir(), "storage")
+	cfg := Config{Events: events, Profiles: people, Partitions: partitions, Seed: 7, StorageDir: dir, Brokers: cluster.ListenAddrs()}
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Passthrough.EventsPerSec <= 0 || res.Identity.EventsPerSec <= 0 {
+		t.Fatalf("rates must be positive: passthrough %.0f, identity %.0f", res.Passthrough.EventsPerSec, res.Identity.EventsPerSec)
+	}
+	if want := res.Identity.EventsPerSec / res.Passthrough.EventsPerSec; res.Ratio != want {
+		t.Errorf("ratio = %v, want %v", res.Ratio, want)
+	}
+	if res.Embedded {
+		t.Error("Embedded is set, but the run was given brokers")
+	}
+	if got := res.Identity.Applied + res.Identity.Duplicates; got != events {
+		t.Errorf("the identity stage handled %d events (%d applied, %d duplicates), want %d", got, res.Identity.Applied, res.Identity.Duplicates, events)
+	}
+	if res.Identity.Duplicates != int64(res.Duplicates) {
+		t.Errorf("%d duplicates recognised, the stream has %d", res.Identity.Duplicates, res.Duplicates)
+	}
+	if res.LoopPerEvent <= 0 || res.Identity.Table.DiskBytes <= 0 || res.BytesPerProfile <= 0 {
+		t.Errorf("loop records per event %.2f, disk %d B, %.0f B/profile: want all positive", res.LoopPerEvent, res.Identity.Table.DiskBytes, res.BytesPerProfile)
+	}
+
+	// The reference: the same events, generated again, through a plain
+	// union-find.
+	w, err := generate(events, people, 7, time.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uf := unionFind{}
+	for _, ev := range w.events {
+		uf.add(ev)
+	}
+	want := uf.components()
+	if want != w.profiles || len(uf) != w.identifiers {
+		t.Fatalf("generator says %d profiles of %d identifiers, union-find %d of %d", w.profiles, w.identifiers, want, len(uf))
+	}
+
+	// The table the processor left, folded.
+	profiles := map[string]*schemas.Profile{}
+	nodes := 0
+	if _, err := inspectTable(dir, partitions, func(key string, n *schemas.Node) {
+		nodes++
+		if n.IsRoot() {
+			profiles[key] = schemas.Fold(key, n)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(profiles) != want {
+		t.Errorf("the table folds into %d profiles, the union-find has %d", len(profiles), want)
+	}
+	if nodes != len(uf) {
+		t.Errorf("the table has %d nodes, the events %d identifiers", nodes, len(uf))
+	}
+	var ids, count int64
+	for key, p := range profiles {
+		if uf.find(key) != uf.find(p.ID) {
+			t.Fatalf("profile %s is not in its own component", key)
+		}
+		for _, vs := range p.Identifiers {
+			ids += int64(len(vs))
+		}
+		count += p.EventCount
+	}
+	if ids != int64(len(uf)) {
+		t.Errorf("the profiles hold %d identifiers, want %d", ids, len(uf))
+	}
+	if count != res.Identity.Applied {
+		t.Errorf("the profiles count %d events, %d were applied", count, res.Identity.Applied)
+	}
+}
+
+// TestGenerate checks the workload without a broker: records decode to
+// the events, keyed by their primary identifier; identifiers are sorted
+// and normalised; re-sends repeat earlier records; and the generator's
+// expected profiles agree with a plain union-find.
+func TestGenerate(t *testing.T) {
+	const n, people = 5000, 1200
+	w, err := generate(n, people, 3, time.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.values) != n || len(w.keys) != n || len(w.events) != n {
+		t.Fatalf("%d values, %d keys, %d events; want %d each", len(w.values), len(w.keys), len(w.events), n)
+	}
+	if w.people != people {
+		t.Errorf("%d people appear, want all %d", w.people, people)
+	}
+	if w.duplicates < n/200 || w.duplicates > n/50 {
+		t.Errorf("%d re-sent records, want about 1%% of %d", w.duplicates, n)
+	}
+	uf := unionFind{}
+	ids := map[string]bool{}
+	for i, ev := range w.events {
+		got, err := schemas.DecodeEvent(w.values[i])
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if got.ID != ev.ID || len(got.Identifiers) != len(ev.Identifiers) || string(w.keys[i]) != ev.Key() {
+			t.Fatalf("record %d does not carry event %s keyed %s", i, ev.ID, ev.Key())
+		}
+		sorted := append([]schemas.Identifier(nil), ev.Identifiers...)
+		schemas.SortIdentifiers(sorted)
+		types := map[string]bool{}
+		for j, id := range ev.Identifiers {
+			if sorted[j] != id {
+				t.Fatalf("event %s: identifiers not sorted: %v", ev.ID, ev.Identifiers)
+			}
+			if types[id.Type] {
+				t.Fatalf("event %s: two identifiers of type %s", ev.ID, id.Type)
+			}
+			types[id.Type] = true
+			if id.Type == schemas.IDPhone && (len(id.Value) != 14 || id.Value[:3] != "+55") {
+				t.Fatalf("event %s: phone %q is not E.164", ev.ID, id.Value)
+			}
+		}
+		ids[ev.Tenant+"/"+ev.Source+"/"+ev.ID] = true
+		uf.add(ev)
+	}
+	if len(ids) != n-w.duplicates {
+		t.Errorf("%d distinct events, want %d records minus %d re-sends", len(ids), n, w.duplicates)
+	}
+	if got := uf.components(); got != w.profiles || len(uf) != w.identifiers {
+		t.Errorf("union-find: %d profiles of %d identifiers; generator: %d of %d", got, len(uf), w.profiles, w.identifiers)
+	}
+	again, err := generate(n, people, 3, time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again.keys {
+		if string(again.keys[i]) != string(w.keys[i]) {
+			t.Fatalf("record %d: generated twice with one seed, keys differ", i)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"negative events", Config{Events: -1}, false},
+		{"negative profiles", Config{Profiles: -1}, false},
+		{"negative partitions", Config{Partitions: -1}, false},
+		{"unknown tuning", Config{Tuning: "turbo"}, false},
+		{"known tuning", Config{Tuning: TuningShipped}, true},
+		{"broker without port", Config{Brokers: []string{"localhost"}}, false},
+		{"broker", Config{Brokers: []string{"localhost:9092"}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.setDefaults()
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,320 @@
+package exp
+
+// The state of the identity stage (docs/identity.md): the value of its
+// table, its loopback messages and the records it emits. Views read the
+// table, so the types live here, with the contract.
+
+import (
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Identifier and Event are the contract's.
+type (
+	Identifier = schemas.Identifier
+	Event      = schemas.Event
+)
+
+// RecentLimit is how many recent events a profile keeps.
+const RecentLimit = 20
+
+// Trait is one trait value with what decides last-write-wins: the event time,
+// then source, event id and value, so the winner never depends on arrival
+// order.
+type Trait struct {
+	Value  string `json:"v"`
+	Time   int64  `json:"t"`
+	Source string `json:"s"`
+	Event  string `json:"e"`
+}
+
+func (a Trait) Newer(b Trait) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if a.Source != b.Source {
+		return a.Source > b.Source
+	}
+	if a.Event != b.Event {
+		return a.Event > b.Event
+	}
+	return a.Value > b.Value
+}
+
+// Activity is one recent event.
+type Activity struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Source string `json:"source"`
+	Time   int64  `json:"time"`
+}
+
+func (a Activity) After(b Activity) bool {
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	if a.Source != b.Source {
+		return a.Source > b.Source
+	}
+	return a.ID > b.ID
+}
+
+// RecentEvent is one of a profile's latest events, as the API shows it.
+type RecentEvent struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Source string `json:"source"`
+	Time   string `json:"time"`
+}
+
+// RecentEvents renders activities for the API, times in RFC 3339 UTC.
+func RecentEvents(as []Activity) []RecentEvent {
+	out := make([]RecentEvent, len(as))
+	for i, a := range as {
+		out[i] = RecentEvent{ID: a.ID, Type: a.Type, Source: a.Source, Time: time.UnixMilli(a.Time).UTC().Format(time.RFC3339Nano)}
+	}
+	return out
+}
+
+// Contribution is what the events of one node (the events whose primary
+// identifier is that node) add to its profile. Version counts the events
+// folded in; of two copies of one node's contribution the higher version is
+// the newer.
+type Contribution struct {
+	Node       string           `json:"n"`
+	Identifier Identifier       `json:"i"`
+	Version    int64            `json:"ver,omitempty"`
+	Counters   map[string]int64 `json:"c,omitempty"`
+	Traits     map[string]Trait `json:"t,omitempty"`
+	FirstSeen  int64            `json:"f,omitempty"`
+	LastSeen   int64            `json:"l,omitempty"`
+	Recent     []Activity       `json:"r,omitempty"`
+}
+
+// Add folds one event to the contribution.
+func (c *Contribution) Add(ev *Event) {
+	t := ev.Time.UnixMilli()
+	c.Version++
+	if c.Counters == nil {
+		c.Counters = map[string]int64{}
+	}
+	c.Counters[ev.Type]++
+	if c.Version == 1 || t < c.FirstSeen {
+		c.FirstSeen = t
+	}
+	if c.Version == 1 || t > c.LastSeen {
+		c.LastSeen = t
+	}
+	for k, v := range ev.Traits {
+		nt := Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
+		if old, ok := c.Traits[k]; !ok || nt.Newer(old) {
+			if c.Traits == nil {
+				c.Traits = map[string]Trait{}
+			}
+			c.Traits[k] = nt
+		}
+	}
+	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+}
+
+func AddRecent(l []Activity, a ...Activity) []Activity {
+	l = append(l, a...)
+	sort.Slice(l, func(i, j int) bool { return l[i].After(l[j]) })
+	out := l[:0]
+	for i, x := range l {
+		if i > 0 && x == out[len(out)-1] {
+			continue
+		}
+		out = append(out, x)
+		if len(out) == RecentLimit {
+			break
+		}
+	}
+	return out
+}
+
+// Node is the value of the identity table, keyed by node id.
+type Node struct {
+	Tenant     string                  `json:"tn"`
+	Identifier Identifier              `json:"id"`
+	Parent     string                  `json:"p,omitempty"`
+	Own        Contribution            `json:"o"`
+	Seen       map[uint64]int64        `json:"s,omitempty"`
+	Members    map[string]Contribution `json:"m,omitempty"`
+	Pending    string                  `json:"pd,omitempty"`
+	Deferred   []Message               `json:"df,omitempty"`
+	// Settled remembers the last answer that cleared Pending and the
+	// deferred messages it re-delivered, so that a replay of that answer
+	// re-delivers them again.
+	Settled *Settled `json:"st,omitempty"`
+	// Experiment: origins (2*offset+2 for events, 2*offset+3 for loopback).
+	PendingBy int64            `json:"pb,omitempty"`
+	ChangedBy int64            `json:"cb,omitempty"`
+	Linked    map[string]int64 `json:"lk,omitempty"`
+}
+
+// Settled is the last settlement of a root's proposal.
+type Settled struct {
+	Trigger  string    `json:"t"`
+	Messages []Message `json:"m,omitempty"`
+}
+
+// IsRoot reports whether the node is a profile's root.
+func (n *Node) IsRoot() bool { return n.Parent == "" }
+
+// Contributions returns the node's own contribution and, for a root, those
+// of every member.
+func (n *Node) Contributions() []Contribution {
+	out := make([]Contribution, 0, 1+len(n.Members))
+	out = append(out, n.Own)
+	for _, k := range SortedKeys(n.Members) {
+		out = append(out, n.Members[k])
+	}
+	return out
+}
+
+// Join merges contributions into the root's members, keeping per node the
+// higher version. It returns whether anything changed.
+func (n *Node) Join(cs []Contribution) bool {
+	changed := false
+	for _, c := range cs {
+		if c.Node == n.Own.Node {
+			continue // a node's own contribution is authoritative where it lives
+		}
+		old, ok := n.Members[c.Node]
+		newer := c.Version > old.Version || (c.Version == old.Version && old.Identifier.Type == "" && c.Identifier.Type != "")
+		if ok && !newer {
+			continue
+		}
+		if n.Members == nil {
+			n.Members = map[string]Contribution{}
+		}
+		n.Members[c.Node] = c
+		changed = true
+	}
+	return changed
+}
+
+// SortedKeys returns the keys of m, sorted.
+func SortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Message is what the identity group sends itself through its loopback.
+type Message struct {
+	Kind   string `json:"k"`
+	Tenant string `json:"tn"`
+	// Identifier is the target node's identifier (link).
+	Identifier *Identifier `json:"id,omitempty"`
+	// Other is the node to unite with (link, union), the proposer
+	// (propose) or the accepting root (accept).
+	Other    string         `json:"o,omitempty"`
+	Contribs []Contribution `json:"c,omitempty"`
+}
+
+// Message kinds.
+const (
+	KindLink    = "link"
+	KindUnion   = "union"
+	KindPropose = "propose"
+	KindAccept  = "accept"
+	KindRefuse  = "refuse"
+	KindNoop    = "noop"
+	KindUpdate  = "update"
+)
+
+// Merge is a record on TopicMerges.
+type Merge struct {
+	Tenant string `json:"tenant"`
+	From   string `json:"from"`
+	Into   string `json:"into"`
+	Time   int64  `json:"time"`
+}
+
+// Refusal is a record on TopicAudit: a link merge protection refused.
+type Refusal struct {
+	Tenant string `json:"tenant"`
+	From   string `json:"from"`
+	Into   string `json:"into"`
+	Type   string `json:"type"`
+	Count  int    `json:"count"`
+	Limit  int    `json:"limit"`
+	Time   int64  `json:"time"`
+}
+
+// Profile is a materialized profile: the contract of the query API
+// (docs/api.md) and of TopicProfiles.
+type Profile struct {
+	ID          string                     `json:"id"`
+	Tenant      string                     `json:"tenant"`
+	Identifiers map[string][]string        `json:"identifiers"`
+	Traits      map[string]json.RawMessage `json:"traits"`
+	FirstSeen   string                     `json:"first_seen,omitempty"`
+	LastSeen    string                     `json:"last_seen,omitempty"`
+	EventCount  int64                      `json:"event_count"`
+	Counters    map[string]int64           `json:"counters"`
+	MergedIDs   []string                   `json:"merged_ids"`
+	Recent      []RecentEvent              `json:"recent"`
+	// MergedInto is set (and nothing else but ID and Tenant) on
+	// TopicProfiles when a root merged away.
+	MergedInto string `json:"merged_into,omitempty"`
+}
+
+// Fold materializes the profile of a root node.
+func Fold(key string, n *Node) *Profile {
+	p := &Profile{ID: key, Tenant: n.Tenant, Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
+		Counters: map[string]int64{}, MergedIDs: []string{}}
+	traits := map[string]Trait{}
+	var recent []Activity
+	var first, last int64
+	seen := false
+	for _, c := range n.Contributions() {
+		if c.Identifier.Type != "" {
+			p.Identifiers[c.Identifier.Type] = append(p.Identifiers[c.Identifier.Type], c.Identifier.Value)
+		}
+		if c.Node != key {
+			p.MergedIDs = append(p.MergedIDs, c.Node)
+		}
+		if c.Version == 0 {
+			continue
+		}
+		p.EventCount += c.Version
+		for t, v := range c.Counters {
+			p.Counters[t] += v
+		}
+		for k, t := range c.Traits {
+			if old, ok := traits[k]; !ok || t.Newer(old) {
+				traits[k] = t
+			}
+		}
+		if !seen || c.FirstSeen < first {
+			first = c.FirstSeen
+		}
+		if !seen || c.LastSeen > last {
+			last = c.LastSeen
+		}
+		seen = true
+		recent = AddRecent(recent, c.Recent...)
+	}
+	for _, vs := range p.Identifiers {
+		sort.Strings(vs)
+	}
+	sort.Strings(p.MergedIDs)
+	p.Recent = RecentEvents(recent)
+	for k, t := range traits {
+		p.Traits[k] = json.RawMessage(t.Value)
+	}
+	if seen {
+		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
+		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
+	}
+	return p
+}

@@ -27,6 +27,14 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	tuning := fs.String("tuning", benchidentity.TuningShipped, "goka options on top of Rolodex's: one of "+strings.Join(benchidentity.Tunings(), ", ")+", or several joined by +")
 	storage := fs.String("storage-dir", "", "keep the identity processor's LevelDB storage here (empty or missing directory) instead of a removed temporary one")
 	seed := fs.Uint64("seed", 1, "seed of the generated events")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: rolodex bench identity [flags]")
+		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "\nTunings:")
+		for _, t := range benchidentity.Tunings() {
+			fmt.Fprintf(stderr, "  %s: %s\n", t, benchidentity.TuningDoc(t))
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -51,9 +53,6 @@ func (u unionFind) components() int {
 // that the result adds up and that the table the identity stage left folds
 // into exactly the profiles of a plain union-find over the events.
 func TestRunSane(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs the identity processor on a broker")
-	}
 	cluster, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -223,5 +222,35 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestTunings checks that every tuning says what it changes and that a
+// combination applies the changes of all its parts.
+func TestTunings(t *testing.T) {
+	for _, name := range Tunings() {
+		if TuningDoc(name) == "" {
+			t.Errorf("tuning %s has no doc", name)
+		}
+	}
+	c, ok := lookupTuning("big-flush+no-compression+no-profiles")
+	if !ok {
+		t.Fatal("combination not found")
+	}
+	sc := sarama.NewConfig()
+	c.sarama(sc)
+	if sc.Producer.Flush.Frequency != 20*time.Millisecond || sc.Producer.Compression != sarama.CompressionNone || !c.skipProfiles {
+		t.Errorf("combination applied flush %v, compression %v, skip profiles %v; want all three parts", sc.Producer.Flush.Frequency, sc.Producer.Compression, c.skipProfiles)
+	}
+	if n := len(c.processorOptions(t.TempDir())); n != 3 {
+		t.Errorf("%d goka options, want the 3 sarama builders", n)
+	}
+	if n := len(tunings[TuningShipped].processorOptions(t.TempDir())); n != 0 {
+		t.Errorf("shipped adds %d goka options, want none", n)
+	}
+	for _, bad := range []string{"turbo", "big-flush+turbo", "+", ""} {
+		if _, ok := lookupTuning(bad); ok {
+			t.Errorf("lookupTuning(%q) found a tuning", bad)
+		}
 	}
 }

@@ -37,12 +37,8 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	reg := prometheus.NewRegistry()
 	tn, _ := lookupTuning(b.cfg.Tuning) // Validate checked the name
 	opts := append([]goka.ProcessorOption{goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka: ", log.LstdFlags))},
-		tn.options(dir)...)
-	newProcessor := identity.New
-	if tn.processor != nil {
-		newProcessor = tn.processor
-	}
-	p, err := newProcessor(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles}, opts...)
+		tn.processorOptions(dir)...)
+	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles}, opts...)
 	if err != nil {
 		return ph, fmt.Errorf("benchidentity: %w", err)
 	}

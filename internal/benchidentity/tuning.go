@@ -12,66 +12,57 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/opt"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
-	"github.com/rolodex/rolodex/processors/identity"
 )
 
 // TuningShipped is the identity processor exactly as Rolodex runs it.
 const TuningShipped = "shipped"
 
-// tuning is a set of goka options passed to identity.New after Rolodex's
-// own, which they override: a way to measure what a setting is worth
-// before changing processors/identity or internal/gokaconfig.
+// tuning is a change to how the identity processor runs, applied on top
+// of Rolodex's own goka options (later options override earlier ones): a
+// way to measure what a setting is worth before changing
+// processors/identity or internal/gokaconfig.
 type tuning struct {
-	doc     string
+	doc string
+	// sarama changes Rolodex's sarama configuration (gokaconfig.Sarama).
+	sarama func(*sarama.Config)
+	// unordered replaces gokaconfig.OrderedProducerBuilder with goka's
+	// plain producer.
+	unordered bool
+	// options are further goka options.
 	options func(storageDir string) []goka.ProcessorOption
-	// processor builds the processor; nil: identity.New.
-	processor func(identity.ProcessorConfig, ...goka.ProcessorOption) (*goka.Processor, error)
 	// skipProfiles turns off rolodex.profiles (not how Rolodex runs).
 	skipProfiles bool
 }
 
 var tunings = map[string]tuning{
-	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, LevelDB defaults)",
-		options: func(string) []goka.ProcessorOption { return nil }},
+	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, ordered producer, LevelDB defaults)"},
 	"commit-100ms": {doc: "sarama commits marked offsets every 100ms instead of 1s (how soon settling is seen)",
-		options: func(string) []goka.ProcessorOption {
-			return withSarama(func(c *sarama.Config) { c.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond })
-		}},
+		sarama: func(c *sarama.Config) { c.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond }},
 	"no-compression": {doc: "sarama produces uncompressed batches instead of snappy",
-		options: func(string) []goka.ProcessorOption {
-			return withSarama(func(c *sarama.Config) { c.Producer.Compression = sarama.CompressionNone })
-		}},
-	"big-flush": {doc: "sarama producer flushes every 20ms or 1 MiB (instead of 5ms or 256 KiB), up to 10 requests in flight",
-		options: func(string) []goka.ProcessorOption {
-			return withSarama(func(c *sarama.Config) {
-				c.Producer.Flush.Frequency = 20 * time.Millisecond
-				c.Producer.Flush.Bytes = 1 << 20
-				c.Net.MaxOpenRequests = 10
-			})
+		sarama: func(c *sarama.Config) { c.Producer.Compression = sarama.CompressionNone }},
+	"big-flush": {doc: "sarama producer flushes every 20ms or 1 MiB (instead of 5ms or 256 KiB), up to 10 requests in flight (instead of 5)",
+		sarama: func(c *sarama.Config) {
+			c.Producer.Flush.Frequency = 20 * time.Millisecond
+			c.Producer.Flush.Bytes = 1 << 20
+			c.Net.MaxOpenRequests = 10
 		}},
 	"small-buffers": {doc: "sarama channel buffers of 16 messages (instead of 256) and fetches of 64 KiB (instead of 1 MiB): loopback messages wait behind fewer events",
-		options: func(string) []goka.ProcessorOption {
-			return withSarama(func(c *sarama.Config) {
-				c.ChannelBufferSize = 16
-				c.Consumer.Fetch.Default = 64 << 10
-			})
+		sarama: func(c *sarama.Config) {
+			c.ChannelBufferSize = 16
+			c.Consumer.Fetch.Default = 64 << 10
 		}},
 	"big-buffers": {doc: "sarama channel buffers of 4096 messages and goka partition channels of 1000 (instead of 256 and 10)",
+		sarama: func(c *sarama.Config) { c.ChannelBufferSize = 4096 },
 		options: func(string) []goka.ProcessorOption {
-			return append(withSarama(func(c *sarama.Config) { c.ChannelBufferSize = 4096 }), goka.WithPartitionChannelSize(1000))
+			return []goka.ProcessorOption{goka.WithPartitionChannelSize(1000)}
 		}},
-	"short-processing": {doc: "sarama Consumer.MaxProcessingTime 50ms instead of goka's 1s: a fetch response whose messages a busy partition does not take in time no longer holds up the next fetch of every partition",
-		options: func(string) []goka.ProcessorOption {
-			return withSarama(func(c *sarama.Config) { c.Consumer.MaxProcessingTime = 50 * time.Millisecond })
-		}},
-	"unordered": {doc: "the plain goka producer instead of gokaconfig.OrderedProducerBuilder: what completing emits in order costs (NOT safe: a crash may skip a message's writes)",
-		options: func(string) []goka.ProcessorOption {
-			sc := gokaconfig.Sarama("rolodex-identity")
-			return []goka.ProcessorOption{goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc))}
-		}},
+	"short-processing": {doc: "sarama Consumer.MaxProcessingTime 50ms instead of goka's 1s: a partition slow to take its messages holds up the next fetch for less long",
+		sarama: func(c *sarama.Config) { c.Consumer.MaxProcessingTime = 50 * time.Millisecond }},
+	"unordered": {doc: "goka's plain producer instead of gokaconfig.OrderedProducerBuilder: what completing emits in order costs (NOT safe: a crash may skip a message's writes)",
+		unordered: true},
 	"no-profiles": {doc: "SkipProfiles: no snapshot on rolodex.profiles after each root change (what emitting them costs; NOT how Rolodex runs)",
-		options: func(string) []goka.ProcessorOption { return nil }, skipProfiles: true},
-	"leveldb": {doc: "LevelDB with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, no compression (instead of goleveldb defaults: no filter, 4 MiB, 8 MiB, snappy)",
+		skipProfiles: true},
+	"leveldb": {doc: "LevelDB with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, no compression (instead of goleveldb's no filter, 4 MiB, 8 MiB, snappy)",
 		options: func(dir string) []goka.ProcessorOption {
 			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
 				Filter:             filter.NewBloomFilter(10),
@@ -82,35 +73,73 @@ var tunings = map[string]tuning{
 		}},
 }
 
-// lookupTuning returns the tuning name, or the combination of tunings
-// "a+b+...": their options in that order (later ones override earlier
-// ones), and the processor of the last that builds one.
+// lookupTuning returns the tuning name, or the combination "a+b+..." of
+// tunings: all their changes, applied in that order.
 func lookupTuning(name string) (tuning, bool) {
 	if t, ok := tunings[name]; ok {
 		return t, true
 	}
-	var parts []tuning
+	var (
+		parts []tuning
+		docs  []string
+	)
 	for _, n := range strings.Split(name, "+") {
 		t, ok := tunings[n]
 		if !ok {
 			return tuning{}, false
 		}
 		parts = append(parts, t)
+		docs = append(docs, n+": "+t.doc)
 	}
-	c := tuning{doc: name, options: func(dir string) []goka.ProcessorOption {
-		var out []goka.ProcessorOption
-		for _, t := range parts {
-			out = append(out, t.options(dir)...)
-		}
-		return out
-	}}
+	c := tuning{doc: strings.Join(docs, "; ")}
 	for _, t := range parts {
-		if t.processor != nil {
-			c.processor = t.processor
-		}
+		c.unordered = c.unordered || t.unordered
 		c.skipProfiles = c.skipProfiles || t.skipProfiles
 	}
+	c.sarama = func(sc *sarama.Config) {
+		for _, t := range parts {
+			if t.sarama != nil {
+				t.sarama(sc)
+			}
+		}
+	}
+	c.options = func(dir string) []goka.ProcessorOption {
+		var out []goka.ProcessorOption
+		for _, t := range parts {
+			if t.options != nil {
+				out = append(out, t.options(dir)...)
+			}
+		}
+		return out
+	}
 	return c, true
+}
+
+// processorOptions returns the goka options of the tuning, to pass after
+// Rolodex's own.
+func (t tuning) processorOptions(storageDir string) []goka.ProcessorOption {
+	var out []goka.ProcessorOption
+	if t.sarama != nil || t.unordered {
+		// The builders as identity.Options wires them, on the changed
+		// configuration.
+		sc := gokaconfig.Sarama("rolodex-identity")
+		if t.sarama != nil {
+			t.sarama(sc)
+		}
+		pb := goka.ProducerBuilderWithConfig(sc)
+		if !t.unordered {
+			pb = gokaconfig.OrderedProducerBuilder(pb)
+		}
+		out = append(out,
+			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
+			goka.WithProducerBuilder(pb),
+			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
+		)
+	}
+	if t.options != nil {
+		out = append(out, t.options(storageDir)...)
+	}
+	return out
 }
 
 // Tunings returns the names of the tunings, sorted.
@@ -123,30 +152,9 @@ func Tunings() []string {
 	return out
 }
 
-// TuningDoc says what a tuning (or a "+" combination) changes; "" for an
+// TuningDoc says what a tuning, or a "+" combination, changes; "" for an
 // unknown name.
 func TuningDoc(name string) string {
-	if t, ok := tunings[name]; ok {
-		return t.doc
-	}
-	var docs []string
-	for _, n := range strings.Split(name, "+") {
-		docs = append(docs, n+": "+tunings[n].doc)
-	}
-	if _, ok := lookupTuning(name); !ok {
-		return ""
-	}
-	return strings.Join(docs, "; ")
-}
-
-// withSarama returns the sarama builders of Rolodex's configuration
-// changed by mod, as identity.Options wires them.
-func withSarama(mod func(*sarama.Config)) []goka.ProcessorOption {
-	sc := gokaconfig.Sarama("rolodex-identity")
-	mod(sc)
-	return []goka.ProcessorOption{
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(gokaconfig.OrderedProducerBuilder(goka.ProducerBuilderWithConfig(sc))),
-		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-	}
+	t, _ := lookupTuning(name)
+	return t.doc
 }

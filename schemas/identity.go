@@ -138,6 +138,13 @@ type Node struct {
 	Members    map[string]Contribution `json:"m,omitempty"`
 	Pending    string                  `json:"pd,omitempty"`
 	Deferred   []Message               `json:"df,omitempty"`
+	// The origins (docs/identity.md, "Replays, not repeats") of the
+	// messages that made an effect, so that only a replay of that message
+	// repeats it: PendingBy made Pending, AppliedBy folded the latest
+	// event into Own, Linked[i] first sent Link to node i.
+	PendingBy int64            `json:"pb,omitempty"`
+	AppliedBy int64            `json:"ab,omitempty"`
+	Linked    map[string]int64 `json:"lk,omitempty"`
 	// Settled remembers the last answer that cleared Pending and the
 	// deferred messages it re-delivered, so that a replay of that answer
 	// re-delivers them again.
@@ -147,6 +154,7 @@ type Node struct {
 // Settled is the last settlement of a root's proposal.
 type Settled struct {
 	Trigger  string    `json:"t"`
+	By       int64     `json:"by,omitempty"` // origin of the answer
 	Messages []Message `json:"m,omitempty"`
 }
 

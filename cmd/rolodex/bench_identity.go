@@ -27,6 +27,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	tuning := fs.String("tuning", benchidentity.TuningShipped, "goka options on top of Rolodex's: one of "+strings.Join(benchidentity.Tunings(), ", ")+", or several joined by +")
 	storage := fs.String("storage-dir", "", "keep the identity processor's LevelDB storage here (empty or missing directory) instead of a removed temporary one")
 	seed := fs.Uint64("seed", 1, "seed of the generated events")
+	noFloor := fs.Bool("no-goka-floor", false, "leave out the goka floor phase (a goka group that only reads and writes one value per event)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: rolodex bench identity [flags]")
 		fs.PrintDefaults()
@@ -61,9 +62,9 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	cfg := benchidentity.Config{
 		Events: *events, Profiles: *profiles, Partitions: int32(*partitions),
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
-		Progress: stderr,
+		Progress: stderr, SkipGokaFloor: *noFloor,
 	}
-	fmt.Fprintf(stderr, "bench identity: %d events; pass-through, then the identity stage until settled...\n", *events)
+	fmt.Fprintf(stderr, "bench identity: %d events; pass-through, goka floor, then the identity stage until settled...\n", *events)
 	started := time.Now()
 	res, err := benchidentity.Run(ctx, cfg)
 	if err != nil {
@@ -98,10 +99,16 @@ func printBenchIdentity(w io.Writer, res benchidentity.Result, started time.Time
 	}
 	row("load: raw produce (untimed setup)", res.Load, "-")
 	row("kafka consume→produce (baseline)", res.Passthrough, "1.000")
+	if res.GokaFloor.Events > 0 {
+		row("goka floor: read+write one value per event", res.GokaFloor, fmt.Sprintf("%.3f", res.FloorRatio))
+	}
 	row("rolodex identity, until settled", id.Phase, fmt.Sprintf("%.3f", res.Ratio))
 	tw.Flush()
 
 	fmt.Fprintf(w, "\n  ratio identity / pass-through, events/s:   %.3f\n", res.Ratio)
+	if res.IdentityOfFloor > 0 {
+		fmt.Fprintf(w, "  ratio identity / goka floor, events/s:    %.3f\n", res.IdentityOfFloor)
+	}
 	if res.CPURatio > 0 {
 		fmt.Fprintf(w, "  ratio in CPU per event (pass / identity):  %.3f\n", res.CPURatio)
 	}

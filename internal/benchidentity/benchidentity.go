@@ -72,6 +72,8 @@ type Config struct {
 	// Rolodex's own (Tunings lists them; "a+b" combines two). Default
 	// "shipped": none.
 	Tuning string
+	// SkipGokaFloor leaves out the goka floor phase (runGokaFloor).
+	SkipGokaFloor bool
 	// PollInterval is how often the identity phase checks whether it has
 	// settled. Default 25ms.
 	PollInterval time.Duration
@@ -197,6 +199,13 @@ type Result struct {
 	// Passthrough is the baseline, Identity the Rolodex identity stage.
 	Passthrough Phase
 	Identity    IdentityPhase
+	// GokaFloor is a goka group that only reads and writes one value per
+	// event (runGokaFloor): the ceiling of any design on goka. Left zero
+	// when Config.SkipGokaFloor.
+	GokaFloor Phase
+	// FloorRatio is GokaFloor.EventsPerSec / Passthrough.EventsPerSec,
+	// IdentityOfFloor Identity.EventsPerSec / GokaFloor.EventsPerSec.
+	FloorRatio, IdentityOfFloor float64
 	// Ratio is Identity.EventsPerSec / Passthrough.EventsPerSec.
 	Ratio float64
 	// CPURatio is Passthrough.CPUPerEvent / Identity.CPUPerEvent: the
@@ -252,6 +261,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if res.Passthrough, err = b.runPassthrough(ctx, cfg.Events); err != nil {
 		return res, err
 	}
+	if !cfg.SkipGokaFloor {
+		if res.GokaFloor, err = b.runGokaFloor(ctx, cfg.Events); err != nil {
+			return res, err
+		}
+	}
 	if res.Identity, err = b.runIdentity(ctx, cfg.Events, nil); err != nil {
 		return res, err
 	}
@@ -260,6 +274,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if res.Passthrough.EventsPerSec > 0 {
 		res.Ratio = res.Identity.EventsPerSec / res.Passthrough.EventsPerSec
+	}
+	if res.GokaFloor.EventsPerSec > 0 {
+		res.FloorRatio = res.GokaFloor.EventsPerSec / res.Passthrough.EventsPerSec
+		res.IdentityOfFloor = res.Identity.EventsPerSec / res.GokaFloor.EventsPerSec
 	}
 	if res.Identity.CPUPerEvent > 0 {
 		res.CPURatio = float64(res.Passthrough.CPUPerEvent) / float64(res.Identity.CPUPerEvent)

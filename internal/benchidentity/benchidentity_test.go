@@ -237,16 +237,21 @@ func TestTunings(t *testing.T) {
 	if !ok {
 		t.Fatal("combination not found")
 	}
-	sc := sarama.NewConfig()
-	c.sarama(sc)
-	if sc.Producer.Flush.Frequency != 20*time.Millisecond || sc.Producer.Compression != sarama.CompressionNone || !c.skipProfiles {
-		t.Errorf("combination applied flush %v, compression %v, skip profiles %v; want all three parts", sc.Producer.Flush.Frequency, sc.Producer.Compression, c.skipProfiles)
+	sc := c.saramaConfig()
+	if sc == nil || sc.Producer.Flush.Frequency != 20*time.Millisecond || sc.Producer.Compression != sarama.CompressionNone || !c.skipProfiles {
+		t.Fatalf("combination applied config %v, skip profiles %v; want flush 20ms, no compression, skip profiles", sc, c.skipProfiles)
 	}
-	if n := len(c.processorOptions(t.TempDir())); n != 3 {
-		t.Errorf("%d goka options, want the 3 sarama builders", n)
+	if sc.Producer.RequiredAcks != sarama.WaitForAll {
+		t.Error("the tuning's sarama config does not start from Rolodex's")
 	}
-	if n := len(tunings[TuningShipped].processorOptions(t.TempDir())); n != 0 {
-		t.Errorf("shipped adds %d goka options, want none", n)
+	if n := len(c.processorOptions(t.TempDir())); n != 0 {
+		t.Errorf("%d goka options, want none (the config goes through identity.ProcessorConfig.Sarama)", n)
+	}
+	if tunings[TuningShipped].saramaConfig() != nil || len(tunings[TuningShipped].processorOptions(t.TempDir())) != 0 {
+		t.Error("shipped changes something")
+	}
+	if n := len(tunings["unordered"].processorOptions(t.TempDir())); n != 1 {
+		t.Errorf("unordered adds %d goka options, want the plain producer", n)
 	}
 	for _, bad := range []string{"turbo", "big-flush+turbo", "+", ""} {
 		if _, ok := lookupTuning(bad); ok {

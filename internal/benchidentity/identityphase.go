@@ -38,7 +38,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	tn, _ := lookupTuning(b.cfg.Tuning) // Validate checked the name
 	opts := append([]goka.ProcessorOption{goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka: ", log.LstdFlags))},
 		tn.processorOptions(dir)...)
-	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles}, opts...)
+	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig()}, opts...)
 	if err != nil {
 		return ph, fmt.Errorf("benchidentity: %w", err)
 	}

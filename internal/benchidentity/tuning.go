@@ -115,26 +115,29 @@ func lookupTuning(name string) (tuning, bool) {
 	return c, true
 }
 
+// saramaConfig returns the sarama configuration of the tuning, nil for
+// Rolodex's own (identity.ProcessorConfig.Sarama).
+func (t tuning) saramaConfig() *sarama.Config {
+	if t.sarama == nil {
+		return nil
+	}
+	sc := gokaconfig.Sarama("rolodex-identity")
+	t.sarama(sc)
+	return sc
+}
+
 // processorOptions returns the goka options of the tuning, to pass after
 // Rolodex's own.
 func (t tuning) processorOptions(storageDir string) []goka.ProcessorOption {
 	var out []goka.ProcessorOption
-	if t.sarama != nil || t.unordered {
-		// The builders as identity.Options wires them, on the changed
-		// configuration.
-		sc := gokaconfig.Sarama("rolodex-identity")
-		if t.sarama != nil {
-			t.sarama(sc)
+	if t.unordered {
+		// Replaces the ordered producer identity.New wires: its barriers
+		// then complete at once.
+		sc := t.saramaConfig()
+		if sc == nil {
+			sc = gokaconfig.Sarama("rolodex-identity")
 		}
-		pb := goka.ProducerBuilderWithConfig(sc)
-		if !t.unordered {
-			pb = gokaconfig.OrderedProducerBuilder(pb)
-		}
-		out = append(out,
-			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-			goka.WithProducerBuilder(pb),
-			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		)
+		out = append(out, goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)))
 	}
 	if t.options != nil {
 		out = append(out, t.options(storageDir)...)

@@ -8,8 +8,8 @@ import (
 	"github.com/lovoo/goka"
 )
 
-// OrderedProducerBuilder builds goka producers whose promises complete in
-// the order the emits were made.
+// Ordered builds goka producers whose promises complete in the order the
+// emits were made, and lets a processor put barriers in that order.
 //
 // Why: goka commits an input message (MarkOffset(offset+1)) as soon as all
 // emits of that message completed. Emits to different partitions complete
@@ -17,53 +17,141 @@ import (
 // one's emits are still in flight; a crash then would skip the earlier
 // message without replaying it. A partition's messages are processed one
 // after another, so completing every emit in issue order makes each commit
-// imply that everything before it was written.
-func OrderedProducerBuilder(pb goka.ProducerBuilder) goka.ProducerBuilder {
+// imply that everything before it was written. A message that emits
+// nothing would still be committed at once, past earlier messages' emits:
+// it must wait on a Barrier (goka.Context.DeferCommit) instead.
+type Ordered struct {
+	mu sync.Mutex
+	p  *OrderedProducer
+}
+
+// Builder wraps pb; goka calls it once per processor.
+func (o *Ordered) Builder(pb goka.ProducerBuilder) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		p, err := pb(brokers, clientID, hasher)
 		if err != nil {
 			return nil, err
 		}
-		return NewOrderedProducer(p), nil
+		op := NewOrderedProducer(p)
+		o.mu.Lock()
+		o.p = op
+		o.mu.Unlock()
+		return op, nil
 	}
 }
 
-// NewOrderedProducer wraps p so that its promises complete in emit order.
-func NewOrderedProducer(p goka.Producer) goka.Producer {
-	done := make(chan struct{})
-	close(done)
-	return &orderedProducer{inner: p, tail: done}
+// Barrier calls fn once every emit made before it has completed. Before
+// the producer was built, nothing was emitted: fn runs at once.
+func (o *Ordered) Barrier(fn func()) {
+	o.mu.Lock()
+	p := o.p
+	o.mu.Unlock()
+	if p == nil {
+		fn()
+		return
+	}
+	p.Barrier(fn)
 }
 
-type orderedProducer struct {
+// OrderedProducerBuilder wraps pb in an OrderedProducer (no barriers).
+func OrderedProducerBuilder(pb goka.ProducerBuilder) goka.ProducerBuilder {
+	return new(Ordered).Builder(pb)
+}
+
+// OrderedProducer is a goka.Producer whose promises complete in emit order.
+// Completions are queued in a FIFO and finished in order by whichever
+// goroutine completes the head: no goroutine per emit, and the inner
+// producer's callback never blocks on an emit waiting for sarama's input.
+type OrderedProducer struct {
 	inner goka.Producer
-	mu    sync.Mutex
-	tail  chan struct{} // closed once the latest emit's promise completed
+	// emitMu keeps the inner producer's order equal to the queue's; it
+	// is held while sarama's input may block, so completions never take
+	// it.
+	emitMu   sync.Mutex
+	mu       sync.Mutex // guards the fields below
+	queue    []*pending
+	head     int
+	draining bool
 }
 
-func (o *orderedProducer) Emit(topic, key string, value []byte) *goka.Promise {
+type pending struct {
+	finish func(*sarama.ProducerMessage, error)
+	msg    *sarama.ProducerMessage
+	err    error
+	done   bool
+}
+
+// NewOrderedProducer wraps p so that its promises complete in emit order.
+func NewOrderedProducer(p goka.Producer) *OrderedProducer {
+	return &OrderedProducer{inner: p}
+}
+
+func (o *OrderedProducer) Emit(topic, key string, value []byte) *goka.Promise {
 	return o.EmitWithHeaders(topic, key, value, nil)
 }
 
-func (o *orderedProducer) EmitWithHeaders(topic, key string, value []byte, headers goka.Headers) *goka.Promise {
+func (o *OrderedProducer) EmitWithHeaders(topic, key string, value []byte, headers goka.Headers) *goka.Promise {
 	out, finish := goka.NewPromiseWithFinisher()
-	o.mu.Lock()
-	prev, done := o.tail, make(chan struct{})
-	o.tail = done
-	// Emitting under the lock keeps the inner producer's order equal to
-	// the completion order.
+	p := &pending{finish: func(m *sarama.ProducerMessage, err error) { finish(m, err) }}
+	o.emitMu.Lock()
+	o.push(p)
 	inner := o.inner.EmitWithHeaders(topic, key, value, headers)
-	o.mu.Unlock()
-	inner.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) {
-		// Never block the producer's callback goroutine: the emit before
-		// this one may complete on it later.
-		go func() {
-			<-prev
-			finish(msg, err)
-			close(done)
-		}()
-	})
+	o.emitMu.Unlock()
+	inner.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) { o.complete(p, msg, err) })
 	return out
 }
 
-func (o *orderedProducer) Close() error { return o.inner.Close() }
+// Barrier calls fn once every emit made before it has completed, in order
+// with them.
+func (o *OrderedProducer) Barrier(fn func()) {
+	p := &pending{finish: func(*sarama.ProducerMessage, error) { fn() }}
+	o.emitMu.Lock()
+	o.push(p)
+	o.emitMu.Unlock()
+	o.complete(p, nil, nil)
+}
+
+func (o *OrderedProducer) push(p *pending) {
+	o.mu.Lock()
+	o.queue = append(o.queue, p)
+	o.mu.Unlock()
+}
+
+// complete records p's result and, unless another goroutine is at it,
+// finishes every completed entry at the head of the queue, in order,
+// outside the lock.
+func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err error) {
+	o.mu.Lock()
+	p.msg, p.err, p.done = msg, err, true
+	if o.draining {
+		o.mu.Unlock()
+		return
+	}
+	o.draining = true
+	var ready []*pending
+	for {
+		ready = ready[:0]
+		for o.head < len(o.queue) && o.queue[o.head].done {
+			ready = append(ready, o.queue[o.head])
+			o.queue[o.head] = nil
+			o.head++
+		}
+		if o.head == len(o.queue) {
+			o.queue, o.head = o.queue[:0], 0
+		} else if o.head > 1024 && o.head*2 > len(o.queue) {
+			o.queue, o.head = append(o.queue[:0], o.queue[o.head:]...), 0
+		}
+		if len(ready) == 0 {
+			o.draining = false
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+		for _, r := range ready {
+			r.finish(r.msg, r.err)
+		}
+		o.mu.Lock()
+	}
+}
+
+func (o *OrderedProducer) Close() error { return o.inner.Close() }

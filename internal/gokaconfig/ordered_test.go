@@ -1,6 +1,7 @@
 package gokaconfig
 
 import (
+	"hash"
 	"math/rand"
 	"sync"
 	"testing"
@@ -58,6 +59,66 @@ func TestOrderedProducerCompletesInEmitOrder(t *testing.T) {
 		for i, got := range order {
 			if got != i {
 				t.Fatalf("seed %d: completion %d was emit %d; want emit order", seed, i, got)
+			}
+		}
+	}
+}
+
+// A barrier completes after every emit before it and before every emit
+// after it, whatever order the inner producer completes in; a barrier with
+// nothing in flight completes at once.
+func TestOrderedProducerBarriers(t *testing.T) {
+	for seed := int64(0); seed < 20; seed++ {
+		inner := &shuffled{}
+		o := new(Ordered)
+		var fired bool
+		o.Barrier(func() { fired = true })
+		if !fired {
+			t.Fatal("a barrier before the producer was built did not run at once")
+		}
+		gp, err := o.Builder(func([]string, string, func() hash.Hash32) (goka.Producer, error) { return inner, nil })(nil, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fired = false
+		o.Barrier(func() { fired = true })
+		if !fired {
+			t.Fatal("a barrier with nothing in flight did not run at once")
+		}
+		rng := rand.New(rand.NewSource(seed))
+		const n = 300
+		var (
+			mu    sync.Mutex
+			order []int
+			wg    sync.WaitGroup
+		)
+		record := func(i int) {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			wg.Done()
+		}
+		wg.Add(n)
+		for i := 0; i < n; i++ {
+			i := i
+			if rng.Intn(3) == 0 {
+				o.Barrier(func() { record(i) })
+			} else {
+				gp.Emit("t", "k", nil).Then(func(error) { record(i) })
+			}
+		}
+		rng.Shuffle(len(inner.finishes), func(a, b int) { inner.finishes[a], inner.finishes[b] = inner.finishes[b], inner.finishes[a] })
+		var finishers sync.WaitGroup
+		for _, f := range inner.finishes {
+			f := f
+			finishers.Add(1)
+			go func() { defer finishers.Done(); f(&sarama.ProducerMessage{}, nil) }()
+		}
+		finishers.Wait()
+		wg.Wait()
+		for i, got := range order {
+			if got != i {
+				t.Fatalf("seed %d: completion %d was call %d; want call order", seed, i, got)
 			}
 		}
 	}

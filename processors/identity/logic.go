@@ -116,8 +116,10 @@ func ensure(key string, n *schemas.Node, tenant string, id *schemas.Identifier, 
 	return n
 }
 
-// Event handles an event at the node of its primary identifier.
-func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event) (*schemas.Node, effects) {
+// Event handles an event at the node of its primary identifier. origin
+// identifies the delivery (docs/identity.md): the same message delivered
+// again after a crash has the same origin.
+func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin int64) (*schemas.Node, effects) {
 	var fx effects
 	primary := ev.Identifiers[0]
 	n = ensure(key, n, ev.Tenant, &primary, &fx)
@@ -137,39 +139,54 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event) (*schemas
 				delete(n.Seen, k)
 			}
 		}
+		n.AppliedBy = origin
 		fx.applied, fx.changed = true, true
 		if n.IsRoot() {
 			fx.rootUpdate = true
 		}
 	}
-	// Re-sent on every delivery: a replay after a crash must repair what
-	// the crash lost, and every receiver is idempotent.
-	if !n.IsRoot() {
+	// Sent when the event was folded now, and again by a replay of the
+	// message that folded the latest one: a crash may have lost the send.
+	// A repeat of an older event sends nothing; the message that folded
+	// the latest event sent (or, replayed, will send) all of Own.
+	if !n.IsRoot() && n.AppliedBy == origin {
 		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}}})
 	}
+	// A link goes out once per peer, and again only by a replay of the
+	// message that sent it.
 	for _, id := range ev.Identifiers[1:] {
 		id := id
-		fx.sends = append(fx.sends, send{schemas.NodeID(ev.Tenant, id), &schemas.Message{Kind: schemas.KindLink, Tenant: ev.Tenant, Identifier: &id, Other: key}})
+		peer := schemas.NodeID(ev.Tenant, id)
+		if by, ok := n.Linked[peer]; ok && by != origin {
+			continue
+		} else if !ok {
+			if n.Linked == nil {
+				n.Linked = map[string]int64{}
+			}
+			n.Linked[peer] = origin
+			fx.changed = true
+		}
+		fx.sends = append(fx.sends, send{peer, &schemas.Message{Kind: schemas.KindLink, Tenant: ev.Tenant, Identifier: &id, Other: key}})
 	}
 	return n, fx
 }
 
-// Message handles a loopback message at node key.
-func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message) (*schemas.Node, effects) {
+// Message handles a loopback message at node key; origin as for Event.
+func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin int64) (*schemas.Node, effects) {
 	var fx effects
 	n = ensure(key, n, m.Tenant, m.Identifier, &fx)
 	switch m.Kind {
 	case schemas.KindLink, schemas.KindUnion:
-		e.union(key, n, m, &fx)
+		e.union(key, n, m, origin, &fx)
 	case schemas.KindPropose:
-		e.propose(key, n, m, &fx)
+		e.propose(key, n, m, origin, &fx)
 	case schemas.KindAccept:
-		e.accept(key, n, m.Other, &fx)
+		e.accept(key, n, m.Other, origin, &fx)
 	case schemas.KindRefuse, schemas.KindNoop:
 		if n.IsRoot() && n.Pending != "" {
-			e.settle(key, n, trigger(m), &fx)
+			e.settle(key, n, trigger(m), origin, &fx)
 		} else {
-			e.resettle(key, n, trigger(m), &fx)
+			e.resettle(key, n, trigger(m), origin, &fx)
 		}
 	case schemas.KindUpdate:
 		if !n.IsRoot() {
@@ -181,7 +198,7 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message) (*sche
 	return n, fx
 }
 
-func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, fx *effects) {
+func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
 	other := m.Other
 	switch _, member := n.Members[other]; {
 	case !n.IsRoot():
@@ -192,19 +209,22 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, fx *effe
 		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: key}})
 	case n.Pending == other:
 		// A replay of the message that made the proposal: the proposal
-		// may have been lost with the crash, so send it again.
-		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
+		// may have been lost with the crash, so send it again. Any other
+		// union with the same root is settled by the proposal in flight.
+		if origin == n.PendingBy {
+			fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
+		}
 	case n.Pending != "":
 		deferMsg(n, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
 		fx.changed = true
 	default:
-		n.Pending = other
+		n.Pending, n.PendingBy = other, origin
 		fx.changed = true
 		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
 	}
 }
 
-func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, fx *effects) {
+func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
 	from := m.Other
 	_, member := n.Members[from]
 	switch {
@@ -214,9 +234,9 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, fx *ef
 		// The proposal came back to its sender: both sides were one
 		// profile already.
 		if n.Pending != "" {
-			e.settle(key, n, trigger(m), fx)
+			e.settle(key, n, trigger(m), origin, fx)
 		} else {
-			e.resettle(key, n, trigger(m), fx)
+			e.resettle(key, n, trigger(m), origin, fx)
 		}
 	case member:
 		// A repeated proposal that was accepted before.
@@ -240,12 +260,17 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, fx *ef
 	}
 }
 
-func (e *Engine) accept(key string, n *schemas.Node, into string, fx *effects) {
+func (e *Engine) accept(key string, n *schemas.Node, into string, origin int64, fx *effects) {
 	switch {
 	case n.Parent == into:
-		// Repeated: repair a lost update and lost re-deliveries.
-		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
-		e.resettle(key, n, schemas.KindAccept+":"+into, fx)
+		// A replay of the accept that merged this root away: repair a
+		// lost update and lost re-deliveries. A repeated accept (the
+		// answer to a re-sent proposal) needs nothing: the first one was
+		// handled, or will be again.
+		if n.Settled != nil && n.Settled.By == origin {
+			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+			e.resettle(key, n, schemas.KindAccept+":"+into, origin, fx)
+		}
 	case !n.IsRoot():
 		// Accepted by another root after this one already merged
 		// elsewhere: both hold this profile's nodes, so they belong
@@ -255,7 +280,7 @@ func (e *Engine) accept(key string, n *schemas.Node, into string, fx *effects) {
 		n.Parent = into
 		fx.changed, fx.mergedAway = true, true
 		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
-		e.settle(key, n, schemas.KindAccept+":"+into, fx)
+		e.settle(key, n, schemas.KindAccept+":"+into, origin, fx)
 	}
 }
 
@@ -278,19 +303,19 @@ func trigger(m *schemas.Message) string { return m.Kind + ":" + m.Other }
 
 // settle clears the pending proposal and re-delivers what waited for it.
 // It remembers what it re-delivered, for resettle.
-func (e *Engine) settle(key string, n *schemas.Node, trigger string, fx *effects) {
-	n.Pending = ""
-	n.Settled = &schemas.Settled{Trigger: trigger, Messages: n.Deferred}
+func (e *Engine) settle(key string, n *schemas.Node, trigger string, origin int64, fx *effects) {
+	n.Pending, n.PendingBy = "", 0
+	n.Settled = &schemas.Settled{Trigger: trigger, By: origin, Messages: n.Deferred}
 	n.Deferred = nil
-	e.resettle(key, n, trigger, fx)
+	e.resettle(key, n, trigger, origin, fx)
 	fx.changed = true
 }
 
-// resettle re-delivers the messages of the last settlement when trigger is
-// a replay of the answer that caused it: the re-deliveries may have been
-// lost with a crash.
-func (e *Engine) resettle(key string, n *schemas.Node, trigger string, fx *effects) {
-	if n.Settled == nil || n.Settled.Trigger != trigger {
+// resettle re-delivers the messages of the last settlement when the input
+// is a replay of the answer that caused it: the re-deliveries may have
+// been lost with a crash.
+func (e *Engine) resettle(key string, n *schemas.Node, trigger string, origin int64, fx *effects) {
+	if n.Settled == nil || n.Settled.Trigger != trigger || n.Settled.By != origin {
 		return
 	}
 	for i := range n.Settled.Messages {

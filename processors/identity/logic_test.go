@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,22 +17,31 @@ import (
 // sim runs the protocol in memory: every input is delivered in a random
 // order (much weaker than Kafka's per-partition order), some twice.
 type sim struct {
-	e     *Engine
-	nodes map[string]*schemas.Node
-	queue []simMsg
-	rng   *rand.Rand
-	dup   int // percent of deliveries repeated
-	crash int // per mille of deliveries that crash
-	out   struct {
+	e       *Engine
+	nodes   map[string]*schemas.Node
+	queue   []simMsg
+	rng     *rand.Rand
+	dup     int // percent of deliveries repeated
+	crash   int // per mille of deliveries that crash
+	origins int64
+	out     struct {
 		merges   []schemas.Merge
 		refusals []schemas.Refusal
 	}
 }
 
 type simMsg struct {
-	key string
-	ev  *schemas.Event
-	msg *schemas.Message
+	key    string
+	ev     *schemas.Event
+	msg    *schemas.Message
+	origin int64 // the same for a replay of this delivery
+}
+
+// push queues a new delivery.
+func (s *sim) push(m simMsg) {
+	s.origins++
+	m.origin = s.origins
+	s.queue = append(s.queue, m)
 }
 
 func newSim(t *testing.T, cfg Config, seed int64) *sim {
@@ -62,10 +73,18 @@ func (s *sim) run(t *testing.T) {
 		}
 		i := s.rng.Intn(len(s.queue))
 		m := s.queue[i]
-		if s.rng.Intn(100) >= s.dup {
+		switch {
+		case s.rng.Intn(100) >= s.dup:
 			s.queue[i] = s.queue[len(s.queue)-1]
 			s.queue = s.queue[:len(s.queue)-1]
+		case s.rng.Intn(2) == 0:
+			// Delivered again later as a repeat (a partner's re-send,
+			// a sender's replay), not as a replay of this delivery.
+			s.queue[i] = s.queue[len(s.queue)-1]
+			s.queue = s.queue[:len(s.queue)-1]
+			s.push(m)
 		}
+		// Otherwise it stays queued: a replay of the same delivery.
 		var (
 			n  *schemas.Node
 			fx effects
@@ -75,9 +94,9 @@ func (s *sim) run(t *testing.T) {
 			cur = roundTrip(t, cur)
 		}
 		if m.ev != nil {
-			n, fx = s.e.Event(m.key, cur, m.ev)
+			n, fx = s.e.Event(m.key, cur, m.ev, m.origin)
 		} else {
-			n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg))
+			n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg), m.origin)
 		}
 		if s.rng.Intn(1000) < s.crash {
 			// A crash mid-callback: the node write may or may not have
@@ -88,7 +107,7 @@ func (s *sim) run(t *testing.T) {
 			}
 			for _, sd := range fx.sends {
 				if s.rng.Intn(2) == 0 {
-					s.queue = append(s.queue, simMsg{key: sd.key, msg: sd.msg})
+					s.push(simMsg{key: sd.key, msg: sd.msg})
 				}
 			}
 			s.queue = append(s.queue, m)
@@ -98,7 +117,7 @@ func (s *sim) run(t *testing.T) {
 			s.nodes[m.key] = n
 		}
 		for _, sd := range fx.sends {
-			s.queue = append(s.queue, simMsg{key: sd.key, msg: sd.msg})
+			s.push(simMsg{key: sd.key, msg: sd.msg})
 		}
 		s.out.merges = append(s.out.merges, fx.merges...)
 		s.out.refusals = append(s.out.refusals, fx.refusals...)
@@ -161,6 +180,9 @@ func TestProtocolMatchesReference(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		seeds = 6 // the race detector makes each run ~10x slower
 	}
+	if v, err := strconv.ParseInt(os.Getenv("ROLODEX_SIM_SEEDS"), 10, 64); err == nil {
+		seeds = v
+	}
 	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
@@ -171,7 +193,7 @@ func TestProtocolMatchesReference(t *testing.T) {
 			s.crash = rng.Intn(50)
 			for _, ev := range events {
 				ref.add(ev)
-				s.queue = append(s.queue, simMsg{key: ev.Key(), ev: ev})
+				s.push(simMsg{key: ev.Key(), ev: ev})
 			}
 			s.run(t)
 			compare(t, s.profiles(t), ref.profiles())
@@ -241,7 +263,7 @@ func TestMergeProtection(t *testing.T) {
 				s := newSim(t, Config{Limits: tt.limits}, seed)
 				for _, e := range tt.events {
 					// In order: protection depends on arrival order.
-					s.queue = append(s.queue, simMsg{key: e.Key(), ev: e})
+					s.push(simMsg{key: e.Key(), ev: e})
 					s.run(t)
 				}
 				node := func(s string) string {
@@ -285,20 +307,20 @@ func TestDedupeWindow(t *testing.T) {
 	}
 	a := ev("t", "1", 0, "email", "a@x.com")
 	key := a.Key()
-	n, fx := e.Event(key, nil, a)
+	n, fx := e.Event(key, nil, a, 1)
 	if !fx.applied {
 		t.Fatal("first delivery not applied")
 	}
-	n, fx = e.Event(key, n, a)
+	n, fx = e.Event(key, n, a, 2)
 	if fx.applied || !fx.duplicate || n.Own.Version != 1 {
 		t.Fatalf("a duplicate changed the node: %+v", fx)
 	}
 	later := ev("t", "2", 0, "email", "a@x.com")
 	later.ReceivedAt = a.ReceivedAt.Add(2 * time.Hour)
-	n, _ = e.Event(key, n, later)
+	n, _ = e.Event(key, n, later, 3)
 	again := *a
 	again.ReceivedAt = later.ReceivedAt
-	n, fx = e.Event(key, n, &again)
+	n, fx = e.Event(key, n, &again, 4)
 	if !fx.applied || n.Own.Version != 3 {
 		t.Fatalf("an event past the dedupe window was not counted again: version %d", n.Own.Version)
 	}

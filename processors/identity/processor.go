@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,16 +32,22 @@ type ProcessorConfig struct {
 	// every change of a root. Default true (set SkipProfiles to turn off).
 	SkipProfiles bool
 	Registerer   prometheus.Registerer
+	// Sarama replaces gokaconfig.Sarama("rolodex-identity") (benchmarks
+	// try settings with it).
+	Sarama *sarama.Config
 }
 
 // Options returns the goka options that wire sarama, topic creation and
-// storage the Rolodex way.
-func Options(brokers []string, storageDir string, replication int) []goka.ProcessorOption {
-	sc := gokaconfig.Sarama("rolodex-identity")
+// storage the Rolodex way, with the producer wrapped by ordered. sc nil:
+// gokaconfig.Sarama("rolodex-identity").
+func Options(brokers []string, storageDir string, replication int, sc *sarama.Config, ordered *gokaconfig.Ordered) []goka.ProcessorOption {
+	if sc == nil {
+		sc = gokaconfig.Sarama("rolodex-identity")
+	}
 	tmc := gokaconfig.TopicManager(replication)
 	return []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(gokaconfig.OrderedProducerBuilder(goka.ProducerBuilderWithConfig(sc))),
+		goka.WithProducerBuilder(ordered.Builder(goka.ProducerBuilderWithConfig(sc))),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 		goka.WithStorageBuilder(storage.DefaultBuilder(storageDir)),
@@ -83,15 +90,17 @@ type processor struct {
 	engine       *Engine
 	metrics      *Metrics
 	emitProfiles bool
+	ordered      *gokaconfig.Ordered
 }
 
-// Group defines the identity goka group. reg may be nil.
-func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer) (*goka.GroupGraph, error) {
+// Group defines the identity goka group. reg may be nil. ordered must wrap
+// the processor's producer (Options does).
+func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *gokaconfig.Ordered) (*goka.GroupGraph, error) {
 	e, err := NewEngine(cfg)
 	if err != nil {
 		return nil, err
 	}
-	p := &processor{engine: e, metrics: newMetrics(reg), emitProfiles: emitProfiles}
+	p := &processor{engine: e, metrics: newMetrics(reg), emitProfiles: emitProfiles, ordered: ordered}
 	return goka.DefineGroup(schemas.GroupIdentity,
 		goka.Input(schemas.TopicEvents, schemas.EventCodec{}, p.onEvent),
 		goka.Loop(schemas.JSONCodec[schemas.Message]{}, p.onMessage),
@@ -121,11 +130,12 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*goka.Processor, er
 	if err := os.RemoveAll(cfg.StorageDir); err != nil {
 		return nil, fmt.Errorf("identity: clear storage: %w", err)
 	}
-	g, err := Group(cfg.Engine, !cfg.SkipProfiles, cfg.Registerer)
+	ordered := new(gokaconfig.Ordered)
+	g, err := Group(cfg.Engine, !cfg.SkipProfiles, cfg.Registerer, ordered)
 	if err != nil {
 		return nil, err
 	}
-	all := append(Options(cfg.Brokers, cfg.StorageDir, cfg.Replication), opts...)
+	all := append(Options(cfg.Brokers, cfg.StorageDir, cfg.Replication, cfg.Sarama, ordered), opts...)
 	p, err := goka.NewProcessor(cfg.Brokers, g, all...)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
@@ -140,15 +150,27 @@ func node(ctx goka.Context) *schemas.Node {
 	return nil
 }
 
+// origin identifies a delivery among all of a node's inputs: its events
+// come from one partition of rolodex.events and its messages from the same
+// partition of the loopback (goka co-partitions them), so the offset and
+// the topic are enough. A replay after a crash has the same origin.
+func origin(ctx goka.Context) int64 {
+	if ctx.Topic() == goka.Stream(schemas.TopicEvents) {
+		return 2*ctx.Offset() + 2
+	}
+	return 2*ctx.Offset() + 3
+}
+
 func (p *processor) onEvent(ctx goka.Context, msg any) {
 	ev, ok := msg.(*schemas.Event)
 	if !ok || len(ev.Identifiers) == 0 {
 		// Ingest validated every event; an event without identifiers is a
 		// bug upstream, not a reason to stop the stage.
 		p.metrics.events.WithLabelValues("invalid").Inc()
+		p.commitInOrder(ctx)
 		return
 	}
-	n, fx := p.engine.Event(ctx.Key(), node(ctx), ev)
+	n, fx := p.engine.Event(ctx.Key(), node(ctx), ev, origin(ctx))
 	if fx.applied {
 		p.metrics.events.WithLabelValues("applied").Inc()
 		p.metrics.latency.Observe(time.Since(ev.ReceivedAt).Seconds())
@@ -161,19 +183,24 @@ func (p *processor) onEvent(ctx goka.Context, msg any) {
 func (p *processor) onMessage(ctx goka.Context, msg any) {
 	m := msg.(*schemas.Message)
 	p.metrics.messages.WithLabelValues(m.Kind).Inc()
-	n, fx := p.engine.Message(ctx.Key(), node(ctx), m)
+	n, fx := p.engine.Message(ctx.Key(), node(ctx), m, origin(ctx))
 	p.apply(ctx, n, fx)
 }
 
-// apply writes the node and sends the effects. All of it is acknowledged
-// before goka commits the input offset; a crash before that replays the
-// input, and every effect is idempotent (docs/identity.md).
-//
-// The node is written on every delivery, changed or not: after a crash the
-// local store may hold a write that never reached the table topic, and the
-// replayed input that made it must put it there.
+// apply writes the node if it changed and sends the effects. All of it is
+// acknowledged before goka commits the input offset; a crash before that
+// replays the input, and every effect is idempotent (docs/identity.md).
+// Skipping unchanged nodes is safe because the local store is rebuilt
+// from the table topic at start (New): a replay never sees a write that
+// did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
-	ctx.SetValue(n)
+	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 {
+		p.commitInOrder(ctx)
+		return
+	}
+	if fx.changed {
+		ctx.SetValue(n)
+	}
 	for _, s := range fx.sends {
 		ctx.Loopback(s.key, s.msg)
 	}
@@ -196,6 +223,15 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 		ctx.Emit(schemas.TopicProfiles, ctx.Key(), schemas.Fold(ctx.Key(), n))
 		p.metrics.profiles.Inc()
 	}
+}
+
+// commitInOrder makes goka commit a message that emits nothing only after
+// every earlier message's emits completed: goka would otherwise commit it
+// at once, and with it the offsets of earlier messages whose writes are
+// still in flight.
+func (p *processor) commitInOrder(ctx goka.Context) {
+	done := ctx.DeferCommit()
+	p.ordered.Barrier(func() { done(nil) })
 }
 
 // Topics returns the topics the identity stage needs, to be created before

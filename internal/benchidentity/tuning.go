@@ -35,7 +35,7 @@ type tuning struct {
 }
 
 var tunings = map[string]tuning{
-	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, ordered producer, LevelDB defaults)"},
+	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, ordered producer, identity.StorageOptions: LevelDB with a bloom filter and an 8 MiB write buffer)"},
 	"commit-100ms": {doc: "sarama commits marked offsets every 100ms instead of 1s (how soon settling is seen)",
 		sarama: func(c *sarama.Config) { c.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond }},
 	"no-compression": {doc: "sarama produces uncompressed batches instead of snappy",
@@ -69,6 +69,25 @@ var tunings = map[string]tuning{
 				WriteBuffer:        16 << 20,
 				BlockCacheCapacity: 32 << 20,
 				Compression:        opt.NoCompression,
+			}))}
+		}},
+	"leveldb-defaults": {doc: "goleveldb's default options (no filter, 4 MiB write buffer) instead of identity.StorageOptions",
+		options: func(dir string) []goka.ProcessorOption {
+			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.DefaultBuilder(dir))}
+		}},
+	"leveldb-filter": {doc: "LevelDB with a 10-bit bloom filter and an 8 MiB write buffer, goleveldb's cache and snappy otherwise (what identity.StorageOptions ships)",
+		options: func(dir string) []goka.ProcessorOption {
+			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
+				Filter:      filter.NewBloomFilter(10),
+				WriteBuffer: 8 << 20,
+			}))}
+		}},
+	"leveldb-snappy": {doc: "LevelDB with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, snappy kept",
+		options: func(dir string) []goka.ProcessorOption {
+			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
+				Filter:             filter.NewBloomFilter(10),
+				WriteBuffer:        16 << 20,
+				BlockCacheCapacity: 32 << 20,
 			}))}
 		}},
 }

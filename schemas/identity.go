@@ -145,6 +145,14 @@ type Node struct {
 	PendingBy int64            `json:"pb,omitempty"`
 	AppliedBy int64            `json:"ab,omitempty"`
 	Linked    map[string]int64 `json:"lk,omitempty"`
+	// SnapshotDue: the root changed while its proposal was in flight and
+	// owes rolodex.profiles a snapshot unless it merges away; SnapshotBy
+	// is the origin of the message that emitted the latest snapshot (a
+	// replay of it emits it again). Dirty: the root's contributions
+	// changed since its last proposal.
+	SnapshotDue bool  `json:"sd,omitempty"`
+	SnapshotBy  int64 `json:"sb,omitempty"`
+	Dirty       bool  `json:"dt,omitempty"`
 	// Settled remembers the last answer that cleared Pending and the
 	// deferred messages it re-delivered, so that a replay of that answer
 	// re-delivers them again.

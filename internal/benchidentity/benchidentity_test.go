@@ -74,6 +74,9 @@ func TestRunSane(t *testing.T) {
 	if want := res.Identity.EventsPerSec / res.Passthrough.EventsPerSec; res.Ratio != want {
 		t.Errorf("ratio = %v, want %v", res.Ratio, want)
 	}
+	if res.GokaFloor.Events != events || res.GokaFloor.EventsPerSec <= 0 || res.FloorRatio != res.GokaFloor.EventsPerSec/res.Passthrough.EventsPerSec {
+		t.Errorf("goka floor: %d events at %.0f/s, ratio %v; want all %d events, a positive rate and its ratio", res.GokaFloor.Events, res.GokaFloor.EventsPerSec, res.FloorRatio, events)
+	}
 	if res.Embedded {
 		t.Error("Embedded is set, but the run was given brokers")
 	}

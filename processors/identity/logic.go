@@ -70,7 +70,9 @@ type effects struct {
 	applied    bool // an event was folded in
 	duplicate  bool // an event was already folded in
 	rootUpdate bool // the node is a root whose profile changed
-	mergedAway bool // the node stopped being a root
+	mergedAway bool // the node stopped being a root (or a replay of that)
+	snapshot   bool // emit the root's profile to rolodex.profiles
+	proposed   bool // this message made a proposal
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -168,6 +170,7 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 		}
 		fx.sends = append(fx.sends, send{peer, &schemas.Message{Kind: schemas.KindLink, Tenant: ev.Tenant, Identifier: &id, Other: key}})
 	}
+	finish(n, origin, &fx)
 	return n, fx
 }
 
@@ -195,7 +198,41 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 			fx.changed, fx.rootUpdate = true, true
 		}
 	}
+	finish(n, origin, &fx)
 	return n, fx
+}
+
+// finish decides the profile snapshot. A root emits one after every change,
+// except while its proposal is in flight: it is then likely to merge away
+// (its merged_into record and the survivor's snapshot supersede it), and
+// the snapshot is due when the proposal is refused. A replay of the
+// message that emitted the latest snapshot emits it again: the crash may
+// have lost it. It also records whether a pending root changed since its
+// proposal (Dirty): only then does the accept need an Update.
+func finish(n *schemas.Node, origin int64, fx *effects) {
+	if !n.IsRoot() {
+		if n.SnapshotDue || n.Dirty {
+			n.SnapshotDue, n.Dirty = false, false
+			fx.changed = true
+		}
+		return
+	}
+	if fx.rootUpdate && !fx.proposed && !n.Dirty {
+		n.Dirty = true
+		fx.changed = true
+	}
+	switch {
+	case (fx.rootUpdate || n.SnapshotDue) && n.Pending != "":
+		if !n.SnapshotDue {
+			n.SnapshotDue = true
+			fx.changed = true
+		}
+	case fx.rootUpdate || n.SnapshotDue:
+		n.SnapshotDue, n.SnapshotBy = false, origin
+		fx.snapshot, fx.changed = true, true
+	case n.SnapshotBy == origin:
+		fx.snapshot = true
+	}
 }
 
 func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
@@ -218,8 +255,8 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 		deferMsg(n, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
 		fx.changed = true
 	default:
-		n.Pending, n.PendingBy = other, origin
-		fx.changed = true
+		n.Pending, n.PendingBy, n.Dirty = other, origin, false
+		fx.changed, fx.proposed = true, true
 		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
 	}
 }
@@ -255,7 +292,6 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 		}
 		n.Join(m.Contribs)
 		fx.changed, fx.rootUpdate = true, true
-		fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: from, Into: key, Time: e.now().UnixMilli()})
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
 	}
 }
@@ -269,6 +305,8 @@ func (e *Engine) accept(key string, n *schemas.Node, into string, origin int64, 
 		// handled, or will be again.
 		if n.Settled != nil && n.Settled.By == origin {
 			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+			fx.mergedAway = true
+			fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
 			e.resettle(key, n, schemas.KindAccept+":"+into, origin, fx)
 		}
 	case !n.IsRoot():
@@ -277,9 +315,14 @@ func (e *Engine) accept(key string, n *schemas.Node, into string, origin int64, 
 		// together.
 		fx.sends = append(fx.sends, send{key, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: into}})
 	default:
+		// The survivor joined the contributions the proposal carried;
+		// what changed here since (Dirty) goes in an Update.
 		n.Parent = into
 		fx.changed, fx.mergedAway = true, true
-		fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+		fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
+		if n.Dirty {
+			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+		}
 		e.settle(key, n, schemas.KindAccept+":"+into, origin, fx)
 	}
 }

@@ -27,6 +27,7 @@ type sim struct {
 	out     struct {
 		merges   []schemas.Merge
 		refusals []schemas.Refusal
+		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles
 	}
 }
 
@@ -110,17 +111,62 @@ func (s *sim) run(t *testing.T) {
 					s.push(simMsg{key: sd.key, msg: sd.msg})
 				}
 			}
+			if s.rng.Intn(2) == 0 {
+				s.output(m.key, n, fx)
+			}
 			s.queue = append(s.queue, m)
 			continue
 		}
+		s.output(m.key, n, fx)
 		if fx.changed {
 			s.nodes[m.key] = n
 		}
 		for _, sd := range fx.sends {
 			s.push(simMsg{key: sd.key, msg: sd.msg})
 		}
-		s.out.merges = append(s.out.merges, fx.merges...)
-		s.out.refusals = append(s.out.refusals, fx.refusals...)
+	}
+}
+
+// output records what the processor emits to rolodex.merges, .audit and
+// .profiles (the last record per key wins, as in the compacted topic).
+func (s *sim) output(key string, n *schemas.Node, fx effects) {
+	s.out.merges = append(s.out.merges, fx.merges...)
+	s.out.refusals = append(s.out.refusals, fx.refusals...)
+	if s.out.profiles == nil {
+		s.out.profiles = map[string]*schemas.Profile{}
+	}
+	switch {
+	case fx.mergedAway:
+		s.out.profiles[key] = &schemas.Profile{ID: key, Tenant: n.Tenant, MergedInto: n.Parent}
+	case fx.snapshot:
+		s.out.profiles[key] = schemas.Fold(key, n)
+	}
+}
+
+// checkOutputs checks what a consumer of the outputs sees once the stage
+// settled: every root's latest record on rolodex.profiles is its profile,
+// every merged node's is {merged_into: parent}, and a merge record exists
+// for each merged node.
+func (s *sim) checkOutputs(t *testing.T) {
+	t.Helper()
+	merged := map[string]string{}
+	for _, m := range s.out.merges {
+		merged[m.From] = m.Into
+	}
+	for k, n := range s.nodes {
+		got, _ := json.Marshal(s.out.profiles[k])
+		var want []byte
+		if n.IsRoot() {
+			want, _ = json.Marshal(schemas.Fold(k, n))
+		} else {
+			want, _ = json.Marshal(&schemas.Profile{ID: k, Tenant: n.Tenant, MergedInto: n.Parent})
+			if merged[k] != n.Parent {
+				t.Fatalf("node %s merged into %s, merge records say %q", k, n.Parent, merged[k])
+			}
+		}
+		if string(got) != string(want) {
+			t.Fatalf("latest rolodex.profiles record of %s:\n got %s\nwant %s", k, got, want)
+		}
 	}
 }
 
@@ -197,6 +243,7 @@ func TestProtocolMatchesReference(t *testing.T) {
 			}
 			s.run(t)
 			compare(t, s.profiles(t), ref.profiles())
+			s.checkOutputs(t)
 			// Every node resolves to the root of its reference component.
 			for n := range ref.parent {
 				r := s.root(t, n)

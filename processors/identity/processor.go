@@ -206,7 +206,8 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 // from the table topic at start (New): a replay never sees a write that
 // did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
-	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 {
+	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
+	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile {
 		p.commitInOrder(ctx)
 		return
 	}
@@ -218,20 +219,20 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	}
 	for i := range fx.merges {
 		ctx.Emit(schemas.TopicMerges, fx.merges[i].From, &fx.merges[i])
-		p.metrics.merges.Inc()
+		if fx.changed { // not a replay's repeat
+			p.metrics.merges.Inc()
+		}
 	}
 	for i := range fx.refusals {
 		ctx.Emit(schemas.TopicAudit, fx.refusals[i].From, &fx.refusals[i])
 		p.metrics.refusals.WithLabelValues(fx.refusals[i].Type).Inc()
 	}
-	if !p.emitProfiles {
-		return
-	}
 	switch {
+	case !p.emitProfiles:
 	case fx.mergedAway:
 		ctx.Emit(schemas.TopicProfiles, ctx.Key(), &schemas.Profile{ID: ctx.Key(), Tenant: n.Tenant, MergedInto: n.Parent})
 		p.metrics.profiles.Inc()
-	case fx.rootUpdate && n.IsRoot():
+	case fx.snapshot:
 		ctx.Emit(schemas.TopicProfiles, ctx.Key(), schemas.Fold(ctx.Key(), n))
 		p.metrics.profiles.Inc()
 	}

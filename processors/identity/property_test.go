@@ -126,10 +126,10 @@ func (c *child) stop() {
 	<-c.exited
 }
 
-// tableState reads the whole table topic and returns the latest node per key.
-func tableState(t *testing.T, brokers []string) map[string]*schemas.Node {
+// latest reads a whole topic and returns the latest value per key (nil
+// values delete).
+func latest(t *testing.T, brokers []string, topic string) map[string][]byte {
 	t.Helper()
-	topic := goTable()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic))
 	if err != nil {
 		t.Fatal(err)
@@ -147,28 +147,55 @@ func tableState(t *testing.T, brokers []string) map[string]*schemas.Node {
 			want[o.Partition] = o.Offset
 		}
 	})
-	nodes := map[string]*schemas.Node{}
+	out := map[string][]byte{}
 	for len(want) > 0 {
 		f := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("reading the table: %v", ctx.Err())
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
 		}
 		f.EachRecord(func(r *kgo.Record) {
 			if r.Value == nil {
-				delete(nodes, string(r.Key))
+				delete(out, string(r.Key))
 			} else {
-				var n schemas.Node
-				if err := json.Unmarshal(r.Value, &n); err != nil {
-					t.Fatal(err)
-				}
-				nodes[string(r.Key)] = &n
+				out[string(r.Key)] = r.Value
 			}
 			if r.Offset+1 >= want[r.Partition] {
 				delete(want, r.Partition)
 			}
 		})
 	}
+	return out
+}
+
+// tableState reads the whole table topic and returns the latest node per key.
+func tableState(t *testing.T, brokers []string) map[string]*schemas.Node {
+	t.Helper()
+	nodes := map[string]*schemas.Node{}
+	for k, v := range latest(t, brokers, goTable()) {
+		var n schemas.Node
+		if err := json.Unmarshal(v, &n); err != nil {
+			t.Fatal(err)
+		}
+		nodes[k] = &n
+	}
 	return nodes
+}
+
+// checkProfilesTopic checks that the latest record of every node on
+// rolodex.profiles is its current state: the folded profile of a root,
+// {merged_into: parent} for a merged node.
+func checkProfilesTopic(t *testing.T, brokers []string, nodes map[string]*schemas.Node) {
+	t.Helper()
+	records := latest(t, brokers, schemas.TopicProfiles)
+	for k, n := range nodes {
+		want, _ := json.Marshal(&schemas.Profile{ID: k, Tenant: n.Tenant, MergedInto: n.Parent})
+		if n.IsRoot() {
+			want, _ = json.Marshal(schemas.Fold(k, n))
+		}
+		if got := records[k]; string(got) != string(want) {
+			t.Fatalf("latest record of %s on %s:\n got %s\nwant %s", k, schemas.TopicProfiles, got, want)
+		}
+	}
 }
 
 func goTable() string { return schemas.GroupIdentity + "-table" }
@@ -308,6 +335,7 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 				t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
 			}
 		}
+		checkProfilesTopic(t, brokers, nodes)
 		for _, ch := range children {
 			ch.stop()
 		}

@@ -214,7 +214,8 @@ func identityComponent(dir string) component {
 		e.g.Go(func() error { return p.Run(e.ctx) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
 		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupIdentity, 5*time.Second) })
-		e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts)
+		e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts,
+			"kept_storage", p.KeptStorage()) // false: recovering its partitions from the table topic
 		return nil
 	}
 }

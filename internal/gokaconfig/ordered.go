@@ -53,6 +53,23 @@ func (o *Ordered) Barrier(fn func()) {
 	p.Barrier(fn)
 }
 
+// Idle reports whether every emit so far has completed (true before the
+// producer was built).
+func (o *Ordered) Idle() bool {
+	o.mu.Lock()
+	p := o.p
+	o.mu.Unlock()
+	return p == nil || p.Idle()
+}
+
+// Failed reports whether any emit completed with an error.
+func (o *Ordered) Failed() bool {
+	o.mu.Lock()
+	p := o.p
+	o.mu.Unlock()
+	return p != nil && p.Failed()
+}
+
 // OrderedProducerBuilder wraps pb in an OrderedProducer (no barriers).
 func OrderedProducerBuilder(pb goka.ProducerBuilder) goka.ProducerBuilder {
 	return new(Ordered).Builder(pb)
@@ -72,6 +89,7 @@ type OrderedProducer struct {
 	queue    []*pending
 	head     int
 	draining bool
+	failed   bool
 }
 
 type pending struct {
@@ -123,6 +141,9 @@ func (o *OrderedProducer) push(p *pending) {
 func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err error) {
 	o.mu.Lock()
 	p.msg, p.err, p.done = msg, err, true
+	if err != nil {
+		o.failed = true
+	}
 	if o.draining {
 		o.mu.Unlock()
 		return
@@ -155,3 +176,17 @@ func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err 
 }
 
 func (o *OrderedProducer) Close() error { return o.inner.Close() }
+
+// Idle reports whether every emit so far has completed and been finished.
+func (o *OrderedProducer) Idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.head == len(o.queue) && !o.draining
+}
+
+// Failed reports whether any emit completed with an error.
+func (o *OrderedProducer) Failed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed
+}

@@ -4,12 +4,16 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/hashicorp/go-multierror"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,9 +127,29 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 	), nil
 }
 
+// Processor is the identity stage's goka processor, plus what decides
+// whether its local storage may be kept at the next start.
+type Processor struct {
+	*goka.Processor
+	dir     string
+	ordered *gokaconfig.Ordered
+	kept    bool
+}
+
+// cleanMarker, in the storage directory, says that the last run ended with
+// every write acknowledged, so the local LevelDB copy equals the table
+// topic up to its stored offsets.
+const cleanMarker = "CLEAN-SHUTDOWN"
+
 // New returns the identity processor; opts come after (and override) the
 // Rolodex defaults, e.g. goka.WithTester in tests.
-func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*goka.Processor, error) {
+//
+// The local LevelDB copy is only a cache of the table topic. After a crash
+// it can be ahead of the topic (goka writes it before the topic
+// acknowledged), which a replay never corrects; so it is kept only when the
+// previous run shut down cleanly (Run left cleanMarker), and otherwise
+// cleared: the owned partitions are then recovered from the topic in full.
+func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*Processor, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("identity: no brokers")
 	}
@@ -135,12 +159,20 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*goka.Processor, er
 	if cfg.Replication == 0 {
 		cfg.Replication = 1
 	}
-	// The local LevelDB copy is only a cache of the table topic. After a
-	// crash it can be ahead of the topic (goka writes it before the topic
-	// acknowledged), which the replay then never corrects; start from the
-	// topic instead. Restarts recover the owned partitions in full.
-	if err := os.RemoveAll(cfg.StorageDir); err != nil {
-		return nil, fmt.Errorf("identity: clear storage: %w", err)
+	kept := false
+	switch err := os.Remove(filepath.Join(cfg.StorageDir, cleanMarker)); {
+	case err == nil:
+		// Kept for this run; a crash during it must not find the marker.
+		kept = true
+		if err := syncDir(cfg.StorageDir); err != nil {
+			return nil, fmt.Errorf("identity: storage: %w", err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.RemoveAll(cfg.StorageDir); err != nil {
+			return nil, fmt.Errorf("identity: clear storage: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("identity: storage: %w", err)
 	}
 	ordered := new(gokaconfig.Ordered)
 	g, err := Group(cfg.Engine, !cfg.SkipProfiles, cfg.Registerer, ordered)
@@ -152,7 +184,69 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*goka.Processor, er
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	return p, nil
+	return &Processor{Processor: p, dir: cfg.StorageDir, ordered: ordered, kept: kept}, nil
+}
+
+// KeptStorage reports whether New kept the local storage of a clean
+// shutdown instead of recovering from the table topic.
+func (p *Processor) KeptStorage() bool { return p.kept }
+
+// Run runs the processor until ctx is done or it fails. After a clean
+// shutdown (ctx canceled, no error, every emit acknowledged) it leaves
+// cleanMarker so that the next start keeps the local storage.
+func (p *Processor) Run(ctx context.Context) error {
+	err := p.Processor.Run(ctx)
+	if ctx.Err() != nil && canceledOnly(err) && p.ordered.Idle() && !p.ordered.Failed() {
+		if werr := writeMarker(p.dir); werr != nil && err == nil {
+			err = fmt.Errorf("identity: mark clean shutdown: %w", werr)
+		}
+	}
+	return err
+}
+
+// canceledOnly reports whether err is nil or only context cancellations.
+func canceledOnly(err error) bool {
+	if err == nil {
+		return true
+	}
+	var me *multierror.Error
+	if errors.As(err, &me) {
+		for _, e := range me.Errors {
+			if !canceledOnly(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, context.Canceled)
+}
+
+func writeMarker(dir string) error {
+	// An instance that never owned a partition has no storage yet.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, cleanMarker))
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func node(ctx goka.Context) *schemas.Node {
@@ -202,9 +296,9 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 // apply writes the node if it changed and sends the effects. All of it is
 // acknowledged before goka commits the input offset; a crash before that
 // replays the input, and every effect is idempotent (docs/identity.md).
-// Skipping unchanged nodes is safe because the local store is rebuilt
-// from the table topic at start (New): a replay never sees a write that
-// did not reach the topic.
+// Skipping unchanged nodes is safe because the local store equals the
+// table topic at start (New keeps it only after a clean shutdown): a replay
+// never sees a write that did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
 	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile {

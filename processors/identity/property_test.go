@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,14 +38,16 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(brokers []string, dir string) int {
+	// SIGTERM: a graceful shutdown, which leaves the storage to keep.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
 	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := p.Run(ctx); err != nil {
+	fmt.Fprintf(os.Stderr, "child: kept storage %v\n", p.KeptStorage())
+	if err := p.Run(ctx); err != nil && !canceledOnly(err) {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
@@ -80,6 +83,22 @@ func startChild(t *testing.T, brokers []string, dir string, n int) *child {
 	}()
 	t.Cleanup(func() { c.kill() })
 	return c
+}
+
+// waitJoined waits until the child has joined a generation of the group
+// (goka logs "setup generation").
+func (c *child) waitJoined(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, _ := os.ReadFile(c.log); strings.Contains(string(b), "setup generation") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s never joined the group", c.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // died reports a child that ended without the test ending it.
@@ -310,7 +329,20 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 	produce(events[third : 2*third])
 	time.Sleep(time.Duration(rng.Intn(1000)) * time.Millisecond)
 	children[victim] = startChild(t, brokers, children[victim].dir, 1)
-	produce(events[2*third:])
+	half := 2*third + (len(events)-2*third)/2
+	produce(events[2*third : half])
+	// Then stop one instance gracefully mid-stream and start it again: it
+	// keeps its local storage (clean shutdown) and catches up from there.
+	graceful := rng.Intn(instances)
+	waitStable(t, brokers, instances)
+	children[graceful].waitJoined(t)
+	children[graceful].stop()
+	if _, err := os.Stat(filepath.Join(children[graceful].dir, cleanMarker)); err != nil {
+		b, _ := os.ReadFile(children[graceful].log)
+		t.Fatalf("no clean-shutdown marker after a graceful stop: %v\nlog %s (%d bytes):\n%s", err, children[graceful].log, len(b), b)
+	}
+	children[graceful] = startChild(t, brokers, children[graceful].dir, 2)
+	produce(events[half:])
 
 	want := ref.profiles()
 	// Settled: the group has committed everything in rolodex.events and in
@@ -336,6 +368,9 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 			}
 		}
 		checkProfilesTopic(t, brokers, nodes)
+		if b, _ := os.ReadFile(children[graceful].log); !strings.Contains(string(b), "kept storage true") {
+			t.Fatalf("the instance restarted after a graceful stop did not keep its storage:\n%s", b)
+		}
 		for _, ch := range children {
 			ch.stop()
 		}

@@ -28,6 +28,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	storage := fs.String("storage-dir", "", "keep the identity processor's LevelDB storage here (empty or missing directory) instead of a removed temporary one")
 	seed := fs.Uint64("seed", 1, "seed of the generated events")
 	noFloor := fs.Bool("no-goka-floor", false, "leave out the goka floor phase (a goka group that only reads and writes one value per event)")
+	noRestarts := fs.Bool("no-restarts", false, "leave out timing the processor's restarts (on kept and on rebuilt storage) after the identity phase")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: rolodex bench identity [flags]")
 		fs.PrintDefaults()
@@ -62,7 +63,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	cfg := benchidentity.Config{
 		Events: *events, Profiles: *profiles, Partitions: int32(*partitions),
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
-		Progress: stderr, SkipGokaFloor: *noFloor,
+		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts,
 	}
 	fmt.Fprintf(stderr, "bench identity: %d events; pass-through, goka floor, then the identity stage until settled...\n", *events)
 	started := time.Now()
@@ -138,6 +139,9 @@ func printBenchIdentity(w io.Writer, res benchidentity.Result, started time.Time
 		bytesOf(float64(id.Table.RootBytes)/float64(max(1, id.Table.Roots))), bytesOf(float64(id.Table.MaxValueBytes)))
 	fmt.Fprintf(tw, "LevelDB on disk, as left / compacted\t%s / %s\t\n", bytesOf(float64(id.Table.DiskBytes)), bytesOf(float64(id.Table.CompactedBytes)))
 	fmt.Fprintf(tw, "bytes per profile, as left / compacted\t%.0f / %.0f\t\n", res.BytesPerProfile, res.CompactedBytesPerProfile)
+	if id.RestartKept > 0 {
+		fmt.Fprintf(tw, "restart until recovered: kept storage / rebuilt from the table\t%s / %s\t\n", id.RestartKept.Round(time.Millisecond), id.RestartRebuilt.Round(time.Millisecond))
+	}
 	fmt.Fprintf(tw, "peak RSS during identity / whole run\t%s / %s\t\n", bytesOf(float64(id.Memory.PeakRSS)), bytesOf(float64(res.PeakRSS)))
 	fmt.Fprintf(tw, "peak Go heap during identity: objects / live\t%s / %s\t\n", bytesOf(float64(id.Memory.PeakHeapObjects)), bytesOf(float64(id.Memory.PeakLiveHeap)))
 	var brokerTotal int64

@@ -22,7 +22,7 @@ import (
 // benchSetup starts a broker, stores n events and returns the bench.
 func benchSetup(b *testing.B, n int) *bench {
 	b.Helper()
-	cfg := Config{Events: n, Tuning: os.Getenv("ROLODEX_BENCH_TUNING")}
+	cfg := Config{Events: n, Tuning: os.Getenv("ROLODEX_BENCH_TUNING"), SkipRestarts: true}
 	if p, err := strconv.Atoi(os.Getenv("ROLODEX_BENCH_PROFILES")); err == nil && p > 0 {
 		cfg.Profiles = p
 	}

@@ -74,6 +74,9 @@ type Config struct {
 	Tuning string
 	// SkipGokaFloor leaves out the goka floor phase (runGokaFloor).
 	SkipGokaFloor bool
+	// SkipRestarts leaves out timing the restarts after the identity
+	// phase (IdentityPhase.RestartKept, RestartRebuilt).
+	SkipRestarts bool
 	// PollInterval is how often the identity phase checks whether it has
 	// settled. Default 25ms.
 	PollInterval time.Duration
@@ -177,6 +180,11 @@ type IdentityPhase struct {
 	// Memory is the peak memory of the process during the phase, sampled
 	// every PollInterval.
 	Memory Memory
+	// RestartKept and RestartRebuilt are how long a restarted processor
+	// took until it had recovered every partition: on the storage the
+	// clean stop left, and on an empty one (after a crash the storage is
+	// rebuilt from the table topic). Zero when Config.SkipRestarts.
+	RestartKept, RestartRebuilt time.Duration
 }
 
 // Result of a run.

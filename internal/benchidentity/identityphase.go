@@ -80,6 +80,26 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	if ph.Table, err = inspectTable(dir, b.cfg.Partitions, fn); err != nil {
 		return ph, err
 	}
+	if b.cfg.SkipRestarts {
+		return ph, nil
+	}
+	// Restarts: on the storage the clean stop left (kept), and on an
+	// empty one (what a crash leads to: rebuilt from the table topic).
+	var kept bool
+	if ph.RestartKept, kept, err = b.timeRecovery(ctx, dir); err != nil {
+		return ph, err
+	}
+	if !kept {
+		return ph, errors.New("benchidentity: the restart after a clean stop did not keep the storage")
+	}
+	fresh, err := os.MkdirTemp("", "rolodex-benchidentity-rebuild-")
+	if err != nil {
+		return ph, fmt.Errorf("benchidentity: %w", err)
+	}
+	defer os.RemoveAll(fresh)
+	if ph.RestartRebuilt, _, err = b.timeRecovery(ctx, fresh); err != nil {
+		return ph, err
+	}
 	return ph, nil
 }
 
@@ -256,4 +276,44 @@ func readCounters(reg *prometheus.Registry) counters {
 		}
 	}
 	return c
+}
+
+// timeRecovery starts the identity processor on dir and returns how long it
+// took until every partition it owns was recovered (goka's Recovered),
+// and whether it kept the storage it found.
+func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bool, error) {
+	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
+		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka restart: ", log.LstdFlags)))
+	if err != nil {
+		return 0, false, fmt.Errorf("benchidentity: restart: %w", err)
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan error, 1)
+	start := time.Now()
+	go func() { stopped <- p.Run(pctx) }()
+	tick := time.NewTicker(b.cfg.PollInterval)
+	defer tick.Stop()
+	var took time.Duration
+	for took == 0 {
+		select {
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case err := <-stopped:
+			return 0, false, fmt.Errorf("benchidentity: the restarted processor stopped: %v", err)
+		case <-time.After(b.cfg.StallTimeout):
+			return 0, false, fmt.Errorf("benchidentity: the restarted processor did not recover within %v", b.cfg.StallTimeout)
+		case <-tick.C:
+			if p.Recovered() {
+				took = time.Since(start)
+			}
+		}
+	}
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Minute):
+		return 0, false, errors.New("benchidentity: the restarted processor did not stop within 2 minutes")
+	}
+	return took, p.KeptStorage(), nil
 }

@@ -153,17 +153,19 @@ type Node struct {
 	SnapshotDue bool  `json:"sd,omitempty"`
 	SnapshotBy  int64 `json:"sb,omitempty"`
 	Dirty       bool  `json:"dt,omitempty"`
-	// Settled remembers the last answer that cleared Pending and the
-	// deferred messages it re-delivered, so that a replay of that answer
-	// re-delivers them again.
-	Settled *Settled `json:"st,omitempty"`
+	// MergedBy is the origin of the accept that merged the node away: a
+	// replay of it repeats the Update and the merge record.
+	MergedBy int64 `json:"mb,omitempty"`
+	// Redeliveries are the settlements of this root's proposals whose
+	// re-delivered deferred messages have not all come back yet: a
+	// replay of the settling answer sends the rest again.
+	Redeliveries []Settlement `json:"rd,omitempty"`
 }
 
-// Settled is the last settlement of a root's proposal.
-type Settled struct {
-	Trigger  string    `json:"t"`
-	By       int64     `json:"by,omitempty"` // origin of the answer
-	Messages []Message `json:"m,omitempty"`
+// Settlement is what one answer to a root's proposal re-delivered.
+type Settlement struct {
+	By       int64     `json:"by"` // origin of the answer
+	Messages []Message `json:"m"`  // those not back yet; each has Of == By
 }
 
 // IsRoot reports whether the node is a profile's root.
@@ -222,6 +224,13 @@ type Message struct {
 	// (propose) or the accepting root (accept).
 	Other    string         `json:"o,omitempty"`
 	Contribs []Contribution `json:"c,omitempty"`
+	// Ref is the id of a proposal (the origin of the message that made
+	// it), carried by the proposal and its answers.
+	Ref int64 `json:"r,omitempty"`
+	// Of and Seq mark a deferred message re-delivered by a settlement:
+	// the settling answer's origin and the message's index in it.
+	Of  int64 `json:"of,omitempty"`
+	Seq int   `json:"sq,omitempty"`
 }
 
 // Message kinds.
@@ -231,7 +240,6 @@ const (
 	KindPropose = "propose"
 	KindAccept  = "accept"
 	KindRefuse  = "refuse"
-	KindNoop    = "noop"
 	KindUpdate  = "update"
 )
 

@@ -38,7 +38,8 @@ func randomNode(rng *rand.Rand) *Node {
 	if rng.Intn(2) == 0 {
 		n.Pending = "p_0"
 		n.Deferred = []Message{{Kind: KindUnion, Tenant: "demo", Other: "p_1"}}
-		n.Settled = &Settled{Trigger: "accept:p_2", By: 7, Messages: []Message{{Kind: KindPropose, Tenant: "demo", Other: "p_3", Contribs: []Contribution{contrib(9)}}}}
+		n.MergedBy = 5
+		n.Redeliveries = []Settlement{{By: 7, Messages: []Message{{Kind: KindPropose, Tenant: "demo", Other: "p_3", Ref: 3, Of: 7, Seq: 1, Contribs: []Contribution{contrib(9)}}}}}
 	}
 	return n
 }

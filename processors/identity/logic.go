@@ -178,18 +178,38 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin int64) (*schemas.Node, effects) {
 	var fx effects
 	n = ensure(key, n, m.Tenant, m.Identifier, &fx)
+	// A replay of an answer that settled a proposal: the re-deliveries
+	// that have not come back may have been lost with a crash.
+	for _, s := range n.Redeliveries {
+		if s.By == origin {
+			for _, r := range s.Messages {
+				r := r
+				fx.sends = append(fx.sends, send{key, &r})
+			}
+		}
+	}
+	if m.Of != 0 {
+		// A re-delivery came back: it is in the log, no replay needs to
+		// send it again.
+		if returned(n, m.Of, m.Seq) {
+			fx.changed = true
+		}
+		c := *m
+		c.Of, c.Seq = 0, 0
+		m = &c
+	}
 	switch m.Kind {
 	case schemas.KindLink, schemas.KindUnion:
 		e.union(key, n, m, origin, &fx)
 	case schemas.KindPropose:
 		e.propose(key, n, m, origin, &fx)
 	case schemas.KindAccept:
-		e.accept(key, n, m.Other, origin, &fx)
-	case schemas.KindRefuse, schemas.KindNoop:
-		if n.IsRoot() && n.Pending != "" {
-			e.settle(key, n, trigger(m), origin, &fx)
-		} else {
-			e.resettle(key, n, trigger(m), origin, &fx)
+		e.accept(key, n, m, origin, &fx)
+	case schemas.KindRefuse:
+		// Only the answer to the pending proposal settles it; another is
+		// a repeat or replay of the answer to an earlier one.
+		if n.IsRoot() && n.Pending != "" && m.Ref == n.PendingBy {
+			e.settle(key, n, origin, &fx)
 		}
 	case schemas.KindUpdate:
 		if !n.IsRoot() {
@@ -200,6 +220,28 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 	}
 	finish(n, origin, &fx)
 	return n, fx
+}
+
+// returned drops re-delivered message seq of the settlement by origin of,
+// reporting whether it was still there.
+func returned(n *schemas.Node, of int64, seq int) bool {
+	for i := range n.Redeliveries {
+		s := &n.Redeliveries[i]
+		if s.By != of {
+			continue
+		}
+		for j := range s.Messages {
+			if s.Messages[j].Seq == seq {
+				s.Messages = append(s.Messages[:j], s.Messages[j+1:]...)
+				if len(s.Messages) == 0 {
+					n.Redeliveries = append(n.Redeliveries[:i], n.Redeliveries[i+1:]...)
+				}
+				return true
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // finish decides the profile snapshot. A root emits one after every change,
@@ -249,7 +291,7 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 		// may have been lost with the crash, so send it again. Any other
 		// union with the same root is settled by the proposal in flight.
 		if origin == n.PendingBy {
-			fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
+			fx.sends = append(fx.sends, send{other, e.proposal(key, n)})
 		}
 	case n.Pending != "":
 		deferMsg(n, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
@@ -257,8 +299,14 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 	default:
 		n.Pending, n.PendingBy, n.Dirty = other, origin, false
 		fx.changed, fx.proposed = true, true
-		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Contribs: n.Contributions()}})
+		fx.sends = append(fx.sends, send{other, e.proposal(key, n)})
 	}
+}
+
+// proposal is the root's pending proposal: all its contributions, with
+// its id.
+func (e *Engine) proposal(key string, n *schemas.Node) *schemas.Message {
+	return &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingBy, Contribs: n.Contributions()}
 }
 
 func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
@@ -270,100 +318,95 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 	case from == key:
 		// The proposal came back to its sender: both sides were one
 		// profile already.
-		if n.Pending != "" {
-			e.settle(key, n, trigger(m), origin, fx)
-		} else {
-			e.resettle(key, n, trigger(m), origin, fx)
+		if n.Pending != "" && m.Ref == n.PendingBy {
+			e.settle(key, n, origin, fx)
 		}
 	case member:
 		// A repeated proposal that was accepted before.
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
-		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
+		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 	case n.Pending != "":
 		deferMsg(n, *m)
 		fx.changed = true
 	default:
 		if typ, count, limit := e.exceeds(n.Contributions(), m.Contribs); typ != "" {
 			fx.refusals = append(fx.refusals, schemas.Refusal{Tenant: n.Tenant, From: from, Into: key, Type: typ, Count: count, Limit: limit, Time: e.now().UnixMilli()})
-			fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindRefuse, Tenant: n.Tenant, Other: key}})
+			fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindRefuse, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 			return
 		}
 		n.Join(m.Contribs)
 		fx.changed, fx.rootUpdate = true, true
-		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key}})
+		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 	}
 }
 
-func (e *Engine) accept(key string, n *schemas.Node, into string, origin int64, fx *effects) {
+func (e *Engine) accept(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
+	into := m.Other
 	switch {
 	case n.Parent == into:
 		// A replay of the accept that merged this root away: repair a
-		// lost update and lost re-deliveries. A repeated accept (the
-		// answer to a re-sent proposal) needs nothing: the first one was
-		// handled, or will be again.
-		if n.Settled != nil && n.Settled.By == origin {
+		// lost update and merge record (Message re-sends the lost
+		// re-deliveries). A repeated accept (the answer to a re-sent
+		// proposal) needs nothing: the first one was handled, or will
+		// be again.
+		if n.MergedBy == origin {
 			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
 			fx.mergedAway = true
 			fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
-			e.resettle(key, n, schemas.KindAccept+":"+into, origin, fx)
 		}
-	case !n.IsRoot():
-		// Accepted by another root after this one already merged
-		// elsewhere: both hold this profile's nodes, so they belong
-		// together.
-		fx.sends = append(fx.sends, send{key, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: into}})
+	case !n.IsRoot() || n.Pending == "" || m.Ref != n.PendingBy:
+		// Accepted by a root this one is not waiting for: after it
+		// merged elsewhere, or an answer to an earlier proposal. That
+		// root holds this profile's nodes, so they belong together.
+		e.union(key, n, &schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: into}, origin, fx)
 	default:
 		// The survivor joined the contributions the proposal carried;
 		// what changed here since (Dirty) goes in an Update.
-		n.Parent = into
+		n.Parent, n.MergedBy = into, origin
 		fx.changed, fx.mergedAway = true, true
 		fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
 		if n.Dirty {
 			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
 		}
-		e.settle(key, n, schemas.KindAccept+":"+into, origin, fx)
+		e.settle(key, n, origin, fx)
 	}
 }
 
 // deferMsg keeps m until the pending proposal is answered. One message per
-// kind and peer is enough (a later proposal from the same root carries
-// newer contributions; a union is a union), so repeats replace instead of
-// piling up: the list stays as small as the set of peers.
+// kind, peer and proposal id is enough (a repeated proposal carries newer
+// contributions; a union is a union), so repeats replace instead of
+// piling up: the list stays as small as the set of peers. Proposals with
+// different ids are both kept: the sender waits for the answer to one of
+// them, and only it can tell which.
 func deferMsg(n *schemas.Node, m schemas.Message) {
 	for i := range n.Deferred {
-		if n.Deferred[i].Kind == m.Kind && n.Deferred[i].Other == m.Other {
-			n.Deferred[i] = m
+		if d := &n.Deferred[i]; d.Kind == m.Kind && d.Other == m.Other && d.Ref == m.Ref {
+			*d = m
 			return
 		}
 	}
 	n.Deferred = append(n.Deferred, m)
 }
 
-// trigger names the answer that settles a proposal.
-func trigger(m *schemas.Message) string { return m.Kind + ":" + m.Other }
-
-// settle clears the pending proposal and re-delivers what waited for it.
-// It remembers what it re-delivered, for resettle.
-func (e *Engine) settle(key string, n *schemas.Node, trigger string, origin int64, fx *effects) {
+// settle clears the pending proposal and re-delivers what waited for it to
+// the node itself, keeping the re-deliveries until they come back
+// (docs/identity.md, "Replays, not repeats").
+func (e *Engine) settle(key string, n *schemas.Node, origin int64, fx *effects) {
 	n.Pending, n.PendingBy = "", 0
-	n.Settled = &schemas.Settled{Trigger: trigger, By: origin, Messages: n.Deferred}
-	n.Deferred = nil
-	e.resettle(key, n, trigger, origin, fx)
 	fx.changed = true
-}
-
-// resettle re-delivers the messages of the last settlement when the input
-// is a replay of the answer that caused it: the re-deliveries may have
-// been lost with a crash.
-func (e *Engine) resettle(key string, n *schemas.Node, trigger string, origin int64, fx *effects) {
-	if n.Settled == nil || n.Settled.Trigger != trigger || n.Settled.By != origin {
+	if len(n.Deferred) == 0 {
 		return
 	}
-	for i := range n.Settled.Messages {
-		fx.sends = append(fx.sends, send{key, &n.Settled.Messages[i]})
+	s := schemas.Settlement{By: origin, Messages: n.Deferred}
+	n.Deferred = nil
+	for i := range s.Messages {
+		s.Messages[i].Of, s.Messages[i].Seq = origin, i
+		r := s.Messages[i]
+		fx.sends = append(fx.sends, send{key, &r})
 	}
+	n.Redeliveries = append(n.Redeliveries, s)
 }
 
 // exceeds returns the first identifier type whose count in the union of

@@ -67,53 +67,61 @@ func (r *reference) profiles() map[string]*schemas.Profile {
 	}
 	out := map[string]*schemas.Profile{}
 	for _, nodes := range comps {
-		sort.Strings(nodes)
-		id := nodes[0]
-		p := &schemas.Profile{ID: id, Tenant: r.tenant[id], Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
-			Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...)}
-		var recent []schemas.Activity
-		traits := map[string]schemas.Trait{}
-		var first, last int64
-		for _, n := range nodes {
-			ident := r.ident[n]
-			p.Identifiers[ident.Type] = append(p.Identifiers[ident.Type], ident.Value)
-			for _, ev := range r.events[n] {
-				t := ev.Time.UnixMilli()
-				if p.EventCount == 0 || t < first {
-					first = t
-				}
-				if p.EventCount == 0 || t > last {
-					last = t
-				}
-				p.EventCount++
-				p.Counters[ev.Type]++
-				for k, v := range ev.Traits {
-					nt := schemas.Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
-					if old, ok := traits[k]; !ok || nt.Newer(old) {
-						traits[k] = nt
-					}
-				}
-				recent = append(recent, schemas.Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
-			}
-		}
-		for _, vs := range p.Identifiers {
-			sort.Strings(vs)
-		}
-		for k, t := range traits {
-			p.Traits[k] = json.RawMessage(t.Value)
-		}
-		sort.Slice(recent, func(i, j int) bool { return recent[i].After(recent[j]) })
-		if len(recent) > schemas.RecentLimit {
-			recent = recent[:schemas.RecentLimit]
-		}
-		p.Recent = schemas.RecentEvents(recent)
-		if p.EventCount > 0 {
-			p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
-			p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
-		}
-		out[id] = p
+		p := r.fold(nodes)
+		out[p.ID] = p
 	}
 	return out
+}
+
+// fold returns the profile of the nodes of one component: its id is the
+// smallest node id.
+func (r *reference) fold(nodes []string) *schemas.Profile {
+	nodes = append([]string(nil), nodes...)
+	sort.Strings(nodes)
+	id := nodes[0]
+	p := &schemas.Profile{ID: id, Tenant: r.tenant[id], Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
+		Counters: map[string]int64{}, MergedIDs: append([]string{}, nodes[1:]...)}
+	var recent []schemas.Activity
+	traits := map[string]schemas.Trait{}
+	var first, last int64
+	for _, n := range nodes {
+		ident := r.ident[n]
+		p.Identifiers[ident.Type] = append(p.Identifiers[ident.Type], ident.Value)
+		for _, ev := range r.events[n] {
+			t := ev.Time.UnixMilli()
+			if p.EventCount == 0 || t < first {
+				first = t
+			}
+			if p.EventCount == 0 || t > last {
+				last = t
+			}
+			p.EventCount++
+			p.Counters[ev.Type]++
+			for k, v := range ev.Traits {
+				nt := schemas.Trait{Value: v, Time: t, Source: ev.Source, Event: ev.ID}
+				if old, ok := traits[k]; !ok || nt.Newer(old) {
+					traits[k] = nt
+				}
+			}
+			recent = append(recent, schemas.Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+		}
+	}
+	for _, vs := range p.Identifiers {
+		sort.Strings(vs)
+	}
+	for k, t := range traits {
+		p.Traits[k] = json.RawMessage(t.Value)
+	}
+	sort.Slice(recent, func(i, j int) bool { return recent[i].After(recent[j]) })
+	if len(recent) > schemas.RecentLimit {
+		recent = recent[:schemas.RecentLimit]
+	}
+	p.Recent = schemas.RecentEvents(recent)
+	if p.EventCount > 0 {
+		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
+		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
+	}
+	return p
 }
 
 // genEvents makes a random stream: overlapping identifiers, long chains

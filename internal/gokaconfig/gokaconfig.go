@@ -16,13 +16,22 @@ import (
 var Version = sarama.V2_1_0_0
 
 // Sarama returns the sarama configuration: acks from all in-sync replicas,
-// streams read from the oldest offset on a group's first start (goka's
-// default, newest, would skip what was produced before), short flushes.
+// an idempotent producer, streams read from the oldest offset on a group's
+// first start (goka's default, newest, would skip what was produced
+// before), short flushes.
+//
+// The idempotent producer (one request in flight per broker, sequence
+// numbers checked by the broker) keeps each partition's writes in the order
+// they were made, even across retries: a table's later write of a key can
+// never be overtaken by an earlier one's retry, and if a write is lost, every
+// later write of that partition is lost with it (docs/identity.md).
 func Sarama(clientID string) *sarama.Config {
 	c := goka.DefaultConfig()
 	c.Version = Version
 	c.ClientID = clientID
 	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	c.Producer.Flush.Bytes = 256 << 10
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest

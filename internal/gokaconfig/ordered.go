@@ -1,6 +1,7 @@
 package gokaconfig
 
 import (
+	"fmt"
 	"hash"
 	"sync"
 
@@ -20,6 +21,12 @@ import (
 // imply that everything before it was written. A message that emits
 // nothing would still be committed at once, past earlier messages' emits:
 // it must wait on a Barrier (goka.Context.DeferCommit) instead.
+//
+// Failure is sticky: once an emit failed, every emit and barrier after it
+// in issue order finishes with an error too, even if its own write
+// succeeded. goka fails the partition on the failed emit, but without this
+// a later message whose emits succeeded would still be committed, and its
+// offset would cover the message whose write was lost.
 type Ordered struct {
 	mu sync.Mutex
 	p  *OrderedProducer
@@ -40,14 +47,15 @@ func (o *Ordered) Builder(pb goka.ProducerBuilder) goka.ProducerBuilder {
 	}
 }
 
-// Barrier calls fn once every emit made before it has completed. Before
-// the producer was built, nothing was emitted: fn runs at once.
-func (o *Ordered) Barrier(fn func()) {
+// Barrier calls fn once every emit made before it has completed, with an
+// error if any of them (or anything before them) failed. Before the
+// producer was built, nothing was emitted: fn(nil) runs at once.
+func (o *Ordered) Barrier(fn func(error)) {
 	o.mu.Lock()
 	p := o.p
 	o.mu.Unlock()
 	if p == nil {
-		fn()
+		fn(nil)
 		return
 	}
 	p.Barrier(fn)
@@ -90,6 +98,9 @@ type OrderedProducer struct {
 	head     int
 	draining bool
 	failed   bool
+	// broken is the first error finished in queue order; every entry
+	// finished after it fails with it (sticky failure).
+	broken error
 }
 
 type pending struct {
@@ -120,9 +131,9 @@ func (o *OrderedProducer) EmitWithHeaders(topic, key string, value []byte, heade
 }
 
 // Barrier calls fn once every emit made before it has completed, in order
-// with them.
-func (o *OrderedProducer) Barrier(fn func()) {
-	p := &pending{finish: func(*sarama.ProducerMessage, error) { fn() }}
+// with them; the error is non-nil if any emit before it failed.
+func (o *OrderedProducer) Barrier(fn func(error)) {
+	p := &pending{finish: func(_ *sarama.ProducerMessage, err error) { fn(err) }}
 	o.emitMu.Lock()
 	o.push(p)
 	o.emitMu.Unlock()
@@ -153,7 +164,14 @@ func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err 
 	for {
 		ready = ready[:0]
 		for o.head < len(o.queue) && o.queue[o.head].done {
-			ready = append(ready, o.queue[o.head])
+			r := o.queue[o.head]
+			switch {
+			case o.broken != nil && r.err == nil:
+				r.err = fmt.Errorf("an earlier emit failed: %w", o.broken)
+			case o.broken == nil && r.err != nil:
+				o.broken = r.err
+			}
+			ready = append(ready, r)
 			o.queue[o.head] = nil
 			o.head++
 		}

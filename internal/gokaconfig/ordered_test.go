@@ -1,6 +1,7 @@
 package gokaconfig
 
 import (
+	"errors"
 	"hash"
 	"math/rand"
 	"sync"
@@ -72,7 +73,7 @@ func TestOrderedProducerBarriers(t *testing.T) {
 		inner := &shuffled{}
 		o := new(Ordered)
 		var fired bool
-		o.Barrier(func() { fired = true })
+		o.Barrier(func(error) { fired = true })
 		if !fired {
 			t.Fatal("a barrier before the producer was built did not run at once")
 		}
@@ -81,7 +82,7 @@ func TestOrderedProducerBarriers(t *testing.T) {
 			t.Fatal(err)
 		}
 		fired = false
-		o.Barrier(func() { fired = true })
+		o.Barrier(func(error) { fired = true })
 		if !fired {
 			t.Fatal("a barrier with nothing in flight did not run at once")
 		}
@@ -102,7 +103,7 @@ func TestOrderedProducerBarriers(t *testing.T) {
 		for i := 0; i < n; i++ {
 			i := i
 			if rng.Intn(3) == 0 {
-				o.Barrier(func() { record(i) })
+				o.Barrier(func(error) { record(i) })
 			} else {
 				gp.Emit("t", "k", nil).Then(func(error) { record(i) })
 			}
@@ -121,5 +122,76 @@ func TestOrderedProducerBarriers(t *testing.T) {
 				t.Fatalf("seed %d: completion %d was call %d; want call order", seed, i, got)
 			}
 		}
+	}
+}
+
+// Once an emit failed, every emit and barrier after it in issue order
+// fails too, even if its own write succeeded; those before it do not.
+func TestOrderedProducerFailureIsSticky(t *testing.T) {
+	for seed := int64(0); seed < 20; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		inner := &shuffled{}
+		o := new(Ordered)
+		gp, err := o.Builder(func([]string, string, func() hash.Hash32) (goka.Producer, error) { return inner, nil })(nil, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 200
+		bad := rng.Intn(n) // the emit whose write fails
+		var (
+			mu      sync.Mutex
+			results = make([]error, n)
+			wg      sync.WaitGroup
+			emitOf  []int // inner emit index -> call index
+		)
+		wg.Add(n)
+		for i := 0; i < n; i++ {
+			i := i
+			record := func(err error) {
+				mu.Lock()
+				results[i] = err
+				mu.Unlock()
+				wg.Done()
+			}
+			if i != bad && rng.Intn(3) == 0 {
+				o.Barrier(record)
+				continue
+			}
+			emitOf = append(emitOf, i)
+			gp.Emit("t", "k", nil).Then(record)
+		}
+		order := rng.Perm(len(inner.finishes))
+		for _, j := range order {
+			var err error
+			if emitOf[j] == bad {
+				err = errors.New("write lost")
+			}
+			inner.finishes[j](&sarama.ProducerMessage{}, err)
+		}
+		wg.Wait()
+		for i, err := range results {
+			if i < bad && err != nil {
+				t.Fatalf("seed %d: call %d before the failed emit %d failed: %v", seed, i, bad, err)
+			}
+			if i >= bad && err == nil {
+				t.Fatalf("seed %d: call %d at or after the failed emit %d succeeded", seed, i, bad)
+			}
+		}
+		if !o.Failed() {
+			t.Fatalf("seed %d: Failed() = false after a failed emit", seed)
+		}
+	}
+}
+
+// The shared configuration is valid for sarama and keeps each partition's
+// writes in order (the identity protocol relies on it).
+func TestSaramaConfigIsIdempotent(t *testing.T) {
+	c := Sarama("test")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Producer.Idempotent || c.Net.MaxOpenRequests != 1 || c.Producer.RequiredAcks != sarama.WaitForAll {
+		t.Fatalf("producer not idempotent and in order: idempotent=%v max open requests=%d acks=%d",
+			c.Producer.Idempotent, c.Net.MaxOpenRequests, c.Producer.RequiredAcks)
 	}
 }

@@ -338,7 +338,7 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 // still in flight.
 func (p *processor) commitInOrder(ctx goka.Context) {
 	done := ctx.DeferCommit()
-	p.ordered.Barrier(func() { done(nil) })
+	p.ordered.Barrier(done)
 }
 
 // Topics returns the topics the identity stage needs, to be created before

@@ -143,6 +143,11 @@ type Node struct {
 	// repeats it: PendingBy made Pending, AppliedBy folded the latest
 	// event into Own, Linked[i] first sent Link to node i.
 	PendingBy int64            `json:"pb,omitempty"`
+	// PendingRef is the id of the pending proposal (Message.Ref): a digest
+	// of PendingBy and the contributions it carried (node, version,
+	// identifier), so that a proposal made again from a state a crash
+	// lost, with other contents, has another id.
+	PendingRef int64 `json:"pr,omitempty"`
 	AppliedBy int64            `json:"ab,omitempty"`
 	Linked    map[string]int64 `json:"lk,omitempty"`
 	// SnapshotDue: the root changed while its proposal was in flight and
@@ -224,8 +229,8 @@ type Message struct {
 	// (propose) or the accepting root (accept).
 	Other    string         `json:"o,omitempty"`
 	Contribs []Contribution `json:"c,omitempty"`
-	// Ref is the id of a proposal (the origin of the message that made
-	// it), carried by the proposal and its answers.
+	// Ref is the id of a proposal (Node.PendingRef), carried by the
+	// proposal and its answers.
 	Ref int64 `json:"r,omitempty"`
 	// Of and Seq mark a deferred message re-delivered by a settlement:
 	// the settling answer's origin and the message's index in it.

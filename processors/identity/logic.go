@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -208,7 +209,7 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 	case schemas.KindRefuse:
 		// Only the answer to the pending proposal settles it; another is
 		// a repeat or replay of the answer to an earlier one.
-		if n.IsRoot() && n.Pending != "" && m.Ref == n.PendingBy {
+		if n.IsRoot() && n.Pending != "" && m.Ref == n.PendingRef {
 			e.settle(key, n, origin, &fx)
 		}
 	case schemas.KindUpdate:
@@ -239,7 +240,6 @@ func returned(n *schemas.Node, of int64, seq int) bool {
 				return true
 			}
 		}
-		return false
 	}
 	return false
 }
@@ -297,16 +297,45 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 		deferMsg(n, schemas.Message{Kind: schemas.KindUnion, Tenant: n.Tenant, Other: other})
 		fx.changed = true
 	default:
-		n.Pending, n.PendingBy, n.Dirty = other, origin, false
+		cs := n.Contributions()
+		n.Pending, n.PendingBy, n.PendingRef, n.Dirty = other, origin, proposalRef(origin, cs), false
 		fx.changed, fx.proposed = true, true
-		fx.sends = append(fx.sends, send{other, e.proposal(key, n)})
+		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: cs}})
 	}
 }
 
-// proposal is the root's pending proposal: all its contributions, with
-// its id.
+// proposal is the root's pending proposal, sent again: all its
+// contributions (a superset of those it first carried; what changed since
+// is also marked Dirty), with its id.
 func (e *Engine) proposal(key string, n *schemas.Node) *schemas.Message {
-	return &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingBy, Contribs: n.Contributions()}
+	return &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: n.Contributions()}
+}
+
+// proposalRef is the id of a proposal made by the message of origin with
+// contributions cs. Origin alone is not enough: a message whose node write
+// a crash lost is handled again, possibly from another state (other inputs
+// of the node can come first after a restart), and its first proposal may
+// have reached the other root. The survivor joins whichever proposal it
+// accepts, and the accept is followed by an Update only if the root
+// changed since its proposal; so two proposals with different contents
+// must not share an id, or an accept of the first would settle the
+// second and lose what only the second carried.
+func proposalRef(origin int64, cs []schemas.Contribution) int64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(origin))
+	h.Write(b[:])
+	for _, c := range cs {
+		h.Write([]byte(c.Node))
+		binary.BigEndian.PutUint64(b[:], uint64(c.Version))
+		h.Write(b[:])
+		h.Write([]byte(c.Identifier.Type))
+		h.Write([]byte{0})
+		h.Write([]byte(c.Identifier.Value))
+		h.Write([]byte{0})
+	}
+	// Never 0: messages without a proposal carry Ref 0.
+	return int64(h.Sum64()>>1) | 1
 }
 
 func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin int64, fx *effects) {
@@ -318,7 +347,7 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 	case from == key:
 		// The proposal came back to its sender: both sides were one
 		// profile already.
-		if n.Pending != "" && m.Ref == n.PendingBy {
+		if n.Pending != "" && m.Ref == n.PendingRef {
 			e.settle(key, n, origin, fx)
 		}
 	case member:
@@ -356,7 +385,7 @@ func (e *Engine) accept(key string, n *schemas.Node, m *schemas.Message, origin 
 			fx.mergedAway = true
 			fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
 		}
-	case !n.IsRoot() || n.Pending == "" || m.Ref != n.PendingBy:
+	case !n.IsRoot() || n.Pending == "" || m.Ref != n.PendingRef:
 		// Accepted by a root this one is not waiting for: after it
 		// merged elsewhere, or an answer to an earlier proposal. That
 		// root holds this profile's nodes, so they belong together.
@@ -394,19 +423,35 @@ func deferMsg(n *schemas.Node, m schemas.Message) {
 // the node itself, keeping the re-deliveries until they come back
 // (docs/identity.md, "Replays, not repeats").
 func (e *Engine) settle(key string, n *schemas.Node, origin int64, fx *effects) {
-	n.Pending, n.PendingBy = "", 0
+	n.Pending, n.PendingBy, n.PendingRef = "", 0, 0
 	fx.changed = true
 	if len(n.Deferred) == 0 {
 		return
 	}
-	s := schemas.Settlement{By: origin, Messages: n.Deferred}
-	n.Deferred = nil
-	for i := range s.Messages {
-		s.Messages[i].Of, s.Messages[i].Seq = origin, i
-		r := s.Messages[i]
+	// One entry per answer: an answer replayed from a state where it
+	// settles again adds to its entry, numbering on.
+	var s *schemas.Settlement
+	seq := 0
+	for i := range n.Redeliveries {
+		if r := &n.Redeliveries[i]; r.By == origin {
+			s = r
+			for _, m := range r.Messages {
+				seq = max(seq, m.Seq+1)
+			}
+		}
+	}
+	if s == nil {
+		n.Redeliveries = append(n.Redeliveries, schemas.Settlement{By: origin})
+		s = &n.Redeliveries[len(n.Redeliveries)-1]
+	}
+	for _, m := range n.Deferred {
+		m.Of, m.Seq = origin, seq
+		seq++
+		s.Messages = append(s.Messages, m)
+		r := m
 		fx.sends = append(fx.sends, send{key, &r})
 	}
-	n.Redeliveries = append(n.Redeliveries, s)
+	n.Deferred = nil
 }
 
 // exceeds returns the first identifier type whose count in the union of

@@ -24,13 +24,21 @@ type sim struct {
 	dup     int // percent of deliveries repeated
 	crash   int // per mille of deliveries that crash
 	origins int64
-	next    *simMsg // delivered next
+	// replays holds, per key and input topic, the replay of an input
+	// whose node write a crash lost (below).
+	replays map[replayKey]simMsg
 	trace   func(m simMsg, before, after *schemas.Node, fx effects)
+	crashed func(m simMsg, landed bool)
 	out     struct {
 		merges   []schemas.Merge
 		refusals []schemas.Refusal
 		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles
 	}
+}
+
+type replayKey struct {
+	key   string
+	event bool // rolodex.events, not the loopback
 }
 
 type simMsg struct {
@@ -52,7 +60,7 @@ func newSim(t *testing.T, cfg Config, seed int64) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed))}
+	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed)), replays: map[replayKey]simMsg{}}
 }
 
 // roundTrip stores nodes and messages the way Kafka does: encoded.
@@ -70,19 +78,23 @@ func roundTrip[T any](t *testing.T, v *T) *T {
 
 func (s *sim) run(t *testing.T) {
 	steps := 0
-	for len(s.queue) > 0 || s.next != nil {
+	for len(s.queue) > 0 || len(s.replays) > 0 {
 		if steps++; steps > 5_000_000 {
 			t.Fatal("the protocol does not settle")
 		}
-		if s.next != nil {
-			// The replay of a crashed input whose write was lost.
-			m := *s.next
-			s.next = nil
-			s.step(t, m)
+		if len(s.queue) == 0 {
+			s.replayOne(t)
 			continue
 		}
 		i := s.rng.Intn(len(s.queue))
 		m := s.queue[i]
+		if r, ok := s.replays[replayKey{m.key, m.ev != nil}]; ok {
+			// A lost write's replay comes before every later input of
+			// its key from the same topic partition (m stays queued).
+			delete(s.replays, replayKey{m.key, m.ev != nil})
+			s.step(t, r)
+			continue
+		}
 		switch {
 		case s.rng.Intn(100) >= s.dup:
 			s.queue[i] = s.queue[len(s.queue)-1]
@@ -97,6 +109,20 @@ func (s *sim) run(t *testing.T) {
 		// Otherwise it stays queued: a replay of the same delivery.
 		s.step(t, m)
 	}
+}
+
+// replayOne delivers one pending replay (the one of the smallest key).
+func (s *sim) replayOne(t *testing.T) {
+	var first replayKey
+	found := false
+	for k := range s.replays {
+		if !found || k.key < first.key || (k.key == first.key && k.event && !first.event) {
+			first, found = k, true
+		}
+	}
+	r := s.replays[first]
+	delete(s.replays, first)
+	s.step(t, r)
 }
 
 // step delivers m.
@@ -120,14 +146,18 @@ func (s *sim) step(t *testing.T, m simMsg) {
 	if s.rng.Intn(1000) < s.crash {
 		// A crash mid-callback: the node write may or may not have
 		// landed, any of the sends may be lost, and the input is
-		// delivered again (its offset was not committed). If the
-		// write was lost, so were the later writes of its table
-		// partition (the producer is idempotent: a partition's
-		// writes land in order), and the replay is the next input
-		// of the key: every later one was not committed either and
-		// is replayed after it. If it landed, later inputs of the
-		// key may land too before the replay.
+		// delivered again (its offset was not committed). If the write
+		// was lost, every later write of the key was lost too or
+		// carries this one's effect (the producer computed it from the
+		// local store), and goka delivers a partition's inputs in
+		// order: the replay comes before every later input of the key
+		// from the same topic (rolodex.events or the loopback), while
+		// inputs from the other topic may come first. If it landed,
+		// later inputs of the key may be handled before the replay.
 		landed := s.rng.Intn(2) == 0
+		if s.crashed != nil {
+			s.crashed(m, landed)
+		}
 		if landed {
 			s.nodes[m.key] = n
 		}
@@ -142,7 +172,7 @@ func (s *sim) step(t *testing.T, m simMsg) {
 		if landed {
 			s.queue = append(s.queue, m)
 		} else {
-			s.next = &m
+			s.replays[replayKey{m.key, m.ev != nil}] = m
 		}
 		return
 	}

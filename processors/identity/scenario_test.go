@@ -2,6 +2,7 @@ package identity
 
 import (
 	"testing"
+	"time"
 
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -74,19 +75,20 @@ func TestStaleRefuseDoesNotSettle(t *testing.T) {
 	s := newScenario(t, "c")
 	s.union("a", 10)
 	s.wantPending("a", 10)
-	if p := s.sent("a"); len(p) != 1 || p[0].Kind != schemas.KindPropose || p[0].Ref != 10 {
-		t.Fatalf("proposal sent: %+v; want one Propose with ref 10", p)
+	r10 := s.n.PendingRef
+	if p := s.sent("a"); len(p) != 1 || p[0].Kind != schemas.KindPropose || p[0].Ref != r10 || r10 == 0 {
+		t.Fatalf("proposal sent: %+v; want one Propose with ref %d", p, r10)
 	}
 	s.union("b", 11) // waits for the answer
 	if len(s.n.Deferred) != 1 {
 		t.Fatalf("deferred %+v, want the union with b", s.n.Deferred)
 	}
-	s.answer(schemas.KindRefuse, "a", 4, 12)
+	s.answer(schemas.KindRefuse, "a", r10^2, 12)
 	s.wantPending("a", 10)
 	if len(s.fx.sends) != 0 || len(s.n.Deferred) != 1 {
 		t.Fatalf("a stale refuse settled: sends %+v, deferred %+v", s.fx.sends, s.n.Deferred)
 	}
-	s.answer(schemas.KindRefuse, "a", 10, 13)
+	s.answer(schemas.KindRefuse, "a", r10, 13)
 	s.wantPending("", 0)
 	got := s.sent("c")
 	if len(got) != 1 || got[0].Kind != schemas.KindUnion || got[0].Other != "b" || got[0].Of != 13 || got[0].Seq != 0 {
@@ -100,17 +102,22 @@ func TestStaleRefuseDoesNotSettle(t *testing.T) {
 func TestReplayResendsEarlierSettlement(t *testing.T) {
 	s := newScenario(t, "c")
 	s.union("a", 10)
+	r10 := s.n.PendingRef
 	s.union("b", 11)
-	s.answer(schemas.KindRefuse, "a", 10, 13) // settlement 1 re-delivers the union with b (lost)
-	s.union("a", 14)                          // a second proposal
+	s.answer(schemas.KindRefuse, "a", r10, 13) // settlement 1 re-delivers the union with b (lost)
+	s.union("a", 14)                           // a second proposal
 	s.wantPending("a", 14)
+	r14 := s.n.PendingRef
+	if r14 == r10 {
+		t.Fatal("two proposals of different origins share an id")
+	}
 	s.union("ab", 15)
-	s.answer(schemas.KindRefuse, "a", 14, 16) // settlement 2 re-delivers the union with ab
+	s.answer(schemas.KindRefuse, "a", r14, 16) // settlement 2 re-delivers the union with ab
 	if len(s.n.Redeliveries) != 2 {
 		t.Fatalf("redeliveries %+v, want both settlements", s.n.Redeliveries)
 	}
 
-	s.answer(schemas.KindRefuse, "a", 10, 13) // replay of settlement 1's answer
+	s.answer(schemas.KindRefuse, "a", r10, 13) // replay of settlement 1's answer
 	s.wantPending("", 0)
 	got := s.sent("c")
 	if len(got) != 1 || got[0].Other != "b" || got[0].Of != 13 {
@@ -129,7 +136,7 @@ func TestReplayResendsEarlierSettlement(t *testing.T) {
 	}
 	s.wantPending("b", 17)
 	// Another replay of settlement 1's answer has nothing left to send.
-	s.answer(schemas.KindRefuse, "a", 10, 13)
+	s.answer(schemas.KindRefuse, "a", r10, 13)
 	if got := s.sent("c"); len(got) != 0 {
 		t.Fatalf("replay after the re-delivery came back re-sent %+v", got)
 	}
@@ -149,38 +156,76 @@ func TestReplayResendsEarlierSettlement(t *testing.T) {
 func TestStaleAccept(t *testing.T) {
 	s := newScenario(t, "c")
 	s.union("a", 10)
-	s.answer(schemas.KindRefuse, "a", 10, 11)
+	r10 := s.n.PendingRef
+	s.answer(schemas.KindRefuse, "a", r10, 11)
 	s.union("a", 12)
 	s.wantPending("a", 12)
-	s.answer(schemas.KindAccept, "a", 10, 13) // answers the first proposal
+	r12 := s.n.PendingRef
+	s.answer(schemas.KindAccept, "a", r10, 13) // answers the first proposal
 	s.wantRoot()
 	s.wantPending("a", 12)
 	if len(s.fx.sends) != 0 || len(s.fx.merges) != 0 {
 		t.Fatalf("stale accept while pending: sends %+v merges %+v", s.fx.sends, s.fx.merges)
 	}
-	s.answer(schemas.KindRefuse, "a", 12, 14)
+	s.answer(schemas.KindRefuse, "a", r12, 14)
 	s.wantPending("", 0)
 
-	s.answer(schemas.KindAccept, "a", 12, 15) // a late accept of a re-sent proposal
+	s.answer(schemas.KindAccept, "a", r12, 15) // a late accept of a re-sent proposal
 	s.wantRoot()
 	s.wantPending("a", 15)
-	if p := s.sent("a"); len(p) != 1 || p[0].Kind != schemas.KindPropose || p[0].Ref != 15 {
-		t.Fatalf("stale accept at a settled root sent %+v; want a new proposal with ref 15", p)
+	r15 := s.n.PendingRef
+	if p := s.sent("a"); len(p) != 1 || p[0].Kind != schemas.KindPropose || p[0].Ref != r15 {
+		t.Fatalf("stale accept at a settled root sent %+v; want a new proposal with ref %d", p, r15)
 	}
 
-	s.answer(schemas.KindAccept, "a", 15, 16) // the real answer merges
+	s.answer(schemas.KindAccept, "a", r15, 16) // the real answer merges
 	if s.n.Parent != "a" || s.n.MergedBy != 16 || len(s.fx.merges) != 1 {
 		t.Fatalf("accept of the pending proposal: parent %q merged by %d merges %+v", s.n.Parent, s.n.MergedBy, s.fx.merges)
 	}
 	// Its replay repairs the merge record and the update; a repeat
 	// (another origin) does nothing.
-	s.answer(schemas.KindAccept, "a", 15, 16)
+	s.answer(schemas.KindAccept, "a", r15, 16)
 	if len(s.fx.merges) != 1 || len(s.sent("a")) != 1 || s.sent("a")[0].Kind != schemas.KindUpdate {
 		t.Fatalf("replayed accept: merges %+v sends %+v", s.fx.merges, s.fx.sends)
 	}
-	s.answer(schemas.KindAccept, "a", 15, 17)
+	s.answer(schemas.KindAccept, "a", r15, 17)
 	if len(s.fx.merges) != 0 || len(s.fx.sends) != 0 {
 		t.Fatalf("repeated accept: merges %+v sends %+v", s.fx.merges, s.fx.sends)
+	}
+}
+
+// A message whose node write a crash lost is handled again, and after a
+// restart another input of the node (from the other input topic) can come
+// first: the proposal it makes again can carry more than the first one,
+// which may already have reached the other root. An accept of the first
+// must not settle the second, or what only the second carried (here an
+// event) never reaches the survivor.
+func TestProposalRemadeFromAnotherStateHasAnotherID(t *testing.T) {
+	s := newScenario(t, "c")
+	s.union("a", 10)
+	first := s.sent("a")[0]
+	s.n, s.fx = nil, effects{} // the node write was lost
+	ev := &schemas.Event{ID: "e1", Tenant: "t", Type: "page.viewed", Source: "web",
+		Time: time.Unix(1_700_000_000, 0), ReceivedAt: time.Unix(1_700_000_000, 0),
+		Identifiers: []schemas.Identifier{{Type: "email", Value: "c@example.com"}}}
+	s.n, s.fx = s.e.Event("c", s.n, ev, 20) // another input first
+	s.union("a", 10)                         // the replay
+	second := s.sent("a")[0]
+	if second.Ref == first.Ref {
+		t.Fatalf("the proposal made again with an event more has the first one's id %d", first.Ref)
+	}
+	s.answer(schemas.KindAccept, "a", first.Ref, 21) // the survivor accepted the first
+	s.wantRoot()
+	s.answer(schemas.KindAccept, "a", second.Ref, 22) // and the second (joining the event)
+	if s.n.Parent != "a" {
+		t.Fatalf("accept of the proposal in flight did not merge: parent %q", s.n.Parent)
+	}
+	// A replay that makes the same proposal from the same state gets the
+	// same id: the answer to either is the answer to both.
+	r := newScenario(t, "c")
+	r.union("a", 10)
+	if r.sent("a")[0].Ref != first.Ref {
+		t.Fatal("the same proposal made twice got two ids")
 	}
 }
 
@@ -189,8 +234,9 @@ func TestStaleAccept(t *testing.T) {
 func TestReturnedProposalSettlesOnlyItsOwn(t *testing.T) {
 	s := newScenario(t, "c")
 	s.union("a", 10)
-	s.deliver(schemas.Message{Kind: schemas.KindPropose, Tenant: "t", Other: "c", Ref: 3}, 11)
+	ref := s.n.PendingRef
+	s.deliver(schemas.Message{Kind: schemas.KindPropose, Tenant: "t", Other: "c", Ref: ref ^ 2}, 11)
 	s.wantPending("a", 10)
-	s.deliver(schemas.Message{Kind: schemas.KindPropose, Tenant: "t", Other: "c", Ref: 10}, 12)
+	s.deliver(schemas.Message{Kind: schemas.KindPropose, Tenant: "t", Other: "c", Ref: ref}, 12)
 	s.wantPending("", 0)
 }

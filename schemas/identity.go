@@ -142,14 +142,14 @@ type Node struct {
 	// messages that made an effect, so that only a replay of that message
 	// repeats it: PendingBy made Pending, AppliedBy folded the latest
 	// event into Own, Linked[i] first sent Link to node i.
-	PendingBy int64            `json:"pb,omitempty"`
+	PendingBy int64 `json:"pb,omitempty"`
 	// PendingRef is the id of the pending proposal (Message.Ref): a digest
 	// of PendingBy and the contributions it carried (node, version,
 	// identifier), so that a proposal made again from a state a crash
 	// lost, with other contents, has another id.
-	PendingRef int64 `json:"pr,omitempty"`
-	AppliedBy int64            `json:"ab,omitempty"`
-	Linked    map[string]int64 `json:"lk,omitempty"`
+	PendingRef int64            `json:"pr,omitempty"`
+	AppliedBy  int64            `json:"ab,omitempty"`
+	Linked     map[string]int64 `json:"lk,omitempty"`
 	// SnapshotDue: the root changed while its proposal was in flight and
 	// owes rolodex.profiles a snapshot unless it merges away; SnapshotBy
 	// is the origin of the message that emitted the latest snapshot (a

@@ -209,7 +209,7 @@ func TestProposalRemadeFromAnotherStateHasAnotherID(t *testing.T) {
 		Time: time.Unix(1_700_000_000, 0), ReceivedAt: time.Unix(1_700_000_000, 0),
 		Identifiers: []schemas.Identifier{{Type: "email", Value: "c@example.com"}}}
 	s.n, s.fx = s.e.Event("c", s.n, ev, 20) // another input first
-	s.union("a", 10)                         // the replay
+	s.union("a", 10)                        // the replay
 	second := s.sent("a")[0]
 	if second.Ref == first.Ref {
 		t.Fatalf("the proposal made again with an event more has the first one's id %d", first.Ref)

@@ -24,9 +24,13 @@ type sim struct {
 	dup     int // percent of deliveries repeated
 	crash   int // per mille of deliveries that crash
 	origins int64
-	// replays holds, per key and input topic, the replay of an input
-	// whose node write a crash lost (below).
-	replays map[replayKey]simMsg
+	// replays holds, per key and input topic in order, the inputs to
+	// handle again after a crash lost their node writes (step).
+	replays map[replayKey][]simMsg
+	// phantom holds, for a key whose write a crash lost, the node as the
+	// crashed processor's local store still had it: inputs handled
+	// before the crash took effect read it, and their writes are lost too.
+	phantom map[string]*schemas.Node
 	trace   func(m simMsg, before, after *schemas.Node, fx effects)
 	crashed func(m simMsg, landed bool)
 	out     struct {
@@ -60,7 +64,8 @@ func newSim(t *testing.T, cfg Config, seed int64) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed)), replays: map[replayKey]simMsg{}}
+	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed)),
+		replays: map[replayKey][]simMsg{}, phantom: map[string]*schemas.Node{}}
 }
 
 // roundTrip stores nodes and messages the way Kafka does: encoded.
@@ -79,6 +84,9 @@ func roundTrip[T any](t *testing.T, v *T) *T {
 func (s *sim) run(t *testing.T) {
 	steps := 0
 	for len(s.queue) > 0 || len(s.replays) > 0 {
+		if len(s.replays) == 0 && len(s.phantom) > 0 {
+			clear(s.phantom) // nothing is lost: the crashes took effect
+		}
 		if steps++; steps > 5_000_000 {
 			t.Fatal("the protocol does not settle")
 		}
@@ -88,11 +96,21 @@ func (s *sim) run(t *testing.T) {
 		}
 		i := s.rng.Intn(len(s.queue))
 		m := s.queue[i]
-		if r, ok := s.replays[replayKey{m.key, m.ev != nil}]; ok {
+		if _, ok := s.phantom[m.key]; ok {
+			if s.rng.Intn(2) == 0 {
+				// Handled before the crash took effect, on the local
+				// store that still has the lost write.
+				s.queue[i] = s.queue[len(s.queue)-1]
+				s.queue = s.queue[:len(s.queue)-1]
+				s.stepPhantom(t, m)
+				continue
+			}
+			delete(s.phantom, m.key) // the crash took effect
+		}
+		if rs := s.replays[replayKey{m.key, m.ev != nil}]; len(rs) > 0 {
 			// A lost write's replay comes before every later input of
 			// its key from the same topic partition (m stays queued).
-			delete(s.replays, replayKey{m.key, m.ev != nil})
-			s.step(t, r)
+			s.popReplay(t, replayKey{m.key, m.ev != nil})
 			continue
 		}
 		switch {
@@ -111,7 +129,7 @@ func (s *sim) run(t *testing.T) {
 	}
 }
 
-// replayOne delivers one pending replay (the one of the smallest key).
+// replayOne delivers one pending replay (of the smallest key).
 func (s *sim) replayOne(t *testing.T) {
 	var first replayKey
 	found := false
@@ -120,9 +138,59 @@ func (s *sim) replayOne(t *testing.T) {
 			first, found = k, true
 		}
 	}
-	r := s.replays[first]
-	delete(s.replays, first)
+	s.popReplay(t, first)
+}
+
+// popReplay delivers the first replay of k, after the crash took effect.
+func (s *sim) popReplay(t *testing.T, k replayKey) {
+	rs := s.replays[k]
+	r := rs[0]
+	if len(rs) == 1 {
+		delete(s.replays, k)
+	} else {
+		s.replays[k] = rs[1:]
+	}
+	delete(s.phantom, k.key)
 	s.step(t, r)
+}
+
+// stepPhantom handles m on the crashed processor before the crash took
+// effect: on the local store ahead of the table, any of its sends and
+// outputs may land, its write is lost, and it is handled again after the
+// replays of its topic before it.
+func (s *sim) stepPhantom(t *testing.T, m simMsg) {
+	var (
+		n  *schemas.Node
+		fx effects
+	)
+	cur := roundTrip(t, s.phantom[m.key])
+	if m.ev != nil {
+		n, fx = s.e.Event(m.key, cur, m.ev, m.origin)
+	} else {
+		n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg), m.origin)
+	}
+	if s.trace != nil {
+		s.trace(m, cur, n, fx)
+	}
+	if s.crashed != nil {
+		s.crashed(m, false)
+	}
+	s.phantom[m.key] = n
+	s.lose(m, n, fx)
+	k := replayKey{m.key, m.ev != nil}
+	s.replays[k] = append(s.replays[k], m)
+}
+
+// lose delivers a random subset of what handling m sent and emitted.
+func (s *sim) lose(m simMsg, n *schemas.Node, fx effects) {
+	for _, sd := range fx.sends {
+		if s.rng.Intn(2) == 0 {
+			s.push(simMsg{key: sd.key, msg: sd.msg})
+		}
+	}
+	if s.rng.Intn(2) == 0 {
+		s.output(m.key, n, fx)
+	}
 }
 
 // step delivers m.
@@ -152,8 +220,11 @@ func (s *sim) step(t *testing.T, m simMsg) {
 		// local store), and goka delivers a partition's inputs in
 		// order: the replay comes before every later input of the key
 		// from the same topic (rolodex.events or the loopback), while
-		// inputs from the other topic may come first. If it landed,
-		// later inputs of the key may be handled before the replay.
+		// inputs from the other topic may come first. Until the crash
+		// takes effect, later inputs of the key may still be handled
+		// on the local store, which has the lost write (stepPhantom).
+		// If it landed, later inputs of the key may be handled before
+		// the replay.
 		landed := s.rng.Intn(2) == 0
 		if s.crashed != nil {
 			s.crashed(m, landed)
@@ -161,18 +232,13 @@ func (s *sim) step(t *testing.T, m simMsg) {
 		if landed {
 			s.nodes[m.key] = n
 		}
-		for _, sd := range fx.sends {
-			if s.rng.Intn(2) == 0 {
-				s.push(simMsg{key: sd.key, msg: sd.msg})
-			}
-		}
-		if s.rng.Intn(2) == 0 {
-			s.output(m.key, n, fx)
-		}
+		s.lose(m, n, fx)
 		if landed {
 			s.queue = append(s.queue, m)
 		} else {
-			s.replays[replayKey{m.key, m.ev != nil}] = m
+			s.phantom[m.key] = n
+			k := replayKey{m.key, m.ev != nil}
+			s.replays[k] = append(s.replays[k], m)
 		}
 		return
 	}

@@ -233,7 +233,7 @@ type Message struct {
 	// proposal and its answers.
 	Ref int64 `json:"r,omitempty"`
 	// Of and Seq mark a deferred message re-delivered by a settlement:
-	// the settling answer's origin and the message's index in it.
+	// the settling answer's origin and the message's id in it.
 	Of  int64 `json:"of,omitempty"`
 	Seq int   `json:"sq,omitempty"`
 }

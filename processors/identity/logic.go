@@ -429,29 +429,47 @@ func (e *Engine) settle(key string, n *schemas.Node, origin int64, fx *effects) 
 		return
 	}
 	// One entry per answer: an answer replayed from a state where it
-	// settles again adds to its entry, numbering on.
+	// settles again adds to its entry. A message's Seq is derived from
+	// what deferMsg keeps one of (kind, peer, proposal id), so a late copy
+	// of a re-delivery can only drop the same message from the list,
+	// whatever the entry went through in between.
 	var s *schemas.Settlement
-	seq := 0
 	for i := range n.Redeliveries {
 		if r := &n.Redeliveries[i]; r.By == origin {
 			s = r
-			for _, m := range r.Messages {
-				seq = max(seq, m.Seq+1)
-			}
 		}
 	}
 	if s == nil {
 		n.Redeliveries = append(n.Redeliveries, schemas.Settlement{By: origin})
 		s = &n.Redeliveries[len(n.Redeliveries)-1]
 	}
+next:
 	for _, m := range n.Deferred {
-		m.Of, m.Seq = origin, seq
-		seq++
-		s.Messages = append(s.Messages, m)
+		m.Of, m.Seq = origin, redeliveryID(&m)
 		r := m
 		fx.sends = append(fx.sends, send{key, &r})
+		for j := range s.Messages {
+			if s.Messages[j].Seq == m.Seq {
+				s.Messages[j] = m
+				continue next
+			}
+		}
+		s.Messages = append(s.Messages, m)
 	}
 	n.Deferred = nil
+}
+
+// redeliveryID identifies a deferred message within a settlement by what
+// deferMsg keeps one of: kind, peer and proposal id.
+func redeliveryID(m *schemas.Message) int {
+	h := fnv.New64a()
+	h.Write([]byte(m.Kind))
+	h.Write([]byte{0})
+	h.Write([]byte(m.Other))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(m.Ref))
+	h.Write(b[:])
+	return int(h.Sum64()>>1) | 1
 }
 
 // exceeds returns the first identifier type whose count in the union of

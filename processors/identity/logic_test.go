@@ -30,7 +30,10 @@ type sim struct {
 	// phantom holds, for a key whose write a crash lost, the node as the
 	// crashed processor's local store still had it: inputs handled
 	// before the crash took effect read it, and their writes are lost too.
-	phantom map[string]*schemas.Node
+	phantom map[string]*phantom
+	// replaying: the input being handled is the first of its replays
+	// (popReplay); a crash that loses its write again keeps it first.
+	replaying bool
 	trace   func(m simMsg, before, after *schemas.Node, fx effects)
 	crashed func(m simMsg, landed bool)
 	out     struct {
@@ -38,6 +41,15 @@ type sim struct {
 		refusals []schemas.Refusal
 		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles
 	}
+}
+
+// phantom is a crashed processor's local store for a key whose write was
+// lost, with the input topics whose inputs may still be handled on it: not
+// one with replays from an earlier crash pending (the processor would
+// handle those first).
+type phantom struct {
+	node *schemas.Node
+	open map[bool]bool // by replayKey.event
 }
 
 type replayKey struct {
@@ -65,7 +77,7 @@ func newSim(t *testing.T, cfg Config, seed int64) *sim {
 		t.Fatal(err)
 	}
 	return &sim{e: e, nodes: map[string]*schemas.Node{}, rng: rand.New(rand.NewSource(seed)),
-		replays: map[replayKey][]simMsg{}, phantom: map[string]*schemas.Node{}}
+		replays: map[replayKey][]simMsg{}, phantom: map[string]*phantom{}}
 }
 
 // roundTrip stores nodes and messages the way Kafka does: encoded.
@@ -96,8 +108,8 @@ func (s *sim) run(t *testing.T) {
 		}
 		i := s.rng.Intn(len(s.queue))
 		m := s.queue[i]
-		if _, ok := s.phantom[m.key]; ok {
-			if s.rng.Intn(2) == 0 {
+		if p, ok := s.phantom[m.key]; ok {
+			if p.open[m.ev != nil] && s.rng.Intn(2) == 0 {
 				// Handled before the crash took effect, on the local
 				// store that still has the lost write.
 				s.queue[i] = s.queue[len(s.queue)-1]
@@ -151,7 +163,9 @@ func (s *sim) popReplay(t *testing.T, k replayKey) {
 		s.replays[k] = rs[1:]
 	}
 	delete(s.phantom, k.key)
+	s.replaying = true
 	s.step(t, r)
+	s.replaying = false
 }
 
 // stepPhantom handles m on the crashed processor before the crash took
@@ -163,7 +177,7 @@ func (s *sim) stepPhantom(t *testing.T, m simMsg) {
 		n  *schemas.Node
 		fx effects
 	)
-	cur := roundTrip(t, s.phantom[m.key])
+	cur := roundTrip(t, s.phantom[m.key].node)
 	if m.ev != nil {
 		n, fx = s.e.Event(m.key, cur, m.ev, m.origin)
 	} else {
@@ -175,7 +189,7 @@ func (s *sim) stepPhantom(t *testing.T, m simMsg) {
 	if s.crashed != nil {
 		s.crashed(m, false)
 	}
-	s.phantom[m.key] = n
+	s.phantom[m.key].node = n
 	s.lose(m, n, fx)
 	k := replayKey{m.key, m.ev != nil}
 	s.replays[k] = append(s.replays[k], m)
@@ -236,9 +250,17 @@ func (s *sim) step(t *testing.T, m simMsg) {
 		if landed {
 			s.queue = append(s.queue, m)
 		} else {
-			s.phantom[m.key] = n
 			k := replayKey{m.key, m.ev != nil}
-			s.replays[k] = append(s.replays[k], m)
+			s.phantom[m.key] = &phantom{node: n, open: map[bool]bool{
+				true:  len(s.replays[replayKey{m.key, true}]) == 0,
+				false: len(s.replays[replayKey{m.key, false}]) == 0,
+			}}
+			if s.replaying {
+				// Lost again: still the first of its topic.
+				s.replays[k] = append([]simMsg{m}, s.replays[k]...)
+			} else {
+				s.replays[k] = append(s.replays[k], m)
+			}
 		}
 		return
 	}

@@ -34,9 +34,9 @@ type sim struct {
 	// replaying: the input being handled is the first of its replays
 	// (popReplay); a crash that loses its write again keeps it first.
 	replaying bool
-	trace   func(m simMsg, before, after *schemas.Node, fx effects)
-	crashed func(m simMsg, landed bool)
-	out     struct {
+	trace     func(m simMsg, before, after *schemas.Node, fx effects)
+	crashed   func(m simMsg, landed bool)
+	out       struct {
 		merges   []schemas.Merge
 		refusals []schemas.Refusal
 		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles

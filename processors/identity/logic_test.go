@@ -173,19 +173,7 @@ func (s *sim) popReplay(t *testing.T, k replayKey) {
 // outputs may land, its write is lost or (after the failed one) lands, and
 // it is handled again after the replays of its topic before it.
 func (s *sim) stepPhantom(t *testing.T, m simMsg) {
-	var (
-		n  *schemas.Node
-		fx effects
-	)
-	cur := roundTrip(t, s.phantom[m.key].node)
-	if m.ev != nil {
-		n, fx = s.e.Event(m.key, cur, m.ev, m.origin)
-	} else {
-		n, fx = s.e.Message(m.key, cur, roundTrip(t, m.msg), m.origin)
-	}
-	if s.trace != nil {
-		s.trace(m, cur, n, fx)
-	}
+	n, fx := s.handle(t, m, s.phantom[m.key].node)
 	if s.crashed != nil {
 		s.crashed(m, false)
 	}
@@ -212,16 +200,16 @@ func (s *sim) lose(m simMsg, n *schemas.Node, fx effects) {
 	}
 }
 
-// step delivers m.
-func (s *sim) step(t *testing.T, m simMsg) {
+// handle runs the engine on m at node value cur, both through the codec
+// as the processor stores and sends them.
+func (s *sim) handle(t *testing.T, m simMsg, cur *schemas.Node) (*schemas.Node, effects) {
+	if cur != nil {
+		cur = roundTrip(t, cur)
+	}
 	var (
 		n  *schemas.Node
 		fx effects
 	)
-	cur := s.nodes[m.key]
-	if cur != nil {
-		cur = roundTrip(t, cur)
-	}
 	if m.ev != nil {
 		n, fx = s.e.Event(m.key, cur, m.ev, m.origin)
 	} else {
@@ -230,6 +218,12 @@ func (s *sim) step(t *testing.T, m simMsg) {
 	if s.trace != nil {
 		s.trace(m, cur, n, fx)
 	}
+	return n, fx
+}
+
+// step delivers m.
+func (s *sim) step(t *testing.T, m simMsg) {
+	n, fx := s.handle(t, m, s.nodes[m.key])
 	if s.rng.Intn(1000) < s.crash {
 		// A crash mid-callback: the node write may or may not have
 		// landed, any of the sends may be lost, and the input is

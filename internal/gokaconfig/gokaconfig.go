@@ -23,8 +23,10 @@ var Version = sarama.V2_1_0_0
 // The idempotent producer (one request in flight per broker, sequence
 // numbers checked by the broker) keeps each partition's writes in the order
 // they were made, even across retries: a table's later write of a key can
-// never be overtaken by an earlier one's retry, and if a write is lost, every
-// later write of that partition is lost with it (docs/identity.md).
+// never be overtaken by an earlier one's retry. A write that fails for good
+// does not stop later ones (sarama moves to a new producer epoch); the
+// ordered producer then fails every later emit, so none is committed
+// (docs/identity.md, invariant 2).
 func Sarama(clientID string) *sarama.Config {
 	c := goka.DefaultConfig()
 	c.Version = Version

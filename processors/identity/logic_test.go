@@ -364,16 +364,33 @@ func compare(t *testing.T, got, want map[string]*schemas.Profile) {
 	}
 }
 
-// The protocol, delivered in random order with duplicates, ends exactly
-// where the offline reference does.
-func TestProtocolMatchesReference(t *testing.T) {
+// simSeeds is the number of random streams each simulation runs: 30, 6
+// under -short or the race detector (~10x slower), or ROLODEX_SIM_SEEDS.
+func simSeeds() int64 {
 	seeds := int64(30)
 	if testing.Short() || raceEnabled {
-		seeds = 6 // the race detector makes each run ~10x slower
+		seeds = 6
 	}
 	if v, err := strconv.ParseInt(os.Getenv("ROLODEX_SIM_SEEDS"), 10, 64); err == nil {
 		seeds = v
 	}
+	return seeds
+}
+
+// feed gives the events to the reference and to the simulation, and runs
+// the simulation until nothing is left to deliver.
+func (s *sim) feed(t *testing.T, ref *reference, events []*schemas.Event) {
+	for _, ev := range events {
+		ref.add(ev)
+		s.push(simMsg{key: ev.Key(), ev: ev})
+	}
+	s.run(t)
+}
+
+// The protocol, delivered in random order with duplicates, ends exactly
+// where the offline reference does.
+func TestProtocolMatchesReference(t *testing.T) {
+	seeds := simSeeds()
 	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
@@ -382,17 +399,13 @@ func TestProtocolMatchesReference(t *testing.T) {
 			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}}, seed)
 			s.dup = rng.Intn(20)
 			s.crash = rng.Intn(50)
-			for _, ev := range events {
-				ref.add(ev)
-				s.push(simMsg{key: ev.Key(), ev: ev})
-			}
-			s.run(t)
+			s.feed(t, ref, events)
 			compare(t, s.profiles(t), ref.profiles())
 			s.checkOutputs(t)
 			// Every node resolves to the root of its reference component.
+			want := ref.profiles()
 			for n := range ref.parent {
-				r := s.root(t, n)
-				if want := ref.profiles(); want[r] == nil {
+				if r := s.root(t, n); want[r] == nil {
 					t.Fatalf("node %s resolves to %s, which is no reference profile", n, r)
 				}
 			}
@@ -539,13 +552,7 @@ var _ = sort.Strings
 // limits make roots settle many refused proposals, with messages deferred
 // in between.
 func TestProtocolInvariantsUnderProtection(t *testing.T) {
-	seeds := int64(30)
-	if testing.Short() || raceEnabled {
-		seeds = 6
-	}
-	if v, err := strconv.ParseInt(os.Getenv("ROLODEX_SIM_SEEDS"), 10, 64); err == nil {
-		seeds = v
-	}
+	seeds := simSeeds()
 	configs := []Config{
 		{}, // the defaults: user_id 1, every other type 5
 		{DefaultLimit: 2, Limits: map[string]int{"user_id": 1}},
@@ -561,11 +568,7 @@ func TestProtocolInvariantsUnderProtection(t *testing.T) {
 			s := newSim(t, cfg, seed)
 			s.dup = rng.Intn(60)
 			s.crash = rng.Intn(300)
-			for _, ev := range events {
-				ref.add(ev)
-				s.push(simMsg{key: ev.Key(), ev: ev})
-			}
-			s.run(t)
+			s.feed(t, ref, events)
 			s.checkInvariants(t, ref, events)
 			s.checkOutputs(t)
 			refusals += len(s.out.refusals)

@@ -3,9 +3,11 @@
 package clickhouse
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -48,6 +50,10 @@ func TestMain(m *testing.M) {
 func childSink() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	// From here on SIGTERM is a graceful stop; before, Go's default action
+	// would end the process ("signal: terminated"). The test sends SIGTERM
+	// only after reading this line.
+	fmt.Println(childReady)
 	s, err := NewSink(Config{
 		Kafka:         kafkaclient.Config{Brokers: strings.Split(os.Getenv(childBrokersEnv), ",")},
 		ClickHouse:    ConnConfig{Addr: os.Getenv(envAddr), Database: os.Getenv(childDBEnv)},
@@ -84,27 +90,66 @@ func childSink() int {
 	return 0
 }
 
+// childReady is the line a child prints once it handles SIGTERM.
+const childReady = "sink child: handling SIGTERM"
+
 type child struct {
 	cmd    *exec.Cmd
 	stderr bytes.Buffer
 	done   chan error
+	ready  chan struct{} // closed when the child printed childReady
 }
 
 func startChild(t *testing.T, brokers []string, db, crashAt string) *child {
 	t.Helper()
-	c := &child{done: make(chan error, 1)}
+	c := &child{done: make(chan error, 1), ready: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"=1", childBrokersEnv+"="+strings.Join(brokers, ","), childDBEnv+"="+db, childCrashEnv+"="+crashAt)
 	c.cmd.Stderr = &c.stderr
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { c.done <- c.cmd.Wait() }()
+	lines := make(chan struct{})
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == childReady {
+				close(c.ready)
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		<-lines // Wait must not close the pipe before it is read to the end
+		c.done <- c.cmd.Wait()
+	}()
 	t.Cleanup(func() {
 		c.cmd.Process.Kill()
 		<-c.done
 	})
 	return c
+}
+
+// terminate asks the child to stop gracefully (SIGTERM), once it handles
+// the signal: a SIGTERM that came before would end it by Go's default
+// action, whatever the sink's shutdown does.
+func (c *child) terminate(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.ready:
+	case err := <-c.done:
+		c.done <- err
+		t.Fatalf("sink child exited before it handled SIGTERM: %v; stderr:\n%s", err, c.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sink child did not start handling SIGTERM within 30s; stderr:\n%s", c.stderr.String())
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 // wait waits for the child to exit and returns how.
@@ -184,7 +229,7 @@ func TestSinkCrashRestart(t *testing.T) {
 	waitFor(t, 45*time.Second, "every record written and committed after the restarts", func() bool {
 		return caughtUp(t, brokers, "")
 	})
-	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.terminate(t)
 	if err := c.wait(t, 30*time.Second); err != nil {
 		t.Fatalf("the last sink child did not stop cleanly: %v; stderr:\n%s", err, c.stderr.String())
 	}

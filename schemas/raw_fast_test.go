@@ -407,13 +407,7 @@ func TestIsCompactJSONRandom(t *testing.T) {
 // through encoding/json) and the way it does now (SplitJSONArray, then
 // DecodeRawEventJSON). Reported per event.
 func BenchmarkDecodeBatch(b *testing.B) {
-	var elems []string
-	for i := range 100 {
-		elems = append(elems, fmt.Sprintf(`{"id":"evt-%06d","type":"page.viewed","time":"2026-11-23T10:%02d:00Z","source":"bench",`+
-			`"identifiers":{"email":"Ana.Silva%d@Example.com","phone":"(41) 97798-%04d","user_id":"u-%06d"},`+
-			`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/%d","amount":%d.5}}`, i, i%60, i, i, i, i, i))
-	}
-	body := []byte("[" + strings.Join(elems, ",") + "]")
+	body := decodeBatchBody()
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
@@ -447,4 +441,15 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/event")
 	})
+}
+
+// decodeBatchBody is a request body of 100 plain events.
+func decodeBatchBody() []byte {
+	var elems []string
+	for i := range 100 {
+		elems = append(elems, fmt.Sprintf(`{"id":"evt-%06d","type":"page.viewed","time":"2026-11-23T10:%02d:00Z","source":"bench",`+
+			`"identifiers":{"email":"Ana.Silva%d@Example.com","phone":"(41) 97798-%04d","user_id":"u-%06d"},`+
+			`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/%d","amount":%d.5}}`, i, i%60, i, i, i, i, i))
+	}
+	return []byte("[" + strings.Join(elems, ",") + "]")
 }

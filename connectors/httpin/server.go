@@ -96,14 +96,9 @@ func New(cfg Config, reg *partners.Registry, v *ingest.Validator, pub *ingest.Pu
 	}
 	s := &Server{cfg: cfg, partners: reg, validator: v, pub: pub, metrics: m, keys: map[string][]byte{}, now: time.Now}
 	for _, p := range reg.All() {
-		if p.SigningSecret == "" {
-			continue
+		if k := p.SigningKey(); k != nil {
+			s.keys[p.Name] = k
 		}
-		k, err := SigningKey(p.SigningSecret)
-		if err != nil {
-			return nil, fmt.Errorf("httpin: partner %q: %w", p.Name, err)
-		}
-		s.keys[p.Name] = k
 	}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rolodex_http_request_duration_seconds",

@@ -310,7 +310,8 @@ func (d decoder) one(b []byte) decoded {
 }
 
 // decodeArray decodes a single JSON object or an array of them. With
-// arrayOnly, the body must be an array.
+// arrayOnly (a CloudEvents batch), the body must be an array, and an empty
+// one is a valid batch of no events (JSON batch format).
 func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decoded, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -331,7 +332,7 @@ func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decode
 	if err != nil {
 		return nil, fmt.Errorf("the body is not a valid JSON array: %v", err)
 	}
-	if len(elems) == 0 {
+	if len(elems) == 0 && !arrayOnly {
 		return nil, errors.New("the batch is empty")
 	}
 	if len(elems) > s.cfg.MaxBatch {

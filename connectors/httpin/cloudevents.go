@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func DecodeCloudEvent(b []byte) (*schemas.RawEvent, error) {
 	b64, hasB64 := members["data_base64"]
 	delete(members, "data")
 	delete(members, "data_base64")
-	names := sortedKeys(members)
+	names := slices.Sorted(maps.Keys(members))
 	problems := nameProblems(names)
 	attrs := map[string]string{}
 	for _, name := range names {
@@ -96,7 +97,7 @@ func DecodeCloudEventBinary(h http.Header, body []byte) (*schemas.RawEvent, erro
 			attrs[name] = vs[0]
 		}
 	}
-	problems := append(nameProblems(sortedKeys(attrs)), attributeProblems(attrs)...)
+	problems := append(nameProblems(slices.Sorted(maps.Keys(attrs))), attributeProblems(attrs)...)
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
@@ -214,12 +215,3 @@ func isJSON(contentType string) bool {
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

@@ -96,14 +96,9 @@ func New(cfg Config, reg *partners.Registry, v *ingest.Validator, pub *ingest.Pu
 	}
 	s := &Server{cfg: cfg, partners: reg, validator: v, pub: pub, metrics: m, keys: map[string][]byte{}, now: time.Now}
 	for _, p := range reg.All() {
-		if p.SigningSecret == "" {
-			continue
+		if k := p.SigningKey(); k != nil {
+			s.keys[p.Name] = k
 		}
-		k, err := SigningKey(p.SigningSecret)
-		if err != nil {
-			return nil, fmt.Errorf("httpin: partner %q: %w", p.Name, err)
-		}
-		s.keys[p.Name] = k
 	}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rolodex_http_request_duration_seconds",
@@ -315,7 +310,8 @@ func (d decoder) one(b []byte) decoded {
 }
 
 // decodeArray decodes a single JSON object or an array of them. With
-// arrayOnly, the body must be an array.
+// arrayOnly (a CloudEvents batch), the body must be an array, and an empty
+// one is a valid batch of no events (JSON batch format).
 func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decoded, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -336,7 +332,7 @@ func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decode
 	if err != nil {
 		return nil, fmt.Errorf("the body is not a valid JSON array: %v", err)
 	}
-	if len(elems) == 0 {
+	if len(elems) == 0 && !arrayOnly {
 		return nil, errors.New("the batch is empty")
 	}
 	if len(elems) > s.cfg.MaxBatch {

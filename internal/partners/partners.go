@@ -5,10 +5,12 @@ package partners
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"golang.org/x/time/rate"
 )
@@ -20,12 +22,13 @@ type Partner struct {
 	Tenant string   `yaml:"tenant"`
 	Keys   []string `yaml:"keys"`
 	// SigningSecret, when set, makes request signatures (Standard Webhooks)
-	// mandatory for this partner. A "whsec_" prefix is stripped and the rest
-	// base64-decoded if it decodes; otherwise the raw bytes are the key.
+	// mandatory for this partner. It is base64, optionally prefixed with
+	// "whsec_" (ParseSigningSecret); New refuses any other value.
 	SigningSecret string    `yaml:"signing_secret"`
 	RateLimit     RateLimit `yaml:"rate_limit"`
 
-	limiter *rate.Limiter
+	limiter    *rate.Limiter
+	signingKey []byte
 }
 
 // RateLimit is a token bucket on requests per second. Zero RPS means the
@@ -43,6 +46,31 @@ const (
 
 // Limiter returns the partner's token bucket.
 func (p *Partner) Limiter() *rate.Limiter { return p.limiter }
+
+// SigningKey returns the HMAC key of the partner's signing secret, or nil
+// when the partner does not sign its requests.
+func (p *Partner) SigningKey() []byte { return p.signingKey }
+
+// signingSecretPrefix marks a Standard Webhooks signing secret.
+const signingSecretPrefix = "whsec_"
+
+// ParseSigningSecret returns the HMAC key of a Standard Webhooks signing
+// secret: the base64 (standard alphabet, padded) after an optional "whsec_"
+// prefix, as the reference library (standard-webhooks, libraries/go,
+// NewWebhook) decodes it. A secret that is not base64, or decodes to no
+// bytes, is an error.
+func ParseSigningSecret(secret string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, signingSecretPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("signing_secret is not base64 (%v); Standard Webhooks secrets are base64, optionally "+
+			"prefixed with %q. A partner that signs with the raw text of this secret needs "+
+			"signing_secret: %s<base64 of the text> (printf %%s 'the-secret' | base64)", err, signingSecretPrefix, signingSecretPrefix)
+	}
+	if len(k) == 0 {
+		return nil, errors.New("signing_secret decodes to no bytes: a Standard Webhooks secret is base64 of 24 to 64 random bytes")
+	}
+	return k, nil
+}
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
@@ -72,6 +100,13 @@ func New(ps []Partner) (*Registry, error) {
 		}
 		if len(p.Keys) == 0 {
 			return nil, fmt.Errorf("partners: partner %q has no keys", p.Name)
+		}
+		if p.SigningSecret != "" {
+			k, err := ParseSigningSecret(p.SigningSecret)
+			if err != nil {
+				return nil, fmt.Errorf("partners: partner %q: %w", p.Name, err)
+			}
+			p.signingKey = k
 		}
 		rl := p.RateLimit
 		if rl.RPS == 0 {

@@ -1,6 +1,8 @@
 package partners
 
 import (
+	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -20,6 +22,9 @@ func TestNew(t *testing.T) {
 		{"short key", []Partner{{Name: "a", Tenant: "t", Keys: []string{"short"}}}, "at least 8"},
 		{"duplicate name", []Partner{ok, ok}, "twice"},
 		{"shared key", []Partner{ok, {Name: "b", Tenant: "t", Keys: []string{"demo-key"}}}, "share a key"},
+		{"signing secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "my-secret"}}, `partner "a": signing_secret is not base64`},
+		{"whsec_ secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_my-secret"}}, "signing_secret is not base64"},
+		{"empty whsec_ secret", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_"}}, "decodes to no bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,6 +39,44 @@ func TestNew(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestSigningKey: a signing secret is base64 with or without the "whsec_"
+// prefix, as the Standard Webhooks reference library reads it; the secret of
+// the reference test suite (libraries/go/webhook_test.go) gives the same key
+// both ways.
+func TestSigningKey(t *testing.T) {
+	const refSecret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	want, err := base64.StdEncoding.DecodeString(refSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New([]Partner{
+		{Name: "bare", Tenant: "t", Keys: []string{"key-of-bare"}, SigningSecret: refSecret},
+		{Name: "prefixed", Tenant: "t", Keys: []string{"key-of-prefixed"}, SigningSecret: "whsec_" + refSecret},
+		{Name: "unsigned", Tenant: "t", Keys: []string{"key-of-unsigned"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bare", "prefixed"} {
+		p, _ := r.ByName(name)
+		if !bytes.Equal(p.SigningKey(), want) {
+			t.Errorf("%s: key = %x, want %x", name, p.SigningKey(), want)
+		}
+	}
+	if p, _ := r.ByName("unsigned"); p.SigningKey() != nil {
+		t.Errorf("unsigned partner has a signing key %x", p.SigningKey())
+	}
+	// The migration of docs/events.md: a partner signing with the raw text
+	// "my-secret" is configured with whsec_ and the text's base64.
+	if k, err := ParseSigningSecret("whsec_bXktc2VjcmV0"); err != nil || string(k) != "my-secret" {
+		t.Errorf("whsec_bXktc2VjcmV0 = %q, %v; want my-secret", k, err)
+	}
+	_, err = New([]Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "not-base64-secret"}})
+	if err == nil || strings.Contains(err.Error(), "not-base64-secret") {
+		t.Fatalf("err = %v, want an error that does not quote the secret", err)
 	}
 }
 

@@ -3,9 +3,10 @@
 package clickhouse
 
 // The chDB tier: every migration and every report query on current
-// ClickHouse, which chDB (ClickHouse built as a Python library) runs in
-// process. The rest of the package's tests run on Debian's ClickHouse
-// 18.16; the DDL must run on both (docs/tables.md).
+// ClickHouse, without a server: chDB is ClickHouse built as a Python
+// library, run here in a Python child process. The rest of the package's
+// tests run on Debian's ClickHouse 18.16; the DDL must run on both
+// (docs/tables.md, "Checked on current ClickHouse").
 //
 //	./scripts/chdb test
 //
@@ -14,8 +15,9 @@ package clickhouse
 //
 //	ROLODEX_CHDB_PYTHON=<python with chdb> go test -tags chdb -run ChDB ./connectors/clickhouse/
 //
-// Without ROLODEX_CHDB_PYTHON (or ROLODEX_CLICKHOUSE_ADDR, which
-// TestChDBReportsMatchClickHouse18 compares with) these tests fail; they never skip.
+// Without ROLODEX_CHDB_PYTHON (or ROLODEX_CLICKHOUSE_ADDR, the server
+// TestChDBReportsMatchClickHouse18 compares with) these tests fail; they
+// never skip.
 
 import (
 	"bufio"

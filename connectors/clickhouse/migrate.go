@@ -33,6 +33,18 @@ type Migration struct {
 // events_with_profile and the report views that count profiles instead of
 // nodes. Why each version column is monotone is in profiles.go and
 // docs/tables.md.
+//
+// Version 6 is the one edit of a released version. As released, its first
+// statement failed on every ClickHouse from 20.x on, so no such server
+// ever recorded it, and Migrate stopped there: a new version alone would
+// never have been reached. The edit only names the joined subquery; on
+// 18.16 the view reads the same either way. A database that applied the
+// released text holds a view that current ClickHouse refuses to read
+// (once its server is upgraded); version 7 drops and re-creates that view
+// and the two report views over it, so every database ends with the same
+// views. Both run on a new database (7 replaces 6's views by identical
+// ones). The chDB test tier (scripts/chdb) runs every statement and report
+// on current ClickHouse.
 var Migrations = []Migration{
 	{Version: 1, Name: "events", Statements: []string{`
 CREATE TABLE IF NOT EXISTS {db}.events (
@@ -178,11 +190,44 @@ ORDER BY (tenant, node_id)`,
 	}},
 
 	{Version: 6, Name: "events_with_profile and report views v2", Statements: []string{
-		// ANY LEFT JOIN ... USING with a subquery on the right: the one
-		// join form 18.16 and current ClickHouse read alike. An event whose
-		// node has no mapping yet (the profile snapshot is still on its
-		// way) counts as its own profile, its node id.
+		createEventsWithProfile,
+		`DROP TABLE IF EXISTS {db}.report_activity_daily`,
+		createReportActivityDailyV2,
+		`DROP TABLE IF EXISTS {db}.report_profiles_daily`,
+		createReportProfilesDailyV2,
 		`
+CREATE VIEW IF NOT EXISTS {db}.report_merges_daily AS
+SELECT
+    toDate(time) AS day,
+    tenant,
+    count() AS merges
+FROM {db}.profile_merges FINAL
+GROUP BY day, tenant`,
+	}},
+
+	// Version 6 as first released joined an unnamed subquery, which
+	// ClickHouse 20.x and later refuse (code 206, "no alias for subquery
+	// or table function"). 6 now names it; 7 gives a database that applied
+	// the released text the named one, before its server moves on from
+	// 18.16 (see Migrations above).
+	{Version: 7, Name: "events_with_profile for current ClickHouse", Statements: []string{
+		`DROP TABLE IF EXISTS {db}.report_activity_daily`,
+		`DROP TABLE IF EXISTS {db}.report_profiles_daily`,
+		`DROP TABLE IF EXISTS {db}.events_with_profile`,
+		createEventsWithProfile,
+		createReportActivityDailyV2,
+		createReportProfilesDailyV2,
+	}},
+}
+
+// The views that versions 6 and 7 both create.
+const (
+	// createEventsWithProfile: ANY LEFT JOIN ... USING with a subquery on
+	// the right, which has an alias of its own (current ClickHouse refuses
+	// one without): the one join form 18.16 and current ClickHouse read
+	// alike. An event whose node has no mapping yet (the profile snapshot
+	// is still on its way) counts as its own profile, its node id.
+	createEventsWithProfile = `
 CREATE VIEW IF NOT EXISTS {db}.events_with_profile AS
 SELECT
     tenant,
@@ -210,9 +255,9 @@ ANY LEFT JOIN
 (
     SELECT tenant, node_id, profile_id AS mapped_profile_id
     FROM {db}.profile_nodes FINAL
-) USING (tenant, node_id)`,
-		`DROP TABLE IF EXISTS {db}.report_activity_daily`,
-		`
+) AS node_profiles USING (tenant, node_id)`
+
+	createReportActivityDailyV2 = `
 CREATE VIEW IF NOT EXISTS {db}.report_activity_daily AS
 SELECT
     toDate(time) AS day,
@@ -222,9 +267,9 @@ SELECT
     count() AS events,
     uniqExact(profile_id) AS profiles
 FROM {db}.events_with_profile
-GROUP BY day, tenant, source, type`,
-		`DROP TABLE IF EXISTS {db}.report_profiles_daily`,
-		`
+GROUP BY day, tenant, source, type`
+
+	createReportProfilesDailyV2 = `
 CREATE VIEW IF NOT EXISTS {db}.report_profiles_daily AS
 SELECT
     day,
@@ -243,17 +288,8 @@ FROM
     GROUP BY tenant, profile_id
 )
 ARRAY JOIN days AS day
-GROUP BY day, tenant`,
-		`
-CREATE VIEW IF NOT EXISTS {db}.report_merges_daily AS
-SELECT
-    toDate(time) AS day,
-    tenant,
-    count() AS merges
-FROM {db}.profile_merges FINAL
-GROUP BY day, tenant`,
-	}},
-}
+GROUP BY day, tenant`
+)
 
 const migrationsTable = `
 CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
@@ -286,16 +322,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string, migrations []Migr
 	if err != nil {
 		return err
 	}
-	done := map[uint32]bool{}
-	for _, v := range applied {
-		done[v] = true
-	}
-	todo := append([]Migration(nil), migrations...)
-	sort.Slice(todo, func(a, b int) bool { return todo[a].Version < todo[b].Version })
-	for _, m := range todo {
-		if done[m.Version] {
-			continue
-		}
+	for _, m := range pending(migrations, applied) {
 		for i, stmt := range m.Statements {
 			if err := conn.Exec(ctx, expand(stmt, db)); err != nil {
 				return fmt.Errorf("clickhouse: migrate %s to version %d (%s), statement %d: %w", db, m.Version, m.Name, i+1, err)
@@ -324,7 +351,7 @@ func AppliedMigrations(ctx context.Context, conn driver.Conn, db string) ([]uint
 		return nil, err
 	}
 	var out []uint32
-	rows, err := conn.Query(ctx, "SELECT DISTINCT version FROM "+db+".schema_migrations ORDER BY version")
+	rows, err := conn.Query(ctx, appliedQuery(db))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read %s.schema_migrations: %w", db, err)
 	}
@@ -342,6 +369,11 @@ func AppliedMigrations(ctx context.Context, conn driver.Conn, db string) ([]uint
 	return out, nil
 }
 
+// appliedQuery reads the applied versions of db, in ascending order.
+func appliedQuery(db string) string {
+	return "SELECT DISTINCT version FROM " + db + ".schema_migrations ORDER BY version"
+}
+
 // Pending returns the migrations not applied to db yet, in version order
 // (all of them when db or its schema_migrations table does not exist).
 func Pending(ctx context.Context, conn driver.Conn, db string) ([]Migration, error) {
@@ -352,24 +384,31 @@ func Pending(ctx context.Context, conn driver.Conn, db string) ([]Migration, err
 	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'", db).Scan(&n); err != nil {
 		return nil, fmt.Errorf("clickhouse: look for %s.schema_migrations: %w", db, err)
 	}
-	done := map[uint32]bool{}
+	var applied []uint32
 	if n > 0 {
-		applied, err := AppliedMigrations(ctx, conn, db)
-		if err != nil {
+		var err error
+		if applied, err = AppliedMigrations(ctx, conn, db); err != nil {
 			return nil, err
 		}
-		for _, v := range applied {
-			done[v] = true
-		}
+	}
+	return pending(Migrations, applied), nil
+}
+
+// pending returns the migrations whose version is not in applied, in
+// version order: what Migrate runs next.
+func pending(migrations []Migration, applied []uint32) []Migration {
+	done := map[uint32]bool{}
+	for _, v := range applied {
+		done[v] = true
 	}
 	var out []Migration
-	for _, m := range Migrations {
+	for _, m := range migrations {
 		if !done[m.Version] {
 			out = append(out, m)
 		}
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Version < out[b].Version })
-	return out, nil
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Version < out[b].Version })
+	return out
 }
 
 func expand(stmt, db string) string { return strings.ReplaceAll(stmt, "{db}", db) }

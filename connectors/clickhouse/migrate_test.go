@@ -3,8 +3,11 @@ package clickhouse
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -54,21 +57,37 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		engines[name] = engine
 	}
 	rows.Close()
-	for name, engine := range map[string]string{
-		"schema_migrations":         "ReplacingMergeTree",
-		"events":                    "ReplacingMergeTree",
-		"dead_letters":              "ReplacingMergeTree",
-		"report_activity_daily":     "View",
-		"report_profiles_daily":     "View",
-		"report_dead_letters_daily": "View",
-		"profiles":                  "ReplacingMergeTree",
-		"profile_merges":            "ReplacingMergeTree",
-		"profile_nodes":             "ReplacingMergeTree",
-		"events_with_profile":       "View",
-		"report_merges_daily":       "View",
-	} {
+	checkSchemaTables(t, db, engines)
+}
+
+// schemaTables is every table and view of docs/tables.md, with its engine.
+var schemaTables = map[string]string{
+	"schema_migrations":         "ReplacingMergeTree",
+	"events":                    "ReplacingMergeTree",
+	"dead_letters":              "ReplacingMergeTree",
+	"report_activity_daily":     "View",
+	"report_profiles_daily":     "View",
+	"report_dead_letters_daily": "View",
+	"profiles":                  "ReplacingMergeTree",
+	"profile_merges":            "ReplacingMergeTree",
+	"profile_nodes":             "ReplacingMergeTree",
+	"events_with_profile":       "View",
+	"report_merges_daily":       "View",
+}
+
+// checkSchemaTables compares the engines of db's tables (name -> engine, as
+// in system.tables) with schemaTables, and checks every report's view
+// exists.
+func checkSchemaTables(t testing.TB, db string, engines map[string]string) {
+	t.Helper()
+	for name, engine := range schemaTables {
 		if engines[name] != engine {
 			t.Errorf("%s.%s: engine %q, want %q", db, name, engines[name], engine)
+		}
+	}
+	for name := range engines {
+		if _, ok := schemaTables[name]; !ok {
+			t.Errorf("%s.%s: not in docs/tables.md (schemaTables)", db, name)
 		}
 	}
 	for _, r := range Reports {
@@ -76,6 +95,106 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Errorf("report %s: view %s does not exist", r.Name, r.View)
 		}
 	}
+}
+
+// releasedMigrations is Migrations up to version 6 as version 6 was first
+// released: its events_with_profile joined an unnamed subquery, which
+// current ClickHouse refuses (migrate.go, version 7).
+func releasedMigrations(t testing.TB) []Migration {
+	t.Helper()
+	var out []Migration
+	for _, m := range Migrations {
+		if m.Version > 6 {
+			continue
+		}
+		if m.Version == 6 {
+			m.Statements = slices.Clone(m.Statements)
+			named := ") AS node_profiles USING (tenant, node_id)"
+			if strings.Count(m.Statements[0], named) != 1 {
+				t.Fatalf("version 6, statement 1 no longer names its subquery node_profiles:%s", m.Statements[0])
+			}
+			m.Statements[0] = strings.Replace(m.Statements[0], named, ") USING (tenant, node_id)", 1)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// viewQueries returns the CREATE statement of every view of db, with the
+// database name replaced by {db}.
+func viewQueries(t testing.TB, conn driver.Conn, db string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := conn.Query(ctx, "SELECT name, create_table_query FROM system.tables WHERE database = ? AND engine = 'View'", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, q string
+		if err := rows.Scan(&name, &q); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = strings.ReplaceAll(q, db+".", "{db}.")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A database that applied version 6 as released gets, from the pending
+// version 7, the very views a new database gets, and its reports give
+// the reference's numbers.
+func TestMigrateFromReleasedVersion6(t *testing.T) {
+	connOld, old := openTestDB(t)
+	connNew, fresh := testDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := migrate(ctx, connOld, old, releasedMigrations(t)); err != nil {
+		t.Fatal(err)
+	}
+	before := viewQueries(t, connOld, old)
+	if !strings.Contains(before["events_with_profile"], ") USING (tenant, node_id)") {
+		t.Fatalf("the released version 6 made:\n%s", before["events_with_profile"])
+	}
+	pend, err := Pending(ctx, connOld, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pend) != 1 || pend[0].Version != 7 {
+		t.Fatalf("pending after the released version 6: %v, want version 7 only", pend)
+	}
+	if err := Migrate(ctx, connOld, old); err != nil {
+		t.Fatal(err)
+	}
+	got, want := viewQueries(t, connOld, old), viewQueries(t, connNew, fresh)
+	if len(want) != len(Reports)+1 {
+		t.Fatalf("a new database has %d views, want %d (events_with_profile and the reports): %v", len(want), len(Reports)+1, want)
+	}
+	for name, q := range want {
+		if got[name] != q {
+			t.Errorf("view %s after version 7:\n%s\nwant (a new database's)\n%s", name, got[name], q)
+		}
+	}
+	w := genWorkload(11, 300, 20)
+	var evs EventRows
+	for i, ev := range w.events {
+		evs.Add(ev, ev.Key(), 0, int64(i))
+	}
+	if err := evs.Insert(ctx, connOld, old); err != nil {
+		t.Fatal(err)
+	}
+	var dls DeadLetterRows
+	for i, d := range w.deadLetters {
+		dls.Add(d, "rolodex.deadletter", 0, int64(i))
+	}
+	if err := dls.Insert(ctx, connOld, old); err != nil {
+		t.Fatal(err)
+	}
+	checkReports(t, connOld, old, w, "")
 }
 
 // A migration added later with a lower version than one already applied is

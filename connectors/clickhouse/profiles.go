@@ -219,6 +219,11 @@ func (r *ProfileRows) Add(row *ProfileRow) {
 
 // Insert writes the rows into db.profiles in one INSERT.
 func (r *ProfileRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
+	return insertColumns(ctx, conn, db, tableProfiles, ProfileColumns, r.columns())
+}
+
+// columns returns the rows as columns, in the order of ProfileColumns.
+func (r *ProfileRows) columns() []any {
 	n := len(r.rows)
 	var (
 		tenant, id, into                  = make([]string, n), make([]string, n), make([]string, n)
@@ -238,11 +243,11 @@ func (r *ProfileRows) Insert(ctx context.Context, conn driver.Conn, db string) e
 		events[i], cTypes[i], cValues[i], merged[i], members[i] = p.EventCount, p.CounterTypes, p.CounterValues, p.MergedIDs, p.Members
 		version[i], updated[i], partition[i], offset[i] = p.Version, p.UpdatedAt, p.Partition, p.Offset
 	}
-	return insertColumns(ctx, conn, db, tableProfiles, ProfileColumns, []any{
+	return []any{
 		tenant, id, into, idTypes, idValues, tKeys, tValues,
 		first, firstMS, last, lastMS, events, cTypes, cValues, merged, members,
 		version, updated, partition, offset,
-	})
+	}
 }
 
 // ProfileNodeRows holds rows of profile_nodes: every node id of a profile
@@ -267,7 +272,12 @@ func (r *ProfileNodeRows) Add(p *ProfileRow) {
 
 // Insert writes the rows into db.profile_nodes in one INSERT.
 func (r *ProfileNodeRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
-	return insertColumns(ctx, conn, db, tableProfileNodes, ProfileNodeColumns, []any{r.tenant, r.node, r.profile, r.members})
+	return insertColumns(ctx, conn, db, tableProfileNodes, ProfileNodeColumns, r.columns())
+}
+
+// columns returns the rows as columns, in the order of ProfileNodeColumns.
+func (r *ProfileNodeRows) columns() []any {
+	return []any{r.tenant, r.node, r.profile, r.members}
 }
 
 // MergeRow is one row of profile_merges.
@@ -330,6 +340,11 @@ func (r *MergeRows) Add(row *MergeRow) {
 
 // Insert writes the rows into db.profile_merges in one INSERT.
 func (r *MergeRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
+	return insertColumns(ctx, conn, db, tableProfileMerges, MergeColumns, r.columns())
+}
+
+// columns returns the rows as columns, in the order of MergeColumns.
+func (r *MergeRows) columns() []any {
 	n := len(r.rows)
 	tenant, from, into := make([]string, n), make([]string, n), make([]string, n)
 	tm := make([]time.Time, n)
@@ -339,5 +354,5 @@ func (r *MergeRows) Insert(ctx context.Context, conn driver.Conn, db string) err
 	for i, m := range r.rows {
 		tenant[i], from[i], into[i], tm[i], ms[i], version[i], partition[i], offset[i] = m.Tenant, m.From, m.Into, m.Time, m.TimeMS, m.Version, m.Partition, m.Offset
 	}
-	return insertColumns(ctx, conn, db, tableProfileMerges, MergeColumns, []any{tenant, from, into, tm, ms, version, partition, offset})
+	return []any{tenant, from, into, tm, ms, version, partition, offset}
 }

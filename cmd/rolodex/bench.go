@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rolodex/rolodex/internal/benchingest"
+	benchingest "github.com/rolodex/rolodex/bench/ingest"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 

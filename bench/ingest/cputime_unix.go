@@ -1,6 +1,6 @@
 //go:build unix
 
-package benchingest
+package ingest
 
 import (
 	"syscall"

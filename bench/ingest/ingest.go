@@ -1,4 +1,4 @@
-// Package benchingest measures HTTP ingest throughput against raw Kafka
+// Package ingest measures HTTP ingest throughput against raw Kafka
 // produce on the same machine, in the same run, against the same broker,
 // with the same event bytes, and reports the ratio.
 //
@@ -20,7 +20,7 @@
 //     an in-process httpin.Server on a real TCP listener, wired as "rolodex
 //     run ingest" wires it; the phase ends when every request was answered
 //     202 (any other answer fails the run).
-package benchingest
+package ingest
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/connectors/httpin"
-	"github.com/rolodex/rolodex/connectors/ingest"
+	ingestconn "github.com/rolodex/rolodex/connectors/ingest"
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/internal/normalize"
@@ -343,7 +343,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	srv, err := httpin.New(httpin.Config{
 		MaxBodyBytes: maxBody, MaxBatch: max(1000, cfg.BatchSize),
 		Logger: slog.New(slog.DiscardHandler),
-	}, reg, ingest.NewValidator(norm), ingest.NewPublisher(b.pubCl), ingest.NewMetrics(prom), prom)
+	}, reg, ingestconn.NewValidator(norm), ingestconn.NewPublisher(b.pubCl), ingestconn.NewMetrics(prom), prom)
 	if err != nil {
 		return nil, fmt.Errorf("benchingest: %w", err)
 	}
@@ -442,7 +442,7 @@ func (b *bench) raw(ctx context.Context, w *workload) (Phase, error) {
 // one batch at a time each, waiting for the batch's acknowledgements as the
 // ingest publisher does.
 func (b *bench) rawBatched(ctx context.Context, w *workload, concurrency int) (Phase, error) {
-	pub := ingest.NewPublisher(b.rawCl)
+	pub := ingestconn.NewPublisher(b.rawCl)
 	return b.workers(ctx, w, concurrency, func(ctx context.Context, i int) error {
 		lo, hi := w.span(i)
 		recs := make([]*kgo.Record, 0, hi-lo)

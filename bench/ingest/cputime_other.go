@@ -1,6 +1,6 @@
 //go:build !unix
 
-package benchidentity
+package ingest
 
 import "time"
 

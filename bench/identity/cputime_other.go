@@ -1,6 +1,6 @@
 //go:build !unix
 
-package benchingest
+package identity
 
 import "time"
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package benchidentity
+package identity
 
 import (
 	"syscall"

@@ -1,4 +1,4 @@
-// Package benchidentity measures the identity stage (processors/identity)
+// Package identity measures the identity stage (processors/identity)
 // against a plain franz-go consume→produce pass-through on the same
 // broker, in the same run, over the same stored input, and reports the
 // ratio.
@@ -19,7 +19,7 @@
 //     settled).
 //
 // Both rates count the input events: events / elapsed.
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -35,7 +35,7 @@ import (
 
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/processors/identity"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -344,7 +344,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	specs := append([]kafkaclient.TopicSpec{
 		{Name: schemas.TopicEvents, Partitions: cfg.Partitions},
 		{Name: TopicPassthrough, Partitions: cfg.Partitions},
-	}, identity.Topics(cfg.Partitions)...)
+	}, identityproc.Topics(cfg.Partitions)...)
 	if err := kafkaclient.EnsureTopics(tctx, b.admCl, -1, specs...); err != nil {
 		return nil, fmt.Errorf("benchidentity: create topics on %v: %w", b.brokers, err)
 	}

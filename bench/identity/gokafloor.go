@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/lovoo/goka/codec"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
-	"github.com/rolodex/rolodex/processors/identity"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -44,7 +44,7 @@ func (b *bench) runGokaFloor(ctx context.Context, n int) (Phase, error) {
 		}),
 		goka.Persist(new(codec.Bytes)),
 	)
-	opts := append(identity.Options(b.brokers, dir, 1, nil, new(gokaconfig.Ordered)),
+	opts := append(identityproc.Options(b.brokers, dir, 1, nil, new(gokaconfig.Ordered)),
 		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka floor: ", log.LstdFlags)),
 		goka.WithClientID(GroupGokaFloor))
 	p, err := goka.NewProcessor(b.brokers, g, opts...)

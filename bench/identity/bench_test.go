@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // the timer starts (the identity group's names are fixed, so every run
 // needs a fresh broker). Use a fixed count:
 //
-//	go test -run '^$' -bench . -benchtime 20000x ./internal/benchidentity/
+//	go test -run '^$' -bench . -benchtime 20000x ./bench/identity/
 //
 // ROLODEX_BENCH_TUNING picks a tuning for BenchmarkIdentity (Tunings);
 // ROLODEX_BENCH_PROFILES the number of people (default b.N/4).

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/rolodex/rolodex/processors/identity"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -38,7 +38,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	tn, _ := lookupTuning(b.cfg.Tuning) // Validate checked the name
 	opts := append([]goka.ProcessorOption{goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka: ", log.LstdFlags))},
 		tn.processorOptions(dir)...)
-	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig()}, opts...)
+	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig()}, opts...)
 	if err != nil {
 		return ph, fmt.Errorf("benchidentity: %w", err)
 	}
@@ -282,7 +282,7 @@ func readCounters(reg *prometheus.Registry) counters {
 // took until every partition it owns was recovered (goka's Recovered),
 // and whether it kept the storage it found.
 func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bool, error) {
-	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
+	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
 		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka restart: ", log.LstdFlags)))
 	if err != nil {
 		return 0, false, fmt.Errorf("benchidentity: restart: %w", err)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/rolodex/rolodex/bench/measure"
 )
 
 // One op is one event: ns/op is the time per event, events/s and
@@ -42,7 +44,7 @@ func benchSetup(b *testing.B, n int) *bench {
 	if _, err := sb.load(context.Background(), w); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("load avg %s; %d events, %d people, %d profiles expected, tuning %s", loadAvg(), n, w.people, w.profiles, cfg.Tuning)
+	b.Logf("load avg %s; %d events, %d people, %d profiles expected, tuning %s", measure.LoadAvg(), n, w.people, w.profiles, cfg.Tuning)
 	return sb
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/rolodex/rolodex/bench/measure"
 	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -48,7 +49,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopped := make(chan error, 1)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), measure.ProcessCPU()
 	go func() { stopped <- p.Run(pctx) }()
 
 	s, err := b.settle(ctx, start, reg, mem, stopped)
@@ -106,7 +107,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 // settledAt is what the identity phase saw when it settled.
 type settledAt struct {
 	at       time.Time     // the first of the two checks
-	cpu      time.Duration // processCPU at that check
+	cpu      time.Duration // measure.ProcessCPU at that check
 	first    time.Duration // first event handled, from the start
 	applied  int64
 	messages map[string]int64
@@ -162,7 +163,7 @@ func (b *bench) settle(ctx context.Context, start time.Time, reg *prometheus.Reg
 			return settledAt{}, fmt.Errorf("benchidentity: the identity processor stopped before settling: %w", err)
 		case <-tick.C:
 		}
-		now, cpu := time.Now(), processCPU()
+		now, cpu := time.Now(), measure.ProcessCPU()
 		mem.sample()
 		c := readCounters(reg)
 		if first == 0 && c.applied+c.duplicates > 0 {

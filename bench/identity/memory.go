@@ -91,20 +91,6 @@ func procMemory() (rss, hwm int64) {
 	return rss, hwm
 }
 
-// loadAvg returns the 1, 5 and 15 minute load averages on Linux, ""
-// elsewhere.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // dirSize is the total size of the regular files under dir.
 func dirSize(dir string) (int64, error) {
 	var n int64

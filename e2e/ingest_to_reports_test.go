@@ -33,6 +33,7 @@ import (
 	"github.com/rolodex/rolodex/internal/normalize"
 	"github.com/rolodex/rolodex/internal/partners"
 	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -109,8 +110,8 @@ type sent struct {
 	key     [3]string // tenant, source, id
 	day     string
 	typ     string
-	primary string   // node id of the primary identifier
-	nodes   []string // node ids of every identifier
+	primary string         // node id of the primary identifier
+	ev      *schemas.Event // what the identity stage folds in: normalised identifiers
 }
 
 // The whole path, each part over its real transport: events posted to the
@@ -246,7 +247,7 @@ func TestIngestToReports(t *testing.T) {
 		}
 	}
 
-	ref := reference(evs)
+	ref := buildRef(evs)
 	var last string
 	deadline := time.Now().Add(120 * time.Second)
 	for {
@@ -262,7 +263,7 @@ func TestIngestToReports(t *testing.T) {
 	stopSink()
 	stopIdentity()
 	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
-		len(evs), posted, len(ref.components), ref.merges["demo"]+ref.merges["acme"])
+		len(evs), posted, len(ref.profiles), ref.merges["demo"]+ref.merges["acme"])
 }
 
 // generate makes n events of people people, half per partner, over the
@@ -326,63 +327,35 @@ func generate(t *testing.T, norm *normalize.Normalizer, seed uint64, people, n i
 			ids = append(ids, schemas.Identifier{Type: typ, Value: v})
 		}
 		schemas.SortIdentifiers(ids)
-		for _, id := range ids {
-			e.nodes = append(e.nodes, schemas.NodeID(tenant, id))
-		}
-		e.primary = e.nodes[0]
+		e.ev = &schemas.Event{Tenant: tenant, ID: id, Type: e.typ, Time: tm, Source: source, Identifiers: ids}
+		e.primary = e.ev.Key()
 		out = append(out, e)
 	}
 	return out
 }
 
-// ref is what ClickHouse must show, computed with a plain union-find.
+// ref is what ClickHouse must show: the profiles of the reference model
+// (reference.Identity) and the reports computed from them.
 type ref struct {
-	events     []*sent
-	profileOf  map[string]string   // node -> smallest node of its component
-	components map[string][]string // root -> its other nodes, sorted
-	eventCount map[string]int      // root -> events
-	merges     map[string]int      // tenant -> merged-away nodes
-	tenantOf   map[string]string   // node -> tenant
-	reports    map[string][][]string
+	events    []*sent
+	profileOf map[string]string           // node -> smallest node of its component
+	profiles  map[string]*schemas.Profile // profile id -> its profile
+	merges    map[string]int              // tenant -> merged-away nodes
+	reports   map[string][][]string
 }
 
-func reference(evs []*sent) *ref {
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(x string) string {
-		if parent[x] != x {
-			parent[x] = find(parent[x])
-		}
-		return parent[x]
-	}
-	rf := &ref{events: evs, profileOf: map[string]string{}, components: map[string][]string{}, eventCount: map[string]int{},
-		merges: map[string]int{}, tenantOf: map[string]string{}, reports: map[string][][]string{}}
+func buildRef(evs []*sent) *ref {
+	model := reference.NewIdentity()
 	for _, e := range evs {
-		for _, n := range e.nodes {
-			if _, ok := parent[n]; !ok {
-				parent[n] = n
-				rf.tenantOf[n] = e.tenant
-			}
-		}
-		for _, n := range e.nodes[1:] {
-			a, b := find(e.nodes[0]), find(n)
-			if a != b {
-				parent[max(a, b)] = min(a, b) // the smallest node is the root
-			}
-		}
+		model.Add(e.ev)
 	}
-	for n := range parent {
-		root := find(n)
-		rf.profileOf[n] = root
-		if n != root {
-			rf.components[root] = append(rf.components[root], n)
-			rf.merges[rf.tenantOf[n]]++
-		} else if rf.components[root] == nil {
-			rf.components[root] = []string{}
-		}
+	rf := &ref{events: evs, profileOf: map[string]string{}, profiles: model.Profiles(), merges: map[string]int{},
+		reports: map[string][][]string{}}
+	for _, n := range model.Nodes() {
+		rf.profileOf[n] = model.Root(n)
 	}
-	for _, c := range rf.components {
-		sort.Strings(c)
+	for _, p := range rf.profiles {
+		rf.merges[p.Tenant] += len(p.MergedIDs)
 	}
 	type act struct{ day, tenant, source, typ string }
 	events, profiles := map[act]int{}, map[act]map[string]bool{}
@@ -390,7 +363,6 @@ func reference(evs []*sent) *ref {
 	days, first := map[pd]map[string]bool{}, map[pd]string{}
 	for _, e := range evs {
 		root := rf.profileOf[e.primary]
-		rf.eventCount[root]++
 		k := act{e.day, e.tenant, e.key[1], e.typ}
 		events[k]++
 		if profiles[k] == nil {
@@ -481,15 +453,16 @@ func compare(conn driver.Conn, db string, rf *ref, deadLetters int, start time.T
 			return fmt.Sprintf("profiles FINAL: unknown id %s", id)
 		case id == root:
 			live++
-			if into != "" || r[2] != strings.Join(rf.components[id], ",") || r[3] != strconv.Itoa(rf.eventCount[id]) || r[4] != rf.tenantOf[id] {
-				return fmt.Sprintf("profiles FINAL, %s: %v, want members %v and %d events", id, r, rf.components[id], rf.eventCount[id])
+			p := rf.profiles[id]
+			if into != "" || r[2] != strings.Join(p.MergedIDs, ",") || r[3] != strconv.FormatInt(p.EventCount, 10) || r[4] != p.Tenant {
+				return fmt.Sprintf("profiles FINAL, %s: %v, want members %v and %d events", id, r, p.MergedIDs, p.EventCount)
 			}
 		case into == "" || rf.profileOf[into] != root:
 			return fmt.Sprintf("profiles FINAL, %s: merged_into %q, want a node of %s", id, into, root)
 		}
 	}
-	if live != len(rf.components) {
-		return fmt.Sprintf("profiles FINAL: %d live profiles, want %d", live, len(rf.components))
+	if live != len(rf.profiles) {
+		return fmt.Sprintf("profiles FINAL: %d live profiles, want %d", live, len(rf.profiles))
 	}
 
 	// The reports.

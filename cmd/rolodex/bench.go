@@ -5,13 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/rolodex/rolodex/internal/benchingest"
+	benchingest "github.com/rolodex/rolodex/bench/ingest"
+	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
@@ -49,12 +49,12 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		Brokers: kafkaclient.ParseBrokers(*brokers),
 	}
 	fmt.Fprintf(stderr, "bench ingest: %d events, %d rounds of raw, raw batched and HTTP...\n", *events, *rounds)
-	started, loadBefore := time.Now(), loadAvg()
+	started, loadBefore := time.Now(), measure.LoadAvg()
 	res, err := benchingest.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	printBenchIngest(stdout, res, started, loadBefore, loadAvg())
+	printBenchIngest(stdout, res, started, loadBefore, measure.LoadAvg())
 	return nil
 }
 
@@ -118,17 +118,4 @@ func cpuPerEvent(d time.Duration) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages on Linux, "" elsewhere.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rolodex/rolodex/internal/benchidentity"
+	benchidentity "github.com/rolodex/rolodex/bench/identity"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -35,28 +36,18 @@ type identityOut struct {
 }
 
 // simulateIdentity plays the identity stage over evs in order, simply and
-// sequentially: all identifiers of an event are linked, the smallest node
-// id of a component is its root, the events of a node are deduplicated by
-// (source, id). It writes what the real stage writes: a snapshot of the
-// root after every change, a merged_into record and a merge record for
-// every root that merges away. Like the real stage after crashes, it also
-// repeats records: copies of merges with a later time, copies of
-// snapshots, and older snapshots of a profile re-sent after newer ones.
+// sequentially, on the reference model (reference.Identity: all
+// identifiers of an event are linked, the smallest node id of a component
+// is its root, the events of a node are deduplicated by (source, id)). It
+// writes what the real stage writes: a snapshot of the root after every
+// change, a merged_into record and a merge record for every root that
+// merges away. Like the real stage after crashes, it also repeats records:
+// copies of merges with a later time, copies of snapshots, and older
+// snapshots of a profile re-sent after newer ones.
 func simulateIdentity(seed uint64, evs []*schemas.Event) *identityOut {
 	r := rand.New(rand.NewPCG(seed, 99))
 	out := &identityOut{rootOf: map[string]string{}, finalProfiles: map[string]*schemas.Profile{}, firstMerges: map[string]schemas.Merge{}}
-	nodes := map[string]*schemas.Node{}
-	parent := map[string]string{}
-	seen := map[string]bool{}
-	var find func(string) string
-	find = func(n string) string {
-		if parent[n] == n {
-			return n
-		}
-		root := find(parent[n])
-		parent[n] = root
-		return root
-	}
+	ref := reference.NewIdentity()
 	var history []*schemas.Profile // snapshots to re-send late
 	emit := func(p *schemas.Profile) {
 		out.fresh = append(out.fresh, p)
@@ -72,45 +63,10 @@ func simulateIdentity(seed uint64, evs []*schemas.Event) *identityOut {
 		}
 	}
 	for _, ev := range evs {
-		changed := map[string]bool{}
-		ids := make([]string, len(ev.Identifiers))
-		for i, id := range ev.Identifiers {
-			n := schemas.NodeID(ev.Tenant, id)
-			ids[i] = n
-			if nodes[n] == nil {
-				nodes[n] = &schemas.Node{Tenant: ev.Tenant, Identifier: id, Own: schemas.Contribution{Node: n, Identifier: id}}
-				parent[n] = n
-				changed[n] = true
-			}
-		}
-		primary := ids[0]
-		if k := primary + "\x00" + ev.Source + "\x00" + ev.ID; !seen[k] {
-			seen[k] = true
-			nodes[primary].Own.Add(ev)
-			if root := find(primary); root != primary {
-				nodes[root].Join([]schemas.Contribution{nodes[primary].Own})
-			}
-			changed[primary] = true
-		}
-		roots := map[string]bool{}
-		for _, n := range ids {
-			roots[find(n)] = true
-		}
-		into := ""
-		for root := range roots {
-			if into == "" || root < into {
-				into = root
-			}
-		}
-		for _, from := range schemas.SortedKeys(roots) {
-			if from == into {
-				continue
-			}
-			nodes[into].Join(nodes[from].Contributions())
-			nodes[from].Members = nil
-			parent[from] = into
-			emit(&schemas.Profile{ID: from, Tenant: ev.Tenant, MergedInto: into})
-			m := schemas.Merge{Tenant: ev.Tenant, From: from, Into: into, Time: ev.ReceivedAt.UnixMilli() + 1}
+		step := ref.Add(ev)
+		for _, mg := range step.Merges {
+			emit(&schemas.Profile{ID: mg.From, Tenant: ev.Tenant, MergedInto: mg.Into})
+			m := schemas.Merge{Tenant: ev.Tenant, From: mg.From, Into: mg.Into, Time: ev.ReceivedAt.UnixMilli() + 1}
 			out.merges = append(out.merges, m)
 			if r.IntN(5) == 0 {
 				// A replay of the accepting root: the same merge, later.
@@ -118,18 +74,13 @@ func simulateIdentity(seed uint64, evs []*schemas.Event) *identityOut {
 				again.Time += int64(1 + r.IntN(120_000))
 				out.merges = append(out.merges, again)
 			}
-			changed[into] = true
 		}
-		touched := map[string]bool{}
-		for n := range changed {
-			touched[find(n)] = true
-		}
-		for _, root := range schemas.SortedKeys(touched) {
-			emit(schemas.Fold(root, nodes[root]))
+		for _, root := range step.Changed {
+			emit(ref.Profile(root))
 		}
 	}
-	for n := range nodes {
-		out.rootOf[n] = find(n)
+	for _, n := range ref.Nodes() {
+		out.rootOf[n] = ref.Root(n)
 	}
 	for _, p := range out.profiles {
 		if cur, ok := out.finalProfiles[p.ID]; !ok || ProfileVersion(p) >= ProfileVersion(cur) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -379,9 +380,9 @@ func simSeeds() int64 {
 
 // feed gives the events to the reference and to the simulation, and runs
 // the simulation until nothing is left to deliver.
-func (s *sim) feed(t *testing.T, ref *reference, events []*schemas.Event) {
+func (s *sim) feed(t *testing.T, ref *reference.Identity, events []*schemas.Event) {
 	for _, ev := range events {
-		ref.add(ev)
+		ref.Add(ev)
 		s.push(simMsg{key: ev.Key(), ev: ev})
 	}
 	s.run(t)
@@ -395,16 +396,16 @@ func TestProtocolMatchesReference(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 20+rng.Intn(80))
-			ref := newReference()
+			ref := reference.NewIdentity()
 			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}}, seed)
 			s.dup = rng.Intn(20)
 			s.crash = rng.Intn(50)
 			s.feed(t, ref, events)
-			compare(t, s.profiles(t), ref.profiles())
+			compare(t, s.profiles(t), ref.Profiles())
 			s.checkOutputs(t)
 			// Every node resolves to the root of its reference component.
-			want := ref.profiles()
-			for n := range ref.parent {
+			want := ref.Profiles()
+			for _, n := range ref.Nodes() {
 				if r := s.root(t, n); want[r] == nil {
 					t.Fatalf("node %s resolves to %s, which is no reference profile", n, r)
 				}
@@ -563,7 +564,7 @@ func TestProtocolInvariantsUnderProtection(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 10+rng.Intn(40))
-			ref := newReference()
+			ref := reference.NewIdentity()
 			cfg := configs[rng.Intn(len(configs))]
 			s := newSim(t, cfg, seed)
 			s.dup = rng.Intn(60)
@@ -582,17 +583,17 @@ func TestProtocolInvariantsUnderProtection(t *testing.T) {
 
 // checkInvariants checks the settled state against the invariants that
 // hold whatever the arrival order (see TestProtocolInvariantsUnderProtection).
-func (s *sim) checkInvariants(t *testing.T, ref *reference, events []*schemas.Event) {
+func (s *sim) checkInvariants(t *testing.T, ref *reference.Identity, events []*schemas.Event) {
 	t.Helper()
 	profiles := s.profiles(t)
 	comps := map[string][]string{}
-	for k := range ref.parent {
+	for _, k := range ref.Nodes() {
 		if s.nodes[k] == nil {
 			t.Fatalf("node %s missing", k)
 		}
 	}
 	for k := range s.nodes {
-		if _, ok := ref.parent[k]; !ok {
+		if ref.Root(k) == "" {
 			t.Fatalf("node %s of no event", k)
 		}
 		r := s.root(t, k)
@@ -608,7 +609,7 @@ func (s *sim) checkInvariants(t *testing.T, ref *reference, events []*schemas.Ev
 				t.Fatalf("node %s resolves to %s, which does not hold it", k, r)
 			}
 		}
-		want, got := ref.fold(nodes), profiles[r]
+		want, got := ref.Fold(nodes), profiles[r]
 		if want.ID != r {
 			t.Fatalf("profile %s is not its smallest node %s", r, want.ID)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -287,9 +288,9 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 	}
 
 	events := genEvents(rng, 1500+rng.Intn(1500), 50+rng.Intn(200))
-	ref := newReference()
+	ref := reference.NewIdentity()
 	for _, ev := range events {
-		ref.add(ev)
+		ref.Add(ev)
 	}
 	produce := func(evs []*schemas.Event) {
 		for _, ev := range evs {
@@ -344,7 +345,7 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 	children[graceful] = startChild(t, brokers, children[graceful].dir, 2)
 	produce(events[half:])
 
-	want := ref.profiles()
+	want := ref.Profiles()
 	// Settled: the group has committed everything in rolodex.events and in
 	// its loopback, three checks in a row.
 	if err := waitSettled(brokers, children, 5*time.Minute, 90*time.Second); err != nil {
@@ -358,7 +359,7 @@ func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
 	if diff == "" {
 		// Every identifier resolves, through its node's parents, to its
 		// reference profile.
-		for n := range ref.parent {
+		for _, n := range ref.Nodes() {
 			key := n
 			for nodes[key] != nil && !nodes[key].IsRoot() {
 				key = nodes[key].Parent

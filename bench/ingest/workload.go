@@ -1,4 +1,4 @@
-package benchingest
+package ingest
 
 import (
 	"encoding/json"

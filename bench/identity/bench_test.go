@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/rolodex/rolodex/bench/measure"
 )
 
 // One op is one event: ns/op is the time per event, events/s and
@@ -14,7 +16,7 @@ import (
 // the timer starts (the identity group's names are fixed, so every run
 // needs a fresh broker). Use a fixed count:
 //
-//	go test -run '^$' -bench . -benchtime 20000x ./internal/benchidentity/
+//	go test -run '^$' -bench . -benchtime 20000x ./bench/identity/
 //
 // ROLODEX_BENCH_TUNING picks a tuning for BenchmarkIdentity (Tunings);
 // ROLODEX_BENCH_PROFILES the number of people (default b.N/4).
@@ -42,7 +44,7 @@ func benchSetup(b *testing.B, n int) *bench {
 	if _, err := sb.load(context.Background(), w); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("load avg %s; %d events, %d people, %d profiles expected, tuning %s", loadAvg(), n, w.people, w.profiles, cfg.Tuning)
+	b.Logf("load avg %s; %d events, %d people, %d profiles expected, tuning %s", measure.LoadAvg(), n, w.people, w.profiles, cfg.Tuning)
 	return sb
 }
 

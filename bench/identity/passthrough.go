@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -36,7 +37,7 @@ func (b *bench) runPassthrough(ctx context.Context, n int) (Phase, error) {
 			close(failed)
 		})
 	}
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), measure.ProcessCPU()
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: b.brokers, ClientID: "rolodex-bench-passthrough"},
 		kgo.ConsumerGroup(GroupPassthrough),
 		kgo.ConsumeTopics(schemas.TopicEvents),
@@ -80,7 +81,7 @@ func (b *bench) runPassthrough(ctx context.Context, n int) (Phase, error) {
 	case <-ctx.Done():
 		return Phase{}, ctx.Err()
 	}
-	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	elapsed, cpu := time.Since(start), measure.ProcessCPU()-cpu0
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		return Phase{}, fmt.Errorf("benchidentity: passthrough: commit: %w", err)
 	}

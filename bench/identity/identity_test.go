@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -9,49 +9,14 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/rolodex/rolodex/internal/devbroker"
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
-// unionFind is the plain offline model: the profiles are the connected
-// components of the graph whose nodes are identifiers and whose edges join
-// the identifiers of one event.
-type unionFind map[string]string
-
-func (u unionFind) find(x string) string {
-	for u[x] != x {
-		x = u[x]
-	}
-	return x
-}
-
-func (u unionFind) add(ev *schemas.Event) {
-	var first string
-	for i, id := range ev.Identifiers {
-		n := schemas.NodeID(ev.Tenant, id)
-		if _, ok := u[n]; !ok {
-			u[n] = n
-		}
-		if i == 0 {
-			first = n
-		} else if a, b := u.find(first), u.find(n); a != b {
-			u[a] = b
-		}
-	}
-}
-
-func (u unionFind) components() int {
-	n := 0
-	for x := range u {
-		if u.find(x) == x {
-			n++
-		}
-	}
-	return n
-}
-
 // TestRunSane runs a small benchmark against its own broker and checks
 // that the result adds up and that the table the identity stage left folds
-// into exactly the profiles of a plain union-find over the events.
+// into exactly the profiles of the reference model (a plain union-find)
+// over the events.
 func TestRunSane(t *testing.T) {
 	cluster, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
@@ -93,19 +58,19 @@ func TestRunSane(t *testing.T) {
 		t.Errorf("loop records per event %.2f, disk %d B, %.0f B/profile: want all positive", res.LoopPerEvent, res.Identity.Table.DiskBytes, res.BytesPerProfile)
 	}
 
-	// The reference: the same events, generated again, through a plain
-	// union-find.
+	// The reference: the same events, generated again, through the
+	// reference model.
 	w, err := generate(events, people, 7, time.Now(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uf := unionFind{}
+	ref := reference.NewIdentity()
 	for _, ev := range w.events {
-		uf.add(ev)
+		ref.Add(ev)
 	}
-	want := uf.components()
-	if want != w.profiles || len(uf) != w.identifiers {
-		t.Fatalf("generator says %d profiles of %d identifiers, union-find %d of %d", w.profiles, w.identifiers, want, len(uf))
+	want, idents := len(ref.Profiles()), len(ref.Nodes())
+	if want != w.profiles || idents != w.identifiers {
+		t.Fatalf("generator says %d profiles of %d identifiers, union-find %d of %d", w.profiles, w.identifiers, want, idents)
 	}
 
 	// The table the processor left, folded.
@@ -122,12 +87,12 @@ func TestRunSane(t *testing.T) {
 	if len(profiles) != want {
 		t.Errorf("the table folds into %d profiles, the union-find has %d", len(profiles), want)
 	}
-	if nodes != len(uf) {
-		t.Errorf("the table has %d nodes, the events %d identifiers", nodes, len(uf))
+	if nodes != idents {
+		t.Errorf("the table has %d nodes, the events %d identifiers", nodes, idents)
 	}
 	var ids, count int64
 	for key, p := range profiles {
-		if uf.find(key) != uf.find(p.ID) {
+		if ref.Root(key) != ref.Root(p.ID) {
 			t.Fatalf("profile %s is not in its own component", key)
 		}
 		for _, vs := range p.Identifiers {
@@ -135,8 +100,8 @@ func TestRunSane(t *testing.T) {
 		}
 		count += p.EventCount
 	}
-	if ids != int64(len(uf)) {
-		t.Errorf("the profiles hold %d identifiers, want %d", ids, len(uf))
+	if ids != int64(idents) {
+		t.Errorf("the profiles hold %d identifiers, want %d", ids, idents)
 	}
 	if count != res.Identity.Applied {
 		t.Errorf("the profiles count %d events, %d were applied", count, res.Identity.Applied)
@@ -146,7 +111,7 @@ func TestRunSane(t *testing.T) {
 // TestGenerate checks the workload without a broker: records decode to
 // the events, keyed by their primary identifier; identifiers are sorted
 // and normalised; re-sends repeat earlier records; and the generator's
-// expected profiles agree with a plain union-find.
+// expected profiles agree with the reference model (a plain union-find).
 func TestGenerate(t *testing.T) {
 	const n, people = 5000, 1200
 	w, err := generate(n, people, 3, time.Now(), true)
@@ -162,7 +127,7 @@ func TestGenerate(t *testing.T) {
 	if w.duplicates < n/200 || w.duplicates > n/50 {
 		t.Errorf("%d re-sent records, want about 1%% of %d", w.duplicates, n)
 	}
-	uf := unionFind{}
+	ref := reference.NewIdentity()
 	ids := map[string]bool{}
 	for i, ev := range w.events {
 		got, err := schemas.DecodeEvent(w.values[i])
@@ -188,13 +153,13 @@ func TestGenerate(t *testing.T) {
 			}
 		}
 		ids[ev.Tenant+"/"+ev.Source+"/"+ev.ID] = true
-		uf.add(ev)
+		ref.Add(ev)
 	}
 	if len(ids) != n-w.duplicates {
 		t.Errorf("%d distinct events, want %d records minus %d re-sends", len(ids), n, w.duplicates)
 	}
-	if got := uf.components(); got != w.profiles || len(uf) != w.identifiers {
-		t.Errorf("union-find: %d profiles of %d identifiers; generator: %d of %d", got, len(uf), w.profiles, w.identifiers)
+	if got, idents := len(ref.Profiles()), len(ref.Nodes()); got != w.profiles || idents != w.identifiers {
+		t.Errorf("union-find: %d profiles of %d identifiers; generator: %d of %d", got, idents, w.profiles, w.identifiers)
 	}
 	again, err := generate(n, people, 3, time.Now(), false)
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package benchingest measures HTTP ingest throughput against raw Kafka
+// Package ingest measures HTTP ingest throughput against raw Kafka
 // produce on the same machine, in the same run, against the same broker,
 // with the same event bytes, and reports the ratio.
 //
@@ -20,7 +20,7 @@
 //     an in-process httpin.Server on a real TCP listener, wired as "rolodex
 //     run ingest" wires it; the phase ends when every request was answered
 //     202 (any other answer fails the run).
-package benchingest
+package ingest
 
 import (
 	"bytes"
@@ -44,9 +44,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/connectors/httpin"
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/devbroker"
+	ingestconn "github.com/rolodex/rolodex/connectors/ingest"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/internal/normalize"
 	"github.com/rolodex/rolodex/internal/partners"
@@ -113,24 +113,15 @@ func (c *Config) Validate() error {
 	case c.Rounds < 0:
 		return errors.New("benchingest: rounds must be positive")
 	}
-	if len(c.Brokers) > 0 {
-		kc := kafkaclient.Config{Brokers: c.Brokers}
-		if err := kc.Validate(); err != nil {
-			return fmt.Errorf("benchingest: %w", err)
-		}
+	if err := measure.CheckBrokers(c.Brokers); err != nil {
+		return fmt.Errorf("benchingest: %w", err)
 	}
 	return nil
 }
 
 // Phase is one measured pass over the events.
 type Phase struct {
-	Events       int
-	Elapsed      time.Duration
-	EventsPerSec float64
-	// CPU is the CPU time the whole process spent in the phase (broker
-	// included when embedded); CPUPerEvent is CPU / Events. Unlike the
-	// rate, it hardly moves when other processes compete for the cores.
-	CPU, CPUPerEvent time.Duration
+	measure.Phase
 	// Latencies of each request (HTTP) or batch (raw batched), sorted;
 	// empty for the raw phase, which has no requests.
 	Latencies []time.Duration `json:"-"`
@@ -287,17 +278,14 @@ type bench struct {
 // start starts the broker (unless cfg.Brokers is set), creates the topics
 // and starts the HTTP ingest server.
 func start(ctx context.Context, cfg Config) (_ *bench, err error) {
-	b := &bench{brokers: cfg.Brokers}
+	b := &bench{}
 	defer func() {
 		if err != nil {
 			b.Close()
 		}
 	}()
-	if len(b.brokers) == 0 {
-		if b.cluster, err = devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: int(cfg.Partitions)}); err != nil {
-			return nil, fmt.Errorf("benchingest: %w", err)
-		}
-		b.brokers = b.cluster.ListenAddrs()
+	if b.brokers, b.cluster, err = measure.StartBroker(cfg.Brokers, cfg.Partitions); err != nil {
+		return nil, fmt.Errorf("benchingest: %w", err)
 	}
 
 	// The raw producer: the same client options as the ingest publisher,
@@ -343,7 +331,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	srv, err := httpin.New(httpin.Config{
 		MaxBodyBytes: maxBody, MaxBatch: max(1000, cfg.BatchSize),
 		Logger: slog.New(slog.DiscardHandler),
-	}, reg, ingest.NewValidator(norm), ingest.NewPublisher(b.pubCl), ingest.NewMetrics(prom), prom)
+	}, reg, ingestconn.NewValidator(norm), ingestconn.NewPublisher(b.pubCl), ingestconn.NewMetrics(prom), prom)
 	if err != nil {
 		return nil, fmt.Errorf("benchingest: %w", err)
 	}
@@ -369,10 +357,8 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, cl := range []*kgo.Client{b.rawCl, b.pubCl} {
-		if err := cl.Ping(pctx); err != nil {
-			return nil, fmt.Errorf("benchingest: kafka at %v: %w", b.brokers, err)
-		}
+	if err := measure.Ping(pctx, b.brokers, b.rawCl, b.pubCl); err != nil {
+		return nil, fmt.Errorf("benchingest: %w", err)
 	}
 	return b, nil
 }
@@ -405,10 +391,7 @@ func prepare() { runtime.GC() }
 
 func phaseOf(events int, elapsed, cpu time.Duration, lat []time.Duration) Phase {
 	slices.Sort(lat)
-	return Phase{
-		Events: events, Elapsed: elapsed, EventsPerSec: float64(events) / elapsed.Seconds(),
-		CPU: cpu, CPUPerEvent: cpu / time.Duration(max(1, events)), Latencies: lat,
-	}
+	return Phase{Phase: measure.NewPhase(events, elapsed, cpu), Latencies: lat}
 }
 
 // raw produces every event to TopicRaw as fast as the client accepts them
@@ -425,13 +408,13 @@ func (b *bench) raw(ctx context.Context, w *workload) (Phase, error) {
 		}
 		wg.Done()
 	}
-	startT, cpu0 := time.Now(), processCPU()
+	startT, cpu0 := time.Now(), measure.ProcessCPU()
 	wg.Add(len(w.events))
 	for i, v := range w.events {
 		b.rawCl.Produce(ctx, &kgo.Record{Topic: TopicRaw, Key: w.keys[i], Value: v}, done)
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(startT), processCPU()-cpu0
+	elapsed, cpu := time.Since(startT), measure.ProcessCPU()-cpu0
 	if firstErr != nil {
 		return Phase{}, fmt.Errorf("benchingest: raw produce: %w", firstErr)
 	}
@@ -442,7 +425,7 @@ func (b *bench) raw(ctx context.Context, w *workload) (Phase, error) {
 // one batch at a time each, waiting for the batch's acknowledgements as the
 // ingest publisher does.
 func (b *bench) rawBatched(ctx context.Context, w *workload, concurrency int) (Phase, error) {
-	pub := ingest.NewPublisher(b.rawCl)
+	pub := ingestconn.NewPublisher(b.rawCl)
 	return b.workers(ctx, w, concurrency, func(ctx context.Context, i int) error {
 		lo, hi := w.span(i)
 		recs := make([]*kgo.Record, 0, hi-lo)
@@ -488,7 +471,7 @@ func (b *bench) workers(ctx context.Context, w *workload, concurrency int, do fu
 	var next atomic.Int64
 	lats := make([][]time.Duration, concurrency)
 	g, gctx := errgroup.WithContext(ctx)
-	startT, cpu0 := time.Now(), processCPU()
+	startT, cpu0 := time.Now(), measure.ProcessCPU()
 	for c := range concurrency {
 		g.Go(func() error {
 			for {
@@ -505,7 +488,7 @@ func (b *bench) workers(ctx context.Context, w *workload, concurrency int, do fu
 		})
 	}
 	err := g.Wait()
-	elapsed, cpu := time.Since(startT), processCPU()-cpu0
+	elapsed, cpu := time.Since(startT), measure.ProcessCPU()-cpu0
 	if err != nil {
 		return Phase{}, err
 	}

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"bufio"
@@ -89,20 +89,6 @@ func procMemory() (rss, hwm int64) {
 		}
 	}
 	return rss, hwm
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages on Linux, ""
-// elsewhere.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // dirSize is the total size of the regular files under dir.

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // that a run's memory is the processor's alone (the embedded kfake broker
 // keeps every record in memory):
 //
-//	go test -c -o /tmp/benchidentity.test ./internal/benchidentity/
+//	go test -c -o /tmp/benchidentity.test ./bench/identity/
 //	ROLODEX_BENCHIDENTITY_BROKER=127.0.0.1:19092 /tmp/benchidentity.test &
 //	go run ./cmd/rolodex bench identity --brokers 127.0.0.1:19092 ...
 //	kill -INT %1   # prints the broker's peak RSS

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -12,8 +12,9 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
+	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/internal/gokaconfig"
-	"github.com/rolodex/rolodex/processors/identity"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -44,7 +45,7 @@ func (b *bench) runGokaFloor(ctx context.Context, n int) (Phase, error) {
 		}),
 		goka.Persist(new(codec.Bytes)),
 	)
-	opts := append(identity.Options(b.brokers, dir, 1, nil, new(gokaconfig.Ordered)),
+	opts := append(identityproc.Options(b.brokers, dir, 1, nil, new(gokaconfig.Ordered)),
 		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka floor: ", log.LstdFlags)),
 		goka.WithClientID(GroupGokaFloor))
 	p, err := goka.NewProcessor(b.brokers, g, opts...)
@@ -55,7 +56,7 @@ func (b *bench) runGokaFloor(ctx context.Context, n int) (Phase, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopped := make(chan error, 1)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), measure.ProcessCPU()
 	go func() { stopped <- p.Run(pctx) }()
 
 	tick := time.NewTicker(b.cfg.PollInterval)
@@ -77,7 +78,7 @@ func (b *bench) runGokaFloor(ctx context.Context, n int) (Phase, error) {
 			return Phase{}, fmt.Errorf("benchidentity: the goka floor processor stopped: %w", err)
 		case <-tick.C:
 		}
-		now, cpu := time.Now(), processCPU()
+		now, cpu := time.Now(), measure.ProcessCPU()
 		committed, ends, err := b.lag(ctx, GroupGokaFloor, schemas.TopicEvents)
 		if err != nil {
 			lastErr = err

@@ -1,4 +1,4 @@
-package benchingest
+package ingest
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	ingestconn "github.com/rolodex/rolodex/connectors/ingest"
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/normalize"
 	"github.com/rolodex/rolodex/internal/partners"
@@ -166,7 +166,7 @@ func TestGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := ingest.NewValidator(norm)
+	v := ingestconn.NewValidator(norm)
 	reg, err := partners.New([]partners.Partner{{Name: "bench", Tenant: benchTenant, Keys: []string{"bench-key-test"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package benchingest
+package ingest
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // started on first use and closed by TestMain. One op is one event: ns/op
 // is the time per event, and events/s is reported as its own metric.
 //
-//	go test -run '^$' -bench . -benchtime 50000x ./internal/benchingest/
+//	go test -run '^$' -bench . -benchtime 50000x ./bench/ingest/
 
 var shared struct {
 	once sync.Once

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/bench/measure"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -38,7 +39,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	tn, _ := lookupTuning(b.cfg.Tuning) // Validate checked the name
 	opts := append([]goka.ProcessorOption{goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka: ", log.LstdFlags))},
 		tn.processorOptions(dir)...)
-	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig()}, opts...)
+	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig()}, opts...)
 	if err != nil {
 		return ph, fmt.Errorf("benchidentity: %w", err)
 	}
@@ -48,7 +49,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopped := make(chan error, 1)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), measure.ProcessCPU()
 	go func() { stopped <- p.Run(pctx) }()
 
 	s, err := b.settle(ctx, start, reg, mem, stopped)
@@ -106,7 +107,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 // settledAt is what the identity phase saw when it settled.
 type settledAt struct {
 	at       time.Time     // the first of the two checks
-	cpu      time.Duration // processCPU at that check
+	cpu      time.Duration // measure.ProcessCPU at that check
 	first    time.Duration // first event handled, from the start
 	applied  int64
 	messages map[string]int64
@@ -162,7 +163,7 @@ func (b *bench) settle(ctx context.Context, start time.Time, reg *prometheus.Reg
 			return settledAt{}, fmt.Errorf("benchidentity: the identity processor stopped before settling: %w", err)
 		case <-tick.C:
 		}
-		now, cpu := time.Now(), processCPU()
+		now, cpu := time.Now(), measure.ProcessCPU()
 		mem.sample()
 		c := readCounters(reg)
 		if first == 0 && c.applied+c.duplicates > 0 {
@@ -282,7 +283,7 @@ func readCounters(reg *prometheus.Registry) counters {
 // took until every partition it owns was recovered (goka's Recovered),
 // and whether it kept the storage it found.
 func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bool, error) {
-	p, err := identity.New(identity.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
+	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
 		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka restart: ", log.LstdFlags)))
 	if err != nil {
 		return 0, false, fmt.Errorf("benchidentity: restart: %w", err)

@@ -1,4 +1,4 @@
-package benchidentity
+package identity
 
 import (
 	"sort"

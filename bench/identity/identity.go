@@ -1,4 +1,4 @@
-// Package benchidentity measures the identity stage (processors/identity)
+// Package identity measures the identity stage (processors/identity)
 // against a plain franz-go consume→produce pass-through on the same
 // broker, in the same run, over the same stored input, and reports the
 // ratio.
@@ -19,7 +19,7 @@
 //     settled).
 //
 // Both rates count the input events: events / elapsed.
-package benchidentity
+package identity
 
 import (
 	"context"
@@ -33,9 +33,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/internal/devbroker"
+	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/processors/identity"
+	identityproc "github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -132,35 +132,22 @@ func (c *Config) Validate() error {
 	if _, ok := lookupTuning(c.Tuning); !ok && c.Tuning != "" {
 		return fmt.Errorf("benchidentity: unknown tuning %q (known: %v, or several joined by +)", c.Tuning, Tunings())
 	}
-	if len(c.Brokers) > 0 {
-		kc := kafkaclient.Config{Brokers: c.Brokers}
-		if err := kc.Validate(); err != nil {
-			return fmt.Errorf("benchidentity: %w", err)
-		}
+	if err := measure.CheckBrokers(c.Brokers); err != nil {
+		return fmt.Errorf("benchidentity: %w", err)
 	}
 	return nil
 }
 
 // Phase is one measured pass over the stored events.
 type Phase struct {
-	Events       int
-	Elapsed      time.Duration
-	EventsPerSec float64
-	// CPU is the CPU time the whole process spent in the phase (the
-	// broker's included when embedded); CPUPerEvent is CPU / Events.
-	// Unlike the rate, it hardly moves when other processes compete for
-	// the cores.
-	CPU, CPUPerEvent time.Duration
+	measure.Phase
 	// FirstRecord is the time from the phase's start to its first record
 	// handled: connecting, joining the group, getting partitions.
 	FirstRecord time.Duration
 }
 
 func phaseOf(events int, elapsed, cpu, first time.Duration) Phase {
-	return Phase{
-		Events: events, Elapsed: elapsed, EventsPerSec: float64(events) / elapsed.Seconds(),
-		CPU: cpu, CPUPerEvent: cpu / time.Duration(max(1, events)), FirstRecord: first,
-	}
+	return Phase{Phase: measure.NewPhase(events, elapsed, cpu), FirstRecord: first}
 }
 
 // IdentityPhase is the identity phase and what it left behind.
@@ -246,7 +233,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	res := Result{Config: cfg, LoadBefore: loadAvg()}
+	res := Result{Config: cfg, LoadBefore: measure.LoadAvg()}
 	w, err := generate(cfg.Events, cfg.Profiles, cfg.Seed, time.Now(), false)
 	if err != nil {
 		return res, err
@@ -301,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	_, res.PeakRSS = procMemory()
-	res.LoadAfter = loadAvg()
+	res.LoadAfter = measure.LoadAvg()
 	return res, nil
 }
 
@@ -317,17 +304,14 @@ type bench struct {
 // start starts the broker (unless cfg.Brokers is set), checks that it
 // holds no identity state yet, and creates the topics.
 func start(ctx context.Context, cfg Config) (_ *bench, err error) {
-	b := &bench{cfg: cfg, brokers: cfg.Brokers}
+	b := &bench{cfg: cfg}
 	defer func() {
 		if err != nil {
 			b.Close()
 		}
 	}()
-	if len(b.brokers) == 0 {
-		if b.cluster, err = devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: int(cfg.Partitions)}); err != nil {
-			return nil, fmt.Errorf("benchidentity: %w", err)
-		}
-		b.brokers = b.cluster.ListenAddrs()
+	if b.brokers, b.cluster, err = measure.StartBroker(cfg.Brokers, cfg.Partitions); err != nil {
+		return nil, fmt.Errorf("benchidentity: %w", err)
 	}
 	if b.admCl, err = kafkaclient.NewClient(kafkaclient.Config{Brokers: b.brokers, ClientID: "rolodex-bench-admin"}); err != nil {
 		return nil, fmt.Errorf("benchidentity: %w", err)
@@ -335,8 +319,8 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	b.adm = kadm.NewClient(b.admCl)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := b.admCl.Ping(tctx); err != nil {
-		return nil, fmt.Errorf("benchidentity: kafka at %v: %w", b.brokers, err)
+	if err := measure.Ping(tctx, b.brokers, b.admCl); err != nil {
+		return nil, fmt.Errorf("benchidentity: %w", err)
 	}
 	if err := b.checkFresh(tctx); err != nil {
 		return nil, err
@@ -344,7 +328,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	specs := append([]kafkaclient.TopicSpec{
 		{Name: schemas.TopicEvents, Partitions: cfg.Partitions},
 		{Name: TopicPassthrough, Partitions: cfg.Partitions},
-	}, identity.Topics(cfg.Partitions)...)
+	}, identityproc.Topics(cfg.Partitions)...)
 	if err := kafkaclient.EnsureTopics(tctx, b.admCl, -1, specs...); err != nil {
 		return nil, fmt.Errorf("benchidentity: create topics on %v: %w", b.brokers, err)
 	}
@@ -414,7 +398,7 @@ func (b *bench) load(ctx context.Context, w *workload) (Phase, error) {
 		errOnce  sync.Once
 		firstErr error
 	)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), measure.ProcessCPU()
 	for i := range w.values {
 		cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicEvents, Key: w.keys[i], Value: w.values[i]}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -425,7 +409,7 @@ func (b *bench) load(ctx context.Context, w *workload) (Phase, error) {
 	if err := cl.Flush(ctx); err != nil {
 		return Phase{}, fmt.Errorf("benchidentity: load %s: %w", schemas.TopicEvents, err)
 	}
-	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	elapsed, cpu := time.Since(start), measure.ProcessCPU()-cpu0
 	if firstErr != nil {
 		return Phase{}, fmt.Errorf("benchidentity: load %s: %w", schemas.TopicEvents, firstErr)
 	}

@@ -9,8 +9,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -174,30 +174,58 @@ func (r *Result) Write(w io.Writer, format string) error {
 	return fmt.Errorf("report: unknown format %q (known: %s)", format, strings.Join(Formats, ", "))
 }
 
+// writeTable prints aligned columns, numeric ones aligned right, and the
+// row count.
 func (r *Result) writeTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	line := func(cells []string) {
-		for i, c := range cells {
-			if i > 0 {
-				io.WriteString(tw, "\t")
-			}
-			io.WriteString(tw, strings.NewReplacer("\t", " ", "\n", " ").Replace(c))
-		}
-		io.WriteString(tw, "\n")
-	}
-	line(r.Columns)
+	clean := strings.NewReplacer("\t", " ", "\n", " ")
+	lines := make([][]string, 0, len(r.Rows)+2)
 	dashes := make([]string, len(r.Columns))
 	for i, c := range r.Columns {
-		dashes[i] = strings.Repeat("-", len(c))
+		dashes[i] = strings.Repeat("-", utf8.RuneCountInString(c))
 	}
-	line(dashes)
+	lines = append(lines, r.Columns, dashes)
 	for _, row := range r.Rows {
-		line(row)
+		cells := make([]string, len(row))
+		for i, c := range row {
+			cells[i] = clean.Replace(c)
+		}
+		lines = append(lines, cells)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	width := make([]int, len(r.Columns))
+	for _, l := range lines {
+		for i, c := range l {
+			if i < len(width) {
+				width[i] = max(width[i], utf8.RuneCountInString(c))
+			}
+		}
 	}
-	_, err := fmt.Fprintf(w, "(%d rows)\n", len(r.Rows))
+	var b strings.Builder
+	for _, l := range lines {
+		for i, c := range l {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			pad := ""
+			if i < len(width) {
+				pad = strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			}
+			switch {
+			case i < len(r.Types) && isNumeric(r.Types[i]):
+				b.WriteString(pad + c)
+			case i < len(l)-1:
+				b.WriteString(c + pad)
+			default:
+				b.WriteString(c) // no trailing blanks
+			}
+		}
+		b.WriteByte('\n')
+	}
+	unit := "rows"
+	if len(r.Rows) == 1 {
+		unit = "row"
+	}
+	fmt.Fprintf(&b, "(%d %s)\n", len(r.Rows), unit)
+	_, err := io.WriteString(w, b.String())
 	return err
 }
 

@@ -25,8 +25,8 @@ func TestResultWrite(t *testing.T) {
 		{"table", "" +
 			"day         source          events\n" +
 			"---         ------          ------\n" +
-			"2026-11-01  web             12\n" +
-			"2026-11-02  whatsapp, \"wa\"  3\n" +
+			"2026-11-01  web                 12\n" +
+			"2026-11-02  whatsapp, \"wa\"       3\n" +
 			"(2 rows)\n"},
 		{"csv", "day,source,events\n2026-11-01,web,12\n2026-11-02,\"whatsapp, \"\"wa\"\"\",3\n"},
 		{"json", `[
@@ -60,6 +60,31 @@ func TestResultWrite(t *testing.T) {
 	var empty bytes.Buffer
 	if err := (&Result{Columns: []string{"a"}}).Write(&empty, "json"); err != nil || strings.TrimSpace(empty.String()) != "[]" {
 		t.Fatalf("empty json: %q, %v", empty.String(), err)
+	}
+}
+
+// Numbers align right under their header, text left; one row is "(1 row)".
+func TestResultWriteTableAlignment(t *testing.T) {
+	res := &Result{
+		Columns: []string{"tenant", "profiles_merged", "share", "note"},
+		Types:   []string{"String", "Nullable(UInt64)", "Float64", "String"},
+		Rows:    [][]string{{"demo", "7", "0.5", "São\tPaulo"}},
+	}
+	want := "" +
+		"tenant  profiles_merged  share  note\n" +
+		"------  ---------------  -----  ----\n" +
+		"demo                  7    0.5  São Paulo\n" +
+		"(1 row)\n"
+	var b bytes.Buffer
+	if err := res.Write(&b, "table"); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := (&Result{Columns: []string{"day"}, Types: []string{"Date"}}).Write(&b, "table"); err != nil || b.String() != "day\n---\n(0 rows)\n" {
+		t.Fatalf("no rows: %q, %v", b.String(), err)
 	}
 }
 

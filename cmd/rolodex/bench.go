@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -18,15 +17,14 @@ import (
 // cmdBenchIngest measures HTTP ingest against raw Kafka produce in one run
 // and prints the ratio.
 func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench ingest", stdout, stderr)
 	events := fs.Int("events", 200000, "events per phase")
 	batch := fs.Int("batch", 100, "events per HTTP request (and per raw batch)")
 	concurrency := fs.Int("concurrency", 8, "parallel HTTP clients (and raw batch producers)")
 	brokers := fs.String("brokers", "", "measure against this Kafka (host:port,...) instead of an embedded broker")
 	partitions := fs.Int("partitions", 8, "partitions of the topics, when they are created")
 	rounds := fs.Int("rounds", 3, "rounds of the raw, raw batched and HTTP phases, alternating; medians are reported")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -18,8 +17,7 @@ import (
 // cmdBenchIdentity measures the identity stage against a plain Kafka
 // consume→produce pass-through in one run and prints the ratio.
 func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench identity", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench identity", stdout, stderr)
 	events := fs.Int("events", 200000, "events stored in rolodex.events and read by each phase")
 	profiles := fs.Int("profiles", 0, "people the events are about (default events/4)")
 	partitions := fs.Int("partitions", 8, "partitions of the topics the run creates")
@@ -30,14 +28,15 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	noFloor := fs.Bool("no-goka-floor", false, "leave out the goka floor phase (a goka group that only reads and writes one value per event)")
 	noRestarts := fs.Bool("no-restarts", false, "leave out timing the processor's restarts (on kept and on rebuilt storage) after the identity phase")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rolodex bench identity [flags]")
-		fs.PrintDefaults()
-		fmt.Fprintln(stderr, "\nTunings:")
+		w := fs.Output()
+		fs.printSynopsis()
+		fs.printFlags()
+		fmt.Fprintln(w, "\nTunings:")
 		for _, t := range benchidentity.Tunings() {
-			fmt.Fprintf(stderr, "  %s: %s\n", t, benchidentity.TuningDoc(t))
+			fmt.Fprintf(w, "  %s: %s\n", t, benchidentity.TuningDoc(t))
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

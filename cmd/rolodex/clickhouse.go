@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,7 +27,7 @@ type clickhouseFlags struct {
 	addr, database, user string
 }
 
-func (c *clickhouseFlags) register(fs *flag.FlagSet, def string) {
+func (c *clickhouseFlags) register(fs *flagSet, def string) {
 	fs.StringVar(&c.addr, "clickhouse", def, "ClickHouse native protocol address, host:port")
 	fs.StringVar(&c.database, "database", clickhouse.DefaultDatabase, "ClickHouse database of Rolodex's tables")
 	fs.StringVar(&c.user, "clickhouse-user", "default", "ClickHouse user; the password comes from $ROLODEX_CLICKHOUSE_PASSWORD")
@@ -41,11 +40,10 @@ func (c *clickhouseFlags) config() clickhouse.ConnConfig {
 // cmdClickhouseMigrate is "rolodex clickhouse migrate": bring the schema up
 // to date (idempotent).
 func cmdClickhouseMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("clickhouse migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("clickhouse migrate", stdout, stderr)
 	var ch clickhouseFlags
 	ch.register(fs, "127.0.0.1:9000")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -77,26 +75,26 @@ func cmdClickhouseMigrate(ctx context.Context, args []string, stdout, stderr io.
 
 // cmdReport is "rolodex report NAME": print a report view.
 func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("report", stdout, stderr)
 	var ch clickhouseFlags
 	ch.register(fs, "127.0.0.1:9000")
 	since := fs.String("since", "", "only days from this date on, YYYY-MM-DD (default: all)")
 	format := fs.String("format", "table", "output format: "+strings.Join(clickhouse.Formats, ", "))
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: rolodex report NAME [flags]\n\nReports:\n")
+		w := fs.Output()
+		fs.printSynopsis()
+		fmt.Fprintf(w, "\nReports:\n")
 		for _, r := range clickhouse.Reports {
-			fmt.Fprintf(stderr, "  %-13s %s (view %s)\n", r.Name, r.Doc, r.View)
+			fmt.Fprintf(w, "  %-13s %s (view %s)\n", r.Name, r.Doc, r.View)
 		}
-		fmt.Fprintf(stderr, "\nFlags:\n")
-		fs.PrintDefaults()
+		fs.printFlags()
 	}
 	// The name may come before or after the flags.
 	var name string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if name == "" && fs.NArg() > 0 {
@@ -147,8 +145,7 @@ func validFormat(f string) bool {
 // Kafka (events, dead letters, profiles and merges), with /metrics and
 // /healthz.
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("run sink", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run sink", stdout, stderr)
 	brokers := fs.String("brokers", "", "Kafka seed brokers, host:port,... (required)")
 	var ch clickhouseFlags
 	ch.register(fs, "")
@@ -156,7 +153,7 @@ func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	batchRows := fs.Int("batch-rows", 50_000, "most records per ClickHouse insert")
 	batchInterval := fs.Duration("batch-interval", time.Second, "longest a batch waits for more records")
 	skipMigrate := fs.Bool("skip-migrate", false, "do not apply schema migrations at start")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

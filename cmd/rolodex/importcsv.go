@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +20,7 @@ import (
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
-const importCSVUsage = `Usage: rolodex import csv --partner NAME --map target=Column,... [flags] FILE
-
+const importCSVUsage = `
 Imports FILE (a CSV file whose first row is the header) into rolodex.events,
 one event per row, attributed to the partner's tenant. Rejected rows go to
 rolodex.deadletter and to a rejects file with the reason.
@@ -43,10 +41,10 @@ Flags:
 const importRecordTimeout = 2 * time.Minute
 
 func cmdImportCSV(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("import csv", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("import csv", stdout, stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, importCSVUsage)
+		fs.printSynopsis()
+		fmt.Fprint(fs.Output(), importCSVUsage)
 		fs.PrintDefaults()
 	}
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, host:port,...; the default is where \"rolodex dev\" listens")
@@ -57,7 +55,7 @@ func cmdImportCSV(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	rejects := fs.String("rejects", "", "file for rejected rows (default: FILE"+csvin.RejectsSuffix+")")
 	delim := fs.String("delimiter", ",", `field delimiter: one character, or "tab"`)
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar (it is drawn only when stderr is a terminal)")
-	files, err := parseInterleaved(fs, args)
+	files, err := fs.parseInterleaved(args)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,26 +12,30 @@ import (
 )
 
 func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dev", stdout, stderr)
 	brokerAddr := fs.String("broker-addr", "127.0.0.1:9092", "listen address of the embedded Kafka broker")
 	dataDir := fs.String("data-dir", "", "keep the embedded broker's data and the processors' state in this directory across restarts (default: temporary)")
 	brokers := fs.String("brokers", "", "attach to this external Kafka (host:port,...) instead of starting the embedded broker")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "listen address of the HTTP API (ingest and query), /metrics and /healthz")
 	config := fs.String("config", "", "YAML config file (default: built-in, with the demo partner)")
 	chAddr := fs.String("clickhouse", "", "also run the ClickHouse sink into this server (native host:port, e.g. 127.0.0.1:9000); default: off")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("dev: unexpected argument %q", fs.Arg(0))}
+	}
+	// A bad config fails here, before the broker starts.
+	cfg, err := loadServerConfig(*config)
+	if err != nil {
+		return err
 	}
 	state, cleanup, err := stateDir(*dataDir)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	opts := serverOptions{httpAddr: *httpAddr, configPath: *config}
+	opts := serverOptions{httpAddr: *httpAddr, configPath: *config, cfg: cfg}
 	if *brokers != "" {
 		opts.brokers = kafkaclient.ParseBrokers(*brokers)
 	} else {
@@ -72,16 +75,15 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 
 // componentFlags are the flags of "rolodex run <component>".
 type componentFlags struct {
-	fs       *flag.FlagSet
+	fs       *flagSet
 	brokers  *string
 	httpAddr *string
 	config   *string
 	state    *string
 }
 
-func newComponentFlags(name, defaultAddr string, stderr io.Writer, withState bool) *componentFlags {
-	fs := flag.NewFlagSet("run "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newComponentFlags(name, defaultAddr string, stdout, stderr io.Writer, withState bool) *componentFlags {
+	fs := newFlagSet("run "+name, stdout, stderr)
 	c := &componentFlags{fs: fs,
 		brokers:  fs.String("brokers", "", "Kafka seed brokers, host:port,... (required)"),
 		httpAddr: fs.String("http-addr", defaultAddr, "listen address of the HTTP server (/metrics, /healthz and the component's API)"),
@@ -95,7 +97,7 @@ func newComponentFlags(name, defaultAddr string, stderr io.Writer, withState boo
 }
 
 func (c *componentFlags) parse(args []string) (serverOptions, error) {
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.fs.parse(args); err != nil {
 		return serverOptions{}, err
 	}
 	if *c.brokers == "" {
@@ -107,8 +109,8 @@ func (c *componentFlags) parse(args []string) (serverOptions, error) {
 	return serverOptions{brokers: kafkaclient.ParseBrokers(*c.brokers), httpAddr: *c.httpAddr, configPath: *c.config}, nil
 }
 
-func cmdRunIngest(ctx context.Context, args []string, stderr io.Writer, logger *slog.Logger) error {
-	f := newComponentFlags("ingest", "0.0.0.0:8080", stderr, false)
+func cmdRunIngest(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	f := newComponentFlags("ingest", "0.0.0.0:8080", stdout, stderr, false)
 	o, err := f.parse(args)
 	if err != nil {
 		return err
@@ -116,8 +118,8 @@ func cmdRunIngest(ctx context.Context, args []string, stderr io.Writer, logger *
 	return runServer(ctx, o, logger, ingestComponent)
 }
 
-func cmdRunProcessors(ctx context.Context, args []string, stderr io.Writer, logger *slog.Logger) error {
-	f := newComponentFlags("processors", "0.0.0.0:9100", stderr, true)
+func cmdRunProcessors(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	f := newComponentFlags("processors", "0.0.0.0:9100", stdout, stderr, true)
 	o, err := f.parse(args)
 	if err != nil {
 		return err
@@ -125,8 +127,8 @@ func cmdRunProcessors(ctx context.Context, args []string, stderr io.Writer, logg
 	return runServer(ctx, o, logger, identityComponent(*f.state))
 }
 
-func cmdRunAPI(ctx context.Context, args []string, stderr io.Writer, logger *slog.Logger) error {
-	f := newComponentFlags("api", "0.0.0.0:8081", stderr, true)
+func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	f := newComponentFlags("api", "0.0.0.0:8081", stdout, stderr, true)
 	o, err := f.parse(args)
 	if err != nil {
 		return err

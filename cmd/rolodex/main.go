@@ -11,38 +11,153 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/rolodex/rolodex/connectors/clickhouse"
 )
 
-const usage = `rolodex: a Kafka-native customer profile store.
+// A command is one subcommand of rolodex. commands is the one list of
+// them: run dispatches through it and the help is printed from it.
+type command struct {
+	// name is what selects it: one word, or a group and a word ("run ingest").
+	name string
+	// args is what follows the name in the synopsis.
+	args string
+	// doc says what it does, in one line.
+	doc string
+	run func(ctx context.Context, args []string, o stdio) error
+}
+
+// stdio is where a command writes.
+type stdio struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+// commands lists every subcommand in the order the help lists them. It is a
+// function, not a variable, because the commands' flag sets read it for
+// their usage text.
+func commands() []command {
+	return []command{
+		{"dev", "[flags]", "the whole system in one process, on an embedded Kafka broker",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdDev(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"run ingest", "--brokers HOST:PORT,... [flags]", "the ingest connectors (HTTP API and Kafka-native) against a real Kafka",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRunIngest(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"run processors", "--brokers HOST:PORT,... [flags]", "the identity stage (goka); more instances share the work",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRunProcessors(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"run api", "--brokers HOST:PORT,... [flags]", "the profile query API",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRunAPI(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"run sink", "--brokers HOST:PORT,... [flags]", "the ClickHouse sink",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRunSink(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"import csv", "--partner NAME --map target=Column,... [flags] FILE", "bulk import a CSV file into rolodex.events",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdImportCSV(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"profile get", "ID [--api URL] [--key KEY]", "print a profile",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdProfile(ctx, "get", args, o.stdout, o.stderr)
+			}},
+		{"profile lookup", "TYPE VALUE [--api URL] [--key KEY]", "print the profile holding an identifier",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdProfile(ctx, "lookup", args, o.stdout, o.stderr)
+			}},
+		{"clickhouse migrate", "[--clickhouse HOST:PORT]", "create or update the ClickHouse schema (idempotent)",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdClickhouseMigrate(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"report", "NAME [--since DATE] [--format F]", "print a report: " + strings.Join(clickhouse.ReportNames(), ", "),
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdReport(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"bench ingest", "[flags]", "HTTP ingest throughput against raw Kafka produce, as a ratio",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBenchIngest(ctx, args, o.stdout, o.stderr)
+			}},
+		{"bench identity", "[flags]", "the identity stage against a Kafka consume→produce pass-through, as a ratio",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBenchIdentity(ctx, args, o.stdout, o.stderr)
+			}},
+		{"version", "", "print the version, the VCS revision and the Go version of this binary",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdVersion(args, o.stdout, o.stderr)
+			}},
+		{"help", "[COMMAND]", "this text, or the help of COMMAND",
+			func(ctx context.Context, args []string, o stdio) error {
+				if len(args) == 0 {
+					printUsage(o.stdout)
+					return nil
+				}
+				return dispatch(ctx, append(args, "-h"), o)
+			}},
+	}
+}
+
+// findCommand returns the command called name.
+func findCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// groupOf returns the commands whose name starts with the word group.
+func groupOf(group string) []command {
+	var out []command
+	for _, c := range commands() {
+		if g, _, ok := strings.Cut(c.name, " "); ok && g == group {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+const usageHead = `rolodex: a Kafka-native customer profile store.
 
 Usage:
-  rolodex dev [flags]                  the whole system in one process on an embedded Kafka broker
-  rolodex run ingest --brokers ...     the ingest connectors (HTTP API and Kafka-native) against a real Kafka
-  rolodex run processors --brokers ... the identity stage (goka); more instances share the work
-  rolodex run api --brokers ...        the profile query API
-  rolodex run sink --brokers ... --clickhouse HOST:PORT  the ClickHouse sink
-  rolodex clickhouse migrate [--clickhouse HOST:PORT]    create or update the ClickHouse schema (idempotent)
-  rolodex report NAME [--since DATE] [--format F]        print a report: activity, profiles, merges, dead-letters
-  rolodex profile get ID               print a profile (--api, --key)
-  rolodex profile lookup TYPE VALUE    print the profile holding an identifier
-  rolodex import csv [flags] FILE      bulk import a CSV file into rolodex.events
-  rolodex bench ingest [flags]         HTTP ingest throughput against raw Kafka produce, as a ratio
-  rolodex help                         this text
-
-Run "rolodex <command> -h" for the flags of a command.
 `
+
+const usageTail = `
+Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
+
+Environment:
+  ROLODEX_KEY                  partner bearer key of the profile commands (--key)
+  ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	printCommands(w, commands())
+	fmt.Fprint(w, usageTail)
+}
+
+// printCommands prints each command's synopsis with its doc below.
+func printCommands(w io.Writer, cs []command) {
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %s\n        %s\n", strings.TrimSpace("rolodex "+c.name+" "+c.args), c.doc)
+	}
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "rolodex:", err)
-		}
-		os.Exit(exitCode(err))
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "rolodex:", err)
 	}
+	os.Exit(exitCode(err))
 }
 
 // usageError marks an error in how the command was called (exit code 2).
@@ -50,100 +165,59 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// exitCode is the process exit code of run's result: 0 for success and for
+// help asked for with -h, 2 for a usage error, 1 for any other error.
 func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
 		return 2
 	}
 	return 1
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cmd, rest := args[0], args[1:]
-	sub := func() (string, []string, error) {
-		if len(rest) == 0 {
-			return "", nil, usageError{fmt.Sprintf("%s: which one? run \"rolodex help\"", cmd)}
-		}
-		return rest[0], rest[1:], nil
-	}
-	switch cmd {
-	case "dev":
-		return cmdDev(ctx, rest, stdout, stderr, logger)
-	case "run":
-		what, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		switch what {
-		case "ingest":
-			return cmdRunIngest(ctx, rest, stderr, logger)
-		case "processors":
-			return cmdRunProcessors(ctx, rest, stderr, logger)
-		case "api":
-			return cmdRunAPI(ctx, rest, stderr, logger)
-		case "sink":
-			return cmdRunSink(ctx, rest, stdout, stderr, logger)
-		}
-		return usageError{fmt.Sprintf("run: unknown component %q (known: ingest, processors, api, sink)", what)}
-	case "import":
-		what, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		if what == "csv" {
-			return cmdImportCSV(ctx, rest, stdout, stderr, logger)
-		}
-		return usageError{fmt.Sprintf("import: unknown format %q (known: csv)", what)}
-	case "bench":
-		what, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		switch what {
-		case "ingest":
-			return cmdBenchIngest(ctx, rest, stdout, stderr)
-		case "identity":
-			return cmdBenchIdentity(ctx, rest, stdout, stderr)
-		}
-		return usageError{fmt.Sprintf("bench: unknown benchmark %q (known: ingest, identity)", what)}
-	case "report":
-		return cmdReport(ctx, rest, stdout, stderr, logger)
-	case "clickhouse":
-		what, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		if what == "migrate" {
-			return cmdClickhouseMigrate(ctx, rest, stdout, stderr, logger)
-		}
-		return usageError{fmt.Sprintf("clickhouse: unknown command %q (known: migrate)", what)}
-	case "profile":
-		return cmdProfile(ctx, rest, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	return dispatch(ctx, args, stdio{stdout: stdout, stderr: stderr, logger: logger})
 }
 
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+// dispatch runs the command args name, with the rest of args.
+func dispatch(ctx context.Context, args []string, o stdio) error {
+	if len(args) == 0 {
+		printUsage(o.stderr)
+		return usageError{"no command given"}
 	}
+	if isHelpFlag(args[0]) {
+		printUsage(o.stdout)
+		return nil
+	}
+	if len(args) > 1 {
+		if c, ok := findCommand(args[0] + " " + args[1]); ok {
+			return c.run(ctx, args[2:], o)
+		}
+	}
+	if c, ok := findCommand(args[0]); ok {
+		return c.run(ctx, args[1:], o)
+	}
+	if group := groupOf(args[0]); len(group) > 0 {
+		var known []string
+		for _, c := range group {
+			known = append(known, strings.TrimPrefix(c.name, args[0]+" "))
+		}
+		switch {
+		case len(args) == 1:
+			printCommands(o.stderr, group)
+			return usageError{fmt.Sprintf("%s: which one? (%s)", args[0], strings.Join(known, ", "))}
+		case isHelpFlag(args[1]):
+			printCommands(o.stdout, group)
+			return nil
+		}
+		return usageError{fmt.Sprintf("%s: unknown subcommand %q (known: %s)", args[0], args[1], strings.Join(known, ", "))}
+	}
+	printUsage(o.stderr)
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }

@@ -3,11 +3,46 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
+
+// asMain makes the test binary run main() instead of the tests: the tests
+// start it as a child to see what the real binary prints and exits with.
+const asMain = "ROLODEX_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs "rolodex args..." as a child process and returns what it
+// printed and its exit code.
+func runMain(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asMain+"=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("rolodex %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errb.String(), code
+}
 
 func TestDefaultConfig(t *testing.T) {
 	cfg, err := loadConfig("")
@@ -74,7 +109,9 @@ func TestCommandLine(t *testing.T) {
 		{nil, 2, "no command"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"run"}, 2, "which one"},
-		{[]string{"run", "nothing"}, 2, "unknown component"},
+		{[]string{"run", "nothing"}, 2, "unknown subcommand"},
+		{[]string{"profile", "get"}, 2, "usage: rolodex profile get ID"},
+		{[]string{"version", "extra"}, 2, "unexpected argument"},
 		{[]string{"run", "ingest"}, 2, "--brokers is required"},
 		{[]string{"dev", "extra"}, 2, "unexpected argument"},
 		{[]string{"dev", "--config", "/nonexistent.yaml", "--brokers", "127.0.0.1:1"}, 1, "nonexistent"},
@@ -91,5 +128,158 @@ func TestCommandLine(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"help"}, &out, &out); err != nil || !strings.Contains(out.String(), "rolodex dev") {
 		t.Fatalf("help: %v %q", err, out.String())
+	}
+}
+
+// runInProcess runs "rolodex args..." in this process and returns what it
+// printed and the exit code main would exit with.
+func runInProcess(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), exitCode(err)
+}
+
+// Every command's -h (and "help COMMAND") prints its usage, with its
+// synopsis, to stdout and exits 0.
+func TestCommandHelp(t *testing.T) {
+	for _, c := range commands() {
+		t.Run(c.name, func(t *testing.T) {
+			synopsis := strings.TrimSpace("Usage: rolodex " + c.name + " " + c.args)
+			calls := [][]string{
+				append(strings.Fields(c.name), "-h"),
+				append(strings.Fields(c.name), "--help"),
+				{"help", c.name},
+			}
+			if c.name == "help" { // its help is the top-level help
+				synopsis, calls = "Usage:\n  rolodex dev", [][]string{{"help", "-h"}, {"help", "help"}}
+			}
+			for _, args := range calls {
+				out, errOut, code := runInProcess(args...)
+				if code != 0 || errOut != "" || !strings.Contains(out, synopsis) {
+					t.Fatalf("rolodex %s: exit %d, stderr %q, stdout:\n%s\nwant exit 0 and stdout with %q",
+						strings.Join(args, " "), code, errOut, out, synopsis)
+				}
+			}
+		})
+	}
+	// A group of commands lists its members.
+	out, _, code := runInProcess("run", "-h")
+	if code != 0 || !strings.Contains(out, "rolodex run ingest") || !strings.Contains(out, "rolodex run sink") {
+		t.Fatalf("run -h: exit %d\n%s", code, out)
+	}
+	// A bad flag is a usage error: exit 2, the usage on stderr.
+	out, errOut, code := runInProcess("profile", "get", "--nope")
+	if code != 2 || out != "" || !strings.Contains(errOut, "flag provided but not defined: -nope") || !strings.Contains(errOut, "Usage: rolodex profile get ID") {
+		t.Fatalf("profile get --nope: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+}
+
+// The top-level help lists every command of the dispatch table.
+func TestHelpListsEveryCommand(t *testing.T) {
+	lists := func(args []string, help string) {
+		t.Helper()
+		for _, c := range commands() {
+			if !strings.Contains(help, "\n  "+strings.TrimSpace("rolodex "+c.name+" "+c.args)+"\n") {
+				t.Errorf("rolodex %v does not list %q:\n%s", args, c.name, help)
+			}
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		out, errOut, code := runInProcess(args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("rolodex %v: exit %d, stderr %q", args, code, errOut)
+		}
+		lists(args, out)
+	}
+	// No command at all: the same help, on stderr, exit 2.
+	out, errOut, code := runInProcess()
+	if code != 2 || out != "" {
+		t.Fatalf("no command: exit %d, stdout %q", code, out)
+	}
+	lists(nil, errOut)
+}
+
+// The binary exits with the code exitCode gives: 0 after -h.
+func TestMainExitCode(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+	}{
+		{[]string{"dev", "-h"}, 0, "Usage: rolodex dev [flags]"},
+		{[]string{"help"}, 0, "rolodex bench identity"},
+		{[]string{"frobnicate"}, 2, ""},
+		{[]string{"report", "activity", "--nope"}, 2, ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errOut, code := runMain(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.stdout) {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, errOut, code := runInProcess("version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, "rolodex ") ||
+		!strings.Contains(out, "go:       "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH+"\n") {
+		t.Fatalf("version: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	tests := []struct {
+		name string
+		bi   debug.BuildInfo
+		want string
+	}{
+		{"release", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.time", Value: "2026-11-23T10:00:00Z"}, {Key: "vcs.modified", Value: "false"},
+		}}, "rolodex v1.2.3\n  revision: 0123abcd (2026-11-23T10:00:00Z)\n  go:       go1.26.8 "},
+		{"dirty checkout", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20261123100000-0123abcd+dirty"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.modified", Value: "true"},
+		}}, "rolodex v0.0.0-20261123100000-0123abcd+dirty\n  revision: 0123abcd, with uncommitted changes\n"},
+		{"no VCS", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, "rolodex (devel)\n  revision: unknown ("},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := versionText(&tt.bi); !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("got\n%s\nwant it to start with\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// dev checks its config before it starts the embedded broker: with the
+// broker's address taken, a bad config is reported, not the address.
+func TestDevBadConfigFailsBeforeBroker(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	tests := []struct{ name, body, want string }{
+		{"unknown key", "partnerz: []\n", "partnerz"},
+		{"short key", "partners: [{name: p, tenant: t, keys: [short]}]\n", "at least 8 characters"},
+		{"no partners", "default_region: BR\n", "no partners"},
+		{"bad signing secret", "partners: [{name: p, tenant: t, keys: [key-12345], signing_secret: whsec_not*base64}]\n", "signing secret"},
+		{"bad mapping", "partners: [{name: p, tenant: t, keys: [key-12345]}]\nmappings: {m: {type: lead}}\n", "mapping"},
+		{"missing file", "", "missing.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "missing.yaml")
+			if tt.body != "" {
+				path = filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".yaml")
+				if err := os.WriteFile(path, []byte(tt.body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out, errb bytes.Buffer
+			err := run(context.Background(), []string{"dev", "--config", path, "--broker-addr", taken.Addr().String(), "--http-addr", "127.0.0.1:0"}, &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(errb.String(), "broker started") {
+				t.Fatalf("err = %v, want one mentioning %q before the broker starts; log:\n%s", err, tt.want, errb.String())
+			}
+		})
 	}
 }

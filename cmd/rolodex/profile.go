@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,16 +13,13 @@ import (
 	"time"
 )
 
-func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"profile: which one? get ID | lookup TYPE VALUE"}
-	}
-	what, args := args[0], args[1:]
-	fs := flag.NewFlagSet("profile "+what, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// cmdProfile is "rolodex profile get" and "rolodex profile lookup" (what
+// is get or lookup).
+func cmdProfile(ctx context.Context, what string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("profile "+what, stdout, stderr)
 	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the query API")
 	key := fs.String("key", os.Getenv("ROLODEX_KEY"), "partner bearer key (default $ROLODEX_KEY)")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := fs.parseInterleaved(args)
 	if err != nil {
 		return err
 	}
@@ -34,7 +30,8 @@ func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case what == "lookup" && len(pos) == 2:
 		path = "/v1/lookup?" + url.Values{"type": {pos[0]}, "value": {pos[1]}}.Encode()
 	default:
-		return usageError{"usage: rolodex profile get ID | rolodex profile lookup TYPE VALUE [--api URL] [--key KEY]"}
+		c, _ := findCommand(fs.Name())
+		return usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
 	}
 	if *key == "" {
 		return usageError{"profile: --key (or $ROLODEX_KEY) is required"}

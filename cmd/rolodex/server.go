@@ -49,6 +49,9 @@ type serverOptions struct {
 	brokers    []string
 	httpAddr   string
 	configPath string
+	// cfg, when set, is the configuration already read from configPath
+	// (by loadServerConfig).
+	cfg *fileConfig
 	// ready, when set, is called once the HTTP server listens.
 	ready func(cfg *fileConfig, httpAddr string)
 }
@@ -56,9 +59,12 @@ type serverOptions struct {
 // runServer runs components behind one HTTP server that also serves
 // /metrics and /healthz, until ctx is done or a component fails.
 func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, components ...component) error {
-	cfg, err := loadConfig(o.configPath)
-	if err != nil {
-		return err
+	cfg := o.cfg
+	if cfg == nil {
+		var err error
+		if cfg, err = loadServerConfig(o.configPath); err != nil {
+			return err
+		}
 	}
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -112,6 +118,37 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 	return err
 }
 
+// loadServerConfig reads the configuration at path (the built-in one when
+// path is empty) and checks what the components would refuse, so that a
+// server fails before it starts or connects to anything: the partners
+// (names, keys, signing secrets), the normalizer and the webhook mappings.
+func loadServerConfig(path string) (*fileConfig, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := cfg.registry()
+	if err == nil {
+		_, err = cfg.normalizer()
+	}
+	if err == nil {
+		// The HTTP connector refuses bad mappings and signing secrets.
+		_, err = httpin.New(httpConfig(cfg, nil), reg, nil, nil, nil, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	return cfg, nil
+}
+
+// httpConfig is the HTTP ingest connector's part of cfg.
+func httpConfig(cfg *fileConfig, logger *slog.Logger) httpin.Config {
+	return httpin.Config{
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxBatch: cfg.HTTP.MaxBatch, WriteTimeout: cfg.HTTP.WriteTimeout,
+		Mappings: cfg.Mappings, Logger: logger,
+	}
+}
+
 // ensureBaseTopics creates the topics every component relies on.
 func ensureBaseTopics(ctx context.Context, admin *kgo.Client, cfg *fileConfig) error {
 	reg, err := cfg.registry()
@@ -153,10 +190,7 @@ func ingestComponent(e *env) error {
 	e.closers = append(e.closers, producer.Close)
 	metrics := ingest.NewMetrics(e.prom)
 	validator := ingest.NewValidator(norm)
-	httpSrv, err := httpin.New(httpin.Config{
-		MaxBodyBytes: e.cfg.HTTP.MaxBodyBytes, MaxBatch: e.cfg.HTTP.MaxBatch, WriteTimeout: e.cfg.HTTP.WriteTimeout,
-		Mappings: e.cfg.Mappings, Logger: e.logger,
-	}, reg, validator, ingest.NewPublisher(producer), metrics, e.prom)
+	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), reg, validator, ingest.NewPublisher(producer), metrics, e.prom)
 	if err != nil {
 		return err
 	}

@@ -22,13 +22,25 @@ import (
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
+// envClickHouseAddr names the environment variable that gives the
+// ClickHouse address when --clickhouse is not given; scripts/clickhouse
+// start exports it.
+const envClickHouseAddr = "ROLODEX_CLICKHOUSE_ADDR"
+
 // clickhouseFlags are the flags of every command that talks to ClickHouse.
 type clickhouseFlags struct {
 	addr, database, user string
 }
 
-func (c *clickhouseFlags) register(fs *flagSet, def string) {
-	fs.StringVar(&c.addr, "clickhouse", def, "ClickHouse native protocol address, host:port")
+// register adds the flags to fs. The address defaults to
+// $ROLODEX_CLICKHOUSE_ADDR, else to fallback (empty: --clickhouse is
+// required).
+func (c *clickhouseFlags) register(fs *flagSet, fallback string) {
+	def := os.Getenv(envClickHouseAddr)
+	if def == "" {
+		def = fallback
+	}
+	fs.StringVar(&c.addr, "clickhouse", def, "ClickHouse native protocol address, host:port; $"+envClickHouseAddr+" when not given")
 	fs.StringVar(&c.database, "database", clickhouse.DefaultDatabase, "ClickHouse database of Rolodex's tables")
 	fs.StringVar(&c.user, "clickhouse-user", "default", "ClickHouse user; the password comes from $ROLODEX_CLICKHOUSE_PASSWORD")
 }
@@ -160,7 +172,7 @@ func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return usageError{fmt.Sprintf("run sink: unexpected argument %q", fs.Arg(0))}
 	}
 	if *brokers == "" || ch.addr == "" {
-		return usageError{"run sink: --brokers and --clickhouse are required"}
+		return usageError{"run sink: --brokers and --clickhouse (or $" + envClickHouseAddr + ") are required"}
 	}
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

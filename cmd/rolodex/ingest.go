@@ -18,7 +18,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	brokers := fs.String("brokers", "", "attach to this external Kafka (host:port,...) instead of starting the embedded broker")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "listen address of the HTTP API (ingest and query), /metrics and /healthz")
 	config := fs.String("config", "", "YAML config file (default: built-in, with the demo partner)")
-	chAddr := fs.String("clickhouse", "", "also run the ClickHouse sink into this server (native host:port, e.g. 127.0.0.1:9000); default: off")
+	chAddr := fs.String("clickhouse", "", "also run the ClickHouse sink into this server (native host:port, e.g. \"$ROLODEX_CLICKHOUSE_ADDR\"); default: off, even when $ROLODEX_CLICKHOUSE_ADDR is set")
 	if err := fs.parse(args); err != nil {
 		return err
 	}

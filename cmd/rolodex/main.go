@@ -134,6 +134,8 @@ Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
 
 Environment:
   ROLODEX_KEY                  partner bearer key of the profile commands (--key)
+  ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
+                               and run sink (--clickhouse); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user
 `
 

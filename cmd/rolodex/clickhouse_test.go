@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+)
+
+// closedAddr returns a host:port nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// The ClickHouse commands connect to $ROLODEX_CLICKHOUSE_ADDR unless
+// --clickhouse says otherwise. Nothing listens on either address, so the
+// error names the one they tried.
+func TestClickHouseAddrFromEnv(t *testing.T) {
+	fromEnv, fromFlag := closedAddr(t), closedAddr(t)
+	t.Setenv(envClickHouseAddr, fromEnv)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"report", "activity"}, fromEnv},
+		{[]string{"clickhouse", "migrate"}, fromEnv},
+		{[]string{"run", "sink", "--brokers", closedAddr(t), "--metrics-addr", "127.0.0.1:0"}, fromEnv},
+		{[]string{"report", "activity", "--clickhouse", fromFlag}, fromFlag},
+		{[]string{"clickhouse", "migrate", "--clickhouse", fromFlag}, fromFlag},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(context.Background(), tt.args, &out, &errb)
+			if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v (exit %d), want a connection error naming %s", err, exitCode(err), tt.want)
+			}
+		})
+	}
+	// Without the variable, run sink has no address at all.
+	t.Setenv(envClickHouseAddr, "")
+	err := run(context.Background(), []string{"run", "sink", "--brokers", closedAddr(t)}, &bytes.Buffer{}, &bytes.Buffer{})
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), envClickHouseAddr) {
+		t.Fatalf("run sink without an address: %v (exit %d)", err, exitCode(err))
+	}
+}

@@ -72,6 +72,10 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdProfile(ctx, "lookup", args, o.stdout, o.stderr)
 			}},
+		{"deadletters tail", "[--follow] [--partner NAME] [--format table|json]", "print the rejected records of rolodex.deadletter, decoded",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdDeadLettersTail(ctx, args, o.stdout, o.stderr)
+			}},
 		{"clickhouse migrate", "[--clickhouse HOST:PORT]", "create or update the ClickHouse schema (idempotent)",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdClickhouseMigrate(ctx, args, o.stdout, o.stderr, o.logger)

@@ -262,7 +262,7 @@ func TestDevBadConfigFailsBeforeBroker(t *testing.T) {
 		{"unknown key", "partnerz: []\n", "partnerz"},
 		{"short key", "partners: [{name: p, tenant: t, keys: [short]}]\n", "at least 8 characters"},
 		{"no partners", "default_region: BR\n", "no partners"},
-		{"bad signing secret", "partners: [{name: p, tenant: t, keys: [key-12345], signing_secret: whsec_not*base64}]\n", "signing secret"},
+		{"bad signing secret", "partners: [{name: p, tenant: t, keys: [key-12345], signing_secret: whsec_not*base64}]\n", "signing_secret is not base64"},
 		{"bad mapping", "partners: [{name: p, tenant: t, keys: [key-12345]}]\nmappings: {m: {type: lead}}\n", "mapping"},
 		{"missing file", "", "missing.yaml"},
 	}

@@ -159,11 +159,26 @@ func printCommands(w io.Writer, cs []command) {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if stoppedBySignal(ctx, err) {
+		// Asked to stop while starting (connecting, migrating): that is a
+		// stop, not a failure.
+		fmt.Fprintln(os.Stderr, "rolodex: stopped by signal before it finished starting:", err)
+		err = nil
+	}
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "rolodex:", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// stoppedBySignal reports whether err only says that ctx, the signal
+// context, ended: the command was interrupted, it did not fail. Errors of a
+// final flush or commit after the signal are not cancellations and stay
+// failures.
+func stoppedBySignal(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx)))
 }
 
 // usageError marks an error in how the command was called (exit code 2).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -281,5 +282,29 @@ func TestDevBadConfigFailsBeforeBroker(t *testing.T) {
 				t.Fatalf("err = %v, want one mentioning %q before the broker starts; log:\n%s", err, tt.want, errb.String())
 			}
 		})
+	}
+}
+
+// A command interrupted while it starts stops cleanly; a real failure, or
+// any error without the signal, stays an error.
+func TestStoppedBySignal(t *testing.T) {
+	cause := errors.New("terminated signal received")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	if stoppedBySignal(ctx, fmt.Errorf("migrate: %w", context.Canceled)) {
+		t.Error("a cancellation before any signal counted as a stop")
+	}
+	cancel(cause)
+	for _, err := range []error{
+		fmt.Errorf("sink: migrate: create database x: %w", cause),
+		fmt.Errorf("connect: %w", context.Canceled),
+	} {
+		if !stoppedBySignal(ctx, err) {
+			t.Errorf("%v: not counted as stopped by the signal", err)
+		}
+	}
+	for _, err := range []error{nil, errors.New("sink: commit: broker gone")} {
+		if stoppedBySignal(ctx, err) {
+			t.Errorf("%v: counted as stopped by the signal", err)
+		}
 	}
 }

@@ -50,10 +50,6 @@ func TestMain(m *testing.M) {
 func childSink() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	// From here on SIGTERM is a graceful stop; before, Go's default action
-	// would end the process ("signal: terminated"). The test sends SIGTERM
-	// only after reading this line.
-	fmt.Println(childReady)
 	s, err := NewSink(Config{
 		Kafka:         kafkaclient.Config{Brokers: strings.Split(os.Getenv(childBrokersEnv), ",")},
 		ClickHouse:    ConnConfig{Addr: os.Getenv(envAddr), Database: os.Getenv(childDBEnv)},
@@ -83,6 +79,11 @@ func childSink() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// SIGTERM is handled since NotifyContext (before, Go's default action
+	// would end the process: "signal: terminated"), and the sink is
+	// connected: a SIGTERM now stops a running sink, the case the test
+	// checks. It sends SIGTERM only after reading this line.
+	fmt.Println(childReady)
 	if err := s.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -90,7 +91,8 @@ func childSink() int {
 	return 0
 }
 
-// childReady is the line a child prints once it handles SIGTERM.
+// childReady is the line a child prints once it handles SIGTERM and its
+// sink is connected.
 const childReady = "sink child: handling SIGTERM"
 
 type child struct {
@@ -136,18 +138,19 @@ func startChild(t *testing.T, brokers []string, db, crashAt string) *child {
 	return c
 }
 
-// terminate asks the child to stop gracefully (SIGTERM), once it handles
-// the signal: a SIGTERM that came before would end it by Go's default
-// action, whatever the sink's shutdown does.
+// terminate asks the child to stop gracefully (SIGTERM) once it handles the
+// signal and its sink is connected: a SIGTERM that came before would end it
+// by Go's default action, or stop it while it connects, and the test is
+// about the shutdown of a running sink.
 func (c *child) terminate(t *testing.T) {
 	t.Helper()
 	select {
 	case <-c.ready:
 	case err := <-c.done:
 		c.done <- err
-		t.Fatalf("sink child exited before it handled SIGTERM: %v; stderr:\n%s", err, c.stderr.String())
+		t.Fatalf("sink child exited before it was connected: %v; stderr:\n%s", err, c.stderr.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("sink child did not start handling SIGTERM within 30s; stderr:\n%s", c.stderr.String())
+		t.Fatalf("sink child did not handle SIGTERM and connect within 30s; stderr:\n%s", c.stderr.String())
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM)
 }

@@ -5,6 +5,7 @@ package system
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -15,7 +16,9 @@ import (
 	"github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -31,6 +34,16 @@ func cluster(t *testing.T) []string {
 			"  ./scripts/kafka install && eval \"$(./scripts/kafka start /tmp/kafka)\"\n" +
 			"then run go test -tags system ./system/ and ./scripts/kafka stop /tmp/kafka (docs/kafka.md)")
 	}
+	// These tests want the whole cluster: say so at once, not after a
+	// timeout waiting for a replica that cannot come.
+	for i, b := range brokers {
+		c, err := net.DialTimeout("tcp", b, 3*time.Second)
+		if err != nil {
+			t.Fatalf("broker %d of ROLODEX_KAFKA_BROKERS (%s) does not answer: %v; a broker killed by a test is started again by ./scripts/kafka restart %s %d",
+				i+1, b, err, os.Getenv("ROLODEX_KAFKA_DIR"), i+1)
+		}
+		c.Close()
+	}
 	return brokers
 }
 
@@ -40,29 +53,33 @@ func unique(t *testing.T, what string) string {
 	return fmt.Sprintf("rolodex-system-%s-%s-%d", t.Name(), what, time.Now().UnixNano())
 }
 
-func admin(t *testing.T, brokers []string) *kadm.Client {
+// admClient is a test's client for admin requests: kadm's, and the
+// client under it for requests to one broker.
+type admClient struct {
+	*kadm.Client
+	cl *kgo.Client
+}
+
+// admin returns a client for the admin requests of a test, closed at its
+// end.
+func admin(t *testing.T, brokers []string) admClient {
 	t.Helper()
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers, ClientID: "rolodex-system-admin"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
+	return admClient{kadm.NewClient(cl), cl}
 }
 
 // replication is the replication a test topic gets: every broker, at most 3.
-func replication(t *testing.T, ctx context.Context, adm *kadm.Client) int {
-	t.Helper()
-	md, err := adm.BrokerMetadata(ctx)
-	if err != nil {
-		t.Fatalf("metadata: %v", err)
-	}
-	return min(len(md.Brokers), 3)
-}
+func replication(brokers []string) int { return min(len(brokers), 3) }
 
 // createTopic creates a topic on every broker (at most 3) and waits until
-// each partition's replicas are all in sync.
-func createTopic(t *testing.T, ctx context.Context, adm *kadm.Client, name string, partitions int32, rf int, configs map[string]*string) {
+// every broker's metadata shows each partition with all its replicas in
+// sync: a broker learns of a new topic a moment after the controller, and
+// sarama (goka) asks any broker.
+func createTopic(t *testing.T, ctx context.Context, adm admClient, name string, partitions int32, rf int, configs map[string]*string) {
 	t.Helper()
 	resp, err := adm.CreateTopic(ctx, partitions, int16(rf), configs, name)
 	if err == nil {
@@ -76,25 +93,42 @@ func createTopic(t *testing.T, ctx context.Context, adm *kadm.Client, name strin
 		defer cancel()
 		adm.DeleteTopics(dctx, name)
 	})
-	waitFor(t, ctx, "every replica of "+name+" in sync", func() error {
-		td, err := adm.ListTopics(ctx, name)
+	waitFor(t, ctx, "every broker to see every replica of "+name+" in sync", func() error {
+		return seenEverywhere(ctx, adm, name, partitions, rf)
+	})
+}
+
+func seenEverywhere(ctx context.Context, adm admClient, name string, partitions int32, rf int) error {
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range md.Brokers {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, adm.cl.Broker(int(b.NodeID)))
 		if err != nil {
-			return err
+			return fmt.Errorf("broker %d: %w", b.NodeID, err)
 		}
-		d := td[name]
-		if d.Err != nil {
-			return d.Err
+		if len(resp.Topics) != 1 {
+			return fmt.Errorf("broker %d: %d topics in metadata", b.NodeID, len(resp.Topics))
 		}
-		if len(d.Partitions) != int(partitions) {
-			return fmt.Errorf("%d partitions, want %d", len(d.Partitions), partitions)
+		tp := resp.Topics[0]
+		if err := kerr.ErrorForCode(tp.ErrorCode); err != nil {
+			return fmt.Errorf("broker %d: %w", b.NodeID, err)
 		}
-		for _, p := range d.Partitions {
+		if len(tp.Partitions) != int(partitions) {
+			return fmt.Errorf("broker %d: %d partitions, want %d", b.NodeID, len(tp.Partitions), partitions)
+		}
+		for _, p := range tp.Partitions {
 			if p.Leader < 0 || len(p.Replicas) != rf || len(p.ISR) != rf {
-				return fmt.Errorf("partition %d: leader %d, replicas %v, isr %v", p.Partition, p.Leader, p.Replicas, p.ISR)
+				return fmt.Errorf("broker %d: partition %d: leader %d, replicas %v, isr %v", b.NodeID, p.Partition, p.Leader, p.Replicas, p.ISR)
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() error) {
@@ -162,7 +196,7 @@ func TestKafkaFranzRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	adm := admin(t, brokers)
-	rf := replication(t, ctx, adm)
+	rf := replication(brokers)
 	topic, group := unique(t, "topic"), unique(t, "group")
 	const partitions, n = 6, 600
 	createTopic(t, ctx, adm, topic, partitions, rf, nil)
@@ -253,7 +287,7 @@ func TestKafkaGokaRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	adm := admin(t, brokers)
-	rf := replication(t, ctx, adm)
+	rf := replication(brokers)
 	input := goka.Stream(unique(t, "input"))
 	group := goka.Group(unique(t, "group"))
 	const partitions, keys, perKey = 4, 20, 10

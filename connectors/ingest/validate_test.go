@@ -132,3 +132,31 @@ func TestValidateTenantFromPartner(t *testing.T) {
 		t.Fatalf("tenant = %v (%v), want acme", ev, rej)
 	}
 }
+
+// BenchmarkValidate validates a typical event: three identifiers, two
+// traits, two properties.
+func BenchmarkValidate(b *testing.B) {
+	n, err := normalize.New(normalize.Config{DefaultRegion: "BR"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg, err := partners.New([]partners.Partner{{Name: "crm", Tenant: "acme", Keys: []string{"crm-key-123"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := reg.ByName("crm")
+	v := NewValidator(n)
+	raw, err := schemas.DecodeRawEventJSON([]byte(`{"id":"evt-000042","type":"page.viewed","time":"2026-11-23T10:42:00Z","source":"bench",` +
+		`"identifiers":{"email":"Ana.Silva42@Example.com","phone":"(41) 97798-0042","user_id":"u-000042"},` +
+		`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/42","amount":42.5}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	received := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, rej := v.Validate(p, raw, received); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,9 @@ type serverOptions struct {
 	brokers    []string
 	httpAddr   string
 	configPath string
+	// dev allows the public keys of the built-in configuration without a
+	// warning.
+	dev bool
 	// ready, when set, is called once the HTTP server listens.
 	ready func(cfg *fileConfig, httpAddr string)
 }
@@ -59,6 +63,10 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 	cfg, err := loadConfig(o.configPath)
 	if err != nil {
 		return err
+	}
+	if public := cfg.publicKeys(); len(public) > 0 && !o.dev {
+		logger.Warn("these partners use the public demo key of the built-in configuration: anyone can send as them; give them secret keys",
+			"config", o.configPath, "partners", strings.Join(public, ", "))
 	}
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

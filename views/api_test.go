@@ -1,10 +1,12 @@
 package views
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/rolodex/rolodex/internal/normalize"
@@ -114,5 +116,47 @@ func TestAPI(t *testing.T) {
 	nodes.ready = false
 	if status, _ := get("/v1/profiles/"+root, "key-of-t1"); status != http.StatusServiceUnavailable {
 		t.Fatalf("not-ready view answered %d", status)
+	}
+}
+
+// A request without a partner's bearer key is answered 401 with the
+// messages of partners.Authenticate.
+func TestAPIUnauthorized(t *testing.T) {
+	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize.New(normalize.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	NewAPI(&memNodes{ready: true}, reg, norm).Register(mux)
+	tests := []struct{ authorization, body string }{
+		{"", `{"error":"unauthorized","message":"missing credential: send Authorization: Bearer \u003cpartner key\u003e"}`},
+		{"bearer key-of-t1", `{"error":"unauthorized","message":"missing credential: send Authorization: Bearer \u003cpartner key\u003e"}`},
+		{"Bearer key-of-t2", `{"error":"unauthorized","message":"unknown partner key"}`},
+		{"Bearer key-of-t1 ", `{"error":"not_found","message":"no profile holds user_id u in this tenant"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.authorization, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/v1/lookup?type=user_id&value=u", nil)
+			if tt.authorization != "" {
+				req.Header.Set("Authorization", tt.authorization)
+			}
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			want := http.StatusUnauthorized
+			if strings.Contains(tt.body, "not_found") {
+				want = http.StatusNotFound
+			}
+			var got bytes.Buffer
+			if err := json.Compact(&got, rec.Body.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != want || got.String() != tt.body || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %s (%s), want %d %s", rec.Code, got.String(), rec.Header().Get("Content-Type"), want, tt.body)
+			}
+		})
 	}
 }

@@ -158,14 +158,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
 		return nil, "", nil, false
 	}
-	key, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || key == "" {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing credential: send Authorization: Bearer <partner key>", reqID)
-		return nil, "", nil, false
-	}
-	p, found = s.partners.ByKey(strings.TrimSpace(key))
-	if !found {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "unknown partner key", reqID)
+	p, err := s.partners.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, err.Error(), reqID)
 		return nil, "", nil, false
 	}
 	now := s.now()
@@ -180,7 +175,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 			fmt.Sprintf("partner %q is limited to %g requests/s (burst %d); retry after the Retry-After seconds", p.Name, p.RateLimit.RPS, p.RateLimit.Burst), reqID)
 		return nil, "", nil, false
 	}
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mediaType, _, err = mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !contains(allowed, mediaType) {
 		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 			fmt.Sprintf("Content-Type %q is not accepted here; use one of %s", r.Header.Get("Content-Type"), strings.Join(allowed, ", ")), reqID)

@@ -399,3 +399,28 @@ func TestSignRoundTrip(t *testing.T) {
 		t.Fatal("signature over another body accepted")
 	}
 }
+
+// A request without a partner's bearer key is answered 401 with the
+// messages of partners.Authenticate, before anything else is checked.
+func TestUnauthorized(t *testing.T) {
+	e := newEnv(t, Config{})
+	tests := []struct{ authorization, message string }{
+		{"", "missing credential: send Authorization: Bearer <partner key>"},
+		{"Basic ZGVtbzpkZW1vLWtleQ==", "missing credential: send Authorization: Bearer <partner key>"},
+		{"Bearer nope-nope-nope", "unknown partner key"},
+		{"Bearer  " + demoKey + " ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.authorization, func(t *testing.T) {
+			r := e.post(t, "/v1/events", "", "text/plain", `{}`, "Authorization", tt.authorization)
+			if tt.message == "" { // authenticated: the content type is checked next
+				wantStatus(t, r, http.StatusUnsupportedMediaType, CodeUnsupportedMedia)
+				return
+			}
+			wantStatus(t, r, http.StatusUnauthorized, CodeUnauthorized)
+			if r.body["message"] != tt.message || r.body["request_id"] != r.header.Get("X-Request-Id") || len(r.body) != 3 {
+				t.Fatalf("body = %v, want message %q and the request id", r.body, tt.message)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"golang.org/x/time/rate"
 )
@@ -111,6 +112,29 @@ func New(ps []Partner) (*Registry, error) {
 func (r *Registry) ByKey(key string) (*Partner, bool) {
 	p, ok := r.byKey[sha256.Sum256([]byte(key))]
 	return p, ok
+}
+
+// Errors of Authenticate. Their text is the message the HTTP APIs answer
+// 401 with.
+var (
+	ErrMissingCredential = errors.New("missing credential: send Authorization: Bearer <partner key>")
+	ErrUnknownKey        = errors.New("unknown partner key")
+)
+
+// Authenticate returns the partner whose bearer key an Authorization header
+// value ("Bearer <key>") carries. It returns ErrMissingCredential when the
+// value is not "Bearer " and a key, and ErrUnknownKey when the key, without
+// surrounding white space, is no partner's (looked up as ByKey does).
+func (r *Registry) Authenticate(authorization string) (*Partner, error) {
+	key, found := strings.CutPrefix(authorization, "Bearer ")
+	if !found || key == "" {
+		return nil, ErrMissingCredential
+	}
+	p, found := r.ByKey(strings.TrimSpace(key))
+	if !found {
+		return nil, ErrUnknownKey
+	}
+	return p, nil
 }
 
 // ByName returns the partner with that name.

@@ -378,10 +378,7 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 		}
 		bad = append(bad, EventError{Index: i, ID: id, Reason: rej.Reason, Message: rej.Message})
 		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
-		dls = append(dls, &schemas.DeadLetter{
-			Time: received.UTC(), Partner: p.Name, Tenant: p.Tenant, Reason: rej.Reason, Message: rej.Message,
-			SourceKind: schemas.SourceHTTP, RequestID: reqID, Row: int64(i), Payload: it.payload,
-		})
+		dls = append(dls, ingest.NewDeadLetter(received, p.Name, p.Tenant, ingest.FromHTTP(reqID, i), rej, it.payload))
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()

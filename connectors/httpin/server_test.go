@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -244,12 +245,20 @@ func TestBatchValidatedAsAWhole(t *testing.T) {
 	if len(dls) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(dls))
 	}
-	dl, err := schemas.DecodeDeadLetter(dls[0].Value)
-	if err != nil {
-		t.Fatal(err)
+	var rows []string
+	for _, rec := range dls {
+		dl, err := schemas.DecodeDeadLetter(rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dl.SourceKind != schemas.SourceHTTP || dl.RequestID != r.body["request_id"] || dl.Partner != "demo" || dl.Tenant != "demo" || dl.Reason == "" || len(dl.Payload) == 0 {
+			t.Fatalf("dead letter = %+v", dl)
+		}
+		rows = append(rows, fmt.Sprintf("%d:%s", dl.Row, dl.Reason))
 	}
-	if dl.SourceKind != schemas.SourceHTTP || dl.RequestID != r.body["request_id"] || dl.Partner != "demo" || dl.Tenant != "demo" || dl.Reason == "" || len(dl.Payload) == 0 {
-		t.Fatalf("dead letter = %+v", dl)
+	slices.Sort(rows)
+	if want := "1:missing_id 2:invalid_json 3:no_valid_identifier"; strings.Join(rows, " ") != want {
+		t.Fatalf("dead letters (row:reason) = %v, want %s", rows, want)
 	}
 }
 

@@ -186,14 +186,11 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 			}
 		}
 		if rej != nil {
-			dl := &schemas.DeadLetter{
-				Time: time.Now().UTC(), Partner: name, Reason: rej.Reason, Message: rej.Message,
-				SourceKind: schemas.SourceKafka, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Payload: r.Value,
-			}
+			var tenant string
 			if p != nil {
-				dl.Tenant = p.Tenant
+				tenant = p.Tenant
 			}
-			kr, err = ingest.DeadLetterRecord(dl)
+			kr, err = ingest.DeadLetterRecord(ingest.NewDeadLetter(time.Now(), name, tenant, ingest.FromKafka(r), rej, r.Value))
 			if err != nil {
 				// Never commit past a record that is neither written nor
 				// dead-lettered: stop instead.

@@ -68,9 +68,14 @@ func (s *stringOrList) UnmarshalJSON(b []byte) error {
 //
 // Plain events take a fast path (see decodeFast); anything else, and every
 // error, goes through encoding/json as before (unmarshalJSONSlow).
+//
+// Text that is not Unicode (see CheckJSONText) is an *InvalidUTF8Error.
 func (r *RawEvent) UnmarshalJSON(b []byte) error {
 	if r.decodeFast(b) {
 		return nil
+	}
+	if err := CheckJSONText(b); err != nil {
+		return err
 	}
 	return r.unmarshalJSONSlow(b)
 }
@@ -78,11 +83,15 @@ func (r *RawEvent) UnmarshalJSON(b []byte) error {
 // DecodeRawEventJSON decodes one event from its JSON form. It returns what
 // json.Unmarshal(b, &ev) returns for a new RawEvent ev, with the same
 // errors, but decodes a plain event in a single pass over b. The event
-// does not share memory with b.
+// does not share memory with b. Text that is not Unicode (see
+// CheckJSONText) is an *InvalidUTF8Error.
 func DecodeRawEventJSON(b []byte) (*RawEvent, error) {
 	ev := new(RawEvent)
 	if ev.decodeFast(b) {
 		return ev, nil
+	}
+	if err := CheckJSONText(b); err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal(b, ev); err != nil {
 		return nil, err
@@ -156,7 +165,9 @@ func idText(b json.RawMessage) (string, error) {
 // it never reports an error itself, so the errors are encoding/json's.
 //
 // Strings without escapes and with valid UTF-8 are taken as they are;
-// others are decoded by encoding/json, which also replaces invalid UTF-8.
+// others are decoded by encoding/json. A string (anywhere in b) that is
+// not Unicode text, which encoding/json would change into U+FFFD, makes it
+// give up too: the caller reports it (CheckJSONText).
 
 // maxFastDepth bounds the nesting decodeFast follows (encoding/json allows
 // 10000 levels); deeper values go to encoding/json.
@@ -169,7 +180,7 @@ var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", 
 // decodeFast decodes b into r and reports true, or leaves r alone and
 // reports false.
 func (r *RawEvent) decodeFast(b []byte) bool {
-	d := fastDecoder{jsonScanner: jsonScanner{b: b}}
+	d := fastDecoder{jsonScanner: jsonScanner{b: b, strict: true}}
 	d.space()
 	if !d.next('{') {
 		return false
@@ -522,6 +533,9 @@ type jsonScanner struct {
 	i int
 	// spaced records that space skipped white space.
 	spaced bool
+	// strict fails every string that is not Unicode text: invalid UTF-8,
+	// or a \u escape of half a surrogate pair.
+	strict bool
 }
 
 func (s *jsonScanner) space() {
@@ -563,7 +577,11 @@ func (s *jsonScanner) scanString() (plain, ok bool) {
 		switch {
 		case c == '"':
 			s.i = i + 1
-			return !escaped && (ascii || utf8.Valid(s.b[start:i])), true
+			if ascii || (escaped && !s.strict) {
+				return !escaped, true
+			}
+			valid := utf8.Valid(s.b[start:i])
+			return valid && !escaped, valid || !s.strict
 		case c < 0x20:
 			return false, false
 		case c == '\\':
@@ -582,6 +600,16 @@ func (s *jsonScanner) scanString() (plain, ok bool) {
 					if !isHex(h) {
 						return false, false
 					}
+				}
+				if s.strict && (s.b[i+1]|0x20) == 'd' && s.b[i+2] >= '8' {
+					// A surrogate: only the high half followed by the low
+					// half is a character.
+					hi, _ := hex4(s.b, i+1)
+					lo, ok := hex4(s.b, i+7)
+					if hi >= 0xdc00 || !ok || s.b[i+5] != '\\' || s.b[i+6] != 'u' || lo < 0xdc00 || lo >= 0xe000 {
+						return false, false
+					}
+					i += 6
 				}
 				i += 4
 			default:

@@ -65,9 +65,9 @@ func TestCheckJSONText(t *testing.T) {
 	}
 	for _, doc := range []string{
 		`{"id":"café","type":"中文","traits":{"e":"\u00e9","s":"\ud83d\ude00","r":"\uFFFD"}}`,
-		`{"id":"a\\ud800"}`,        // an escaped backslash, then plain text
+		`{"id":"a\\ud800"}`,         // an escaped backslash, then plain text
 		`{"id":"\"\\\/\b\f\n\r\t"}`, // every short escape
-		`{"id":"\xef\xbf\xbd"}`, // U+FFFD sent as such is text
+		`{"id":"\xef\xbf\xbd"}`,     // U+FFFD sent as such is text
 		`[1, -2.5e3, true, false, null, {}, []]`,
 		// Not JSON: encoding/json reports the syntax error.
 		`{"id":"\xff"`, `{"id":"\xff",}`, `{"id":"\xff"} x`, `{"id":"\xff\q"}`, `{"id":"\xff\u12"}`, "{\"id\":\"\xff\t\"}", `{"id":\xff}`,

@@ -39,6 +39,9 @@ type cloudEvent struct {
 
 // DecodeCloudEvent decodes one structured-mode CloudEvent into an event.
 func DecodeCloudEvent(b []byte) (*schemas.RawEvent, error) {
+	if err := schemas.CheckJSONText(b); err != nil {
+		return nil, err // before encoding/json turns it into U+FFFD
+	}
 	var ce cloudEvent
 	if err := json.Unmarshal(b, &ce); err != nil {
 		return nil, fmt.Errorf("not a JSON CloudEvent: %w", err)

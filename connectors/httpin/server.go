@@ -245,7 +245,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		raw, derr := DecodeCloudEventBinary(r.Header, body)
 		items = []decoded{{raw: raw, payload: body}}
 		if derr != nil {
-			items[0] = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonInvalidCloudEvent, Message: derr.Error()}}
+			items[0] = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonInvalidCloudEvent, derr)}
 		}
 	default:
 		items, err = s.decodeArray(body, false, jsonDecoder)
@@ -277,7 +277,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 	raw, err := m.Apply(body)
 	item := decoded{raw: raw, payload: body}
 	if err != nil {
-		item = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonMapping, Message: fmt.Sprintf("mapping %q: %v", name, err)}}
+		item = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
 	}
 	s.accept(w, r.Context(), p, reqID, []decoded{item})
 }
@@ -304,7 +304,7 @@ var (
 func (d decoder) one(b []byte) decoded {
 	raw, err := d.decode(b)
 	if err != nil {
-		return decoded{payload: b, err: &ingest.Rejection{Reason: d.reason, Message: err.Error()}}
+		return decoded{payload: b, err: ingest.DecodeFailed(d.reason, err)}
 	}
 	return decoded{raw: raw, payload: b}
 }

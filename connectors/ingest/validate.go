@@ -6,11 +6,11 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rolodex/rolodex/internal/normalize"
 	"github.com/rolodex/rolodex/internal/partners"
@@ -20,6 +20,7 @@ import (
 // Rejection reasons. They label metrics and dead letters.
 const (
 	ReasonInvalidJSON       = "invalid_json"
+	ReasonInvalidUTF8       = "invalid_utf8"
 	ReasonInvalidAvro       = "invalid_avro"
 	ReasonMissingID         = "missing_id"
 	ReasonInvalidID         = "invalid_id"
@@ -49,6 +50,17 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// DecodeFailed is the rejection of a record that could not be decoded into
+// an event, for reason, or for ReasonInvalidUTF8 when err is (or wraps) an
+// *schemas.InvalidUTF8Error.
+func DecodeFailed(reason string, err error) *Rejection {
+	var ie *schemas.InvalidUTF8Error
+	if errors.As(err, &ie) {
+		reason = ReasonInvalidUTF8
+	}
+	return &Rejection{Reason: reason, Message: err.Error()}
+}
+
 // Limits bound what one event may carry.
 const (
 	MaxIDLen       = 256
@@ -70,13 +82,19 @@ func NewValidator(norm *normalize.Normalizer) *Validator { return &Validator{nor
 // received is the time the event reached Rolodex; it is the event time when
 // raw has none. Identifiers whose values are invalid or blocked are dropped;
 // dropped lists them. If none is left the event is rejected.
+//
+// Text that is not valid UTF-8 rejects the event (ReasonInvalidUTF8): the
+// decoders reject it already, this catches any other way in.
 func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
+	if err := raw.CheckUTF8(); err != nil {
+		return nil, nil, reject(ReasonInvalidUTF8, "%v", err)
+	}
 	id := strings.TrimSpace(raw.ID)
 	switch {
 	case id == "":
 		return nil, nil, reject(ReasonMissingID, "the event has no id")
-	case len(id) > MaxIDLen || !utf8.ValidString(id):
-		return nil, nil, reject(ReasonInvalidID, "the id must be valid UTF-8 of at most %d bytes", MaxIDLen)
+	case len(id) > MaxIDLen:
+		return nil, nil, reject(ReasonInvalidID, "the id must be at most %d bytes", MaxIDLen)
 	}
 	typ := strings.TrimSpace(raw.Type)
 	switch {

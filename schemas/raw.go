@@ -671,6 +671,43 @@ func (s *jsonScanner) number() bool {
 	return true
 }
 
+// open moves past the '{' or '[' at s.i and the white space after it, and
+// returns the byte that closes it; empty reports that it did at once.
+func (s *jsonScanner) open() (closing byte, empty bool) {
+	closing = '}'
+	if s.b[s.i] == '[' {
+		closing = ']'
+	}
+	s.i++
+	s.space()
+	return closing, s.next(closing)
+}
+
+// atString reports whether a string token starts at s.i.
+func (s *jsonScanner) atString() bool { return s.i < len(s.b) && s.b[s.i] == '"' }
+
+// colon moves past the ':' after an object key, and the white space around
+// it.
+func (s *jsonScanner) colon() bool {
+	s.space()
+	if !s.next(':') {
+		return false
+	}
+	s.space()
+	return true
+}
+
+// member moves past what ends a member of a container that closing closes:
+// a ',' (more) or closing itself; ok is false at anything else.
+func (s *jsonScanner) member(closing byte) (more, ok bool) {
+	s.space()
+	if s.next(',') {
+		s.space()
+		return true, true
+	}
+	return false, s.next(closing)
+}
+
 // skip moves past one value at nesting depth depth, checking its syntax.
 // The byte after it is left to the caller (it must be a delimiter).
 func (s *jsonScanner) skip(depth int) bool {
@@ -685,38 +722,25 @@ func (s *jsonScanner) skip(depth int) bool {
 		if depth >= maxFastDepth {
 			return false
 		}
-		closing := byte('}')
-		if c == '[' {
-			closing = ']'
-		}
-		s.i++
-		s.space()
-		if s.next(closing) {
+		closing, empty := s.open()
+		if empty {
 			return true
 		}
 		for {
 			if c == '{' {
-				if s.i >= len(s.b) || s.b[s.i] != '"' {
+				if !s.atString() {
 					return false
 				}
-				if _, ok := s.scanString(); !ok {
+				if _, ok := s.scanString(); !ok || !s.colon() {
 					return false
 				}
-				s.space()
-				if !s.next(':') {
-					return false
-				}
-				s.space()
 			}
 			if !s.skip(depth + 1) {
 				return false
 			}
-			s.space()
-			if s.next(',') {
-				s.space()
-				continue
+			if more, ok := s.member(closing); !more {
+				return ok
 			}
-			return s.next(closing)
 		}
 	case c == 't':
 		return s.literal("true")

@@ -180,43 +180,30 @@ func (w *textWalker) value(depth int) bool {
 		if depth >= maxTextDepth {
 			return false
 		}
-		closing := byte('}')
-		if c == '[' {
-			closing = ']'
-		}
-		w.i++
-		w.space()
-		if w.next(closing) {
+		closing, empty := w.open()
+		if empty {
 			return true
 		}
 		for n := 0; ; n++ {
 			seg := pathSeg{index: n}
 			if c == '{' {
-				if w.i >= len(w.b) || w.b[w.i] != '"' {
-					return false
-				}
 				seg.from = w.i
-				if !w.str(true) {
+				if !w.atString() || !w.str(true) {
 					return false
 				}
 				seg.to = w.i
-				w.space()
-				if !w.next(':') {
+				if !w.colon() {
 					return false
 				}
-				w.space()
 			}
 			w.path = append(w.path, seg)
 			if !w.value(depth + 1) {
 				return false
 			}
 			w.path = w.path[:len(w.path)-1]
-			w.space()
-			if w.next(',') {
-				w.space()
-				continue
+			if more, ok := w.member(closing); !more {
+				return ok
 			}
-			return w.next(closing)
 		}
 	}
 	return w.skip(1) // a literal or a number: no text

@@ -12,7 +12,7 @@ import (
 	"github.com/rolodex/rolodex/schemas"
 )
 
-func testValidator(t *testing.T) (*Validator, *partners.Partner) {
+func testValidator(t testing.TB) (*Validator, *partners.Partner) {
 	t.Helper()
 	n, err := normalize.New(normalize.Config{DefaultRegion: "BR"})
 	if err != nil {
@@ -181,16 +181,7 @@ func TestValidateTenantFromPartner(t *testing.T) {
 // BenchmarkValidate validates a typical event: three identifiers, two
 // traits, two properties.
 func BenchmarkValidate(b *testing.B) {
-	n, err := normalize.New(normalize.Config{DefaultRegion: "BR"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg, err := partners.New([]partners.Partner{{Name: "crm", Tenant: "acme", Keys: []string{"crm-key-123"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, _ := reg.ByName("crm")
-	v := NewValidator(n)
+	v, p := testValidator(b)
 	raw, err := schemas.DecodeRawEventJSON([]byte(`{"id":"evt-000042","type":"page.viewed","time":"2026-11-23T10:42:00Z","source":"bench",` +
 		`"identifiers":{"email":"Ana.Silva42@Example.com","phone":"(41) 97798-0042","user_id":"u-000042"},` +
 		`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/42","amount":42.5}}`))

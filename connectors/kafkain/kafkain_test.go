@@ -1,6 +1,7 @@
 package kafkain
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -216,26 +217,24 @@ func TestInvalidUTF8(t *testing.T) {
 		want[strings.Replace(doc, "|", "", 1)] = fmt.Sprintf("invalid UTF-8 at byte %d (in %s)", at, field)
 	}
 	want[`{"id":"e-\udc00","type":"t",`+ids+`}`] = `invalid Unicode at byte 9 (in id): \udc00 is half of a UTF-16 surrogate pair, not a character`
-	bad := "nu\xff\xfe@example.com" // invalid from byte 2
-	for field, edit := range map[string]func(r *schemas.RawEvent){
-		"id":                   func(r *schemas.RawEvent) { r.ID = bad },
-		"type":                 func(r *schemas.RawEvent) { r.Type = bad },
-		"time":                 func(r *schemas.RawEvent) { r.Time = bad },
-		"source":               func(r *schemas.RawEvent) { r.Source = bad },
-		"a key in identifiers": func(r *schemas.RawEvent) { r.Identifiers[bad] = []string{"x"} },
-		"identifiers.email[0]": func(r *schemas.RawEvent) { r.Identifiers["email"] = []string{bad} },
-		"a key in traits":      func(r *schemas.RawEvent) { r.Traits = map[string]json.RawMessage{bad: json.RawMessage(`1`)} },
-		"traits.name":          func(r *schemas.RawEvent) { r.Traits = map[string]json.RawMessage{"name": json.RawMessage(bad)} },
-		"a key in properties":  func(r *schemas.RawEvent) { r.Properties = map[string]json.RawMessage{bad: json.RawMessage(`1`)} },
-		"properties.url":       func(r *schemas.RawEvent) { r.Properties = map[string]json.RawMessage{"url": json.RawMessage(bad)} },
-	} {
-		raw := &schemas.RawEvent{ID: "a-1", Type: "t", Identifiers: map[string][]string{"user_id": {"u-1"}}}
-		edit(raw)
-		v, err := schemas.EncodeIngestAvro(raw)
-		if err != nil {
-			t.Fatal(err)
+	// Avro: one event whose every text holds a marker; each record has
+	// one marker's "@@" turned into invalid bytes (same length, so the
+	// Avro stays well-formed).
+	avro, err := schemas.EncodeIngestAvro(&schemas.RawEvent{ID: "I@@", Type: "T@@", Time: "M@@", Source: "S@@",
+		Identifiers: map[string][]string{"user_id": {"U@@"}, "X@@": {"x"}},
+		Traits:      map[string]json.RawMessage{"name": json.RawMessage(`"V@@"`), "K@@": json.RawMessage(`1`)},
+		Properties:  map[string]json.RawMessage{"url": json.RawMessage(`P@@`), "Q@@": json.RawMessage(`1`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for marker, field := range map[string]string{"I": "id", "T": "type", "M": "time", "S": "source",
+		"X": "a key in identifiers", "U": "identifiers.user_id[0]", "K": "a key in traits", `"V`: "traits.name",
+		"Q": "a key in properties", "P": "properties.url"} {
+		v := bytes.Replace(avro, []byte(marker+"@@"), []byte(marker+"\xff\xfe"), 1)
+		if bytes.Equal(v, avro) {
+			t.Fatalf("marker %s@@ is not in the Avro record", marker)
 		}
-		want[string(v)] = "schemas: decode rolodex.IngestEvent v1: invalid UTF-8 at byte 2 of " + field
+		want[string(v)] = fmt.Sprintf("schemas: decode rolodex.IngestEvent v1: invalid UTF-8 at byte %d of %s", len(marker), field)
 	}
 	topic := schemas.IngestTopic("demo")
 	for v := range want {

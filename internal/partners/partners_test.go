@@ -78,10 +78,6 @@ func TestLookupAndLimits(t *testing.T) {
 }
 
 func TestAuthenticate(t *testing.T) {
-	reg, err := New([]Partner{{Name: "crm", Tenant: "acme", Keys: []string{"crm-key-123"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		authorization string
 		partner       string
@@ -99,6 +95,10 @@ func TestAuthenticate(t *testing.T) {
 		{"Bearer crm-key-12", "", ErrUnknownKey},
 		{"Bearer crm-key-1234", "", ErrUnknownKey},
 		{"Bearer Crm-key-123", "", ErrUnknownKey},
+	}
+	reg, err := New([]Partner{{Name: "crm", Tenant: "acme", Keys: []string{"crm-key-123"}}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.authorization, func(t *testing.T) {

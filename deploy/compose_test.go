@@ -229,7 +229,7 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 		{
 			name: "partner without keys",
 			file: rolodexConfig,
-			from: "keys: [demo-key]", to: "keys: []",
+			from: "keys: [compose-local-key]", to: "keys: []",
 			want: "partners[0].keys",
 		},
 		{

@@ -14,7 +14,8 @@ const ingestSubject = "rolodex.IngestEvent"
 // A null time or source reads as "". Each trait and property value is the
 // stored JSON text as a json.RawMessage; a stored value that is not valid
 // JSON is taken as a plain string and JSON-encoded (so `Ada` reads as
-// `"Ada"`). Empty maps and identifier lists read as nil.
+// `"Ada"`). Empty maps and identifier lists read as nil. A string that is
+// not valid UTF-8 is an *InvalidUTF8Error (see RawEvent.CheckUTF8).
 func DecodeIngestAvro(data []byte) (*RawEvent, error) {
 	reg, err := registry()
 	if err != nil {
@@ -29,6 +30,9 @@ func DecodeIngestAvro(data []byte) (*RawEvent, error) {
 		return nil, err
 	}
 	r, err := rawEventFromNative(m)
+	if err == nil {
+		err = r.CheckUTF8()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("schemas: decode %s: %w", s.name, err)
 	}
@@ -141,6 +145,13 @@ func fieldJSONMap(m map[string]any, name string) (map[string]json.RawMessage, er
 	}
 	out := make(map[string]json.RawMessage, len(strs))
 	for k, s := range strs {
+		// Checked before json.Marshal would replace invalid bytes.
+		if err := CheckUTF8("a key in "+name, k); err != nil {
+			return nil, err
+		}
+		if err := CheckUTF8(name+"."+k, s); err != nil {
+			return nil, err
+		}
 		if b := []byte(s); json.Valid(b) {
 			out[k] = b
 			continue

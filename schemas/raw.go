@@ -68,9 +68,14 @@ func (s *stringOrList) UnmarshalJSON(b []byte) error {
 //
 // Plain events take a fast path (see decodeFast); anything else, and every
 // error, goes through encoding/json as before (unmarshalJSONSlow).
+//
+// Text that is not Unicode (see CheckJSONText) is an *InvalidUTF8Error.
 func (r *RawEvent) UnmarshalJSON(b []byte) error {
 	if r.decodeFast(b) {
 		return nil
+	}
+	if err := CheckJSONText(b); err != nil {
+		return err
 	}
 	return r.unmarshalJSONSlow(b)
 }
@@ -78,11 +83,15 @@ func (r *RawEvent) UnmarshalJSON(b []byte) error {
 // DecodeRawEventJSON decodes one event from its JSON form. It returns what
 // json.Unmarshal(b, &ev) returns for a new RawEvent ev, with the same
 // errors, but decodes a plain event in a single pass over b. The event
-// does not share memory with b.
+// does not share memory with b. Text that is not Unicode (see
+// CheckJSONText) is an *InvalidUTF8Error.
 func DecodeRawEventJSON(b []byte) (*RawEvent, error) {
 	ev := new(RawEvent)
 	if ev.decodeFast(b) {
 		return ev, nil
+	}
+	if err := CheckJSONText(b); err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal(b, ev); err != nil {
 		return nil, err
@@ -156,7 +165,9 @@ func idText(b json.RawMessage) (string, error) {
 // it never reports an error itself, so the errors are encoding/json's.
 //
 // Strings without escapes and with valid UTF-8 are taken as they are;
-// others are decoded by encoding/json, which also replaces invalid UTF-8.
+// others are decoded by encoding/json. A string (anywhere in b) that is
+// not Unicode text, which encoding/json would change into U+FFFD, makes it
+// give up too: the caller reports it (CheckJSONText).
 
 // maxFastDepth bounds the nesting decodeFast follows (encoding/json allows
 // 10000 levels); deeper values go to encoding/json.
@@ -169,7 +180,7 @@ var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", 
 // decodeFast decodes b into r and reports true, or leaves r alone and
 // reports false.
 func (r *RawEvent) decodeFast(b []byte) bool {
-	d := fastDecoder{jsonScanner: jsonScanner{b: b}}
+	d := fastDecoder{jsonScanner: jsonScanner{b: b, strict: true}}
 	d.space()
 	if !d.next('{') {
 		return false
@@ -522,6 +533,9 @@ type jsonScanner struct {
 	i int
 	// spaced records that space skipped white space.
 	spaced bool
+	// strict fails every string that is not Unicode text: invalid UTF-8,
+	// or a \u escape of half a surrogate pair.
+	strict bool
 }
 
 func (s *jsonScanner) space() {
@@ -563,7 +577,11 @@ func (s *jsonScanner) scanString() (plain, ok bool) {
 		switch {
 		case c == '"':
 			s.i = i + 1
-			return !escaped && (ascii || utf8.Valid(s.b[start:i])), true
+			if ascii || (escaped && !s.strict) {
+				return !escaped, true
+			}
+			valid := utf8.Valid(s.b[start:i])
+			return valid && !escaped, valid || !s.strict
 		case c < 0x20:
 			return false, false
 		case c == '\\':
@@ -582,6 +600,16 @@ func (s *jsonScanner) scanString() (plain, ok bool) {
 					if !isHex(h) {
 						return false, false
 					}
+				}
+				if s.strict && (s.b[i+1]|0x20) == 'd' && s.b[i+2] >= '8' {
+					// A surrogate: only the high half followed by the low
+					// half is a character.
+					hi, _ := hex4(s.b, i+1)
+					lo, ok := hex4(s.b, i+7)
+					if hi >= 0xdc00 || !ok || s.b[i+5] != '\\' || s.b[i+6] != 'u' || lo < 0xdc00 || lo >= 0xe000 {
+						return false, false
+					}
+					i += 6
 				}
 				i += 4
 			default:
@@ -643,6 +671,43 @@ func (s *jsonScanner) number() bool {
 	return true
 }
 
+// open moves past the '{' or '[' at s.i and the white space after it, and
+// returns the byte that closes it; empty reports that it did at once.
+func (s *jsonScanner) open() (closing byte, empty bool) {
+	closing = '}'
+	if s.b[s.i] == '[' {
+		closing = ']'
+	}
+	s.i++
+	s.space()
+	return closing, s.next(closing)
+}
+
+// atString reports whether a string token starts at s.i.
+func (s *jsonScanner) atString() bool { return s.i < len(s.b) && s.b[s.i] == '"' }
+
+// colon moves past the ':' after an object key, and the white space around
+// it.
+func (s *jsonScanner) colon() bool {
+	s.space()
+	if !s.next(':') {
+		return false
+	}
+	s.space()
+	return true
+}
+
+// member moves past what ends a member of a container that closing closes:
+// a ',' (more) or closing itself; ok is false at anything else.
+func (s *jsonScanner) member(closing byte) (more, ok bool) {
+	s.space()
+	if s.next(',') {
+		s.space()
+		return true, true
+	}
+	return false, s.next(closing)
+}
+
 // skip moves past one value at nesting depth depth, checking its syntax.
 // The byte after it is left to the caller (it must be a delimiter).
 func (s *jsonScanner) skip(depth int) bool {
@@ -657,38 +722,25 @@ func (s *jsonScanner) skip(depth int) bool {
 		if depth >= maxFastDepth {
 			return false
 		}
-		closing := byte('}')
-		if c == '[' {
-			closing = ']'
-		}
-		s.i++
-		s.space()
-		if s.next(closing) {
+		closing, empty := s.open()
+		if empty {
 			return true
 		}
 		for {
 			if c == '{' {
-				if s.i >= len(s.b) || s.b[s.i] != '"' {
+				if !s.atString() {
 					return false
 				}
-				if _, ok := s.scanString(); !ok {
+				if _, ok := s.scanString(); !ok || !s.colon() {
 					return false
 				}
-				s.space()
-				if !s.next(':') {
-					return false
-				}
-				s.space()
 			}
 			if !s.skip(depth + 1) {
 				return false
 			}
-			s.space()
-			if s.next(',') {
-				s.space()
-				continue
+			if more, ok := s.member(closing); !more {
+				return ok
 			}
-			return s.next(closing)
 		}
 	case c == 't':
 		return s.literal("true")

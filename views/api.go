@@ -46,14 +46,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (a *API) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || key == "" {
-		writeJSON(w, http.StatusUnauthorized, errorBody{"unauthorized", "missing credential: send Authorization: Bearer <partner key>"})
-		return "", false
-	}
-	p, ok := a.partners.ByKey(strings.TrimSpace(key))
-	if !ok {
-		writeJSON(w, http.StatusUnauthorized, errorBody{"unauthorized", "unknown partner key"})
+	p, err := a.partners.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, errorBody{"unauthorized", err.Error()})
 		return "", false
 	}
 	return p.Tenant, true

@@ -1,10 +1,12 @@
 package views
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/rolodex/rolodex/internal/normalize"
@@ -21,6 +23,23 @@ func (m *memNodes) Node(k string) (*schemas.Node, error) { return m.m[k], nil }
 func (m *memNodes) Ready() bool                          { return m.ready }
 
 func id(typ, val string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: val} }
+
+// testMux serves the API from nodes to partners p1 (tenant t1, key
+// key-of-t1) and p2 (t2, key-of-t2).
+func testMux(t *testing.T, nodes Nodes) *http.ServeMux {
+	t.Helper()
+	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}, {Name: "p2", Tenant: "t2", Keys: []string{"key-of-t2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize.New(normalize.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	NewAPI(nodes, reg, norm).Register(mux)
+	return mux
+}
 
 func TestAPI(t *testing.T) {
 	email, phone := id("email", "ana@example.com"), id("phone", "+5511912345678")
@@ -39,17 +58,7 @@ func TestAPI(t *testing.T) {
 		child: {Tenant: "t1", Identifier: ids[child], Parent: root, Own: schemas.Contribution{Node: child, Identifier: ids[child]}},
 		other: {Tenant: "t2", Identifier: email, Own: schemas.Contribution{Node: other, Identifier: email, Version: 1}},
 	}}
-	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}, {Name: "p2", Tenant: "t2", Keys: []string{"key-of-t2"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	norm, err := normalize.New(normalize.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	NewAPI(nodes, reg, norm).Register(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(testMux(t, nodes))
 	defer srv.Close()
 
 	get := func(path, key string) (int, map[string]any) {
@@ -114,5 +123,38 @@ func TestAPI(t *testing.T) {
 	nodes.ready = false
 	if status, _ := get("/v1/profiles/"+root, "key-of-t1"); status != http.StatusServiceUnavailable {
 		t.Fatalf("not-ready view answered %d", status)
+	}
+}
+
+// A request without a partner's bearer key is answered 401 with the
+// messages of partners.Authenticate.
+func TestAPIUnauthorized(t *testing.T) {
+	mux := testMux(t, &memNodes{ready: true})
+	tests := []struct{ authorization, body string }{
+		{"", `{"error":"unauthorized","message":"missing credential: send Authorization: Bearer \u003cpartner key\u003e"}`},
+		{"bearer key-of-t1", `{"error":"unauthorized","message":"missing credential: send Authorization: Bearer \u003cpartner key\u003e"}`},
+		{"Bearer key-of-t3", `{"error":"unauthorized","message":"unknown partner key"}`},
+		{"Bearer key-of-t1 ", `{"error":"not_found","message":"no profile holds user_id u in this tenant"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.authorization, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/v1/lookup?type=user_id&value=u", nil)
+			if tt.authorization != "" {
+				req.Header.Set("Authorization", tt.authorization)
+			}
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			want := http.StatusUnauthorized
+			if strings.Contains(tt.body, "not_found") {
+				want = http.StatusNotFound
+			}
+			var got bytes.Buffer
+			if err := json.Compact(&got, rec.Body.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != want || got.String() != tt.body || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %s (%s), want %d %s", rec.Code, got.String(), rec.Header().Get("Content-Type"), want, tt.body)
+			}
+		})
 	}
 }

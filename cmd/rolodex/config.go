@@ -75,6 +75,38 @@ func orDefault(path string) string {
 
 func (c *fileConfig) registry() (*partners.Registry, error) { return partners.New(c.Partners) }
 
+// builtinKeys maps each bearer key of the built-in configuration to its
+// partner. These keys are public (printed by "rolodex dev", written in the
+// README): they are for dev mode only.
+func builtinKeys() map[string]string {
+	keys := map[string]string{}
+	c, err := loadConfig("")
+	if err != nil {
+		return keys // TestDefaultConfig keeps the built-in configuration loadable
+	}
+	for _, p := range c.Partners {
+		for _, k := range p.Keys {
+			keys[k] = p.Name
+		}
+	}
+	return keys
+}
+
+// publicKeys lists, as "partner (key)", the partners of c that use a key
+// of the built-in configuration.
+func (c *fileConfig) publicKeys() []string {
+	builtin := builtinKeys()
+	var out []string
+	for _, p := range c.Partners {
+		for _, k := range p.Keys {
+			if _, ok := builtin[k]; ok {
+				out = append(out, fmt.Sprintf("%s (key %q)", p.Name, k))
+			}
+		}
+	}
+	return out
+}
+
 func (c *fileConfig) normalizer() (*normalize.Normalizer, error) {
 	return normalize.New(normalize.Config{DefaultRegion: c.DefaultRegion, Blocked: c.BlockedIdentifiers})
 }

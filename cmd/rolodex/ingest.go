@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -35,7 +36,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		return err
 	}
 	defer cleanup()
-	opts := serverOptions{httpAddr: *httpAddr, configPath: *config, cfg: cfg}
+	opts := serverOptions{httpAddr: *httpAddr, configPath: *config, cfg: cfg, dev: true}
 	if *brokers != "" {
 		opts.brokers = kafkaclient.ParseBrokers(*brokers)
 	} else {
@@ -59,6 +60,9 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup, /metrics, /healthz)\n", opts.brokers[0], addr)
 		for _, p := range cfg.Partners {
 			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, p.Keys[0], schemas.IngestTopic(p.Name))
+		}
+		if public := cfg.publicKeys(); len(public) > 0 {
+			fmt.Fprintf(stdout, "  Dev mode only: the demo credential is public (%s); \"rolodex run\" refuses to start without a --config of your own partners.\n", strings.Join(public, ", "))
 		}
 		key := cfg.Partners[0].Keys[0]
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)
@@ -87,7 +91,7 @@ func newComponentFlags(name, defaultAddr string, stdout, stderr io.Writer, withS
 	c := &componentFlags{fs: fs,
 		brokers:  fs.String("brokers", "", "Kafka seed brokers, host:port,... (required)"),
 		httpAddr: fs.String("http-addr", defaultAddr, "listen address of the HTTP server (/metrics, /healthz and the component's API)"),
-		config:   fs.String("config", "", "YAML config file (default: built-in, with the demo partner)"),
+		config:   fs.String("config", "", "YAML config file with your partners and their keys (required: the built-in demo partner is for \"rolodex dev\" only)"),
 	}
 	fs.StringVar(c.httpAddr, "metrics-addr", defaultAddr, "alias of --http-addr")
 	if withState {
@@ -105,6 +109,12 @@ func (c *componentFlags) parse(args []string) (serverOptions, error) {
 	}
 	if c.fs.NArg() > 0 {
 		return serverOptions{}, usageError{fmt.Sprintf("%s: unexpected argument %q", c.fs.Name(), c.fs.Arg(0))}
+	}
+	if *c.config == "" {
+		// Without it the built-in configuration would serve the demo
+		// partner, whose key is public.
+		return serverOptions{}, usageError{c.fs.Name() + ": --config is required: pass --config FILE with your own partners and secret keys " +
+			"(start from cmd/rolodex/defaults.yaml); the built-in demo partner and its public key demo-key are for \"rolodex dev\" only"}
 	}
 	return serverOptions{brokers: kafkaclient.ParseBrokers(*c.brokers), httpAddr: *c.httpAddr, configPath: *c.config}, nil
 }

@@ -5,14 +5,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/partners"
 )
 
 // asMain makes the test binary run main() instead of the tests: the tests
@@ -306,5 +316,169 @@ func TestStoppedBySignal(t *testing.T) {
 		if stoppedBySignal(ctx, err) {
 			t.Errorf("%v: counted as stopped by the signal", err)
 		}
+	}
+}
+
+// Every "rolodex run" component that reads partners refuses to start on the
+// built-in configuration: its demo key is public. It stops before it touches
+// Kafka or listens.
+func TestRunRefusesBuiltinDemoCredential(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	// A config file of one's own that still gives a partner the demo key
+	// is refused as well.
+	reused := filepath.Join(t.TempDir(), "reused.yaml")
+	if err := os.WriteFile(reused, []byte("partners:\n  - {name: crm, tenant: acme, keys: [s3cret-crm-key, demo-key]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, component := range []string{"ingest", "processors", "api"} {
+		for _, config := range []string{"", reused} {
+			t.Run(component+"/config="+filepath.Base(config), func(t *testing.T) {
+				var out, errb bytes.Buffer
+				args := []string{"run", component, "--brokers", brokers, "--http-addr", "127.0.0.1:0"}
+				if component != "ingest" {
+					args = append(args, "--state-dir", t.TempDir())
+				}
+				want, code := []string{"--config is required", "demo-key", `"rolodex dev" only`}, 2
+				if config != "" {
+					args = append(args, "--config", config)
+					want, code = []string{`crm (key "demo-key")`, "public key", `"rolodex dev" only`}, 1
+				}
+				// Bounded, so that a command that does start ends the test.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				err := run(ctx, args, &out, &errb)
+				if err == nil {
+					t.Fatal("started on the built-in demo credential")
+				}
+				for _, w := range want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				if exitCode(err) != code {
+					t.Errorf("exit code %d, want %d", exitCode(err), code)
+				}
+			})
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topics) != 0 {
+		t.Fatalf("a refused command created topics: %v", topics.Names())
+	}
+}
+
+func TestPublicKeys(t *testing.T) {
+	builtin, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := builtin.publicKeys(); len(got) != 1 || got[0] != `demo (key "demo-key")` {
+		t.Fatalf("built-in configuration: public keys %v, want the demo partner's", got)
+	}
+	own := &fileConfig{Partners: []partners.Partner{{Name: "crm", Tenant: "acme", Keys: []string{"s3cret-crm-key"}}}}
+	if got := own.publicKeys(); len(got) != 0 {
+		t.Fatalf("own keys reported public: %v", got)
+	}
+	copied := &fileConfig{Partners: []partners.Partner{{Name: "crm", Tenant: "acme", Keys: []string{"s3cret-crm-key", "demo-key"}}}}
+	if got := copied.publicKeys(); len(got) != 1 || got[0] != `crm (key "demo-key")` {
+		t.Fatalf("a config reusing demo-key: public keys %v", got)
+	}
+}
+
+// signalWriter is a concurrency-safe buffer that closes found once what it
+// holds contains want.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	want  string
+	found chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	if w.found != nil && strings.Contains(w.buf.String(), w.want) {
+		close(w.found)
+		w.found = nil
+	}
+	return n, err
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// Dev mode keeps the built-in demo partner, says so, and accepts events
+// sent with its key.
+func TestDevServesDemoCredential(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	found := make(chan struct{})
+	stdout := &signalWriter{want: "\nTry:", found: found}
+	var stderr signalWriter
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--broker-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, stdout, &stderr)
+	}()
+	select {
+	case <-found:
+	case err := <-done:
+		t.Fatalf("dev stopped before it was up: %v\n%s\n%s", err, stdout, stderr.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("dev not up after 2 minutes:\n%s\n%s", stdout, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"Partner: demo  tenant: demo  bearer key: demo-key", `Dev mode only: the demo credential is public (demo (key "demo-key"))`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev output does not say %q:\n%s", want, out)
+		}
+	}
+	_, rest, _ := strings.Cut(out, "HTTP:    http://")
+	addr, _, _ := strings.Cut(rest, " ")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/events",
+		strings.NewReader(`{"id":"e-1","type":"page.viewed","identifiers":{"email":"ana@example.com"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer demo-key")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST with demo-key: %d %s", res.StatusCode, body)
+	}
+	if strings.Contains(stderr.String(), "public demo key") {
+		t.Errorf("dev mode warned about its own demo key:\n%s", stderr.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("dev did not stop within a minute of its context ending")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,9 @@ type serverOptions struct {
 	// cfg, when set, is the configuration already read from configPath
 	// (by loadServerConfig).
 	cfg *fileConfig
+	// dev allows the public keys of the built-in configuration (dev mode
+	// only: production commands refuse them).
+	dev bool
 	// ready, when set, is called once the HTTP server listens.
 	ready func(cfg *fileConfig, httpAddr string)
 }
@@ -65,6 +69,10 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 		if cfg, err = loadServerConfig(o.configPath); err != nil {
 			return err
 		}
+	}
+	if public := cfg.publicKeys(); len(public) > 0 && !o.dev {
+		return fmt.Errorf("config %s: partners %s use the public key of the built-in demo configuration: anyone could send as them; "+
+			"give them secret keys (the demo key is for \"rolodex dev\" only)", orDefault(o.configPath), strings.Join(public, ", "))
 	}
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -254,13 +254,7 @@ func (r *run) reject(row int64, fields []string, raw []byte, rej *ingest.Rejecti
 	if len(raw) > maxPayload {
 		raw = raw[:maxPayload]
 	}
-	dl := &schemas.DeadLetter{
-		Time: time.Now().UTC(), Partner: p.Name, Tenant: p.Tenant,
-		Reason: rej.Reason, Message: rej.Message,
-		SourceKind: schemas.SourceCSV, File: im.cfg.File, Row: row,
-		Payload: raw, // copied by the encoder
-	}
-	kr, err := ingest.DeadLetterRecord(dl)
+	kr, err := ingest.DeadLetterRecord(ingest.NewDeadLetter(time.Now(), p.Name, p.Tenant, ingest.FromCSV(im.cfg.File, row), rej, raw))
 	if err != nil {
 		return fmt.Errorf("row %d: %w", row, err)
 	}

@@ -554,6 +554,20 @@ func TestImportMalformed(t *testing.T) {
 			comma:    '\t',
 			wantRows: 4, wantAcc: 1, wantRej: []string{ingest.ReasonInvalidTime, ingest.ReasonMissingID, ingest.ReasonInvalidType},
 		},
+		{
+			name: "invalid UTF-8 in each mapped column, and in one not mapped",
+			content: "id,kind,when,src,e,n,c,note\n" +
+				"e1,t,,web,a@x.com,Ana,Rio,\xff ignored\n" +
+				"e\xff2,t,,web,b@x.com,Ana,Rio,\n" +
+				"e3,t\xc3,,web,c@x.com,Ana,Rio,\n" +
+				"e4,t,2026-01-02T03:04:05Z\xff,web,d@x.com,Ana,Rio,\n" +
+				"e5,t,,w\xe9b,e@x.com,Ana,Rio,\n" +
+				"e6,t,,web,nu\xff\xfe@example.com,Ana,Rio,\n" +
+				"e7,t,,web,g@x.com,An\xe3,Rio,\n" +
+				"e8,t,,web,h@x.com,Ana,S\xe3o Paulo,\n",
+			mapping:  "id=id,type=kind,time=when,source=src,email=e,traits.name=n,properties.city=c",
+			wantRows: 8, wantAcc: 1, wantRej: slices.Repeat([]string{ingest.ReasonInvalidUTF8}, 7),
+		},
 	}
 	for k, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

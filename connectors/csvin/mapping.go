@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -160,6 +161,10 @@ type binding struct {
 	traits, props         []col
 	// idColumns names the identifier columns, for the "all empty" message.
 	idColumns string
+	// header is the file's header; mapped lists the indexes of the mapped
+	// columns, ascending.
+	header []string
+	mapped []int
 }
 
 // bind resolves the mapping's column names against header. A name matches
@@ -220,6 +225,19 @@ func (m *Mapping) bind(header []string) (*binding, error) {
 		return nil, fmt.Errorf("the header does not match the mapping: %s; the header has %s",
 			strings.Join(missing, "; "), describeHeader(header))
 	}
+	b.header = header
+	for _, i := range []int{b.id, b.typ, b.time, b.source} {
+		if i >= 0 {
+			b.mapped = append(b.mapped, i)
+		}
+	}
+	for _, cols := range [][]col{b.ids, b.traits, b.props} {
+		for _, c := range cols {
+			b.mapped = append(b.mapped, c.index)
+		}
+	}
+	slices.Sort(b.mapped)
+	b.mapped = slices.Compact(b.mapped)
 	return b, nil
 }
 
@@ -282,9 +300,16 @@ func (c *converter) rowID(rec []string) string {
 }
 
 // convert turns one row into a raw event, or rejects a row whose identifier
-// cells are all empty.
+// cells are all empty, or whose mapped cells are not all valid UTF-8
+// (normalising or JSON-encoding them would replace the invalid bytes).
 func (c *converter) convert(rec []string) (*schemas.RawEvent, *ingest.Rejection) {
 	b := c.b
+	for _, i := range b.mapped {
+		if !utf8.ValidString(rec[i]) {
+			err := schemas.CheckUTF8(fmt.Sprintf("column %q", b.header[i]), rec[i])
+			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidUTF8, Message: err.Error()}
+		}
+	}
 	raw := &schemas.RawEvent{}
 	if b.id >= 0 {
 		raw.ID = rec[b.id]

@@ -2,6 +2,7 @@ package csvin
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -187,16 +188,7 @@ func TestConvert(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := ParseMapping(tt.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := m.bind(header)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := newConverter(b, DefaultEventType, "demo", "contacts.csv")
-			raw, rej := c.convert(tt.row)
+			raw, rej := testConverter(t, tt.spec, header).convert(tt.row)
 			if tt.wantReject != "" {
 				if rej == nil || rej.Reason != tt.wantReject {
 					t.Fatalf("convert = %+v, %v; want rejection %s", raw, rej, tt.wantReject)
@@ -226,6 +218,45 @@ func TestConvert(t *testing.T) {
 			checkJSONMap(t, "traits", raw.Traits, tt.wantTraits)
 			checkJSONMap(t, "properties", raw.Properties, tt.wantProps)
 		})
+	}
+}
+
+// testConverter converts rows of a file with header, mapped by spec.
+func testConverter(t *testing.T, spec string, header []string) *converter {
+	t.Helper()
+	m, err := ParseMapping(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.bind(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newConverter(b, DefaultEventType, "demo", "contacts.csv")
+}
+
+// A mapped cell that is not valid UTF-8 rejects its row, naming the column
+// and the byte; the same bytes in a column not mapped change nothing.
+func TestConvertRejectsInvalidUTF8(t *testing.T) {
+	header := []string{"ID", "Kind", "When", "Src", "Email", "Phone", "Name", "City", "Note"}
+	c := testConverter(t, "id=ID,type=Kind,time=When,source=Src,email=Email,phone=Phone,traits.name=Name,properties.city=City", header)
+	row := func() []string {
+		return []string{"e-1", "t", "2026-01-02T03:04:05Z", "web", "a@x.com", "11 99876-5432", "Ana", "Rio", "ok"}
+	}
+	for i, column := range header {
+		bad := row()
+		bad[i] = "ab\xff\xfe"
+		raw, rej := c.convert(bad)
+		if column == "Note" {
+			if rej != nil {
+				t.Errorf("%s is not mapped, but rejected the row: %v", column, rej)
+			}
+			continue
+		}
+		want := fmt.Sprintf("invalid UTF-8 at byte 2 of column %q", column)
+		if rej == nil || rej.Reason != ingest.ReasonInvalidUTF8 || rej.Message != want {
+			t.Errorf("%s: convert = %+v, %v; want %s: %s", column, raw, rej, ingest.ReasonInvalidUTF8, want)
+		}
 	}
 }
 

@@ -52,6 +52,9 @@ var integerRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
 
 // DecodeCloudEvent decodes one structured-mode CloudEvent into an event.
 func DecodeCloudEvent(b []byte) (*schemas.RawEvent, error) {
+	if err := schemas.CheckJSONText(b); err != nil {
+		return nil, err // before encoding/json turns it into U+FFFD
+	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(b, &members); err != nil {
 		return nil, fmt.Errorf("not a JSON CloudEvent: %w", err)
@@ -97,7 +100,14 @@ func DecodeCloudEventBinary(h http.Header, body []byte) (*schemas.RawEvent, erro
 			attrs[name] = vs[0]
 		}
 	}
-	problems := append(nameProblems(slices.Sorted(maps.Keys(attrs))), attributeProblems(attrs)...)
+	names := slices.Sorted(maps.Keys(attrs))
+	// Text that is not UTF-8 is refused as such, before any rule reads it.
+	for _, name := range names {
+		if err := schemas.CheckUTF8(name, attrs[name]); err != nil {
+			return nil, err
+		}
+	}
+	problems := append(nameProblems(names), attributeProblems(attrs)...)
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}

@@ -41,7 +41,11 @@ func (m *Mapping) Validate() error {
 
 // Apply maps one payload to an event. Paths that are absent in the payload
 // leave their field empty; validation decides whether that is acceptable.
+// A payload with text that is not Unicode is an *schemas.InvalidUTF8Error.
 func (m *Mapping) Apply(payload []byte) (*schemas.RawEvent, error) {
+	if err := schemas.CheckJSONText(payload); err != nil {
+		return nil, err
+	}
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()

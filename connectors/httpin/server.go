@@ -153,14 +153,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
 		return nil, "", nil, false
 	}
-	key, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || key == "" {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing credential: send Authorization: Bearer <partner key>", reqID)
-		return nil, "", nil, false
-	}
-	p, found = s.partners.ByKey(strings.TrimSpace(key))
-	if !found {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "unknown partner key", reqID)
+	p, err := s.partners.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, err.Error(), reqID)
 		return nil, "", nil, false
 	}
 	now := s.now()
@@ -175,7 +170,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 			fmt.Sprintf("partner %q is limited to %g requests/s (burst %d); retry after the Retry-After seconds", p.Name, p.RateLimit.RPS, p.RateLimit.Burst), reqID)
 		return nil, "", nil, false
 	}
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mediaType, _, err = mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !contains(allowed, mediaType) {
 		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 			fmt.Sprintf("Content-Type %q is not accepted here; use one of %s", r.Header.Get("Content-Type"), strings.Join(allowed, ", ")), reqID)
@@ -245,7 +240,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		raw, derr := DecodeCloudEventBinary(r.Header, body)
 		items = []decoded{{raw: raw, payload: body}}
 		if derr != nil {
-			items[0] = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonInvalidCloudEvent, Message: derr.Error()}}
+			items[0] = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonInvalidCloudEvent, derr)}
 		}
 	default:
 		items, err = s.decodeArray(body, false, jsonDecoder)
@@ -277,7 +272,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 	raw, err := m.Apply(body)
 	item := decoded{raw: raw, payload: body}
 	if err != nil {
-		item = decoded{payload: body, err: &ingest.Rejection{Reason: ingest.ReasonMapping, Message: fmt.Sprintf("mapping %q: %v", name, err)}}
+		item = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
 	}
 	s.accept(w, r.Context(), p, reqID, []decoded{item})
 }
@@ -304,7 +299,7 @@ var (
 func (d decoder) one(b []byte) decoded {
 	raw, err := d.decode(b)
 	if err != nil {
-		return decoded{payload: b, err: &ingest.Rejection{Reason: d.reason, Message: err.Error()}}
+		return decoded{payload: b, err: ingest.DecodeFailed(d.reason, err)}
 	}
 	return decoded{raw: raw, payload: b}
 }
@@ -379,10 +374,7 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 		}
 		bad = append(bad, EventError{Index: i, ID: id, Reason: rej.Reason, Message: rej.Message})
 		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
-		dls = append(dls, &schemas.DeadLetter{
-			Time: received.UTC(), Partner: p.Name, Tenant: p.Tenant, Reason: rej.Reason, Message: rej.Message,
-			SourceKind: schemas.SourceHTTP, RequestID: reqID, Row: int64(i), Payload: it.payload,
-		})
+		dls = append(dls, ingest.NewDeadLetter(received, p.Name, p.Tenant, ingest.FromHTTP(reqID, i), rej, it.payload))
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,12 +249,20 @@ func TestBatchValidatedAsAWhole(t *testing.T) {
 	if len(dls) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(dls))
 	}
-	dl, err := schemas.DecodeDeadLetter(dls[0].Value)
-	if err != nil {
-		t.Fatal(err)
+	var rows []string
+	for _, rec := range dls {
+		dl, err := schemas.DecodeDeadLetter(rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dl.SourceKind != schemas.SourceHTTP || dl.RequestID != r.body["request_id"] || dl.Partner != "demo" || dl.Tenant != "demo" || dl.Reason == "" || len(dl.Payload) == 0 {
+			t.Fatalf("dead letter = %+v", dl)
+		}
+		rows = append(rows, fmt.Sprintf("%d:%s", dl.Row, dl.Reason))
 	}
-	if dl.SourceKind != schemas.SourceHTTP || dl.RequestID != r.body["request_id"] || dl.Partner != "demo" || dl.Tenant != "demo" || dl.Reason == "" || len(dl.Payload) == 0 {
-		t.Fatalf("dead letter = %+v", dl)
+	slices.Sort(rows)
+	if want := "1:missing_id 2:invalid_json 3:no_valid_identifier"; strings.Join(rows, " ") != want {
+		t.Fatalf("dead letters (row:reason) = %v, want %s", rows, want)
 	}
 }
 
@@ -391,5 +400,30 @@ func TestWebhookMapping(t *testing.T) {
 	}
 	if ev.Type != "lead.created" || ev.Source != "crm" || ev.Traits["name"] != `"Ana Souza"` || ev.Properties["product"] != `"Compass"` {
 		t.Fatalf("event = %+v", ev)
+	}
+}
+
+// A request without a partner's bearer key is answered 401 with the
+// messages of partners.Authenticate, before anything else is checked.
+func TestUnauthorized(t *testing.T) {
+	e := newEnv(t, Config{})
+	tests := []struct{ authorization, message string }{
+		{"", "missing credential: send Authorization: Bearer <partner key>"},
+		{"Basic ZGVtbzpkZW1vLWtleQ==", "missing credential: send Authorization: Bearer <partner key>"},
+		{"Bearer nope-nope-nope", "unknown partner key"},
+		{"Bearer  " + demoKey + " ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.authorization, func(t *testing.T) {
+			r := e.post(t, "/v1/events", "", "text/plain", `{}`, "Authorization", tt.authorization)
+			if tt.message == "" { // authenticated: the content type is checked next
+				wantStatus(t, r, http.StatusUnsupportedMediaType, CodeUnsupportedMedia)
+				return
+			}
+			wantStatus(t, r, http.StatusUnauthorized, CodeUnauthorized)
+			if r.body["message"] != tt.message || r.body["request_id"] != r.header.Get("X-Request-Id") || len(r.body) != 3 {
+				t.Fatalf("body = %v, want message %q and the request id", r.body, tt.message)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 // Rejection reasons. They label metrics and dead letters.
 const (
 	ReasonInvalidJSON       = "invalid_json"
+	ReasonInvalidUTF8       = "invalid_utf8"
 	ReasonInvalidAvro       = "invalid_avro"
 	ReasonMissingID         = "missing_id"
 	ReasonInvalidID         = "invalid_id"
@@ -49,6 +51,17 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// DecodeFailed is the rejection of a record that could not be decoded into
+// an event, for reason, or for ReasonInvalidUTF8 when err is (or wraps) an
+// *schemas.InvalidUTF8Error.
+func DecodeFailed(reason string, err error) *Rejection {
+	var ie *schemas.InvalidUTF8Error
+	if errors.As(err, &ie) {
+		reason = ReasonInvalidUTF8
+	}
+	return &Rejection{Reason: reason, Message: err.Error()}
+}
+
 // Limits bound what one event may carry.
 const (
 	MaxIDLen       = 256
@@ -70,13 +83,20 @@ func NewValidator(norm *normalize.Normalizer) *Validator { return &Validator{nor
 // received is the time the event reached Rolodex; it is the event time when
 // raw has none. Identifiers whose values are invalid or blocked are dropped;
 // dropped lists them. If none is left the event is rejected.
+//
+// Text that is not valid UTF-8 rejects the event (ReasonInvalidUTF8): the
+// decoders reject it already, this catches any other way in. Each text is
+// checked where the loops below pass it anyway.
 func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
+	if !utf8.ValidString(raw.ID) || !utf8.ValidString(raw.Type) || !utf8.ValidString(raw.Time) || !utf8.ValidString(raw.Source) {
+		return nil, nil, invalidText(raw)
+	}
 	id := strings.TrimSpace(raw.ID)
 	switch {
 	case id == "":
 		return nil, nil, reject(ReasonMissingID, "the event has no id")
-	case len(id) > MaxIDLen || !utf8.ValidString(id):
-		return nil, nil, reject(ReasonInvalidID, "the id must be valid UTF-8 of at most %d bytes", MaxIDLen)
+	case len(id) > MaxIDLen:
+		return nil, nil, reject(ReasonInvalidID, "the id must be at most %d bytes", MaxIDLen)
 	}
 	typ := strings.TrimSpace(raw.Type)
 	switch {
@@ -105,11 +125,17 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	}
 	ids := make([]schemas.Identifier, 0, len(raw.Identifiers))
 	for rt, values := range raw.Identifiers {
+		if !utf8.ValidString(rt) {
+			return nil, nil, invalidText(raw)
+		}
 		nt, err := v.norm.Type(rt)
 		if err != nil {
 			return nil, nil, reject(ReasonUnknownIDType, "event %q: identifier type %q is unknown; use email, phone, user_id, anonymous_id, whatsapp, facebook or external:<name>", id, rt)
 		}
 		for _, val := range values {
+			if !utf8.ValidString(val) {
+				return nil, nil, invalidText(raw)
+			}
 			nv, err := v.norm.Identifier(nt, val)
 			if err != nil {
 				if ne, ok := err.(*normalize.Error); ok {
@@ -143,10 +169,16 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 		source = p.Name
 	}
 	traits, err := jsonValues(raw.Traits)
+	if err == errInvalidText {
+		return nil, nil, invalidText(raw)
+	}
 	if err != nil {
 		return nil, nil, reject(ReasonInvalidJSON, "event %q: trait %s", id, err)
 	}
 	props, err := jsonValues(raw.Properties)
+	if err == errInvalidText {
+		return nil, nil, invalidText(raw)
+	}
 	if err != nil {
 		return nil, nil, reject(ReasonInvalidJSON, "event %q: property %s", id, err)
 	}
@@ -190,6 +222,16 @@ func dedupeSorted(ids []schemas.Identifier) []schemas.Identifier {
 	return out
 }
 
+// invalidText rejects raw, which has text that is not valid UTF-8, naming
+// the first.
+func invalidText(raw *schemas.RawEvent) *Rejection {
+	return reject(ReasonInvalidUTF8, "%v", raw.CheckUTF8())
+}
+
+// errInvalidText is jsonValues' error for a name or value that is not
+// valid UTF-8.
+var errInvalidText = errors.New("not valid UTF-8")
+
 // jsonValues compacts each value to its canonical JSON text. A value that
 // is already compact (the usual case: machine-written JSON) is checked in
 // one pass and copied as it is; json.Compact handles the others and words
@@ -201,6 +243,9 @@ func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 	out := make(map[string]string, len(m))
 	var buf bytes.Buffer
 	for k, v := range m {
+		if !utf8.ValidString(k) || !utf8.Valid(v) {
+			return nil, errInvalidText
+		}
 		if k == "" {
 			return nil, fmt.Errorf("names must not be empty")
 		}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 	"github.com/rolodex/rolodex/schemas"
 )
 
-func testValidator(t *testing.T) (*Validator, *partners.Partner) {
+func testValidator(t testing.TB) (*Validator, *partners.Partner) {
 	t.Helper()
 	n, err := normalize.New(normalize.Config{DefaultRegion: "BR"})
 	if err != nil {
@@ -120,6 +121,50 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// Invalid UTF-8 in any text rejects the event; it never reaches the
+// normaliser, which would turn it into U+FFFD.
+func TestValidateRejectsInvalidUTF8(t *testing.T) {
+	v, p := testValidator(t)
+	bad := "nu\xff\xfe@example.com"
+	tests := map[string]func(r *schemas.RawEvent){
+		"id":                   func(r *schemas.RawEvent) { r.ID = bad },
+		"type":                 func(r *schemas.RawEvent) { r.Type = bad },
+		"time":                 func(r *schemas.RawEvent) { r.Time = bad },
+		"source":               func(r *schemas.RawEvent) { r.Source = bad },
+		"a key in identifiers": func(r *schemas.RawEvent) { r.Identifiers[bad] = []string{"x"} },
+		"identifiers.email[0]": func(r *schemas.RawEvent) { r.Identifiers["email"] = []string{bad} },
+		"a key in traits":      func(r *schemas.RawEvent) { r.Traits = map[string]json.RawMessage{bad: json.RawMessage(`1`)} },
+		"traits.name": func(r *schemas.RawEvent) {
+			r.Traits = map[string]json.RawMessage{"name": json.RawMessage(`"` + bad + `"`)}
+		},
+		"a key in properties": func(r *schemas.RawEvent) { r.Properties = map[string]json.RawMessage{bad: json.RawMessage(`1`)} },
+		"properties.url": func(r *schemas.RawEvent) {
+			r.Properties = map[string]json.RawMessage{"url": json.RawMessage(`"` + bad + `"`)}
+		},
+	}
+	for field, edit := range tests {
+		t.Run(field, func(t *testing.T) {
+			raw := &schemas.RawEvent{ID: "e-1", Type: "t", Identifiers: map[string][]string{"user_id": {"u-1"}}}
+			edit(raw)
+			ev, _, rej := v.Validate(p, raw, time.Now())
+			if rej == nil || rej.Reason != ReasonInvalidUTF8 || !strings.Contains(rej.Message, "invalid UTF-8 at byte ") || !strings.Contains(rej.Message, " of "+field) {
+				t.Fatalf("Validate = %+v, %v; want %s naming %s", ev, rej, ReasonInvalidUTF8, field)
+			}
+		})
+	}
+}
+
+func TestDecodeFailed(t *testing.T) {
+	_, err := schemas.DecodeRawEventJSON([]byte("{\"id\":\"a\xff\"}"))
+	if rej := DecodeFailed(ReasonInvalidJSON, fmt.Errorf("data: %w", err)); rej.Reason != ReasonInvalidUTF8 || rej.Message != "data: invalid UTF-8 at byte 8 (in id)" {
+		t.Fatalf("invalid UTF-8: %+v", rej)
+	}
+	_, err = schemas.DecodeRawEventJSON([]byte(`{"id":`))
+	if rej := DecodeFailed(ReasonInvalidJSON, err); rej.Reason != ReasonInvalidJSON || rej.Message != err.Error() {
+		t.Fatalf("invalid JSON: %+v", rej)
+	}
+}
+
 // The tenant comes from the credential, never from the body.
 func TestValidateTenantFromPartner(t *testing.T) {
 	v, p := testValidator(t)
@@ -130,5 +175,24 @@ func TestValidateTenantFromPartner(t *testing.T) {
 	ev, _, rej := v.Validate(p, &raw, time.Now())
 	if rej != nil || ev.Tenant != "acme" {
 		t.Fatalf("tenant = %v (%v), want acme", ev, rej)
+	}
+}
+
+// BenchmarkValidate validates a typical event: three identifiers, two
+// traits, two properties.
+func BenchmarkValidate(b *testing.B) {
+	v, p := testValidator(b)
+	raw, err := schemas.DecodeRawEventJSON([]byte(`{"id":"evt-000042","type":"page.viewed","time":"2026-11-23T10:42:00Z","source":"bench",` +
+		`"identifiers":{"email":"Ana.Silva42@Example.com","phone":"(41) 97798-0042","user_id":"u-000042"},` +
+		`"traits":{"name":"Ana Silva","city":"Curitiba"},"properties":{"page":"/cars/42","amount":42.5}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	received := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, rej := v.Validate(p, raw, received); rej != nil {
+			b.Fatal(rej)
+		}
 	}
 }

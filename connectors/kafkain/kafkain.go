@@ -8,7 +8,6 @@ package kafkain
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,14 +185,11 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 			}
 		}
 		if rej != nil {
-			dl := &schemas.DeadLetter{
-				Time: time.Now().UTC(), Partner: name, Reason: rej.Reason, Message: rej.Message,
-				SourceKind: schemas.SourceKafka, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Payload: r.Value,
-			}
+			var tenant string
 			if p != nil {
-				dl.Tenant = p.Tenant
+				tenant = p.Tenant
 			}
-			kr, err = ingest.DeadLetterRecord(dl)
+			kr, err = ingest.DeadLetterRecord(ingest.NewDeadLetter(time.Now(), name, tenant, ingest.FromKafka(r), rej, r.Value))
 			if err != nil {
 				// Never commit past a record that is neither written nor
 				// dead-lettered: stop instead.
@@ -215,16 +211,16 @@ func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts
 	case len(v) > 0 && v[0] == 0:
 		var err error
 		if raw, err = schemas.DecodeIngestAvro(v); err != nil {
-			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidAvro, Message: err.Error()}
+			return nil, ingest.DecodeFailed(ingest.ReasonInvalidAvro, err)
 		}
 	default:
 		t := bytes.TrimSpace(v)
 		if len(t) == 0 || t[0] != '{' {
 			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidJSON, Message: "a record must be one JSON event object or Avro in Confluent framing"}
 		}
-		raw = new(schemas.RawEvent)
-		if err := json.Unmarshal(t, raw); err != nil {
-			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidJSON, Message: err.Error()}
+		var err error
+		if raw, err = schemas.DecodeRawEventJSON(t); err != nil {
+			return nil, ingest.DecodeFailed(ingest.ReasonInvalidJSON, err)
 		}
 	}
 	// The record's timestamp stands in for the receive time, so a replayed

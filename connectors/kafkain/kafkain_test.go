@@ -1,8 +1,11 @@
 package kafkain
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,44 +52,61 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestConnector(t *testing.T) {
+// testCluster is a kfake cluster with Rolodex's topics and partner demo
+// (tenant t1), and a client on it.
+type testCluster struct {
+	brokers []string
+	cl      *kgo.Client
+	adm     *kadm.Client
+	reg     *partners.Registry
+	norm    *normalize.Normalizer
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicEvents, schemas.TopicDeadLetter, schemas.IngestTopic("demo")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
+	t.Cleanup(c.Close)
+	tc := &testCluster{brokers: c.ListenAddrs()}
+	if tc.cl, err = kgo.NewClient(kgo.SeedBrokers(tc.brokers...)); err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	t.Cleanup(tc.cl.Close)
+	tc.adm = kadm.NewClient(tc.cl)
+	if tc.reg, err = partners.New([]partners.Partner{{Name: "demo", Tenant: "t1", Keys: []string{"demo-key"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if tc.norm, err = normalize.New(normalize.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
 
-	reg, err := partners.New([]partners.Partner{{Name: "demo", Tenant: "t1", Keys: []string{"demo-key"}}})
+// start runs a Connector until the returned stop.
+func (tc *testCluster) start(t *testing.T) (stop func()) {
+	t.Helper()
+	conn, err := New(Config{Kafka: kafkaclient.Config{Brokers: tc.brokers}}, tc.reg, ingest.NewValidator(tc.norm), ingest.NewMetrics(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	norm, err := normalize.New(normalize.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func() (stop func()) {
-		conn, err := New(Config{Kafka: kafkaclient.Config{Brokers: brokers}}, reg, ingest.NewValidator(norm), ingest.NewMetrics(nil))
-		if err != nil {
-			t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- conn.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- conn.Run(ctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			conn.Close()
-		}
+		conn.Close()
 	}
+}
+
+func TestConnector(t *testing.T) {
+	tc := newTestCluster(t)
+	brokers, cl, adm := tc.brokers, tc.cl, tc.adm
+	start := func() func() { return tc.start(t) }
 
 	avro, err := schemas.EncodeIngestAvro(&schemas.RawEvent{ID: "a-1", Type: "signup", Identifiers: map[string][]string{"email": {"Avro@Example.com"}},
 		Traits: map[string]json.RawMessage{"plan": json.RawMessage(`"pro"`)}})
@@ -170,5 +190,85 @@ func TestConnector(t *testing.T) {
 		if !reasons[want] {
 			t.Errorf("no dead letter with reason %s (got %v)", want, reasons)
 		}
+	}
+}
+
+// A record with text that is not valid UTF-8, in any text field, JSON or
+// Avro, is dead-lettered with the byte offset and the field, as received;
+// before, it was written with U+FFFD in place of the invalid bytes.
+func TestInvalidUTF8(t *testing.T) {
+	tc := newTestCluster(t)
+	want := map[string]string{} // record value -> dead-letter message
+	ids := `"identifiers":{"user_id":"u-1"}`
+	for field, doc := range map[string]string{ // "|" before the first invalid byte
+		"id":                   "{\"id\":\"e-|\xff\xfe\",\"type\":\"t\"," + ids + "}",
+		"type":                 "{\"id\":\"e\",\"type\":\"t|\xc3\"," + ids + "}",
+		"time":                 "{\"id\":\"e\",\"type\":\"t\",\"time\":\"2026|\xff\"," + ids + "}",
+		"source":               "{\"id\":\"e\",\"type\":\"t\",\"source\":\"w|\xe9b\"," + ids + "}",
+		"identifiers.email":    "{\"id\":\"e\",\"type\":\"t\",\"identifiers\":{\"email\":\"nu|\xff\xfe@example.com\"}}",
+		"identifiers.email[1]": "{\"id\":\"e\",\"type\":\"t\",\"identifiers\":{\"email\":[\"a@b.co\",\"nu|\xff@example.com\"]}}",
+		"a key in identifiers": "{\"id\":\"e\",\"type\":\"t\",\"identifiers\":{\"e|\xffmail\":\"a@b.co\"}}",
+		"a key in traits":      "{\"id\":\"e\",\"type\":\"t\"," + ids + ",\"traits\":{\"n|\xe3o\":1}}",
+		"traits.name":          "{\"id\":\"e\",\"type\":\"t\"," + ids + ",\"traits\":{\"name\":\"An|\xe3\"}}",
+		"a key in properties":  "{\"id\":\"e\",\"type\":\"t\"," + ids + ",\"properties\":{\"p|\xe1gina\":\"/\"}}",
+		"properties.url":       "{\"id\":\"e\",\"type\":\"t\"," + ids + ",\"properties\":{\"url\":\"/|\xff\"}}",
+	} {
+		at := strings.Index(doc, "|")
+		want[strings.Replace(doc, "|", "", 1)] = fmt.Sprintf("invalid UTF-8 at byte %d (in %s)", at, field)
+	}
+	want[`{"id":"e-\udc00","type":"t",`+ids+`}`] = `invalid Unicode at byte 9 (in id): \udc00 is half of a UTF-16 surrogate pair, not a character`
+	// Avro: one event whose every text holds a marker; each record has
+	// one marker's "@@" turned into invalid bytes (same length, so the
+	// Avro stays well-formed).
+	avro, err := schemas.EncodeIngestAvro(&schemas.RawEvent{ID: "I@@", Type: "T@@", Time: "M@@", Source: "S@@",
+		Identifiers: map[string][]string{"user_id": {"U@@"}, "X@@": {"x"}},
+		Traits:      map[string]json.RawMessage{"name": json.RawMessage(`"V@@"`), "K@@": json.RawMessage(`1`)},
+		Properties:  map[string]json.RawMessage{"url": json.RawMessage(`P@@`), "Q@@": json.RawMessage(`1`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for marker, field := range map[string]string{"I": "id", "T": "type", "M": "time", "S": "source",
+		"X": "a key in identifiers", "U": "identifiers.user_id[0]", "K": "a key in traits", `"V`: "traits.name",
+		"Q": "a key in properties", "P": "properties.url"} {
+		v := bytes.Replace(avro, []byte(marker+"@@"), []byte(marker+"\xff\xfe"), 1)
+		if bytes.Equal(v, avro) {
+			t.Fatalf("marker %s@@ is not in the Avro record", marker)
+		}
+		want[string(v)] = fmt.Sprintf("schemas: decode rolodex.IngestEvent v1: invalid UTF-8 at byte %d of %s", len(marker), field)
+	}
+	topic := schemas.IngestTopic("demo")
+	for v := range want {
+		produce(t, tc.cl, topic, []byte(v))
+	}
+	produce(t, tc.cl, topic, []byte(`{"id":"ok","type":"t",`+ids+`}`))
+	stop := tc.start(t)
+	waitFor(t, "1 event and every dead letter", func() bool {
+		return count(t, tc.adm, schemas.TopicEvents) == 1 && count(t, tc.adm, schemas.TopicDeadLetter) == int64(len(want))
+	})
+	stop()
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(tc.brokers...), kgo.ConsumeTopics(schemas.TopicDeadLetter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seen := 0
+	for seen < len(want) && ctx.Err() == nil {
+		rd.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			seen++
+			dl, err := schemas.DecodeDeadLetter(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, ok := want[string(dl.Payload)]
+			if !ok || dl.Reason != ingest.ReasonInvalidUTF8 || dl.Message != msg || dl.SourceKind != schemas.SourceKafka || dl.Tenant != "t1" {
+				t.Errorf("dead letter %s %q of %q; want %s %q", dl.Reason, dl.Message, dl.Payload, ingest.ReasonInvalidUTF8, msg)
+			}
+		})
+	}
+	if seen != len(want) {
+		t.Fatalf("read %d dead letters, want %d", seen, len(want))
 	}
 }

@@ -148,6 +148,29 @@ func (r *Registry) ByKey(key string) (*Partner, bool) {
 	return p, ok
 }
 
+// Errors of Authenticate. Their text is the message the HTTP APIs answer
+// 401 with.
+var (
+	ErrMissingCredential = errors.New("missing credential: send Authorization: Bearer <partner key>")
+	ErrUnknownKey        = errors.New("unknown partner key")
+)
+
+// Authenticate returns the partner whose bearer key an Authorization header
+// value ("Bearer <key>") carries. It returns ErrMissingCredential when the
+// value is not "Bearer " and a key, and ErrUnknownKey when the key, without
+// surrounding white space, is no partner's (looked up as ByKey does).
+func (r *Registry) Authenticate(authorization string) (*Partner, error) {
+	key, found := strings.CutPrefix(authorization, "Bearer ")
+	if !found || key == "" {
+		return nil, ErrMissingCredential
+	}
+	p, found := r.ByKey(strings.TrimSpace(key))
+	if !found {
+		return nil, ErrUnknownKey
+	}
+	return p, nil
+}
+
 // ByName returns the partner with that name.
 func (r *Registry) ByName(name string) (*Partner, bool) {
 	p, ok := r.byName[name]

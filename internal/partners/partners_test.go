@@ -119,3 +119,45 @@ func TestLookupAndLimits(t *testing.T) {
 		t.Errorf("All = %v", names)
 	}
 }
+
+func TestAuthenticate(t *testing.T) {
+	tests := []struct {
+		authorization string
+		partner       string
+		err           error
+	}{
+		{"Bearer crm-key-123", "crm", nil},
+		{"Bearer  crm-key-123\t", "crm", nil}, // white space around the key
+		{"", "", ErrMissingCredential},
+		{"Bearer", "", ErrMissingCredential},
+		{"Bearer ", "", ErrMissingCredential},
+		{"bearer crm-key-123", "", ErrMissingCredential}, // the scheme as written
+		{"Basic Y3JtOmNybS1rZXktMTIz", "", ErrMissingCredential},
+		{"crm-key-123", "", ErrMissingCredential},
+		{"Bearer   ", "", ErrUnknownKey},
+		{"Bearer crm-key-12", "", ErrUnknownKey},
+		{"Bearer crm-key-1234", "", ErrUnknownKey},
+		{"Bearer Crm-key-123", "", ErrUnknownKey},
+	}
+	reg, err := New([]Partner{{Name: "crm", Tenant: "acme", Keys: []string{"crm-key-123"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.authorization, func(t *testing.T) {
+			p, err := reg.Authenticate(tt.authorization)
+			if err != tt.err {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if tt.err != nil {
+				if p != nil {
+					t.Fatalf("partner %q with error %v", p.Name, err)
+				}
+				return
+			}
+			if p == nil || p.Name != tt.partner || p.Tenant != "acme" {
+				t.Fatalf("partner = %+v, want %s", p, tt.partner)
+			}
+		})
+	}
+}

@@ -28,10 +28,10 @@ import (
 
 	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/connectors/httpin"
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
@@ -189,7 +189,7 @@ func TestIngestToReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(producer.Close)
-	api, err := httpin.New(httpin.Config{Logger: quiet}, reg, ingest.NewValidator(norm), ingest.NewPublisher(producer), ingest.NewMetrics(nil), nil)
+	api, err := httpin.New(httpin.Config{Logger: quiet}, reg, intake.NewValidator(norm), intake.NewPublisher(producer), intake.NewMetrics(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 

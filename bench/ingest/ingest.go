@@ -46,10 +46,10 @@ import (
 
 	"github.com/rolodex/rolodex/bench/measure"
 	"github.com/rolodex/rolodex/connectors/httpin"
-	ingestconn "github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -331,7 +331,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	srv, err := httpin.New(httpin.Config{
 		MaxBodyBytes: maxBody, MaxBatch: max(1000, cfg.BatchSize),
 		Logger: slog.New(slog.DiscardHandler),
-	}, reg, ingestconn.NewValidator(norm), ingestconn.NewPublisher(b.pubCl), ingestconn.NewMetrics(prom), prom)
+	}, reg, intake.NewValidator(norm), intake.NewPublisher(b.pubCl), intake.NewMetrics(prom), prom)
 	if err != nil {
 		return nil, fmt.Errorf("benchingest: %w", err)
 	}
@@ -425,7 +425,7 @@ func (b *bench) raw(ctx context.Context, w *workload) (Phase, error) {
 // one batch at a time each, waiting for the batch's acknowledgements as the
 // ingest publisher does.
 func (b *bench) rawBatched(ctx context.Context, w *workload, concurrency int) (Phase, error) {
-	pub := ingestconn.NewPublisher(b.rawCl)
+	pub := intake.NewPublisher(b.rawCl)
 	return b.workers(ctx, w, concurrency, func(ctx context.Context, i int) error {
 		lo, hi := w.span(i)
 		recs := make([]*kgo.Record, 0, hi-lo)

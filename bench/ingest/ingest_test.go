@@ -9,10 +9,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	ingestconn "github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/devbroker"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -166,7 +166,7 @@ func TestGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := ingestconn.NewValidator(norm)
+	v := intake.NewValidator(norm)
 	reg, err := partners.New([]partners.Partner{{Name: "bench", Tenant: benchTenant, Keys: []string{"bench-key-test"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rolodex/rolodex/connectors/csvin"
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
@@ -113,7 +113,7 @@ func cmdImportCSV(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	defer cl.Close()
-	im, err := csvin.New(icfg, p, ingest.NewValidator(norm), cl, ingest.NewMetrics(nil))
+	im, err := csvin.New(icfg, p, intake.NewValidator(norm), cl, intake.NewMetrics(nil))
 	if err != nil {
 		return usageError{"import csv: " + err.Error()}
 	}

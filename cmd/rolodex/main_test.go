@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/partners"
 )
 
 // asMain makes the test binary run main() instead of the tests: the tests

@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/connectors/httpin"
-	"github.com/rolodex/rolodex/connectors/ingest"
 	"github.com/rolodex/rolodex/connectors/kafkain"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
@@ -196,9 +196,9 @@ func ingestComponent(e *env) error {
 		return err
 	}
 	e.closers = append(e.closers, producer.Close)
-	metrics := ingest.NewMetrics(e.prom)
-	validator := ingest.NewValidator(norm)
-	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), reg, validator, ingest.NewPublisher(producer), metrics, e.prom)
+	metrics := intake.NewMetrics(e.prom)
+	validator := intake.NewValidator(norm)
+	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), reg, validator, intake.NewPublisher(producer), metrics, e.prom)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"unicode/utf8"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 )
 
 // Defaults of Config.
@@ -113,11 +113,11 @@ func validDelim(r rune) bool {
 	return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
 }
 
-// checkTypeName checks an event type the way ingest.Validator does, so that
+// checkTypeName checks an event type the way intake.Validator does, so that
 // a bad default type fails once, up front, instead of on every row.
 func checkTypeName(s string) error {
-	if !ingest.ValidTypeName(s) {
-		return fmt.Errorf("type %q must be 1-%d letters, digits, '.', '_', '-' or ':'", s, ingest.MaxTypeLen)
+	if !intake.ValidTypeName(s) {
+		return fmt.Errorf("type %q must be 1-%d letters, digits, '.', '_', '-' or ':'", s, intake.MaxTypeLen)
 	}
 	return nil
 }

@@ -27,8 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -36,9 +36,9 @@ import (
 const (
 	// ReasonInvalidCSV rejects a row encoding/csv cannot read: a wrong
 	// number of fields, a stray or unclosed quote.
-	ReasonInvalidCSV = ingest.ReasonInvalidCSV
+	ReasonInvalidCSV = intake.ReasonInvalidCSV
 	// ReasonEncodeFailed rejects a valid event that could not be encoded.
-	ReasonEncodeFailed = ingest.ReasonEncodeFailed
+	ReasonEncodeFailed = intake.ReasonEncodeFailed
 )
 
 // Connector is the value of the "connector" metrics label.
@@ -62,16 +62,16 @@ const (
 type Importer struct {
 	cfg       Config
 	partner   *partners.Partner
-	validator *ingest.Validator
+	validator *intake.Validator
 	cl        *kgo.Client
-	metrics   *ingest.Metrics
+	metrics   *intake.Metrics
 }
 
 // New checks cfg and returns an importer attributing every row to partner p
 // (and so to p's tenant). cl produces the records; it should come from
 // kafkaclient.NewClient (acks=all, the shared partitioner) and stays owned
 // by the caller. m may be nil.
-func New(cfg Config, p *partners.Partner, v *ingest.Validator, cl *kgo.Client, m *ingest.Metrics) (*Importer, error) {
+func New(cfg Config, p *partners.Partner, v *intake.Validator, cl *kgo.Client, m *intake.Metrics) (*Importer, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -80,7 +80,7 @@ func New(cfg Config, p *partners.Partner, v *ingest.Validator, cl *kgo.Client, m
 		return nil, errors.New("csvin: a partner, a validator and a Kafka client are required")
 	}
 	if m == nil {
-		m = ingest.NewMetrics(nil)
+		m = intake.NewMetrics(nil)
 	}
 	return &Importer{cfg: cfg, partner: p, validator: v, cl: cl, metrics: m}, nil
 }
@@ -244,7 +244,7 @@ var ErrNoKafka = errors.New("csvin: Kafka did not answer")
 
 // reject writes a rejected row to the rejects file and produces its dead
 // letter. fields are the row's cells, nil when unknown.
-func (r *run) reject(row int64, fields []string, raw []byte, rej *ingest.Rejection) error {
+func (r *run) reject(row int64, fields []string, raw []byte, rej *intake.Rejection) error {
 	im := r.im
 	p := im.partner
 	if err := r.rejects.write(fields, row, rej); err != nil {
@@ -254,7 +254,7 @@ func (r *run) reject(row int64, fields []string, raw []byte, rej *ingest.Rejecti
 	if len(raw) > maxPayload {
 		raw = raw[:maxPayload]
 	}
-	kr, err := ingest.DeadLetterRecord(ingest.NewDeadLetter(time.Now(), p.Name, p.Tenant, ingest.FromCSV(im.cfg.File, row), rej, raw))
+	kr, err := intake.DeadLetterRecord(intake.NewDeadLetter(time.Now(), p.Name, p.Tenant, intake.FromCSV(im.cfg.File, row), rej, raw))
 	if err != nil {
 		return fmt.Errorf("row %d: %w", row, err)
 	}
@@ -305,7 +305,7 @@ func (r *run) fail(err error) {
 	r.nFailed.Add(1)
 	r.mu.Lock()
 	if r.firstErr == nil {
-		r.firstErr = fmt.Errorf("%w: %w", ingest.ErrUnavailable, err)
+		r.firstErr = fmt.Errorf("%w: %w", intake.ErrUnavailable, err)
 	}
 	r.mu.Unlock()
 }

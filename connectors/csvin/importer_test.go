@@ -21,10 +21,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -67,7 +67,7 @@ func runImport(t *testing.T, brokers []string, cfg Config) (*Result, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := New(cfg, testPartnerOf(t), ingest.NewValidator(norm), cl, nil)
+	im, err := New(cfg, testPartnerOf(t), intake.NewValidator(norm), cl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +181,10 @@ func writeContacts(t *testing.T, dir string, n int) (string, map[int]wantRow) {
 		switch {
 		case i%1000 == 7: // blocked email, no phone
 			email, phone = "test@test.com", ""
-			wr = wantRow{reason: ingest.ReasonNoValidIdentifier}
+			wr = wantRow{reason: intake.ReasonNoValidIdentifier}
 		case i%1000 == 13: // no identifier at all
 			email, phone = "", " "
-			wr = wantRow{reason: ingest.ReasonNoIdentifiers}
+			wr = wantRow{reason: intake.ReasonNoIdentifiers}
 		case i%1000 == 21: // one field too many
 			line = fmt.Sprintf("%s,%s,%s,Rio,note,extra", email, phone, name)
 			wr = wantRow{reason: ReasonInvalidCSV}
@@ -201,7 +201,7 @@ func writeContacts(t *testing.T, dir string, n int) (string, map[int]wantRow) {
 		if line == "" {
 			line = fmt.Sprintf("%s,%s,%s,Rio,note %d", email, phone, name, i)
 		}
-		if wr.reason == "" || wr.reason == ingest.ReasonNoValidIdentifier || wr.reason == ingest.ReasonNoIdentifiers {
+		if wr.reason == "" || wr.reason == intake.ReasonNoValidIdentifier || wr.reason == intake.ReasonNoIdentifiers {
 			wr.fields = []string{email, phone, name, "Rio", fmt.Sprintf("note %d", i)}
 		}
 		if wr.reason == "" {
@@ -459,8 +459,8 @@ func TestImportNotAcknowledged(t *testing.T) {
 	}
 	res, err := runImport(t, brokers, Config{File: path, Mapping: m, MaxInFlight: 100})
 	var ie *IncompleteError
-	if !errors.As(err, &ie) || !errors.Is(err, ingest.ErrUnavailable) {
-		t.Fatalf("err = %v, want an *IncompleteError wrapping ingest.ErrUnavailable", err)
+	if !errors.As(err, &ie) || !errors.Is(err, intake.ErrUnavailable) {
+		t.Fatalf("err = %v, want an *IncompleteError wrapping intake.ErrUnavailable", err)
 	}
 	if res == nil || res.Accepted != 0 || res.NotAcknowledged == 0 || res.NotAcknowledged != res.Rows || res.DeadLetters != 0 {
 		t.Fatalf("result %+v", res)
@@ -552,7 +552,7 @@ func TestImportMalformed(t *testing.T) {
 			content:  "id\tkind\twhen\tuid\ne1\tsigned.up\t2026-01-02T03:04:05Z\tu1\ne2\t\tyesterday\tu2\n\tx\t\tu3\ne4\tbad type\t\tu4\n",
 			mapping:  "id=id,type=kind,time=when,user_id=uid",
 			comma:    '\t',
-			wantRows: 4, wantAcc: 1, wantRej: []string{ingest.ReasonInvalidTime, ingest.ReasonMissingID, ingest.ReasonInvalidType},
+			wantRows: 4, wantAcc: 1, wantRej: []string{intake.ReasonInvalidTime, intake.ReasonMissingID, intake.ReasonInvalidType},
 		},
 		{
 			name: "invalid UTF-8 in each mapped column, and in one not mapped",
@@ -566,7 +566,7 @@ func TestImportMalformed(t *testing.T) {
 				"e7,t,,web,g@x.com,An\xe3,Rio,\n" +
 				"e8,t,,web,h@x.com,Ana,S\xe3o Paulo,\n",
 			mapping:  "id=id,type=kind,time=when,source=src,email=e,traits.name=n,properties.city=c",
-			wantRows: 8, wantAcc: 1, wantRej: slices.Repeat([]string{ingest.ReasonInvalidUTF8}, 7),
+			wantRows: 8, wantAcc: 1, wantRej: slices.Repeat([]string{intake.ReasonInvalidUTF8}, 7),
 		},
 	}
 	for k, tt := range tests {

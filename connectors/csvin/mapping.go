@@ -12,8 +12,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -114,11 +114,11 @@ func ParseMapping(spec string) (*Mapping, error) {
 	if len(m.Identifiers) == 0 {
 		return nil, errors.New("csvin: mapping has no identifier column: map at least one of email, phone, user_id, anonymous_id, whatsapp, facebook or external:<name> (e.g. email=Email)")
 	}
-	if len(m.Identifiers) > ingest.MaxIdentifiers {
-		return nil, fmt.Errorf("csvin: mapping has %d identifier columns, at most %d are allowed", len(m.Identifiers), ingest.MaxIdentifiers)
+	if len(m.Identifiers) > intake.MaxIdentifiers {
+		return nil, fmt.Errorf("csvin: mapping has %d identifier columns, at most %d are allowed", len(m.Identifiers), intake.MaxIdentifiers)
 	}
-	if n := len(m.Traits) + len(m.Properties); n > ingest.MaxFields {
-		return nil, fmt.Errorf("csvin: mapping has %d trait and property columns, at most %d are allowed", n, ingest.MaxFields)
+	if n := len(m.Traits) + len(m.Properties); n > intake.MaxFields {
+		return nil, fmt.Errorf("csvin: mapping has %d trait and property columns, at most %d are allowed", n, intake.MaxFields)
 	}
 	return m, nil
 }
@@ -302,12 +302,12 @@ func (c *converter) rowID(rec []string) string {
 // convert turns one row into a raw event, or rejects a row whose identifier
 // cells are all empty, or whose mapped cells are not all valid UTF-8
 // (normalising or JSON-encoding them would replace the invalid bytes).
-func (c *converter) convert(rec []string) (*schemas.RawEvent, *ingest.Rejection) {
+func (c *converter) convert(rec []string) (*schemas.RawEvent, *intake.Rejection) {
 	b := c.b
 	for _, i := range b.mapped {
 		if !utf8.ValidString(rec[i]) {
 			err := schemas.CheckUTF8(fmt.Sprintf("column %q", b.header[i]), rec[i])
-			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidUTF8, Message: err.Error()}
+			return nil, &intake.Rejection{Reason: intake.ReasonInvalidUTF8, Message: err.Error()}
 		}
 	}
 	raw := &schemas.RawEvent{}
@@ -339,7 +339,7 @@ func (c *converter) convert(rec []string) (*schemas.RawEvent, *ingest.Rejection)
 		raw.Identifiers[f.name] = append(raw.Identifiers[f.name], v)
 	}
 	if len(raw.Identifiers) == 0 {
-		return nil, &ingest.Rejection{Reason: ingest.ReasonNoIdentifiers,
+		return nil, &intake.Rejection{Reason: intake.ReasonNoIdentifiers,
 			Message: fmt.Sprintf("row has no identifier: column(s) %s empty", b.idColumns)}
 	}
 	raw.Traits = jsonCells(rec, b.traits)

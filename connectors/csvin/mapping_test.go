@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 )
 
 func TestParseMapping(t *testing.T) {
@@ -183,7 +183,7 @@ func TestConvert(t *testing.T) {
 			name:       "no identifier",
 			spec:       noID,
 			row:        []string{"x", "", "", " ", "z@x.com", "", "Ana", ""},
-			wantReject: ingest.ReasonNoIdentifiers,
+			wantReject: intake.ReasonNoIdentifiers,
 		},
 	}
 	for _, tt := range tests {
@@ -254,8 +254,8 @@ func TestConvertRejectsInvalidUTF8(t *testing.T) {
 			continue
 		}
 		want := fmt.Sprintf("invalid UTF-8 at byte 2 of column %q", column)
-		if rej == nil || rej.Reason != ingest.ReasonInvalidUTF8 || rej.Message != want {
-			t.Errorf("%s: convert = %+v, %v; want %s: %s", column, raw, rej, ingest.ReasonInvalidUTF8, want)
+		if rej == nil || rej.Reason != intake.ReasonInvalidUTF8 || rej.Message != want {
+			t.Errorf("%s: convert = %+v, %v; want %s: %s", column, raw, rej, intake.ReasonInvalidUTF8, want)
 		}
 	}
 }

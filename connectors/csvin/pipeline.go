@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/normalize"
+	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/normalize"
 )
 
 // batchRows is how many rows travel together through the pipeline.
@@ -40,7 +40,7 @@ type rowIn struct {
 
 type rowOut struct {
 	rec     *kgo.Record
-	rej     *ingest.Rejection
+	rej     *intake.Rejection
 	dropped []*normalize.Error
 }
 
@@ -153,7 +153,7 @@ func (r *run) convertRow(conv *converter, b *batch, i int) rowOut {
 		if len(line) > maxRawInMessage {
 			line = line[:maxRawInMessage]
 		}
-		return rowOut{rej: &ingest.Rejection{Reason: ReasonInvalidCSV, Message: fmt.Sprintf("%v; the row as read: %q", pe, line)}}
+		return rowOut{rej: &intake.Rejection{Reason: ReasonInvalidCSV, Message: fmt.Sprintf("%v; the row as read: %q", pe, line)}}
 	}
 	raw, rej := conv.convert(b.cells(i))
 	if rej != nil {
@@ -163,9 +163,9 @@ func (r *run) convertRow(conv *converter, b *batch, i int) rowOut {
 	if rej != nil {
 		return rowOut{rej: rej}
 	}
-	rec, err := ingest.EventRecord(ev)
+	rec, err := intake.EventRecord(ev)
 	if err != nil {
-		return rowOut{rej: &ingest.Rejection{Reason: ReasonEncodeFailed, Message: err.Error()}}
+		return rowOut{rej: &intake.Rejection{Reason: ReasonEncodeFailed, Message: err.Error()}}
 	}
 	return rowOut{rec: rec, dropped: dropped}
 }

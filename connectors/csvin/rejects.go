@@ -7,7 +7,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 )
 
 // Columns the rejects file adds after the input's own.
@@ -45,7 +45,7 @@ func createRejects(path string, header []string, comma rune) (*rejectsWriter, er
 
 // write adds one rejected row. fields are padded or left empty to the
 // header's width; nil fields leave every input column empty.
-func (rw *rejectsWriter) write(fields []string, row int64, rej *ingest.Rejection) error {
+func (rw *rejectsWriter) write(fields []string, row int64, rej *intake.Rejection) error {
 	rec := append(rw.rec[:0], fields[:min(len(fields), rw.width)]...)
 	for len(rec) < rw.width {
 		rec = append(rec, "")

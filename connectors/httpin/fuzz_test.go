@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 )
 
-func fuzzValidator(f *testing.F) (*ingest.Validator, *partners.Partner) {
+func fuzzValidator(f *testing.F) (*intake.Validator, *partners.Partner) {
 	n, err := normalize.New(normalize.Config{})
 	if err != nil {
 		f.Fatal(err)
@@ -21,7 +21,7 @@ func fuzzValidator(f *testing.F) (*ingest.Validator, *partners.Partner) {
 		f.Fatal(err)
 	}
 	p, _ := reg.ByName("p")
-	return ingest.NewValidator(n), p
+	return intake.NewValidator(n), p
 }
 
 // FuzzDecodeEvent: whatever the bytes, decoding and validating a JSON event

@@ -21,9 +21,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -80,16 +80,16 @@ func (c *Config) Validate() error {
 type Server struct {
 	cfg       Config
 	partners  *partners.Registry
-	validator *ingest.Validator
-	pub       *ingest.Publisher
-	metrics   *ingest.Metrics
+	validator *intake.Validator
+	pub       *intake.Publisher
+	metrics   *intake.Metrics
 	latency   *prometheus.HistogramVec
 	keys      map[string][]byte // partner name -> signing key
 	now       func() time.Time
 }
 
 // New returns the HTTP ingest connector. reg receives its request metrics.
-func New(cfg Config, reg *partners.Registry, v *ingest.Validator, pub *ingest.Publisher, m *ingest.Metrics, promReg prometheus.Registerer) (*Server, error) {
+func New(cfg Config, reg *partners.Registry, v *intake.Validator, pub *intake.Publisher, m *intake.Metrics, promReg prometheus.Registerer) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -221,7 +221,7 @@ func contains(l []string, s string) bool {
 type decoded struct {
 	raw     *schemas.RawEvent
 	payload []byte
-	err     *ingest.Rejection
+	err     *intake.Rejection
 }
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID string) {
@@ -240,7 +240,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		raw, derr := DecodeCloudEventBinary(r.Header, body)
 		items = []decoded{{raw: raw, payload: body}}
 		if derr != nil {
-			items[0] = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonInvalidCloudEvent, derr)}
+			items[0] = decoded{payload: body, err: intake.DecodeFailed(intake.ReasonInvalidCloudEvent, derr)}
 		}
 	default:
 		items, err = s.decodeArray(body, false, jsonDecoder)
@@ -251,7 +251,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		if errors.Is(err, errTooMany) {
 			status, code = http.StatusRequestEntityTooLarge, CodeTooLarge
 		}
-		s.metrics.Rejected.WithLabelValues(p.Name, "http", ingest.ReasonInvalidJSON).Inc()
+		s.metrics.Rejected.WithLabelValues(p.Name, "http", intake.ReasonInvalidJSON).Inc()
 		writeError(w, status, code, err.Error(), reqID)
 		return
 	}
@@ -272,7 +272,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 	raw, err := m.Apply(body)
 	item := decoded{raw: raw, payload: body}
 	if err != nil {
-		item = decoded{payload: body, err: ingest.DecodeFailed(ingest.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
+		item = decoded{payload: body, err: intake.DecodeFailed(intake.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
 	}
 	s.accept(w, r.Context(), p, reqID, []decoded{item})
 }
@@ -292,14 +292,14 @@ type decoder struct {
 }
 
 var (
-	jsonDecoder       = decoder{decodeJSONEvent, ingest.ReasonInvalidJSON}
-	cloudEventDecoder = decoder{DecodeCloudEvent, ingest.ReasonInvalidCloudEvent}
+	jsonDecoder       = decoder{decodeJSONEvent, intake.ReasonInvalidJSON}
+	cloudEventDecoder = decoder{DecodeCloudEvent, intake.ReasonInvalidCloudEvent}
 )
 
 func (d decoder) one(b []byte) decoded {
 	raw, err := d.decode(b)
 	if err != nil {
-		return decoded{payload: b, err: ingest.DecodeFailed(d.reason, err)}
+		return decoded{payload: b, err: intake.DecodeFailed(d.reason, err)}
 	}
 	return decoded{raw: raw, payload: b}
 }
@@ -374,7 +374,7 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 		}
 		bad = append(bad, EventError{Index: i, ID: id, Reason: rej.Reason, Message: rej.Message})
 		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
-		dls = append(dls, ingest.NewDeadLetter(received, p.Name, p.Tenant, ingest.FromHTTP(reqID, i), rej, it.payload))
+		dls = append(dls, intake.NewDeadLetter(received, p.Name, p.Tenant, intake.FromHTTP(reqID, i), rej, it.payload))
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()

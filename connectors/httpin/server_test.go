@@ -17,10 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -89,7 +89,7 @@ func newTestServer(t *testing.T, brokers []string, cfg Config) *httptest.Server 
 	if cfg.Mappings == nil {
 		cfg.Mappings = map[string]*Mapping{"crm-lead": crmLead}
 	}
-	s, err := New(cfg, reg, ingest.NewValidator(n), ingest.NewPublisher(cl), ingest.NewMetrics(nil), nil)
+	s, err := New(cfg, reg, intake.NewValidator(n), intake.NewPublisher(cl), intake.NewMetrics(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/partners"
 )
 
 // The Standard Webhooks reference test suite, ported: the constants and the

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -116,8 +116,8 @@ func TestInvalidUTF8(t *testing.T) {
 				t.Fatalf("errors = %v, want one", r.body["errors"])
 			}
 			got := errs[0].(map[string]any)
-			if got["index"] != float64(rq.index) || got["reason"] != ingest.ReasonInvalidUTF8 || got["message"] != rq.message {
-				t.Fatalf("error = %v, want index %d, reason %s, message %q", got, rq.index, ingest.ReasonInvalidUTF8, rq.message)
+			if got["index"] != float64(rq.index) || got["reason"] != intake.ReasonInvalidUTF8 || got["message"] != rq.message {
+				t.Fatalf("error = %v, want index %d, reason %s, message %q", got, rq.index, intake.ReasonInvalidUTF8, rq.message)
 			}
 		})
 		payload := rq.body
@@ -144,7 +144,7 @@ func TestInvalidUTF8(t *testing.T) {
 		for _, p := range payloads {
 			found = found || bytes.Equal(p, dl.Payload)
 		}
-		if dl.Reason != ingest.ReasonInvalidUTF8 || !found {
+		if dl.Reason != intake.ReasonInvalidUTF8 || !found {
 			t.Fatalf("dead letter %s %q: payload %q is not one of the bodies as sent", dl.Reason, dl.Message, dl.Payload)
 		}
 	}

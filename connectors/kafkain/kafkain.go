@@ -15,9 +15,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -53,14 +53,14 @@ func (c *Config) setDefaults() {
 type Connector struct {
 	cfg       Config
 	cl        *kgo.Client
-	pub       *ingest.Publisher
+	pub       *intake.Publisher
 	partners  *partners.Registry
-	validator *ingest.Validator
-	metrics   *ingest.Metrics
+	validator *intake.Validator
+	metrics   *intake.Metrics
 }
 
 // New connects the consumer group for every partner's ingest topic.
-func New(cfg Config, reg *partners.Registry, v *ingest.Validator, m *ingest.Metrics) (*Connector, error) {
+func New(cfg Config, reg *partners.Registry, v *intake.Validator, m *intake.Metrics) (*Connector, error) {
 	cfg.setDefaults()
 	if cfg.MaxPollRecords < 0 || cfg.RetryBackoff < 0 {
 		return nil, errors.New("kafkain: MaxPollRecords and RetryBackoff must not be negative")
@@ -83,7 +83,7 @@ func New(cfg Config, reg *partners.Registry, v *ingest.Validator, m *ingest.Metr
 	if err != nil {
 		return nil, fmt.Errorf("kafkain: %w", err)
 	}
-	return &Connector{cfg: cfg, cl: cl, pub: ingest.NewPublisher(cl), partners: reg, validator: v, metrics: m}, nil
+	return &Connector{cfg: cfg, cl: cl, pub: intake.NewPublisher(cl), partners: reg, validator: v, metrics: m}, nil
 }
 
 // Run consumes until ctx is done. A batch is committed only after every
@@ -144,7 +144,7 @@ type counts struct {
 	dropped  map[[2]string]int // partner, reason -> n
 }
 
-func (n *counts) flush(m *ingest.Metrics) {
+func (n *counts) flush(m *intake.Metrics) {
 	for p, v := range n.accepted {
 		m.Accepted.WithLabelValues(p, "kafka").Add(float64(v))
 	}
@@ -167,10 +167,10 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 		p, ok := c.partners.ByName(name)
 		var (
 			ev  *schemas.Event
-			rej *ingest.Rejection
+			rej *intake.Rejection
 		)
 		if !ok {
-			rej = &ingest.Rejection{Reason: ingest.ReasonUnknownPartner, Message: fmt.Sprintf("topic %s belongs to no configured partner", r.Topic)}
+			rej = &intake.Rejection{Reason: intake.ReasonUnknownPartner, Message: fmt.Sprintf("topic %s belongs to no configured partner", r.Topic)}
 		} else {
 			ev, rej = c.decodeValidate(p, r, n)
 		}
@@ -179,9 +179,9 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 			err error
 		)
 		if rej == nil {
-			kr, err = ingest.EventRecord(ev)
+			kr, err = intake.EventRecord(ev)
 			if err != nil {
-				rej = &ingest.Rejection{Reason: ingest.ReasonEncodeFailed, Message: err.Error()}
+				rej = &intake.Rejection{Reason: intake.ReasonEncodeFailed, Message: err.Error()}
 			}
 		}
 		if rej != nil {
@@ -189,7 +189,7 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 			if p != nil {
 				tenant = p.Tenant
 			}
-			kr, err = ingest.DeadLetterRecord(ingest.NewDeadLetter(time.Now(), name, tenant, ingest.FromKafka(r), rej, r.Value))
+			kr, err = intake.DeadLetterRecord(intake.NewDeadLetter(time.Now(), name, tenant, intake.FromKafka(r), rej, r.Value))
 			if err != nil {
 				// Never commit past a record that is neither written nor
 				// dead-lettered: stop instead.
@@ -204,23 +204,23 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 	return out, n, nil
 }
 
-func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts) (*schemas.Event, *ingest.Rejection) {
+func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts) (*schemas.Event, *intake.Rejection) {
 	var raw *schemas.RawEvent
 	v := r.Value
 	switch {
 	case len(v) > 0 && v[0] == 0:
 		var err error
 		if raw, err = schemas.DecodeIngestAvro(v); err != nil {
-			return nil, ingest.DecodeFailed(ingest.ReasonInvalidAvro, err)
+			return nil, intake.DecodeFailed(intake.ReasonInvalidAvro, err)
 		}
 	default:
 		t := bytes.TrimSpace(v)
 		if len(t) == 0 || t[0] != '{' {
-			return nil, &ingest.Rejection{Reason: ingest.ReasonInvalidJSON, Message: "a record must be one JSON event object or Avro in Confluent framing"}
+			return nil, &intake.Rejection{Reason: intake.ReasonInvalidJSON, Message: "a record must be one JSON event object or Avro in Confluent framing"}
 		}
 		var err error
 		if raw, err = schemas.DecodeRawEventJSON(t); err != nil {
-			return nil, ingest.DecodeFailed(ingest.ReasonInvalidJSON, err)
+			return nil, intake.DecodeFailed(intake.ReasonInvalidJSON, err)
 		}
 	}
 	// The record's timestamp stands in for the receive time, so a replayed

@@ -13,10 +13,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/connectors/ingest"
+	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -87,7 +87,7 @@ func newTestCluster(t *testing.T) *testCluster {
 // start runs a Connector until the returned stop.
 func (tc *testCluster) start(t *testing.T) (stop func()) {
 	t.Helper()
-	conn, err := New(Config{Kafka: kafkaclient.Config{Brokers: tc.brokers}}, tc.reg, ingest.NewValidator(tc.norm), ingest.NewMetrics(nil))
+	conn, err := New(Config{Kafka: kafkaclient.Config{Brokers: tc.brokers}}, tc.reg, intake.NewValidator(tc.norm), intake.NewMetrics(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestConnector(t *testing.T) {
 			t.Errorf("dead letter = %+v", dl)
 		}
 	}
-	for _, want := range []string{ingest.ReasonInvalidJSON, ingest.ReasonInvalidAvro, ingest.ReasonNoIdentifiers} {
+	for _, want := range []string{intake.ReasonInvalidJSON, intake.ReasonInvalidAvro, intake.ReasonNoIdentifiers} {
 		if !reasons[want] {
 			t.Errorf("no dead letter with reason %s (got %v)", want, reasons)
 		}
@@ -263,8 +263,8 @@ func TestInvalidUTF8(t *testing.T) {
 				t.Fatal(err)
 			}
 			msg, ok := want[string(dl.Payload)]
-			if !ok || dl.Reason != ingest.ReasonInvalidUTF8 || dl.Message != msg || dl.SourceKind != schemas.SourceKafka || dl.Tenant != "t1" {
-				t.Errorf("dead letter %s %q of %q; want %s %q", dl.Reason, dl.Message, dl.Payload, ingest.ReasonInvalidUTF8, msg)
+			if !ok || dl.Reason != intake.ReasonInvalidUTF8 || dl.Message != msg || dl.SourceKind != schemas.SourceKafka || dl.Tenant != "t1" {
+				t.Errorf("dead letter %s %q of %q; want %s %q", dl.Reason, dl.Message, dl.Payload, intake.ReasonInvalidUTF8, msg)
 			}
 		})
 	}

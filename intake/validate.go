@@ -1,7 +1,7 @@
 // Package ingest is what every ingest connector (HTTP, Kafka, CSV) shares:
 // turning a partner's raw event into an accepted, normalised event or a
 // rejection with a reason, and publishing both to Kafka.
-package ingest
+package intake
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/rolodex/rolodex/internal/normalize"
-	"github.com/rolodex/rolodex/internal/partners"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 

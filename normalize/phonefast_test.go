@@ -154,7 +154,7 @@ func phoneLike(b []byte) string {
 // With mapped, each input byte becomes two characters the fast path
 // accepts (see phoneChars), so most inputs reach it; without, the bytes are
 // used as they are. Run with go test -fuzz FuzzPhoneFastPath
-// ./internal/normalize/; the seeds run in the normal suite.
+// ./normalize/; the seeds run in the normal suite.
 func FuzzPhoneFastPath(f *testing.F) {
 	for _, s := range []string{
 		"(41) 97798-6490", "+55 41 97798-6490", "041 97798 6490", "55 41 97798 6490",

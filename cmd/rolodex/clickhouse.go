@@ -2,21 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -155,7 +146,7 @@ func validFormat(f string) bool {
 
 // cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
 // Kafka (events, dead letters, profiles and merges), with /metrics and
-// /healthz.
+// /healthz (Kafka and ClickHouse).
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	fs := newFlagSet("run sink", stdout, stderr)
 	brokers := fs.String("brokers", "", "Kafka seed brokers, host:port,... (required)")
@@ -174,87 +165,35 @@ func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	if *brokers == "" || ch.addr == "" {
 		return usageError{"run sink: --brokers and --clickhouse (or $" + envClickHouseAddr + ") are required"}
 	}
-	prom := prometheus.NewRegistry()
-	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sink, err := clickhouse.NewSink(clickhouse.Config{
-		Kafka:         kafkaclient.Config{Brokers: kafkaclient.ParseBrokers(*brokers), Metrics: kafkaclient.NewMetrics(prom)},
-		ClickHouse:    ch.config(),
-		BatchRows:     *batchRows,
-		BatchInterval: *batchInterval,
-		SkipMigrate:   *skipMigrate,
-		Registerer:    prom,
-		Logger:        logger,
-	})
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	if err := sink.Connect(ctx); err != nil {
-		return err
-	}
-
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(prom, promhttp.HandlerOpts{Registry: prom}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		if err := sink.Ping(pctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "error": err.Error()})
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-	})
-	ln, err := net.Listen("tcp", *metricsAddr)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
-	g.Go(func() error { return sink.Run(gctx) })
-	logger.Info("sink running", "brokers", *brokers, "topics", clickhouse.Topics, "clickhouse", ch.addr, "database", ch.database, "metrics", ln.Addr().String())
-	fmt.Fprintf(stdout, "rolodex sink: %s -> ClickHouse %s/%s; metrics on http://%s/metrics\n", *brokers, ch.addr, ch.database, ln.Addr())
-	err = g.Wait()
-	logger.Info("sink stopped")
-	return err
+	cfg := clickhouse.Config{ClickHouse: ch.config(), BatchRows: *batchRows, BatchInterval: *batchInterval, SkipMigrate: *skipMigrate}
+	opts := serverOptions{brokers: kafkaclient.ParseBrokers(*brokers), httpAddr: *metricsAddr, noConfig: true,
+		ready: func(_ *fileConfig, addr string) {
+			fmt.Fprintf(stdout, "rolodex sink: %s -> ClickHouse %s/%s; metrics on http://%s/metrics\n", *brokers, ch.addr, ch.database, addr)
+		}}
+	return runServer(ctx, opts, logger, sinkComponent(cfg))
 }
 
-// startSink connects a ClickHouse sink (migrating the schema) and runs it
-// in g until ctx is done; dev mode calls it when --clickhouse is given. It
-// returns an error when ClickHouse or Kafka cannot be reached at start.
-// The sink's metrics go to reg (rolodex_sink_*; the Kafka client metrics
-// are left out, since the caller registers its own on reg).
-func startSink(ctx context.Context, g *errgroup.Group, addr string, brokers []string, reg prometheus.Registerer, logger *slog.Logger) error {
-	sink, err := clickhouse.NewSink(clickhouse.Config{
-		Kafka:      kafkaclient.Config{Brokers: brokers},
-		ClickHouse: clickhouse.ConnConfig{Addr: addr, Password: os.Getenv("ROLODEX_CLICKHOUSE_PASSWORD")},
-		Registerer: reg,
-		Logger:     logger,
-	})
-	if err != nil {
-		return err
+// sinkComponent connects a ClickHouse sink (migrating the schema unless
+// cfg says not to) and runs it until the server stops; its ClickHouse
+// connection is part of /healthz. cfg gives the ClickHouse side and the
+// batching; the Kafka brokers, metrics and logger are the server's. It
+// fails when ClickHouse or Kafka cannot be reached at start.
+func sinkComponent(cfg clickhouse.Config) component {
+	return func(e *env) error {
+		cfg.Kafka = e.kafka
+		cfg.Kafka.ClientID = "" // the sink's own
+		cfg.Registerer, cfg.Logger = e.prom, e.logger
+		sink, err := clickhouse.NewSink(cfg)
+		if err != nil {
+			return err
+		}
+		e.closers = append(e.closers, func() { sink.Close() })
+		if err := sink.Connect(e.ctx); err != nil {
+			return fmt.Errorf("%w (is ClickHouse up at %s?)", err, cfg.ClickHouse.Addr)
+		}
+		e.health = append(e.health, sink.Ping)
+		e.g.Go(func() error { return sink.Run(e.ctx) })
+		e.logger.Info("ClickHouse sink running", "topics", clickhouse.Topics, "clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
+		return nil
 	}
-	if err := sink.Connect(ctx); err != nil {
-		sink.Close()
-		return fmt.Errorf("%w (is ClickHouse up at %s?)", err, addr)
-	}
-	g.Go(func() error {
-		defer sink.Close()
-		return sink.Run(ctx)
-	})
-	logger.Info("ClickHouse sink running", "topics", clickhouse.Topics, "clickhouse", addr, "database", clickhouse.DefaultDatabase)
-	return nil
 }

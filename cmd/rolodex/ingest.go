@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
@@ -70,7 +71,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	}
 	components := []component{ingestComponent, identityComponent(state), apiComponent(state)}
 	if *chAddr != "" {
-		components = append(components, sinkComponent(*chAddr))
+		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
 	} else {
 		logger.Info("ClickHouse sink off (rolodex dev --clickhouse host:port turns it on)")
 	}

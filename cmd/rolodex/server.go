@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -24,6 +23,8 @@ import (
 	"github.com/rolodex/rolodex/connectors/kafkain"
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/schemas"
 	"github.com/rolodex/rolodex/views"
@@ -31,7 +32,9 @@ import (
 
 // env is what every component of a server gets.
 type env struct {
-	cfg     *fileConfig
+	cfg     *fileConfig // nil for a server that reads no configuration (run sink)
+	reg     *partners.Registry
+	norm    *normalize.Normalizer
 	kafka   kafkaclient.Config
 	admin   *kgo.Client
 	prom    *prometheus.Registry
@@ -40,6 +43,9 @@ type env struct {
 	ctx     context.Context
 	logger  *slog.Logger
 	closers []func()
+	// health lists what /healthz checks besides Kafka (the sink's
+	// ClickHouse, for one).
+	health []func(context.Context) error
 }
 
 // component starts one part of Rolodex inside a server: it mounts its routes
@@ -52,7 +58,10 @@ type serverOptions struct {
 	configPath string
 	// cfg, when set, is the configuration already read from configPath
 	// (by loadServerConfig).
-	cfg *fileConfig
+	cfg *serverConfig
+	// noConfig: the components read no configuration file (run sink), so
+	// none is loaded and no partner topics are created.
+	noConfig bool
 	// dev allows the public keys of the built-in configuration (dev mode
 	// only: production commands refuse them).
 	dev bool
@@ -63,16 +72,18 @@ type serverOptions struct {
 // runServer runs components behind one HTTP server that also serves
 // /metrics and /healthz, until ctx is done or a component fails.
 func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, components ...component) error {
-	cfg := o.cfg
-	if cfg == nil {
+	sc := o.cfg
+	if sc == nil && !o.noConfig {
 		var err error
-		if cfg, err = loadServerConfig(o.configPath); err != nil {
+		if sc, err = loadServerConfig(o.configPath); err != nil {
 			return err
 		}
 	}
-	if public := cfg.publicKeys(); len(public) > 0 && !o.dev {
-		return fmt.Errorf("config %s: partners %s use the public key of the built-in demo configuration: anyone could send as them; "+
-			"give them secret keys (the demo key is for \"rolodex dev\" only)", orDefault(o.configPath), strings.Join(public, ", "))
+	if sc != nil {
+		if public := sc.file.publicKeys(); len(public) > 0 && !o.dev {
+			return fmt.Errorf("config %s: partners %s use the public key of the built-in demo configuration: anyone could send as them; "+
+				"give them secret keys (the demo key is for \"rolodex dev\" only)", orDefault(o.configPath), strings.Join(public, ", "))
+		}
 	}
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -82,11 +93,15 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 		return err
 	}
 	defer admin.Close()
-	if err := ensureBaseTopics(ctx, admin, cfg); err != nil {
-		return err
+	e := &env{kafka: kcfg, admin: admin, prom: prom, mux: http.NewServeMux(), logger: logger}
+	if sc != nil {
+		e.cfg, e.reg, e.norm = sc.file, sc.reg, sc.norm
+		if err := ensureBaseTopics(ctx, admin, sc); err != nil {
+			return err
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	e := &env{cfg: cfg, kafka: kcfg, admin: admin, prom: prom, mux: http.NewServeMux(), g: g, ctx: gctx, logger: logger}
+	e.g, e.ctx = g, gctx
 	defer func() {
 		for i := len(e.closers) - 1; i >= 0; i-- {
 			e.closers[i]()
@@ -98,7 +113,7 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 		}
 	}
 	e.mux.Handle("/metrics", promhttp.HandlerFor(prom, promhttp.HandlerOpts{Registry: prom}))
-	e.mux.HandleFunc("/healthz", healthz(admin))
+	e.mux.HandleFunc("/healthz", healthz(append([]func(context.Context) error{admin.Ping}, e.health...)))
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -119,34 +134,44 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 	})
 	logger.Info("rolodex running", "http", ln.Addr().String(), "brokers", o.brokers)
 	if o.ready != nil {
-		o.ready(cfg, ln.Addr().String())
+		o.ready(e.cfg, ln.Addr().String())
 	}
 	err = g.Wait()
 	logger.Info("rolodex stopped")
 	return err
 }
 
+// serverConfig is a server's configuration with the parts every component
+// shares, each built once: the partner registry (one set of rate limiters
+// per partner, whichever components serve it) and the normalizer.
+type serverConfig struct {
+	file *fileConfig
+	reg  *partners.Registry
+	norm *normalize.Normalizer
+}
+
 // loadServerConfig reads the configuration at path (the built-in one when
 // path is empty) and checks what the components would refuse, so that a
 // server fails before it starts or connects to anything: the partners
 // (names, keys, signing secrets), the normalizer and the webhook mappings.
-func loadServerConfig(path string) (*fileConfig, error) {
+func loadServerConfig(path string) (*serverConfig, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := cfg.registry()
+	sc := &serverConfig{file: cfg}
+	sc.reg, err = cfg.registry()
 	if err == nil {
-		_, err = cfg.normalizer()
+		sc.norm, err = cfg.normalizer()
 	}
 	if err == nil {
 		// The HTTP connector refuses bad mappings and signing secrets.
-		_, err = httpin.New(httpConfig(cfg, nil), reg, nil, nil, nil, nil)
+		_, err = httpin.New(httpConfig(cfg, nil), sc.reg, nil, nil, nil, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
-	return cfg, nil
+	return sc, nil
 }
 
 // httpConfig is the HTTP ingest connector's part of cfg.
@@ -158,16 +183,13 @@ func httpConfig(cfg *fileConfig, logger *slog.Logger) httpin.Config {
 }
 
 // ensureBaseTopics creates the topics every component relies on.
-func ensureBaseTopics(ctx context.Context, admin *kgo.Client, cfg *fileConfig) error {
-	reg, err := cfg.registry()
-	if err != nil {
-		return err
-	}
+func ensureBaseTopics(ctx context.Context, admin *kgo.Client, sc *serverConfig) error {
+	cfg := sc.file
 	topics := []kafkaclient.TopicSpec{
 		{Name: schemas.TopicEvents, Partitions: cfg.Topics.Partitions},
 		{Name: schemas.TopicDeadLetter, Partitions: cfg.Topics.Partitions},
 	}
-	for _, p := range reg.All() {
+	for _, p := range sc.reg.All() {
 		topics = append(topics, kafkaclient.TopicSpec{Name: schemas.IngestTopic(p.Name), Partitions: cfg.Topics.Partitions})
 	}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -181,14 +203,6 @@ func ensureBaseTopics(ctx context.Context, admin *kgo.Client, cfg *fileConfig) e
 // ingestComponent serves the HTTP ingest API and runs the Kafka-native
 // ingest connector.
 func ingestComponent(e *env) error {
-	reg, err := e.cfg.registry()
-	if err != nil {
-		return err
-	}
-	norm, err := e.cfg.normalizer()
-	if err != nil {
-		return err
-	}
 	pcfg := e.kafka
 	pcfg.ClientID = "rolodex-ingest-http"
 	producer, err := kafkaclient.NewClient(pcfg)
@@ -197,15 +211,15 @@ func ingestComponent(e *env) error {
 	}
 	e.closers = append(e.closers, producer.Close)
 	metrics := intake.NewMetrics(e.prom)
-	validator := intake.NewValidator(norm)
-	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), reg, validator, intake.NewPublisher(producer), metrics, e.prom)
+	validator := intake.NewValidator(e.norm)
+	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), e.reg, validator, intake.NewPublisher(producer), metrics, e.prom)
 	if err != nil {
 		return err
 	}
 	httpSrv.Register(e.mux)
 	kcfg := e.kafka
 	kcfg.ClientID = "rolodex-ingest-kafka"
-	kin, err := kafkain.New(kafkain.Config{Kafka: kcfg, Logger: e.logger}, reg, validator, metrics)
+	kin, err := kafkain.New(kafkain.Config{Kafka: kcfg, Logger: e.logger}, e.reg, validator, metrics)
 	if err != nil {
 		return err
 	}
@@ -214,30 +228,12 @@ func ingestComponent(e *env) error {
 	return nil
 }
 
-// eventsPartitions is the partition count of rolodex.events: the identity
-// group's topics must have the same (goka co-partitioning).
-func eventsPartitions(ctx context.Context, admin *kgo.Client) (int32, error) {
-	td, err := kadm.NewClient(admin).ListTopics(ctx, schemas.TopicEvents)
-	if err != nil {
-		return 0, fmt.Errorf("describe %s: %w", schemas.TopicEvents, err)
-	}
-	t, ok := td[schemas.TopicEvents]
-	if !ok || t.Err != nil {
-		return 0, fmt.Errorf("describe %s: %v", schemas.TopicEvents, t.Err)
-	}
-	return int32(len(t.Partitions)), nil
-}
-
 // identityComponent runs the identity processor, keeping its LevelDB
 // storage in dir.
 func identityComponent(dir string) component {
 	return func(e *env) error {
-		parts, err := eventsPartitions(e.ctx, e.admin)
-		if err != nil {
-			return err
-		}
 		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		err = kafkaclient.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication, identity.Topics(parts)...)
+		parts, err := identity.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
 		cancel()
 		if err != nil {
 			return err
@@ -265,27 +261,14 @@ func identityComponent(dir string) component {
 // apiComponent serves the query API from a view kept in dir.
 func apiComponent(dir string) component {
 	return func(e *env) error {
-		reg, err := e.cfg.registry()
-		if err != nil {
-			return err
-		}
-		norm, err := e.cfg.normalizer()
-		if err != nil {
-			return err
-		}
 		v, err := views.NewView(e.kafka.Brokers, filepath.Join(dir, "view"))
 		if err != nil {
 			return err
 		}
-		views.NewAPI(v, reg, norm).Register(e.mux)
+		views.NewAPI(v, e.reg, e.norm).Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
 		return nil
 	}
-}
-
-// sinkComponent runs the ClickHouse sink into addr.
-func sinkComponent(addr string) component {
-	return func(e *env) error { return startSink(e.ctx, e.g, addr, e.kafka.Brokers, e.prom, e.logger) }
 }
 
 // stateDir returns dir, or a fresh temporary directory removed by the
@@ -301,16 +284,19 @@ func stateDir(dir string) (string, func(), error) {
 	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
-// healthz answers 200 when Kafka answers a ping within two seconds.
-func healthz(cl *kgo.Client) http.HandlerFunc {
+// healthz answers 200 when every check (Kafka's ping first) passes within
+// two seconds, 503 with the first failure otherwise.
+func healthz(checks []func(context.Context) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
-		if err := cl.Ping(ctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "kafka": err.Error()})
-			return
+		for _, check := range checks {
+			if err := check(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "error": err.Error()})
+				return
+			}
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
 	}

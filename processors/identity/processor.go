@@ -21,7 +21,6 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/opt"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
-	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -340,24 +339,3 @@ func (p *processor) commitInOrder(ctx goka.Context) {
 	done := ctx.DeferCommit()
 	p.ordered.Barrier(done)
 }
-
-// Topics returns the topics the identity stage needs, to be created before
-// any instance starts (goka's own creation races between instances): its
-// table (compacted) and loopback with the partition count of rolodex.events
-// (goka requires co-partitioning), and its outputs (rolodex.profiles
-// compacted).
-func Topics(partitions int32) []kafkaclient.TopicSpec {
-	// A root holds the contributions of every node of its profile; with
-	// loose merge-protection limits that can pass Kafka's 1 MB default.
-	big := ptr(fmt.Sprint(gokaconfig.MaxMessageBytes))
-	compact := map[string]*string{"cleanup.policy": ptr("compact"), "max.message.bytes": big}
-	return []kafkaclient.TopicSpec{
-		{Name: string(goka.GroupTable(schemas.GroupIdentity)), Partitions: partitions, Configs: compact},
-		{Name: schemas.GroupIdentity + "-loop", Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
-		{Name: schemas.TopicMerges, Partitions: partitions},
-		{Name: schemas.TopicAudit, Partitions: partitions},
-		{Name: schemas.TopicProfiles, Partitions: partitions, Configs: compact},
-	}
-}
-
-func ptr(s string) *string { return &s }

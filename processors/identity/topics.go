@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -30,3 +32,24 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) (in
 	}
 	return parts, nil
 }
+
+// Topics returns the topics the identity stage needs, to be created before
+// any instance starts (goka's own creation races between instances): its
+// table (compacted) and loopback with the partition count of rolodex.events
+// (goka requires co-partitioning), and its outputs (rolodex.profiles
+// compacted).
+func Topics(partitions int32) []kafkaclient.TopicSpec {
+	// A root holds the contributions of every node of its profile; with
+	// loose merge-protection limits that can pass Kafka's 1 MB default.
+	big := ptr(fmt.Sprint(gokaconfig.MaxMessageBytes))
+	compact := map[string]*string{"cleanup.policy": ptr("compact"), "max.message.bytes": big}
+	return []kafkaclient.TopicSpec{
+		{Name: string(goka.GroupTable(schemas.GroupIdentity)), Partitions: partitions, Configs: compact},
+		{Name: schemas.GroupIdentity + "-loop", Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
+		{Name: schemas.TopicMerges, Partitions: partitions},
+		{Name: schemas.TopicAudit, Partitions: partitions},
+		{Name: schemas.TopicProfiles, Partitions: partitions, Configs: compact},
+	}
+}
+
+func ptr(s string) *string { return &s }

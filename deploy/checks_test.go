@@ -91,6 +91,10 @@ func checkKafka(s *stack) error {
 	var errs []error
 	if !strings.HasPrefix(kafka.Image, "apache/kafka:") {
 		errs = append(errs, fmt.Errorf("kafka image %q: want the official apache/kafka image", kafka.Image))
+	} else if want, err := testedKafkaVersion(s.fsys); err != nil {
+		errs = append(errs, err)
+	} else if tag := strings.TrimPrefix(kafka.Image, "apache/kafka:"); tag != want {
+		errs = append(errs, fmt.Errorf("kafka image %q: want apache/kafka:%s, the version %s installs and the system tests run on", kafka.Image, want, kafkaScript))
 	}
 	env := kafka.Environment
 	roles := strings.Split(env["KAFKA_PROCESS_ROLES"], ",")
@@ -770,4 +774,22 @@ func checkDockerfile(s *stack) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// kafkaScript installs and starts the Apache Kafka the system tests run on;
+// its KAFKA_VERSION line pins the version.
+const kafkaScript = "scripts/kafka"
+
+// testedKafkaVersion returns the version scripts/kafka pins.
+func testedKafkaVersion(fsys fs.FS) (string, error) {
+	b, err := fs.ReadFile(fsys, kafkaScript)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "KAFKA_VERSION="); ok && v != "" {
+			return strings.Trim(v, `"'`), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no KAFKA_VERSION= line", kafkaScript)
 }

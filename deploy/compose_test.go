@@ -107,6 +107,18 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 			want: "official apache/kafka",
 		},
 		{
+			name: "kafka image of another version than the tests",
+			file: composePath,
+			from: "image: apache/kafka:4.4.0", to: "image: apache/kafka:4.1.0",
+			want: "want apache/kafka:4.4.0",
+		},
+		{
+			name: "tests pinned to another version than the image",
+			file: "scripts/kafka",
+			from: "KAFKA_VERSION=4.4.0", to: "KAFKA_VERSION=4.5.0",
+			want: "want apache/kafka:4.5.0",
+		},
+		{
 			name: "in-network listener not advertised",
 			file: composePath,
 			from: "PLAINTEXT://kafka:9092", to: "PLAINTEXT://localhost:9092",

@@ -179,7 +179,8 @@ var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", 
 // decodeFast decodes b into r and reports true, or leaves r alone and
 // reports false.
 func (r *RawEvent) decodeFast(b []byte) bool {
-	d := fastDecoder{Scanner: jsonscan.NewStrict(b)}
+	var d fastDecoder
+	d.Reset(b, true) // strict: a string that is not Unicode text fails it
 	d.Space()
 	if !d.Next('{') {
 		return false
@@ -313,7 +314,11 @@ func (d *fastDecoder) plainKey() (string, bool) {
 
 // id decodes the id: a string, a number (its literal text) or null ("").
 func (d *fastDecoder) id(dst *string) bool {
-	switch c := d.Peek(); {
+	c, ok := d.Peek()
+	if !ok {
+		return false
+	}
+	switch {
 	case c == '"':
 		s, ok := d.string()
 		*dst = s
@@ -333,10 +338,10 @@ func (d *fastDecoder) id(dst *string) bool {
 
 // optString decodes a string field; null leaves it empty.
 func (d *fastDecoder) optString(dst *string) bool {
-	if d.Peek() == 'n' {
+	if d.At('n') {
 		return d.Literal("null")
 	}
-	if d.Peek() != '"' {
+	if !d.At('"') {
 		return false
 	}
 	s, ok := d.string()
@@ -349,7 +354,7 @@ func (d *fastDecoder) optString(dst *string) bool {
 // strings and nulls (""), as stringOrList decodes them. An empty object
 // decodes as nil, as unmarshalJSONSlow leaves it.
 func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
-	if d.Peek() == 'n' {
+	if d.At('n') {
 		return d.Literal("null")
 	}
 	if !d.Next('{') {
@@ -361,7 +366,7 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 	}
 	m := make(map[string][]string, 4)
 	for {
-		if d.Peek() != '"' {
+		if !d.At('"') {
 			return false
 		}
 		key, ok := d.string()
@@ -373,8 +378,12 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 			return false
 		}
 		d.Space()
+		c, ok := d.Peek()
+		if !ok {
+			return false
+		}
 		var vals []string
-		switch c := d.Peek(); {
+		switch {
 		case c == '"':
 			s, ok := d.string()
 			if !ok {
@@ -435,7 +444,11 @@ func (d *fastDecoder) stringList() ([]string, bool) {
 		return l, true
 	}
 	for {
-		switch d.Peek() {
+		c, ok := d.Peek()
+		if !ok {
+			return nil, false
+		}
+		switch c {
 		case '"':
 			s, ok := d.string()
 			if !ok {
@@ -465,7 +478,7 @@ func (d *fastDecoder) stringList() ([]string, bool) {
 // rawMap decodes an object of raw JSON values (or null). An empty object
 // decodes as an empty map, as encoding/json does.
 func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
-	if d.Peek() == 'n' {
+	if d.At('n') {
 		return d.Literal("null")
 	}
 	if !d.Next('{') {
@@ -478,7 +491,7 @@ func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
 		return true
 	}
 	for {
-		if d.Peek() != '"' {
+		if !d.At('"') {
 			return false
 		}
 		key, ok := d.string()

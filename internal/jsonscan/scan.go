@@ -18,7 +18,8 @@ const maxDepth = 200
 // any byte from 0x80 up is accepted inside strings). It moves through its
 // input token by token; each method moves past what it checks and reports
 // whether it was there and well formed. Where a method reports false, the
-// position is unspecified unless its documentation says otherwise.
+// position is unspecified unless its documentation says otherwise. The
+// zero Scanner has no input; Reset gives it one.
 type Scanner struct {
 	b []byte
 	i int
@@ -29,13 +30,15 @@ type Scanner struct {
 	strict bool
 }
 
-// New returns a Scanner at the start of b.
-func New(b []byte) Scanner { return Scanner{b: b} }
-
-// NewStrict returns a Scanner at the start of b whose ScanString (and so
+// Reset puts s at the start of b. A strict scanner's ScanString (and so
 // Skip) fails every string that is not Unicode text: invalid UTF-8, or a
 // \u escape of half a UTF-16 surrogate pair.
-func NewStrict(b []byte) Scanner { return Scanner{b: b, strict: true} }
+//
+// It sets the fields in place: a decoder that embeds a Scanner starts it
+// without copying one.
+func (s *Scanner) Reset(b []byte, strict bool) {
+	s.b, s.i, s.spaced, s.strict = b, 0, false, strict
+}
 
 // Input returns the scanner's input.
 func (s *Scanner) Input() []byte { return s.b }
@@ -43,14 +46,17 @@ func (s *Scanner) Input() []byte { return s.b }
 // Pos returns the position of the scanner in its input.
 func (s *Scanner) Pos() int { return s.i }
 
-// Peek returns the byte at the position, or 0 at the end of the input (0
-// starts no JSON token).
-func (s *Scanner) Peek() byte {
+// Peek returns the byte at the position; ok is false at the end of the
+// input.
+func (s *Scanner) Peek() (c byte, ok bool) {
 	if s.i < len(s.b) {
-		return s.b[s.i]
+		return s.b[s.i], true
 	}
-	return 0
+	return 0, false
 }
+
+// At reports whether c is the byte at the position.
+func (s *Scanner) At(c byte) bool { return s.i < len(s.b) && s.b[s.i] == c }
 
 // Space moves past white space.
 func (s *Scanner) Space() {
@@ -244,9 +250,6 @@ func (s *Scanner) open() (closing byte, empty bool) {
 	return closing, s.Next(closing)
 }
 
-// atString reports whether a string token starts at s.i.
-func (s *Scanner) atString() bool { return s.i < len(s.b) && s.b[s.i] == '"' }
-
 // colon moves past the ':' after an object key, and the white space around
 // it.
 func (s *Scanner) colon() bool {
@@ -291,7 +294,7 @@ func (s *Scanner) Skip(depth int) bool {
 		}
 		for {
 			if c == '{' {
-				if !s.atString() {
+				if !s.At('"') {
 					return false
 				}
 				if _, ok := s.ScanString(); !ok || !s.colon() {
@@ -322,7 +325,7 @@ func (s *Scanner) Skip(depth int) bool {
 // is. It checks b in one pass; for a value nested deeper than encoding/json
 // allows, or nearly as deep, it may report false.
 func IsCompact(b []byte) bool {
-	s := Scanner{b: b} // not New: IsCompact stays small enough to inline
+	s := Scanner{b: b}
 	return s.Skip(1) && s.i == len(b) && !s.spaced
 }
 
@@ -346,7 +349,7 @@ func SplitArray(b []byte) ([][]byte, error) {
 }
 
 func splitArray(b []byte) ([][]byte, bool) {
-	s := New(b)
+	s := Scanner{b: b}
 	s.Space()
 	if !s.Next('[') {
 		return nil, false

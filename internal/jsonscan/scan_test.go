@@ -132,7 +132,8 @@ func TestScanASCIIString(t *testing.T) {
 		{`"é"`, "", false}, {`"a\"b"`, "", false}, {`"a\u0062"`, "", false}, {"\"a\tb\"", "", false},
 		{`"abc`, "", false}, {`abc"`, "", false}, {``, "", false}, {`1`, "", false},
 	} {
-		s := New([]byte(tt.in))
+		var s Scanner
+		s.Reset([]byte(tt.in), false)
 		start, end, ok := s.ScanASCIIString()
 		switch {
 		case ok != tt.ok:

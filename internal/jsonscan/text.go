@@ -34,7 +34,7 @@ func FindInvalidText(b []byte) (InvalidText, bool) {
 	if utf8.Valid(b) && bytes.IndexByte(b, '\\') < 0 {
 		return InvalidText{}, false
 	}
-	w := textWalker{Scanner: New(b)}
+	w := textWalker{Scanner: Scanner{b: b}}
 	w.Space()
 	ok := w.value(0)
 	w.Space()
@@ -83,7 +83,7 @@ func (w *textWalker) value(depth int) bool {
 			seg := pathSeg{index: n}
 			if c == '{' {
 				seg.from = w.i
-				if !w.atString() || !w.str(true) {
+				if !w.At('"') || !w.str(true) {
 					return false
 				}
 				seg.to = w.i

@@ -148,7 +148,8 @@ func (s *Scanner) ScanString() (plain, ok bool) {
 // ScanASCIIString moves past the string token at the position when it is
 // made of ASCII without escapes, and returns where its text is in the
 // input: Input()[start:end]. At any other token it reports false and stays
-// where it is.
+// where it is. It is written to fit the compiler's inlining budget (go
+// build -gcflags=-m): decoders call it for every object key.
 func (s *Scanner) ScanASCIIString() (start, end int, ok bool) {
 	if s.i >= len(s.b) || s.b[s.i] != '"' {
 		return 0, 0, false
@@ -323,7 +324,8 @@ func (s *Scanner) Skip(depth int) bool {
 // IsCompact reports whether b is one JSON value without insignificant
 // white space: json.Valid(b) holds and json.Compact would return b as it
 // is. It checks b in one pass; for a value nested deeper than encoding/json
-// allows, or nearly as deep, it may report false.
+// allows, or nearly as deep, it may report false. Like ScanASCIIString, it
+// fits the inlining budget.
 func IsCompact(b []byte) bool {
 	s := Scanner{b: b}
 	return s.Skip(1) && s.i == len(b) && !s.spaced

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rolodex/rolodex/internal/jsonscan"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
@@ -252,7 +253,7 @@ func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 		if len(v) == 0 {
 			v = json.RawMessage("null")
 		}
-		if schemas.IsCompactJSON(v) {
+		if jsonscan.IsCompact(v) {
 			out[k] = string(v)
 			continue
 		}

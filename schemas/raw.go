@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/rolodex/rolodex/internal/jsonscan"
 )
 
 // RawEvent is an event as a partner sends it, before validation: the JSON
@@ -158,7 +159,9 @@ func idText(b json.RawMessage) (string, error) {
 // whose keys are the field names as documented (lowercase, each at most
 // once), with string or numeric ids, string, numeric or string-array
 // identifier values, and any JSON as trait and property values. It checks
-// the syntax of every byte it passes over, as encoding/json does. Whenever
+// the syntax of every byte it passes over, as encoding/json does (with a
+// strict jsonscan.Scanner, which also gives up beyond 200 levels of
+// nesting). Whenever
 // encoding/json could decide differently or fail (a field name in another
 // case or escaped, a repeated field, a value of the wrong type, a syntax
 // error, very deep nesting), it gives up and the caller runs encoding/json:
@@ -169,10 +172,6 @@ func idText(b json.RawMessage) (string, error) {
 // not Unicode text, which encoding/json would change into U+FFFD, makes it
 // give up too: the caller reports it (CheckJSONText).
 
-// maxFastDepth bounds the nesting decodeFast follows (encoding/json allows
-// 10000 levels); deeper values go to encoding/json.
-const maxFastDepth = 200
-
 // rawEventFields lists the JSON field names of an event, in the order of
 // the bits of decodeFast's seen mask.
 var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", "traits", "properties"}
@@ -180,17 +179,18 @@ var rawEventFields = [...]string{"id", "type", "time", "source", "identifiers", 
 // decodeFast decodes b into r and reports true, or leaves r alone and
 // reports false.
 func (r *RawEvent) decodeFast(b []byte) bool {
-	d := fastDecoder{jsonScanner: jsonScanner{b: b, strict: true}}
-	d.space()
-	if !d.next('{') {
+	var d fastDecoder
+	d.Reset(b, true) // strict: a string that is not Unicode text fails it
+	d.Space()
+	if !d.Next('{') {
 		return false
 	}
 	var (
 		ev   RawEvent
 		seen uint
 	)
-	d.space()
-	if !d.next('}') {
+	d.Space()
+	if !d.Next('}') {
 		for {
 			key, ok := d.plainKey()
 			if !ok {
@@ -215,11 +215,11 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 			} else {
 				seen |= 1 << field
 			}
-			d.space()
-			if !d.next(':') {
+			d.Space()
+			if !d.Next(':') {
 				return false
 			}
-			d.space()
+			d.Space()
 			switch field {
 			case 0:
 				ok = d.id(&ev.ID)
@@ -236,24 +236,24 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 			case 6:
 				ok = d.rawMap(&ev.Properties)
 			default:
-				ok = d.skip(1)
+				ok = d.Skip(1)
 			}
 			if !ok {
 				return false
 			}
-			d.space()
-			if d.next(',') {
-				d.space()
+			d.Space()
+			if d.Next(',') {
+				d.Space()
 				continue
 			}
-			if d.next('}') {
+			if d.Next('}') {
 				break
 			}
 			return false
 		}
 	}
-	d.space()
-	if d.i != len(b) {
+	d.Space()
+	if d.Pos() != len(b) {
 		return false
 	}
 	*r = ev
@@ -264,7 +264,7 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 // strings are substrings of one copy of the input, raw values subslices of
 // another.
 type fastDecoder struct {
-	jsonScanner
+	jsonscan.Scanner
 	str  string // copy of b, made on first use
 	raw  []byte // copy of b, made on first use
 	vals []string
@@ -272,30 +272,31 @@ type fastDecoder struct {
 
 func (d *fastDecoder) text(start, end int) string {
 	if d.str == "" {
-		d.str = string(d.b)
+		d.str = string(d.Input())
 	}
 	return d.str[start:end]
 }
 
 func (d *fastDecoder) rawText(start, end int) json.RawMessage {
 	if d.raw == nil {
-		d.raw = bytes.Clone(d.b)
+		d.raw = bytes.Clone(d.Input())
 	}
 	return d.raw[start:end:end]
 }
 
-// string decodes the string token at d.i.
+// string decodes the string token at the position.
 func (d *fastDecoder) string() (string, bool) {
-	start := d.i
-	plain, ok := d.scanString()
+	start := d.Pos()
+	plain, ok := d.ScanString()
 	if !ok {
 		return "", false
 	}
+	end := d.Pos()
 	if plain {
-		return d.text(start+1, d.i-1), true
+		return d.text(start+1, end-1), true
 	}
 	var s string
-	if json.Unmarshal(d.b[start:d.i], &s) != nil {
+	if json.Unmarshal(d.Input()[start:end], &s) != nil {
 		return "", false
 	}
 	return s, true
@@ -304,40 +305,32 @@ func (d *fastDecoder) string() (string, bool) {
 // plainKey reads an object key made of ASCII without escapes; other keys
 // (which encoding/json may fold to a field name) make decodeFast give up.
 func (d *fastDecoder) plainKey() (string, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
+	start, end, ok := d.ScanASCIIString()
+	if !ok {
 		return "", false
 	}
-	start := d.i
-	for i := start + 1; i < len(d.b); i++ {
-		switch c := d.b[i]; {
-		case c == '"':
-			d.i = i + 1
-			return d.text(start+1, i), true
-		case c < 0x20 || c == '\\' || c >= utf8.RuneSelf:
-			return "", false
-		}
-	}
-	return "", false
+	return d.text(start, end), true
 }
 
 // id decodes the id: a string, a number (its literal text) or null ("").
 func (d *fastDecoder) id(dst *string) bool {
-	if d.i >= len(d.b) {
+	c, ok := d.Peek()
+	if !ok {
 		return false
 	}
-	switch c := d.b[d.i]; {
+	switch {
 	case c == '"':
 		s, ok := d.string()
 		*dst = s
 		return ok
 	case c == 'n':
-		return d.literal("null")
+		return d.Literal("null")
 	case c == '-' || (c >= '0' && c <= '9'):
-		start := d.i
-		if !d.number() {
+		start := d.Pos()
+		if !d.Number() {
 			return false
 		}
-		*dst = d.text(start, d.i)
+		*dst = d.text(start, d.Pos())
 		return true
 	}
 	return false
@@ -345,10 +338,10 @@ func (d *fastDecoder) id(dst *string) bool {
 
 // optString decodes a string field; null leaves it empty.
 func (d *fastDecoder) optString(dst *string) bool {
-	if d.i < len(d.b) && d.b[d.i] == 'n' {
-		return d.literal("null")
+	if d.At('n') {
+		return d.Literal("null")
 	}
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
+	if !d.At('"') {
 		return false
 	}
 	s, ok := d.string()
@@ -361,35 +354,36 @@ func (d *fastDecoder) optString(dst *string) bool {
 // strings and nulls (""), as stringOrList decodes them. An empty object
 // decodes as nil, as unmarshalJSONSlow leaves it.
 func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
-	if d.i < len(d.b) && d.b[d.i] == 'n' {
-		return d.literal("null")
+	if d.At('n') {
+		return d.Literal("null")
 	}
-	if !d.next('{') {
+	if !d.Next('{') {
 		return false
 	}
-	d.space()
-	if d.next('}') {
+	d.Space()
+	if d.Next('}') {
 		return true
 	}
 	m := make(map[string][]string, 4)
 	for {
-		if d.i >= len(d.b) || d.b[d.i] != '"' {
+		if !d.At('"') {
 			return false
 		}
 		key, ok := d.string()
 		if !ok {
 			return false
 		}
-		d.space()
-		if !d.next(':') {
+		d.Space()
+		if !d.Next(':') {
 			return false
 		}
-		d.space()
-		if d.i >= len(d.b) {
+		d.Space()
+		c, ok := d.Peek()
+		if !ok {
 			return false
 		}
 		var vals []string
-		switch c := d.b[d.i]; {
+		switch {
 		case c == '"':
 			s, ok := d.string()
 			if !ok {
@@ -397,15 +391,15 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 			}
 			vals = d.one(s)
 		case c == 'n':
-			if !d.literal("null") {
+			if !d.Literal("null") {
 				return false
 			}
 		case c == '-' || (c >= '0' && c <= '9'):
-			start := d.i
-			if !d.number() {
+			start := d.Pos()
+			if !d.Number() {
 				return false
 			}
-			vals = d.one(d.text(start, d.i))
+			vals = d.one(d.text(start, d.Pos()))
 		case c == '[':
 			if vals, ok = d.stringList(); !ok {
 				return false
@@ -414,12 +408,12 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 			return false
 		}
 		m[key] = vals
-		d.space()
-		if d.next(',') {
-			d.space()
+		d.Space()
+		if d.Next(',') {
+			d.Space()
 			continue
 		}
-		if d.next('}') {
+		if d.Next('}') {
 			break
 		}
 		return false
@@ -443,17 +437,18 @@ func (d *fastDecoder) one(s string) []string {
 
 // stringList decodes an array of strings; a null element is "".
 func (d *fastDecoder) stringList() ([]string, bool) {
-	d.i++ // '['
-	d.space()
+	d.Next('[') // the caller saw it
+	d.Space()
 	l := []string{}
-	if d.next(']') {
+	if d.Next(']') {
 		return l, true
 	}
 	for {
-		if d.i >= len(d.b) {
+		c, ok := d.Peek()
+		if !ok {
 			return nil, false
 		}
-		switch d.b[d.i] {
+		switch c {
 		case '"':
 			s, ok := d.string()
 			if !ok {
@@ -461,19 +456,19 @@ func (d *fastDecoder) stringList() ([]string, bool) {
 			}
 			l = append(l, s)
 		case 'n':
-			if !d.literal("null") {
+			if !d.Literal("null") {
 				return nil, false
 			}
 			l = append(l, "")
 		default:
 			return nil, false
 		}
-		d.space()
-		if d.next(',') {
-			d.space()
+		d.Space()
+		if d.Next(',') {
+			d.Space()
 			continue
 		}
-		if d.next(']') {
+		if d.Next(']') {
 			return l, true
 		}
 		return nil, false
@@ -483,331 +478,45 @@ func (d *fastDecoder) stringList() ([]string, bool) {
 // rawMap decodes an object of raw JSON values (or null). An empty object
 // decodes as an empty map, as encoding/json does.
 func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
-	if d.i < len(d.b) && d.b[d.i] == 'n' {
-		return d.literal("null")
+	if d.At('n') {
+		return d.Literal("null")
 	}
-	if !d.next('{') {
+	if !d.Next('{') {
 		return false
 	}
-	d.space()
+	d.Space()
 	m := make(map[string]json.RawMessage, 4)
-	if d.next('}') {
+	if d.Next('}') {
 		*dst = m
 		return true
 	}
 	for {
-		if d.i >= len(d.b) || d.b[d.i] != '"' {
+		if !d.At('"') {
 			return false
 		}
 		key, ok := d.string()
 		if !ok {
 			return false
 		}
-		d.space()
-		if !d.next(':') {
+		d.Space()
+		if !d.Next(':') {
 			return false
 		}
-		d.space()
-		start := d.i
-		if !d.skip(2) {
+		d.Space()
+		start := d.Pos()
+		if !d.Skip(2) {
 			return false
 		}
-		m[key] = d.rawText(start, d.i)
-		d.space()
-		if d.next(',') {
-			d.space()
+		m[key] = d.rawText(start, d.Pos())
+		d.Space()
+		if d.Next(',') {
+			d.Space()
 			continue
 		}
-		if d.next('}') {
+		if d.Next('}') {
 			*dst = m
 			return true
 		}
 		return false
 	}
-}
-
-// jsonScanner checks JSON syntax as encoding/json's scanner does (RFC 8259;
-// any byte from 0x80 up is accepted inside strings).
-type jsonScanner struct {
-	b []byte
-	i int
-	// spaced records that space skipped white space.
-	spaced bool
-	// strict fails every string that is not Unicode text: invalid UTF-8,
-	// or a \u escape of half a surrogate pair.
-	strict bool
-}
-
-func (s *jsonScanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-			s.spaced = true
-		default:
-			return
-		}
-	}
-}
-
-// next consumes c if it is the next byte.
-func (s *jsonScanner) next(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-func (s *jsonScanner) literal(lit string) bool {
-	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
-		s.i += len(lit)
-		return true
-	}
-	return false
-}
-
-// scanString moves past the string token at s.i. plain reports a string
-// without escapes whose bytes are valid UTF-8: its text is its content.
-func (s *jsonScanner) scanString() (plain, ok bool) {
-	start := s.i + 1
-	ascii, escaped := true, false
-	for i := start; i < len(s.b); i++ {
-		c := s.b[i]
-		switch {
-		case c == '"':
-			s.i = i + 1
-			if ascii || (escaped && !s.strict) {
-				return !escaped, true
-			}
-			valid := utf8.Valid(s.b[start:i])
-			return valid && !escaped, valid || !s.strict
-		case c < 0x20:
-			return false, false
-		case c == '\\':
-			escaped = true
-			i++
-			if i >= len(s.b) {
-				return false, false
-			}
-			switch s.b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(s.b) {
-					return false, false
-				}
-				for _, h := range s.b[i+1 : i+5] {
-					if !isHex(h) {
-						return false, false
-					}
-				}
-				if s.strict && (s.b[i+1]|0x20) == 'd' && s.b[i+2] >= '8' {
-					// A surrogate: only the high half followed by the low
-					// half is a character.
-					hi, _ := hex4(s.b, i+1)
-					lo, ok := hex4(s.b, i+7)
-					if hi >= 0xdc00 || !ok || s.b[i+5] != '\\' || s.b[i+6] != 'u' || lo < 0xdc00 || lo >= 0xe000 {
-						return false, false
-					}
-					i += 6
-				}
-				i += 4
-			default:
-				return false, false
-			}
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return false, false
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// number moves past a number token: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (s *jsonScanner) number() bool {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b):
-		return false
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			return false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	s.i = i
-	return true
-}
-
-// open moves past the '{' or '[' at s.i and the white space after it, and
-// returns the byte that closes it; empty reports that it did at once.
-func (s *jsonScanner) open() (closing byte, empty bool) {
-	closing = '}'
-	if s.b[s.i] == '[' {
-		closing = ']'
-	}
-	s.i++
-	s.space()
-	return closing, s.next(closing)
-}
-
-// atString reports whether a string token starts at s.i.
-func (s *jsonScanner) atString() bool { return s.i < len(s.b) && s.b[s.i] == '"' }
-
-// colon moves past the ':' after an object key, and the white space around
-// it.
-func (s *jsonScanner) colon() bool {
-	s.space()
-	if !s.next(':') {
-		return false
-	}
-	s.space()
-	return true
-}
-
-// member moves past what ends a member of a container that closing closes:
-// a ',' (more) or closing itself; ok is false at anything else.
-func (s *jsonScanner) member(closing byte) (more, ok bool) {
-	s.space()
-	if s.next(',') {
-		s.space()
-		return true, true
-	}
-	return false, s.next(closing)
-}
-
-// skip moves past one value at nesting depth depth, checking its syntax.
-// The byte after it is left to the caller (it must be a delimiter).
-func (s *jsonScanner) skip(depth int) bool {
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch c := s.b[s.i]; {
-	case c == '"':
-		_, ok := s.scanString()
-		return ok
-	case c == '{', c == '[':
-		if depth >= maxFastDepth {
-			return false
-		}
-		closing, empty := s.open()
-		if empty {
-			return true
-		}
-		for {
-			if c == '{' {
-				if !s.atString() {
-					return false
-				}
-				if _, ok := s.scanString(); !ok || !s.colon() {
-					return false
-				}
-			}
-			if !s.skip(depth + 1) {
-				return false
-			}
-			if more, ok := s.member(closing); !more {
-				return ok
-			}
-		}
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.literal("null")
-	case c == '-' || isDigit(c):
-		return s.number()
-	}
-	return false
-}
-
-// IsCompactJSON reports whether b is one JSON value without insignificant
-// white space: json.Valid(b) holds and json.Compact would return b as it
-// is. It checks b in one pass; for a value nested deeper than encoding/json
-// allows, or nearly as deep, it may report false.
-func IsCompactJSON(b []byte) bool {
-	s := jsonScanner{b: b}
-	return s.skip(1) && s.i == len(b) && !s.spaced
-}
-
-// SplitJSONArray returns the elements of the JSON array b, each as the
-// bytes it has in b (not copied). It accepts and rejects what
-// json.Unmarshal into a []json.RawMessage does, with the same errors, but
-// checks a well-formed array in one pass without copying.
-func SplitJSONArray(b []byte) ([][]byte, error) {
-	if elems, ok := splitJSONArray(b); ok {
-		return elems, nil
-	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
-		return nil, err
-	}
-	elems := make([][]byte, len(raw))
-	for i, e := range raw {
-		elems[i] = e
-	}
-	return elems, nil
-}
-
-func splitJSONArray(b []byte) ([][]byte, bool) {
-	s := jsonScanner{b: b}
-	s.space()
-	if !s.next('[') {
-		return nil, false
-	}
-	s.space()
-	elems := make([][]byte, 0, 16)
-	if !s.next(']') {
-		for {
-			start := s.i
-			if !s.skip(1) {
-				return nil, false
-			}
-			elems = append(elems, b[start:s.i:s.i])
-			s.space()
-			if s.next(',') {
-				s.space()
-				continue
-			}
-			if s.next(']') {
-				break
-			}
-			return nil, false
-		}
-	}
-	s.space()
-	return elems, s.i == len(b)
 }

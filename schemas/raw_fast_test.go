@@ -8,6 +8,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rolodex/rolodex/internal/jsonscan"
+	"github.com/rolodex/rolodex/internal/jsonscan/jsonscantest"
 )
 
 // slowRawEvent decodes with encoding/json only: the reference the fast
@@ -74,29 +77,6 @@ func checkDecode(t *testing.T, b []byte) bool {
 	return true
 }
 
-// checkSplit fails t unless SplitJSONArray agrees with json.Unmarshal into
-// []json.RawMessage on b.
-func checkSplit(t *testing.T, b []byte) {
-	t.Helper()
-	var want []json.RawMessage
-	werr := json.Unmarshal(b, &want)
-	got, gerr := SplitJSONArray(b)
-	if fmt.Sprint(gerr) != fmt.Sprint(werr) {
-		t.Fatalf("SplitJSONArray(%q) error %v, encoding/json %v", b, gerr, werr)
-	}
-	if werr != nil {
-		return
-	}
-	if len(got) != len(want) || (got == nil) != (want == nil) {
-		t.Fatalf("SplitJSONArray(%q) = %d elements (nil %v), encoding/json %d (nil %v)", b, len(got), got == nil, len(want), want == nil)
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("SplitJSONArray(%q)[%d] = %q, encoding/json %q", b, i, got[i], want[i])
-		}
-	}
-}
-
 var decodeSeeds = []string{
 	`{"id":"e-1","type":"page.viewed","time":"2026-11-22T10:00:00Z","source":"web","identifiers":{"email":"Ana@Example.com","phone":"+55 11 91234-5678","user_id":"u-1"},"traits":{"name":"Ana"},"properties":{"url":"/cars/42"}}`,
 	`{"id":1,"type":"x","identifiers":{"phone":5511912345678,"email":["a@b.co","c@d.co"]}}`,
@@ -126,20 +106,6 @@ func FuzzRawEventJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
-		checkSplit(t, b)
-		checkSplit(t, append(append([]byte("["), b...), ']'))
-		checkCompact(t, b)
-	})
-}
-
-// FuzzSplitJSONArray: SplitJSONArray splits exactly as encoding/json does.
-func FuzzSplitJSONArray(f *testing.F) {
-	for _, s := range []string{`[]`, `[1]`, ` [ 1 , "a" , {"b":[null]} ] `, `[1,]`, `[,1]`, `[1 2]`, `[1]]`, `[[1]`, `null`, `{}`, `"a"`, `[`, ``,
-		`[{"id":"a"},{"id":"b"}]`, `[01]`, `["\ud800"]`, "[\"\xff\"]", `[true,false,null]`, `[tru]`, "[1]\n", "[1] 2"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkSplit(t, b)
 	})
 }
 
@@ -152,17 +118,9 @@ func TestDecodeRandomEvents(t *testing.T) {
 		n = 2000
 	}
 	fast := 0
-	var batch [][]byte
 	for i := 0; i < n; i++ {
-		b := randomEventJSON(rng, rng.IntN(4) == 0)
-		if checkDecode(t, b) {
+		if checkDecode(t, randomEventJSON(rng, rng.IntN(4) == 0)) {
 			fast++
-		}
-		batch = append(batch, b)
-		if len(batch) == 5 {
-			body := append([]byte("["), bytes.Join(batch, []byte(", "))...)
-			checkSplit(t, append(body, ']'))
-			batch = batch[:0]
 		}
 	}
 	t.Logf("fast path took %d of %d events", fast, n)
@@ -201,7 +159,7 @@ func randomEventJSON(rng *rand.Rand, odd bool) []byte {
 	}
 	type field struct{ name, value string }
 	var fields []field
-	str := func() string { return randomJSONString(rng, odd) }
+	str := func() string { return jsonscantest.String(rng, odd) }
 	switch rng.IntN(5) {
 	case 0:
 		fields = append(fields, field{"id", fmt.Sprint(rng.IntN(1 << 40))})
@@ -249,24 +207,24 @@ func randomEventJSON(rng *rand.Rand, odd bool) []byte {
 		}
 		var kv []string
 		for j := rng.IntN(4); j > 0; j-- {
-			kv = append(kv, str()+":"+randomJSONValue(rng, 3, odd))
+			kv = append(kv, str()+":"+jsonscantest.Value(rng, 3, odd))
 		}
 		fields = append(fields, field{name, "{" + strings.Join(kv, ",") + "}"})
 	}
 	if rng.IntN(4) == 0 {
-		fields = append(fields, field{"context", randomJSONValue(rng, 4, odd)})
+		fields = append(fields, field{"context", jsonscantest.Value(rng, 4, odd)})
 	}
 	if odd {
 		switch rng.IntN(8) {
 		case 0:
 			f := fields[rng.IntN(len(fields))]
-			fields = append(fields, field{f.name, randomJSONValue(rng, 2, true)})
+			fields = append(fields, field{f.name, jsonscantest.Value(rng, 2, true)})
 		case 1:
 			i := rng.IntN(len(fields))
 			fields[i].name = strings.ToUpper(fields[i].name[:1]) + fields[i].name[1:]
 		case 2:
 			i := rng.IntN(len(fields))
-			fields[i].value = randomJSONValue(rng, 2, true)
+			fields[i].value = jsonscantest.Value(rng, 2, true)
 		}
 	}
 	rng.Shuffle(len(fields), func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
@@ -295,51 +253,6 @@ func randomEventJSON(rng *rand.Rand, odd bool) []byte {
 	return b
 }
 
-func randomJSONString(rng *rand.Rand, odd bool) string {
-	parts := []string{"a", "b", "Z", "0", "9", "-", "_", ".", "@", "ã", "é", "中", "😀", " "}
-	if odd {
-		parts = append(parts, `\"`, `\\`, `\/`, `\n`, `\u00e9`, `\ud83d\ude00`, `\ud800`, "\xff", "\xc3")
-	}
-	var sb strings.Builder
-	sb.WriteByte('"')
-	for n := rng.IntN(12); n > 0; n-- {
-		sb.WriteString(parts[rng.IntN(len(parts))])
-	}
-	sb.WriteByte('"')
-	return sb.String()
-}
-
-func randomJSONValue(rng *rand.Rand, depth int, odd bool) string {
-	k := rng.IntN(8)
-	if depth == 0 {
-		k = rng.IntN(5)
-	}
-	switch k {
-	case 0:
-		return randomJSONString(rng, odd)
-	case 1:
-		return []string{"0", "-1", "3.25", "1e9", "-0.5E-3", "12345678901234567890"}[rng.IntN(6)]
-	case 2:
-		return []string{"true", "false"}[rng.IntN(2)]
-	case 3:
-		return "null"
-	case 4:
-		return randomJSONString(rng, odd)
-	case 5:
-		var l []string
-		for n := rng.IntN(4); n > 0; n-- {
-			l = append(l, randomJSONValue(rng, depth-1, odd))
-		}
-		return "[" + strings.Join(l, ", ") + "]"
-	default:
-		var l []string
-		for n := rng.IntN(4); n > 0; n-- {
-			l = append(l, randomJSONString(rng, odd)+": "+randomJSONValue(rng, depth-1, odd))
-		}
-		return "{" + strings.Join(l, ",") + "}"
-	}
-}
-
 func BenchmarkDecodeRawEventJSON(b *testing.B) {
 	ev := []byte(decodeSeeds[0])
 	b.Run("fast", func(b *testing.B) {
@@ -363,57 +276,9 @@ func BenchmarkDecodeRawEventJSON(b *testing.B) {
 	})
 }
 
-// checkCompact fails t unless IsCompactJSON(b) reports b valid and
-// unchanged by json.Compact only when it is.
-func checkCompact(t *testing.T, b []byte) {
-	t.Helper()
-	if !IsCompactJSON(b) {
-		return
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		t.Fatalf("IsCompactJSON(%q) = true, json.Compact fails: %v", b, err)
-	}
-	if !bytes.Equal(buf.Bytes(), b) {
-		t.Fatalf("IsCompactJSON(%q) = true, json.Compact gives %q", b, buf.Bytes())
-	}
-}
-
-// FuzzIsCompactJSON: IsCompactJSON never calls a value compact that
-// json.Compact would reject or change.
-func FuzzIsCompactJSON(f *testing.F) {
-	for _, s := range []string{`1`, ` 1`, `1 `, `"a b"`, `{"a":1}`, `{"a": 1}`, `[1,2]`, `[1, 2]`, `[1,2,]`, `null`, `nul`, `-0.5e+3`, `01`,
-		`"\u00e9"`, "\"\xff\"", `{"a":{"b":[true,false,null,"x"]}}`, `{}`, `[]`, `[ ]`, "\"\t\"", `"\t"`, ``, `"a"x`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) { checkCompact(t, b) })
-}
-
-// TestIsCompactJSONRandom: on generated values IsCompactJSON agrees with
-// json.Valid and json.Compact, in both directions: it calls compact every
-// valid value json.Compact leaves as it is.
-func TestIsCompactJSONRandom(t *testing.T) {
-	rng := rand.New(rand.NewPCG(11, 12))
-	n := 20000
-	if testing.Short() || raceEnabled {
-		n = 2000
-	}
-	for i := 0; i < n; i++ {
-		b := []byte(randomJSONValue(rng, 4, rng.IntN(3) == 0))
-		if rng.IntN(5) == 0 && len(b) > 0 {
-			b[rng.IntN(len(b))] = ` ,:{}[]"\0a`[rng.IntN(11)]
-		}
-		checkCompact(t, b)
-		var buf bytes.Buffer
-		if json.Compact(&buf, b) == nil && bytes.Equal(buf.Bytes(), b) && !IsCompactJSON(b) {
-			t.Fatalf("IsCompactJSON(%q) = false, but it is valid and compact", b)
-		}
-	}
-}
-
 // BenchmarkDecodeBatch decodes a request body of 100 events the way the
 // HTTP ingest did before (an array of json.RawMessage, then each element
-// through encoding/json) and the way it does now (SplitJSONArray, then
+// through encoding/json) and the way it does now (jsonscan.SplitArray, then
 // DecodeRawEventJSON). Reported per event.
 func BenchmarkDecodeBatch(b *testing.B) {
 	body := decodeBatchBody()
@@ -438,7 +303,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			raw, err := SplitJSONArray(body)
+			raw, err := jsonscan.SplitArray(body)
 			if err != nil {
 				b.Fatal(err)
 			}

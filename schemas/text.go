@@ -1,14 +1,13 @@
 package schemas
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/rolodex/rolodex/internal/jsonscan"
 )
 
 // Text must be Unicode. Decoding replaces invalid UTF-8, and a JSON \u
@@ -137,179 +136,18 @@ func (r *RawEvent) validText() bool {
 // returns nil when there is none, and when b is not valid JSON:
 // encoding/json then says what is wrong, as it would first.
 func CheckJSONText(b []byte) error {
-	if utf8.Valid(b) && bytes.IndexByte(b, '\\') < 0 {
+	bad, found := jsonscan.FindInvalidText(b)
+	if !found {
 		return nil
 	}
-	w := textWalker{jsonScanner: jsonScanner{b: b}}
-	w.space()
-	ok := w.value(0)
-	w.space()
-	if !ok || w.i != len(b) || w.bad == nil {
-		return nil
-	}
-	return w.bad
-}
-
-// maxTextDepth is encoding/json's nesting limit: a deeper document is an
-// error of its own.
-const maxTextDepth = 10000
-
-// textWalker walks a JSON document, checking its syntax, and keeps where
-// the first string that is not Unicode text is.
-type textWalker struct {
-	jsonScanner
-	path []pathSeg
-	bad  *InvalidUTF8Error
-}
-
-// pathSeg is an object key (b[from:to], the key's token) or an array index.
-type pathSeg struct {
-	from, to int
-	index    int
-}
-
-// value moves past one value and reports false at a syntax error.
-func (w *textWalker) value(depth int) bool {
-	if w.i >= len(w.b) {
-		return false
-	}
-	switch c := w.b[w.i]; c {
-	case '"':
-		return w.str(false)
-	case '{', '[':
-		if depth >= maxTextDepth {
-			return false
-		}
-		closing, empty := w.open()
-		if empty {
-			return true
-		}
-		for n := 0; ; n++ {
-			seg := pathSeg{index: n}
-			if c == '{' {
-				seg.from = w.i
-				if !w.atString() || !w.str(true) {
-					return false
-				}
-				seg.to = w.i
-				if !w.colon() {
-					return false
-				}
-			}
-			w.path = append(w.path, seg)
-			if !w.value(depth + 1) {
-				return false
-			}
-			w.path = w.path[:len(w.path)-1]
-			if more, ok := w.member(closing); !more {
-				return ok
-			}
-		}
-	}
-	return w.skip(1) // a literal or a number: no text
-}
-
-// str moves past the string at w.i; key says it is an object key.
-func (w *textWalker) str(key bool) bool {
-	for i := w.i + 1; i < len(w.b); {
-		c := w.b[i]
-		switch {
-		case c == '"':
-			w.i = i + 1
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			if i+1 >= len(w.b) {
-				return false
-			}
-			switch w.b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-				continue
-			case 'u':
-			default:
-				return false
-			}
-			u, ok := hex4(w.b, i+2)
-			if !ok {
-				return false
-			}
-			switch {
-			case u >= 0xd800 && u < 0xdc00: // must be followed by the low half
-				if lo, ok := hex4(w.b, i+8); ok && w.b[i+6] == '\\' && w.b[i+7] == 'u' && lo >= 0xdc00 && lo < 0xe000 {
-					i += 12
-					continue
-				}
-				w.fail(i, key, string(w.b[i:i+6]))
-			case u >= 0xdc00 && u < 0xe000:
-				w.fail(i, key, string(w.b[i:i+6]))
-			}
-			i += 6
-		case c < utf8.RuneSelf:
-			i++
-		default:
-			r, size := utf8.DecodeRune(w.b[i:])
-			if r == utf8.RuneError && size == 1 {
-				w.fail(i, key, "")
-			}
-			i += size
-		}
-	}
-	return false
-}
-
-// hex4 reads the four hex digits at b[i:], as a \u escape has them.
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, h := range b[i : i+4] {
-		var d byte
-		switch {
-		case h >= '0' && h <= '9':
-			d = h - '0'
-		case h >= 'a' && h <= 'f':
-			d = h - 'a' + 10
-		case h >= 'A' && h <= 'F':
-			d = h - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(d)
-	}
-	return r, true
-}
-
-// fail records invalid text at off, unless some came before.
-func (w *textWalker) fail(off int, key bool, escape string) {
-	if w.bad != nil {
-		return
-	}
-	var p strings.Builder
-	for _, seg := range w.path {
-		if seg.to == 0 {
-			p.WriteString("[" + strconv.Itoa(seg.index) + "]")
-			continue
-		}
-		var k string
-		if json.Unmarshal(w.b[seg.from:seg.to], &k) != nil {
-			k = string(w.b[seg.from+1 : seg.to-1])
-		}
-		if p.Len() > 0 {
-			p.WriteByte('.')
-		}
-		p.WriteString(k)
-	}
-	field := p.String()
+	field := bad.Path
 	switch {
-	case key && field == "":
+	case bad.Key && field == "":
 		field = "a key of the top-level object"
-	case key:
+	case bad.Key:
 		field = "a key in " + field
 	case field == "":
 		field = "the top-level string"
 	}
-	w.bad = &InvalidUTF8Error{Field: field, Offset: off, InDocument: true, Escape: escape}
+	return &InvalidUTF8Error{Field: field, Offset: bad.Offset, InDocument: true, Escape: bad.Escape}
 }

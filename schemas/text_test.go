@@ -3,12 +3,11 @@ package schemas
 import (
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/rolodex/rolodex/internal/jsonscan/jsonscantest"
 )
 
 // invalidTextCases put text that is not Unicode in every text field of an
@@ -47,8 +46,8 @@ var invalidTextCases = []struct {
 func TestCheckJSONText(t *testing.T) {
 	for _, tt := range invalidTextCases {
 		t.Run(tt.name, func(t *testing.T) {
-			doc := bin(strings.Replace(tt.doc, "|", "", 1))
-			at := strings.Index(bin(tt.doc), "|")
+			doc := jsonscantest.Bin(strings.Replace(tt.doc, "|", "", 1))
+			at := strings.Index(jsonscantest.Bin(tt.doc), "|")
 			err := CheckJSONText([]byte(doc))
 			var ie *InvalidUTF8Error
 			if !errors.As(err, &ie) {
@@ -63,17 +62,11 @@ func TestCheckJSONText(t *testing.T) {
 			}
 		})
 	}
-	for _, doc := range []string{
-		`{"id":"café","type":"中文","traits":{"e":"\u00e9","s":"\ud83d\ude00","r":"\uFFFD"}}`,
-		`{"id":"a\\ud800"}`,         // an escaped backslash, then plain text
-		`{"id":"\"\\\/\b\f\n\r\t"}`, // every short escape
-		`{"id":"\xef\xbf\xbd"}`,     // U+FFFD sent as such is text
-		`[1, -2.5e3, true, false, null, {}, []]`,
-		// Not JSON: encoding/json reports the syntax error.
-		`{"id":"\xff"`, `{"id":"\xff",}`, `{"id":"\xff"} x`, `{"id":"\xff\q"}`, `{"id":"\xff\u12"}`, "{\"id\":\"\xff\t\"}", `{"id":\xff}`,
-	} {
-		if err := CheckJSONText([]byte(bin(doc))); err != nil {
-			t.Errorf("CheckJSONText(%q) = %v, want nil", bin(doc), err)
+	// Where there is none, or the document is not JSON, there is no error
+	// (see jsonscan.FindInvalidText).
+	for _, doc := range []string{`{"id":"caf\u00e9\ud83d\ude00"}`, `{"id":"\xff"`} {
+		if err := CheckJSONText([]byte(jsonscantest.Bin(doc))); err != nil {
+			t.Errorf("CheckJSONText(%q) = %v, want nil", jsonscantest.Bin(doc), err)
 		}
 	}
 }
@@ -86,7 +79,7 @@ func TestDecodeRejectsInvalidText(t *testing.T) {
 			continue // not an event
 		}
 		t.Run(tt.name, func(t *testing.T) {
-			doc := []byte(bin(strings.Replace(tt.doc, "|", "", 1)))
+			doc := []byte(jsonscantest.Bin(strings.Replace(tt.doc, "|", "", 1)))
 			want := CheckJSONText(doc)
 			if ev, err := DecodeRawEventJSON(doc); err == nil || err.Error() != want.Error() {
 				t.Fatalf("DecodeRawEventJSON(%q) = %+v, %v; want %v", doc, ev, err, want)
@@ -103,7 +96,7 @@ func TestDecodeRejectsInvalidText(t *testing.T) {
 // same id, and one event was then dropped as a duplicate.
 func TestDistinctInvalidIDsDoNotCollapse(t *testing.T) {
 	for _, doc := range []string{`{"id":"a\xff","type":"t"}`, `{"id":"a\xfe","type":"t"}`, `{"id":"a\ud800","type":"t"}`, `{"id":"a\udc00","type":"t"}`} {
-		if ev, err := DecodeRawEventJSON([]byte(bin(doc))); err == nil {
+		if ev, err := DecodeRawEventJSON([]byte(jsonscantest.Bin(doc))); err == nil {
 			t.Errorf("%q decoded, id %q", doc, ev.ID)
 		}
 	}
@@ -182,105 +175,5 @@ func TestDecodeIngestAvroRejectsInvalidText(t *testing.T) {
 			}
 			wantInvalidUTF8(t, err, tt.field, tt.at)
 		})
-	}
-}
-
-// refInvalidText is CheckJSONText's reference on valid JSON, written
-// another way: the string tokens found by a regular expression, their
-// escapes by another, invalid bytes by utf8.DecodeRune.
-func refInvalidText(b []byte) (offset int, escape string) {
-	for _, tok := range stringToken.FindAllIndex(b, -1) {
-		from, to := tok[0]+1, tok[1]-1
-		offset = -1
-		for i := from; i < to; {
-			r, size := utf8.DecodeRune(b[i:to])
-			if r == utf8.RuneError && size == 1 {
-				offset = i
-				break
-			}
-			i += size
-		}
-		highAt := -1
-		for _, e := range escapeToken.FindAllSubmatchIndex(b[from:to], -1) {
-			at := from + e[0]
-			if offset >= 0 && at > offset {
-				break
-			}
-			var u uint64 = 0x41 // a short escape
-			if e[2] >= 0 {
-				u, _ = strconv.ParseUint(string(b[from+e[2]:from+e[3]]), 16, 16)
-			}
-			low := u >= 0xdc00 && u < 0xe000
-			if highAt >= 0 && low && at == highAt+6 {
-				highAt = -1
-				continue
-			}
-			if highAt >= 0 {
-				return highAt, string(b[highAt : highAt+6])
-			}
-			if low {
-				return at, string(b[at : at+6])
-			}
-			if u >= 0xd800 && u < 0xdc00 {
-				highAt = at
-			}
-		}
-		if highAt >= 0 && (offset < 0 || highAt < offset) {
-			return highAt, string(b[highAt : highAt+6])
-		}
-		if offset >= 0 {
-			return offset, ""
-		}
-	}
-	return -1, ""
-}
-
-var (
-	stringToken = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-	escapeToken = regexp.MustCompile(`\\(?:u([0-9a-fA-F]{4})|.)`)
-	hexByte     = regexp.MustCompile(`\\x[0-9a-f]{2}`)
-)
-
-// bin turns each \xHH of s into that byte: the tables write JSON in raw
-// strings, and JSON has no \x escape.
-func bin(s string) string {
-	return hexByte.ReplaceAllStringFunc(s, func(h string) string {
-		v, _ := strconv.ParseUint(h[2:], 16, 8)
-		return string([]byte{byte(v)})
-	})
-}
-
-// TestCheckJSONTextRandom compares CheckJSONText with refInvalidText on
-// generated events with odd strings: invalid bytes, escapes, surrogates.
-func TestCheckJSONTextRandom(t *testing.T) {
-	rng := rand.New(rand.NewPCG(13, 14))
-	n, invalid := 20000, 0
-	if testing.Short() || raceEnabled {
-		n = 2000
-	}
-	for i := 0; i < n; i++ {
-		b := randomEventJSON(rng, true)
-		if !json.Valid(b) {
-			if err := CheckJSONText(b); err != nil {
-				t.Fatalf("CheckJSONText(%q) = %v on invalid JSON, want nil", b, err)
-			}
-			continue
-		}
-		off, esc := refInvalidText(b)
-		err := CheckJSONText(b)
-		if off < 0 {
-			if err != nil {
-				t.Fatalf("CheckJSONText(%q) = %v, the reference finds nothing", b, err)
-			}
-			continue
-		}
-		invalid++
-		var ie *InvalidUTF8Error
-		if !errors.As(err, &ie) || ie.Offset != off || ie.Escape != esc {
-			t.Fatalf("CheckJSONText(%q) = %v, the reference says byte %d %q", b, err, off, esc)
-		}
-	}
-	if invalid < n/10 {
-		t.Fatalf("only %d of %d events had invalid text: the test does not test much", invalid, n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rolodex/rolodex/intake"
+	"github.com/rolodex/rolodex/internal/jsonscan"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
@@ -323,7 +324,7 @@ func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decode
 	}
 	// The elements are slices of body, which nothing reuses: each is its
 	// event's dead-letter payload as received.
-	elems, err := schemas.SplitJSONArray(trimmed)
+	elems, err := jsonscan.SplitArray(trimmed)
 	if err != nil {
 		return nil, fmt.Errorf("the body is not a valid JSON array: %v", err)
 	}

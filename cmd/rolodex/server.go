@@ -220,17 +220,26 @@ func eventsPartitions(ctx context.Context, admin *kgo.Client) (int32, error) {
 	return int32(len(t.Partitions)), nil
 }
 
+// ensureIdentityTopics creates the identity group's topics (its table,
+// loopback and outputs) with the partition count of rolodex.events, if they
+// are missing. Both the processors and the query API (whose view reads the
+// table) call it, so that neither depends on the other having started
+// first.
+func ensureIdentityTopics(e *env) (partitions int32, err error) {
+	parts, err := eventsPartitions(e.ctx, e.admin)
+	if err != nil {
+		return 0, err
+	}
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	return parts, kafkaclient.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication, identity.Topics(parts)...)
+}
+
 // identityComponent runs the identity processor, keeping its LevelDB
 // storage in dir.
 func identityComponent(dir string) component {
 	return func(e *env) error {
-		parts, err := eventsPartitions(e.ctx, e.admin)
-		if err != nil {
-			return err
-		}
-		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		err = kafkaclient.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication, identity.Topics(parts)...)
-		cancel()
+		parts, err := ensureIdentityTopics(e)
 		if err != nil {
 			return err
 		}
@@ -263,6 +272,9 @@ func apiComponent(dir string) component {
 		}
 		norm, err := e.cfg.normalizer()
 		if err != nil {
+			return err
+		}
+		if _, err := ensureIdentityTopics(e); err != nil {
 			return err
 		}
 		v, err := views.NewView(e.kafka.Brokers, filepath.Join(dir, "view"))

@@ -25,10 +25,7 @@ type Reports struct {
 // events table, however often it was delivered; its day is the UTC date of
 // its time, and its profile that of its primary node.
 func (m *Identity) Reports(events []*schemas.Event) Reports {
-	type act struct{ day, tenant, source, typ string }
-	type pd struct{ tenant, profile string }
-	counts, people := map[act]int{}, map[act]map[string]bool{}
-	days, first := map[pd]map[string]bool{}, map[pd]string{}
+	var counted []ReportEvent
 	seen := map[[3]string]bool{}
 	for _, e := range events {
 		key := [3]string{e.Tenant, e.Source, e.ID}
@@ -36,25 +33,48 @@ func (m *Identity) Reports(events []*schemas.Event) Reports {
 			continue
 		}
 		seen[key] = true
-		day, root := e.Time.UTC().Format("2006-01-02"), m.Root(e.Key())
-		k := act{day, e.Tenant, e.Source, e.Type}
+		counted = append(counted, ReportEvent{Day: e.Time.UTC().Format("2006-01-02"), Tenant: e.Tenant, Source: e.Source,
+			Type: e.Type, Profile: m.Root(e.Key())})
+	}
+	r := Reports{Merges: map[string]int{}}
+	r.Activity, r.Profiles = ReportRows(counted)
+	for root, nodes := range m.members {
+		r.Merges[m.tenant[root]] += len(nodes) - 1
+	}
+	return r
+}
+
+// ReportEvent is an event as the reports count it: on its day, under its
+// profile.
+type ReportEvent struct{ Day, Tenant, Source, Type, Profile string }
+
+// ReportRows returns the rows of reports activity (day, tenant, source,
+// type, events, profiles) and profiles (day, tenant, active, new,
+// returning) over events, each counted once, sorted. A profile is new on
+// its first day over all events, returning on a later one.
+func ReportRows(events []ReportEvent) (activity, profiles [][]string) {
+	type act struct{ day, tenant, source, typ string }
+	type pd struct{ tenant, profile string }
+	counts, people := map[act]int{}, map[act]map[string]bool{}
+	days, first := map[pd]map[string]bool{}, map[pd]string{}
+	for _, e := range events {
+		k := act{e.Day, e.Tenant, e.Source, e.Type}
 		counts[k]++
 		if people[k] == nil {
 			people[k] = map[string]bool{}
 		}
-		people[k][root] = true
-		p := pd{e.Tenant, root}
+		people[k][e.Profile] = true
+		p := pd{e.Tenant, e.Profile}
 		if days[p] == nil {
 			days[p] = map[string]bool{}
 		}
-		days[p][day] = true
-		if f, ok := first[p]; !ok || day < f {
-			first[p] = day
+		days[p][e.Day] = true
+		if f, ok := first[p]; !ok || e.Day < f {
+			first[p] = e.Day
 		}
 	}
-	r := Reports{Merges: map[string]int{}}
 	for k, n := range counts {
-		r.Activity = append(r.Activity, []string{k.day, k.tenant, k.source, k.typ, strconv.Itoa(n), strconv.Itoa(len(people[k]))})
+		activity = append(activity, []string{k.day, k.tenant, k.source, k.typ, strconv.Itoa(n), strconv.Itoa(len(people[k]))})
 	}
 	type dt struct{ day, tenant string }
 	active, fresh := map[dt]int{}, map[dt]int{}
@@ -67,14 +87,11 @@ func (m *Identity) Reports(events []*schemas.Event) Reports {
 		}
 	}
 	for k, a := range active {
-		r.Profiles = append(r.Profiles, []string{k.day, k.tenant, strconv.Itoa(a), strconv.Itoa(fresh[k]), strconv.Itoa(a - fresh[k])})
+		profiles = append(profiles, []string{k.day, k.tenant, strconv.Itoa(a), strconv.Itoa(fresh[k]), strconv.Itoa(a - fresh[k])})
 	}
-	SortRows(r.Activity)
-	SortRows(r.Profiles)
-	for root, nodes := range m.members {
-		r.Merges[m.tenant[root]] += len(nodes) - 1
-	}
-	return r
+	SortRows(activity)
+	SortRows(profiles)
+	return activity, profiles
 }
 
 // SortRows sorts rows of text by their columns in order.

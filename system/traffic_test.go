@@ -265,15 +265,8 @@ func post(client *http.Client, base string, p partner, bodies []map[string]any) 
 	if err != nil {
 		return answer{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+p.key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, body}, err
+	return send(client, req, p)
 }
 
 // get reads path from the query API as partner p.
@@ -282,6 +275,11 @@ func get(client *http.Client, base string, p partner, path string) (answer, erro
 	if err != nil {
 		return answer{}, err
 	}
+	return send(client, req, p)
+}
+
+// send sends req with partner p's key and reads the answer.
+func send(client *http.Client, req *http.Request, p partner) (answer, error) {
 	req.Header.Set("Authorization", "Bearer "+p.key)
 	resp, err := client.Do(req)
 	if err != nil {

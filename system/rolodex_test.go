@@ -153,10 +153,10 @@ func (r *rolodex) writeConfig(t *testing.T) {
 // does, and waits for each one's /healthz. Then every topic Rolodex made
 // is replicated on the three brokers, all in sync.
 func (r *rolodex) layout(t *testing.T) {
+	r.bin = buildRolodex(t, r.dir) // not under the deadline: a cold build cache takes its time
+	r.writeConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	r.bin = buildRolodex(t, r.dir)
-	r.writeConfig(t)
 	brokers := strings.Join(r.brokers, ",")
 	start := func(name string, args ...string) *proc {
 		p, err := startProc(r.top, r.dir, r.bin, name, append([]string{"run", name, "--brokers", brokers}, args...)...)

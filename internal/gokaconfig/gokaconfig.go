@@ -44,15 +44,15 @@ func Sarama(clientID string) *sarama.Config {
 	return c
 }
 
-// ProducerRetries and producerBackoff make a write retry for about two
-// minutes before it fails (goka's default, 10 retries 100 ms apart, gives
+// ProducerRetries and producerBackoff make a write retry for about a
+// minute before it fails (goka's default, 10 retries 100 ms apart, gives
 // up within a second or two). A failed write stops the processor, and a
 // partition can be without a leader for longer than that: when a broker
 // dies, the controller fences it only after broker.session.timeout.ms (9 s
-// by default), and until then its partitions keep it as their leader. With
-// goka's default, `rolodex run processors` exited whenever a broker was
-// killed (docs/kafka.md, "Findings").
-const ProducerRetries = 130
+// by default), and until then its partitions keep it as their leader
+// (docs/kafka.md, "Findings"). The price: with Kafka gone altogether, a
+// processor's shutdown waits up to that minute for its writes.
+const ProducerRetries = 64
 
 func producerBackoff(retries, _ int) time.Duration {
 	if retries >= 4 {

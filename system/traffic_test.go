@@ -62,11 +62,12 @@ type traffic struct {
 	accepted    []*schemas.Event  // every acknowledged delivery, copies included
 	nodes       map[sentIdent]int // identifiers of acknowledged events, with the partner that sent them
 	deadLetters map[string]int    // by partner
-	bodies      []sent            // acknowledged over HTTP, for re-sending through Kafka
+	overHTTP    []sent            // acknowledged over HTTP, copies included
 }
 
-// newTraffic makes people customers per partner. norm must normalise as
-// the configuration of the Rolodex under test does (default region BR).
+// newTraffic makes people customers per partner. It normalises
+// identifiers as the configuration of the Rolodex under test does (default
+// region BR).
 func newTraffic(t *testing.T, seed uint64, people int) *traffic {
 	t.Helper()
 	norm, err := normalize.New(normalize.Config{DefaultRegion: "BR"})
@@ -141,9 +142,9 @@ func (tr *traffic) event(pi int) sent {
 			if err != nil {
 				continue // dropped, as ingest drops it
 			}
-			id := schemas.Identifier{Type: typ, Value: nv}
-			ev.Identifiers = append(ev.Identifiers, id)
-			s.idents = append(s.idents, sentIdent{typ, v, schemas.NodeID(ev.Tenant, id)})
+			ident := schemas.Identifier{Type: typ, Value: nv}
+			ev.Identifiers = append(ev.Identifiers, ident)
+			s.idents = append(s.idents, sentIdent{typ, v, schemas.NodeID(ev.Tenant, ident)})
 		}
 		if len(vs) == 1 {
 			idents[typ] = vs[0] // one value: a string; several: a list
@@ -177,7 +178,7 @@ func (tr *traffic) accept(ss []sent, http bool) {
 			tr.nodes[id] = s.partner
 		}
 		if http {
-			tr.bodies = append(tr.bodies, s)
+			tr.overHTTP = append(tr.overHTTP, s)
 		}
 	}
 }
@@ -207,7 +208,7 @@ func (tr *traffic) model() (*reference.Identity, []*schemas.Event) {
 func (tr *traffic) httpCount() int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return len(tr.bodies)
+	return len(tr.overHTTP)
 }
 
 // viaHTTP returns up to n events of partner pi acknowledged over HTTP.
@@ -215,7 +216,7 @@ func (tr *traffic) viaHTTP(pi, n int) []sent {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	var out []sent
-	for _, s := range tr.bodies {
+	for _, s := range tr.overHTTP {
 		if s.partner == pi && len(out) < n {
 			out = append(out, s)
 		}

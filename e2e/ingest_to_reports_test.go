@@ -15,10 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"reflect"
-	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/rolodex/rolodex/connectors/clickhouse"
+	"github.com/rolodex/rolodex/connectors/clickhouse/clickhousetest"
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -105,13 +102,9 @@ type person struct {
 
 // sent is one event as posted, with what Rolodex must make of it.
 type sent struct {
-	body    map[string]any
-	tenant  string
-	key     [3]string // tenant, source, id
-	day     string
-	typ     string
-	primary string         // node id of the primary identifier
-	ev      *schemas.Event // what the identity stage folds in: normalised identifiers
+	body   map[string]any
+	tenant string
+	ev     *schemas.Event // what the identity stage folds in: normalised identifiers
 }
 
 // The whole path, each part over its real transport: events posted to the
@@ -247,23 +240,22 @@ func TestIngestToReports(t *testing.T) {
 		}
 	}
 
-	ref := buildRef(evs)
-	var last string
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		last = compare(conn, db, ref, len(bad), start)
-		if last == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ClickHouse never matched the reference; last difference: %s", last)
-		}
-		time.Sleep(time.Second)
+	model := reference.NewIdentity()
+	accepted := make([]*schemas.Event, len(evs))
+	for i, e := range evs {
+		model.Add(e.ev)
+		accepted[i] = e.ev
+	}
+	want := clickhousetest.NewWant(model, accepted, len(bad), start)
+	wctx, wcancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer wcancel()
+	if diff := want.Await(wctx, conn, db); diff != "" {
+		t.Fatalf("ClickHouse never matched the reference; last difference: %s", diff)
 	}
 	stopSink()
 	stopIdentity()
 	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
-		len(evs), posted, len(ref.profiles), ref.merges["demo"]+ref.merges["acme"])
+		len(evs), posted, len(want.Profiles()), want.Merges())
 }
 
 // generate makes n events of people people, half per partner, over the
@@ -316,189 +308,18 @@ func generate(t *testing.T, norm *normalize.Normalizer, seed uint64, people, n i
 		if tm.After(time.Now()) {
 			tm = tm.Add(-24 * time.Hour)
 		}
-		e := &sent{tenant: tenant, typ: types[r.IntN(len(types))], day: tm.Format("2006-01-02")}
-		source := sources[r.IntN(len(sources))]
+		e := &sent{tenant: tenant}
+		typ, source := types[r.IntN(len(types))], sources[r.IntN(len(sources))]
 		id := fmt.Sprintf("ev-%d", i)
-		e.key = [3]string{tenant, source, id}
-		e.body = map[string]any{"id": id, "type": e.typ, "time": tm.Format(time.RFC3339Nano), "source": source,
+		e.body = map[string]any{"id": id, "type": typ, "time": tm.Format(time.RFC3339Nano), "source": source,
 			"identifiers": raw, "traits": map[string]any{"n": i}}
 		var ids []schemas.Identifier
 		for typ, v := range nrm {
 			ids = append(ids, schemas.Identifier{Type: typ, Value: v})
 		}
 		schemas.SortIdentifiers(ids)
-		e.ev = &schemas.Event{Tenant: tenant, ID: id, Type: e.typ, Time: tm, Source: source, Identifiers: ids}
-		e.primary = e.ev.Key()
+		e.ev = &schemas.Event{Tenant: tenant, ID: id, Type: typ, Time: tm, Source: source, Identifiers: ids}
 		out = append(out, e)
 	}
 	return out
-}
-
-// ref is what ClickHouse must show: the profiles of the reference model
-// (reference.Identity) and the reports computed from them.
-type ref struct {
-	events    []*sent
-	profileOf map[string]string           // node -> smallest node of its component
-	profiles  map[string]*schemas.Profile // profile id -> its profile
-	merges    map[string]int              // tenant -> merged-away nodes
-	reports   map[string][][]string
-}
-
-func buildRef(evs []*sent) *ref {
-	model := reference.NewIdentity()
-	for _, e := range evs {
-		model.Add(e.ev)
-	}
-	rf := &ref{events: evs, profileOf: map[string]string{}, profiles: model.Profiles(), merges: map[string]int{},
-		reports: map[string][][]string{}}
-	for _, n := range model.Nodes() {
-		rf.profileOf[n] = model.Root(n)
-	}
-	for _, p := range rf.profiles {
-		rf.merges[p.Tenant] += len(p.MergedIDs)
-	}
-	type act struct{ day, tenant, source, typ string }
-	events, profiles := map[act]int{}, map[act]map[string]bool{}
-	type pd struct{ tenant, profile string }
-	days, first := map[pd]map[string]bool{}, map[pd]string{}
-	for _, e := range evs {
-		root := rf.profileOf[e.primary]
-		k := act{e.day, e.tenant, e.key[1], e.typ}
-		events[k]++
-		if profiles[k] == nil {
-			profiles[k] = map[string]bool{}
-		}
-		profiles[k][root] = true
-		p := pd{e.tenant, root}
-		if days[p] == nil {
-			days[p] = map[string]bool{}
-		}
-		days[p][e.day] = true
-		if f, ok := first[p]; !ok || e.day < f {
-			first[p] = e.day
-		}
-	}
-	for k, n := range events {
-		rf.reports["activity"] = append(rf.reports["activity"], []string{k.day, k.tenant, k.source, k.typ, strconv.Itoa(n), strconv.Itoa(len(profiles[k]))})
-	}
-	type dt struct{ day, tenant string }
-	active, fresh := map[dt]int{}, map[dt]int{}
-	for p, ds := range days {
-		for d := range ds {
-			active[dt{d, p.tenant}]++
-			if d == first[p] {
-				fresh[dt{d, p.tenant}]++
-			}
-		}
-	}
-	for k, a := range active {
-		rf.reports["profiles"] = append(rf.reports["profiles"], []string{k.day, k.tenant, strconv.Itoa(a), strconv.Itoa(fresh[k]), strconv.Itoa(a - fresh[k])})
-	}
-	for _, rows := range rf.reports {
-		sort.Slice(rows, func(a, b int) bool { return strings.Join(rows[a], "\x00") < strings.Join(rows[b], "\x00") })
-	}
-	return rf
-}
-
-// compare returns the first difference between ClickHouse and the
-// reference, or "" when there is none.
-func compare(conn driver.Conn, db string, rf *ref, deadLetters int, start time.Time) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	query := func(q string) ([][]string, error) {
-		res, err := clickhouse.Query(ctx, conn, q)
-		if err != nil {
-			return nil, err
-		}
-		return res.Rows, nil
-	}
-
-	// Every event once, under its profile.
-	rows, err := query("SELECT tenant, source, event_id, profile_id, profile_resolved FROM " + db + ".events_with_profile")
-	if err != nil {
-		return err.Error()
-	}
-	got := map[[3]string]string{}
-	for _, r := range rows {
-		k := [3]string{r[0], r[1], r[2]}
-		if _, dup := got[k]; dup {
-			return fmt.Sprintf("event %v twice in events_with_profile", k)
-		}
-		if r[4] != "1" {
-			return fmt.Sprintf("event %v: its node has no profile yet", k)
-		}
-		got[k] = r[3]
-	}
-	if len(got) != len(rf.events) {
-		return fmt.Sprintf("events_with_profile has %d events, want %d", len(got), len(rf.events))
-	}
-	for _, e := range rf.events {
-		if want := rf.profileOf[e.primary]; got[e.key] != want {
-			return fmt.Sprintf("event %v: profile %s, want %s", e.key, got[e.key], want)
-		}
-	}
-
-	// profiles FINAL: every live profile with its members and events;
-	// every other node that was ever a root, merged away.
-	rows, err = query("SELECT profile_id, merged_into, arrayStringConcat(merged_ids, ','), event_count, tenant FROM " + db + ".profiles FINAL")
-	if err != nil {
-		return err.Error()
-	}
-	live := 0
-	for _, r := range rows {
-		id, into := r[0], r[1]
-		root, known := rf.profileOf[id]
-		switch {
-		case !known:
-			return fmt.Sprintf("profiles FINAL: unknown id %s", id)
-		case id == root:
-			live++
-			p := rf.profiles[id]
-			if into != "" || r[2] != strings.Join(p.MergedIDs, ",") || r[3] != strconv.FormatInt(p.EventCount, 10) || r[4] != p.Tenant {
-				return fmt.Sprintf("profiles FINAL, %s: %v, want members %v and %d events", id, r, p.MergedIDs, p.EventCount)
-			}
-		case into == "" || rf.profileOf[into] != root:
-			return fmt.Sprintf("profiles FINAL, %s: merged_into %q, want a node of %s", id, into, root)
-		}
-	}
-	if live != len(rf.profiles) {
-		return fmt.Sprintf("profiles FINAL: %d live profiles, want %d", live, len(rf.profiles))
-	}
-
-	// The reports.
-	for _, name := range []string{"activity", "profiles"} {
-		r, _ := clickhouse.ReportByName(name)
-		res, err := clickhouse.RunReport(ctx, conn, db, r, time.Time{})
-		if err != nil {
-			return err.Error()
-		}
-		sort.Slice(res.Rows, func(a, b int) bool { return strings.Join(res.Rows[a], "\x00") < strings.Join(res.Rows[b], "\x00") })
-		if !reflect.DeepEqual(res.Rows, rf.reports[name]) {
-			return fmt.Sprintf("report %s: %d rows, want %d:\n got %v\nwant %v", name, len(res.Rows), len(rf.reports[name]), res.Rows, rf.reports[name])
-		}
-	}
-	// Merges happen as the identity stage runs: their days are those of
-	// the test run.
-	rows, err = query("SELECT tenant, toString(sum(merges)), toString(countIf(day < toDate('" + start.Format("2006-01-02") +
-		"') OR day > today())) FROM " + db + ".report_merges_daily GROUP BY tenant ORDER BY tenant")
-	if err != nil {
-		return err.Error()
-	}
-	var want [][]string
-	for _, tenant := range []string{"acme", "demo"} {
-		if n := rf.merges[tenant]; n > 0 {
-			want = append(want, []string{tenant, strconv.Itoa(n), "0"})
-		}
-	}
-	if !reflect.DeepEqual(rows, want) {
-		return fmt.Sprintf("report merges (tenant, merges, days outside the run): %v, want %v", rows, want)
-	}
-	rows, err = query("SELECT toString(sum(dead_letters)) FROM " + db + ".report_dead_letters_daily")
-	if err != nil {
-		return err.Error()
-	}
-	if rows[0][0] != strconv.Itoa(deadLetters) {
-		return fmt.Sprintf("report dead-letters: %s in all, want %d", rows[0][0], deadLetters)
-	}
-	return ""
 }

@@ -68,30 +68,46 @@ func (p *Publisher) DeadLetters(ctx context.Context, dls []*schemas.DeadLetter) 
 	return p.Records(ctx, recs)
 }
 
-// Records produces recs and waits until all are acknowledged. The first
-// failure is returned wrapped in ErrUnavailable.
+// Records produces recs and waits until all are acknowledged, or until ctx
+// ends. The first failure is returned wrapped in ErrUnavailable, and so is
+// the end of ctx: then the records may still be written. The idempotent
+// producer keeps a record that went out in a request without an answer
+// until it can finish it (failing it could break the partition's sequence
+// numbers); on Apache Kafka that lasts until a new leader takes over from
+// a broker that died with the request in flight. The caller gets its
+// answer at the deadline all the same ("nothing is guaranteed written").
 func (p *Publisher) Records(ctx context.Context, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	var (
-		wg       sync.WaitGroup
 		mu       sync.Mutex
+		pending  = len(recs)
 		firstErr error
+		done     = make(chan struct{})
 	)
-	wg.Add(len(recs))
 	for _, r := range recs {
 		p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%w: topic %s: %w", ErrUnavailable, r.Topic, err)
-				}
-				mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("%w: topic %s: %w", ErrUnavailable, r.Topic, err)
 			}
-			wg.Done()
+			if pending--; pending == 0 {
+				close(done)
+			}
 		})
 	}
-	wg.Wait()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done: // finished as ctx ended
+		default:
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
 	return firstErr
 }

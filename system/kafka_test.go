@@ -374,3 +374,51 @@ func TestKafkaGokaRoundTrip(t *testing.T) {
 		return nil
 	})
 }
+
+// kafkaclient.EnsureTopics returns only once every broker knows the new
+// topics. On Apache Kafka a broker learns of a topic a moment after the
+// controller created it, and `rolodex run processors` failed at its first
+// start on a new cluster: goka asked a broker that did not know the
+// identity loopback yet, tried to create it again, and stopped on "topic
+// already exists".
+func TestKafkaEnsureTopicsKnownEverywhere(t *testing.T) {
+	brokers := cluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := admin(t, brokers)
+	var specs []kafkaclient.TopicSpec
+	for i := 0; i < 4; i++ {
+		specs = append(specs, kafkaclient.TopicSpec{Name: unique(t, fmt.Sprint("topic", i)), Partitions: 6})
+	}
+	if err := kafkaclient.EnsureTopics(ctx, adm.cl, int16(replication(brokers)), specs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		t.Cleanup(func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			adm.DeleteTopics(dctx, s.Name)
+		})
+	}
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range md.Brokers {
+		req := kmsg.NewPtrMetadataRequest()
+		for _, s := range specs {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(s.Name)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, adm.cl.Broker(int(b.NodeID)))
+		if err != nil {
+			t.Fatalf("broker %d: %v", b.NodeID, err)
+		}
+		for _, tp := range resp.Topics {
+			if err := kerr.ErrorForCode(tp.ErrorCode); err != nil || len(tp.Partitions) != 6 {
+				t.Errorf("broker %d, just after EnsureTopics: topic %s: %v, %d partitions", b.NodeID, *tp.Topic, err, len(tp.Partitions))
+			}
+		}
+	}
+}

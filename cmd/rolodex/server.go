@@ -228,13 +228,22 @@ func ingestComponent(e *env) error {
 	return nil
 }
 
+// ensureIdentityTopics creates the identity group's topics (its table,
+// loopback and outputs) with the partition count of rolodex.events, if they
+// are missing. Both the processors and the query API (whose view reads the
+// table) call it, so that neither depends on the other having started
+// first.
+func ensureIdentityTopics(e *env) (partitions int32, err error) {
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	return identity.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+}
+
 // identityComponent runs the identity processor, keeping its LevelDB
 // storage in dir.
 func identityComponent(dir string) component {
 	return func(e *env) error {
-		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		parts, err := identity.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
-		cancel()
+		parts, err := ensureIdentityTopics(e)
 		if err != nil {
 			return err
 		}
@@ -242,18 +251,30 @@ func identityComponent(dir string) component {
 		if repl < 1 {
 			repl = 1
 		}
-		p, err := identity.New(identity.ProcessorConfig{
-			Engine:  identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow},
-			Brokers: e.kafka.Brokers, StorageDir: filepath.Join(dir, "identity"), Replication: repl, Registerer: e.prom,
-		})
+		// A processor that fails (a write Kafka refused for good: sarama's
+		// idempotent producer after a leader change, docs/kafka.md) stops;
+		// the supervisor builds a new one, which recovers its partitions
+		// from the table topic and replays what was not committed.
+		build := func() (func(context.Context) error, error) {
+			p, err := identity.New(identity.ProcessorConfig{
+				Engine:  identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow},
+				Brokers: e.kafka.Brokers, StorageDir: filepath.Join(dir, "identity"), Replication: repl, Registerer: e.prom,
+			})
+			if err != nil {
+				return nil, err
+			}
+			e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts,
+				"kept_storage", p.KeptStorage()) // false: recovering its partitions from the table topic
+			return p.Run, nil
+		}
+		first, err := build()
 		if err != nil {
 			return err
 		}
-		e.g.Go(func() error { return p.Run(e.ctx) })
+		sup := newSupervisor("identity", e.prom, e.logger)
+		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
 		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupIdentity, 5*time.Second) })
-		e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts,
-			"kept_storage", p.KeptStorage()) // false: recovering its partitions from the table topic
 		return nil
 	}
 }
@@ -261,6 +282,9 @@ func identityComponent(dir string) component {
 // apiComponent serves the query API from a view kept in dir.
 func apiComponent(dir string) component {
 	return func(e *env) error {
+		if _, err := ensureIdentityTopics(e); err != nil {
+			return err
+		}
 		v, err := views.NewView(e.kafka.Brokers, filepath.Join(dir, "view"))
 		if err != nil {
 			return err

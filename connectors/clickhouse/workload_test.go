@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -241,65 +242,39 @@ func finalEvents(evs []*schemas.Event) map[eventKey]*schemas.Event {
 
 func day(t time.Time) string { return DateTime(t).Format("2006-01-02") }
 
-// refActivity is report_activity_daily computed in Go.
+// refActivity is report_activity_daily computed in Go, from since on.
 func refActivity(w *workload, since string) [][]string {
-	type k struct{ day, tenant, source, typ string }
-	events := map[k]int{}
-	nodes := map[k]map[string]bool{}
-	for _, ev := range finalEvents(w.events) {
-		kk := k{day(ev.Time), ev.Tenant, ev.Source, ev.Type}
-		events[kk]++
-		if nodes[kk] == nil {
-			nodes[kk] = map[string]bool{}
-		}
-		nodes[kk][w.profileOf(ev)] = true
-	}
-	var rows [][]string
-	for kk, n := range events {
-		if kk.day >= since {
-			rows = append(rows, []string{kk.day, kk.tenant, kk.source, kk.typ, strconv.Itoa(n), strconv.Itoa(len(nodes[kk]))})
-		}
-	}
-	sortRows(rows, 4)
-	return rows
+	activity, _ := reference.ReportRows(reportEvents(w))
+	return fromDay(activity, since)
 }
 
-// refProfiles is report_profiles_daily computed in Go: per profile, its
-// first day over all time; a profile active on its first day is new, on a
-// later day returning.
+// refProfiles is report_profiles_daily computed in Go, from since on: per
+// profile, its first day over all time; a profile active on its first day
+// is new, on a later day returning.
 func refProfiles(w *workload, since string) [][]string {
-	type node struct{ tenant, id string }
-	days := map[node]map[string]bool{}
-	first := map[node]string{}
+	_, profiles := reference.ReportRows(reportEvents(w))
+	return fromDay(profiles, since)
+}
+
+// reportEvents are w's events as the reports count them: the copy of each
+// received last, under the profile events_with_profile shows.
+func reportEvents(w *workload) []reference.ReportEvent {
+	var out []reference.ReportEvent
 	for _, ev := range finalEvents(w.events) {
-		n := node{ev.Tenant, w.profileOf(ev)}
-		d := day(ev.Time)
-		if days[n] == nil {
-			days[n] = map[string]bool{}
-		}
-		days[n][d] = true
-		if f, ok := first[n]; !ok || d < f {
-			first[n] = d
+		out = append(out, reference.ReportEvent{Day: day(ev.Time), Tenant: ev.Tenant, Source: ev.Source, Type: ev.Type, Profile: w.profileOf(ev)})
+	}
+	return out
+}
+
+// fromDay returns the rows whose day (the first column) is since or later.
+func fromDay(rows [][]string, since string) [][]string {
+	var out [][]string
+	for _, r := range rows {
+		if r[0] >= since {
+			out = append(out, r)
 		}
 	}
-	type k struct{ day, tenant string }
-	active, fresh := map[k]int{}, map[k]int{}
-	for n, ds := range days {
-		for d := range ds {
-			active[k{d, n.tenant}]++
-			if d == first[n] {
-				fresh[k{d, n.tenant}]++
-			}
-		}
-	}
-	var rows [][]string
-	for kk, a := range active {
-		if kk.day >= since {
-			rows = append(rows, []string{kk.day, kk.tenant, strconv.Itoa(a), strconv.Itoa(fresh[kk]), strconv.Itoa(a - fresh[kk])})
-		}
-	}
-	sortRows(rows, 2)
-	return rows
+	return out
 }
 
 // refDeadLetters is report_dead_letters_daily computed in Go.

@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -350,6 +352,34 @@ func TestKafkaUnavailable(t *testing.T) {
 	wantStatus(t, r, http.StatusServiceUnavailable, CodeUnavailable)
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
+	}
+}
+
+// A produce request that Kafka holds without answering (on a real cluster:
+// its leader died with the request in flight, until a new leader takes
+// over, about broker.session.timeout.ms) is answered 503 at the write
+// timeout. The idempotent producer keeps such a record until it can finish
+// it; the answer does not wait for that.
+func TestKafkaHoldsTheWrite(t *testing.T) {
+	c := newCluster(t)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	srv := newTestServer(t, c.ListenAddrs(), Config{WriteTimeout: 300 * time.Millisecond})
+	time.AfterFunc(10*time.Second, unblock) // so that a server that waits for the answer answers at all
+	began := time.Now()
+	r := post(t, srv.URL+"/v1/events", demoKey, "application/json", `{"id":"e","type":"t","identifiers":{"user_id":"u"}}`)
+	took := time.Since(began)
+	unblock()
+	wantStatus(t, r, http.StatusServiceUnavailable, CodeUnavailable)
+	if took > 5*time.Second {
+		t.Fatalf("answered after %s; the write timeout is 300ms", took)
 	}
 }
 

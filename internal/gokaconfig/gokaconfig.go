@@ -39,7 +39,26 @@ func Sarama(clientID string) *sarama.Config {
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Producer.MaxMessageBytes = MaxMessageBytes
 	c.Consumer.Fetch.Max = 0 // no cap: a record may be up to MaxMessageBytes
+	c.Producer.Retry.Max = ProducerRetries
+	c.Producer.Retry.BackoffFunc = producerBackoff
 	return c
+}
+
+// ProducerRetries and producerBackoff make a write retry for about a
+// minute before it fails (goka's default, 10 retries 100 ms apart, gives
+// up within a second or two). A failed write stops the processor, and a
+// partition can be without a leader for longer than that: when a broker
+// dies, the controller fences it only after broker.session.timeout.ms (9 s
+// by default), and until then its partitions keep it as their leader
+// (docs/kafka.md, "Findings"). The price: with Kafka gone altogether, a
+// processor's shutdown waits up to that minute for its writes.
+const ProducerRetries = 64
+
+func producerBackoff(retries, _ int) time.Duration {
+	if retries >= 4 {
+		return time.Second
+	}
+	return 100 * time.Millisecond << retries // 100, 200, 400, 800 ms
 }
 
 // MaxMessageBytes bounds one record the goka components write: a profile's

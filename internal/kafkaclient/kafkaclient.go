@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kprom"
 )
 
@@ -107,17 +108,85 @@ type TopicSpec struct {
 	Configs map[string]*string
 }
 
-// EnsureTopics creates the topics that do not exist yet. Existing topics are
-// left as they are. replication -1 uses the broker default.
+// EnsureTopics creates the topics that do not exist yet, and returns once
+// every broker's metadata shows each of them (WaitTopics). Existing topics
+// are left as they are. replication -1 uses the broker default.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, replication int16, topics ...TopicSpec) error {
 	adm := kadm.NewClient(cl)
-	for _, t := range topics {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
 		resp, err := adm.CreateTopic(ctx, t.Partitions, replication, t.Configs, t.Name)
 		if err == nil {
 			err = resp.Err
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("kafka: create topic %s: %w", t.Name, err)
+		}
+	}
+	return WaitTopics(ctx, cl, names...)
+}
+
+// WaitTopics waits until every broker that answers knows each of topics:
+// its metadata lists the topic with a leader for every partition. On
+// Apache Kafka a broker learns of a new topic a moment after the
+// controller created it; a client that asks that broker meanwhile finds no
+// such topic (goka, through sarama, asks any broker, and then tries to
+// create the topic again, which fails). A broker that cannot be reached
+// is not waited for. docs/kafka.md, "Findings".
+func WaitTopics(ctx context.Context, cl *kgo.Client, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	adm := kadm.NewClient(cl)
+	for {
+		err := topicsEverywhere(ctx, adm, cl, topics)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: waiting for every broker to know the topics: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func topicsEverywhere(ctx context.Context, adm *kadm.Client, cl *kgo.Client, topics []string) error {
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range md.Brokers {
+		req := kmsg.NewPtrMetadataRequest()
+		for _, name := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(name)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, cl.Broker(int(b.NodeID)))
+		if err != nil {
+			continue // unreachable: no client gets an answer from it either
+		}
+		for _, t := range resp.Topics {
+			name := ""
+			if t.Topic != nil {
+				name = *t.Topic
+			}
+			if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+				return fmt.Errorf("broker %d: topic %s: %w", b.NodeID, name, err)
+			}
+			if len(t.Partitions) == 0 {
+				return fmt.Errorf("broker %d: topic %s has no partitions yet", b.NodeID, name)
+			}
+			for _, p := range t.Partitions {
+				if p.Leader < 0 {
+					return fmt.Errorf("broker %d: topic %s partition %d has no leader", b.NodeID, name, p.Partition)
+				}
+			}
+		}
+		if len(resp.Topics) != len(topics) {
+			return fmt.Errorf("broker %d: %d of %d topics in its metadata", b.NodeID, len(resp.Topics), len(topics))
 		}
 	}
 	return nil

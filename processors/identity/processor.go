@@ -80,7 +80,7 @@ type Metrics struct {
 	profiles prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *Metrics {
+func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_identity_events_total",
 			Help: "Events processed by the identity stage, by result (applied, duplicate: a replay or repeat ignored)."}, []string{"result"}),
@@ -95,10 +95,34 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		profiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_profile_updates_total",
 			Help: "Profile snapshots written to rolodex.profiles."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.events, m.messages, m.merges, m.refusals, m.latency, m.profiles)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	var errs [6]error
+	m.events, errs[0] = register(reg, m.events)
+	m.messages, errs[1] = register(reg, m.messages)
+	m.merges, errs[2] = register(reg, m.merges)
+	m.refusals, errs[3] = register(reg, m.refusals)
+	m.latency, errs[4] = register(reg, m.latency)
+	m.profiles, errs[5] = register(reg, m.profiles)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("identity: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c on reg, or returns the collector registered there
+// already: a processor built again after a failure (cmd/rolodex restarts
+// it) counts on in the same metrics.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }
 
 type processor struct {
@@ -115,7 +139,11 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 	if err != nil {
 		return nil, err
 	}
-	p := &processor{engine: e, metrics: newMetrics(reg), emitProfiles: emitProfiles, ordered: ordered}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	p := &processor{engine: e, metrics: m, emitProfiles: emitProfiles, ordered: ordered}
 	return goka.DefineGroup(schemas.GroupIdentity,
 		goka.Input(schemas.TopicEvents, schemas.EventCodec{}, p.onEvent),
 		goka.Loop(schemas.JSONCodec[schemas.Message]{}, p.onMessage),

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// supervisor runs a component again after it fails, as a service manager
+// would restart the process: after a pause that starts at first and
+// doubles up to most, back to first after a run that lasted calm.
+type supervisor struct {
+	name              string
+	first, most, calm time.Duration
+	restarts          prometheus.Counter
+	logger            *slog.Logger
+}
+
+// newSupervisor returns a supervisor for the component called name, with
+// its restarts counted as rolodex_<name>_restarts_total on reg.
+func newSupervisor(name string, reg prometheus.Registerer, logger *slog.Logger) *supervisor {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_" + name + "_restarts_total",
+		Help: "Times the " + name + " component failed and was built and started again."})
+	reg.MustRegister(c)
+	return &supervisor{name: name, first: time.Second, most: 30 * time.Second, calm: time.Minute, restarts: c, logger: logger}
+}
+
+// run runs what build returns until ctx ends, building and running it
+// again whenever it returns before that. A build that fails ends run with
+// its error: that is a configuration or storage problem, not one a restart
+// fixes. The first build happens before run is called (so that a bad
+// configuration stops the start), and is passed in as first.
+func (s *supervisor) run(ctx context.Context, first func(context.Context) error, build func() (func(context.Context) error, error)) error {
+	pause, next := s.first, first
+	for {
+		began := time.Now()
+		err := next(ctx)
+		if ctx.Err() != nil {
+			return err
+		}
+		if err == nil {
+			err = errors.New("it stopped by itself")
+		}
+		if time.Since(began) >= s.calm {
+			pause = s.first
+		}
+		s.restarts.Inc()
+		s.logger.Error(s.name+" failed; starting it again", "err", err, "after", pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, s.most)
+		if next, err = build(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package gokaconfig
+
+import (
+	"errors"
+	"hash/fnv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A partition's leader that stops answering for a while (on Apache Kafka:
+// a broker that died, until the controller fences it and a new leader
+// takes over, about 10 s) delays a goka emit; it does not fail it. A
+// failed emit stops the processor: `rolodex run processors` exited when a
+// broker was killed (system.TestRolodexOnKafka).
+func TestProducerRidesOutALeaderOutage(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const outage = 3 * time.Second
+	var down atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if down.Load() {
+			return nil, errors.New("the leader is gone"), true // closes the connection
+		}
+		return nil, nil, false
+	})
+	p, err := goka.ProducerBuilderWithConfig(Sarama("test"))(c.ListenAddrs(), "test", fnv.New32a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	emit := func(key string) error {
+		done := make(chan error, 1)
+		p.Emit("t", key, []byte("v")).Then(func(err error) { done <- err })
+		return <-done
+	}
+	if err := emit("before"); err != nil {
+		t.Fatalf("emit before the outage: %v", err)
+	}
+	down.Store(true)
+	time.AfterFunc(outage, func() { down.Store(false) })
+	began := time.Now()
+	if err := emit("during"); err != nil {
+		t.Fatalf("emit during an outage of %s failed after %s: %v", outage, time.Since(began).Round(time.Millisecond), err)
+	}
+	if took := time.Since(began); took < outage {
+		t.Fatalf("emit during the outage succeeded after %s, before the leader came back (%s)", took, outage)
+	}
+}

@@ -91,6 +91,10 @@ func startChild(t *testing.T, k propertyKafka, dir string, n int) *child {
 	return c
 }
 
+// name names the instance in logs: its storage directory's name; a
+// restart keeps it.
+func (c *child) name() string { return filepath.Base(c.dir) }
+
 // waitLog waits until a line of the child's log contains s and returns
 // the rest of that line after s.
 func (c *child) waitLog(t *testing.T, s string) string {
@@ -451,7 +455,7 @@ func (r *run) launch(i int, dir string) {
 	r.t.Helper()
 	r.starts++
 	r.children[i] = startChild(r.t, r.k, dir, r.starts)
-	r.logf("started instance %d (%s)", i, r.children[i].log)
+	r.logf("started instance %s (log %s)", r.children[i].name(), r.children[i].log)
 }
 
 // kill kills instance i (SIGKILL). The log says what state the group
@@ -460,7 +464,7 @@ func (r *run) kill(i int) {
 	r.t.Helper()
 	state := r.groupState()
 	r.children[i].kill()
-	r.logf("killed instance %d (group %s)", i, state)
+	r.logf("killed instance %s (group %s)", r.children[i].name(), state)
 }
 
 // stop stops instance i gracefully (SIGTERM) and waits until it exited.
@@ -469,7 +473,7 @@ func (r *run) stop(i int) {
 	state := r.groupState()
 	began := time.Now()
 	r.children[i].stop(r.t)
-	r.logf("stopped instance %d (group %s) in %.1fs", i, state, time.Since(began).Seconds())
+	r.logf("stopped instance %s (group %s) in %.1fs", r.children[i].name(), state, time.Since(began).Seconds())
 }
 
 // groupState describes the identity group for the log: its state and
@@ -556,25 +560,33 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 // waitStable waits until the identity group is Stable with n members.
 func waitStable(t *testing.T, brokers []string, n int) {
 	t.Helper()
+	if err := waitGroup(brokers, 2*time.Minute, "Stable", n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitGroup waits until the identity group is in state with n members,
+// for at most timeout.
+func waitGroup(brokers []string, timeout time.Duration, state string, n int) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
 		cancel()
 		g := groups[schemas.GroupIdentity]
-		if err == nil && g.Err == nil && g.State == "Stable" && len(g.Members) == n {
-			return
+		if err == nil && g.Err == nil && g.State == state && len(g.Members) == n {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the identity group is not Stable with %d members: state %q, %d members, %v", n, g.State, len(g.Members), err)
+			return fmt.Errorf("the identity group is not %s with %d members after %v: state %q, %d members, %v", state, n, timeout, g.State, len(g.Members), err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

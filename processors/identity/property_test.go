@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -99,19 +100,21 @@ func (c *child) name() string { return filepath.Base(c.dir) }
 // the rest of that line after s.
 func (c *child) waitLog(t *testing.T, s string) string {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	var rest string
+	err := poll(2*time.Minute, fmt.Sprintf("instance %s to log %q", c.log, s), func() error {
 		b, _ := os.ReadFile(c.log)
 		for _, line := range strings.Split(string(b), "\n") {
-			if _, rest, ok := strings.Cut(line, s); ok {
-				return rest
+			var ok bool
+			if _, rest, ok = strings.Cut(line, s); ok {
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s never logged %q:\n%s", c.log, s, c.dump())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("not in its log")
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, c.dump())
 	}
+	return rest
 }
 
 // waitJoined waits until the child has joined a generation of the group
@@ -356,7 +359,7 @@ func kfakeSchedule(instances int) func(*run) {
 		// consumes. Real Kafka expires such a member after its session
 		// timeout (TestPropertyOnRealKafka kills at any moment); this test is
 		// about the processor, not that kfake bug.
-		waitStable(r.t, r.k.brokers, instances)
+		r.waitStable(instances)
 		r.kill(victim)
 		r.produce(third)
 		r.sleep(0, time.Second)
@@ -365,7 +368,7 @@ func kfakeSchedule(instances int) func(*run) {
 		// Then stop one instance gracefully mid-stream and start it again: it
 		// keeps its local storage (clean shutdown) and catches up from there.
 		graceful := r.rng.Intn(instances)
-		waitStable(r.t, r.k.brokers, instances)
+		r.waitStable(instances)
 		r.children[graceful].waitJoined(r.t)
 		r.stop(graceful)
 		if _, err := os.Stat(filepath.Join(r.children[graceful].dir, cleanMarker)); err != nil {
@@ -489,6 +492,15 @@ func (r *run) groupState() string {
 	return fmt.Sprintf("%s, %d members", g.State, len(g.Members))
 }
 
+// waitStable waits until the group is Stable with n members and logs how
+// long that took.
+func (r *run) waitStable(n int) {
+	r.t.Helper()
+	began := time.Now()
+	waitStable(r.t, r.k.brokers, n)
+	r.logf("group Stable with %d members after %.1fs", n, time.Since(began).Seconds())
+}
+
 // drop removes instance i, killed or stopped, from the run.
 func (r *run) drop(i int) {
 	r.children = append(r.children[:i], r.children[i+1:]...)
@@ -574,17 +586,32 @@ func waitGroup(brokers []string, timeout time.Duration, state string, n int) err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	return poll(timeout, fmt.Sprintf("the identity group %s with %d members", state, n), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
+		if err != nil {
+			return err
+		}
+		g := groups[schemas.GroupIdentity]
+		if g.Err != nil || g.State != state || len(g.Members) != n {
+			return fmt.Errorf("state %q, %d members, %v", g.State, len(g.Members), g.Err)
+		}
+		return nil
+	})
+}
+
+// poll calls cond every 20 ms until it returns nil, for at most timeout;
+// the error says what it waited for and cond's last error.
+func poll(timeout time.Duration, what string, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
-		cancel()
-		g := groups[schemas.GroupIdentity]
-		if err == nil && g.Err == nil && g.State == state && len(g.Members) == n {
+		err := cond()
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the identity group is not %s with %d members after %v: state %q, %d members, %v", state, n, timeout, g.State, len(g.Members), err)
+			return fmt.Errorf("waited %v for %s: %w", timeout, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -497,8 +497,42 @@ func (r *run) groupState() string {
 func (r *run) waitStable(n int) {
 	r.t.Helper()
 	began := time.Now()
-	waitStable(r.t, r.k.brokers, n)
+	if err := r.waitGroup(2*time.Minute, "Stable", n); err != nil {
+		r.fail("%v", err)
+	}
 	r.logf("group Stable with %d members after %.1fs", n, time.Since(began).Seconds())
+}
+
+// waitGroup waits until the identity group is in state with n members,
+// for at most timeout; an instance that exits on its own ends the wait.
+func (r *run) waitGroup(timeout time.Duration, state string, n int) error {
+	adm := kadm.NewClient(r.prod)
+	return poll(timeout, fmt.Sprintf("the identity group %s with %d members", state, n), func() error {
+		if err := diedChild(r.children); err != nil {
+			return giveUp{err}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
+		if err != nil {
+			return err
+		}
+		g := groups[schemas.GroupIdentity]
+		if g.Err != nil || g.State != state || len(g.Members) != n {
+			return fmt.Errorf("state %q, %d members, %v", g.State, len(g.Members), g.Err)
+		}
+		return nil
+	})
+}
+
+// fail logs the tail of every instance's log (with its goroutines, if it
+// runs) and fails the test.
+func (r *run) fail(format string, args ...any) {
+	r.t.Helper()
+	for _, ch := range r.children {
+		r.t.Logf("instance %s (%s):\n%s", ch.name(), ch.log, ch.dump())
+	}
+	r.t.Fatalf(format, args...)
 }
 
 // drop removes instance i, killed or stopped, from the run.
@@ -531,10 +565,7 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 	// Settled: the group has committed everything in rolodex.events and in
 	// its loopback, three checks in a row.
 	if err := waitSettled(k.brokers, r.children, k.settle, k.stall); err != nil {
-		for i, ch := range r.children {
-			t.Logf("instance %d (%s):\n%s", i, ch.log, ch.dump())
-		}
-		t.Fatalf("the identity group never settled: %v", err)
+		r.fail("the identity group never settled: %v", err)
 	}
 	r.logf("settled")
 	nodes := tableState(t, k.brokers)
@@ -569,40 +600,9 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 	}
 }
 
-// waitStable waits until the identity group is Stable with n members.
-func waitStable(t *testing.T, brokers []string, n int) {
-	t.Helper()
-	if err := waitGroup(brokers, 2*time.Minute, "Stable", n); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitGroup waits until the identity group is in state with n members,
-// for at most timeout.
-func waitGroup(brokers []string, timeout time.Duration, state string, n int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	return poll(timeout, fmt.Sprintf("the identity group %s with %d members", state, n), func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
-		if err != nil {
-			return err
-		}
-		g := groups[schemas.GroupIdentity]
-		if g.Err != nil || g.State != state || len(g.Members) != n {
-			return fmt.Errorf("state %q, %d members, %v", g.State, len(g.Members), g.Err)
-		}
-		return nil
-	})
-}
-
-// poll calls cond every 20 ms until it returns nil, for at most timeout;
-// the error says what it waited for and cond's last error.
+// poll calls cond every 20 ms until it returns nil, for at most timeout,
+// or until it returns a giveUp; the error says what it waited for and
+// cond's last error.
 func poll(timeout time.Duration, what string, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -610,11 +610,28 @@ func poll(timeout time.Duration, what string, cond func() error) error {
 		if err == nil {
 			return nil
 		}
+		var g giveUp
+		if errors.As(err, &g) {
+			return fmt.Errorf("gave up waiting for %s: %w", what, g.error)
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waited %v for %s: %w", timeout, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// giveUp is a poll condition's error that ends the wait at once.
+type giveUp struct{ error }
+
+// diedChild reports an instance that exited without the test ending it.
+func diedChild(children []*child) error {
+	for _, ch := range children {
+		if ch.died() {
+			return fmt.Errorf("instance %s exited on its own", ch.name())
+		}
+	}
+	return nil
 }
 
 // waitSettled waits until the identity group has no lag on its input and
@@ -635,10 +652,8 @@ func waitSettled(brokers []string, children []*child, timeout, stall time.Durati
 		lastMoved       = time.Now()
 	)
 	for zero < 3 {
-		for i, ch := range children {
-			if ch.died() {
-				return fmt.Errorf("instance %d exited on its own (%s)", i, last)
-			}
+		if err := diedChild(children); err != nil {
+			return fmt.Errorf("%w (%s)", err, last)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timeout: %s", last)

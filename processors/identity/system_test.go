@@ -67,7 +67,7 @@ func realSchedule(r *run) {
 	// others are in): then the kill comes anyway.
 	r.start()
 	r.start()
-	if err := waitGroup(r.k.brokers, 10*time.Second, "PreparingRebalance", 3); err != nil {
+	if err := r.waitGroup(10*time.Second, "PreparingRebalance", 3); err != nil {
 		r.logf("%v; killing anyway", err)
 	}
 	r.crash(1 + r.rng.Intn(2))
@@ -117,7 +117,8 @@ func (r *run) crash(i int) {
 // names are fixed (schemas), so a run cannot use topics of its own.
 func onRealKafka(t *testing.T, brokers []string, partitions int) propertyKafka {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	began := time.Now()
+	deadline := began.Add(2 * time.Minute)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	wait := func(what string, cond func() error) {
@@ -157,6 +158,7 @@ func onRealKafka(t *testing.T, brokers []string, partitions int) propertyKafka {
 		}
 		return err
 	})
+	groupGone := time.Since(began)
 	deleted, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +199,8 @@ func onRealKafka(t *testing.T, brokers []string, partitions int) propertyKafka {
 			return nil
 		})
 	})
+	t.Logf("fresh topics, %d partitions, replication %d, in %.1fs (the group deleted in %.1fs)",
+		partitions, k.replication, time.Since(began).Seconds(), groupGone.Seconds())
 	return k
 }
 

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -27,22 +28,24 @@ import (
 // Child processes run the identity processor until they are killed; the
 // property test starts them with these variables set.
 const (
-	envChildBrokers = "ROLODEX_TEST_IDENTITY_BROKERS"
-	envChildStorage = "ROLODEX_TEST_IDENTITY_STORAGE"
+	envChildBrokers     = "ROLODEX_TEST_IDENTITY_BROKERS"
+	envChildStorage     = "ROLODEX_TEST_IDENTITY_STORAGE"
+	envChildReplication = "ROLODEX_TEST_IDENTITY_REPLICATION"
 )
 
 func TestMain(m *testing.M) {
 	if brokers := os.Getenv(envChildBrokers); brokers != "" {
-		os.Exit(runChild(strings.Split(brokers, ","), os.Getenv(envChildStorage)))
+		replication, _ := strconv.Atoi(os.Getenv(envChildReplication))
+		os.Exit(runChild(strings.Split(brokers, ","), os.Getenv(envChildStorage), replication))
 	}
 	os.Exit(m.Run())
 }
 
-func runChild(brokers []string, dir string) int {
+func runChild(brokers []string, dir string, replication int) int {
 	// SIGTERM: a graceful shutdown, which leaves the storage to keep.
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
-	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}}})
+	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -63,10 +66,13 @@ type child struct {
 	killed bool          // ended by the test
 }
 
-func startChild(t *testing.T, brokers []string, dir string, n int) *child {
+// startChild starts an instance on k with its storage in dir; n numbers
+// its log (dir.n.log).
+func startChild(t *testing.T, k propertyKafka, dir string, n int) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
+	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(k.brokers, ","), envChildStorage+"="+dir,
+		envChildReplication+"="+strconv.Itoa(k.replication))
 	logPath := fmt.Sprintf("%s.%d.log", dir, n)
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -86,20 +92,36 @@ func startChild(t *testing.T, brokers []string, dir string, n int) *child {
 	return c
 }
 
+// name names the instance in logs: its storage directory's name; a
+// restart keeps it.
+func (c *child) name() string { return filepath.Base(c.dir) }
+
+// waitLog waits until a line of the child's log contains s and returns
+// the rest of that line after s.
+func (c *child) waitLog(t *testing.T, s string) string {
+	t.Helper()
+	var rest string
+	err := poll(2*time.Minute, fmt.Sprintf("instance %s to log %q", c.log, s), func() error {
+		b, _ := os.ReadFile(c.log)
+		for _, line := range strings.Split(string(b), "\n") {
+			var ok bool
+			if _, rest, ok = strings.Cut(line, s); ok {
+				return nil
+			}
+		}
+		return errors.New("not in its log")
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, c.dump())
+	}
+	return rest
+}
+
 // waitJoined waits until the child has joined a generation of the group
 // (goka logs "setup generation").
 func (c *child) waitJoined(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if b, _ := os.ReadFile(c.log); strings.Contains(string(b), "setup generation") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s never joined the group", c.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.waitLog(t, "setup generation")
 }
 
 // died reports a child that ended without the test ending it.
@@ -139,11 +161,17 @@ func (c *child) kill() {
 	<-c.exited
 }
 
-// stop stops the child gracefully.
-func (c *child) stop() {
+// stop stops the child gracefully (SIGTERM) and fails the test when it
+// has not exited within two minutes.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
 	c.killed = true
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	<-c.exited
+	select {
+	case <-c.exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("instance %s did not stop within 2 minutes of SIGTERM:\n%s", c.log, c.dump())
+	}
 }
 
 // latest reads a whole topic and returns the latest value per key (nil
@@ -244,6 +272,20 @@ func sameProfiles(got, want map[string]*schemas.Profile) string {
 	return ""
 }
 
+// propertySeeds returns the seeds of a property test: 1..n with n from
+// ROLODEX_PROPERTY_SEEDS, else 1..def.
+func propertySeeds(def int) []int64 {
+	n := def
+	if s := os.Getenv("ROLODEX_PROPERTY_SEEDS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	var seeds []int64
+	for i := 1; i <= n; i++ {
+		seeds = append(seeds, int64(i))
+	}
+	return seeds
+}
+
 // The streamed result on a real broker (kfake over TCP) equals the reference
 // model, for random streams, partition counts and instance counts, with
 // processors killed (SIGKILL) mid-stream and restarted.
@@ -251,166 +293,345 @@ func TestPropertyOnKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the property test on Kafka runs in the full suite")
 	}
-	seeds := []int64{1, 2, 3}
-	if s := os.Getenv("ROLODEX_PROPERTY_SEEDS"); s != "" {
-		n, _ := strconv.Atoi(s)
-		seeds = nil
-		for i := 1; i <= n; i++ {
-			seeds = append(seeds, int64(i))
-		}
-	}
-	for _, seed := range seeds {
+	for _, seed := range propertySeeds(3) {
 		rng := rand.New(rand.NewSource(seed * 7919))
 		partitions := 1 + rng.Intn(8)
 		instances := 1 + rng.Intn(3)
 		t.Run(fmt.Sprintf("seed=%d/partitions=%d/instances=%d", seed, partitions, instances), func(t *testing.T) {
-			propertyRun(t, rng, partitions, instances)
+			propertyRun(t, onKfake(t, partitions), rng, 1500+rng.Intn(1500), kfakeSchedule(instances))
 		})
 	}
 }
 
-func propertyRun(t *testing.T, rng *rand.Rand, partitions, instances int) {
+// propertyKafka is the Kafka a property run works on, its topics fresh:
+// rolodex.events and the identity topics empty, with the run's partition
+// count, and no offsets committed by the identity group.
+type propertyKafka struct {
+	brokers []string
+	// replication of the topics; the instances get it too, as `rolodex
+	// run` passes its own.
+	replication int
+	// settle bounds the wait for the group to settle after the stream;
+	// stall fails it sooner when the lag stops moving.
+	settle, stall time.Duration
+}
+
+// onKfake starts a kfake broker, closed at the end of the test, with the
+// topics of a run of the given partitions.
+func onKfake(t *testing.T, partitions int) propertyKafka {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	prod, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	// As `rolodex run processors` does: the identity topics with their
-	// configs (compaction, record size) before any instance starts.
-	if err := kafkaclient.EnsureTopics(context.Background(), prod, 1, Topics(int32(partitions))...); err != nil {
-		t.Fatal(err)
-	}
-
-	events := genEvents(rng, 1500+rng.Intn(1500), 50+rng.Intn(200))
-	ref := reference.NewIdentity()
-	for _, ev := range events {
-		ref.Add(ev)
-	}
-	produce := func(evs []*schemas.Event) {
-		for _, ev := range evs {
-			val, err := schemas.EncodeEvent(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prod.Produce(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: val}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					t.Errorf("produce: %v", err)
-				}
-			})
-		}
-		if err := prod.Flush(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	base := t.TempDir()
-	children := make([]*child, instances)
-	for i := range children {
-		children[i] = startChild(t, brokers, filepath.Join(base, fmt.Sprint(i)), 0)
-	}
-	// A third of the stream, then kill one instance abruptly mid-stream.
-	third := len(events) / 3
-	produce(events[:third])
-	time.Sleep(time.Duration(500+rng.Intn(1500)) * time.Millisecond)
-	victim := rng.Intn(instances)
-	// Kill only in a stable group. kfake (the version in go.mod) keeps a
-	// member forever when it dies between sending JoinGroup and getting
-	// the answer: the failed answer never starts its session timer, and
-	// the group stays Stable with the dead member owning partitions no one
-	// consumes. Real Kafka expires such a member after its session
-	// timeout; this test is about the processor, not that kfake bug.
-	waitStable(t, brokers, instances)
-	children[victim].kill()
-	produce(events[third : 2*third])
-	time.Sleep(time.Duration(rng.Intn(1000)) * time.Millisecond)
-	children[victim] = startChild(t, brokers, children[victim].dir, 1)
-	half := 2*third + (len(events)-2*third)/2
-	produce(events[2*third : half])
-	// Then stop one instance gracefully mid-stream and start it again: it
-	// keeps its local storage (clean shutdown) and catches up from there.
-	graceful := rng.Intn(instances)
-	waitStable(t, brokers, instances)
-	children[graceful].waitJoined(t)
-	children[graceful].stop()
-	if _, err := os.Stat(filepath.Join(children[graceful].dir, cleanMarker)); err != nil {
-		b, _ := os.ReadFile(children[graceful].log)
-		t.Fatalf("no clean-shutdown marker after a graceful stop: %v\nlog %s (%d bytes):\n%s", err, children[graceful].log, len(b), b)
-	}
-	children[graceful] = startChild(t, brokers, children[graceful].dir, 2)
-	produce(events[half:])
-
-	want := ref.Profiles()
-	// Settled: the group has committed everything in rolodex.events and in
-	// its loopback, three checks in a row.
-	if err := waitSettled(brokers, children, 5*time.Minute, 90*time.Second); err != nil {
-		for i, ch := range children {
-			t.Logf("instance %d (%s):\n%s", i, ch.log, ch.dump())
-		}
-		t.Fatalf("the identity group never settled: %v", err)
-	}
-	nodes := tableState(t, brokers)
-	diff := sameProfiles(foldAll(nodes), want)
-	if diff == "" {
-		// Every identifier resolves, through its node's parents, to its
-		// reference profile.
-		for _, n := range ref.Nodes() {
-			key := n
-			for nodes[key] != nil && !nodes[key].IsRoot() {
-				key = nodes[key].Parent
-			}
-			if want[key] == nil {
-				t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
-			}
-		}
-		checkProfilesTopic(t, brokers, nodes)
-		if b, _ := os.ReadFile(children[graceful].log); !strings.Contains(string(b), "kept storage true") {
-			t.Fatalf("the instance restarted after a graceful stop did not keep its storage:\n%s", b)
-		}
-		for _, ch := range children {
-			ch.stop()
-		}
-		return
-	}
-	stuck := 0
-	for k, n := range nodes {
-		if n.IsRoot() && (n.Pending != "" || len(n.Deferred) > 0) {
-			if stuck++; stuck <= 5 {
-				t.Logf("root %s stuck: pending %s, %d deferred; pending node: %+v", k, n.Pending, len(n.Deferred), nodes[n.Pending])
-			}
-		}
-	}
-	t.Fatalf("settled profiles differ from the reference (%d roots stuck on a proposal): %s", stuck, diff)
-}
-
-// waitStable waits until the identity group is Stable with n members.
-func waitStable(t *testing.T, brokers []string, n int) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	t.Cleanup(c.Close)
+	k := propertyKafka{brokers: c.ListenAddrs(), replication: 1, settle: 5 * time.Minute, stall: 90 * time.Second}
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: k.brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	// As `rolodex run processors` does: the identity topics with their
+	// configs (compaction, record size) before any instance starts.
+	if err := kafkaclient.EnsureTopics(context.Background(), cl, 1, Topics(int32(partitions))...); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// kfakeSchedule starts instances, kills one (SIGKILL) mid-stream and
+// starts it again, then stops one gracefully mid-stream and starts it
+// again: it must keep its local storage.
+func kfakeSchedule(instances int) func(*run) {
+	return func(r *run) {
+		for range instances {
+			r.start()
+		}
+		// A third of the stream, then kill one instance abruptly mid-stream.
+		third := len(r.events) / 3
+		r.produce(third)
+		r.sleep(500*time.Millisecond, 2*time.Second)
+		victim := r.rng.Intn(instances)
+		// Kill only in a stable group. kfake (the version in go.mod) keeps a
+		// member forever when it dies between sending JoinGroup and getting
+		// the answer: the failed answer never starts its session timer, and
+		// the group stays Stable with the dead member owning partitions no one
+		// consumes. Real Kafka expires such a member after its session
+		// timeout (TestPropertyOnRealKafka kills at any moment); this test is
+		// about the processor, not that kfake bug.
+		r.waitStable(instances)
+		r.kill(victim)
+		r.produce(third)
+		r.sleep(0, time.Second)
+		r.restart(victim)
+		r.produce((len(r.events) - 2*third) / 2)
+		// Then stop one instance gracefully mid-stream and start it again: it
+		// keeps its local storage (clean shutdown) and catches up from there.
+		graceful := r.rng.Intn(instances)
+		r.waitStable(instances)
+		r.children[graceful].waitJoined(r.t)
+		r.stop(graceful)
+		if _, err := os.Stat(filepath.Join(r.children[graceful].dir, cleanMarker)); err != nil {
+			b, _ := os.ReadFile(r.children[graceful].log)
+			r.t.Fatalf("no clean-shutdown marker after a graceful stop: %v\nlog %s (%d bytes):\n%s", err, r.children[graceful].log, len(b), b)
+		}
+		r.restart(graceful)
+		if kept := r.children[graceful].waitLog(r.t, "child: kept storage "); kept != "true" {
+			r.t.Fatalf("the instance restarted after a graceful stop did not keep its storage (kept storage %s)", kept)
+		}
+		r.produce(len(r.events))
+	}
+}
+
+// run is a property run in progress: the stream, its producer and the
+// instances of the identity group.
+type run struct {
+	t        *testing.T
+	k        propertyKafka
+	rng      *rand.Rand
+	events   []*schemas.Event
+	produced int // events[:produced] are acknowledged
+	prod     *kgo.Client
+	base     string
+	// children are the instances in the run; one stopped for good
+	// leaves it (drop).
+	children []*child
+	dirs     int // storage directories made
+	starts   int // instances started, numbering their logs
+	began    time.Time
+}
+
+// logf logs a step of the schedule with the time since the run began.
+func (r *run) logf(format string, args ...any) {
+	r.t.Helper()
+	r.t.Logf("%6.1fs %s", time.Since(r.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// produce writes the next n events of the stream (fewer at its end) and
+// waits until they are acknowledged.
+func (r *run) produce(n int) {
+	r.t.Helper()
+	end := min(r.produced+n, len(r.events))
+	for _, ev := range r.events[r.produced:end] {
+		val, err := schemas.EncodeEvent(ev)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.prod.Produce(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: val}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				r.t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	if err := r.prod.Flush(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	r.produced = end
+	r.logf("produced %d of %d events", r.produced, len(r.events))
+}
+
+// sleep waits a random time in [lo, hi): it places kills and starts at
+// random moments of the stream.
+func (r *run) sleep(lo, hi time.Duration) {
+	time.Sleep(lo + time.Duration(r.rng.Int63n(int64(hi-lo)+1)))
+}
+
+// start starts a new instance with a storage directory of its own and
+// returns its index in children.
+func (r *run) start() int {
+	r.t.Helper()
+	r.dirs++
+	r.children = append(r.children, nil)
+	i := len(r.children) - 1
+	r.launch(i, filepath.Join(r.base, fmt.Sprint(r.dirs)))
+	return i
+}
+
+// restart starts instance i again on its storage directory (after it was
+// killed or stopped).
+func (r *run) restart(i int) {
+	r.t.Helper()
+	r.launch(i, r.children[i].dir)
+}
+
+func (r *run) launch(i int, dir string) {
+	r.t.Helper()
+	r.starts++
+	r.children[i] = startChild(r.t, r.k, dir, r.starts)
+	r.logf("started instance %s (log %s)", r.children[i].name(), r.children[i].log)
+}
+
+// kill kills instance i (SIGKILL). The log says what state the group
+// was in just before.
+func (r *run) kill(i int) {
+	r.t.Helper()
+	state := r.groupState()
+	r.children[i].kill()
+	r.logf("killed instance %s (group %s)", r.children[i].name(), state)
+}
+
+// stop stops instance i gracefully (SIGTERM) and waits until it exited.
+func (r *run) stop(i int) {
+	r.t.Helper()
+	state := r.groupState()
+	began := time.Now()
+	r.children[i].stop(r.t)
+	r.logf("stopped instance %s (group %s) in %.1fs", r.children[i].name(), state, time.Since(began).Seconds())
+}
+
+// groupState describes the identity group for the log: its state and
+// member count.
+func (r *run) groupState() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	groups, err := kadm.NewClient(r.prod).DescribeGroups(ctx, schemas.GroupIdentity)
+	if err != nil {
+		return err.Error()
+	}
+	g := groups[schemas.GroupIdentity]
+	return fmt.Sprintf("%s, %d members", g.State, len(g.Members))
+}
+
+// waitStable waits until the group is Stable with n members and logs how
+// long that took.
+func (r *run) waitStable(n int) {
+	r.t.Helper()
+	began := time.Now()
+	if err := r.waitGroup(2*time.Minute, "Stable", n); err != nil {
+		r.fail("%v", err)
+	}
+	r.logf("group Stable with %d members after %.1fs", n, time.Since(began).Seconds())
+}
+
+// waitGroup waits until the identity group is in state with n members,
+// for at most timeout; an instance that exits on its own ends the wait.
+func (r *run) waitGroup(timeout time.Duration, state string, n int) error {
+	adm := kadm.NewClient(r.prod)
+	return poll(timeout, fmt.Sprintf("the identity group %s with %d members", state, n), func() error {
+		if err := diedChild(r.children); err != nil {
+			return giveUp{err}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		groups, err := adm.DescribeGroups(ctx, schemas.GroupIdentity)
-		cancel()
+		if err != nil {
+			return err
+		}
 		g := groups[schemas.GroupIdentity]
-		if err == nil && g.Err == nil && g.State == "Stable" && len(g.Members) == n {
-			return
+		if g.Err != nil || g.State != state || len(g.Members) != n {
+			return fmt.Errorf("state %q, %d members, %v", g.State, len(g.Members), g.Err)
+		}
+		return nil
+	})
+}
+
+// fail logs the tail of every instance's log (with its goroutines, if it
+// runs) and fails the test.
+func (r *run) fail(format string, args ...any) {
+	r.t.Helper()
+	for _, ch := range r.children {
+		r.t.Logf("instance %s (%s):\n%s", ch.name(), ch.log, ch.dump())
+	}
+	r.t.Fatalf(format, args...)
+}
+
+// drop removes instance i, killed or stopped, from the run.
+func (r *run) drop(i int) {
+	r.children = append(r.children[:i], r.children[i+1:]...)
+}
+
+// propertyRun runs the identity group on k while schedule produces a
+// random stream of n events (r.produce) and starts, kills and stops
+// instances; then it waits until the group settled and compares every
+// profile with the reference model.
+func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule func(*run)) {
+	prod, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: k.brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	events := genEvents(rng, n, 50+rng.Intn(200))
+	ref := reference.NewIdentity()
+	for _, ev := range events {
+		ref.Add(ev)
+	}
+	r := &run{t: t, k: k, rng: rng, events: events, prod: prod, base: t.TempDir(), began: time.Now()}
+	schedule(r)
+	if r.produced != len(events) {
+		t.Fatalf("the schedule produced %d of %d events", r.produced, len(events))
+	}
+
+	want := ref.Profiles()
+	// Settled: the group has committed everything in rolodex.events and in
+	// its loopback, three checks in a row.
+	if err := waitSettled(k.brokers, r.children, k.settle, k.stall); err != nil {
+		r.fail("the identity group never settled: %v", err)
+	}
+	r.logf("settled")
+	nodes := tableState(t, k.brokers)
+	diff := sameProfiles(foldAll(nodes), want)
+	if diff != "" {
+		stuck := 0
+		for k, n := range nodes {
+			if n.IsRoot() && (n.Pending != "" || len(n.Deferred) > 0) {
+				if stuck++; stuck <= 5 {
+					t.Logf("root %s stuck: pending %s, %d deferred; pending node: %+v", k, n.Pending, len(n.Deferred), nodes[n.Pending])
+				}
+			}
+		}
+		t.Fatalf("settled profiles differ from the reference (%d roots stuck on a proposal): %s", stuck, diff)
+	}
+	// Every identifier resolves, through its node's parents, to its
+	// reference profile.
+	for _, n := range ref.Nodes() {
+		key := n
+		for nodes[key] != nil && !nodes[key].IsRoot() {
+			key = nodes[key].Parent
+		}
+		if want[key] == nil {
+			t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
+		}
+	}
+	checkProfilesTopic(t, k.brokers, nodes)
+	r.logf("%d profiles equal the reference", len(want))
+	// Leave the group empty: the next run on the same cluster deletes it.
+	for _, ch := range r.children {
+		ch.stop(t)
+	}
+}
+
+// poll calls cond every 20 ms until it returns nil, for at most timeout,
+// or until it returns a giveUp; the error says what it waited for and
+// cond's last error.
+func poll(timeout time.Duration, what string, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var g giveUp
+		if errors.As(err, &g) {
+			return fmt.Errorf("gave up waiting for %s: %w", what, g.error)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the identity group is not Stable with %d members: state %q, %d members, %v", n, g.State, len(g.Members), err)
+			return fmt.Errorf("waited %v for %s: %w", timeout, what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// giveUp is a poll condition's error that ends the wait at once.
+type giveUp struct{ error }
+
+// diedChild reports an instance that exited without the test ending it.
+func diedChild(children []*child) error {
+	for _, ch := range children {
+		if ch.died() {
+			return fmt.Errorf("instance %s exited on its own", ch.name())
+		}
+	}
+	return nil
 }
 
 // waitSettled waits until the identity group has no lag on its input and
@@ -431,10 +652,8 @@ func waitSettled(brokers []string, children []*child, timeout, stall time.Durati
 		lastMoved       = time.Now()
 	)
 	for zero < 3 {
-		for i, ch := range children {
-			if ch.died() {
-				return fmt.Errorf("instance %d exited on its own (%s)", i, last)
-			}
+		if err := diedChild(children); err != nil {
+			return fmt.Errorf("%w (%s)", err, last)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timeout: %s", last)

@@ -34,8 +34,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rolodex/rolodex/schemas"
 )
 
 const envChDBPython = "ROLODEX_CHDB_PYTHON"
@@ -332,20 +330,8 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	ctx := t.Context()
 
 	w := genWorkload(7, 1500, 40)
-	var evs EventRows
-	for i, ev := range w.events {
-		evs.Add(ev, ev.Key(), 0, int64(i))
-	}
-	var dls DeadLetterRows
-	for i, d := range w.deadLetters {
-		dls.Add(d, schemas.TopicDeadLetter, 0, int64(i))
-	}
-	if err := evs.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
-	if err := dls.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
+	w.insert(t, ctx, conn, db)
+	evs, dls := w.rows()
 	s.insert(db, "events", EventColumns, evs.columns())
 	s.insert(db, "dead_letters", DeadLetterColumns, dls.columns())
 
@@ -494,14 +480,7 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 		t.Fatalf("views after version 7:\n%v\nwant (a new database's)\n%v", got, want)
 	}
 	w := genWorkload(11, 300, 20)
-	var evs EventRows
-	for i, ev := range w.events {
-		evs.Add(ev, ev.Key(), 0, int64(i))
-	}
-	var dls DeadLetterRows
-	for i, d := range w.deadLetters {
-		dls.Add(d, schemas.TopicDeadLetter, 0, int64(i))
-	}
+	evs, dls := w.rows()
 	s.insert(old, "events", EventColumns, evs.columns())
 	s.insert(old, "dead_letters", DeadLetterColumns, dls.columns())
 	checkReportsWith(t, w, "", func(r Report, since time.Time) *Result { return s.query(reportQuery(old, r, since)) })

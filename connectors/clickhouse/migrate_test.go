@@ -180,20 +180,7 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 		}
 	}
 	w := genWorkload(11, 300, 20)
-	var evs EventRows
-	for i, ev := range w.events {
-		evs.Add(ev, ev.Key(), 0, int64(i))
-	}
-	if err := evs.Insert(ctx, connOld, old); err != nil {
-		t.Fatal(err)
-	}
-	var dls DeadLetterRows
-	for i, d := range w.deadLetters {
-		dls.Add(d, "rolodex.deadletter", 0, int64(i))
-	}
-	if err := dls.Insert(ctx, connOld, old); err != nil {
-		t.Fatal(err)
-	}
+	w.insert(t, ctx, connOld, old)
 	checkReports(t, connOld, old, w, "")
 }
 

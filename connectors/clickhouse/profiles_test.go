@@ -413,20 +413,7 @@ func TestIdentityTablesIgnoreArrivalOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	w := genWorkload(5, 1500, 10)
-	var evs EventRows
-	for i, ev := range w.events {
-		evs.Add(ev, ev.Key(), 0, int64(i))
-	}
-	var dls DeadLetterRows
-	for i, d := range w.deadLetters {
-		dls.Add(d, schemas.TopicDeadLetter, 0, int64(i))
-	}
-	if err := evs.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
-	if err := dls.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
+	w.insert(t, ctx, conn, db)
 	parts := 7
 	for i := parts - 1; i >= 0; i-- {
 		var ps ProfileRows

@@ -120,20 +120,7 @@ func TestRunReport(t *testing.T) {
 		}
 	}
 	w := genWorkload(5, 400, 30)
-	var evs EventRows
-	for i, ev := range w.events {
-		evs.Add(ev, ev.Key(), 0, int64(i))
-	}
-	var dls DeadLetterRows
-	for i, d := range w.deadLetters {
-		dls.Add(d, "rolodex.deadletter", 0, int64(i))
-	}
-	if err := evs.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
-	if err := dls.Insert(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
+	w.insert(t, ctx, conn, db)
 	checkReports(t, conn, db, w, "")
 	checkReports(t, conn, db, w, "2026-11-05")
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -304,4 +305,30 @@ func sortRows(rows [][]string, keyCols int) {
 		}
 		return false
 	})
+}
+
+// rows are w's events and dead letters as the sink writes them, each at
+// offset i of partition 0 of its topic.
+func (w *workload) rows() (EventRows, DeadLetterRows) {
+	var evs EventRows
+	for i, ev := range w.events {
+		evs.Add(ev, ev.Key(), 0, int64(i))
+	}
+	var dls DeadLetterRows
+	for i, d := range w.deadLetters {
+		dls.Add(d, schemas.TopicDeadLetter, 0, int64(i))
+	}
+	return evs, dls
+}
+
+// insert writes w's events and dead letters into db, as rows().
+func (w *workload) insert(t testing.TB, ctx context.Context, conn driver.Conn, db string) {
+	t.Helper()
+	evs, dls := w.rows()
+	if err := evs.Insert(ctx, conn, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := dls.Insert(ctx, conn, db); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -84,6 +84,12 @@ type Contribution struct {
 	FirstSeen  int64            `json:"f,omitempty"`
 	LastSeen   int64            `json:"l,omitempty"`
 	Recent     []Activity       `json:"r,omitempty"`
+	// Status (docs/profile-status.md): per tag, the blacklist, per
+	// consent purpose and per identifier ("type:value"), the latest write.
+	Tags      map[string]TagMark     `json:"tg,omitempty"`
+	Blacklist *FlagMark              `json:"bl,omitempty"`
+	Consent   map[string]ConsentMark `json:"cn,omitempty"`
+	Invalid   map[string]FlagMark    `json:"iv,omitempty"`
 }
 
 // Add folds one event to the contribution.
@@ -110,6 +116,9 @@ func (c *Contribution) Add(ev *Event) {
 		}
 	}
 	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+	if IsStatusEvent(ev.Type) {
+		c.addStatus(ev)
+	}
 }
 
 func AddRecent(l []Activity, a ...Activity) []Activity {
@@ -280,19 +289,36 @@ type Profile struct {
 	Counters    map[string]int64           `json:"counters"`
 	MergedIDs   []string                   `json:"merged_ids"`
 	Recent      []RecentEvent              `json:"recent"`
+	// Status (docs/profile-status.md). RemovedTags are the tags the
+	// profile had a write of that are off: what removed each and since
+	// when (the tag stage needs the time of a removal).
+	Tags               []ProfileTag            `json:"tags"`
+	RemovedTags        []ProfileTag            `json:"removed_tags,omitempty"`
+	Blacklisted        bool                    `json:"blacklisted"`
+	Blacklist          *BlacklistState         `json:"blacklist,omitempty"`
+	Consent            map[string]ConsentState `json:"consent"`
+	InvalidIdentifiers []InvalidIdentifier     `json:"invalid_identifiers"`
+	// Channels maps each channel the profile can be reached on (email,
+	// sms, whatsapp, facebook) to its valid identifier values.
+	Channels map[string][]string `json:"channels"`
 	// MergedInto is set (and nothing else but ID and Tenant) on
 	// TopicProfiles when a root merged away.
 	MergedInto string `json:"merged_into,omitempty"`
 }
 
-// Fold materializes the profile of a root node.
-func Fold(key string, n *Node) *Profile {
+// Fold materializes the profile of a root node with no status config
+// (no default tags or groups) at the current time.
+func Fold(key string, n *Node) *Profile { return FoldWith(key, n, &FoldOptions{}) }
+
+// FoldWith materializes the profile of a root node.
+func FoldWith(key string, n *Node, opts *FoldOptions) *Profile {
 	p := &Profile{ID: key, Tenant: n.Tenant, Identifiers: map[string][]string{}, Traits: map[string]json.RawMessage{},
 		Counters: map[string]int64{}, MergedIDs: []string{}}
 	traits := map[string]Trait{}
 	var recent []Activity
 	var first, last int64
 	seen := false
+	var st status
 	for _, c := range n.Contributions() {
 		if c.Identifier.Type != "" {
 			p.Identifiers[c.Identifier.Type] = append(p.Identifiers[c.Identifier.Type], c.Identifier.Value)
@@ -320,6 +346,7 @@ func Fold(key string, n *Node) *Profile {
 		}
 		seen = true
 		recent = AddRecent(recent, c.Recent...)
+		st.join(&c)
 	}
 	for _, vs := range p.Identifiers {
 		sort.Strings(vs)
@@ -333,5 +360,6 @@ func Fold(key string, n *Node) *Profile {
 		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
 		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
 	}
+	foldStatus(p, &st, first, seen, opts)
 	return p
 }

@@ -26,6 +26,10 @@ const (
 	// TopicProfiles (compacted) carries the latest state of every profile.
 	// Key: profile id. Value: JSON Profile (MergedInto set once merged away).
 	TopicProfiles = "rolodex.profiles"
+	// TopicProfileTags carries one TagChange record per effective change
+	// of a profile's tags (docs/profile-status.md). Key: profile id.
+	// Value: JSON TagChange.
+	TopicProfileTags = "rolodex.profile.tags"
 )
 
 // Consumer groups.
@@ -38,6 +42,10 @@ const (
 	GroupIdentity = "rolodex-identity"
 	// GroupSinkClickHouse is the consumer group of the ClickHouse sink.
 	GroupSinkClickHouse = "rolodex-sink-clickhouse"
+	// GroupTags is the goka group of the tag stage (processors/tags): it
+	// reads rolodex.profiles and writes rolodex.profile.tags. Its table
+	// topic is "rolodex-tags-table".
+	GroupTags = "rolodex-tags"
 )
 
 // IngestTopic is the topic a partner produces to straight into Kafka.

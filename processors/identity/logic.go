@@ -19,6 +19,9 @@ type Config struct {
 	DefaultLimit int
 	// DedupeWindow is how long an event id is remembered. Default 7 days.
 	DedupeWindow time.Duration
+	// Status is the tag configuration profiles are folded with (default
+	// tags, tag groups; docs/profile-status.md).
+	Status schemas.StatusConfig
 }
 
 func (c *Config) setDefaults() {

@@ -8,6 +8,8 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -221,6 +223,44 @@ type StatusConfig struct {
 	// Default tags are on every profile from its first event.
 	Default []string   `yaml:"default" json:"default"`
 	Groups  []TagGroup `yaml:"groups" json:"groups"`
+}
+
+// NameRe is what a tag name and a consent purpose look like: a letter or
+// digit, then up to 99 letters, digits and "_.:-". Tags are case-sensitive.
+var NameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$`)
+
+// Validate reports a tag configuration that cannot work: a bad name, a
+// group without tags, a tag in two exclusive groups.
+func (c *StatusConfig) Validate() error {
+	for _, t := range c.Default {
+		if !NameRe.MatchString(t) {
+			return fmt.Errorf("tags.default: %q is not a tag name (%s)", t, NameRe)
+		}
+	}
+	exclusive := map[string]string{}
+	names := map[string]bool{}
+	for i, g := range c.Groups {
+		if g.Name == "" || names[g.Name] {
+			return fmt.Errorf("tags.groups[%d]: every group needs a name of its own (got %q)", i, g.Name)
+		}
+		names[g.Name] = true
+		if len(g.Tags) == 0 {
+			return fmt.Errorf("tags.groups %q: no tags", g.Name)
+		}
+		for _, t := range g.Tags {
+			if !NameRe.MatchString(t) {
+				return fmt.Errorf("tags.groups %q: %q is not a tag name (%s)", g.Name, t, NameRe)
+			}
+			if !g.Exclusive {
+				continue
+			}
+			if other, ok := exclusive[t]; ok && other != g.Name {
+				return fmt.Errorf("tags.groups: tag %q is in two exclusive groups, %q and %q", t, other, g.Name)
+			}
+			exclusive[t] = g.Name
+		}
+	}
+	return nil
 }
 
 // ProfileTag is one tag as the API shows it.

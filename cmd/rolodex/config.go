@@ -12,6 +12,7 @@ import (
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/schemas"
 )
 
 //go:embed defaults.yaml
@@ -35,6 +36,8 @@ type fileConfig struct {
 		DefaultLimit int            `yaml:"default_limit"`
 		DedupeWindow time.Duration  `yaml:"dedupe_window"`
 	} `yaml:"identity"`
+	// Tags: default tags and tag groups (docs/profile-status.md).
+	Tags     schemas.StatusConfig       `yaml:"tags"`
 	Partners []partners.Partner         `yaml:"partners"`
 	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
 }
@@ -62,6 +65,9 @@ func loadConfig(path string) (*fileConfig, error) {
 	}
 	if c.Topics.Partitions < 0 {
 		return nil, fmt.Errorf("config %s: topics.partitions must be positive", orDefault(path))
+	}
+	if err := c.Tags.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
 	return &c, nil
 }

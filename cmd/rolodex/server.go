@@ -257,7 +257,7 @@ func identityComponent(dir string) component {
 		// from the table topic and replays what was not committed.
 		build := func() (func(context.Context) error, error) {
 			p, err := identity.New(identity.ProcessorConfig{
-				Engine:  identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow},
+				Engine:  identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow, Status: e.cfg.Tags},
 				Brokers: e.kafka.Brokers, StorageDir: filepath.Join(dir, "identity"), Replication: repl, Registerer: e.prom,
 			})
 			if err != nil {

@@ -69,7 +69,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)
 		fmt.Fprintf(stdout, "  curl -sS 'http://%s/v1/lookup?type=email&value=ana@example.com' -H 'Authorization: Bearer %s'\n\n", addr, key)
 	}
-	components := []component{ingestComponent, identityComponent(state), apiComponent(state)}
+	components := []component{ingestComponent, identityComponent(state), tagsComponent(state), apiComponent(state)}
 	if *chAddr != "" {
 		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
 	} else {
@@ -135,7 +135,7 @@ func cmdRunProcessors(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, o, logger, identityComponent(*f.state))
+	return runServer(ctx, o, logger, identityComponent(*f.state), tagsComponent(*f.state))
 }
 
 func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {

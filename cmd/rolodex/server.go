@@ -26,6 +26,7 @@ import (
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/processors/tags"
 	"github.com/rolodex/rolodex/schemas"
 	"github.com/rolodex/rolodex/views"
 )
@@ -275,6 +276,39 @@ func identityComponent(dir string) component {
 		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
 		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupIdentity, 5*time.Second) })
+		return nil
+	}
+}
+
+// tagsComponent runs the tag processor (rolodex.profiles to
+// rolodex.profile.tags), keeping its LevelDB storage in dir.
+func tagsComponent(dir string) component {
+	return func(e *env) error {
+		if _, err := ensureIdentityTopics(e); err != nil {
+			return err
+		}
+		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+		defer cancel()
+		if err := tags.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication); err != nil {
+			return err
+		}
+		storage := filepath.Join(dir, "tags")
+		build := func() (func(context.Context) error, error) {
+			p, err := tags.New(tags.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom})
+			if err != nil {
+				return nil, err
+			}
+			e.logger.Info("tag processor started", "storage", storage)
+			return p.Run, nil
+		}
+		first, err := build()
+		if err != nil {
+			return err
+		}
+		sup := newSupervisor("tags", e.prom, e.logger)
+		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupTags, 5*time.Second) })
 		return nil
 	}
 }

@@ -24,7 +24,14 @@ func NewLagMetrics(reg prometheus.Registerer) *LagMetrics {
 		Help: "Records not yet processed by a consumer group: end offset minus committed offset, per topic and partition.",
 	}, []string{"group", "topic", "partition"})}
 	if reg != nil {
-		reg.MustRegister(m.lag)
+		// Every group's lag is one gauge: a second component reuses it.
+		if err := reg.Register(m.lag); err != nil {
+			are, ok := err.(prometheus.AlreadyRegisteredError)
+			if !ok {
+				panic(err)
+			}
+			m.lag = are.ExistingCollector.(*prometheus.GaugeVec)
+		}
 	}
 	return m
 }

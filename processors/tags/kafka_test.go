@@ -1,0 +1,258 @@
+package tags
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/reference"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Child processes run the tag processor until they are killed.
+const (
+	envChildBrokers = "ROLODEX_TEST_TAGS_BROKERS"
+	envChildStorage = "ROLODEX_TEST_TAGS_STORAGE"
+)
+
+func TestMain(m *testing.M) {
+	if brokers := os.Getenv(envChildBrokers); brokers != "" {
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer cancel()
+		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage)})
+		if err == nil {
+			err = p.Run(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type tagChild struct {
+	cmd    *exec.Cmd
+	log    string
+	exited chan struct{}
+}
+
+func startTagChild(t *testing.T, brokers []string, dir string, n int) *tagChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
+	c := &tagChild{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
+	f, err := os.Create(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
+	return c
+}
+
+// waitJoined waits for goka's "setup generation": killing a member of a
+// kfake group between its JoinGroup and the answer leaves a ghost member
+// (see processors/identity, kfakeSchedule).
+func (c *tagChild) waitJoined(t *testing.T, from int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(c.log)
+		if strings.Count(string(b), "setup generation") > from {
+			return
+		}
+		select {
+		case <-c.exited:
+			t.Fatalf("child exited:\n%s", b)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	b, _ := os.ReadFile(c.log)
+	t.Fatalf("child did not join within 2 minutes:\n%s", b)
+}
+
+// readAll reads every record of topic.
+func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	for len(want) > 0 {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// The tag processor on Kafka (kfake over TCP), killed (SIGKILL) at random
+// moments mid-stream and restarted, writes exactly the reference model's
+// records: none missing, none that the snapshots do not call for (a record
+// written twice by a replay is the same record).
+func TestTagsOnKafkaUnderKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the kill test runs in the full suite")
+	}
+	const partitions = 3
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, schemas.TopicProfiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := EnsureTopics(ctx, cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(42))
+	var stream []*schemas.Profile
+	for k := 0; k < 60; k++ {
+		stream = append(stream, randomSnapshots(r, fmt.Sprintf("p_%03d", k), 5+r.Intn(25))...)
+	}
+	// Shuffle across ids, keeping each id's snapshots in order.
+	order := map[string][]*schemas.Profile{}
+	for _, p := range stream {
+		order[p.ID] = append(order[p.ID], p)
+	}
+	stream = stream[:0]
+	for len(order) > 0 {
+		keys := schemas.SortedKeys(order)
+		k := keys[r.Intn(len(keys))]
+		stream = append(stream, order[k][0])
+		if order[k] = order[k][1:]; len(order[k]) == 0 {
+			delete(order, k)
+		}
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kafkaclient.Partitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	produced := 0
+	produce := func(n int) {
+		for _, p := range stream[produced:min(produced+n, len(stream))] {
+			v, _ := json.Marshal(p)
+			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: schemas.TopicProfiles, Key: []byte(p.ID), Value: v}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			produced++
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "tags")
+	child := startTagChild(t, brokers, dir, 0)
+	child.waitJoined(t, 0)
+	chunk := len(stream) / 4
+	for i := 1; i <= 3; i++ {
+		produce(chunk)
+		time.Sleep(time.Duration(r.Intn(300)) * time.Millisecond)
+		_ = child.cmd.Process.Kill()
+		<-child.exited
+		t.Logf("killed after %d of %d snapshots", produced, len(stream))
+		child = startTagChild(t, brokers, dir, i)
+		child.waitJoined(t, 0)
+	}
+	produce(len(stream))
+
+	// The reference, from the snapshots as the topic holds them.
+	perKey := map[string][]*schemas.Profile{}
+	perKeyTS := map[string][]int64{}
+	for _, rec := range readAll(t, brokers, schemas.TopicProfiles) {
+		var p schemas.Profile
+		if err := json.Unmarshal(rec.Value, &p); err != nil {
+			t.Fatal(err)
+		}
+		perKey[p.ID] = append(perKey[p.ID], &p)
+		perKeyTS[p.ID] = append(perKeyTS[p.ID], rec.Timestamp.UnixMilli())
+	}
+	want := map[string]bool{}
+	for k, ps := range perKey {
+		for _, ch := range reference.TagChanges(k, ps, perKeyTS[k]) {
+			want[changeKey(ch)] = true
+		}
+	}
+	var got map[string]bool
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got = map[string]bool{}
+		for _, rec := range readAll(t, brokers, schemas.TopicProfileTags) {
+			var ch schemas.TagChange
+			if err := json.Unmarshal(rec.Value, &ch); err != nil {
+				t.Fatal(err)
+			}
+			if string(rec.Key) != ch.Profile {
+				t.Fatalf("record keyed %s for profile %s", rec.Key, ch.Profile)
+			}
+			got[changeKey(ch)] = true
+		}
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var missing, extra []string
+	for k := range want {
+		if !got[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing)+len(extra) > 0 {
+		b, _ := os.ReadFile(child.log)
+		t.Fatalf("%d records expected, %d written: missing %v\nextra %v\nlog:\n%s", len(want), len(got), missing, extra, b)
+	}
+	t.Logf("%d snapshots, %d distinct records", len(stream), len(want))
+}

@@ -64,6 +64,9 @@ type Config struct {
 	Brokers []string
 	// Seed makes the generated events reproducible. Default 1.
 	Seed uint64
+	// StatusShare is the share of events that are reserved status events
+	// (tags, consent, blacklist, identifier status). Default 0.
+	StatusShare float64
 	// StorageDir, when set, is where the identity processor keeps its
 	// LevelDB storage; it is left in place after the run. It must be empty
 	// or missing. Default: a temporary directory, removed after the run.
@@ -234,7 +237,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Config: cfg, LoadBefore: measure.LoadAvg()}
-	w, err := generate(cfg.Events, cfg.Profiles, cfg.Seed, time.Now(), false)
+	w, err := generateWith(cfg.Events, cfg.Profiles, cfg.Seed, time.Now(), false, cfg.StatusShare)
 	if err != nil {
 		return res, err
 	}

@@ -127,7 +127,15 @@ func (p *person) components() (ids, comps int) {
 //     re-send): same source and id, which the identity stage dedupes.
 //   - Traits (name, city, sometimes plan) on 60% of the events, a couple of
 //     properties on each, times in the last 30 days.
+//   - With statusShare > 0, that share of the events are reserved status
+//     events (docs/profile-status.md): tag adds and removes, consent
+//     grants and revocations, blacklist writes, identifiers invalidated.
+//     With 0 the stream is the one earlier versions generated.
 func generate(n, people int, seed uint64, now time.Time, keep bool) (*workload, error) {
+	return generateWith(n, people, seed, now, keep, 0)
+}
+
+func generateWith(n, people int, seed uint64, now time.Time, keep bool, statusShare float64) (*workload, error) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	ps := make([]person, people)
 	for i := range ps {
@@ -159,6 +167,9 @@ func generate(n, people int, seed uint64, now time.Time, keep bool) (*workload, 
 			pi = min(people-1, int(float64(people)*u*u))
 		}
 		ev := newEvent(rng, &ps[pi], i, now)
+		if statusShare > 0 && rng.Float64() < statusShare {
+			statusEvent(rng, ev, now)
+		}
 		val, err := schemas.EncodeEvent(ev)
 		if err != nil {
 			return nil, fmt.Errorf("benchidentity: generate event %d: %w", i, err)
@@ -259,6 +270,32 @@ func newEvent(rng *rand.Rand, p *person, i int, now time.Time) *schemas.Event {
 		ev.Properties = map[string]string{"campaign": jsonString(fmt.Sprintf("nov-%02d", rng.IntN(30)+1))}
 	}
 	return ev
+}
+
+// statusEvent turns ev into a reserved status event about its profile.
+func statusEvent(rng *rand.Rand, ev *schemas.Event, now time.Time) {
+	tags := []string{"vip", "lead", "customer", "churned", "new", "newsletter"}
+	switch x := rng.IntN(20); {
+	case x < 9:
+		ev.Type = "tag.added"
+		ev.Properties = map[string]string{"tag": jsonString(tags[rng.IntN(len(tags))])}
+	case x < 13:
+		ev.Type = "tag.removed"
+		ev.Properties = map[string]string{"tag": jsonString(tags[rng.IntN(len(tags))])}
+	case x < 16:
+		ev.Type = "consent.granted"
+		ev.Properties = map[string]string{"purpose": jsonString("marketing"), "expires_at": jsonString(now.Add(time.Duration(rng.IntN(60)-10) * 24 * time.Hour).UTC().Format(time.RFC3339))}
+	case x < 18:
+		ev.Type = "consent.revoked"
+		ev.Properties = map[string]string{"purpose": jsonString("marketing")}
+	case x < 19:
+		ev.Type = []string{"blacklist.added", "blacklist.removed"}[rng.IntN(2)]
+		ev.Properties = map[string]string{"reason": jsonString("fraud")}
+	default:
+		id := ev.Identifiers[0]
+		ev.Type = "identifier.invalidated"
+		ev.Properties = map[string]string{"type": jsonString(id.Type), "value": jsonString(id.Value), "reason": jsonString("hard_bounce")}
+	}
 }
 
 func jsonString(s string) string {

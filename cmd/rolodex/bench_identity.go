@@ -27,6 +27,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	seed := fs.Uint64("seed", 1, "seed of the generated events")
 	noFloor := fs.Bool("no-goka-floor", false, "leave out the goka floor phase (a goka group that only reads and writes one value per event)")
 	noRestarts := fs.Bool("no-restarts", false, "leave out timing the processor's restarts (on kept and on rebuilt storage) after the identity phase")
+	statusShare := fs.Float64("status-share", 0, "share of the events (0..1) that are reserved status events: tags, consent, blacklist, identifier status (docs/profile-status.md)")
 	fs.Usage = func() {
 		w := fs.Output()
 		fs.printSynopsis()
@@ -50,6 +51,9 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 			return usageError{fmt.Sprintf("bench identity: --%s must be positive", f.name)}
 		}
 	}
+	if *statusShare < 0 || *statusShare > 1 {
+		return usageError{"bench identity: --status-share must be between 0 and 1"}
+	}
 	if *profiles < 0 {
 		return usageError{"bench identity: --profiles must be positive"}
 	}
@@ -62,7 +66,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	cfg := benchidentity.Config{
 		Events: *events, Profiles: *profiles, Partitions: int32(*partitions),
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
-		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts,
+		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts, StatusShare: *statusShare,
 	}
 	fmt.Fprintf(stderr, "bench identity: %d events; pass-through, goka floor, then the identity stage until settled...\n", *events)
 	started := time.Now()

@@ -67,6 +67,9 @@ type Config struct {
 	// StatusShare is the share of events that are reserved status events
 	// (tags, consent, blacklist, identifier status). Default 0.
 	StatusShare float64
+	// Status is the tag configuration the identity stage folds profiles
+	// with (the command passes the built-in configuration's).
+	Status schemas.StatusConfig
 	// StorageDir, when set, is where the identity processor keeps its
 	// LevelDB storage; it is left in place after the run. It must be empty
 	// or missing. Default: a temporary directory, removed after the run.

@@ -68,6 +68,9 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
 		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts, StatusShare: *statusShare,
 	}
+	if def, err := loadConfig(""); err == nil {
+		cfg.Status = def.Tags // dev's tags: a default tag and an exclusive group
+	}
 	fmt.Fprintf(stderr, "bench identity: %d events; pass-through, goka floor, then the identity stage until settled...\n", *events)
 	started := time.Now()
 	res, err := benchidentity.Run(ctx, cfg)

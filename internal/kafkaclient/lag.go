@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/metrics"
 )
 
 // LagMetrics exports a consumer group's lag per topic and partition as
@@ -25,12 +27,9 @@ func NewLagMetrics(reg prometheus.Registerer) *LagMetrics {
 	}, []string{"group", "topic", "partition"})}
 	if reg != nil {
 		// Every group's lag is one gauge: a second component reuses it.
-		if err := reg.Register(m.lag); err != nil {
-			are, ok := err.(prometheus.AlreadyRegisteredError)
-			if !ok {
-				panic(err)
-			}
-			m.lag = are.ExistingCollector.(*prometheus.GaugeVec)
+		var err error
+		if m.lag, err = metrics.Register(reg, m.lag); err != nil {
+			panic(err)
 		}
 	}
 	return m

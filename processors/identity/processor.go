@@ -21,6 +21,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/opt"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
+	"github.com/rolodex/rolodex/internal/metrics"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -99,30 +100,16 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var errs [6]error
-	m.events, errs[0] = register(reg, m.events)
-	m.messages, errs[1] = register(reg, m.messages)
-	m.merges, errs[2] = register(reg, m.merges)
-	m.refusals, errs[3] = register(reg, m.refusals)
-	m.latency, errs[4] = register(reg, m.latency)
-	m.profiles, errs[5] = register(reg, m.profiles)
+	m.events, errs[0] = metrics.Register(reg, m.events)
+	m.messages, errs[1] = metrics.Register(reg, m.messages)
+	m.merges, errs[2] = metrics.Register(reg, m.merges)
+	m.refusals, errs[3] = metrics.Register(reg, m.refusals)
+	m.latency, errs[4] = metrics.Register(reg, m.latency)
+	m.profiles, errs[5] = metrics.Register(reg, m.profiles)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("identity: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c on reg, or returns the collector registered there
-// already: a processor built again after a failure (cmd/rolodex restarts
-// it) counts on in the same metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 type processor struct {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -237,19 +236,7 @@ func TestTagsOnKafkaUnderKills(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var missing, extra []string
-	for k := range want {
-		if !got[k] {
-			missing = append(missing, k)
-		}
-	}
-	for k := range got {
-		if !want[k] {
-			extra = append(extra, k)
-		}
-	}
-	sort.Strings(missing)
-	sort.Strings(extra)
+	missing, extra := diffSets(want, got)
 	if len(missing)+len(extra) > 0 {
 		b, _ := os.ReadFile(child.log)
 		t.Fatalf("%d records expected, %d written: missing %v\nextra %v\nlog:\n%s", len(want), len(got), missing, extra, b)

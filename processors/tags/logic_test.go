@@ -116,6 +116,23 @@ type input struct {
 
 func changeKey(c schemas.TagChange) string { return fmt.Sprintf("%+v", c) }
 
+// diffSets returns, sorted, what want has and got lacks, and the reverse.
+func diffSets(want, got map[string]bool) (missing, extra []string) {
+	for k := range want {
+		if !got[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	return missing, extra
+}
+
 // TestStepUnderCrashes runs Step over random snapshots of several ids on
 // one partition as goka would, crashing at random moments: at a crash the
 // table and the output each keep a prefix of the writes made since the
@@ -207,20 +224,7 @@ func TestStepUnderCrashes(t *testing.T) {
 		for _, c := range pendingOut {
 			got[changeKey(c)] = true
 		}
-		if !reflect.DeepEqual(got, want) {
-			var missing, extra []string
-			for k := range want {
-				if !got[k] {
-					missing = append(missing, k)
-				}
-			}
-			for k := range got {
-				if !want[k] {
-					extra = append(extra, k)
-				}
-			}
-			sort.Strings(missing)
-			sort.Strings(extra)
+		if missing, extra := diffSets(want, got); len(missing)+len(extra) > 0 {
 			t.Fatalf("seed %d: missing %v\nextra %v", seed, missing, extra)
 		}
 	}

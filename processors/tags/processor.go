@@ -14,6 +14,7 @@ import (
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/metrics"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -48,26 +49,13 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var errs [3]error
-	m.snapshots, errs[0] = register(reg, m.snapshots)
-	m.changes, errs[1] = register(reg, m.changes)
-	m.replays, errs[2] = register(reg, m.replays)
+	m.snapshots, errs[0] = metrics.Register(reg, m.snapshots)
+	m.changes, errs[1] = metrics.Register(reg, m.changes)
+	m.replays, errs[2] = metrics.Register(reg, m.replays)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("tags: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector registered already (a
-// processor built again after a failure counts on).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 type processor struct {

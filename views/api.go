@@ -35,6 +35,8 @@ func (a *API) Register(mux *http.ServeMux) {
 type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
+	RequiredScope string `json:"required_scope,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -45,10 +47,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (a *API) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
-	p, err := a.partners.Authenticate(r.Header.Get("Authorization"))
+// authorize checks the request's bearer key (401) and that it has scope
+// (403); it answers the request itself when either fails.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request, scope partners.Scope) (*partners.Partner, bool) {
+	pr, err := a.partners.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
-		writeJSON(w, http.StatusUnauthorized, errorBody{"unauthorized", err.Error()})
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized", Message: err.Error()})
+		return nil, false
+	}
+	if err := pr.Require(scope); err != nil {
+		writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Message: err.Error(), RequiredScope: string(scope)})
+		return nil, false
+	}
+	return pr.Partner, true
+}
+
+// tenant is authorize for a read: the tenant of a key with profiles:read.
+func (a *API) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
+	p, ok := a.authorize(w, r, partners.ScopeProfilesRead)
+	if !ok {
 		return "", false
 	}
 	return p.Tenant, true
@@ -61,7 +78,7 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if !strings.HasPrefix(id, "p_") || len(id) > 64 {
-		writeJSON(w, http.StatusBadRequest, errorBody{"bad_request", "a profile id looks like p_ followed by 26 characters"})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: "a profile id looks like p_ followed by 26 characters"})
 		return
 	}
 	a.answer(w, tenant, id, "no profile "+id+" in this tenant")
@@ -75,12 +92,12 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	typ, value := q.Get("type"), q.Get("value")
 	if typ == "" || value == "" {
-		writeJSON(w, http.StatusBadRequest, errorBody{"bad_request", "both type and value are required, e.g. /v1/lookup?type=email&value=ana@example.com"})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: "both type and value are required, e.g. /v1/lookup?type=email&value=ana@example.com"})
 		return
 	}
 	nt, err := a.norm.Type(typ)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{"unknown_identifier_type", err.Error()})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "unknown_identifier_type", Message: err.Error()})
 		return
 	}
 	nv, err := a.norm.Identifier(nt, value)
@@ -90,7 +107,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ne) {
 			reason = ne.Reason
 		}
-		writeJSON(w, http.StatusBadRequest, errorBody{reason, err.Error()})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: reason, Message: err.Error()})
 		return
 	}
 	a.answer(w, tenant, schemas.NodeID(tenant, schemas.Identifier{Type: nt, Value: nv}), "no profile holds "+nt+" "+nv+" in this tenant")
@@ -100,12 +117,12 @@ func (a *API) answer(w http.ResponseWriter, tenant, key, notFound string) {
 	p, err := Resolve(a.nodes, tenant, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeJSON(w, http.StatusNotFound, errorBody{"not_found", notFound})
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Message: notFound})
 	case errors.Is(err, ErrNotReady):
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{"not_ready", "the profile view is still loading; retry shortly"})
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the profile view is still loading; retry shortly"})
 	case err != nil:
-		writeJSON(w, http.StatusInternalServerError, errorBody{"internal", err.Error()})
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})
 	default:
 		writeJSON(w, http.StatusOK, p)
 	}

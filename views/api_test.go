@@ -2,7 +2,9 @@ package views
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +23,21 @@ type memNodes struct {
 
 func (m *memNodes) Node(k string) (*schemas.Node, error) { return m.m[k], nil }
 func (m *memNodes) Ready() bool                          { return m.ready }
+func (m *memNodes) Scan(after string, fn func(string, *schemas.Node) bool) error {
+	for _, k := range schemas.SortedKeys(m.m) {
+		if k > after && !fn(k, m.m[k]) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// noPublisher fails every publication: the read tests publish nothing.
+type noPublisher struct{}
+
+func (noPublisher) Events(context.Context, []*schemas.Event) error {
+	return errors.New("the read API published")
+}
 
 func id(typ, val string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: val} }
 
@@ -37,8 +54,12 @@ func testMux(t *testing.T, nodes Nodes) *http.ServeMux {
 	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := NewAPI(nodes, reg, norm, Config{Publisher: noPublisher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	NewAPI(nodes, reg, norm).Register(mux)
+	api.Register(mux)
 	return mux
 }
 

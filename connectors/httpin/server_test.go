@@ -31,7 +31,7 @@ const (
 	signedKey = "signed-key"
 	slowKey   = "slow-key-1"
 	refKey    = "reference-key"
-	readerKey = "reader-key-1" // every scope but events:write
+	readerKey = "reader-key-1"                   // every scope but events:write
 	secret    = "whsec_c2VjcmV0LXNpZ25pbmcta2V5" // base64("secret-signing-key")
 )
 

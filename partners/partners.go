@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,9 +19,15 @@ import (
 // Partner is one partner and its credentials. A partner belongs to exactly
 // one tenant: everything it sends is attributed to that tenant.
 type Partner struct {
-	Name   string   `yaml:"name"`
-	Tenant string   `yaml:"tenant"`
-	Keys   []string `yaml:"keys"`
+	Name   string `yaml:"name"`
+	Tenant string `yaml:"tenant"`
+	// Keys are bearer keys with DefaultScopes (events:write,
+	// profiles:read), for callers that build partners in Go.
+	Keys []string `yaml:"-"`
+	// ScopedKeys are the keys of the configuration file's `keys:`, each a
+	// plain string (DefaultScopes) or {key: ..., scopes: [...]}; a key
+	// here without scopes has DefaultScopes.
+	ScopedKeys KeyList `yaml:"keys"`
 	// SigningSecret, when set, makes request signatures (Standard Webhooks)
 	// mandatory for this partner. It is base64, optionally prefixed with
 	// "whsec_" (ParseSigningSecret); New refuses any other value.
@@ -43,6 +50,22 @@ const (
 	DefaultRPS   = 100
 	DefaultBurst = 200
 )
+
+// AllKeys returns every key of the partner with its scopes: Keys (with
+// DefaultScopes), then ScopedKeys.
+func (p *Partner) AllKeys() []Key {
+	out := make([]Key, 0, len(p.Keys)+len(p.ScopedKeys))
+	for _, k := range p.Keys {
+		out = append(out, Key{Key: k, Scopes: DefaultScopes})
+	}
+	for _, k := range p.ScopedKeys {
+		if len(k.Scopes) == 0 {
+			k.Scopes = DefaultScopes
+		}
+		out = append(out, k)
+	}
+	return out
+}
 
 // Limiter returns the partner's token bucket.
 func (p *Partner) Limiter() *rate.Limiter { return p.limiter }
@@ -77,13 +100,13 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // Registry finds partners by key and by name. It is read-only after New and
 // safe for concurrent use.
 type Registry struct {
-	byKey  map[[32]byte]*Partner
+	byKey  map[[32]byte]Principal
 	byName map[string]*Partner
 }
 
 // New validates the partners and builds the registry.
 func New(ps []Partner) (*Registry, error) {
-	r := &Registry{byKey: map[[32]byte]*Partner{}, byName: map[string]*Partner{}}
+	r := &Registry{byKey: map[[32]byte]Principal{}, byName: map[string]*Partner{}}
 	for i := range ps {
 		p := ps[i]
 		if !nameRe.MatchString(p.Name) {
@@ -98,7 +121,8 @@ func New(ps []Partner) (*Registry, error) {
 		if !nameRe.MatchString(p.Tenant) {
 			return nil, fmt.Errorf("partners: partner %q: tenant %q must match %s", p.Name, p.Tenant, nameRe)
 		}
-		if len(p.Keys) == 0 {
+		keys := p.AllKeys()
+		if len(keys) == 0 {
 			return nil, fmt.Errorf("partners: partner %q has no keys", p.Name)
 		}
 		if p.SigningSecret != "" {
@@ -122,15 +146,18 @@ func New(ps []Partner) (*Registry, error) {
 			p.limiter = rate.NewLimiter(rate.Limit(rl.RPS), rl.Burst)
 		}
 		pp := &p
-		for _, k := range p.Keys {
-			if len(k) < 8 {
+		for i, k := range keys {
+			if len(k.Key) < 8 {
 				return nil, fmt.Errorf("partners: partner %q: a key must have at least 8 characters", p.Name)
 			}
-			h := sha256.Sum256([]byte(k))
-			if other, dup := r.byKey[h]; dup {
-				return nil, fmt.Errorf("partners: partners %q and %q share a key", other.Name, p.Name)
+			if err := checkScopes(k.Scopes); err != nil {
+				return nil, fmt.Errorf("partners: partner %q: key %d: %w", p.Name, i+1, err)
 			}
-			r.byKey[h] = pp
+			h := sha256.Sum256([]byte(k.Key))
+			if other, dup := r.byKey[h]; dup {
+				return nil, fmt.Errorf("partners: partners %q and %q share a key", other.Partner.Name, p.Name)
+			}
+			r.byKey[h] = Principal{Partner: pp, Scopes: slices.Clone(k.Scopes)}
 		}
 		r.byName[p.Name] = pp
 	}
@@ -145,7 +172,7 @@ func New(ps []Partner) (*Registry, error) {
 // key matches a right one.
 func (r *Registry) ByKey(key string) (*Partner, bool) {
 	p, ok := r.byKey[sha256.Sum256([]byte(key))]
-	return p, ok
+	return p.Partner, ok
 }
 
 // Errors of Authenticate. Their text is the message the HTTP APIs answer
@@ -156,17 +183,19 @@ var (
 )
 
 // Authenticate returns the partner whose bearer key an Authorization header
-// value ("Bearer <key>") carries. It returns ErrMissingCredential when the
-// value is not "Bearer " and a key, and ErrUnknownKey when the key, without
-// surrounding white space, is no partner's (looked up as ByKey does).
-func (r *Registry) Authenticate(authorization string) (*Partner, error) {
+// value ("Bearer <key>") carries, with that key's scopes. It returns
+// ErrMissingCredential when the value is not "Bearer " and a key, and
+// ErrUnknownKey when the key, without surrounding white space, is no
+// partner's (looked up as ByKey does). It is the one bearer-key check of
+// every HTTP API; each endpoint then checks its scope (Principal.Require).
+func (r *Registry) Authenticate(authorization string) (Principal, error) {
 	key, found := strings.CutPrefix(authorization, "Bearer ")
 	if !found || key == "" {
-		return nil, ErrMissingCredential
+		return Principal{}, ErrMissingCredential
 	}
-	p, found := r.ByKey(strings.TrimSpace(key))
+	p, found := r.byKey[sha256.Sum256([]byte(strings.TrimSpace(key)))]
 	if !found {
-		return nil, ErrUnknownKey
+		return Principal{}, ErrUnknownKey
 	}
 	return p, nil
 }

@@ -3,8 +3,12 @@ package partners
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestNew(t *testing.T) {
@@ -24,6 +28,9 @@ func TestNew(t *testing.T) {
 		{"shared key", []Partner{ok, {Name: "b", Tenant: "t", Keys: []string{"demo-key"}}}, "share a key"},
 		{"signing secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "my-secret"}}, `partner "a": signing_secret is not base64`},
 		{"whsec_ secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_my-secret"}}, "signing_secret is not base64"},
+		{"unknown scope", []Partner{{Name: "a", Tenant: "t", ScopedKeys: KeyList{{Key: "12345678", Scopes: []Scope{"profiles:delete"}}}}},
+			`partner "a": key 1: unknown scope "profiles:delete" (valid: events:write, profiles:read, profiles:write, admin)`},
+		{"plain and scoped keys shared", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, ScopedKeys: KeyList{{Key: "12345678", Scopes: []Scope{ScopeAdmin}}}}}, "share a key"},
 		{"empty whsec_ secret", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_"}}, "decodes to no bytes"},
 	}
 	for _, tt := range tests {
@@ -145,19 +152,112 @@ func TestAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.authorization, func(t *testing.T) {
-			p, err := reg.Authenticate(tt.authorization)
+			pr, err := reg.Authenticate(tt.authorization)
 			if err != tt.err {
 				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
 			if tt.err != nil {
-				if p != nil {
-					t.Fatalf("partner %q with error %v", p.Name, err)
+				if pr.Partner != nil || pr.Scopes != nil {
+					t.Fatalf("principal %+v with error %v", pr, err)
 				}
 				return
 			}
-			if p == nil || p.Name != tt.partner || p.Tenant != "acme" {
+			if p := pr.Partner; p == nil || p.Name != tt.partner || p.Tenant != "acme" {
 				t.Fatalf("partner = %+v, want %s", p, tt.partner)
 			}
+			if !slices.Equal(pr.Scopes, DefaultScopes) {
+				t.Fatalf("scopes of a plain key = %v, want %v", pr.Scopes, DefaultScopes)
+			}
 		})
+	}
+}
+
+// A key's scopes come with it from Authenticate; two keys of one partner
+// may differ; a key without scopes in Go has DefaultScopes.
+func TestScopes(t *testing.T) {
+	reg, err := New([]Partner{{Name: "crm", Tenant: "acme", Keys: []string{"plain-key-1"}, ScopedKeys: KeyList{
+		{Key: "writer-key-1", Scopes: []Scope{ScopeProfilesWrite}},
+		{Key: "all-scopes-1", Scopes: AllScopes},
+		{Key: "no-scopes-1"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key       string
+		has, lack []Scope
+	}{
+		{"plain-key-1", []Scope{ScopeEventsWrite, ScopeProfilesRead}, []Scope{ScopeProfilesWrite, ScopeAdmin}},
+		{"writer-key-1", []Scope{ScopeProfilesWrite}, []Scope{ScopeEventsWrite, ScopeProfilesRead, ScopeAdmin}},
+		{"all-scopes-1", AllScopes, nil},
+		{"no-scopes-1", DefaultScopes, []Scope{ScopeProfilesWrite, ScopeAdmin}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			pr, err := reg.Authenticate("Bearer " + tt.key)
+			if err != nil || pr.Partner.Name != "crm" {
+				t.Fatalf("%+v, %v", pr, err)
+			}
+			for _, s := range tt.has {
+				if !pr.Has(s) || pr.Require(s) != nil {
+					t.Errorf("lacks %s", s)
+				}
+			}
+			for _, s := range tt.lack {
+				err := pr.Require(s)
+				if pr.Has(s) || err == nil || !errors.Is(err, ErrForbidden) || err.Error() != "this key lacks the scope "+string(s) {
+					t.Errorf("has %s (Require: %v)", s, err)
+				}
+			}
+		})
+	}
+}
+
+// keys: in the configuration file takes plain strings (DefaultScopes) and
+// {key, scopes} objects; what is neither is an error naming the line.
+func TestKeyListYAML(t *testing.T) {
+	var ps []Partner
+	err := yaml.Unmarshal([]byte(`
+- name: crm
+  tenant: acme
+  keys:
+    - plain-key-1
+    - {key: writer-key-1, scopes: [profiles:write, profiles:read]}
+`), &ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KeyList{{Key: "plain-key-1", Scopes: DefaultScopes}, {Key: "writer-key-1", Scopes: []Scope{ScopeProfilesWrite, ScopeProfilesRead}}}
+	if len(ps) != 1 || len(ps[0].Keys) != 0 || len(ps[0].ScopedKeys) != 2 ||
+		!slices.Equal(ps[0].ScopedKeys[0].Scopes, want[0].Scopes) || ps[0].ScopedKeys[1].Key != want[1].Key || !slices.Equal(ps[0].ScopedKeys[1].Scopes, want[1].Scopes) {
+		t.Fatalf("partners = %+v, want keys %+v", ps, want)
+	}
+	if _, err := New(ps); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct{ keys, want string }{
+		{"keys: demo-key", "keys must be a list"},
+		{"keys: [{key: writer-key-1}]", "keys[0] has no scopes: list them (events:write, profiles:read, profiles:write, admin), or write the key as a plain string"},
+		{"keys: [{key: writer-key-1, scopes: []}]", "has no scopes"},
+		{"keys: [{key: writer-key-1, scope: [admin]}]", `keys[0]: unknown field "scope"`},
+		{"keys: [{key: writer-key-1, scopes: admin}]", "keys[0].scopes must be a list of scopes"},
+		{"keys: [[a, b]]", "keys[0] must be a string or {key: ..., scopes: [...]}"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.keys, func(t *testing.T) {
+			var p Partner
+			err := yaml.Unmarshal([]byte("name: a\ntenant: t\n"+tt.keys+"\n"), &p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tt.want)
+			}
+		})
+	}
+	// An unknown scope is the registry's error, naming the valid ones.
+	var p Partner
+	if err := yaml.Unmarshal([]byte("name: a\ntenant: t\nkeys: [{key: writer-key-1, scopes: [profiles:writ]}]\n"), &p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New([]Partner{p}); err == nil || !strings.Contains(err.Error(), `unknown scope "profiles:writ" (valid: events:write, profiles:read, profiles:write, admin)`) {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -1,40 +1,138 @@
 package views
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
-	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
-// API is the read-only query API: GET /v1/profiles/{id} and
-// GET /v1/lookup?type=...&value=.... Every request needs a partner's bearer
-// key and sees only that partner's tenant.
+// API is the profile API: the reads (GET /v1/profiles/{id},
+// GET /v1/lookup, GET /v1/blacklist) and the status writes of status.go
+// (tags, blacklist, consent), each published as an event to
+// rolodex.events. Every request needs a partner's bearer key with the
+// endpoint's scope and sees only that partner's tenant.
 type API struct {
 	nodes    Nodes
 	partners *partners.Registry
 	norm     *normalize.Normalizer
+	cfg      Config
+	fold     schemas.FoldOptions
+	changes  *prometheus.CounterVec
+}
+
+// Publisher publishes events and returns once Kafka acknowledged every one
+// (intake.Publisher).
+type Publisher interface {
+	Events(ctx context.Context, evs []*schemas.Event) error
+}
+
+// Config of the API.
+type Config struct {
+	// Status is the tags configuration profiles are folded with (default
+	// tags, tag groups).
+	Status schemas.StatusConfig
+	// Publisher publishes the status changes. Required.
+	Publisher Publisher
+	// WriteTimeout bounds the wait for Kafka's acknowledgement of a status
+	// change; past it the answer is 503. Default 10s.
+	WriteTimeout time.Duration
+	// MaxBodyBytes bounds a request body. Default 4 MiB (a bulk request of
+	// MaxBulk identifiers).
+	MaxBodyBytes int64
+	// MaxBulk bounds the profiles or identifiers of one bulk request
+	// (POST /v1/tags/{tag}, POST /v1/blacklist). Default 10,000.
+	MaxBulk int
+	// ScanPerPage bounds the nodes one page of GET /v1/blacklist reads.
+	// Default 50,000.
+	ScanPerPage int
+	// Registerer receives the API's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of event times; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 4 << 20
+	}
+	if c.MaxBulk == 0 {
+		c.MaxBulk = 10000
+	}
+	if c.ScanPerPage == 0 {
+		c.ScanPerPage = 50000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports a config that cannot work.
+func (c *Config) Validate() error {
+	if c.Publisher == nil {
+		return errors.New("views: the API needs a publisher for status changes")
+	}
+	if c.WriteTimeout < 0 || c.MaxBodyBytes < 0 || c.MaxBulk < 0 || c.ScanPerPage < 0 {
+		return errors.New("views: limits and timeouts must not be negative")
+	}
+	if err := c.Status.Validate(); err != nil {
+		return fmt.Errorf("views: %w", err)
+	}
+	return nil
 }
 
 // NewAPI serves profiles from nodes. norm must be configured like ingest's,
 // so a lookup value is normalised exactly as the events that carried it.
-func NewAPI(nodes Nodes, reg *partners.Registry, norm *normalize.Normalizer) *API {
-	return &API{nodes: nodes, partners: reg, norm: norm}
+func NewAPI(nodes Nodes, reg *partners.Registry, norm *normalize.Normalizer, cfg Config) (*API, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &API{nodes: nodes, partners: reg, norm: norm, cfg: cfg, fold: schemas.FoldOptions{Status: cfg.Status}}
+	a.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rolodex_api_status_changes_total",
+		Help: "Status change events (tag.added, blacklist.added, consent.granted, ...) the API published and Kafka acknowledged, by event type.",
+	}, []string{"type"})
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(a.changes)
+	}
+	return a, nil
 }
 
 // Register mounts the routes on mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/profiles/{id}", a.getProfile)
 	mux.HandleFunc("GET /v1/lookup", a.lookup)
+	mux.HandleFunc("POST /v1/profiles/{id}/tags", a.postProfileTags)
+	mux.HandleFunc("POST /v1/tags/{tag}", a.postBulkTag)
+	mux.HandleFunc("POST /v1/blacklist", a.postBlacklist)
+	mux.HandleFunc("DELETE /v1/blacklist/{id}", a.deleteBlacklist)
+	mux.HandleFunc("GET /v1/blacklist", a.listBlacklist)
+	mux.HandleFunc("PUT /v1/profiles/{id}/consent/{purpose}", a.putConsent)
 }
 
 type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
+	RequiredScope string `json:"required_scope,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -45,10 +143,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (a *API) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
-	p, err := a.partners.Authenticate(r.Header.Get("Authorization"))
+// authorize checks the request's bearer key (401) and that it has scope
+// (403); it answers the request itself when either fails.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request, scope partners.Scope) (*partners.Partner, bool) {
+	pr, err := a.partners.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
-		writeJSON(w, http.StatusUnauthorized, errorBody{"unauthorized", err.Error()})
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized", Message: err.Error()})
+		return nil, false
+	}
+	if err := pr.Require(scope); err != nil {
+		writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Message: err.Error(), RequiredScope: string(scope)})
+		return nil, false
+	}
+	return pr.Partner, true
+}
+
+// tenant is authorize for a read: the tenant of a key with profiles:read.
+func (a *API) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
+	p, ok := a.authorize(w, r, partners.ScopeProfilesRead)
+	if !ok {
 		return "", false
 	}
 	return p.Tenant, true
@@ -60,8 +173,8 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if !strings.HasPrefix(id, "p_") || len(id) > 64 {
-		writeJSON(w, http.StatusBadRequest, errorBody{"bad_request", "a profile id looks like p_ followed by 26 characters"})
+	if !validID(id) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: badIDMessage})
 		return
 	}
 	a.answer(w, tenant, id, "no profile "+id+" in this tenant")
@@ -75,12 +188,12 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	typ, value := q.Get("type"), q.Get("value")
 	if typ == "" || value == "" {
-		writeJSON(w, http.StatusBadRequest, errorBody{"bad_request", "both type and value are required, e.g. /v1/lookup?type=email&value=ana@example.com"})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: "both type and value are required, e.g. /v1/lookup?type=email&value=ana@example.com"})
 		return
 	}
 	nt, err := a.norm.Type(typ)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{"unknown_identifier_type", err.Error()})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "unknown_identifier_type", Message: err.Error()})
 		return
 	}
 	nv, err := a.norm.Identifier(nt, value)
@@ -90,22 +203,24 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ne) {
 			reason = ne.Reason
 		}
-		writeJSON(w, http.StatusBadRequest, errorBody{reason, err.Error()})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: reason, Message: err.Error()})
 		return
 	}
 	a.answer(w, tenant, schemas.NodeID(tenant, schemas.Identifier{Type: nt, Value: nv}), "no profile holds "+nt+" "+nv+" in this tenant")
 }
 
 func (a *API) answer(w http.ResponseWriter, tenant, key, notFound string) {
-	p, err := Resolve(a.nodes, tenant, key)
+	fold := a.fold
+	fold.Now = a.cfg.Now()
+	p, err := ResolveWith(a.nodes, tenant, key, &fold)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeJSON(w, http.StatusNotFound, errorBody{"not_found", notFound})
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Message: notFound})
 	case errors.Is(err, ErrNotReady):
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{"not_ready", "the profile view is still loading; retry shortly"})
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the profile view is still loading; retry shortly"})
 	case err != nil:
-		writeJSON(w, http.StatusInternalServerError, errorBody{"internal", err.Error()})
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})
 	default:
 		writeJSON(w, http.StatusOK, p)
 	}

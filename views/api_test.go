@@ -2,7 +2,9 @@ package views
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +23,21 @@ type memNodes struct {
 
 func (m *memNodes) Node(k string) (*schemas.Node, error) { return m.m[k], nil }
 func (m *memNodes) Ready() bool                          { return m.ready }
+func (m *memNodes) Scan(after string, fn func(string, *schemas.Node) bool) error {
+	for _, k := range schemas.SortedKeys(m.m) {
+		if k > after && !fn(k, m.m[k]) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// noPublisher fails every publication: the read tests publish nothing.
+type noPublisher struct{}
+
+func (noPublisher) Events(context.Context, []*schemas.Event) error {
+	return errors.New("the read API published")
+}
 
 func id(typ, val string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: val} }
 
@@ -28,7 +45,8 @@ func id(typ, val string) schemas.Identifier { return schemas.Identifier{Type: ty
 // key-of-t1) and p2 (t2, key-of-t2).
 func testMux(t *testing.T, nodes Nodes) *http.ServeMux {
 	t.Helper()
-	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}, {Name: "p2", Tenant: "t2", Keys: []string{"key-of-t2"}}})
+	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}, {Name: "p2", Tenant: "t2", Keys: []string{"key-of-t2"}},
+		{Name: "w1", Tenant: "t1", ScopedKeys: partners.KeyList{{Key: "writer-of-t1", Scopes: []partners.Scope{partners.ScopeEventsWrite, partners.ScopeProfilesWrite, partners.ScopeAdmin}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +54,12 @@ func testMux(t *testing.T, nodes Nodes) *http.ServeMux {
 	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := NewAPI(nodes, reg, norm, Config{Publisher: noPublisher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	NewAPI(nodes, reg, norm).Register(mux)
+	api.Register(mux)
 	return mux
 }
 
@@ -154,6 +176,28 @@ func TestAPIUnauthorized(t *testing.T) {
 			}
 			if rec.Code != want || got.String() != tt.body || rec.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("%d %s (%s), want %d %s", rec.Code, got.String(), rec.Header().Get("Content-Type"), want, tt.body)
+			}
+		})
+	}
+}
+
+// The read endpoints need profiles:read: a key without it is answered 403
+// forbidden naming the scope.
+func TestAPIReadForbidden(t *testing.T) {
+	mux := testMux(t, &memNodes{ready: true})
+	for _, path := range []string{"/v1/profiles/p_0000000000000000000000000a", "/v1/lookup?type=user_id&value=u"} {
+		t.Run(path, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("Authorization", "Bearer writer-of-t1")
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			var got bytes.Buffer
+			if err := json.Compact(&got, rec.Body.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			want := `{"error":"forbidden","message":"this key lacks the scope profiles:read","required_scope":"profiles:read"}`
+			if rec.Code != http.StatusForbidden || got.String() != want {
+				t.Fatalf("%d %s, want 403 %s", rec.Code, got.String(), want)
 			}
 		})
 	}

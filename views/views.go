@@ -26,15 +26,27 @@ var ErrNotReady = errors.New("views: the profile view is still loading")
 type Nodes interface {
 	Node(key string) (*schemas.Node, error)
 	Ready() bool
+	// Scan calls fn with every node whose id sorts after after ("" for
+	// the first), in id order, until fn returns false or the nodes end.
+	// Node ids are hashes, so the nodes of one tenant are spread over the
+	// whole range: a scan for one tenant reads the others' too.
+	Scan(after string, fn func(key string, n *schemas.Node) bool) error
 }
 
 // maxHops bounds a walk up the parents (each hop goes to a strictly smaller
 // node, so a walk always ends; this only guards against corrupt data).
 const maxHops = 1024
 
-// Resolve returns the live profile that node key belongs to, in tenant.
+// Resolve returns the live profile that node key belongs to, in tenant,
+// folded with no status configuration (no default tags or groups).
 // A node of another tenant is not found: nothing crosses tenants.
 func Resolve(nodes Nodes, tenant, key string) (*schemas.Profile, error) {
+	return ResolveWith(nodes, tenant, key, &schemas.FoldOptions{})
+}
+
+// ResolveWith is Resolve folding with opts (the configured default tags and
+// tag groups).
+func ResolveWith(nodes Nodes, tenant, key string, opts *schemas.FoldOptions) (*schemas.Profile, error) {
 	if !nodes.Ready() {
 		return nil, ErrNotReady
 	}
@@ -47,7 +59,7 @@ func Resolve(nodes Nodes, tenant, key string) (*schemas.Profile, error) {
 			return nil, ErrNotFound
 		}
 		if n.IsRoot() {
-			return schemas.Fold(key, n), nil
+			return schemas.FoldWith(key, n, opts), nil
 		}
 		key = n.Parent
 	}
@@ -102,4 +114,37 @@ func (v *View) Node(key string) (*schemas.Node, error) {
 		return nil, nil
 	}
 	return val.(*schemas.Node), nil
+}
+
+// Scan calls fn with every node whose id sorts after after, in id order
+// (goka merges the partitions' LevelDB iterators in key order), until fn
+// returns false.
+func (v *View) Scan(after string, fn func(key string, n *schemas.Node) bool) error {
+	start := ""
+	if after != "" {
+		start = after + "\x00" // the first key after after
+	}
+	// A limit is required: without one goka reads start as a prefix. Every
+	// node id starts with "p_", below 0xff.
+	it, err := v.v.IteratorWithRange(start, "\xff")
+	if err != nil {
+		return fmt.Errorf("views: scan: %w", err)
+	}
+	defer it.Release()
+	for it.Next() {
+		val, err := it.Value()
+		if err != nil {
+			return fmt.Errorf("views: scan %s: %w", it.Key(), err)
+		}
+		if val == nil {
+			continue
+		}
+		if !fn(it.Key(), val.(*schemas.Node)) {
+			return nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("views: scan: %w", err)
+	}
+	return nil
 }

@@ -91,8 +91,8 @@ func builtinKeys() map[string]string {
 		return keys // TestDefaultConfig keeps the built-in configuration loadable
 	}
 	for _, p := range c.Partners {
-		for _, k := range p.Keys {
-			keys[k] = p.Name
+		for _, k := range p.AllKeys() {
+			keys[k.Key] = p.Name
 		}
 	}
 	return keys
@@ -104,9 +104,9 @@ func (c *fileConfig) publicKeys() []string {
 	builtin := builtinKeys()
 	var out []string
 	for _, p := range c.Partners {
-		for _, k := range p.Keys {
-			if _, ok := builtin[k]; ok {
-				out = append(out, fmt.Sprintf("%s (key %q)", p.Name, k))
+		for _, k := range p.AllKeys() {
+			if _, ok := builtin[k.Key]; ok {
+				out = append(out, fmt.Sprintf("%s (key %q)", p.Name, k.Key))
 			}
 		}
 	}

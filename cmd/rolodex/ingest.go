@@ -10,6 +10,7 @@ import (
 	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/internal/devbroker"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -60,12 +61,12 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	opts.ready = func(cfg *fileConfig, addr string) {
 		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup, /metrics, /healthz)\n", opts.brokers[0], addr)
 		for _, p := range cfg.Partners {
-			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, p.Keys[0], schemas.IngestTopic(p.Name))
+			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, firstKey(&p), schemas.IngestTopic(p.Name))
 		}
 		if public := cfg.publicKeys(); len(public) > 0 {
 			fmt.Fprintf(stdout, "  Dev mode only: the demo credential is public (%s); \"rolodex run\" refuses to start without a --config of your own partners.\n", strings.Join(public, ", "))
 		}
-		key := cfg.Partners[0].Keys[0]
+		key := firstKey(&cfg.Partners[0])
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)
 		fmt.Fprintf(stdout, "  curl -sS 'http://%s/v1/lookup?type=email&value=ana@example.com' -H 'Authorization: Bearer %s'\n\n", addr, key)
 	}
@@ -145,4 +146,12 @@ func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return err
 	}
 	return runServer(ctx, o, logger, apiComponent(*f.state))
+}
+
+// firstKey is the first key of p, which the dev banner prints ("" if none).
+func firstKey(p *partners.Partner) string {
+	if ks := p.AllKeys(); len(ks) > 0 {
+		return ks[0].Key
+	}
+	return ""
 }

@@ -72,6 +72,30 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdProfile(ctx, "lookup", args, o.stdout, o.stderr)
 			}},
+		{"tag add", "TAG (--profile ID | --lookup TYPE=VALUE | --file F.csv) [--api URL] [--key KEY]", "put a manual tag on a profile, or on every profile of a CSV file (profile_id, or type and value columns)",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdTag(ctx, "add", args, o.stdout, o.stderr)
+			}},
+		{"tag remove", "TAG (--profile ID | --lookup TYPE=VALUE | --file F.csv) [--api URL] [--key KEY]", "remove a tag from a profile, or from every profile of a CSV file",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdTag(ctx, "remove", args, o.stdout, o.stderr)
+			}},
+		{"blacklist add", "(--profile ID | --lookup TYPE=VALUE) [--reason R] [--api URL] [--key KEY]", "blacklist a profile",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBlacklistAdd(ctx, args, o.stdout, o.stderr)
+			}},
+		{"blacklist remove", "ID [--api URL] [--key KEY]", "take a profile off the blacklist",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBlacklistRemove(ctx, args, o.stdout, o.stderr)
+			}},
+		{"blacklist list", "[--limit N] [--api URL] [--key KEY]", "print the tenant's blacklisted profiles (every page)",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBlacklistList(ctx, args, o.stdout, o.stderr)
+			}},
+		{"consent set", "ID PURPOSE STATUS [--expires RFC3339|DURATION] [--api URL] [--key KEY]", "set a profile's consent for a purpose: granted, denied or revoked",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdConsentSet(ctx, args, o.stdout, o.stderr)
+			}},
 		{"deadletters tail", "[--follow] [--partner NAME] [--format table|json]", "print the rejected records of rolodex.deadletter, decoded",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdDeadLettersTail(ctx, args, o.stdout, o.stderr)
@@ -137,7 +161,8 @@ const usageTail = `
 Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
 
 Environment:
-  ROLODEX_KEY                  partner bearer key of the profile commands (--key)
+  ROLODEX_KEY                  partner bearer key of the profile, tag, blacklist and
+                               consent commands (--key)
   ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
                                and run sink (--clickhouse); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,10 @@ func TestDefaultConfig(t *testing.T) {
 	if !ok || p.Name != "demo" || p.Tenant != "demo" {
 		t.Fatalf("demo partner = %+v", p)
 	}
+	// The demo key has every scope (dev mode only).
+	if pr, err := reg.Authenticate("Bearer demo-key"); err != nil || !slices.Equal(pr.Scopes, partners.AllScopes) {
+		t.Fatalf("demo key: scopes %v, %v; want %v", pr.Scopes, err, partners.AllScopes)
+	}
 	if _, err := cfg.normalizer(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +102,13 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", "partnerz: []\n", "partnerz"},
 		{"bad yaml", "partners: [\n", "config"},
 		{"negative partitions", "topics: {partitions: -1}\n", "partitions"},
+		{"unknown scope", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1, scopes: [profile:write]}]}]\n",
+			`unknown scope "profile:write" (valid: events:write, profiles:read, profiles:write, admin)`},
+		{"scoped key without scopes", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1}]}]\n", "has no scopes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadConfig(write(tt.name+".yaml", tt.body))
+			_, err := loadServerConfig(write(tt.name+".yaml", tt.body))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}

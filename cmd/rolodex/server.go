@@ -47,6 +47,27 @@ type env struct {
 	// health lists what /healthz checks besides Kafka (the sink's
 	// ClickHouse, for one).
 	health []func(context.Context) error
+	// pub is the server's one event publisher (acks=all), built by the
+	// first component that needs it (publisher): ingest and the API's
+	// status changes share it.
+	pub *intake.Publisher
+}
+
+// publisher returns the server's event publisher, building its producer
+// (named clientID) on first use.
+func (e *env) publisher(clientID string) (*intake.Publisher, error) {
+	if e.pub != nil {
+		return e.pub, nil
+	}
+	pcfg := e.kafka
+	pcfg.ClientID = clientID
+	producer, err := kafkaclient.NewClient(pcfg)
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, producer.Close)
+	e.pub = intake.NewPublisher(producer)
+	return e.pub, nil
 }
 
 // component starts one part of Rolodex inside a server: it mounts its routes
@@ -204,16 +225,13 @@ func ensureBaseTopics(ctx context.Context, admin *kgo.Client, sc *serverConfig) 
 // ingestComponent serves the HTTP ingest API and runs the Kafka-native
 // ingest connector.
 func ingestComponent(e *env) error {
-	pcfg := e.kafka
-	pcfg.ClientID = "rolodex-ingest-http"
-	producer, err := kafkaclient.NewClient(pcfg)
+	pub, err := e.publisher("rolodex-ingest-http")
 	if err != nil {
 		return err
 	}
-	e.closers = append(e.closers, producer.Close)
 	metrics := intake.NewMetrics(e.prom)
 	validator := intake.NewValidator(e.norm)
-	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), e.reg, validator, intake.NewPublisher(producer), metrics, e.prom)
+	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), e.reg, validator, pub, metrics, e.prom)
 	if err != nil {
 		return err
 	}
@@ -313,17 +331,29 @@ func tagsComponent(dir string) component {
 	}
 }
 
-// apiComponent serves the query API from a view kept in dir.
+// apiComponent serves the profile API from a view kept in dir: the reads,
+// and the status changes (tags, blacklist, consent) it publishes to
+// rolodex.events through the server's publisher.
 func apiComponent(dir string) component {
 	return func(e *env) error {
 		if _, err := ensureIdentityTopics(e); err != nil {
+			return err
+		}
+		pub, err := e.publisher("rolodex-api")
+		if err != nil {
 			return err
 		}
 		v, err := views.NewView(e.kafka.Brokers, filepath.Join(dir, "view"))
 		if err != nil {
 			return err
 		}
-		views.NewAPI(v, e.reg, e.norm).Register(e.mux)
+		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
+			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Registerer: e.prom, Logger: e.logger,
+		})
+		if err != nil {
+			return err
+		}
+		api.Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
 		return nil
 	}

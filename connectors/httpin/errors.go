@@ -8,6 +8,7 @@ import (
 // Error codes of the HTTP API (the "error" field of every error body).
 const (
 	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
 	CodeBadSignature     = "bad_signature"
 	CodeTooLarge         = "too_large"
 	CodeUnsupportedMedia = "unsupported_media_type"
@@ -25,6 +26,8 @@ type ErrorBody struct {
 	Message   string       `json:"message"`
 	RequestID string       `json:"request_id,omitempty"`
 	Errors    []EventError `json:"errors,omitempty"`
+	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
+	RequiredScope string `json:"required_scope,omitempty"`
 }
 
 // EventError is one invalid event of a request.

@@ -146,7 +146,8 @@ func newRequestID() string {
 }
 
 // admit runs the checks every ingest request passes before its body is
-// parsed: method, credential, rate limit, content type, size, signature.
+// parsed: method, credential, scope (events:write), rate limit, content
+// type, size, signature.
 // It answers the request itself and returns ok=false when a check fails.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, allowed ...string) (p *partners.Partner, mediaType string, body []byte, ok bool) {
 	if r.Method != http.MethodPost {
@@ -154,11 +155,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
 		return nil, "", nil, false
 	}
-	p, err := s.partners.Authenticate(r.Header.Get("Authorization"))
+	pr, err := s.partners.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, err.Error(), reqID)
 		return nil, "", nil, false
 	}
+	if err := pr.Require(partners.ScopeEventsWrite); err != nil {
+		writeJSON(w, http.StatusForbidden, ErrorBody{Error: CodeForbidden, Message: err.Error(), RequestID: reqID, RequiredScope: string(partners.ScopeEventsWrite)})
+		return nil, "", nil, false
+	}
+	p = pr.Partner
 	now := s.now()
 	if res := p.Limiter().ReserveN(now, 1); !res.OK() || res.DelayFrom(now) > 0 {
 		retry := time.Second

@@ -31,6 +31,7 @@ const (
 	signedKey = "signed-key"
 	slowKey   = "slow-key-1"
 	refKey    = "reference-key"
+	readerKey = "reader-key-1"                   // every scope but events:write
 	secret    = "whsec_c2VjcmV0LXNpZ25pbmcta2V5" // base64("secret-signing-key")
 )
 
@@ -75,6 +76,8 @@ func newTestServer(t *testing.T, brokers []string, cfg Config) *httptest.Server 
 		// The secret of the Standard Webhooks reference tests, without the
 		// whsec_ prefix: base64 all the same.
 		{Name: "reference", Tenant: "acme", Keys: []string{refKey}, SigningSecret: refSecret, RateLimit: partners.RateLimit{RPS: -1}},
+		{Name: "reader", Tenant: "acme", RateLimit: partners.RateLimit{RPS: -1}, ScopedKeys: partners.KeyList{
+			{Key: readerKey, Scopes: []partners.Scope{partners.ScopeProfilesRead, partners.ScopeProfilesWrite, partners.ScopeAdmin}}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -455,5 +458,40 @@ func TestUnauthorized(t *testing.T) {
 				t.Fatalf("body = %v, want message %q and the request id", r.body, tt.message)
 			}
 		})
+	}
+}
+
+// Every ingest endpoint needs the scope events:write: a key without it is
+// answered 403 forbidden naming the scope, and nothing is written.
+func TestForbiddenWithoutEventsWrite(t *testing.T) {
+	e := newEnv(t, Config{})
+	ev := `{"id":"e-1","type":"page.viewed","identifiers":{"user_id":"u"}}`
+	ce := `{"specversion":"1.0","id":"ce-1","type":"t","source":"/s","data":{"identifiers":{"user_id":"u"}}}`
+	tests := []struct {
+		name, path, ctype, body string
+		headers                 []string
+	}{
+		{name: "event", path: "/v1/events", ctype: "application/json", body: ev},
+		{name: "batch", path: "/v1/events", ctype: "application/json", body: "[" + ev + "]"},
+		{name: "CloudEvent structured", path: "/v1/events", ctype: ContentCE, body: ce},
+		{name: "CloudEvents batch", path: "/v1/events", ctype: ContentCEBatch, body: "[" + ce + "]"},
+		{name: "CloudEvent binary", path: "/v1/events", ctype: "application/json", body: `{"identifiers":{"user_id":"u"}}`,
+			headers: []string{"ce-specversion", "1.0", "ce-id", "ce-2", "ce-type", "t", "ce-source", "/s"}},
+		{name: "webhook mapping", path: "/v1/webhooks/crm-lead", ctype: "application/json", body: `{"lead":{"id":"L-1","contact":{"email":"a@b.co"}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.post(t, tt.path, readerKey, tt.ctype, tt.body, tt.headers...)
+			wantStatus(t, r, http.StatusForbidden, CodeForbidden)
+			if r.body["message"] != "this key lacks the scope events:write" || r.body["required_scope"] != "events:write" {
+				t.Fatalf("body = %v", r.body)
+			}
+			// The same request with an events:write key is accepted.
+			wantStatus(t, e.post(t, tt.path, demoKey, tt.ctype, tt.body, tt.headers...), http.StatusAccepted, "")
+		})
+	}
+	// Six records: those of the six accepted requests, none of the refused.
+	if recs := readTopic(t, e.brokers, schemas.TopicEvents); len(recs) != len(tests) {
+		t.Fatalf("%d records on %s, want %d (the accepted requests' only)", len(recs), schemas.TopicEvents, len(tests))
 	}
 }

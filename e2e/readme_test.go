@@ -98,6 +98,12 @@ var readmeSteps = []readmeStep{
 		`"id": "p_3qr07gtl18llnqdkb0j4bkc6pc"`, `"id": "p_3qr07gtl18llnqdkb0j4bkc6pc"`,
 		`"+5511912345678"`, `"name": "Ana"`,
 	}},
+	{name: "leads-csv", kind: fileBlock, file: "leads.csv"},
+	{name: "status", want: []string{`"published": 2`}},
+	{name: "status-read", retry: true, want: []string{
+		`"tag": "campaign-12"`, `"tag": "lead"`, `"tag": "vip"`, `"source": "manual"`,
+		`"status": "granted"`, `"blacklisted": false`,
+	}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},
 	{name: "post-for-reports", want: []string{`"accepted":1`}},
@@ -256,7 +262,7 @@ const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup") exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "tag "* | "blacklist "* | "consent "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
 esac
 exec "$real" "$@"

@@ -38,6 +38,8 @@ const (
 	ReasonUnknownPartner    = "unknown_partner"
 	ReasonInvalidCSV        = "invalid_csv"
 	ReasonEncodeFailed      = "encode_failed"
+	// ReasonInvalidStatusEvent (intake/status.go): a reserved event type
+	// without the properties it needs.
 )
 
 // Rejection says why an event was not accepted.
@@ -182,6 +184,17 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	}
 	if err != nil {
 		return nil, nil, reject(ReasonInvalidJSON, "event %q: property %s", id, err)
+	}
+	if schemas.IsStatusEvent(typ) {
+		if props == nil {
+			props = map[string]string{}
+		}
+		if rej := v.checkStatus(id, typ, props); rej != nil {
+			return nil, nil, rej
+		}
+		if len(props) == 0 {
+			props = nil
+		}
 	}
 	return &schemas.Event{
 		Tenant:      p.Tenant,

@@ -18,7 +18,8 @@ import (
 // protection off: a union-find over the identifiers of each event (every
 // identifier of an event ends in one profile), and a fold of each
 // component's deduplicated events into the profile the identity stage must
-// show. A component's root, and its profile's id, is its smallest node id.
+// show, status included (status.go). A component's root, and its profile's
+// id, is its smallest node id.
 //
 // It is written without the identity stage's types (schemas.Node,
 // schemas.Fold), so that comparing with it checks those too.
@@ -29,12 +30,19 @@ type Identity struct {
 	tenant  map[string]string             // node -> its tenant
 	events  map[string][]*schemas.Event   // primary node -> its events, deduplicated
 	seen    map[string]bool               // primary node, source and id of every event folded in
+	opts    Options
 }
 
-// NewIdentity returns an empty model.
-func NewIdentity() *Identity {
+// NewIdentity returns an empty model with no tag configuration (no default
+// tags, no groups) that reads consent expiry at the time of each fold.
+func NewIdentity() *Identity { return NewIdentityWith(Options{}) }
+
+// NewIdentityWith returns an empty model folding status with opts; the
+// stage it is compared with must have the same tag configuration
+// (identity.Config.Status).
+func NewIdentityWith(opts Options) *Identity {
 	return &Identity{parent: map[string]string{}, members: map[string][]string{}, ident: map[string]schemas.Identifier{},
-		tenant: map[string]string{}, events: map[string][]*schemas.Event{}, seen: map[string]bool{}}
+		tenant: map[string]string{}, events: map[string][]*schemas.Event{}, seen: map[string]bool{}, opts: opts}
 }
 
 // Merge is one root merged away into another.
@@ -166,9 +174,11 @@ func (m *Identity) Fold(nodes []string) *schemas.Profile {
 	var recent []schemas.Activity
 	traits := map[string]schemas.Trait{}
 	var first, last int64
+	var evs []*schemas.Event
 	for _, n := range nodes {
 		ident := m.ident[n]
 		p.Identifiers[ident.Type] = append(p.Identifiers[ident.Type], ident.Value)
+		evs = append(evs, m.events[n]...)
 		for _, ev := range m.events[n] {
 			t := ev.Time.UnixMilli()
 			if p.EventCount == 0 || t < first {
@@ -203,5 +213,6 @@ func (m *Identity) Fold(nodes []string) *schemas.Profile {
 		p.FirstSeen = time.UnixMilli(first).UTC().Format(time.RFC3339Nano)
 		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
 	}
+	m.foldStatus(p, evs, first)
 	return p
 }

@@ -74,6 +74,10 @@ func TestIdentity(t *testing.T) {
 			{ID: "e1", Type: "page.viewed", Source: "web", Time: "2026-11-01T10:00:00Z"},
 			{ID: "e2", Type: "page.viewed", Source: "web", Time: "2026-11-01T09:00:00Z"},
 		},
+		// No status events, no tag configuration: no status, and the
+		// email is a channel.
+		Tags: []schemas.ProfileTag{}, Consent: map[string]schemas.ConsentState{}, InvalidIdentifiers: []schemas.InvalidIdentifier{},
+		Channels: map[string][]string{"email": {"a@example.com"}},
 	}
 	for name, got := range map[string]*schemas.Profile{"Profiles": profiles[root], "Profile": m.Profile(root)} {
 		if !reflect.DeepEqual(got, want) {

@@ -285,7 +285,7 @@ func (s *sim) output(key string, n *schemas.Node, fx effects) {
 	case fx.mergedAway:
 		s.out.profiles[key] = &schemas.Profile{ID: key, Tenant: n.Tenant, MergedInto: n.Parent}
 	case fx.snapshot:
-		s.out.profiles[key] = schemas.Fold(key, n)
+		s.out.profiles[key] = s.fold(key, n)
 	}
 }
 
@@ -303,7 +303,7 @@ func (s *sim) checkOutputs(t *testing.T) {
 		got, _ := json.Marshal(s.out.profiles[k])
 		var want []byte
 		if n.IsRoot() {
-			want, _ = json.Marshal(schemas.Fold(k, n))
+			want, _ = json.Marshal(s.fold(k, n))
 		} else {
 			want, _ = json.Marshal(&schemas.Profile{ID: k, Tenant: n.Tenant, MergedInto: n.Parent})
 			if merged[k] != n.Parent {
@@ -332,6 +332,12 @@ func (s *sim) root(t *testing.T, key string) string {
 	}
 }
 
+// fold materializes the profile of root n as the processor does: with the
+// engine's tag configuration, consent expiry read now.
+func (s *sim) fold(key string, n *schemas.Node) *schemas.Profile {
+	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: s.e.cfg.Status})
+}
+
 // profiles folds every root.
 func (s *sim) profiles(t *testing.T) map[string]*schemas.Profile {
 	out := map[string]*schemas.Profile{}
@@ -340,7 +346,7 @@ func (s *sim) profiles(t *testing.T) map[string]*schemas.Profile {
 			if n.Pending != "" || len(n.Deferred) > 0 {
 				t.Fatalf("root %s settled with a pending proposal", k)
 			}
-			out[k] = schemas.Fold(k, n)
+			out[k] = s.fold(k, n)
 		}
 	}
 	return out
@@ -392,17 +398,19 @@ func (s *sim) feed(t *testing.T, ref *reference.Identity, events []*schemas.Even
 // where the offline reference does.
 func TestProtocolMatchesReference(t *testing.T) {
 	seeds := simSeeds()
+	cov := map[string]int{}
 	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 20+rng.Intn(80))
-			ref := reference.NewIdentity()
-			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}}, seed)
+			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
+			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}, seed)
 			s.dup = rng.Intn(20)
 			s.crash = rng.Intn(50)
 			s.feed(t, ref, events)
 			compare(t, s.profiles(t), ref.Profiles())
 			s.checkOutputs(t)
+			statusCoverage(ref, events, cov)
 			// Every node resolves to the root of its reference component.
 			want := ref.Profiles()
 			for _, n := range ref.Nodes() {
@@ -411,6 +419,21 @@ func TestProtocolMatchesReference(t *testing.T) {
 				}
 			}
 		})
+	}
+	checkStatusCoverage(t, cov)
+}
+
+// checkStatusCoverage fails the test when its random streams did not
+// exercise every status rule the reference models.
+func checkStatusCoverage(t *testing.T, cov map[string]int) {
+	t.Helper()
+	t.Logf("status coverage: %v", cov)
+	for _, k := range []string{"tag on, default", "tag on, manual", "tag removed", "default tag removed", "exclusive group decided",
+		"blacklisted", "consent granted", "consent expired", "consent denied", "consent revoked", "invalid identifier",
+		"channel withheld", "writes tied on time", "tag write at the first event time"} {
+		if cov[k] == 0 {
+			t.Errorf("no profile of the random streams shows %q: the streams do not exercise it", k)
+		}
 	}
 }
 
@@ -555,16 +578,16 @@ var _ = sort.Strings
 func TestProtocolInvariantsUnderProtection(t *testing.T) {
 	seeds := simSeeds()
 	configs := []Config{
-		{}, // the defaults: user_id 1, every other type 5
-		{DefaultLimit: 2, Limits: map[string]int{"user_id": 1}},
-		{DefaultLimit: 1, Limits: map[string]int{"anonymous_id": 3}},
+		{Status: statusConfig}, // the defaults: user_id 1, every other type 5
+		{DefaultLimit: 2, Limits: map[string]int{"user_id": 1}, Status: statusConfig},
+		{DefaultLimit: 1, Limits: map[string]int{"anonymous_id": 3}, Status: statusConfig},
 	}
 	refusals := 0
 	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 10+rng.Intn(40))
-			ref := reference.NewIdentity()
+			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
 			cfg := configs[rng.Intn(len(configs))]
 			s := newSim(t, cfg, seed)
 			s.dup = rng.Intn(60)

@@ -45,7 +45,7 @@ func runChild(brokers []string, dir string, replication int) int {
 	// SIGTERM: a graceful shutdown, which leaves the storage to keep.
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
-	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}}})
+	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -238,12 +238,18 @@ func checkProfilesTopic(t *testing.T, brokers []string, nodes map[string]*schema
 	for k, n := range nodes {
 		want, _ := json.Marshal(&schemas.Profile{ID: k, Tenant: n.Tenant, MergedInto: n.Parent})
 		if n.IsRoot() {
-			want, _ = json.Marshal(schemas.Fold(k, n))
+			want, _ = json.Marshal(foldStatus(k, n))
 		}
 		if got := records[k]; string(got) != string(want) {
 			t.Fatalf("latest record of %s on %s:\n got %s\nwant %s", k, schemas.TopicProfiles, got, want)
 		}
 	}
+}
+
+// foldStatus materializes the profile of root n as the instances do: with
+// the streams' tag configuration, consent expiry read now.
+func foldStatus(key string, n *schemas.Node) *schemas.Profile {
+	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: statusConfig})
 }
 
 func goTable() string { return schemas.GroupIdentity + "-table" }
@@ -252,7 +258,7 @@ func foldAll(nodes map[string]*schemas.Node) map[string]*schemas.Profile {
 	out := map[string]*schemas.Profile{}
 	for k, n := range nodes {
 		if n.IsRoot() {
-			out[k] = schemas.Fold(k, n)
+			out[k] = foldStatus(k, n)
 		}
 	}
 	return out
@@ -551,7 +557,7 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 	}
 	defer prod.Close()
 	events := genEvents(rng, n, 50+rng.Intn(200))
-	ref := reference.NewIdentity()
+	ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
 	for _, ev := range events {
 		ref.Add(ev)
 	}

@@ -269,13 +269,6 @@ func (s *chdbSession) viewQueries(db string) map[string]string {
 	return out
 }
 
-func versions(ms []Migration) []uint32 {
-	var out []uint32
-	for _, m := range ms {
-		out = append(out, m.Version)
-	}
-	return out
-}
 
 // Every statement of every migration runs on current ClickHouse, twice
 // (a migrator that dies before recording a version runs it again), and

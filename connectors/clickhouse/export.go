@@ -77,18 +77,17 @@ var exportColumns = []string{
 
 // exportFrom is the FROM ... WHERE of the export: the live profiles of
 // profiles FINAL (FINAL merges the versions of a profile before WHERE
-// looks at them: tested in export_test.go) that pass f, with its
-// arguments. nowMS decides consent expiry.
-func exportFrom(db string, f ExportFilter, nowMS int64) (string, []any) {
+// looks at them, on 18.16 and current ClickHouse alike: tested in
+// export_test.go) that pass f. nowMS decides consent expiry. The values
+// are written into the text as quoted literals, so that the same text
+// runs anywhere (the chDB tier runs it on current ClickHouse).
+func exportFrom(db string, f ExportFilter, nowMS int64) string {
 	where := []string{"merged_into = ''"}
-	var args []any
 	if f.Tenant != "" {
-		where = append(where, "tenant = ?")
-		args = append(args, f.Tenant)
+		where = append(where, "tenant = "+quoteString(f.Tenant))
 	}
 	if f.Tag != "" {
-		where = append(where, "has(tags, ?)")
-		args = append(args, f.Tag)
+		where = append(where, "has(tags, "+quoteString(f.Tag)+")")
 	}
 	if f.Blacklisted != nil {
 		b := 0
@@ -98,11 +97,15 @@ func exportFrom(db string, f ExportFilter, nowMS int64) (string, []any) {
 		where = append(where, fmt.Sprintf("blacklisted = %d", b))
 	}
 	if f.Consent != "" {
-		where = append(where, "arrayExists((purpose, status, expires) -> purpose = ? AND status = 'granted' AND (expires = 0 OR expires > ?), "+
-			"consent_purposes, consent_statuses, consent_expires_ms)")
-		args = append(args, f.Consent, nowMS)
+		where = append(where, fmt.Sprintf("arrayExists((purpose, status, expires) -> purpose = %s AND status = 'granted' AND (expires = 0 OR expires > %d), "+
+			"consent_purposes, consent_statuses, consent_expires_ms)", quoteString(f.Consent), nowMS))
 	}
-	return " FROM " + db + ".profiles FINAL WHERE " + strings.Join(where, " AND "), args
+	return " FROM " + db + ".profiles FINAL WHERE " + strings.Join(where, " AND ")
+}
+
+// exportQuery is the SELECT of ExportProfiles.
+func exportQuery(db string, f ExportFilter, nowMS int64) string {
+	return "SELECT " + strings.Join(exportColumns, ", ") + exportFrom(db, f, nowMS)
 }
 
 func (f *ExportFilter) now() time.Time {
@@ -118,9 +121,8 @@ func CountProfiles(ctx context.Context, conn driver.Conn, db string, f ExportFil
 	if err := validDatabase(db); err != nil {
 		return 0, err
 	}
-	from, args := exportFrom(db, f, f.now().UnixMilli())
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count()"+from, args...).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT count()"+exportFrom(db, f, f.now().UnixMilli())).Scan(&n); err != nil {
 		return 0, fmt.Errorf("clickhouse: count profiles: %w", err)
 	}
 	return n, nil
@@ -135,8 +137,7 @@ func ExportProfiles(ctx context.Context, conn driver.Conn, db string, f ExportFi
 		return err
 	}
 	nowMS := f.now().UnixMilli()
-	from, args := exportFrom(db, f, nowMS)
-	rows, err := conn.Query(ctx, "SELECT "+strings.Join(exportColumns, ", ")+from, args...)
+	rows, err := conn.Query(ctx, exportQuery(db, f, nowMS))
 	if err != nil {
 		return fmt.Errorf("clickhouse: export profiles: %w", err)
 	}

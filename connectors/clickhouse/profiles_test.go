@@ -47,7 +47,7 @@ func TestDecodeProfile(t *testing.T) {
 				Tags: []string{"new", "vip"}, TagSources: []string{"default", "manual"}, Blacklisted: 1, BlacklistReason: "fraud",
 				// expired is stored granted, with its expiry: queries decide.
 				ConsentPurposes: []string{"email", "sms", "whatsapp"}, ConsentStatuses: []string{"granted", "denied", "granted"},
-				ConsentExpiresMS: []int64{time.Date(2026, 11, 2, 0, 0, 0, 5e8, time.UTC).UnixMilli(), 0, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()},
+				ConsentExpiresMS:       []int64{time.Date(2026, 11, 2, 0, 0, 0, 5e8, time.UTC).UnixMilli(), 0, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()},
 				InvalidIdentifierTypes: []string{"email", "phone"}, InvalidIdentifierValues: []string{"b@x.com", "+5511900000001"},
 				Channels: []string{"email"},
 			},

@@ -191,22 +191,22 @@ func (r *exportRow) profile(nowMS int64) *ExportedProfile {
 		EventCount: r.events,
 	}
 	for i, typ := range r.idTypes {
-		p.Identifiers[typ] = append(p.Identifiers[typ], r.idValues[i])
+		p.Identifiers[typ] = append(p.Identifiers[typ], at(r.idValues, i))
 	}
 	for i, k := range r.traitKeys {
-		v := []byte(r.traitValues[i])
+		v := []byte(at(r.traitValues, i))
 		if !json.Valid(v) {
 			// Not written by the sink (its values are JSON): keep it as text.
-			v, _ = json.Marshal(r.traitValues[i])
+			v, _ = json.Marshal(string(v))
 		}
 		p.Traits[k] = v
 	}
 	for i, t := range r.tags {
-		p.Tags = append(p.Tags, ExportedTag{Tag: t, Source: r.tagSources[i]})
+		p.Tags = append(p.Tags, ExportedTag{Tag: t, Source: at(r.tagSources, i)})
 	}
 	for i, purpose := range r.purposes {
-		c := ExportedConsent{Status: r.statuses[i]}
-		if x := r.expires[i]; x != 0 {
+		c := ExportedConsent{Status: at(r.statuses, i)}
+		if x := at(r.expires, i); x != 0 {
 			c.ExpiresAt = msTime(x)
 			if c.Status == schemas.ConsentGranted && x <= nowMS {
 				c.Status = schemas.ConsentExpired
@@ -215,12 +215,22 @@ func (r *exportRow) profile(nowMS int64) *ExportedProfile {
 		p.Consent[purpose] = c
 	}
 	for i, typ := range r.invalidTypes {
-		p.InvalidIdentifiers = append(p.InvalidIdentifiers, schemas.Identifier{Type: typ, Value: r.invalidValue[i]})
+		p.InvalidIdentifiers = append(p.InvalidIdentifiers, schemas.Identifier{Type: typ, Value: at(r.invalidValue, i)})
 	}
 	if r.events > 0 {
 		p.FirstSeen, p.LastSeen = msTime(r.firstMS), msTime(r.lastMS)
 	}
 	return p
+}
+
+// at returns a[i], or the zero value past its end: the sink writes
+// parallel arrays of equal length, but a row written by hand may not.
+func at[T any](a []T, i int) T {
+	var zero T
+	if i < len(a) {
+		return a[i]
+	}
+	return zero
 }
 
 func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }

@@ -82,6 +82,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	var ch clickhouseFlags
 	ch.register(fs, "127.0.0.1:9000")
 	since := fs.String("since", "", "only days from this date on, YYYY-MM-DD (default: all)")
+	tenant := fs.String("tenant", "", "only this tenant's rows (default: every tenant)")
 	format := fs.String("format", "table", "output format: "+strings.Join(clickhouse.Formats, ", "))
 	fs.Usage = func() {
 		w := fs.Output()
@@ -128,7 +129,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return err
 	}
 	defer conn.Close()
-	res, err := clickhouse.RunReport(ctx, conn, ch.database, r, sinceT)
+	res, err := clickhouse.RunReportFor(ctx, conn, ch.database, r, sinceT, *tenant)
 	if err != nil {
 		return fmt.Errorf("report %s: %w (has \"rolodex clickhouse migrate\" run on %s?)", name, err, ch.database)
 	}
@@ -145,7 +146,7 @@ func validFormat(f string) bool {
 }
 
 // cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
-// Kafka (events, dead letters, profiles and merges), with /metrics and
+// Kafka (events, dead letters, profiles, merges and tag changes), with /metrics and
 // /healthz (Kafka and ClickHouse).
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	fs := newFlagSet("run sink", stdout, stderr)

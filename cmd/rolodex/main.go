@@ -104,9 +104,14 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdClickhouseMigrate(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
-		{"report", "NAME [--since DATE] [--format F]", "print a report: " + strings.Join(clickhouse.ReportNames(), ", "),
+		{"report", "NAME [--since DATE] [--tenant T] [--format F]", "print a report: " + strings.Join(clickhouse.ReportNames(), ", "),
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdReport(ctx, args, o.stdout, o.stderr, o.logger)
+			}},
+		{"profiles export", "--format csv|json [--tenant T] [--tag T] [--blacklisted true|false] [--consent PURPOSE] [-o FILE]",
+			"export live profiles from ClickHouse by filter, streamed",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdProfilesExport(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
 		{"bench ingest", "[flags]", "HTTP ingest throughput against raw Kafka produce, as a ratio",
 			func(ctx context.Context, args []string, o stdio) error {

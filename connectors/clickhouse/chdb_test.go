@@ -237,12 +237,25 @@ func (s *chdbSession) migrate(db string, migrations []Migration) int {
 	n := 0
 	for _, m := range pending(migrations, s.applied(db)) {
 		for i, stmt := range m.Statements {
-			s.exec(fmt.Sprintf("migration %d (%s), statement %d of %d", m.Version, m.Name, i+1, len(m.Statements)), expand(stmt, db))
+			s.execStatement(fmt.Sprintf("migration %d (%s), statement %d of %d", m.Version, m.Name, i+1, len(m.Statements)), db, stmt)
 			n++
 		}
 		s.insert(db, "schema_migrations", []string{"version", "name"}, []any{[]uint32{m.Version}, []string{m.Name}})
 	}
 	return n
+}
+
+// execStatement is execStatement (migrate.go) on chDB: a statement that
+// adds a column runs only when system.columns lacks the column.
+func (s *chdbSession) execStatement(what, db, stmt string) {
+	s.t.Helper()
+	if table, column, ok := columnAdded(stmt); ok {
+		q := "SELECT count() FROM system.columns WHERE database = " + quoteString(db) + " AND table = " + quoteString(table) + " AND name = " + quoteString(column)
+		if s.query(q).Rows[0][0] != "0" {
+			return
+		}
+	}
+	s.exec(what, expand(stmt, db))
 }
 
 // applied is AppliedMigrations on chDB.
@@ -269,14 +282,6 @@ func (s *chdbSession) viewQueries(db string) map[string]string {
 	return out
 }
 
-func versions(ms []Migration) []uint32 {
-	var out []uint32
-	for _, m := range ms {
-		out = append(out, m.Version)
-	}
-	return out
-}
-
 // Every statement of every migration runs on current ClickHouse, twice
 // (a migrator that dies before recording a version runs it again), and
 // leaves the tables and views of docs/tables.md; every report query runs
@@ -294,7 +299,7 @@ func TestChDBMigrations(t *testing.T) {
 	t.Logf("all %d statements of migrations %v ran on ClickHouse %s", total, versions(Migrations), s.version)
 	for _, m := range Migrations {
 		for i, stmt := range m.Statements {
-			s.exec(fmt.Sprintf("migration %d (%s), statement %d, run again", m.Version, m.Name, i+1), expand(stmt, db))
+			s.execStatement(fmt.Sprintf("migration %d (%s), statement %d, run again", m.Version, m.Name, i+1), db, stmt)
 		}
 	}
 	if n := s.migrate(db, Migrations); n != 0 {
@@ -334,6 +339,7 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	evs, dls := w.rows()
 	s.insert(db, "events", EventColumns, evs.columns())
 	s.insert(db, "dead_letters", DeadLetterColumns, dls.columns())
+	s.insert(db, tableTagChanges, TagChangeColumns, w.tagChangeRows(t).columns())
 
 	// same runs q on both and wants one result; it returns chDB's.
 	same := func(q string) *Result {
@@ -443,6 +449,40 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	sameTable(db+".profiles FINAL", "tenant, profile_id")
 	sameTable(db+".profile_nodes FINAL", "tenant, node_id")
 	sameTable(db+".profile_merges FINAL", "tenant, from_id")
+	sameTable(db+".tag_changes FINAL", "tenant, tag, profile_id, time_ms, op, cause")
+
+	// Profiles with status, in two parts, the later first, each twice:
+	// the export's query returns the same on both servers, and the
+	// profiles the Go reference wants.
+	records, final := statusSnapshots(9, 300)
+	statusParts := statusRows(t, records, 2)
+	for i := len(statusParts) - 1; i >= 0; i-- {
+		for range 2 {
+			if err := statusParts[i].Insert(ctx, conn, db); err != nil {
+				t.Fatal(err)
+			}
+			s.insert(db, tableProfiles, ProfileColumns, statusParts[i].columns())
+		}
+	}
+	sameTable(db+".profiles FINAL", "tenant, profile_id")
+	var cols []string
+	for _, c := range exportColumns {
+		// Not named as the column: the WHERE would read the text.
+		cols = append(cols, "toString("+c+") AS text_"+c)
+	}
+	for _, f := range exportFilters() {
+		res := same("SELECT " + strings.Join(cols, ", ") + exportFrom(db, f, exportNow.UnixMilli()) + " ORDER BY text_tenant, text_profile_id")
+		var got []string
+		for _, row := range res.Rows {
+			if _, ok := final[row[1]]; ok { // not an id of the identity workload
+				got = append(got, row[1])
+			}
+		}
+		slices.Sort(got)
+		if want := wantExport(final, f); !slices.Equal(got, want) {
+			t.Fatalf("export %+v: %d profiles, want %d", f, len(got), len(want))
+		}
+	}
 }
 
 // A database that applied version 6 as released, on a server since
@@ -462,17 +502,17 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	if _, err := s.tryQuery(reportQuery(old, activity, time.Time{})); err == nil || !strings.Contains(err.Error(), "ALIAS_REQUIRED") {
 		t.Fatalf("the released version 6's report_activity_daily on ClickHouse %s: %v, want code 206 (ALIAS_REQUIRED)", s.version, err)
 	}
-	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7}) {
-		t.Fatalf("pending after the released version 6: %v, want [7]", got)
+	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8}) {
+		t.Fatalf("pending after the released version 6: %v, want [7 8]", got)
 	}
-	var v7 int
+	var later int
 	for _, m := range Migrations {
-		if m.Version == 7 {
-			v7 = len(m.Statements)
+		if m.Version >= 7 {
+			later += len(m.Statements)
 		}
 	}
-	if n := s.migrate(old, Migrations); n != v7 {
-		t.Fatalf("ran %d statements, want version 7's %d", n, v7)
+	if n := s.migrate(old, Migrations); n != later {
+		t.Fatalf("ran %d statements, want versions 7 and 8's %d", n, later)
 	}
 	s.migrate(fresh, Migrations)
 	got, want := s.viewQueries(old), s.viewQueries(fresh)
@@ -483,5 +523,7 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	evs, dls := w.rows()
 	s.insert(old, "events", EventColumns, evs.columns())
 	s.insert(old, "dead_letters", DeadLetterColumns, dls.columns())
+	s.insert(old, tableTagChanges, TagChangeColumns, w.tagChangeRows(t).columns())
+	w.tagged = true
 	checkReportsWith(t, w, "", func(r Report, since time.Time) *Result { return s.query(reportQuery(old, r, since)) })
 }

@@ -1,8 +1,9 @@
 // Package clickhouse is the ClickHouse side of Rolodex: the versioned
 // schema (Migrate), the sink that copies rolodex.events,
-// rolodex.deadletter, rolodex.profiles and rolodex.profile.merges into
-// tables (Sink: Connect, Run, Close) and the analyst reports (Reports,
-// RunReport).
+// rolodex.deadletter, rolodex.profiles, rolodex.profile.merges and
+// rolodex.profile.tags into tables (Sink: Connect, Run, Close), the
+// analyst reports (Reports, RunReport) and the profile export
+// (ExportProfiles).
 //
 // Start with docs/tables.md (what lands where) and docs/reports.md (how to
 // query it exactly). The server may be as old as ClickHouse 18.16 (Debian's
@@ -14,7 +15,7 @@
 // is stored twice. Every table is a ReplacingMergeTree whose sorting key is
 // the identity of a row (an event's tenant, source and id; a dead letter's
 // Kafka position; a profile's id; a node's id; a merged-away profile's
-// id), so copies collapse on merge, and every report view reads with FINAL,
+// id; every field of a tag change), so copies collapse on merge, and every report view reads with FINAL,
 // so numbers are exact before the merge happens too. Where one key gets
 // different rows over time (profiles, profile_nodes, profile_merges), the
 // version column that picks the winner is computed from the record itself

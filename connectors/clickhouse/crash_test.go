@@ -169,7 +169,7 @@ func (c *child) wait(t *testing.T, d time.Duration) error {
 }
 
 // Kill the sink at every point of a batch, restart it, and check that the
-// tables hold every event, profile, node and merge exactly once as seen
+// tables hold every event, profile, node, merge and tag change exactly once as seen
 // through FINAL, and that the report views equal the Go reference.
 func TestSinkCrashRestart(t *testing.T) {
 	conn, db := testDB(t)
@@ -187,6 +187,7 @@ func TestSinkCrashRestart(t *testing.T) {
 		{"between the events and dead_letters inserts", "events-written"},
 		{"between the profiles and profile_nodes inserts", "profiles-written"},
 		{"between the profile_nodes and profile_merges inserts", "profile_nodes-written"},
+		{"between the profile_merges and tag_changes inserts", "profile_merges-written"},
 		{"at a random moment", ""},
 	}
 	chunks := len(kills)
@@ -194,6 +195,7 @@ func TestSinkCrashRestart(t *testing.T) {
 	produceChunk := func(i int) {
 		p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))])
 		p.identityChunk(t, w, i, chunks)
+		p.tagChunk(t, w, i, chunks)
 	}
 	rawEvents := func() uint64 { return count(t, conn, "SELECT count() FROM "+db+".events") }
 
@@ -217,7 +219,7 @@ func TestSinkCrashRestart(t *testing.T) {
 			// The state this kill is for: rows in ClickHouse that Kafka
 			// has not seen committed, so they will be read and written again.
 			// Which tables they are in depends on the order the broker
-			// returns the four topics in (a fetch may hold only profile or
+			// returns the five topics in (a fetch may hold only profile or
 			// merge records), so every table with Kafka positions counts.
 			if n, per := writtenNotCommitted(t, conn, db, brokers); n == 0 {
 				t.Fatalf("kill %d (%s): no row beyond the committed offsets", i+1, k.name)
@@ -246,11 +248,12 @@ func TestSinkCrashRestart(t *testing.T) {
 	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
 	checkReports(t, conn, db, w, "")
 	checkIdentity(t, conn, db, w)
+	checkTagChanges(t, conn, db, w)
 	checkCommitted(t, brokers, "")
 }
 
 // writtenNotCommitted counts the rows of the tables written from one topic
-// each (events, dead_letters, profiles, profile_merges) whose Kafka offset is
+// each (events, dead_letters, profiles, profile_merges, tag_changes) whose Kafka offset is
 // at or beyond the sink group's committed offset of their partition, in all
 // and per table.
 func writtenNotCommitted(t *testing.T, conn driver.Conn, db string, brokers []string) (uint64, map[string]uint64) {
@@ -273,6 +276,7 @@ func writtenNotCommitted(t *testing.T, conn driver.Conn, db string, brokers []st
 		{tableDeadLetters, schemas.TopicDeadLetter},
 		{tableProfiles, schemas.TopicProfiles},
 		{tableProfileMerges, schemas.TopicMerges},
+		{tableTagChanges, schemas.TopicProfileTags},
 	} {
 		for p := int32(0); p < 4; p++ {
 			at := int64(0)

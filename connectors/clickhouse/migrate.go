@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -218,6 +219,130 @@ GROUP BY day, tenant`,
 		createReportActivityDailyV2,
 		createReportProfilesDailyV2,
 	}},
+
+	// Version 8 came with profile status (docs/profile-status.md): the tag
+	// changes of rolodex.profile.tags, the status columns of profiles,
+	// and the daily tag membership. 18.16 has no ADD COLUMN IF NOT
+	// EXISTS: an addColumn statement is run by Migrate only when
+	// system.columns lacks the column (see addColumn).
+	{Version: 8, Name: "tag_changes, profile status columns, report_tag_membership_daily", Statements: []string{
+		`
+CREATE TABLE IF NOT EXISTS {db}.tag_changes (
+    tenant          String,
+    profile_id      String,
+    tag             String,
+    op              String,
+    cause           String,
+    time            DateTime('UTC'),
+    time_ms         Int64,
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant, tag, profile_id, time_ms, op, cause)`,
+		addColumn(tableProfiles, "tags", "Array(String)"),
+		addColumn(tableProfiles, "tag_sources", "Array(String)"),
+		addColumn(tableProfiles, "blacklisted", "UInt8"),
+		addColumn(tableProfiles, "blacklist_reason", "String"),
+		addColumn(tableProfiles, "consent_purposes", "Array(String)"),
+		addColumn(tableProfiles, "consent_statuses", "Array(String)"),
+		addColumn(tableProfiles, "consent_expires_ms", "Array(Int64)"),
+		addColumn(tableProfiles, "invalid_identifier_types", "Array(String)"),
+		addColumn(tableProfiles, "invalid_identifier_values", "Array(String)"),
+		addColumn(tableProfiles, "channels", "Array(String)"),
+		// Per (tenant, tag): the day's net change (+1 per add, -1 per
+		// remove, each distinct record once through FINAL), then a
+		// running sum over the days in order. 18.16 has no window
+		// functions: the days and their changes are collected as
+		// (day, change) pairs, sorted by day (arraySort: groupArray keeps
+		// no order of its own), summed with arrayCumSum and unrolled
+		// with ARRAY JOIN. Days without a change have no row.
+		`
+CREATE VIEW IF NOT EXISTS {db}.report_tag_membership_daily AS
+SELECT
+    day,
+    tenant,
+    tag,
+    members
+FROM
+(
+    SELECT
+        tenant,
+        tag,
+        arraySort(groupArray((change_day, change))) AS changes,
+        arrayMap(c -> c.1, changes) AS days,
+        arrayCumSum(arrayMap(c -> c.2, changes)) AS running
+    FROM
+    (
+        SELECT
+            tenant,
+            tag,
+            toDate(time) AS change_day,
+            sum(if(op = 'added', 1, -1)) AS change
+        FROM {db}.tag_changes FINAL
+        GROUP BY tenant, tag, change_day
+    )
+    GROUP BY tenant, tag
+)
+ARRAY JOIN
+    days AS day,
+    running AS members`,
+	}},
+}
+
+// addColumn is the statement that adds a column to a table. ClickHouse
+// 18.16 has no ALTER TABLE ... ADD COLUMN IF NOT EXISTS (a syntax error;
+// without IF NOT EXISTS a second run fails with code 44, "column with this
+// name already exists"), so Migrate recognises these statements
+// (columnAdded) and runs one only when system.columns lacks the column:
+// running the migration again, or from two migrators at once, ends in the
+// same schema. A new column of an existing table gets the type's default
+// (an empty array, 0, an empty string) in the rows already there.
+func addColumn(table, column, typ string) string {
+	return "ALTER TABLE {db}." + table + " ADD COLUMN " + column + " " + typ
+}
+
+var addColumnRe = regexp.MustCompile(`^ALTER TABLE \{db\}\.([A-Za-z_][A-Za-z0-9_]*) ADD COLUMN ([A-Za-z_][A-Za-z0-9_]*) [^,]+$`)
+
+// columnAdded returns the table and column an addColumn statement adds; ok
+// is false for every other statement.
+func columnAdded(stmt string) (table, column string, ok bool) {
+	m := addColumnRe.FindStringSubmatch(stmt)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// columnsQuery counts the columns called column of db.table.
+const columnsQuery = "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?"
+
+func hasColumn(ctx context.Context, conn driver.Conn, db, table, column string) (bool, error) {
+	var n uint64
+	if err := conn.QueryRow(ctx, columnsQuery, db, table, column).Scan(&n); err != nil {
+		return false, fmt.Errorf("clickhouse: look for column %s.%s.%s: %w", db, table, column, err)
+	}
+	return n > 0, nil
+}
+
+// execStatement runs one statement of a migration: an addColumn statement
+// only when the column is missing (and a failure is no failure when the
+// column is there afterwards: another migrator added it meanwhile).
+func execStatement(ctx context.Context, conn driver.Conn, db, stmt string) error {
+	table, column, ok := columnAdded(stmt)
+	if !ok {
+		return conn.Exec(ctx, expand(stmt, db))
+	}
+	if has, err := hasColumn(ctx, conn, db, table, column); err != nil || has {
+		return err
+	}
+	err := conn.Exec(ctx, expand(stmt, db))
+	if err != nil {
+		if has, herr := hasColumn(ctx, conn, db, table, column); herr == nil && has {
+			return nil
+		}
+	}
+	return err
 }
 
 // The views that versions 6 and 7 both create.
@@ -324,7 +449,7 @@ func migrate(ctx context.Context, conn driver.Conn, db string, migrations []Migr
 	}
 	for _, m := range pending(migrations, applied) {
 		for i, stmt := range m.Statements {
-			if err := conn.Exec(ctx, expand(stmt, db)); err != nil {
+			if err := execStatement(ctx, conn, db, stmt); err != nil {
 				return fmt.Errorf("clickhouse: migrate %s to version %d (%s), statement %d: %w", db, m.Version, m.Name, i+1, err)
 			}
 		}

@@ -62,17 +62,19 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 // schemaTables is every table and view of docs/tables.md, with its engine.
 var schemaTables = map[string]string{
-	"schema_migrations":         "ReplacingMergeTree",
-	"events":                    "ReplacingMergeTree",
-	"dead_letters":              "ReplacingMergeTree",
-	"report_activity_daily":     "View",
-	"report_profiles_daily":     "View",
-	"report_dead_letters_daily": "View",
-	"profiles":                  "ReplacingMergeTree",
-	"profile_merges":            "ReplacingMergeTree",
-	"profile_nodes":             "ReplacingMergeTree",
-	"events_with_profile":       "View",
-	"report_merges_daily":       "View",
+	"schema_migrations":           "ReplacingMergeTree",
+	"events":                      "ReplacingMergeTree",
+	"dead_letters":                "ReplacingMergeTree",
+	"report_activity_daily":       "View",
+	"report_profiles_daily":       "View",
+	"report_dead_letters_daily":   "View",
+	"profiles":                    "ReplacingMergeTree",
+	"profile_merges":              "ReplacingMergeTree",
+	"profile_nodes":               "ReplacingMergeTree",
+	"events_with_profile":         "View",
+	"report_merges_daily":         "View",
+	"tag_changes":                 "ReplacingMergeTree",
+	"report_tag_membership_daily": "View",
 }
 
 // checkSchemaTables compares the engines of db's tables (name -> engine, as
@@ -164,8 +166,8 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pend) != 1 || pend[0].Version != 7 {
-		t.Fatalf("pending after the released version 6: %v, want version 7 only", pend)
+	if got := versions(pend); !slices.Equal(got, []uint32{7, 8}) {
+		t.Fatalf("pending after the released version 6: %v, want versions 7 and 8", got)
 	}
 	if err := Migrate(ctx, connOld, old); err != nil {
 		t.Fatal(err)
@@ -176,7 +178,7 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	}
 	for name, q := range want {
 		if got[name] != q {
-			t.Errorf("view %s after version 7:\n%s\nwant (a new database's)\n%s", name, got[name], q)
+			t.Errorf("view %s after versions 7 and 8:\n%s\nwant (a new database's)\n%s", name, got[name], q)
 		}
 	}
 	w := genWorkload(11, 300, 20)
@@ -220,6 +222,78 @@ func TestMigrateRejectsBadDatabaseName(t *testing.T) {
 	for _, db := range []string{"", "rolodex; DROP TABLE x", "1abc", "a-b"} {
 		if err := validDatabase(db); err == nil {
 			t.Errorf("database %q accepted", db)
+		}
+	}
+}
+
+func versions(ms []Migration) []uint32 {
+	var out []uint32
+	for _, m := range ms {
+		out = append(out, m.Version)
+	}
+	return out
+}
+
+// Version 8 on a database at version 7 that holds profiles: the new
+// columns appear with their defaults in the rows already there; running
+// version 8's statements again (a migrator that died before recording it)
+// and two migrators at once change nothing. 18.16 has no ADD COLUMN IF
+// NOT EXISTS: without the guard of execStatement the second run fails
+// with code 44.
+func TestMigrateVersion8OnExistingProfiles(t *testing.T) {
+	conn, db := openTestDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var upTo7 []Migration
+	var v8 Migration
+	for _, m := range Migrations {
+		if m.Version <= 7 {
+			upTo7 = append(upTo7, m)
+		}
+		if m.Version == 8 {
+			v8 = m
+		}
+	}
+	if err := migrate(ctx, conn, db, upTo7); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"id":"p_a","tenant":"t1","identifiers":{"email":["a@x.com"]},"traits":{},"event_count":1,"counters":{"x":1},"merged_ids":[]}`
+	row, err := DecodeProfile([]byte(old), "p_a", time.Now(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows ProfileRows
+	rows.Add(row)
+	// The columns version 4 made, as a sink of before version 8 wrote them.
+	n := slices.Index(ProfileColumns, "kafka_offset") + 1
+	if err := insertColumns(ctx, conn, db, tableProfiles, ProfileColumns[:n], rows.columns()[:n]); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- Migrate(ctx, conn, db) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, stmt := range v8.Statements {
+		if err := execStatement(ctx, conn, db, stmt); err != nil {
+			t.Fatalf("version 8, statement %d, run again: %v", i+1, err)
+		}
+	}
+	if err := conn.Exec(ctx, expand(v8.Statements[1], db)); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("an ADD COLUMN of an existing column without the guard: %v, want code 44 (already exists)", err)
+	}
+	checkQuery(t, conn, "SELECT profile_id, length(tags), blacklisted, blacklist_reason, length(consent_expires_ms), length(channels) FROM "+db+".profiles FINAL",
+		[][]string{{"p_a", "0", "0", "", "0", "0"}})
+	if got := count(t, conn, "SELECT count() FROM system.columns WHERE database = '"+db+"' AND table = 'profiles'"); got != uint64(len(ProfileColumns)+1) {
+		t.Fatalf("profiles has %d columns, want %d (ProfileColumns and inserted_at)", got, len(ProfileColumns)+1)
+	}
+	for _, stmt := range v8.Statements {
+		if table, column, ok := columnAdded(stmt); ok && (table != tableProfiles || !slices.Contains(ProfileColumns, column)) {
+			t.Errorf("version 8 adds %s.%s, which the sink does not write", table, column)
 		}
 	}
 }

@@ -68,6 +68,10 @@ var ProfileColumns = []string{
 	"first_seen", "first_seen_ms", "last_seen", "last_seen_ms",
 	"event_count", "counter_types", "counter_values", "merged_ids", "members",
 	"version", "updated_at", "kafka_partition", "kafka_offset",
+	// Version 8: the profile's status (docs/profile-status.md).
+	"tags", "tag_sources", "blacklisted", "blacklist_reason",
+	"consent_purposes", "consent_statuses", "consent_expires_ms",
+	"invalid_identifier_types", "invalid_identifier_values", "channels",
 }
 
 // ProfileNodeColumns are the columns the sink writes to profile_nodes.
@@ -94,6 +98,20 @@ type ProfileRow struct {
 	UpdatedAt                         time.Time
 	Partition                         int32
 	Offset                            int64
+	// Status. Tags are the tags on, sorted, with TagSources (default or
+	// manual) parallel. Consent is per purpose, sorted: the status as
+	// folded (granted, denied or revoked; never expired: a granted
+	// consent past its expiry is stored granted with its expiry, so that
+	// a query decides expiry at its own time) and the expiry in Unix ms
+	// (0: never). Invalid identifiers sorted by type, then value;
+	// channels the names of the channels the profile can be reached on.
+	Tags, TagSources                                []string
+	Blacklisted                                     uint8
+	BlacklistReason                                 string
+	ConsentPurposes, ConsentStatuses                []string
+	ConsentExpiresMS                                []int64
+	InvalidIdentifierTypes, InvalidIdentifierValues []string
+	Channels                                        []string
 }
 
 // Merged reports whether the row is a merged-away id's last record.
@@ -134,11 +152,15 @@ func DecodeProfile(value []byte, key string, ts time.Time, partition int32, offs
 		EventCount: uint64(max(p.EventCount, 0)), Version: ProfileVersion(&p),
 		UpdatedAt: DateTime(ts), Partition: partition, Offset: offset,
 		IdentifierTypes: []string{}, IdentifierValues: []string{}, CounterTypes: []string{}, CounterValues: []uint64{},
-		MergedIDs: []string{},
+		MergedIDs: []string{}, Tags: []string{}, TagSources: []string{}, ConsentPurposes: []string{}, ConsentStatuses: []string{}, ConsentExpiresMS: []int64{},
+		InvalidIdentifierTypes: []string{}, InvalidIdentifierValues: []string{}, Channels: []string{},
 	}
 	if r.Merged() {
 		r.TraitKeys, r.TraitValues = []string{}, []string{}
 		return r, nil
+	}
+	if err := r.status(&p); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.ID, err)
 	}
 	r.Members = uint32(1 + len(p.MergedIDs))
 	for _, typ := range schemas.SortedKeys(p.Identifiers) {
@@ -168,6 +190,58 @@ func DecodeProfile(value []byte, key string, ts time.Time, partition int32, offs
 		return nil, fmt.Errorf("profile %s: last_seen: %w", p.ID, err)
 	}
 	return r, nil
+}
+
+// status fills the status columns from p.
+func (r *ProfileRow) status(p *schemas.Profile) error {
+	tags := append([]schemas.ProfileTag(nil), p.Tags...)
+	sort.Slice(tags, func(i, j int) bool { return tags[i].Tag < tags[j].Tag })
+	for _, t := range tags {
+		r.Tags = append(r.Tags, t.Tag)
+		r.TagSources = append(r.TagSources, t.Source)
+	}
+	if p.Blacklisted {
+		r.Blacklisted = 1
+		if p.Blacklist != nil {
+			r.BlacklistReason = p.Blacklist.Reason
+		}
+	}
+	for _, purpose := range schemas.SortedKeys(p.Consent) {
+		c := p.Consent[purpose]
+		status := c.Status
+		if status == schemas.ConsentExpired || c.Expired {
+			// Folded after its expiry: granted, past expires_at.
+			status = schemas.ConsentGranted
+		}
+		var expires int64
+		if c.ExpiresAt != "" {
+			t, err := time.Parse(time.RFC3339Nano, c.ExpiresAt)
+			if err != nil {
+				return fmt.Errorf("consent %s: expires_at: %w", purpose, err)
+			}
+			expires = t.UnixMilli()
+		}
+		r.ConsentPurposes = append(r.ConsentPurposes, purpose)
+		r.ConsentStatuses = append(r.ConsentStatuses, status)
+		r.ConsentExpiresMS = append(r.ConsentExpiresMS, expires)
+	}
+	invalid := append([]schemas.InvalidIdentifier(nil), p.InvalidIdentifiers...)
+	sort.Slice(invalid, func(i, j int) bool {
+		if invalid[i].Type != invalid[j].Type {
+			return invalid[i].Type < invalid[j].Type
+		}
+		return invalid[i].Value < invalid[j].Value
+	})
+	for _, id := range invalid {
+		r.InvalidIdentifierTypes = append(r.InvalidIdentifierTypes, id.Type)
+		r.InvalidIdentifierValues = append(r.InvalidIdentifierValues, id.Value)
+	}
+	for _, ch := range schemas.SortedKeys(p.Channels) {
+		if len(p.Channels[ch]) > 0 {
+			r.Channels = append(r.Channels, ch)
+		}
+	}
+	return nil
 }
 
 // seen parses first_seen or last_seen (RFC 3339; absent for a profile
@@ -235,6 +309,12 @@ func (r *ProfileRows) columns() []any {
 		cValues                           = make([][]uint64, n)
 		members                           = make([]uint32, n)
 		partition                         = make([]int32, n)
+		tags, tagSources                  = make([][]string, n), make([][]string, n)
+		blacklisted                       = make([]uint8, n)
+		blReason                          = make([]string, n)
+		cPurposes, cStatuses              = make([][]string, n), make([][]string, n)
+		cExpires                          = make([][]int64, n)
+		invTypes, invValues, channels     = make([][]string, n), make([][]string, n), make([][]string, n)
 	)
 	for i, p := range r.rows {
 		tenant[i], id[i], into[i] = p.Tenant, p.ProfileID, p.MergedInto
@@ -242,11 +322,15 @@ func (r *ProfileRows) columns() []any {
 		first[i], firstMS[i], last[i], lastMS[i] = p.FirstSeen, p.FirstSeenMS, p.LastSeen, p.LastSeenMS
 		events[i], cTypes[i], cValues[i], merged[i], members[i] = p.EventCount, p.CounterTypes, p.CounterValues, p.MergedIDs, p.Members
 		version[i], updated[i], partition[i], offset[i] = p.Version, p.UpdatedAt, p.Partition, p.Offset
+		tags[i], tagSources[i], blacklisted[i], blReason[i] = p.Tags, p.TagSources, p.Blacklisted, p.BlacklistReason
+		cPurposes[i], cStatuses[i], cExpires[i] = p.ConsentPurposes, p.ConsentStatuses, p.ConsentExpiresMS
+		invTypes[i], invValues[i], channels[i] = p.InvalidIdentifierTypes, p.InvalidIdentifierValues, p.Channels
 	}
 	return []any{
 		tenant, id, into, idTypes, idValues, tKeys, tValues,
 		first, firstMS, last, lastMS, events, cTypes, cValues, merged, members,
 		version, updated, partition, offset,
+		tags, tagSources, blacklisted, blReason, cPurposes, cStatuses, cExpires, invTypes, invValues, channels,
 	}
 }
 

@@ -27,7 +27,15 @@ func TestDecodeProfile(t *testing.T) {
 			key:  "p_a",
 			value: `{"id":"p_a","tenant":"t1","identifiers":{"phone":["+5511900000001"],"email":["b@x.com","a@x.com"]},
 				"traits":{"name":"Ana","age":42,"tags":["x","y"]},"first_seen":"2026-11-01T10:00:00.123Z","last_seen":"2026-11-02T11:00:00Z",
-				"event_count":3,"counters":{"page.viewed":2,"form.submitted":1},"merged_ids":["p_c","p_b"],"recent":[]}`,
+				"event_count":3,"counters":{"page.viewed":2,"form.submitted":1},"merged_ids":["p_c","p_b"],"recent":[],
+				"tags":[{"tag":"vip","source":"manual","since":"2026-11-01T10:00:00Z","since_ms":1793527200000},{"tag":"new","source":"default","since":"2026-11-01T10:00:00Z","since_ms":1793527200000}],
+				"removed_tags":[{"tag":"lead","source":"manual","since":"2026-11-01T10:00:00Z","since_ms":1793527200000}],
+				"blacklisted":true,"blacklist":{"reason":"fraud","since":"2026-11-02T11:00:00Z","since_ms":1793617200000},
+				"consent":{"sms":{"status":"denied","since":"2026-11-01T10:00:00Z","expired":false},
+				           "email":{"status":"expired","since":"2026-11-01T10:00:00Z","expires_at":"2026-11-02T00:00:00.5Z","expired":true},
+				           "whatsapp":{"status":"granted","since":"2026-11-01T10:00:00Z","expires_at":"2027-01-01T00:00:00Z","expired":false}},
+				"invalid_identifiers":[{"type":"phone","value":"+5511900000001","reason":"bounce","since":"2026-11-01T10:00:00Z"},{"type":"email","value":"b@x.com","reason":"","since":"2026-11-01T10:00:00Z"}],
+				"channels":{"email":["a@x.com"],"sms":[]}}`,
 			want: &ProfileRow{
 				Tenant: "t1", ProfileID: "p_a",
 				IdentifierTypes: []string{"email", "email", "phone"}, IdentifierValues: []string{"a@x.com", "b@x.com", "+5511900000001"},
@@ -36,6 +44,12 @@ func TestDecodeProfile(t *testing.T) {
 				LastSeen: time.Date(2026, 11, 2, 11, 0, 0, 0, time.UTC), LastSeenMS: time.Date(2026, 11, 2, 11, 0, 0, 0, time.UTC).UnixMilli(),
 				EventCount: 3, CounterTypes: []string{"form.submitted", "page.viewed"}, CounterValues: []uint64{1, 2},
 				MergedIDs: []string{"p_b", "p_c"}, Members: 3, Version: 3 + 3 + 3, UpdatedAt: ts, Partition: 2, Offset: 7,
+				Tags: []string{"new", "vip"}, TagSources: []string{"default", "manual"}, Blacklisted: 1, BlacklistReason: "fraud",
+				// expired is stored granted, with its expiry: queries decide.
+				ConsentPurposes: []string{"email", "sms", "whatsapp"}, ConsentStatuses: []string{"granted", "denied", "granted"},
+				ConsentExpiresMS:       []int64{time.Date(2026, 11, 2, 0, 0, 0, 5e8, time.UTC).UnixMilli(), 0, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()},
+				InvalidIdentifierTypes: []string{"email", "phone"}, InvalidIdentifierValues: []string{"b@x.com", "+5511900000001"},
+				Channels: []string{"email"},
 			},
 		},
 		{
@@ -63,6 +77,7 @@ func TestDecodeProfile(t *testing.T) {
 		{name: "not json", value: `p_a`, err: "profile"},
 		{name: "no id", value: `{"tenant":"t1"}`, err: "no id"},
 		{name: "bad time", key: "p_a", value: `{"id":"p_a","first_seen":"yesterday"}`, err: "first_seen"},
+		{name: "bad consent expiry", key: "p_a", value: `{"id":"p_a","consent":{"email":{"status":"granted","expires_at":"soon"}}}`, err: "consent email"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +91,7 @@ func TestDecodeProfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tt.want) {
+			if !reflect.DeepEqual(normProfile(*got), normProfile(*tt.want)) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
@@ -172,7 +187,9 @@ func checkIdentity(t testing.TB, conn driver.Conn, db string, w *workload) {
 		var r ProfileRow
 		if err := rows.Scan(&r.Tenant, &r.ProfileID, &r.MergedInto, &r.IdentifierTypes, &r.IdentifierValues, &r.TraitKeys, &r.TraitValues,
 			&r.FirstSeen, &r.FirstSeenMS, &r.LastSeen, &r.LastSeenMS, &r.EventCount, &r.CounterTypes, &r.CounterValues,
-			&r.MergedIDs, &r.Members, &r.Version, &r.UpdatedAt, &r.Partition, &r.Offset); err != nil {
+			&r.MergedIDs, &r.Members, &r.Version, &r.UpdatedAt, &r.Partition, &r.Offset,
+			&r.Tags, &r.TagSources, &r.Blacklisted, &r.BlacklistReason, &r.ConsentPurposes, &r.ConsentStatuses, &r.ConsentExpiresMS,
+			&r.InvalidIdentifierTypes, &r.InvalidIdentifierValues, &r.Channels); err != nil {
 			t.Fatal(err)
 		}
 		r.FirstSeen, r.LastSeen = r.FirstSeen.UTC(), r.LastSeen.UTC()
@@ -282,13 +299,17 @@ func checkIdentity(t testing.TB, conn driver.Conn, db string, w *workload) {
 
 // normProfile makes nil and empty slices equal.
 func normProfile(r ProfileRow) ProfileRow {
-	for _, s := range []*[]string{&r.IdentifierTypes, &r.IdentifierValues, &r.TraitKeys, &r.TraitValues, &r.CounterTypes, &r.MergedIDs} {
+	for _, s := range []*[]string{&r.IdentifierTypes, &r.IdentifierValues, &r.TraitKeys, &r.TraitValues, &r.CounterTypes, &r.MergedIDs,
+		&r.Tags, &r.TagSources, &r.ConsentPurposes, &r.ConsentStatuses, &r.InvalidIdentifierTypes, &r.InvalidIdentifierValues, &r.Channels} {
 		if len(*s) == 0 {
 			*s = nil
 		}
 	}
 	if len(r.CounterValues) == 0 {
 		r.CounterValues = nil
+	}
+	if len(r.ConsentExpiresMS) == 0 {
+		r.ConsentExpiresMS = nil
 	}
 	return r
 }

@@ -46,6 +46,10 @@ var Reports = []Report{
 		Name: "dead-letters", View: "report_dead_letters_daily", OrderBy: "day, tenant, partner, reason, source_kind",
 		Doc: "rejected records per day, tenant, partner, reason and source kind",
 	},
+	{
+		Name: "tags", View: "report_tag_membership_daily", OrderBy: "day, tenant, tag",
+		Doc: "profiles holding each tag at the end of each day with a change, per tenant",
+	},
 }
 
 // ReportByName finds a report.
@@ -78,21 +82,46 @@ type Result struct {
 // RunReport reads report r from database db: every row with day >= since
 // (no filter when since is zero), ordered by the report's OrderBy.
 func RunReport(ctx context.Context, conn driver.Conn, db string, r Report, since time.Time) (*Result, error) {
+	return RunReportFor(ctx, conn, db, r, since, "")
+}
+
+// RunReportFor is RunReport for one tenant (every tenant when tenant is
+// empty); every report has a tenant column.
+func RunReportFor(ctx context.Context, conn driver.Conn, db string, r Report, since time.Time, tenant string) (*Result, error) {
 	if err := validDatabase(db); err != nil {
 		return nil, err
 	}
-	return Query(ctx, conn, reportQuery(db, r, since))
+	return Query(ctx, conn, reportQueryFor(db, r, since, tenant))
 }
 
 // reportQuery is the SELECT of RunReport. The date is written into the
 // text (it is formatted here, never taken from input as is), so the same
 // text runs anywhere: the chDB test tier runs it on current ClickHouse.
 func reportQuery(db string, r Report, since time.Time) string {
+	return reportQueryFor(db, r, since, "")
+}
+
+// reportQueryFor is the SELECT of RunReportFor; the tenant is written as a
+// quoted string literal.
+func reportQueryFor(db string, r Report, since time.Time, tenant string) string {
 	q := "SELECT * FROM " + db + "." + r.View
+	var where []string
 	if !since.IsZero() {
-		q += " WHERE day >= toDate('" + since.UTC().Format("2006-01-02") + "')"
+		where = append(where, "day >= toDate('"+since.UTC().Format("2006-01-02")+"')")
+	}
+	if tenant != "" {
+		where = append(where, "tenant = "+quoteString(tenant))
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	return q + " ORDER BY " + r.OrderBy
+}
+
+// quoteString writes s as a ClickHouse string literal: in single quotes,
+// with backslashes and single quotes escaped by a backslash.
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
 // Query runs any SELECT and returns its rows as text.

@@ -26,14 +26,15 @@ const (
 	tableProfiles      = "profiles"
 	tableProfileNodes  = "profile_nodes"
 	tableProfileMerges = "profile_merges"
+	tableTagChanges    = "tag_changes"
 )
 
 // Tables lists the tables the sink writes (the label values of
 // rolodex_sink_rows_written_total), in the order a batch writes them.
-var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges}
+var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges, tableTagChanges}
 
 // Topics lists the topics the sink reads.
-var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges}
+var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges, schemas.TopicProfileTags}
 
 // nodeCacheSize bounds the profiles whose node rows the sink remembers
 // having written (about 100 bytes each); past it the memory starts afresh.
@@ -133,10 +134,11 @@ func (c *Config) Validate() error {
 
 // Sink copies, in batches, rolodex.events into the events table,
 // rolodex.deadletter into dead_letters, rolodex.profiles into profiles and
-// profile_nodes, and rolodex.profile.merges into profile_merges.
+// profile_nodes, rolodex.profile.merges into profile_merges, and
+// rolodex.profile.tags into tag_changes.
 // Lifecycle: NewSink, Connect, Run, Close.
 //
-// All four topics are read by one consumer group, so one batch holds
+// All five topics are read by one consumer group, so one batch holds
 // records of all of them and one commit covers them: the commit rules are
 // the same for every table, and no table needs records of another to be
 // right (every version column comes from the record itself, profiles.go),
@@ -244,6 +246,7 @@ type batch struct {
 	deadLetters DeadLetterRows
 	profiles    ProfileRows
 	merges      MergeRows
+	tagChanges  TagChangeRows
 	// nodes are the profile_nodes rows of the batch's profiles, made at
 	// the first write attempt and kept for the retries.
 	nodes   *ProfileNodeRows
@@ -267,6 +270,7 @@ func (b *batch) reset() {
 	b.deadLetters.Reset()
 	b.profiles.Reset()
 	b.merges.Reset()
+	b.tagChanges.Reset()
 	b.nodes = nil
 	b.records = 0
 	b.last = map[topicPartition]*kgo.Record{}
@@ -364,6 +368,13 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.merges.Add(m)
+	case schemas.TopicProfileTags:
+		c, err := DecodeTagChange(r.Value, string(r.Key), r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.tagChanges.Add(c)
 	default:
 		s.undecodable(r, errors.New("unexpected topic"))
 	}
@@ -390,7 +401,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		}
 		s.metrics.Retries.Inc()
 		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(),
-			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "backoff", backoff, "err", err)
+			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "tag_changes", b.tagChanges.Len(), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -426,6 +437,7 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 		{tableProfiles, b.profiles.Len(), b.profiles.Insert},
 		{tableProfileNodes, b.nodes.Len(), b.nodes.Insert},
 		{tableProfileMerges, b.merges.Len(), b.merges.Insert},
+		{tableTagChanges, b.tagChanges.Len(), b.tagChanges.Insert},
 	} {
 		if t.n == 0 || b.done[t.table] {
 			continue

@@ -85,10 +85,12 @@ func TestSinkEndToEnd(t *testing.T) {
 	p.events(t, w.events)
 	p.deadLetters(t, w.deadLetters)
 	p.identity(t, w)
+	p.tagChunk(t, w, 0, 1)
 	p.raw(t, schemas.TopicEvents, "not avro", "\x00\x00\x00\x00\x02garbage")
 	p.raw(t, schemas.TopicDeadLetter, "{}")
 	p.raw(t, schemas.TopicProfiles, "not json", `{"tenant":"t1"}`)
 	p.raw(t, schemas.TopicMerges, `{"tenant":"t1","from":"p_x"}`)
+	p.raw(t, schemas.TopicProfileTags, "not json", `{"tenant":"t1","profile_id":"p_x","tag":"vip","op":"flipped"}`)
 
 	reg := prometheus.NewRegistry()
 	cfg := testSinkConfig(t, brokers, db)
@@ -107,6 +109,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	checkReports(t, conn, db, w, "")
 	checkReports(t, conn, db, w, "2026-11-04")
 	checkIdentity(t, conn, db, w)
+	checkTagChanges(t, conn, db, w)
 
 	m := s.Metrics()
 	for _, c := range []struct {
@@ -119,6 +122,7 @@ func TestSinkEndToEnd(t *testing.T) {
 		{"undecodable, dead letters", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicDeadLetter)), 1},
 		{"undecodable, profiles", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicProfiles)), 2},
 		{"undecodable, merges", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicMerges)), 1},
+		{"undecodable, tag changes", testutil.ToFloat64(m.Undecodable.WithLabelValues(schemas.TopicProfileTags)), 2},
 		{"retries", testutil.ToFloat64(m.Retries), 0},
 	} {
 		if c.got != c.want {
@@ -132,6 +136,10 @@ func TestSinkEndToEnd(t *testing.T) {
 	for _, pr := range w.ident().profiles {
 		nodeRows += 1 + len(pr.MergedIDs)
 	}
+	distinctTags := map[schemas.TagChange]bool{}
+	for _, c := range w.tagChanges() {
+		distinctTags[c] = true
+	}
 	for _, c := range []struct {
 		table    string
 		min, max int
@@ -139,6 +147,7 @@ func TestSinkEndToEnd(t *testing.T) {
 		{tableProfiles, len(w.ident().finalProfiles), len(w.ident().profiles)},
 		{tableProfileMerges, len(w.ident().firstMerges), len(w.ident().merges)},
 		{tableProfileNodes, len(w.ident().rootOf), nodeRows},
+		{tableTagChanges, len(distinctTags), len(w.tagChanges())},
 	} {
 		n := int(testutil.ToFloat64(m.RowsWritten.WithLabelValues(c.table)))
 		t.Logf("%s: %d rows written (distinct keys %d, records %d)", c.table, n, c.min, c.max)

@@ -31,6 +31,10 @@ type workload struct {
 	// references count an event under its node's final profile id, else
 	// under its node id (what events_with_profile shows without them).
 	resolved bool
+	// tags are the tag stage's records (made on first use: tagChanges);
+	// tagged is set once they were all written or produced.
+	tags   []schemas.TagChange
+	tagged bool
 }
 
 // ident returns what the identity stage writes for w's events.
@@ -321,7 +325,8 @@ func (w *workload) rows() (EventRows, DeadLetterRows) {
 	return evs, dls
 }
 
-// insert writes w's events and dead letters into db, as rows().
+// insert writes w's events, dead letters and tag changes into db, as
+// rows() and tagChangeRows().
 func (w *workload) insert(t testing.TB, ctx context.Context, conn driver.Conn, db string) {
 	t.Helper()
 	evs, dls := w.rows()
@@ -331,4 +336,8 @@ func (w *workload) insert(t testing.TB, ctx context.Context, conn driver.Conn, d
 	if err := dls.Insert(ctx, conn, db); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.tagChangeRows(t).Insert(ctx, conn, db); err != nil {
+		t.Fatal(err)
+	}
+	w.tagged = true
 }

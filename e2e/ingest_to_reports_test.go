@@ -30,6 +30,7 @@ import (
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/processors/tags"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -135,9 +136,22 @@ func TestIngestToReports(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The identity stage, merge protection off.
+	// The identity stage, merge protection off, folding status with a
+	// default tag and an exclusive group; the tag stage after it.
+	status := schemas.StatusConfig{Default: []string{"new"}, Groups: []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer", "churned"}, Exclusive: true}}}
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	err = tags.EnsureTopics(ctx, admin, 1)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagProc, err := tags.New(tags.Config{Brokers: brokers, StorageDir: t.TempDir()}, goka.WithLogger(log.New(io.Discard, "", 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopTags := run(t, "tags", tagProc.Run)
 	proc, err := identity.New(identity.ProcessorConfig{
-		Engine:  identity.Config{Limits: map[string]int{}, DefaultLimit: 1 << 20},
+		Engine:  identity.Config{Limits: map[string]int{}, DefaultLimit: 1 << 20, Status: status},
 		Brokers: brokers, StorageDir: t.TempDir(),
 	}, goka.WithLogger(log.New(io.Discard, "", 0)))
 	if err != nil {
@@ -240,7 +254,7 @@ func TestIngestToReports(t *testing.T) {
 		}
 	}
 
-	model := reference.NewIdentity()
+	model := reference.NewIdentityWith(reference.Options{Status: status})
 	accepted := make([]*schemas.Event, len(evs))
 	for i, e := range evs {
 		model.Add(e.ev)
@@ -253,6 +267,7 @@ func TestIngestToReports(t *testing.T) {
 		t.Fatalf("ClickHouse never matched the reference; last difference: %s", diff)
 	}
 	stopSink()
+	stopTags()
 	stopIdentity()
 	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
 		len(evs), posted, len(want.Profiles()), want.Merges())
@@ -313,12 +328,44 @@ func generate(t *testing.T, norm *normalize.Normalizer, seed uint64, people, n i
 		id := fmt.Sprintf("ev-%d", i)
 		e.body = map[string]any{"id": id, "type": typ, "time": tm.Format(time.RFC3339Nano), "source": source,
 			"identifiers": raw, "traits": map[string]any{"n": i}}
+		// A fifth are status events: tags (one exclusive group), the
+		// blacklist, consent, an identifier marked invalid.
+		var props map[string]string
+		if r.IntN(5) == 0 {
+			tag := []string{"vip", "lead", "customer", "churned", "new"}[r.IntN(5)]
+			switch x := r.IntN(10); {
+			case x < 4:
+				typ, props = schemas.EventTagAdded, map[string]string{"tag": tag}
+			case x < 6:
+				typ, props = schemas.EventTagRemoved, map[string]string{"tag": tag}
+			case x < 7:
+				typ, props = []string{schemas.EventBlacklistAdded, schemas.EventBlacklistRemoved}[r.IntN(2)], map[string]string{"reason": "test"}
+			case x < 9:
+				typ, props = []string{schemas.EventConsentGranted, schemas.EventConsentRevoked}[r.IntN(2)], map[string]string{"purpose": "marketing"}
+			default:
+				idType := schemas.SortedKeys(nrm)[0]
+				typ, props = schemas.EventIdentifierInvalidated, map[string]string{"type": idType, "value": nrm[idType], "reason": "hard_bounce"}
+				props["value"] = raw[idType] // as the partner spells it: ingest normalises it
+			}
+			e.body["type"], e.body["properties"] = typ, props
+		}
 		var ids []schemas.Identifier
 		for typ, v := range nrm {
 			ids = append(ids, schemas.Identifier{Type: typ, Value: v})
 		}
 		schemas.SortIdentifiers(ids)
 		e.ev = &schemas.Event{Tenant: tenant, ID: id, Type: typ, Time: tm, Source: source, Identifiers: ids}
+		if props != nil {
+			e.ev.Properties = map[string]string{}
+			for k, v := range props {
+				b, _ := json.Marshal(v)
+				e.ev.Properties[k] = string(b)
+			}
+			if typ == schemas.EventIdentifierInvalidated {
+				b, _ := json.Marshal(nrm[props["type"]])
+				e.ev.Properties["value"] = string(b)
+			}
+		}
 		out = append(out, e)
 	}
 	return out

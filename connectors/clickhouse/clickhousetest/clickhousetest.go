@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +94,9 @@ func (w *Want) Diff(ctx context.Context, conn driver.Conn, db string) string {
 
 	// profiles FINAL: every live profile with its members and events;
 	// every other node that was ever a root, merged away.
-	rows, err = query("SELECT profile_id, merged_into, arrayStringConcat(merged_ids, ','), event_count, tenant FROM " + db + ".profiles FINAL")
+	rows, err = query("SELECT profile_id, merged_into, arrayStringConcat(merged_ids, ','), event_count, tenant, " +
+		"arrayStringConcat(tags, ','), arrayStringConcat(tag_sources, ','), toString(blacklisted), " +
+		"arrayStringConcat(arrayMap((p, s) -> concat(p, '=', s), consent_purposes, consent_statuses), ','), arrayStringConcat(channels, ',') FROM " + db + ".profiles FINAL")
 	if err != nil {
 		return err.Error()
 	}
@@ -110,12 +113,26 @@ func (w *Want) Diff(ctx context.Context, conn driver.Conn, db string) string {
 			if into != "" || r[2] != strings.Join(p.MergedIDs, ",") || r[3] != strconv.FormatInt(p.EventCount, 10) || r[4] != p.Tenant {
 				return fmt.Sprintf("profiles FINAL, %s: %v, want members %v and %d events", id, r, p.MergedIDs, p.EventCount)
 			}
+			if st := statusColumns(p); !reflect.DeepEqual(r[5:], st) {
+				return fmt.Sprintf("profiles FINAL, %s: status (tags, sources, blacklisted, consent, channels) %q, want %q", id, r[5:], st)
+			}
 		case into == "" || w.model.Root(into) != root:
 			return fmt.Sprintf("profiles FINAL, %s: merged_into %q, want a node of %s", id, into, root)
 		}
 	}
 	if live != len(w.profiles) {
 		return fmt.Sprintf("profiles FINAL: %d live profiles, want %d", live, len(w.profiles))
+	}
+
+	// Tag membership: the latest day's members of every tag of every
+	// tenant are the live profiles holding it (tag_changes, through the
+	// sink, from the tag stage).
+	rows, err = query("SELECT tenant, tag, toString(argMax(members, day)) FROM " + db + ".report_tag_membership_daily GROUP BY tenant, tag HAVING argMax(members, day) != 0 ORDER BY tenant, tag")
+	if err != nil {
+		return err.Error()
+	}
+	if want := w.tagMembers(); fmt.Sprint(rows) != fmt.Sprint(want) {
+		return fmt.Sprintf("report tags (tenant, tag, members on the latest day): %v, want %v", rows, want)
 	}
 
 	// The reports.
@@ -174,4 +191,47 @@ func (w *Want) Await(ctx context.Context, conn driver.Conn, db string) string {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// statusColumns renders p's status as Diff reads it from profiles: tags
+// and their sources, blacklisted, purpose=status (a granted consent past
+// its expiry is stored as granted: queries decide expiry), channels.
+func statusColumns(p *schemas.Profile) []string {
+	var tags, sources, consent []string
+	for _, t := range p.Tags {
+		tags, sources = append(tags, t.Tag), append(sources, t.Source)
+	}
+	for _, k := range schemas.SortedKeys(p.Consent) {
+		st := p.Consent[k].Status
+		if st == schemas.ConsentExpired {
+			st = schemas.ConsentGranted
+		}
+		consent = append(consent, k+"="+st)
+	}
+	bl := "0"
+	if p.Blacklisted {
+		bl = "1"
+	}
+	return []string{strings.Join(tags, ","), strings.Join(sources, ","), bl, strings.Join(consent, ","), strings.Join(schemas.SortedKeys(p.Channels), ",")}
+}
+
+// tagMembers is, per tenant and tag with members, how many live profiles
+// hold the tag, as rows of (tenant, tag, members).
+func (w *Want) tagMembers() [][]string {
+	count := map[[2]string]int{}
+	for _, p := range w.profiles {
+		for _, t := range p.Tags {
+			count[[2]string{p.Tenant, t.Tag}]++
+		}
+	}
+	var keys [][2]string
+	for k := range count {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] || keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1] })
+	rows := [][]string{}
+	for _, k := range keys {
+		rows = append(rows, []string{k[0], k[1], strconv.Itoa(count[k])})
+	}
+	return rows
 }

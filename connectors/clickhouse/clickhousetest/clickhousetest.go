@@ -228,7 +228,9 @@ func (w *Want) tagMembers() [][]string {
 	for k := range count {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] || keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1] })
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0] < keys[j][0] || keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1]
+	})
 	rows := [][]string{}
 	for _, k := range keys {
 		rows = append(rows, []string{k[0], k[1], strconv.Itoa(count[k])})

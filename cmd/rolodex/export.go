@@ -120,13 +120,7 @@ func cmdProfilesExport(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err == nil {
 		err = commit()
 	}
-	if bar != nil {
-		if err == nil {
-			_ = bar.Finish()
-		} else {
-			_ = bar.Exit()
-		}
-	}
+	endBar(bar, err)
 	if err != nil {
 		return err
 	}
@@ -171,17 +165,5 @@ func exportOutput(path string, stdout io.Writer) (w io.Writer, commit func() err
 }
 
 func newExportBar(w io.Writer, total int64) *progressbar.ProgressBar {
-	return progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("exporting"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("profiles"),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-		progressbar.OptionSetRenderBlankState(true),
-	)
+	return newBar(w, total, "exporting", progressbar.OptionShowIts(), progressbar.OptionSetItsString("profiles"))
 }

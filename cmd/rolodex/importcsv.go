@@ -119,13 +119,7 @@ func cmdImportCSV(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	logger.Debug("csv import starting", "file", file, "partner", p.Name, "tenant", p.Tenant, "mapping", mapping.String(), "brokers", kbrokers)
 	res, err := im.Run(ctx)
-	if bar != nil {
-		if err == nil {
-			_ = bar.Finish()
-		} else {
-			_ = bar.Exit() // keep where it stopped
-		}
-	}
+	endBar(bar, err)
 	if res == nil {
 		if errors.Is(err, csvin.ErrNoKafka) {
 			return fmt.Errorf("%w (is Kafka reachable at %s?)", err, strings.Join(kbrokers, ","))
@@ -155,19 +149,37 @@ func isTerminal(w io.Writer) bool {
 }
 
 func newImportBar(w io.Writer, size int64) *progressbar.ProgressBar {
-	return progressbar.NewOptions64(size,
+	return newBar(w, size, "importing", progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true))
+}
+
+// newBar is the progress bar every command draws on stderr (import csv,
+// tag --file, profiles export): count, rate, time left, a newline when
+// done.
+func newBar(w io.Writer, total int64, desc string, extra ...progressbar.Option) *progressbar.ProgressBar {
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("importing"),
-		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowCount(),
-		progressbar.OptionShowTotalBytes(true),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 		progressbar.OptionSetRenderBlankState(true),
-	)
+	}
+	return progressbar.NewOptions64(total, append(opts, extra...)...)
+}
+
+// endBar finishes bar (nil: none drawn) after a command's work: complete
+// when err is nil, left where it stopped otherwise.
+func endBar(bar *progressbar.ProgressBar, err error) {
+	switch {
+	case bar == nil:
+	case err == nil:
+		_ = bar.Finish()
+	default:
+		_ = bar.Exit()
+	}
 }
 
 func printImportSummary(w io.Writer, tenant string, r *csvin.Result) {

@@ -202,17 +202,7 @@ func readTargetsCSV(path string) (bulkTargets, error) {
 }
 
 func newRowsBar(w io.Writer, rows int, desc string) *progressbar.ProgressBar {
-	return progressbar.NewOptions(rows,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-		progressbar.OptionSetRenderBlankState(true),
-	)
+	return newBar(w, int64(rows), desc)
 }
 
 // sendBulk posts t in chunks of bulkChunk to path (the body is extra plus
@@ -320,13 +310,7 @@ func cmdTag(ctx context.Context, action string, args []string, stdout, stderr io
 		}
 	}
 	a, err := cl.sendBulk(ctx, "/v1/tags/"+url.PathEscape(tag), map[string]any{"action": action}, t, bar)
-	if bar != nil {
-		if err == nil {
-			_ = bar.Finish()
-		} else {
-			_ = bar.Exit()
-		}
-	}
+	endBar(bar, err)
 	if err != nil {
 		return err
 	}

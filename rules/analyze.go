@@ -59,8 +59,36 @@ func (p *Program) analyze() error {
 	return nil
 }
 
+// pos is where an expression starts: the first character of its
+// leftmost part (CEL records a call at its "(" and an operator at the
+// operator).
 func (a *analyzer) pos(e ast.Expr) Pos {
-	return locPos(a.nat.SourceInfo().GetStartLocation(e.ID()))
+	info := a.nat.SourceInfo()
+	src := []rune(a.p.condition)
+	start := int32(-1)
+	var visit func(e ast.Expr)
+	visit = func(e ast.Expr) {
+		if o, ok := info.GetOffsetRange(e.ID()); ok {
+			off := o.Start
+			if e.Kind() == ast.CallKind && !e.AsCall().IsMemberFunction() {
+				name := e.AsCall().FunctionName()
+				if n := int32(len([]rune(name))); off >= n && int(off) <= len(src) && string(src[off-n:off]) == name {
+					off -= n
+				}
+			}
+			if start < 0 || off < start {
+				start = off
+			}
+		}
+		for _, c := range children(e) {
+			visit(c)
+		}
+	}
+	visit(e)
+	if start < 0 {
+		return Pos{1, 1}
+	}
+	return locPos(info.GetLocationByOffset(start))
 }
 
 func (a *analyzer) fail(e ast.Expr, reason, format string, args ...any) {

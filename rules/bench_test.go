@@ -8,7 +8,8 @@ import (
 	"github.com/rolodex/rolodex/schemas"
 )
 
-// benchProfile is a profile of typical size: 20 traits, 4 identifier
+// benchProfile is a profile of typical size: 20 traits (14 strings, 4
+// numbers, 2 objects), 4 identifier
 // types, 10 counters, 3 tags, 2 consents, 50 kept page views.
 func benchProfile() (*schemas.Profile, map[string][]time.Time) {
 	p := &schemas.Profile{ID: "p", Tenant: "t", Traits: map[string]json.RawMessage{"city": json.RawMessage(`"Campinas"`)},
@@ -19,7 +20,14 @@ func benchProfile() (*schemas.Profile, map[string][]time.Time) {
 		Consent:  map[string]schemas.ConsentState{"marketing": {Status: "granted"}, "analytics": {Status: "denied"}},
 		Channels: map[string][]string{"email": {"a@b.c"}, "sms": {"+5519999999999"}}}
 	for i := 0; i < 19; i++ {
-		p.Traits[string(rune('a'+i))+"_trait"] = json.RawMessage(`{"x": 1, "y": "text"}`)
+		v := `"some text value"`
+		switch {
+		case i < 4:
+			v = `1234`
+		case i < 6:
+			v = `{"x": 1, "y": "text"}`
+		}
+		p.Traits[string(rune('a'+i))+"_trait"] = json.RawMessage(v)
 	}
 	for i := 0; i < 8; i++ {
 		p.Counters[string(rune('a'+i))+".event"] = int64(i)

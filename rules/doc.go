@@ -8,7 +8,7 @@
 //
 // A condition is a CEL expression of type bool over these variables:
 //
-//	traits       map(string, dyn)          each trait's JSON value, decoded (integral numbers are int, others double)
+//	traits       map(string, dyn)          each trait's JSON value, decoded (numbers written as integers are int, others double)
 //	identifiers  map(string, list(string)) identifier type → values
 //	counters     map(string, int)          event type → how many events of that type
 //	event_count  int                       how many events the profile has

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
@@ -20,7 +23,7 @@ var epoch = time.Unix(0, 0).UTC()
 // engine only reads it: one Input serves every rule of a profile, and it
 // must not change while a rule evaluates it.
 type Input struct {
-	Traits      map[string]any // each trait's JSON value decoded: int64 for integral numbers, float64, string, bool, nil, []any, map[string]any
+	Traits      map[string]any // each trait's JSON value decoded: int64 for numbers written as integers, float64, string, bool, nil, []any, map[string]any
 	Identifiers map[string][]string
 	Counters    map[string]int64
 	EventCount  int64
@@ -95,9 +98,24 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// decodeJSON decodes a trait value; integral numbers become int64 so that
+// decodeJSON decodes a trait value; numbers written as integers become int64 so that
 // traits.age == 30 holds for 30.
 func decodeJSON(raw json.RawMessage) (any, bool) {
+	// Fast paths for the common scalars.
+	switch s := string(raw); {
+	case s == "true":
+		return true, true
+	case s == "false":
+		return false, true
+	case s == "null":
+		return nil, true
+	case len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' && !strings.ContainsAny(s[1:len(s)-1], "\\\"") && utf8.ValidString(s):
+		return s[1 : len(s)-1], true
+	case len(s) > 0 && (s[0] == '-' || s[0] >= '0' && s[0] <= '9'):
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return i, true
+		}
+	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var v any

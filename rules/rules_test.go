@@ -416,3 +416,15 @@ func TestNextChange(t *testing.T) {
 		t.Fatalf("only %d changes over %d runs: the property test does not exercise time", changes, runs)
 	}
 }
+
+func TestTraitDecoding(t *testing.T) {
+	for raw, want := range map[string]any{
+		`"Campinas"`: "Campinas", `"a\"b"`: `a"b`, `"S\u00e3o"`: "São", `30`: int64(30), `-2`: int64(-2), `2.5`: 2.5,
+		`1e3`: 1000.0, `true`: true, `null`: nil, `[1, "x"]`: []any{int64(1), "x"}, `{"n": 1}`: map[string]any{"n": int64(1)},
+	} {
+		got, ok := decodeJSON(json.RawMessage(raw))
+		if !ok || fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) {
+			t.Errorf("decode %s = %#v, want %#v", raw, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"math"
+	"sort"
 	"time"
 )
 
@@ -106,20 +107,17 @@ func (p *Program) NextChange(in *Input) (time.Time, bool) {
 		}
 	}
 	for typ, ws := range p.windows {
-		for _, at := range in.Times[typ] {
-			// The earliest exit of this time is its shortest window still holding it.
-			inAny := false
-			for _, w := range ws {
-				if leave := at.Add(w); leave.After(in.Now) {
-					inAny = true
-					consider(leave.Truncate(time.Millisecond))
-					consider(leave.Truncate(time.Millisecond).Add(time.Millisecond))
-					break
-				}
+		ts := in.Times[typ] // newest first
+		for _, w := range ws {
+			// The first to leave window w is the oldest time still in it.
+			cutoff := in.Now.Add(-w)
+			i := sort.Search(len(ts), func(i int) bool { return !ts[i].After(cutoff) })
+			if i == 0 {
+				continue // none in the window
 			}
-			if !inAny {
-				break // newest first: older times left every window too
-			}
+			leave := ts[i-1].Add(w).Truncate(time.Millisecond)
+			consider(leave)
+			consider(leave.Add(time.Millisecond))
 		}
 	}
 	for _, c := range p.cmps {

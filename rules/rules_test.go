@@ -170,6 +170,7 @@ func TestAccepted(t *testing.T) {
 		`consent["marketing"] == "granted" && "vip" in tags`,
 		`identifiers.exists(k, k == "email") && event_count > 10`,
 		`traits.age >= 18 && traits.score > 0.5`,
+		`now - first_seen < duration("72h") && consent["marketing"] == "granted"`,
 	} {
 		if _, err := Compile(cond); err != nil {
 			t.Errorf("Compile(%s): %v", cond, err)
@@ -426,5 +427,13 @@ func TestTraitDecoding(t *testing.T) {
 		if !ok || fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) {
 			t.Errorf("decode %s = %#v, want %#v", raw, got, want)
 		}
+	}
+}
+
+func TestTooLong(t *testing.T) {
+	_, err := Compile(strings.Repeat("true && ", MaxConditionLength/8) + "true")
+	var re *Error
+	if !errors.As(err, &re) || re.Reason != ReasonSyntax || !strings.Contains(re.Message, "size") {
+		t.Fatalf("a condition over %d characters: %v", MaxConditionLength, err)
 	}
 }

@@ -145,6 +145,18 @@ func (e *statusEnv) do(t *testing.T, method, path, key, body string, headers ...
 	if res.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("%s %s: Content-Type %q", method, path, res.Header.Get("Content-Type"))
 	}
+	// Every answer has a request id; an error body repeats it (and the
+	// tests compare the rest).
+	id := res.Header.Get("X-Request-Id")
+	if id == "" {
+		t.Errorf("%s %s: no X-Request-Id", method, path)
+	}
+	if res.StatusCode >= 400 {
+		if m["request_id"] != id {
+			t.Errorf("%s %s: request_id %v, X-Request-Id %q", method, path, m["request_id"], id)
+		}
+		delete(m, "request_id")
+	}
 	return answer{res.StatusCode, res.Header, m}
 }
 

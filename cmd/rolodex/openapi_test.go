@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rolodex/rolodex/docs"
+	"github.com/rolodex/rolodex/docs/openapitest"
 	"github.com/rolodex/rolodex/internal/devbroker"
 )
 
@@ -198,5 +199,123 @@ func TestRouterAnswersJSON(t *testing.T) {
 		if got := res.Header.Get("Allow"); got != tt.allow {
 			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
 		}
+	}
+}
+
+// Dev mode's answers are the ones docs/openapi.yaml declares (status,
+// content type, body schema), for a request of every operation, the
+// README's examples and the errors around them; among them the
+// regressions the contract tier (scripts/contract) found.
+func TestDevAnswersMatchOpenAPI(t *testing.T) {
+	contract, err := openapitest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := startDev(t)
+	do := func(method, path, ctype, body string, headers ...string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, api+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer demo-key")
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err := contract.CheckResponse(req, res, raw); err != nil {
+			t.Errorf("the answer is not the document's: %v", err)
+		}
+		return res.StatusCode, raw
+	}
+	const ctJSON = "application/json"
+	type call struct {
+		method, path, ctype, body string
+		status                    int
+		headers                   []string
+	}
+	run := func(calls []call) {
+		t.Helper()
+		for _, c := range calls {
+			if status, body := do(c.method, c.path, c.ctype, c.body, c.headers...); status != c.status {
+				t.Errorf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, status, body, c.status)
+			}
+		}
+	}
+	run([]call{
+		{"POST", "/v1/events", ctJSON, `{"id":"e-1","type":"page.viewed","time":"2026-11-22T10:00:00Z","source":"web","identifiers":{"email":"Ana@Example.com","phone":"+55 11 91234-5678","user_id":"u-1"},"traits":{"name":"Ana","city":"Campinas"},"properties":{"url":"/cars/42"}}`, 202, nil},
+		{"POST", "/v1/events", ctJSON, `[{"id":"e-2","type":"page.viewed","identifiers":{"email":"ana@example.com","phone":"000"}}]`, 202, nil}, // a warning
+		{"POST", "/v1/events", ctJSON, `[{"id":"e-3","type":"page.viewed","identifiers":{"email":"ana@example.com"}},{"id":"e-4","identifiers":{}}]`, 400, nil},
+		{"POST", "/v1/events", ctJSON, `not json`, 400, nil},
+		{"POST", "/v1/events", "text/plain", `{}`, 415, nil},
+		{"POST", "/v1/events", "application/cloudevents+json", `{"specversion":"1.0","id":"ce-1","type":"signup","source":"/web","data":{"identifiers":{"email":"bia@example.com"},"traits":{"plan":"pro"}}}`, 202, nil},
+		{"POST", "/v1/events", "application/cloudevents-batch+json", `[]`, 202, nil},
+		{"POST", "/v1/events", ctJSON, `{"identifiers":{"whatsapp":"+55 11 91234-5678"},"properties":{"text":"oi"}}`, 202,
+			[]string{"ce-specversion", "1.0", "ce-id", "ce-2", "ce-type", "whatsapp.message", "ce-source", "wa"}},
+		{"POST", "/v1/webhooks/crm-lead", ctJSON, `{"lead":{"id":"L-1001","created_at":"2026-11-22T10:00:00Z","contact":{"name":"Ana Souza","email":"Ana@Example.com","phone":"(11) 91234-5678"},"address":{"city":"Campinas","state":"SP"},"product":{"model":"Compass","interest":"test-drive"}}}`, 202, nil},
+		{"POST", "/v1/webhooks/nope", ctJSON, `{}`, 404, nil},
+		{"GET", "/v1/profiles/nope", "", "", 400, nil},
+		{"GET", "/v1/profiles/p_0000000000000000000000000a", "", "", 404, nil},
+		{"GET", "/v1/lookup?type=email", "", "", 400, nil},
+		{"GET", "/v1/lookup?type=email&value=ana@", "", "", 400, nil},
+		{"GET", "/healthz", "", "", 200, nil},
+		{"GET", "/metrics", "", "", 200, nil},
+		{"GET", "/openapi.yaml", "", "", 200, nil},
+		{"GET", "/openapi.json", "", "", 200, nil},
+	})
+	// Once her three events (e-1, e-2, the webhook's lead) are folded, her
+	// identifiers are linked and her profile's id is final.
+	var id string
+	eventually(t, "Ana's profile with her three events", func() bool {
+		status, body := do("GET", "/v1/lookup?type=email&value=ana@example.com", "", "")
+		var p struct {
+			ID         string `json:"id"`
+			EventCount int    `json:"event_count"`
+		}
+		_ = json.Unmarshal(body, &p)
+		id = p.ID
+		return status == http.StatusOK && p.EventCount == 3
+	})
+	run([]call{
+		{"GET", "/v1/profiles/" + id, "", "", 200, nil},
+		{"POST", "/v1/profiles/" + id + "/tags", ctJSON, `{"add":["vip","lead"],"remove":["new"]}`, 202, nil},
+		{"POST", "/v1/profiles/" + id + "/tags", ctJSON, `{}`, 400, nil},
+		{"POST", "/v1/tags/vip", ctJSON, `{"action":"add","identifiers":[{"type":"email","value":"Ana@Example.com"},{"type":"phone","value":"(11) 98888-7777"},{"type":"email","value":"ana@"}]}`, 202, nil},
+		{"POST", "/v1/blacklist", ctJSON, `{"profiles":["` + id + `"],"reason":"asked to be left alone"}`, 202, []string{"Idempotency-Key", "k-1"}},
+		{"POST", "/v1/blacklist", ctJSON, `{"profiles":["` + id + `"],"identifiers":[{"type":"email","value":"a@b.co"}]}`, 400, nil},
+		{"PUT", "/v1/profiles/" + id + "/consent/marketing", ctJSON, `{"status":"granted","expires_at":"2999-01-31T00:00:00Z"}`, 202, nil},
+		{"PUT", "/v1/profiles/" + id + "/consent/marketing", ctJSON, `{"status":"granted","expires_at":""}`, 400, nil}, // contract tier finding
+		{"GET", "/v1/blacklist?limit=", "", "", 400, nil}, // contract tier finding
+	})
+	eventually(t, "the blacklist lists Ana", func() bool {
+		_, body := do("GET", "/v1/blacklist?limit=10", "", "")
+		return strings.Contains(string(body), id)
+	})
+	eventually(t, "Ana's profile shows her status", func() bool {
+		_, body := do("GET", "/v1/profiles/"+id, "", "")
+		return strings.Contains(string(body), `"blacklisted": true`) && strings.Contains(string(body), `"marketing"`) && strings.Contains(string(body), `"vip"`)
+	})
+	run([]call{
+		{"DELETE", "/v1/blacklist/" + id, "", "", 202, nil},
+		{"DELETE", "/v1/blacklist/p_0000000000000000000000000a", "", "", 404, nil},
+	})
+	// Without a key, or with a key without the scope.
+	req, _ := http.NewRequest("GET", api+"/v1/profiles/"+id, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err := contract.CheckResponse(req, res, raw); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no key: %d %s %v", res.StatusCode, raw, err)
 	}
 }

@@ -104,6 +104,7 @@ var readmeSteps = []readmeStep{
 		`"tag": "campaign-12"`, `"tag": "lead"`, `"tag": "vip"`, `"source": "manual"`,
 		`"status": "granted"`, `"blacklisted": false`,
 	}},
+	{name: "openapi", want: []string{"openapi: 3.1.0", `{"openapi":"3.1.0"`}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},
 	{name: "post-for-reports", want: []string{`"accepted":1`}},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rolodex/rolodex/internal/requestid"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
@@ -116,26 +117,55 @@ func NewAPI(nodes Nodes, reg *partners.Registry, norm *normalize.Normalizer, cfg
 	return a, nil
 }
 
-// Register mounts the routes on mux.
-func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/profiles/{id}", a.getProfile)
-	mux.HandleFunc("GET /v1/lookup", a.lookup)
-	mux.HandleFunc("POST /v1/profiles/{id}/tags", a.postProfileTags)
-	mux.HandleFunc("POST /v1/tags/{tag}", a.postBulkTag)
-	mux.HandleFunc("POST /v1/blacklist", a.postBlacklist)
-	mux.HandleFunc("DELETE /v1/blacklist/{id}", a.deleteBlacklist)
-	mux.HandleFunc("GET /v1/blacklist", a.listBlacklist)
-	mux.HandleFunc("PUT /v1/profiles/{id}/consent/{purpose}", a.putConsent)
+// Mux is where Register mounts the routes: an *http.ServeMux, or a server's
+// wrapper of one.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// Register mounts the routes on mux. Every route the servers mount is in
+// the API document, docs/openapi.yaml (cmd/rolodex's route test).
+func (a *API) Register(mux Mux) {
+	for _, r := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"GET /v1/profiles/{id}", a.getProfile},
+		{"GET /v1/lookup", a.lookup},
+		{"POST /v1/profiles/{id}/tags", a.postProfileTags},
+		{"POST /v1/tags/{tag}", a.postBulkTag},
+		{"POST /v1/blacklist", a.postBlacklist},
+		{"DELETE /v1/blacklist/{id}", a.deleteBlacklist},
+		{"GET /v1/blacklist", a.listBlacklist},
+		{"PUT /v1/profiles/{id}/consent/{purpose}", a.putConsent},
+	} {
+		mux.Handle(r.pattern, withRequestID(r.h))
+	}
+}
+
+// withRequestID gives every answer of h an X-Request-Id, which writeJSON
+// copies into an error body's request_id.
+func withRequestID(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(requestid.Header, requestid.New())
+		h(w, r)
+	})
 }
 
 type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
 	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
 	RequiredScope string `json:"required_scope,omitempty"`
 }
 
+// writeJSON answers v with status; an errorBody gets the request's id.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if e, ok := v.(errorBody); ok && e.RequestID == "" {
+		e.RequestID = w.Header().Get(requestid.Header)
+		v = e
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

@@ -1,7 +1,6 @@
 package views
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,12 +169,9 @@ func TestAPIUnauthorized(t *testing.T) {
 			if strings.Contains(tt.body, "not_found") {
 				want = http.StatusNotFound
 			}
-			var got bytes.Buffer
-			if err := json.Compact(&got, rec.Body.Bytes()); err != nil {
-				t.Fatal(err)
-			}
-			if rec.Code != want || got.String() != tt.body || rec.Header().Get("Content-Type") != "application/json" {
-				t.Fatalf("%d %s (%s), want %d %s", rec.Code, got.String(), rec.Header().Get("Content-Type"), want, tt.body)
+			got := withoutRequestID(t, rec)
+			if rec.Code != want || got != tt.body || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %s (%s), want %d %s", rec.Code, got, rec.Header().Get("Content-Type"), want, tt.body)
 			}
 		})
 	}
@@ -191,14 +187,30 @@ func TestAPIReadForbidden(t *testing.T) {
 			req.Header.Set("Authorization", "Bearer writer-of-t1")
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, req)
-			var got bytes.Buffer
-			if err := json.Compact(&got, rec.Body.Bytes()); err != nil {
-				t.Fatal(err)
-			}
+			got := withoutRequestID(t, rec)
 			want := `{"error":"forbidden","message":"this key lacks the scope profiles:read","required_scope":"profiles:read"}`
-			if rec.Code != http.StatusForbidden || got.String() != want {
-				t.Fatalf("%d %s, want 403 %s", rec.Code, got.String(), want)
+			if rec.Code != http.StatusForbidden || got != want {
+				t.Fatalf("%d %s, want 403 %s", rec.Code, got, want)
 			}
 		})
 	}
+}
+
+// withoutRequestID returns the JSON error body of rec without its
+// request_id, after checking that it is the answer's X-Request-Id.
+func withoutRequestID(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("%d %q: %v", rec.Code, rec.Body, err)
+	}
+	if id := rec.Header().Get("X-Request-Id"); id == "" || m["request_id"] != id {
+		t.Fatalf("request_id %v, X-Request-Id %q", m["request_id"], id)
+	}
+	delete(m, "request_id")
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

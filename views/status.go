@@ -466,8 +466,11 @@ func (a *API) deleteBlacklist(w http.ResponseWriter, r *http.Request) {
 }
 
 type consentRequest struct {
-	Status    string `json:"status"`
-	ExpiresAt string `json:"expires_at"`
+	Status string `json:"status"`
+	// ExpiresAt is nil when absent or null; an empty string is not a time
+	// (it used to read as "no expiry": a blank form field granted consent
+	// forever).
+	ExpiresAt *string `json:"expires_at"`
 }
 
 // putConsent is PUT /v1/profiles/{id}/consent/{purpose} {"status", "expires_at"}.
@@ -501,18 +504,18 @@ func (a *API) putConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	props := map[string]string{"purpose": purpose}
-	if req.ExpiresAt != "" {
+	if req.ExpiresAt != nil {
 		if typ != schemas.EventConsentGranted {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: "expires_at goes only with status granted"})
 			return
 		}
-		t, err := time.Parse(time.RFC3339Nano, req.ExpiresAt)
+		t, err := time.Parse(time.RFC3339Nano, *req.ExpiresAt)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("expires_at %q is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)", req.ExpiresAt)})
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("expires_at %q is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z); leave it out for a consent that does not expire", *req.ExpiresAt)})
 			return
 		}
 		if !t.After(a.cfg.Now()) {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("expires_at %s is not in the future", req.ExpiresAt)})
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("expires_at %s is not in the future", *req.ExpiresAt)})
 			return
 		}
 		props["expires_at"] = t.UTC().Format(time.RFC3339Nano)
@@ -566,7 +569,8 @@ func (a *API) listBlacklist(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	limit := DefaultPageLimit
-	if s := q.Get("limit"); s != "" {
+	if q.Has("limit") {
+		s := q.Get("limit")
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxPageLimit {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("limit %q: a number from 1 to %d", s, MaxPageLimit)})

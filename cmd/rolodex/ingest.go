@@ -59,7 +59,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		logger.Info("embedded Kafka broker started", "addr", opts.brokers[0], "data", persist)
 	}
 	opts.ready = func(cfg *fileConfig, addr string) {
-		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose}, /metrics, /healthz)\n", opts.brokers[0], addr)
+		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose}, /metrics, /healthz)\n  API:     http://%s/openapi.yaml  (the OpenAPI document of every endpoint)\n", opts.brokers[0], addr, addr)
 		for _, p := range cfg.Partners {
 			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, firstKey(&p), schemas.IngestTopic(p.Name))
 		}
@@ -70,7 +70,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)
 		fmt.Fprintf(stdout, "  curl -sS 'http://%s/v1/lookup?type=email&value=ana@example.com' -H 'Authorization: Bearer %s'\n\n", addr, key)
 	}
-	components := []component{ingestComponent, identityComponent(state), tagsComponent(state), apiComponent(state)}
+	components := devComponents(state)
 	if *chAddr != "" {
 		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
 	} else {
@@ -127,7 +127,7 @@ func cmdRunIngest(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, o, logger, ingestComponent)
+	return runServer(ctx, o, logger, ingestComponents()...)
 }
 
 func cmdRunProcessors(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
@@ -145,7 +145,23 @@ func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, o, logger, apiComponent(*f.state))
+	return runServer(ctx, o, logger, apiComponents(*f.state)...)
+}
+
+// The components of the servers that serve the API (the ClickHouse sink,
+// which dev mode may add, mounts no route). Each serves the API document.
+
+// devComponents are dev mode's: every part of Rolodex in one server.
+func devComponents(state string) []component {
+	return []component{ingestComponent, identityComponent(state), tagsComponent(state), apiComponent(state), openapiComponent}
+}
+
+// ingestComponents are "rolodex run ingest"'s.
+func ingestComponents() []component { return []component{ingestComponent, openapiComponent} }
+
+// apiComponents are "rolodex run api"'s.
+func apiComponents(state string) []component {
+	return []component{apiComponent(state), openapiComponent}
 }
 
 // firstKey is the first key of p, which the dev banner prints ("" if none).

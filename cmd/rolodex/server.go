@@ -39,7 +39,7 @@ type env struct {
 	kafka   kafkaclient.Config
 	admin   *kgo.Client
 	prom    *prometheus.Registry
-	mux     *http.ServeMux
+	mux     *router
 	g       *errgroup.Group
 	ctx     context.Context
 	logger  *slog.Logger
@@ -89,6 +89,9 @@ type serverOptions struct {
 	dev bool
 	// ready, when set, is called once the HTTP server listens.
 	ready func(cfg *fileConfig, httpAddr string)
+	// mounted, when set, is called with every route pattern the server
+	// mounted, before it listens (the route test).
+	mounted func(patterns []string)
 }
 
 // runServer runs components behind one HTTP server that also serves
@@ -115,7 +118,7 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 		return err
 	}
 	defer admin.Close()
-	e := &env{kafka: kcfg, admin: admin, prom: prom, mux: http.NewServeMux(), logger: logger}
+	e := &env{kafka: kcfg, admin: admin, prom: prom, mux: newRouter(), logger: logger}
 	if sc != nil {
 		e.cfg, e.reg, e.norm = sc.file, sc.reg, sc.norm
 		if err := ensureBaseTopics(ctx, admin, sc); err != nil {
@@ -134,8 +137,11 @@ func runServer(ctx context.Context, o serverOptions, logger *slog.Logger, compon
 			return err
 		}
 	}
-	e.mux.Handle("/metrics", promhttp.HandlerFor(prom, promhttp.HandlerOpts{Registry: prom}))
-	e.mux.HandleFunc("/healthz", healthz(append([]func(context.Context) error{admin.Ping}, e.health...)))
+	e.mux.Handle("GET /metrics", promhttp.HandlerFor(prom, promhttp.HandlerOpts{Registry: prom}))
+	e.mux.HandleFunc("GET /healthz", healthz(append([]func(context.Context) error{admin.Ping}, e.health...)))
+	if o.mounted != nil {
+		o.mounted(e.mux.patterns)
+	}
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {

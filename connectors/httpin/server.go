@@ -7,8 +7,6 @@ package httpin
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/jsonscan"
+	"github.com/rolodex/rolodex/internal/requestid"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
@@ -112,10 +111,17 @@ func New(cfg Config, reg *partners.Registry, v *intake.Validator, pub *intake.Pu
 	return s, nil
 }
 
-// Register mounts the ingest routes on mux.
-func (s *Server) Register(mux *http.ServeMux) {
-	mux.Handle("/v1/events", s.instrument("/v1/events", s.handleEvents))
-	mux.Handle("/v1/webhooks/{mapping}", s.instrument("/v1/webhooks", s.handleWebhook))
+// Mux is where Register mounts the routes: an *http.ServeMux, or a server's
+// wrapper of one.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// Register mounts the ingest routes on mux. Every route the servers mount
+// is in the API document, docs/openapi.yaml (cmd/rolodex's route test).
+func (s *Server) Register(mux Mux) {
+	mux.Handle("POST /v1/events", s.instrument("/v1/events", s.handleEvents))
+	mux.Handle("POST /v1/webhooks/{mapping}", s.instrument("/v1/webhooks", s.handleWebhook))
 }
 
 type statusWriter struct {
@@ -132,17 +138,11 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		reqID := newRequestID()
-		sw.Header().Set("X-Request-Id", reqID)
+		reqID := requestid.New()
+		sw.Header().Set(requestid.Header, reqID)
 		h(sw, r, reqID)
 		s.latency.WithLabelValues(route, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
 	})
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // admit runs the checks every ingest request passes before its body is

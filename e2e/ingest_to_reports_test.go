@@ -181,8 +181,9 @@ func TestIngestToReports(t *testing.T) {
 
 	// HTTP ingest.
 	reg, err := partners.New([]partners.Partner{
-		{Name: "demo", Tenant: "demo", Keys: []string{"demo-key-1"}, RateLimit: partners.RateLimit{RPS: -1}},
-		{Name: "acme", Tenant: "acme", Keys: []string{"acme-key-1"}, RateLimit: partners.RateLimit{RPS: -1}},
+		// Status events need profiles:write.
+		{Name: "demo", Tenant: "demo", ScopedKeys: partners.KeyList{{Key: "demo-key-1", Scopes: partners.AllScopes}}, RateLimit: partners.RateLimit{RPS: -1}},
+		{Name: "acme", Tenant: "acme", ScopedKeys: partners.KeyList{{Key: "acme-key-1", Scopes: partners.AllScopes}}, RateLimit: partners.RateLimit{RPS: -1}},
 	})
 	if err != nil {
 		t.Fatal(err)

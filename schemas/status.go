@@ -239,6 +239,10 @@ func (c *StatusConfig) Validate() error {
 	}
 	exclusive := map[string]string{}
 	names := map[string]bool{}
+	defaults := map[string]bool{}
+	for _, t := range c.Default {
+		defaults[t] = true
+	}
 	for i, g := range c.Groups {
 		if g.Name == "" || names[g.Name] {
 			return fmt.Errorf("tags.groups[%d]: every group needs a name of its own (got %q)", i, g.Name)
@@ -246,6 +250,17 @@ func (c *StatusConfig) Validate() error {
 		names[g.Name] = true
 		if len(g.Tags) == 0 {
 			return fmt.Errorf("tags.groups %q: no tags", g.Name)
+		}
+		var defaultIn []string
+		for _, t := range g.Tags {
+			if g.Exclusive && defaults[t] {
+				defaultIn = append(defaultIn, t)
+			}
+		}
+		if len(defaultIn) > 1 {
+			// Both would be set at the same instant, the first event: no
+			// latest set, so both would stay on.
+			return fmt.Errorf("tags.groups %q is exclusive but holds two default tags (%s): a profile can start with at most one tag of the group", g.Name, strings.Join(defaultIn, ", "))
 		}
 		for _, t := range g.Tags {
 			if !NameRe.MatchString(t) {

@@ -137,3 +137,25 @@ func TestConsentExpiry(t *testing.T) {
 		t.Fatalf("revoked: %+v", c)
 	}
 }
+
+func TestStatusConfigValidate(t *testing.T) {
+	ok := StatusConfig{Default: []string{"new", "lead"}, Groups: []TagGroup{{Name: "stage", Tags: []string{"lead", "customer"}, Exclusive: true}}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []StatusConfig{
+		{Default: []string{"lead", "customer"}, Groups: []TagGroup{{Name: "stage", Tags: []string{"lead", "customer"}, Exclusive: true}}},
+		{Default: []string{"bad tag"}},
+		{Groups: []TagGroup{{Name: "a", Tags: []string{"x"}, Exclusive: true}, {Name: "b", Tags: []string{"x"}, Exclusive: true}}},
+		{Groups: []TagGroup{{Name: "a"}}},
+		{Groups: []TagGroup{{Name: "a", Tags: []string{"x"}}, {Name: "a", Tags: []string{"y"}}}},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%+v: accepted", bad)
+		}
+	}
+	// Two defaults in a group that is not exclusive are fine.
+	if err := (&StatusConfig{Default: []string{"a", "b"}, Groups: []TagGroup{{Name: "g", Tags: []string{"a", "b"}}}}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -92,24 +92,33 @@ func (a *API) events(p *partners.Partner, r *http.Request, changes []change) []*
 			props[k] = string(b)
 		}
 		out[i] = &schemas.Event{
-			Tenant: p.Tenant, ID: eventID(idem, c), Type: c.typ, Time: now, Source: SourceAPI, Partner: p.Name,
+			Tenant: p.Tenant, ID: eventID(p.Name, idem, c), Type: c.typ, Time: now, Source: SourceAPI, Partner: p.Name,
 			Identifiers: []schemas.Identifier{c.id}, Properties: props, ReceivedAt: now,
 		}
 	}
 	return out
 }
 
-// eventID is random, or with an idempotency key the SHA-256 of the key,
-// the node, the type and the tag or purpose.
-func eventID(idem string, c change) string {
+// eventID is random, or with an idempotency key the SHA-256 of the
+// partner, the key, the node, the type, the tag or purpose and the
+// properties: the same request sent again has the same ids.
+func eventID(partner, idem string, c change) string {
 	if idem == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		return "api_" + hex.EncodeToString(b[:])
 	}
 	h := sha256.New()
-	for _, s := range []string{idem, c.node, c.typ, c.name} {
+	for _, s := range []string{partner, idem, c.node, c.typ, c.name} {
 		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	// The properties too (a blacklist reason, a consent's expiry): a key
+	// sent again with another body is another change.
+	for _, k := range schemas.SortedKeys(c.props) {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(c.props[k]))
 		h.Write([]byte{0})
 	}
 	return "api_" + hex.EncodeToString(h.Sum(nil)[:16])
@@ -237,6 +246,23 @@ func (a *API) postProfileTags(w http.ResponseWriter, r *http.Request) {
 			}
 			seen[t] = l.typ
 			ops = append(ops, op{l.typ, t})
+		}
+	}
+	// Two adds of one exclusive group in one request would be set at the
+	// same instant: the winner would be decided by event ids.
+	for _, g := range a.cfg.Status.Groups {
+		if !g.Exclusive {
+			continue
+		}
+		var adds []string
+		for _, t := range g.Tags {
+			if seen[t] == schemas.EventTagAdded {
+				adds = append(adds, t)
+			}
+		}
+		if len(adds) > 1 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: fmt.Sprintf("tags %s are in the exclusive group %q: a profile holds one of them; add one", strings.Join(adds, ", "), g.Name)})
+			return
 		}
 	}
 	n, err := a.nodeOf(p.Tenant, id)

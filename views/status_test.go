@@ -707,3 +707,17 @@ func TestBlacklistList(t *testing.T) {
 	e.nodes.ready = false
 	want(t, e.do(t, http.MethodGet, "/v1/blacklist", readerKey, ""), http.StatusServiceUnavailable, "not_ready")
 }
+
+// Two adds of one exclusive group in one request are refused: they would
+// be set at the same instant. One add and a remove of another are fine.
+func TestProfileTagsExclusiveGroup(t *testing.T) {
+	nodes, f := newFixture()
+	e := newStatusEnv(t, nodes, Config{Status: schemas.StatusConfig{Groups: []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer"}, Exclusive: true}}}})
+	a := e.do(t, http.MethodPost, "/v1/profiles/"+f.child+"/tags", admin1, `{"add":["lead","customer"]}`)
+	want(t, a, http.StatusBadRequest, "bad_request")
+	if !strings.Contains(fmt.Sprint(a.body["message"]), `"stage"`) {
+		t.Fatalf("message %v: want the group named", a.body["message"])
+	}
+	a = e.do(t, http.MethodPost, "/v1/profiles/"+f.child+"/tags", admin1, `{"add":["lead"],"remove":["customer"]}`)
+	want(t, a, http.StatusAccepted, "")
+}

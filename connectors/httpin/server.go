@@ -149,22 +149,25 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 // parsed: method, credential, scope (events:write), rate limit, content
 // type, size, signature.
 // It answers the request itself and returns ok=false when a check fails.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, allowed ...string) (p *partners.Partner, mediaType string, body []byte, ok bool) {
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, allowed ...string) (p *partners.Partner, statusOK bool, mediaType string, body []byte, ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	pr, err := s.partners.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, err.Error(), reqID)
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	if err := pr.Require(partners.ScopeEventsWrite); err != nil {
 		writeJSON(w, http.StatusForbidden, ErrorBody{Error: CodeForbidden, Message: err.Error(), RequestID: reqID, RequiredScope: string(partners.ScopeEventsWrite)})
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	p = pr.Partner
+	// Status events (tags, blacklist, consent, identifier status) need
+	// profiles:write too (accept checks them once decoded).
+	statusOK = pr.Require(partners.ScopeProfilesWrite) == nil
 	now := s.now()
 	if res := p.Limiter().ReserveN(now, 1); !res.OK() || res.DelayFrom(now) > 0 {
 		retry := time.Second
@@ -175,17 +178,17 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
 		writeError(w, http.StatusTooManyRequests, CodeRateLimited,
 			fmt.Sprintf("partner %q is limited to %g requests/s (burst %d); retry after the Retry-After seconds", p.Name, p.RateLimit.RPS, p.RateLimit.Burst), reqID)
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	mediaType, _, err = mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !contains(allowed, mediaType) {
 		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 			fmt.Sprintf("Content-Type %q is not accepted here; use one of %s", r.Header.Get("Content-Type"), strings.Join(allowed, ", ")), reqID)
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxBodyBytes), reqID)
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	body, err = readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
@@ -195,15 +198,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		} else {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, "could not read the body: "+err.Error(), reqID)
 		}
-		return nil, "", nil, false
+		return nil, false, "", nil, false
 	}
 	if key, signed := s.keys[p.Name]; signed {
 		if err := verifySignature(key, r.Header, body, now, s.cfg.SignatureTolerance); err != nil {
 			writeError(w, http.StatusForbidden, CodeBadSignature, err.Error(), reqID)
-			return nil, "", nil, false
+			return nil, false, "", nil, false
 		}
 	}
-	return p, mediaType, body, true
+	return p, statusOK, mediaType, body, true
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
@@ -232,7 +235,7 @@ type decoded struct {
 }
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID string) {
-	p, mt, body, ok := s.admit(w, r, reqID, ContentJSON, ContentCE, ContentCEBatch)
+	p, statusOK, mt, body, ok := s.admit(w, r, reqID, ContentJSON, ContentCE, ContentCEBatch)
 	if !ok {
 		return
 	}
@@ -262,7 +265,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		writeError(w, status, code, err.Error(), reqID)
 		return
 	}
-	s.accept(w, r.Context(), p, reqID, items)
+	s.accept(w, r.Context(), p, statusOK, reqID, items)
 }
 
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID string) {
@@ -272,7 +275,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no webhook mapping %q is configured", name), reqID)
 		return
 	}
-	p, _, body, ok := s.admit(w, r, reqID, ContentJSON)
+	p, statusOK, _, body, ok := s.admit(w, r, reqID, ContentJSON)
 	if !ok {
 		return
 	}
@@ -281,7 +284,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 	if err != nil {
 		item = decoded{payload: body, err: intake.DecodeFailed(intake.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
 	}
-	s.accept(w, r.Context(), p, reqID, []decoded{item})
+	s.accept(w, r.Context(), p, statusOK, reqID, []decoded{item})
 }
 
 var errTooMany = errors.New("too many events")
@@ -357,7 +360,22 @@ type AcceptResponse struct {
 // accept validates every item; if any is invalid nothing is written and the
 // answer lists every bad index; otherwise all events are written and the
 // answer is 202 once Kafka acknowledged them.
-func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, reqID string, items []decoded) {
+//
+// An event of a reserved status type (schemas.IsStatusEvent: tags, the
+// blacklist, consent, identifier status) changes what a person set on a
+// profile: it needs a key with profiles:write (statusOK), as the status
+// API does, or the whole request is refused with 403 and nothing is
+// written.
+func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, statusOK bool, reqID string, items []decoded) {
+	if !statusOK {
+		for _, it := range items {
+			if it.raw != nil && schemas.IsStatusEvent(it.raw.Type) {
+				writeJSON(w, http.StatusForbidden, ErrorBody{Error: CodeForbidden, RequestID: reqID, RequiredScope: string(partners.ScopeProfilesWrite),
+					Message: fmt.Sprintf("event %q is a %s event, which changes a profile's status: this key lacks the scope %s; nothing was written", it.raw.ID, it.raw.Type, partners.ScopeProfilesWrite)})
+				return
+			}
+		}
+	}
 	received := s.now()
 	events := make([]*schemas.Event, 0, len(items))
 	var bad, warnings []EventError

@@ -32,6 +32,7 @@ const (
 	slowKey   = "slow-key-1"
 	refKey    = "reference-key"
 	readerKey = "reader-key-1"                   // every scope but events:write
+	plainKey  = "plain-key-1"                    // a plain string key: events:write and profiles:read
 	secret    = "whsec_c2VjcmV0LXNpZ25pbmcta2V5" // base64("secret-signing-key")
 )
 
@@ -70,7 +71,8 @@ func newEnv(t *testing.T, cfg Config) *env {
 func newTestServer(t *testing.T, brokers []string, cfg Config) *httptest.Server {
 	t.Helper()
 	reg, err := partners.New([]partners.Partner{
-		{Name: "demo", Tenant: "demo", Keys: []string{demoKey}, RateLimit: partners.RateLimit{RPS: -1}},
+		{Name: "demo", Tenant: "demo", RateLimit: partners.RateLimit{RPS: -1}, ScopedKeys: partners.KeyList{{Key: demoKey, Scopes: partners.AllScopes}}},
+		{Name: "plain", Tenant: "demo", Keys: []string{plainKey}, RateLimit: partners.RateLimit{RPS: -1}}, // events:write, profiles:read
 		{Name: "signed", Tenant: "acme", Keys: []string{signedKey}, SigningSecret: secret},
 		{Name: "slow", Tenant: "acme", Keys: []string{slowKey}, RateLimit: partners.RateLimit{RPS: 0.01, Burst: 2}},
 		// The secret of the Standard Webhooks reference tests, without the

@@ -47,3 +47,30 @@ func TestStatusEventRejected(t *testing.T) {
 		t.Fatalf("event = %+v, want properties.value normalised to ana@example.com", ev)
 	}
 }
+
+// A status event changes what a person set on a profile: through ingest as
+// through the status API it needs profiles:write. A key without it gets
+// 403 for the whole request and nothing is written; its other events are
+// accepted.
+func TestStatusEventNeedsProfilesWrite(t *testing.T) {
+	e := newEnv(t, Config{})
+	for _, body := range []string{
+		`{"id":"t1","type":"tag.added","identifiers":{"user_id":"u"},"properties":{"tag":"vip"}}`,
+		`[{"id":"v1","type":"page.viewed","identifiers":{"user_id":"u"}},{"id":"b1","type":"blacklist.added","identifiers":{"user_id":"u"}}]`,
+		`{"id":"c1","type":"consent.granted","identifiers":{"user_id":"u"},"properties":{"purpose":"big spender"}}`,
+	} {
+		r := e.post(t, "/v1/events", plainKey, "application/json", body)
+		wantStatus(t, r, http.StatusForbidden, CodeForbidden)
+		if r.body["required_scope"] != "profiles:write" {
+			t.Fatalf("required_scope = %v", r.body["required_scope"])
+		}
+	}
+	r := e.post(t, "/v1/events", plainKey, "application/json", `{"id":"v2","type":"page.viewed","identifiers":{"user_id":"u"}}`)
+	wantStatus(t, r, http.StatusAccepted, "")
+	r = e.post(t, "/v1/events", demoKey, "application/json", `{"id":"t2","type":"tag.added","identifiers":{"user_id":"u"},"properties":{"tag":"vip"}}`)
+	wantStatus(t, r, http.StatusAccepted, "")
+	evs := readEvents(t, e.brokers)
+	if len(evs) != 2 || evs["v2"] == nil || evs["t2"] == nil {
+		t.Fatalf("events written: %v, want v2 and t2 only", schemas.SortedKeys(evs))
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -29,10 +30,13 @@ func newSupervisor(name string, reg prometheus.Registerer, logger *slog.Logger) 
 }
 
 // run runs what build returns until ctx ends, building and running it
-// again whenever it returns before that. A build that fails ends run with
-// its error: that is a configuration or storage problem, not one a restart
-// fixes. The first build happens before run is called (so that a bad
-// configuration stops the start), and is passed in as first.
+// again whenever it returns before that. The first build happens before
+// run is called, so that a bad configuration stops the start, and is
+// passed in as first. A later build that fails counts as a failed run and
+// is tried again after the pause: building a goka processor asks Kafka
+// about its topics, and a component that fails because a broker went
+// away is rebuilt while it may still be away (the system tier's broker
+// failure).
 func (s *supervisor) run(ctx context.Context, first func(context.Context) error, build func() (func(context.Context) error, error)) error {
 	pause, next := s.first, first
 	for {
@@ -56,7 +60,8 @@ func (s *supervisor) run(ctx context.Context, first func(context.Context) error,
 		}
 		pause = min(2*pause, s.most)
 		if next, err = build(); err != nil {
-			return err
+			berr := err
+			next = func(context.Context) error { return fmt.Errorf("build: %w", berr) }
 		}
 	}
 }

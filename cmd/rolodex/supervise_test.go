@@ -42,13 +42,21 @@ func TestSupervisorRestarts(t *testing.T) {
 	}
 }
 
-// A build that fails ends run with its error: a restart does not fix it.
-func TestSupervisorBuildFails(t *testing.T) {
+// A build that fails (Kafka away while goka asks for its topics) counts
+// as a failed run and is tried again after the pause, until one works.
+func TestSupervisorRetriesFailedBuild(t *testing.T) {
 	s := testSupervisor(t)
-	bad := errors.New("storage directory not writable")
-	err := s.run(context.Background(), func(context.Context) error { return errors.New("failed") },
-		func() (func(context.Context) error, error) { return nil, bad })
-	if !errors.Is(err, bad) {
-		t.Fatalf("run = %v, want the build's error", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	builds, ran := 0, false
+	err := s.run(ctx, func(context.Context) error { return errors.New("failed") },
+		func() (func(context.Context) error, error) {
+			if builds++; builds < 3 {
+				return nil, errors.New("dial tcp: connection refused")
+			}
+			return func(ctx context.Context) error { ran = true; cancel(); <-ctx.Done(); return ctx.Err() }, nil
+		})
+	if !errors.Is(err, context.Canceled) || !ran || builds != 3 || testutil.ToFloat64(s.restarts) != 3 {
+		t.Fatalf("run = %v, ran %v, %d builds, %v restarts; want canceled, a run, 3 builds and 3 restarts", err, ran, builds, testutil.ToFloat64(s.restarts))
 	}
 }

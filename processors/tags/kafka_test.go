@@ -128,12 +128,15 @@ func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 }
 
 // The tag processor on Kafka (kfake over TCP), killed (SIGKILL) at random
-// moments mid-stream and restarted, writes exactly the reference model's
-// records: none missing, none that the snapshots do not call for (a record
+// moments mid-stream and restarted (three times; once with -short),
+// writes exactly the reference model's records: none missing, none that
+// the snapshots do not call for (a record
 // written twice by a replay is the same record).
 func TestTagsOnKafkaUnderKills(t *testing.T) {
+	// -short (the unit tier): fewer ids and one kill; the full tier: three.
+	ids, kills := 60, 3
 	if testing.Short() {
-		t.Skip("-short: the kill test runs in the full suite")
+		ids, kills = 15, 1
 	}
 	const partitions = 3
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, schemas.TopicProfiles))
@@ -153,7 +156,7 @@ func TestTagsOnKafkaUnderKills(t *testing.T) {
 	}
 	r := rand.New(rand.NewSource(42))
 	var stream []*schemas.Profile
-	for k := 0; k < 60; k++ {
+	for k := 0; k < ids; k++ {
 		stream = append(stream, randomSnapshots(r, fmt.Sprintf("p_%03d", k), 5+r.Intn(25))...)
 	}
 	// Shuffle across ids, keeping each id's snapshots in order.
@@ -188,8 +191,8 @@ func TestTagsOnKafkaUnderKills(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tags")
 	child := startTagChild(t, brokers, dir, 0)
 	child.waitJoined(t, 0)
-	chunk := len(stream) / 4
-	for i := 1; i <= 3; i++ {
+	chunk := len(stream) / (kills + 1)
+	for i := 1; i <= kills; i++ {
 		produce(chunk)
 		time.Sleep(time.Duration(r.Intn(300)) * time.Millisecond)
 		_ = child.cmd.Process.Kill()

@@ -130,8 +130,8 @@ func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 // The tag processor on Kafka (kfake over TCP), killed (SIGKILL) at random
 // moments mid-stream and restarted (three times; once with -short),
 // writes exactly the reference model's records: none missing, none that
-// the snapshots do not call for (a record
-// written twice by a replay is the same record).
+// the snapshots do not call for (a record written twice by a replay is the
+// same record).
 func TestTagsOnKafkaUnderKills(t *testing.T) {
 	// -short (the unit tier): fewer ids and one kill; the full tier: three.
 	ids, kills := 60, 3

@@ -30,7 +30,7 @@ func newSupervisor(name string, reg prometheus.Registerer, logger *slog.Logger) 
 }
 
 // run runs what build returns until ctx ends, building and running it
-// again whenever it returns before that. The first build happens before
+// again whenever it returns before that, and returns nil once ctx ends. The first build happens before
 // run is called, so that a bad configuration stops the start, and is
 // passed in as first. A later build that fails counts as a failed run and
 // is tried again after the pause: building a goka processor asks Kafka
@@ -43,7 +43,15 @@ func (s *supervisor) run(ctx context.Context, first func(context.Context) error,
 		began := time.Now()
 		err := next(ctx)
 		if ctx.Err() != nil {
-			return err
+			// Asked to stop. What a component returns while it stops is
+			// part of stopping (goka's "context closed while waiting for
+			// startup tables" when stopped during its start, unwrapped):
+			// logged, not returned, so a stop during a start is a clean
+			// stop.
+			if err != nil && !errors.Is(err, context.Canceled) {
+				s.logger.Warn(s.name+" returned an error while it stopped", "err", err)
+			}
+			return nil
 		}
 		if err == nil {
 			err = errors.New("it stopped by itself")

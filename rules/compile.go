@@ -8,13 +8,16 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common"
+
+	"github.com/rolodex/rolodex/schemas"
 )
 
 const (
 	// MaxEventsPerType is how many latest event times per event type the
 	// state keeper may keep for one profile: the largest count a condition
-	// may need (events(T, W) >= 100 is accepted, >= 101 is refused).
-	MaxEventsPerType = 100
+	// may need (events(T, W) >= 100 is accepted, >= 101 is refused): what
+	// the identity stage keeps (schemas.EventTimesLimit).
+	MaxEventsPerType = schemas.EventTimesLimit
 
 	// MaxCost bounds the estimated worst-case cost of a condition, in CEL
 	// cost units (about one per operation, one per list element scanned),

@@ -13,6 +13,11 @@ import (
 // RecentLimit is how many recent events a profile keeps.
 const RecentLimit = 20
 
+// EventTimesLimit is how many of its latest event times per event type a
+// node and a profile keep, for rule conditions' events() and last()
+// (docs/tags.md, "Memory bound").
+const EventTimesLimit = 100
+
 // Trait is one trait value with what decides last-write-wins: the event time,
 // then source, event id and value, so the winner never depends on arrival
 // order.
@@ -84,6 +89,9 @@ type Contribution struct {
 	FirstSeen  int64            `json:"f,omitempty"`
 	LastSeen   int64            `json:"l,omitempty"`
 	Recent     []Activity       `json:"r,omitempty"`
+	// Times holds, per event type, the latest EventTimesLimit event times
+	// (Unix ms), newest first; equal times repeat.
+	Times map[string][]int64 `json:"et,omitempty"`
 	// Status (docs/profile-status.md): per tag, the blacklist, per
 	// consent purpose and per identifier ("type:value"), the latest write.
 	Tags      map[string]TagMark     `json:"tg,omitempty"`
@@ -116,9 +124,43 @@ func (c *Contribution) Add(ev *Event) {
 		}
 	}
 	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+	if c.Times == nil {
+		c.Times = map[string][]int64{}
+	}
+	c.Times[ev.Type] = AddTime(c.Times[ev.Type], t)
 	if IsStatusEvent(ev.Type) {
 		c.addStatus(ev)
 	}
+}
+
+// AddTime inserts t into l (newest first), keeping the latest
+// EventTimesLimit.
+func AddTime(l []int64, t int64) []int64 {
+	i := sort.Search(len(l), func(i int) bool { return l[i] < t })
+	if i >= EventTimesLimit {
+		return l
+	}
+	if len(l) < EventTimesLimit {
+		l = append(l, 0)
+	}
+	copy(l[i+1:], l[i:])
+	l[i] = t
+	return l
+}
+
+// MergeTimes returns the latest EventTimesLimit of a and b together
+// (both newest first), newest first: the latest k of a union are among
+// each part's latest k.
+func MergeTimes(a, b []int64) []int64 {
+	out := make([]int64, 0, min(len(a)+len(b), EventTimesLimit))
+	for len(out) < EventTimesLimit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && a[0] >= b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 func AddRecent(l []Activity, a ...Activity) []Activity {
@@ -289,6 +331,11 @@ type Profile struct {
 	Counters    map[string]int64           `json:"counters"`
 	MergedIDs   []string                   `json:"merged_ids"`
 	Recent      []RecentEvent              `json:"recent"`
+	// EventTimes holds, per event type, the profile's latest
+	// EventTimesLimit event times (Unix ms), newest first: on the
+	// snapshots of rolodex.profiles (FoldOptions.EventTimes), for the tag
+	// stage's rules; the API leaves them out.
+	EventTimes map[string][]int64 `json:"event_times,omitempty"`
 	// Status (docs/profile-status.md). RemovedTags are the tags the
 	// profile had a write of that are off: what removed each and since
 	// when (the tag stage needs the time of a removal).
@@ -346,6 +393,14 @@ func FoldWith(key string, n *Node, opts *FoldOptions) *Profile {
 		}
 		seen = true
 		recent = AddRecent(recent, c.Recent...)
+		if opts.EventTimes {
+			if p.EventTimes == nil {
+				p.EventTimes = map[string][]int64{}
+			}
+			for typ, ts := range c.Times {
+				p.EventTimes[typ] = MergeTimes(p.EventTimes[typ], ts)
+			}
+		}
 		st.join(&c)
 	}
 	for _, vs := range p.Identifiers {

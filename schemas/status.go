@@ -446,6 +446,8 @@ type FoldOptions struct {
 	Status StatusConfig
 	// Now decides consent expiry; zero means time.Now().
 	Now time.Time
+	// EventTimes fills Profile.EventTimes.
+	EventTimes bool
 }
 
 // foldStatus fills the status fields of p.

@@ -145,7 +145,7 @@ func TestIngestToReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tagProc, err := tags.New(tags.Config{Brokers: brokers, StorageDir: t.TempDir()}, goka.WithLogger(log.New(io.Discard, "", 0)))
+	tagProc, err := tags.New(tags.Config{Brokers: brokers, StorageDir: t.TempDir(), Status: status}, goka.WithLogger(log.New(io.Discard, "", 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -318,7 +318,7 @@ func tagsComponent(dir string) component {
 		}
 		storage := filepath.Join(dir, "tags")
 		build := func() (func(context.Context) error, error) {
-			p, err := tags.New(tags.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom})
+			p, err := tags.New(tags.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom, Status: e.cfg.Tags, Logger: e.logger})
 			if err != nil {
 				return nil, err
 			}

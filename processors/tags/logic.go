@@ -4,7 +4,12 @@
 // Rule tags (a later issue) are computed here too.
 package tags
 
-import "github.com/rolodex/rolodex/schemas"
+import (
+	"time"
+
+	"github.com/rolodex/rolodex/rules"
+	"github.com/rolodex/rolodex/schemas"
+)
 
 // OutboxLimit is how many of its latest records a profile's state keeps to
 // send again when the message that made them is replayed.
@@ -14,110 +19,331 @@ const OutboxLimit = 256
 // removing it: a default tag taken out of the configuration.
 const CauseConfig = "config"
 
-// Held is a tag a profile holds: what added it and since when (Unix ms).
-type Held struct {
-	Cause string `json:"c"`
-	Since int64  `json:"s"`
+// The tag stage's table value and its parts live in schemas, where the
+// query API reads them.
+type (
+	State = schemas.TagTable
+	Held  = schemas.HeldTag
+	Sent  = schemas.SentTag
+)
+
+// Message is what the stage handles: a snapshot of the profile, a tick
+// of the scheduler, or a visit (a rule change, or the start of an
+// instance: every profile it owns is evaluated again).
+type Message struct {
+	// Snapshot is set for a snapshot from rolodex.profiles.
+	Snapshot *schemas.Profile
+	// Tick is set for a tick from rolodex.tag.ticks.
+	Tick bool
+	// Origin identifies a delivery of a snapshot or a tick: its offset
+	// on its topic plus one. 0 for a visit, which is never replayed.
+	Origin int64
+	// At is when the message asks the rules to be evaluated (Unix ms): a
+	// snapshot's Kafka timestamp, a tick's due instant, a visit's clock.
+	// The evaluation instant is the latest of At and the state's, so that
+	// a profile's clock never goes back and a replay evaluates as the
+	// first delivery did.
+	At int64
 }
 
-// Sent is a record the state made, with the origin of the message that
-// made it.
-type Sent struct {
-	By     int64             `json:"by"`
-	Change schemas.TagChange `json:"ch"`
+// Env is what evaluation needs besides the message and the state.
+type Env struct {
+	Rules  *RuleSet
+	Groups Groups
+	// Failed is called for each rule whose evaluation failed.
+	Failed func(r *Rule, err error)
 }
 
-// State is the value of the tag table, keyed by profile id: the tags the
-// records so far say the profile holds.
-type State struct {
-	Tenant string          `json:"tn"`
-	Tags   map[string]Held `json:"tg,omitempty"`
-	// By is the origin of the latest message that changed the state.
-	By int64 `json:"by,omitempty"`
-	// Outbox holds the latest records, oldest first, at most OutboxLimit
-	// (never fewer than the latest message's).
-	Outbox []Sent `json:"ob,omitempty"`
+// Result is what handling a message makes.
+type Result struct {
+	State   *State
+	Changes []schemas.TagChange
+	// Write: the state must be written (else it is unchanged).
+	Write bool
+	// Replayed: the message was handled before; Changes are its records,
+	// sent again.
+	Replayed bool
 }
 
-// Step handles one snapshot of profile key made at ts (Unix ms; the
-// record's Kafka timestamp) and delivered as origin (docs/profile-status.md,
-// "The tag stage"). It returns the new state, the records to write, and
-// whether the state must be written.
-//
-// A message already reflected in the state (origin <= s.By: a replay after
-// a crash) changes nothing and sends its own records again: the crash may
-// have lost them while the state's write reached the table.
+// Step handles one snapshot with no rules (docs/profile-status.md, "The
+// tag stage"): Apply with an empty environment.
 func Step(s *State, key string, p *schemas.Profile, origin, ts int64) (*State, []schemas.TagChange, bool) {
-	if s != nil && origin <= s.By {
-		var again []schemas.TagChange
-		for _, o := range s.Outbox {
-			if o.By == origin {
-				again = append(again, o.Change)
-			}
+	r := Apply(s, key, Message{Snapshot: p, Origin: origin, At: ts}, &Env{})
+	return r.State, r.Changes, r.Write
+}
+
+// Apply handles one message for profile key (docs/tags.md, "The rule-tag
+// stage"). A message already reflected in the state (a replay after a
+// crash) changes nothing and sends its own records again: the crash may
+// have lost them while the state's write reached the table.
+func Apply(s *State, key string, m Message, env *Env) Result {
+	if s != nil && m.Origin > 0 {
+		by := s.By
+		if m.Tick {
+			by = s.TickBy
 		}
-		return s, again, true
+		if m.Origin <= by {
+			var again []schemas.TagChange
+			for _, o := range s.Outbox {
+				if o.By == m.Origin && o.Tick == m.Tick {
+					again = append(again, o.Change)
+				}
+			}
+			return Result{State: s, Changes: again, Write: true, Replayed: true}
+		}
 	}
-	var held map[string]Held
+	p := m.Snapshot
+	if p == nil {
+		if s == nil || s.Profile == nil {
+			return Result{State: s} // nothing to evaluate: unknown or merged away
+		}
+		p = s.Profile
+	}
+	at := m.At
+	var old State
 	if s != nil {
-		held = s.Tags
+		old = *s
+		at = max(at, s.At)
 	}
-	now := map[string]Held{}
+	next := &State{Tenant: p.Tenant, Tags: nil, By: old.By, TickBy: old.TickBy, At: at}
+	switch {
+	case m.Snapshot != nil:
+		next.By = m.Origin
+	case m.Tick:
+		next.TickBy = m.Origin
+	}
+	ev := evaluate(key, p, old.Tags, old.Rules, at, env)
+	if p.MergedInto == "" {
+		next.Profile = p
+	}
+	next.Rules, next.Wake = ev.marks, ev.wake
+	if len(ev.tags) > 0 {
+		next.Tags = ev.tags
+	}
+	changes := ev.changes
+	if len(changes) == 0 && m.Snapshot == nil && sameRules(old.Rules, next.Rules) && old.Wake == next.Wake {
+		// A tick or visit that changes nothing keeps the state as it is. A
+		// snapshot is always kept: ticks and visits evaluate the latest.
+		return Result{State: s}
+	}
+	next.Outbox = append(next.Outbox, old.Outbox...)
+	for _, c := range changes {
+		next.Outbox = append(next.Outbox, Sent{By: m.Origin, Tick: m.Tick, Change: c})
+	}
+	if drop := len(next.Outbox) - max(OutboxLimit, len(changes)); drop > 0 {
+		next.Outbox = append([]Sent(nil), next.Outbox[drop:]...)
+	}
+	return Result{State: next, Changes: changes, Write: true}
+}
+
+func sameRules(a, b map[string]schemas.RuleMark) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+type evaluation struct {
+	tags    map[string]Held
+	marks   map[string]schemas.RuleMark
+	wake    int64
+	changes []schemas.TagChange
+}
+
+// evaluate computes a profile's tags at the instant at, from its snapshot
+// p (status tags, already resolved among themselves) and its rules, and
+// the records that take the held tags there.
+func evaluate(key string, p *schemas.Profile, held map[string]Held, marks map[string]schemas.RuleMark, at int64, env *Env) evaluation {
+	var ev evaluation
+	status := map[string]Held{}
 	removedBy := map[string]schemas.ProfileTag{}
+	// ruleTag: tag → the rule (smallest id) whose condition holds it.
+	ruleTag := map[string]*Rule{}
 	if p.MergedInto == "" {
 		for _, t := range p.Tags {
-			now[t.Tag] = Held{Cause: t.Source, Since: t.SinceMs}
+			status[t.Tag] = Held{Cause: t.Source, Since: t.SinceMs}
 		}
 		for _, t := range p.RemovedTags {
 			removedBy[t.Tag] = t
 		}
+		active := env.Rules.Active(p.Tenant)
+		if len(active) > 0 {
+			ev.marks = map[string]schemas.RuleMark{}
+			in := rules.FromProfile(p, times(p.EventTimes), time.UnixMilli(at))
+			var wake time.Time
+			for _, r := range active {
+				prev, had := marks[r.ID]
+				m := schemas.RuleMark{Version: r.Version}
+				on, err := r.Program.Eval(in)
+				switch {
+				case err != nil:
+					// The tag stays as it was.
+					m.On, m.Since, m.Failed = prev.On, prev.Since, true
+					if env.Failed != nil {
+						env.Failed(r, err)
+					}
+				case had && prev.On == on:
+					m.On, m.Since = on, prev.Since
+				default:
+					m.On, m.Since = on, at
+				}
+				if !m.On {
+					m.Since = 0
+				}
+				ev.marks[r.ID] = m
+				if m.On {
+					if _, taken := ruleTag[r.Tag]; !taken {
+						ruleTag[r.Tag] = r
+					}
+				}
+				if w, ok := r.Program.NextChange(in); ok && (wake.IsZero() || w.Before(wake)) {
+					wake = w
+				}
+			}
+			// A consent a rule reads expires with no event.
+			for _, c := range p.Consent {
+				if c.Status != schemas.ConsentGranted || c.ExpiresAt == "" {
+					continue
+				}
+				if exp, err := time.Parse(time.RFC3339Nano, c.ExpiresAt); err == nil && exp.UnixMilli() > at && (wake.IsZero() || exp.Before(wake)) {
+					wake = exp
+				}
+			}
+			if !wake.IsZero() {
+				ev.wake = wake.UnixMilli()
+			}
+		}
 	}
-	var changes []schemas.TagChange
+	// Exclusive groups: a tag a person set holds its group against the
+	// rules; a rule's tag holds it against a default tag; of the rules'
+	// tags of one group, the one of the smallest rule id.
+	suppressedBy := map[string]Held{}
+	for _, g := range env.Groups.names() {
+		var st string
+		for tag := range status {
+			if env.Groups[tag] == g {
+				st = tag
+			}
+		}
+		var win *Rule
+		for tag, r := range ruleTag {
+			if env.Groups[tag] == g && (win == nil || r.ID < win.ID) {
+				win = r
+			}
+		}
+		if win == nil {
+			continue
+		}
+		if st != "" && status[st].Cause != schemas.TagSourceDefault {
+			for tag := range ruleTag {
+				if env.Groups[tag] == g && tag != st {
+					delete(ruleTag, tag)
+					suppressedBy[tag] = status[st]
+				}
+			}
+			continue
+		}
+		winHeld := Held{Cause: win.Cause(), Since: ev.marks[win.ID].Since}
+		for tag := range ruleTag {
+			if env.Groups[tag] == g && tag != win.Tag {
+				delete(ruleTag, tag)
+				suppressedBy[tag] = winHeld
+			}
+		}
+		if st != "" && st != win.Tag {
+			delete(status, st)
+			suppressedBy[st] = winHeld
+		}
+	}
+	// The tags now on, each with what holds it: a tag that stays on keeps
+	// its since; its cause follows what holds it now.
+	now := map[string]Held{}
+	for tag, h := range status {
+		now[tag] = h
+	}
+	for tag, r := range ruleTag {
+		if _, ok := now[tag]; !ok {
+			now[tag] = Held{Cause: r.Cause(), Since: at}
+		}
+	}
+	for tag, h := range now {
+		old, had := held[tag]
+		if !had {
+			continue
+		}
+		h.Since = old.Since
+		if stillHolds(old.Cause, tag, status, ruleTag) {
+			h.Cause = old.Cause
+		}
+		now[tag] = h
+	}
 	for _, tag := range schemas.SortedKeys(held) {
 		if _, on := now[tag]; on {
 			continue
 		}
+		h := held[tag]
 		c := schemas.TagChange{Tenant: p.Tenant, Profile: key, Tag: tag, Op: schemas.TagRemoved}
-		switch r, ok := removedBy[tag]; {
+		ruleID, byRule := schemas.RuleOfCause(h.Cause)
+		r, removed := removedBy[tag]
+		sup, suppressed := suppressedBy[tag]
+		switch {
 		case p.MergedInto != "":
 			// The survivor holds the tag now, with its own record: this
 			// id's membership is withdrawn from when it began, so that
 			// counts over time see one person once.
-			c.Cause, c.Time = schemas.TagCauseMerge, held[tag].Since
-		case ok:
+			c.Cause, c.Time = schemas.TagCauseMerge, h.Since
+		case suppressed:
+			c.Cause, c.Time = sup.Cause, max(sup.Since, h.Since)
+		case byRule:
+			v, ok := env.Rules.Version(p.Tenant, ruleID)
+			if !ok {
+				v = marks[ruleID].Version
+			}
+			c.Cause, c.Time = schemas.RuleCause(ruleID, v), at
+		case removed:
 			c.Cause, c.Time = r.Source, r.SinceMs
 		default:
-			c.Cause, c.Time = CauseConfig, ts
+			c.Cause, c.Time = CauseConfig, at
 		}
-		changes = append(changes, c)
+		ev.changes = append(ev.changes, c)
 	}
 	for _, tag := range schemas.SortedKeys(now) {
 		if _, had := held[tag]; had {
 			continue // a re-add of a present tag is not a change
 		}
 		h := now[tag]
-		changes = append(changes, schemas.TagChange{Tenant: p.Tenant, Profile: key, Tag: tag, Op: schemas.TagAdded, Cause: h.Cause, Time: h.Since})
+		ev.changes = append(ev.changes, schemas.TagChange{Tenant: p.Tenant, Profile: key, Tag: tag, Op: schemas.TagAdded, Cause: h.Cause, Time: h.Since})
 	}
-	if len(changes) == 0 {
-		return s, nil, false
-	}
-	next := &State{Tenant: p.Tenant, By: origin}
 	if len(now) > 0 {
-		next.Tags = map[string]Held{}
-		for tag, h := range now {
-			if old, had := held[tag]; had {
-				h = old // the record that added it says since when
-			}
-			next.Tags[tag] = h
+		ev.tags = now
+	}
+	return ev
+}
+
+// stillHolds reports whether what added a tag (its cause) still holds it.
+func stillHolds(cause, tag string, status map[string]Held, ruleTag map[string]*Rule) bool {
+	if id, ok := schemas.RuleOfCause(cause); ok {
+		r, on := ruleTag[tag]
+		return on && r.ID == id
+	}
+	_, on := status[tag]
+	return on
+}
+
+// times converts a snapshot's event times for the rules engine.
+func times(et map[string][]int64) map[string][]time.Time {
+	out := make(map[string][]time.Time, len(et))
+	for typ, ts := range et {
+		l := make([]time.Time, len(ts))
+		for i, t := range ts {
+			l[i] = time.UnixMilli(t)
 		}
+		out[typ] = l
 	}
-	if s != nil {
-		next.Outbox = append(next.Outbox, s.Outbox...)
-	}
-	for _, c := range changes {
-		next.Outbox = append(next.Outbox, Sent{By: origin, Change: c})
-	}
-	if drop := len(next.Outbox) - max(OutboxLimit, len(changes)); drop > 0 {
-		next.Outbox = append([]Sent(nil), next.Outbox[drop:]...)
-	}
-	return next, changes, true
+	return out
 }

@@ -30,8 +30,9 @@ func TestStep(t *testing.T) {
 	if want := []schemas.TagChange{change("new", "added", "manual", 1), change("vip", "added", "manual", 5)}; !write || !reflect.DeepEqual(out, want) {
 		t.Fatalf("first snapshot: %v %v", write, out)
 	}
-	// A re-add (a newer since) of a present tag is not a change.
-	if _, out, write := Step(s, "p_1", snap(map[string]int64{"vip": 9, "new": 1}, nil), 2, 100); write || len(out) != 0 {
+	// A re-add (a newer since) of a present tag is not a change (the
+	// state is written: it keeps the latest snapshot).
+	if _, out, write := Step(s, "p_1", snap(map[string]int64{"vip": 9, "new": 1}, nil), 2, 100); !write || len(out) != 0 {
 		t.Fatalf("re-add: %v %v", write, out)
 	}
 	s2, out, _ := Step(s, "p_1", snap(map[string]int64{"new": 1}, map[string]int64{"vip": 12}), 3, 100)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
@@ -11,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -27,13 +32,30 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Sarama replaces gokaconfig.Sarama("rolodex-tags").
 	Sarama *sarama.Config
+	// Status is the tags configuration: its exclusive groups decide how
+	// rule tags and other tags of one group meet (docs/tags.md).
+	Status schemas.StatusConfig
+	// Tick is how often the scheduler looks for due wakes and the rules
+	// for changes; default one second.
+	Tick time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
 }
 
 // Metrics of the tag stage.
 type Metrics struct {
-	snapshots prometheus.Counter
-	changes   *prometheus.CounterVec
-	replays   prometheus.Counter
+	snapshots  prometheus.Counter
+	changes    *prometheus.CounterVec
+	replays    prometheus.Counter
+	ticks      prometheus.Counter
+	visits     prometheus.Counter
+	ruleErrors *prometheus.CounterVec
+	reloads    prometheus.Counter
+	rules      prometheus.Gauge
+	scheduled  prometheus.Gauge
+	evalTime   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -41,45 +63,112 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_snapshots_total",
 			Help: "Profile snapshots read from rolodex.profiles by the tag stage."}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_tags_changes_total",
-			Help: "Tag changes written to rolodex.profile.tags, by op (added, removed) and cause (default, manual, merge, config)."}, []string{"op", "cause"}),
+			Help: "Tag changes written to rolodex.profile.tags, by op (added, removed) and cause (default, manual, merge, config, rule)."}, []string{"op", "cause"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_replayed_total",
-			Help: "Snapshots handled again after a restart (their records are written again)."}),
+			Help: "Snapshots and ticks handled again after a restart (their records are written again)."}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_ticks_total",
+			Help: "Wake-ups the scheduler wrote to rolodex.tag.ticks (a profile whose rule tags may change because time passed)."}),
+		visits: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_visits_total",
+			Help: "Profiles evaluated again by a visit: after a rule change, at start and after a rebalance."}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_tags_rule_errors_total",
+			Help: "Rule evaluations that failed at run time (the tag stays as it was), by tenant and rule."}, []string{"tenant", "rule"}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_rule_reloads_total",
+			Help: "Times the tag stage applied a changed set of rules to every profile it owns."}),
+		rules: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rolodex_tags_rules_active",
+			Help: "Active tag rules (all tenants) the tag stage applies."}),
+		scheduled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rolodex_tags_scheduled",
+			Help: "Profiles with a pending wake-up in this instance's scheduler."}),
+		evalTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rolodex_tags_evaluation_seconds",
+			Help:    "Time to evaluate one profile against its tenant's rules.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [3]error
+	var errs [10]error
 	m.snapshots, errs[0] = metrics.Register(reg, m.snapshots)
 	m.changes, errs[1] = metrics.Register(reg, m.changes)
 	m.replays, errs[2] = metrics.Register(reg, m.replays)
+	m.ticks, errs[3] = metrics.Register(reg, m.ticks)
+	m.visits, errs[4] = metrics.Register(reg, m.visits)
+	m.ruleErrors, errs[5] = metrics.Register(reg, m.ruleErrors)
+	m.reloads, errs[6] = metrics.Register(reg, m.reloads)
+	m.rules, errs[7] = metrics.Register(reg, m.rules)
+	m.scheduled, errs[8] = metrics.Register(reg, m.scheduled)
+	m.evalTime, errs[9] = metrics.Register(reg, m.evalTime)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("tags: register metrics: %w", err)
 	}
 	return m, nil
 }
 
+// visitEvaluate is the name of the visit that evaluates every profile of
+// an instance's partitions again.
+const visitEvaluate = "evaluate"
+
 type processor struct {
 	metrics *Metrics
 	ordered *gokaconfig.Ordered
+	sched   *Scheduler
+	env     atomic.Pointer[Env]
+	now     func() time.Time
+	logger  *slog.Logger
+	// failed remembers the rule versions whose failure was logged.
+	failedMu sync.Mutex
+	failed   map[string]bool
 }
 
-// Group defines the tag goka group. reg may be nil; ordered must wrap the
-// processor's producer.
-func Group(reg prometheus.Registerer, ordered *gokaconfig.Ordered) (*goka.GroupGraph, error) {
+func newProcessor(reg prometheus.Registerer, ordered *gokaconfig.Ordered, status schemas.StatusConfig, now func() time.Time, logger *slog.Logger) (*processor, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	p := &processor{metrics: m, ordered: ordered}
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p := &processor{metrics: m, ordered: ordered, sched: NewScheduler(), now: now, logger: logger, failed: map[string]bool{}}
+	p.env.Store(&Env{Groups: NewGroups(status), Failed: p.ruleFailed})
+	return p, nil
+}
+
+func (p *processor) graph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupTags,
 		goka.Input(schemas.TopicProfiles, schemas.JSONCodec[schemas.Profile]{}, p.onProfile),
+		goka.Input(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}, p.onTick),
+		goka.Visitor(visitEvaluate, p.onVisit),
 		goka.Output(schemas.TopicProfileTags, schemas.JSONCodec[schemas.TagChange]{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
-	), nil
+	)
+}
+
+// Group defines the tag goka group with no rules. reg may be nil; ordered
+// must wrap the processor's producer.
+func Group(reg prometheus.Registerer, ordered *gokaconfig.Ordered) (*goka.GroupGraph, error) {
+	p, err := newProcessor(reg, ordered, schemas.StatusConfig{}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.graph(), nil
+}
+
+// Processor is the tag stage: the goka processor, the rules it reads from
+// rolodex.tag.rules and its scheduler.
+type Processor struct {
+	*goka.Processor
+	p       *processor
+	rules   *goka.View
+	emitter *goka.Emitter
+	tick    time.Duration
+	// rebalanced is set by each rebalance: the instance visits its
+	// partitions again to rebuild its scheduler.
+	rebalanced atomic.Bool
 }
 
 // New returns the tag processor; opts come after the Rolodex defaults.
-func New(cfg Config, opts ...goka.ProcessorOption) (*goka.Processor, error) {
+func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("tags: no brokers")
 	}
@@ -91,10 +180,15 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*goka.Processor, error) {
 		sc = gokaconfig.Sarama("rolodex-tags")
 	}
 	ordered := new(gokaconfig.Ordered)
-	g, err := Group(cfg.Registerer, ordered)
+	p, err := newProcessor(cfg.Registerer, ordered, cfg.Status, cfg.Now, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
+	out := &Processor{p: p, tick: cfg.Tick}
+	if out.tick <= 0 {
+		out.tick = time.Second
+	}
+	out.rebalanced.Store(true)
 	base := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
 		goka.WithProducerBuilder(ordered.Builder(goka.ProducerBuilderWithConfig(sc))),
@@ -102,16 +196,173 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*goka.Processor, error) {
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, gokaconfig.TopicManager(1))),
 		goka.WithStorageBuilder(storage.DefaultBuilder(cfg.StorageDir)),
 		goka.WithClientID("rolodex-tags"),
+		goka.WithRebalanceCallback(func(goka.Assignment) { out.rebalanced.Store(true) }),
 	}
-	p, err := goka.NewProcessor(cfg.Brokers, g, append(base, opts...)...)
-	if err != nil {
+	if out.Processor, err = goka.NewProcessor(cfg.Brokers, p.graph(), append(base, opts...)...); err != nil {
 		return nil, fmt.Errorf("tags: %w", err)
 	}
-	return p, nil
+	tmc := gokaconfig.TopicManager(1)
+	out.rules, err = goka.NewView(cfg.Brokers, goka.Table(schemas.TopicTagRules), schemas.JSONCodec[schemas.TagRule]{},
+		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithViewAutoReconnect(),
+		goka.WithViewClientID("rolodex-tags-rules"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("tags: rules view: %w", err)
+	}
+	out.emitter, err = goka.NewEmitter(cfg.Brokers, goka.Stream(schemas.TopicTagTicks), schemas.JSONCodec[schemas.TagTick]{},
+		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("tags: tick emitter: %w", err)
+	}
+	return out, nil
 }
 
-// origin identifies a delivery: the offset on rolodex.profiles (one input
-// topic; a key lives on one partition), plus one so that it is never 0.
+// Run runs the tag stage until ctx is done or it fails: the rules view
+// first (no profile is evaluated before every rule is read), then the
+// processor, the rule watcher and the scheduler.
+func (t *Processor) Run(ctx context.Context) error {
+	defer t.emitter.Finish()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := t.rules.Run(gctx); err != nil {
+			return fmt.Errorf("tags: rules view: %w", err)
+		}
+		return nil
+	})
+	if err := t.waitRules(gctx); err != nil {
+		_ = g.Wait()
+		return err
+	}
+	if err := t.reloadRules(); err != nil {
+		_ = g.Wait()
+		return err
+	}
+	g.Go(func() error { return t.Processor.Run(gctx) })
+	g.Go(func() error { return t.loop(gctx) })
+	return g.Wait()
+}
+
+func (t *Processor) waitRules(ctx context.Context) error {
+	for !t.rules.Recovered() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// reloadRules reads the rules view; it reports whether the rules changed.
+func (t *Processor) reloadRules() error {
+	_, err := t.readRules()
+	return err
+}
+
+func (t *Processor) readRules() (bool, error) {
+	it, err := t.rules.Iterator()
+	if err != nil {
+		return false, fmt.Errorf("tags: read rules: %w", err)
+	}
+	defer it.Release()
+	var recs []schemas.TagRule
+	for it.Next() {
+		v, err := it.Value()
+		if err != nil {
+			return false, fmt.Errorf("tags: read rule %s: %w", it.Key(), err)
+		}
+		if r, ok := v.(*schemas.TagRule); ok && r != nil {
+			recs = append(recs, *r)
+		}
+	}
+	rs, errs := NewRuleSet(recs)
+	for _, err := range errs {
+		t.p.logger.Error("tag rule left out", "err", err)
+	}
+	cur := t.p.env.Load()
+	if cur.Rules != nil && cur.Rules.Fingerprint == rs.Fingerprint {
+		return false, nil
+	}
+	active := 0
+	for _, rs := range rs.active {
+		active += len(rs)
+	}
+	t.p.metrics.rules.Set(float64(active))
+	t.p.env.Store(&Env{Rules: rs, Groups: cur.Groups, Failed: cur.Failed})
+	return cur.Rules != nil, nil
+}
+
+// loop runs the scheduler and the rule watcher: every tick, it writes a
+// tick for each due wake, and when the rules changed or the partitions
+// were reassigned it visits every profile this instance owns.
+func (t *Processor) loop(ctx context.Context) error {
+	if err := t.Processor.WaitForReadyContext(ctx); err != nil {
+		return nil // stopping
+	}
+	tk := time.NewTicker(t.tick)
+	defer tk.Stop()
+	for {
+		changed, err := t.readRules()
+		if err != nil {
+			t.p.logger.Error("tag rules not read", "err", err)
+		}
+		if changed {
+			t.p.metrics.reloads.Inc()
+			t.rebalanced.Store(true)
+		}
+		if t.rebalanced.Swap(false) {
+			if err := t.Processor.VisitAll(ctx, visitEvaluate, nil); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				t.p.logger.Warn("tag stage: visit interrupted; trying again", "err", err)
+				t.rebalanced.Store(true)
+			}
+		}
+		t.emitDue(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+		}
+	}
+}
+
+// emitDue writes a tick for every due wake. A tick that Kafka does not
+// take is scheduled again.
+func (t *Processor) emitDue(ctx context.Context) {
+	now := t.p.now().UnixMilli()
+	for ctx.Err() == nil {
+		due := t.p.sched.Pop(now, 1000)
+		if len(due) == 0 {
+			break
+		}
+		for _, w := range due {
+			w := w
+			pr, err := t.emitter.Emit(w.Key, &schemas.TagTick{At: w.At})
+			if err != nil {
+				t.p.sched.Set(w.Key, w.At)
+				continue
+			}
+			pr.Then(func(err error) {
+				if err != nil {
+					t.p.sched.Set(w.Key, w.At)
+					return
+				}
+				t.p.metrics.ticks.Inc()
+			})
+		}
+	}
+	t.p.metrics.scheduled.Set(float64(t.p.sched.Len()))
+}
+
+// origin identifies a delivery: the offset on its topic (a key lives on
+// one partition of each), plus one so that it is never 0.
 func origin(ctx goka.Context) int64 { return ctx.Offset() + 1 }
 
 func (p *processor) onProfile(ctx goka.Context, msg any) {
@@ -121,23 +372,67 @@ func (p *processor) onProfile(ctx goka.Context, msg any) {
 		p.commitInOrder(ctx)
 		return
 	}
+	p.handle(ctx, Message{Snapshot: prof, Origin: origin(ctx), At: ctx.Timestamp().UnixMilli()})
+}
+
+func (p *processor) onTick(ctx goka.Context, msg any) {
+	tick, ok := msg.(*schemas.TagTick)
+	if !ok || tick == nil {
+		p.commitInOrder(ctx)
+		return
+	}
+	p.handle(ctx, Message{Tick: true, Origin: origin(ctx), At: tick.At})
+}
+
+func (p *processor) onVisit(ctx goka.Context, _ any) {
+	p.metrics.visits.Inc()
+	p.handle(ctx, Message{At: p.now().UnixMilli()})
+}
+
+func (p *processor) handle(ctx goka.Context, m Message) {
 	var s *State
 	if v := ctx.Value(); v != nil {
 		s = v.(*State)
 	}
-	o := origin(ctx)
-	if s != nil && o <= s.By {
+	began := time.Now()
+	r := Apply(s, ctx.Key(), m, p.env.Load())
+	p.metrics.evalTime.Observe(time.Since(began).Seconds())
+	if r.Replayed {
 		p.metrics.replays.Inc()
 	}
-	next, changes, write := Step(s, ctx.Key(), prof, o, ctx.Timestamp().UnixMilli())
-	if !write {
+	if r.State != nil {
+		p.sched.Set(ctx.Key(), r.State.Wake)
+	}
+	if !r.Write {
 		p.commitInOrder(ctx)
 		return
 	}
-	ctx.SetValue(next)
-	for i := range changes {
-		ctx.Emit(schemas.TopicProfileTags, ctx.Key(), &changes[i])
-		p.metrics.changes.WithLabelValues(changes[i].Op, causeLabel(changes[i].Cause)).Inc()
+	if !r.Replayed {
+		ctx.SetValue(r.State)
+	}
+	for i := range r.Changes {
+		ctx.Emit(schemas.TopicProfileTags, ctx.Key(), &r.Changes[i])
+		if !r.Replayed {
+			p.metrics.changes.WithLabelValues(r.Changes[i].Op, causeLabel(r.Changes[i].Cause)).Inc()
+		}
+	}
+	if r.Replayed && len(r.Changes) == 0 {
+		p.commitInOrder(ctx)
+	}
+}
+
+// ruleFailed counts a rule's run-time failure and logs the first of each
+// rule version.
+func (p *processor) ruleFailed(r *Rule, err error) {
+	p.metrics.ruleErrors.WithLabelValues(r.Tenant, r.ID).Inc()
+	k := r.Tenant + "/" + r.Cause()
+	p.failedMu.Lock()
+	first := !p.failed[k]
+	p.failed[k] = true
+	p.failedMu.Unlock()
+	if first {
+		p.logger.Warn("tag rule failed on a profile; its tag stays as it was (logged once per rule version)",
+			"tenant", r.Tenant, "rule", r.ID, "version", r.Version, "err", err)
 	}
 }
 
@@ -175,11 +470,15 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) err
 }
 
 // Topics returns the tag group's topics for a given partition count: its
-// table (compacted) and rolodex.profile.tags.
+// table (compacted), rolodex.profile.tags, rolodex.tag.ticks (both
+// co-partitioned with the profiles) and rolodex.tag.rules (compacted, one
+// partition: rules are few, and every instance reads them all).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
 	compact := "compact"
 	return []kafkaclient.TopicSpec{
 		{Name: string(goka.GroupTable(schemas.GroupTags)), Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicProfileTags, Partitions: partitions},
+		{Name: schemas.TopicTagTicks, Partitions: partitions},
+		{Name: schemas.TopicTagRules, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &compact}},
 	}
 }

@@ -136,6 +136,25 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 	return Result{State: next, Changes: changes, Write: true}
 }
 
+// Visit decides what a visit of profile key at now does: whether the
+// profile needs a tick, and at which instant. It does when evaluating it
+// would change its tags or its rules' outcomes (a changed rule, or a wake
+// that came due while no instance ran): at its wake if that is due, so
+// that a change is recorded at the instant it happened, else at now.
+func Visit(s *State, key string, now int64, env *Env) (int64, bool) {
+	if s == nil || s.Profile == nil {
+		return 0, false
+	}
+	at := now
+	if s.Wake > 0 && s.Wake <= now {
+		at = s.Wake
+	}
+	if r := Apply(s, key, Message{At: at}, env); !r.Write {
+		return 0, false
+	}
+	return at, true
+}
+
 func sameRules(a, b map[string]schemas.RuleMark) bool {
 	if len(a) != len(b) {
 		return false

@@ -140,6 +140,7 @@ func (p *processor) graph() *goka.GroupGraph {
 		goka.Input(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}, p.onTick),
 		goka.Visitor(visitEvaluate, p.onVisit),
 		goka.Output(schemas.TopicProfileTags, schemas.JSONCodec[schemas.TagChange]{}),
+		goka.Output(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
 	)
 }
@@ -384,9 +385,24 @@ func (p *processor) onTick(ctx goka.Context, msg any) {
 	p.handle(ctx, Message{Tick: true, Origin: origin(ctx), At: tick.At})
 }
 
+// onVisit evaluates a profile without writing: when the rules (changed,
+// or time passed while no instance ran) would change its tags, it writes a
+// tick for it, so that every record comes from a message with an origin
+// and a replay after a crash sends the same records. It also registers the
+// profile's wake with the scheduler (the start of an instance, a
+// rebalance).
 func (p *processor) onVisit(ctx goka.Context, _ any) {
 	p.metrics.visits.Inc()
-	p.handle(ctx, Message{At: p.now().UnixMilli()})
+	var s *State
+	if v := ctx.Value(); v != nil {
+		s = v.(*State)
+	}
+	if tick, ok := Visit(s, ctx.Key(), p.now().UnixMilli(), p.env.Load()); ok {
+		ctx.Emit(schemas.TopicTagTicks, ctx.Key(), &schemas.TagTick{At: tick})
+	} else if s != nil {
+		p.sched.Set(ctx.Key(), s.Wake)
+	}
+	p.commitInOrder(ctx)
 }
 
 func (p *processor) handle(ctx goka.Context, m Message) {

@@ -42,6 +42,9 @@ const (
 const (
 	TagSourceDefault = "default"
 	TagSourceManual  = "manual"
+	// TagSourceRule is the source of a rule tag in the API's profile
+	// (ProfileTag.Rule names the rule).
+	TagSourceRule = "rule"
 	// TagCauseMerge removes the tags of a profile id that merged into
 	// another (the survivor holds them now).
 	TagCauseMerge = "merge"
@@ -281,9 +284,11 @@ func (c *StatusConfig) Validate() error {
 // ProfileTag is one tag as the API shows it.
 type ProfileTag struct {
 	Tag string `json:"tag"`
-	// Source is "default" or "manual" (later "rule:<id>@<version>");
-	// for a removed tag, what removed it.
+	// Source is "default", "manual" or "rule"; for a removed tag, what
+	// removed it.
 	Source string `json:"source"`
+	// Rule is the id of the rule that holds a rule tag.
+	Rule string `json:"rule,omitempty"`
 	Since  string `json:"since"`
 	// SinceMs is Since in Unix milliseconds.
 	SinceMs int64 `json:"since_ms"`

@@ -62,6 +62,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of event times; default time.Now.
 	Now func() time.Time
+	// RuleTags, when set, adds the rule tags of the tag stage's table to
+	// the profiles the API returns.
+	RuleTags TagStates
 }
 
 func (c *Config) setDefaults() {
@@ -252,6 +255,14 @@ func (a *API) answer(w http.ResponseWriter, tenant, key, notFound string) {
 	case err != nil:
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})
 	default:
+		if a.cfg.RuleTags != nil {
+			st, err := a.cfg.RuleTags.TagState(p.ID)
+			if err != nil {
+				writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})
+				return
+			}
+			WithRuleTags(p, st, a.cfg.Status)
+		}
 		writeJSON(w, http.StatusOK, p)
 	}
 }

@@ -353,14 +353,28 @@ func apiComponent(dir string) component {
 		if err != nil {
 			return err
 		}
+		// Rule tags come from the tag stage's table, whose topics the API
+		// creates so that components start in any order.
+		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+		err = tags.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+		cancel()
+		if err != nil {
+			return err
+		}
+		tv, err := views.NewTagView(e.kafka.Brokers, filepath.Join(dir, "tagview"))
+		if err != nil {
+			return err
+		}
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
 			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Registerer: e.prom, Logger: e.logger,
+			RuleTags: tv,
 		})
 		if err != nil {
 			return err
 		}
 		api.Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
+		e.g.Go(func() error { return tv.Run(e.ctx) })
 		return nil
 	}
 }

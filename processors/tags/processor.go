@@ -202,11 +202,21 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if out.Processor, err = goka.NewProcessor(cfg.Brokers, p.graph(), append(base, opts...)...); err != nil {
 		return nil, fmt.Errorf("tags: %w", err)
 	}
+	// The view and the emitter get configurations of their own: goka's
+	// builders write into the one they are given (the client id).
+	own := func(id string) *sarama.Config {
+		if cfg.Sarama == nil {
+			return gokaconfig.Sarama(id)
+		}
+		c := *cfg.Sarama
+		return &c
+	}
 	tmc := gokaconfig.TopicManager(1)
+	vsc, esc := own("rolodex-tags-rules"), own("rolodex-tags-ticks")
 	out.rules, err = goka.NewView(cfg.Brokers, goka.Table(schemas.TopicTagRules), schemas.JSONCodec[schemas.TagRule]{},
 		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(vsc)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(vsc, tmc)),
 		goka.WithViewAutoReconnect(),
 		goka.WithViewClientID("rolodex-tags-rules"),
 	)
@@ -214,8 +224,8 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("tags: rules view: %w", err)
 	}
 	out.emitter, err = goka.NewEmitter(cfg.Brokers, goka.Stream(schemas.TopicTagTicks), schemas.JSONCodec[schemas.TagTick]{},
-		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
-		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(esc)),
+		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(esc, tmc)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("tags: tick emitter: %w", err)

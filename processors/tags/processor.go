@@ -20,6 +20,7 @@ import (
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/internal/metrics"
+	"github.com/rolodex/rolodex/schedule"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -109,7 +110,7 @@ const visitEvaluate = "evaluate"
 type processor struct {
 	metrics *Metrics
 	ordered *gokaconfig.Ordered
-	sched   *Scheduler
+	sched   *schedule.Scheduler
 	env     atomic.Pointer[Env]
 	now     func() time.Time
 	logger  *slog.Logger
@@ -129,7 +130,7 @@ func newProcessor(reg prometheus.Registerer, ordered *gokaconfig.Ordered, status
 	if logger == nil {
 		logger = slog.Default()
 	}
-	p := &processor{metrics: m, ordered: ordered, sched: NewScheduler(), now: now, logger: logger, failed: map[string]bool{}}
+	p := &processor{metrics: m, ordered: ordered, sched: schedule.New(), now: now, logger: logger, failed: map[string]bool{}}
 	p.env.Store(&Env{Groups: NewGroups(status), Failed: p.ruleFailed})
 	return p, nil
 }

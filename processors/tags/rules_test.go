@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rolodex/rolodex/reference"
+	"github.com/rolodex/rolodex/schedule"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -158,7 +159,7 @@ func ruleTagsSeed(t *testing.T, seed int64) {
 	}
 	setRules(randomRules(r, nil))
 	states := map[string]*State{}
-	sched := NewScheduler()
+	sched := schedule.New()
 	records := map[string][]schemas.TagChange{}
 	distinct := map[schemas.TagChange]bool{}
 	offsets := map[bool]int64{} // per topic (tick or not): the latest offset

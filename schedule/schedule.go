@@ -1,16 +1,24 @@
-package tags
+// Package schedule is the timer that goka lacks (docs/tags.md,
+// "Scheduler"): an in-memory set of per-key wake instants, a cache of the
+// wakes a group keeps in its table. A group pops the due ones and writes a
+// tick for each to a topic it reads, so the work happens inside its
+// callback with goka's commit and replay guarantees; after a start or a
+// rebalance it visits its partitions to register their wakes again. The
+// tag stage uses it for rule tags that follow time; routing's SLA
+// deadlines are meant to reuse it.
+package schedule
 
 import (
 	"container/heap"
 	"sync"
 )
 
-// Scheduler holds, in memory, the next wake instant of every profile an
-// instance evaluated (docs/tags.md, "Scheduler"). It is a cache of the
-// table's Wake fields: an instance rebuilds it by visiting its partitions
-// when it starts and after each rebalance, so that nothing it loses with a
-// crash stays lost. A profile has at most one wake; setting another
-// replaces it.
+// Scheduler holds, in memory, the next wake instant of every key an
+// instance handled. It is a cache of the table's wakes: an instance
+// rebuilds it by visiting its partitions when it starts and after each
+// rebalance, so that nothing it loses with a crash stays lost. A key has
+// at most one wake; setting another replaces it. It is safe for
+// concurrent use (goka runs each partition in its own goroutine).
 type Scheduler struct {
 	mu   sync.Mutex
 	due  map[string]int64 // key → its wake
@@ -18,7 +26,7 @@ type Scheduler struct {
 }
 
 // NewScheduler returns an empty scheduler.
-func NewScheduler() *Scheduler { return &Scheduler{due: map[string]int64{}} }
+func New() *Scheduler { return &Scheduler{due: map[string]int64{}} }
 
 // Set makes key wake at (Unix ms); 0 removes its wake.
 func (s *Scheduler) Set(key string, at int64) {
@@ -57,7 +65,7 @@ func (s *Scheduler) Pop(now int64, limit int) []Wake {
 	return out
 }
 
-// Len returns how many profiles have a wake.
+// Len returns how many keys have a wake.
 func (s *Scheduler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -73,7 +81,7 @@ func (s *Scheduler) compact() {
 	s.heap = h
 }
 
-// Wake is a profile due for evaluation at At (Unix ms).
+// Wake is a key due for evaluation at At (Unix ms).
 type Wake struct {
 	Key string
 	At  int64

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 
 	"github.com/rolodex/rolodex/schemas"
@@ -163,10 +165,11 @@ func (a activation) ResolveName(name string) (any, bool) {
 		}
 		return in.Identifiers, true
 	case "counters":
-		if in.Counters == nil {
-			return map[string]int64{}, true
+		m := in.Counters
+		if m == nil {
+			m = map[string]int64{}
 		}
-		return in.Counters, true
+		return countersMap{types.DefaultTypeAdapter.NativeToValue(m).(traits.Mapper)}, true
 	case "event_count":
 		return types.Int(in.EventCount), true
 	case "first_seen":
@@ -185,6 +188,29 @@ func (a activation) ResolveName(name string) (any, bool) {
 		return types.Timestamp{Time: in.Now}, true
 	}
 	return nil, false
+}
+
+// countersMap is the counters variable: an event type the profile has no
+// event of counts 0 instead of being a missing key, so that
+// counters["form.submitted"] > 0 is false, not an error, on a profile
+// without forms ("x" in counters still says whether it has any).
+type countersMap struct{ traits.Mapper }
+
+func (m countersMap) Find(key ref.Val) (ref.Val, bool) {
+	if v, ok := m.Mapper.Find(key); ok {
+		return v, true
+	}
+	if _, isString := key.(types.String); isString {
+		return types.IntZero, true
+	}
+	return m.Mapper.Find(key)
+}
+
+func (m countersMap) Get(key ref.Val) ref.Val {
+	if v, ok := m.Find(key); ok {
+		return v
+	}
+	return m.Mapper.Get(key)
 }
 
 func nonNil[V any](m map[string]V) map[string]V {

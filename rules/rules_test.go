@@ -83,9 +83,13 @@ func TestExamples(t *testing.T) {
 			}
 		})
 	}
-	// A form counter that is missing is a runtime error (counters is a map).
-	if _, err := mustCompile(t, formRule).Eval(FromProfile(profile(nil, nil, nil, false), nil, base)); err == nil {
-		t.Fatal("counters[\"form.submitted\"] on a profile without the counter: want an error")
+	// A type the profile has no event of counts 0: false, not an error;
+	// "in" still tells whether the profile has any.
+	for cond, want := range map[string]bool{formRule: false, `counters["form.submitted"] == 0`: true, `"form.submitted" in counters`: false, `counters.size() == 0`: true} {
+		got, err := mustCompile(t, cond).Eval(FromProfile(profile(nil, nil, nil, false), nil, base))
+		if err != nil || got != want {
+			t.Fatalf("%s on a profile without the counter = %v, %v; want %v", cond, got, err, want)
+		}
 	}
 }
 
@@ -232,16 +236,16 @@ func TestConsentExpiry(t *testing.T) {
 }
 
 func TestExplain(t *testing.T) {
-	p := mustCompile(t, `traits.city == "Campinas" && "email" in channels && events("page.viewed", duration("168h")) >= 1 && counters["x"] > 0`)
+	p := mustCompile(t, `traits.city == "Campinas" && "email" in channels && events("page.viewed", duration("168h")) >= 1 && counters["x"] == 0 && traits.vip == true`)
 	in := FromProfile(profile(map[string]string{"city": `"Campinas"`}, map[string][]string{"email": {"a@b.c"}}, nil, false),
 		map[string][]time.Time{"page.viewed": {base.Add(-time.Hour)}}, base)
 	ok, reads, err := p.Explain(in)
 	if err == nil || ok {
-		t.Fatalf("Explain = %v, %v; want the missing counter's error", ok, err)
+		t.Fatalf("Explain = %v, %v; want the missing trait's error", ok, err)
 	}
 	got, _ := json.Marshal(reads)
 	want := `[{"expr":"traits.city","value":"Campinas"},{"expr":"channels","value":["email"]},` +
-		`{"expr":"events(\"page.viewed\", duration(\"168h\"))","value":1},{"expr":"counters[\"x\"]","error":"no such key: x"}]`
+		`{"expr":"events(\"page.viewed\", duration(\"168h\"))","value":1},{"expr":"counters[\"x\"]","value":0},{"expr":"traits.vip","error":"no such key: vip"}]`
 	if string(got) != want {
 		t.Fatalf("reads = %s\nwant    %s", got, want)
 	}

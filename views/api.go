@@ -181,6 +181,11 @@ type errorBody struct {
 	RequestID string `json:"request_id,omitempty"`
 	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
 	RequiredScope string `json:"required_scope,omitempty"`
+	// Reason, Line and Column say why and where an invalid_condition
+	// answer's condition is refused (rules.Error).
+	Reason string `json:"reason,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
 }
 
 // writeJSON answers v with status; an errorBody gets the request's id.

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rolodex/rolodex/internal/requestid"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/rules"
 	"github.com/rolodex/rolodex/schemas"
@@ -54,16 +53,6 @@ type RuleList struct {
 	Rules []Rule `json:"rules"`
 }
 
-// conditionError is the 400 answer of a condition rules.Compile refused.
-type conditionError struct {
-	Error     string `json:"error"`
-	Message   string `json:"message"`
-	Reason    string `json:"reason"`
-	Line      int    `json:"line"`
-	Column    int    `json:"column"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
 // compile compiles condition, answering a refusal itself (400
 // invalid_condition with the reason and position).
 func (a *API) compile(w http.ResponseWriter, condition string) (*rules.Program, bool) {
@@ -77,12 +66,8 @@ func (a *API) compile(w http.ResponseWriter, condition string) (*rules.Program, 
 		return nil, false
 	}
 	a.refused.WithLabelValues(re.Reason).Inc()
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(conditionError{Error: "invalid_condition", Message: fmt.Sprintf("the condition is refused at %s (%s): %s", re.Pos, re.Reason, re.Message),
-		Reason: re.Reason, Line: re.Pos.Line, Column: re.Pos.Column, RequestID: w.Header().Get(requestid.Header)})
+	writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_condition", Message: fmt.Sprintf("the condition is refused at %s (%s): %s", re.Pos, re.Reason, re.Message),
+		Reason: re.Reason, Line: re.Pos.Line, Column: re.Pos.Column})
 	return nil, false
 }
 

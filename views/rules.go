@@ -90,6 +90,19 @@ func answerRuleError(w http.ResponseWriter, err error, id string) {
 	}
 }
 
+// rulesLoaded waits, up to WriteTimeout, for the rule store to have read
+// the rules topic (a server that just started); it answers 503 not_ready
+// itself when the wait ends first.
+func (a *API) rulesLoaded(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)
+	defer cancel()
+	if err := a.cfg.Rules.WaitReady(ctx); err != nil {
+		answerRuleError(w, err, "")
+		return false
+	}
+	return true
+}
+
 type putRuleRequest struct {
 	Tag         string `json:"tag"`
 	Condition   string `json:"condition"`
@@ -121,6 +134,9 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) {
 	if _, ok := a.compile(w, req.Condition); !ok {
 		return
 	}
+	if !a.rulesLoaded(w, r) {
+		return
+	}
 	enabled := req.Enabled == nil || *req.Enabled
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)
 	defer cancel()
@@ -139,6 +155,9 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) {
 func (a *API) listRules(w http.ResponseWriter, r *http.Request) {
 	p, ok := a.authorize(w, r, partners.ScopeAdmin)
 	if !ok {
+		return
+	}
+	if !a.rulesLoaded(w, r) {
 		return
 	}
 	rs, err := a.cfg.Rules.List(p.Tenant)
@@ -163,6 +182,9 @@ func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
 	if badName(w, "rule id", id) {
 		return
 	}
+	if !a.rulesLoaded(w, r) {
+		return
+	}
 	rule, found, err := a.cfg.Rules.Get(p.Tenant, id)
 	if err == nil && (!found || rule.Deleted) {
 		err = ErrRuleNotFound
@@ -183,6 +205,9 @@ func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if badName(w, "rule id", id) {
+		return
+	}
+	if !a.rulesLoaded(w, r) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)

@@ -57,6 +57,10 @@ func newRulesEnv(t *testing.T, nodes *memNodes) *rulesEnv {
 // serve starts an API instance with its own rule store on the cluster;
 // run false leaves the store not started (never ready).
 func (e *rulesEnv) serve(t *testing.T, nodes *memNodes, run bool) (*httptest.Server, *RuleStore, *prometheus.Registry) {
+	return e.serveWith(t, nodes, run, Config{})
+}
+
+func (e *rulesEnv) serveWith(t *testing.T, nodes *memNodes, run bool, cfg Config) (*httptest.Server, *RuleStore, *prometheus.Registry) {
 	t.Helper()
 	all := partners.AllScopes
 	reg, err := partners.New([]partners.Partner{
@@ -102,8 +106,9 @@ func (e *rulesEnv) serve(t *testing.T, nodes *memNodes, run bool) (*httptest.Ser
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	api, err := NewAPI(nodes, reg, norm, Config{Publisher: intake.NewPublisher(cl), Rules: store, Registerer: prom, Logger: logger,
-		Now: func() time.Time { return clock }})
+	cfg.Publisher, cfg.Rules, cfg.Registerer, cfg.Logger = intake.NewPublisher(cl), store, prom, logger
+	cfg.Now = func() time.Time { return clock }
+	api, err := NewAPI(nodes, reg, norm, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,11 +461,11 @@ func TestRuleTenants(t *testing.T) {
 	}
 }
 
-// While the store has not read the topic, rule operations answer 503
-// not_ready.
+// While the store has not read the topic, rule operations wait for it up
+// to the write timeout, then answer 503 not_ready.
 func TestRuleStoreNotReady(t *testing.T) {
 	e := newRulesEnv(t, &memNodes{ready: true})
-	srv, _, _ := e.serve(t, &memNodes{ready: true}, false)
+	srv, _, _ := e.serveWith(t, &memNodes{ready: true}, false, Config{WriteTimeout: 100 * time.Millisecond})
 	for _, op := range []struct{ method, path, body string }{
 		{"PUT", "/v1/tag-rules/r", `{"tag":"t","condition":"true"}`},
 		{"GET", "/v1/tag-rules", ""},

@@ -261,6 +261,25 @@ func (s *RuleStore) Ready() bool {
 	return s.ends != nil && len(s.ends) == 0
 }
 
+// WaitReady returns once the store is Ready, or ErrRulesNotReady when ctx
+// ends first.
+func (s *RuleStore) WaitReady(ctx context.Context) error {
+	for {
+		s.mu.RLock()
+		ready, ch := s.ends != nil && len(s.ends) == 0, s.changed
+		s.mu.RUnlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ErrRulesNotReady
+		case <-time.After(50 * time.Millisecond): // Run sets ends before its first fetch
+		}
+	}
+}
+
 // Get returns the tenant's rule id, deleted or not; false if it never had
 // one.
 func (s *RuleStore) Get(tenant, id string) (schemas.TagRule, bool, error) {

@@ -85,7 +85,8 @@ type RuleStore struct {
 	mu      sync.RWMutex
 	rules   map[string]map[string]schemas.TagRule // tenant → id → latest record
 	next    map[int32]int64                       // partition → offset after the last record read
-	ends    map[int32]int64                       // the end offsets read at start; nil when loaded
+	ends    map[int32]int64                       // the end offsets read at start (nil before)
+	loaded  bool                                  // next has reached ends once
 	changed chan struct{}                         // closed and replaced when next moves
 
 	writes *prometheus.CounterVec
@@ -144,6 +145,8 @@ func (s *RuleStore) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.ends = ends
 	s.checkLoaded()
+	close(s.changed) // WaitReady: maybe loaded already (an empty topic)
+	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	var lastErr time.Time
 	for {
@@ -201,7 +204,7 @@ func (s *RuleStore) endOffsets(ctx context.Context) (map[int32]int64, error) {
 // checkLoaded marks the store loaded once every partition was read up to
 // its start-time end. Called with mu held.
 func (s *RuleStore) checkLoaded() {
-	if s.ends == nil {
+	if s.ends == nil || s.loaded {
 		return
 	}
 	for p, end := range s.ends {
@@ -209,7 +212,7 @@ func (s *RuleStore) checkLoaded() {
 			return
 		}
 	}
-	s.ends = map[int32]int64{}
+	s.loaded = true
 	s.cfg.Logger.Info("views: rule store loaded", "topic", schemas.TopicTagRules)
 }
 
@@ -258,7 +261,7 @@ func (s *RuleStore) count(r *schemas.TagRule, d float64) {
 func (s *RuleStore) Ready() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ends != nil && len(s.ends) == 0
+	return s.loaded
 }
 
 // WaitReady returns once the store is Ready, or ErrRulesNotReady when ctx
@@ -266,7 +269,7 @@ func (s *RuleStore) Ready() bool {
 func (s *RuleStore) WaitReady(ctx context.Context) error {
 	for {
 		s.mu.RLock()
-		ready, ch := s.ends != nil && len(s.ends) == 0, s.changed
+		ready, ch := s.loaded, s.changed
 		s.mu.RUnlock()
 		if ready {
 			return nil
@@ -275,7 +278,6 @@ func (s *RuleStore) WaitReady(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ErrRulesNotReady
-		case <-time.After(50 * time.Millisecond): // Run sets ends before its first fetch
 		}
 	}
 }

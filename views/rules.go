@@ -103,6 +103,32 @@ func (a *API) rulesLoaded(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// reservedRuleID is the last segment of /v1/tag-rules/evaluate, not a
+// rule id: GET, PUT and DELETE of that path answer 405, whatever the key,
+// as the router answers a method no route takes (the path takes POST, the
+// dry run).
+const reservedRuleID = "evaluate"
+
+// reserved answers 405 (true: answered) for the reserved id.
+func reserved(w http.ResponseWriter, r *http.Request) bool {
+	if r.PathValue("id") != reservedRuleID {
+		return false
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+		Message: fmt.Sprintf("%s %s: use POST (the dry run); %q is not a rule id", r.Method, r.URL.Path, reservedRuleID)})
+	return true
+}
+
+// ruleID returns the request's rule id, answering 400 invalid_name itself.
+func ruleID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if badName(w, "rule id", id) {
+		return "", false
+	}
+	return id, true
+}
+
 type putRuleRequest struct {
 	Tag         string `json:"tag"`
 	Condition   string `json:"condition"`
@@ -112,12 +138,15 @@ type putRuleRequest struct {
 
 // putRule is PUT /v1/tag-rules/{id} {tag, condition, description, enabled}.
 func (a *API) putRule(w http.ResponseWriter, r *http.Request) {
+	if reserved(w, r) {
+		return
+	}
 	p, ok := a.authorize(w, r, partners.ScopeAdmin)
 	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	if badName(w, "rule id", id) {
+	id, ok := ruleID(w, r)
+	if !ok {
 		return
 	}
 	var req putRuleRequest
@@ -174,12 +203,15 @@ func (a *API) listRules(w http.ResponseWriter, r *http.Request) {
 
 // getRule is GET /v1/tag-rules/{id}.
 func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
+	if reserved(w, r) {
+		return
+	}
 	p, ok := a.authorize(w, r, partners.ScopeAdmin)
 	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	if badName(w, "rule id", id) {
+	id, ok := ruleID(w, r)
+	if !ok {
 		return
 	}
 	if !a.rulesLoaded(w, r) {
@@ -199,12 +231,15 @@ func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
 // deleteRule is DELETE /v1/tag-rules/{id}: 204, or 404 if the tenant has
 // no such rule.
 func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) {
+	if reserved(w, r) {
+		return
+	}
 	p, ok := a.authorize(w, r, partners.ScopeAdmin)
 	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	if badName(w, "rule id", id) {
+	id, ok := ruleID(w, r)
+	if !ok {
 		return
 	}
 	if !a.rulesLoaded(w, r) {

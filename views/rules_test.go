@@ -409,6 +409,14 @@ func TestRuleRefusals(t *testing.T) {
 	} {
 		want(t, e.call(t, "PUT", tt.path, admin1, tt.body), 400, tt.code)
 	}
+	// evaluate is the dry run's path, not a rule id.
+	for _, method := range []string{"PUT", "GET", "DELETE"} {
+		a := e.call(t, method, "/v1/tag-rules/evaluate", admin1, `{"tag":"t","condition":"true"}`)
+		want(t, a, 405, "method_not_allowed")
+		if a.header.Get("Allow") != "POST" {
+			t.Errorf("%s /v1/tag-rules/evaluate: Allow %q", method, a.header.Get("Allow"))
+		}
+	}
 	if n := len(e.records(t)); n != 0 {
 		t.Fatalf("%d records written by refused requests", n)
 	}

@@ -151,7 +151,7 @@ func (s *RuleStore) Run(ctx context.Context) error {
 	var lastErr time.Time
 	for {
 		fetches := s.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
@@ -191,6 +191,9 @@ func (s *RuleStore) endOffsets(ctx context.Context) (map[int32]int64, error) {
 				return ends, nil
 			}
 			err = fmt.Errorf("no partitions of %s", schemas.TopicTagRules)
+		}
+		if errors.Is(err, kgo.ErrClientClosed) {
+			return nil, fmt.Errorf("views: rule store: end offsets of %s: %w", schemas.TopicTagRules, err)
 		}
 		s.cfg.Logger.Warn("views: rule store: end offsets of the rules topic", "err", err)
 		select {

@@ -160,6 +160,9 @@ func TestServesOpenAPI(t *testing.T) {
 func TestRouterAnswersJSON(t *testing.T) {
 	r := newRouter()
 	r.HandleFunc("POST /v1/things/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	r.HandleFunc("POST /v1/items/special", func(w http.ResponseWriter, _ *http.Request) {})
+	r.HandleFunc("GET /v1/items/{id}", func(w http.ResponseWriter, _ *http.Request) {})
+	r.HandleFunc("PUT /v1/items/{id}", func(w http.ResponseWriter, _ *http.Request) {})
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	for _, tt := range []struct {
@@ -171,6 +174,10 @@ func TestRouterAnswersJSON(t *testing.T) {
 		{"GET", "/v1/things/1", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/things/1", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
 		{"GET", "/v1/nothing", http.StatusNotFound, "not_found", ""},
+		// The methods of the most specific path only: /v1/items/special
+		// takes POST; GET and PUT are /v1/items/{id}'s.
+		{"OPTIONS", "/v1/items/special", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+		{"PATCH", "/v1/items/2", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD, PUT"},
 		{"POST", "/v1/things/", http.StatusNotFound, "not_found", ""},
 	} {
 		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)

@@ -104,6 +104,11 @@ var readmeSteps = []readmeStep{
 		`"tag": "campaign-12"`, `"tag": "lead"`, `"tag": "vip"`, `"source": "manual"`,
 		`"status": "granted"`, `"blacklisted": false`,
 	}},
+	{name: "rules-yaml", kind: fileBlock, file: "rules.yaml"},
+	{name: "rules-apply", want: []string{
+		"hot-lead: created (version 1)\n", "reachable-vip: created (version 1)\n", "lapsed: created (version 1)\n",
+		"3 rules\n", `"result": true`, `"reason": "syntax"`, `"column": 16`, "rule lapsed deleted\n",
+	}},
 	{name: "openapi", want: []string{"openapi: 3.1.0", `{"openapi":"3.1.0"`}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},
@@ -263,7 +268,7 @@ const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup" | "tag "* | "blacklist "* | "consent "*) exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
 esac
 exec "$real" "$@"

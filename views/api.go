@@ -29,6 +29,7 @@ type API struct {
 	cfg      Config
 	fold     schemas.FoldOptions
 	changes  *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // Publisher publishes events and returns once Kafka acknowledged every one
@@ -56,6 +57,8 @@ type Config struct {
 	// ScanPerPage bounds the nodes one page of GET /v1/blacklist reads.
 	// Default 50,000.
 	ScanPerPage int
+	// Rules, when set, serves the tag-rule API (rules.go) from that store.
+	Rules *RuleStore
 	// Registerer receives the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; default slog.Default().
@@ -114,8 +117,12 @@ func NewAPI(nodes Nodes, reg *partners.Registry, norm *normalize.Normalizer, cfg
 		Name: "rolodex_api_status_changes_total",
 		Help: "Status change events (tag.added, blacklist.added, consent.granted, ...) the API published and Kafka acknowledged, by event type.",
 	}, []string{"type"})
+	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rolodex_tag_rules_refused_total",
+		Help: "Conditions the tag-rule API refused (PUT and evaluate), by reason: syntax, type, result, cost, events, time.",
+	}, []string{"reason"})
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(a.changes)
+		cfg.Registerer.MustRegister(a.changes, a.refused)
 	}
 	return a, nil
 }
@@ -126,7 +133,8 @@ type Mux interface {
 	Handle(pattern string, handler http.Handler)
 }
 
-// Register mounts the routes on mux. Every route the servers mount is in
+// Register mounts the routes on mux (the tag-rule API's when
+// Config.Rules is set). Every route the servers mount is in
 // the API document, docs/openapi.yaml (cmd/rolodex's route test).
 func (a *API) Register(mux Mux) {
 	for _, r := range []struct {
@@ -141,6 +149,21 @@ func (a *API) Register(mux Mux) {
 		{"DELETE /v1/blacklist/{id}", a.deleteBlacklist},
 		{"GET /v1/blacklist", a.listBlacklist},
 		{"PUT /v1/profiles/{id}/consent/{purpose}", a.putConsent},
+	} {
+		mux.Handle(r.pattern, withRequestID(r.h))
+	}
+	if a.cfg.Rules == nil {
+		return
+	}
+	for _, r := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"PUT /v1/tag-rules/{id}", a.putRule},
+		{"GET /v1/tag-rules", a.listRules},
+		{"GET /v1/tag-rules/{id}", a.getRule},
+		{"DELETE /v1/tag-rules/{id}", a.deleteRule},
+		{"POST /v1/tag-rules/evaluate", a.evaluate},
 	} {
 		mux.Handle(r.pattern, withRequestID(r.h))
 	}
@@ -161,6 +184,11 @@ type errorBody struct {
 	RequestID string `json:"request_id,omitempty"`
 	// RequiredScope is the scope a 403 forbidden answer says the key lacks.
 	RequiredScope string `json:"required_scope,omitempty"`
+	// Reason, Line and Column say why and where an invalid_condition
+	// answer's condition is refused (rules.Error).
+	Reason string `json:"reason,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
 }
 
 // writeJSON answers v with status; an errorBody gets the request's id.

@@ -96,6 +96,18 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdConsentSet(ctx, args, o.stdout, o.stderr)
 			}},
+		{"rules apply", "-f RULES.yaml [--api URL] [--key KEY]", "create or update the tag rules of a YAML file (a list of {id, tag, condition, description, enabled}); prints each one's version",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRulesApply(ctx, args, o.stdout, o.stderr)
+			}},
+		{"rules list", "[--api URL] [--key KEY]", "print the tenant's tag rules",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRulesList(ctx, args, o.stdout, o.stderr)
+			}},
+		{"rules delete", "ID [--api URL] [--key KEY]", "delete a tag rule",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRulesDelete(ctx, args, o.stdout, o.stderr)
+			}},
 		{"deadletters tail", "[--follow] [--partner NAME] [--format table|json]", "print the rejected records of rolodex.deadletter, decoded",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdDeadLettersTail(ctx, args, o.stdout, o.stderr)
@@ -166,8 +178,8 @@ const usageTail = `
 Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
 
 Environment:
-  ROLODEX_KEY                  partner bearer key of the profile, tag, blacklist and
-                               consent commands (--key)
+  ROLODEX_KEY                  partner bearer key of the profile, tag, blacklist,
+                               consent and rules commands (--key)
   ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
                                and run sink (--clickhouse); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user

@@ -160,6 +160,9 @@ func TestServesOpenAPI(t *testing.T) {
 func TestRouterAnswersJSON(t *testing.T) {
 	r := newRouter()
 	r.HandleFunc("POST /v1/things/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	r.HandleFunc("POST /v1/items/special", func(w http.ResponseWriter, _ *http.Request) {})
+	r.HandleFunc("GET /v1/items/{id}", func(w http.ResponseWriter, _ *http.Request) {})
+	r.HandleFunc("PUT /v1/items/{id}", func(w http.ResponseWriter, _ *http.Request) {})
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	for _, tt := range []struct {
@@ -171,6 +174,10 @@ func TestRouterAnswersJSON(t *testing.T) {
 		{"GET", "/v1/things/1", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/things/1", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
 		{"GET", "/v1/nothing", http.StatusNotFound, "not_found", ""},
+		// The methods of the most specific path only: /v1/items/special
+		// takes POST; GET and PUT are /v1/items/{id}'s.
+		{"OPTIONS", "/v1/items/special", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+		{"PATCH", "/v1/items/2", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD, PUT"},
 		{"POST", "/v1/things/", http.StatusNotFound, "not_found", ""},
 	} {
 		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
@@ -316,6 +323,32 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 	run([]call{
 		{"DELETE", "/v1/blacklist/" + id, "", "", 202, nil},
 		{"DELETE", "/v1/blacklist/p_0000000000000000000000000a", "", "", 404, nil},
+	})
+	// Tag rules: the rule store answers 503 not_ready until it has read
+	// rolodex.tag.rules once.
+	eventually(t, "the rule store is ready", func() bool {
+		status, _ := do("GET", "/v1/tag-rules", "", "")
+		return status != http.StatusServiceUnavailable
+	})
+	hot := `{"tag":"hot-lead","condition":"events(\"page.viewed\", duration(\"168h\")) >= 1","description":"a view in 7 days"}`
+	run([]call{
+		{"PUT", "/v1/tag-rules/hot-lead", ctJSON, hot, 200, nil},
+		{"PUT", "/v1/tag-rules/hot-lead", ctJSON, hot, 200, nil}, // unchanged
+		{"PUT", "/v1/tag-rules/campinas", ctJSON, `{"tag":"campinas","condition":"has(traits.city) && traits.city == \"Campinas\"","enabled":false}`, 200, nil},
+		{"PUT", "/v1/tag-rules/bad", ctJSON, `{"tag":"t","condition":"traits.city == "}`, 400, nil},
+		{"PUT", "/v1/tag-rules/bad", ctJSON, `{"tag":"t","condition":"events(\"a\", duration(\"1h\")) >= 101"}`, 400, nil},
+		{"PUT", "/v1/tag-rules/bad", ctJSON, `{"tag":"no tag","condition":"true"}`, 400, nil},
+		{"GET", "/v1/tag-rules", "", "", 200, nil},
+		{"GET", "/v1/tag-rules/hot-lead", "", "", 200, nil},
+		{"GET", "/v1/tag-rules/bad", "", "", 404, nil},
+		{"POST", "/v1/tag-rules/evaluate", ctJSON, `{"condition":"events(\"page.viewed\", duration(\"876000h\")) >= 2 && traits.city == \"Campinas\"","profile":"` + id + `"}`, 200, nil},
+		{"POST", "/v1/tag-rules/evaluate", ctJSON, `{"condition":"last(\"purchase.completed\") < now - duration(\"2160h\")","profile":{"event_times":{"purchase.completed":["2026-11-01T00:00:00Z",1793491200000]}},"now":"2026-12-06T12:00:00Z"}`, 200, nil},
+		{"POST", "/v1/tag-rules/evaluate", ctJSON, `{"condition":"traits.plan == \"pro\"","profile":"` + id + `"}`, 200, nil}, // a runtime error
+		{"POST", "/v1/tag-rules/evaluate", ctJSON, `{"condition":"traits.city == ","profile":"` + id + `"}`, 400, nil},
+		{"POST", "/v1/tag-rules/evaluate", ctJSON, `{"condition":"true","profile":"p_0000000000000000000000000a"}`, 404, nil},
+		{"DELETE", "/v1/tag-rules/hot-lead", "", "", 204, nil},
+		{"DELETE", "/v1/tag-rules/hot-lead", "", "", 404, nil},
+		{"GET", "/v1/tag-rules/hot-lead", "", "", 404, nil},
 	})
 	// Without a key, or with a key without the scope.
 	req, _ := http.NewRequest("GET", api+"/v1/profiles/"+id, nil)

@@ -47,7 +47,7 @@ func (r *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set(requestid.Header, id)
 	body := map[string]string{"error": "not_found", "message": fmt.Sprintf("no route %s %s; the API is described at /openapi.yaml", req.Method, req.URL.Path), "request_id": id}
 	if probe.code == http.StatusMethodNotAllowed {
-		allow := probe.header.Get("Allow")
+		allow := r.allowed(req, probe.header.Get("Allow"))
 		w.Header().Set("Allow", allow)
 		body["error"] = "method_not_allowed"
 		body["message"] = fmt.Sprintf("%s %s: use %s", req.Method, req.URL.Path, strings.ReplaceAll(allow, ", ", " or "))
@@ -55,6 +55,38 @@ func (r *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(probe.code)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// allowed narrows the mux's Allow (every method some pattern matching the
+// path takes) to the methods of the most specific path: for
+// /v1/tag-rules/evaluate, POST, not also the methods of
+// /v1/tag-rules/{id} (whose handlers answer 405 for that id themselves).
+// The most specific path is the one with the fewest wildcards.
+func (r *router) allowed(req *http.Request, allow string) string {
+	type m struct {
+		method    string
+		wildcards int
+	}
+	var ms []m
+	fewest := -1
+	for _, method := range strings.Split(allow, ", ") {
+		probe := req.Clone(req.Context())
+		probe.Method = method
+		_, pattern := r.mux.Handler(probe)
+		_, path, _ := strings.Cut(pattern, " ")
+		n := strings.Count(path, "{")
+		ms = append(ms, m{method, n})
+		if fewest < 0 || n < fewest {
+			fewest = n
+		}
+	}
+	var out []string
+	for _, x := range ms {
+		if x.wildcards == fewest {
+			out = append(out, x.method)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // statusProbe is a ResponseWriter that keeps only the status and headers.

@@ -210,12 +210,17 @@ func httpConfig(cfg *fileConfig, logger *slog.Logger) httpin.Config {
 	}
 }
 
-// ensureBaseTopics creates the topics every component relies on.
+// ensureBaseTopics creates the topics every component relies on, the
+// tag rules' among them (the API writes it, the tag stage reads it).
 func ensureBaseTopics(ctx context.Context, admin *kgo.Client, sc *serverConfig) error {
 	cfg := sc.file
+	compact := "compact"
 	topics := []kafkaclient.TopicSpec{
 		{Name: schemas.TopicEvents, Partitions: cfg.Topics.Partitions},
 		{Name: schemas.TopicDeadLetter, Partitions: cfg.Topics.Partitions},
+		// Compacted: the latest record of each rule; a delete is a record
+		// with deleted set, not a tombstone, so its version survives.
+		{Name: schemas.TopicTagRules, Partitions: cfg.Topics.Partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 	}
 	for _, p := range sc.reg.All() {
 		topics = append(topics, kafkaclient.TopicSpec{Name: schemas.IngestTopic(p.Name), Partitions: cfg.Topics.Partitions})
@@ -338,8 +343,9 @@ func tagsComponent(dir string) component {
 }
 
 // apiComponent serves the profile API from a view kept in dir: the reads,
-// and the status changes (tags, blacklist, consent) it publishes to
-// rolodex.events through the server's publisher.
+// the status changes (tags, blacklist, consent) it publishes to
+// rolodex.events through the server's publisher, and the tag rules
+// (rolodex.tag.rules, created with the base topics) from a rule store.
 func apiComponent(dir string) component {
 	return func(e *env) error {
 		if _, err := ensureIdentityTopics(e); err != nil {
@@ -365,9 +371,15 @@ func apiComponent(dir string) component {
 		if err != nil {
 			return err
 		}
+		rcfg := e.kafka
+		rcfg.ClientID = "rolodex-rules"
+		store, err := views.NewRuleStore(views.RuleStoreConfig{Kafka: rcfg, Registerer: e.prom, Logger: e.logger})
+		if err != nil {
+			return err
+		}
+		e.closers = append(e.closers, store.Close)
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
-			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Registerer: e.prom, Logger: e.logger,
-			RuleTags: tv,
+			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Registerer: e.prom, Logger: e.logger,
 		})
 		if err != nil {
 			return err
@@ -375,6 +387,7 @@ func apiComponent(dir string) component {
 		api.Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
 		e.g.Go(func() error { return tv.Run(e.ctx) })
+		e.g.Go(func() error { return store.Run(e.ctx) })
 		return nil
 	}
 }

@@ -75,11 +75,9 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 		return fmt.Errorf("%s: %w", c.cmd, err)
 	}
 	if res.StatusCode/100 != 2 {
-		var e struct{ Error, Message string }
-		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
-			return fmt.Errorf("%s: %s (%d %s)", c.cmd, e.Message, res.StatusCode, e.Error)
-		}
-		return fmt.Errorf("%s: %s", c.cmd, res.Status)
+		e := &apiError{cmd: c.cmd, status: res.StatusCode, statusText: res.Status}
+		_ = json.Unmarshal(raw, &e.body)
+		return e
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
@@ -87,6 +85,25 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 		}
 	}
 	return nil
+}
+
+// apiError is an answer of the API other than 2xx, with its error body
+// (the reason, line and column of a refused rule condition among it).
+type apiError struct {
+	cmd        string
+	status     int
+	statusText string
+	body       struct {
+		Error, Message, Reason string
+		Line, Column           int
+	}
+}
+
+func (e *apiError) Error() string {
+	if e.body.Message != "" {
+		return fmt.Sprintf("%s: %s (%d %s)", e.cmd, e.body.Message, e.status, e.body.Error)
+	}
+	return fmt.Sprintf("%s: %s", e.cmd, e.statusText)
 }
 
 // identifierRef is an identifier of a bulk request.

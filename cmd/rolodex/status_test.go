@@ -25,8 +25,11 @@ func startDev(t *testing.T) string {
 	stdout := &signalWriter{want: "\nTry:", found: found}
 	var stderr signalWriter
 	done := make(chan error, 1)
+	// The data dir is made before the cleanup below is registered, so that
+	// it is removed after dev mode stopped (cleanups run last first).
+	data := t.TempDir()
 	go func() {
-		done <- run(ctx, []string{"dev", "--broker-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, stdout, &stderr)
+		done <- run(ctx, []string{"dev", "--broker-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data}, stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

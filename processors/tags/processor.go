@@ -498,14 +498,15 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) err
 
 // Topics returns the tag group's topics for a given partition count: its
 // table (compacted), rolodex.profile.tags, rolodex.tag.ticks (both
-// co-partitioned with the profiles) and rolodex.tag.rules (compacted, one
-// partition: rules are few, and every instance reads them all).
+// co-partitioned with the profiles) and rolodex.tag.rules (compacted; the
+// servers create it with the base topics, with as many partitions: every
+// instance reads it whole).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
 	compact := "compact"
 	return []kafkaclient.TopicSpec{
 		{Name: string(goka.GroupTable(schemas.GroupTags)), Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicProfileTags, Partitions: partitions},
 		{Name: schemas.TopicTagTicks, Partitions: partitions},
-		{Name: schemas.TopicTagRules, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &compact}},
+		{Name: schemas.TopicTagRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 	}
 }

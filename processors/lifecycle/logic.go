@@ -275,8 +275,9 @@ type Result struct {
 
 // Apply handles one input of message key (tenant and message id come from
 // the input). An input already reflected in the state (its origin is at
-// most the state's) is a replay after a crash: it changes nothing and
-// writes its letters again from the outbox. A known event id or a verdict
+// most the state's) is a replay after a crash: it changes nothing, writes
+// its letters again from the outbox and the state again (goka's local
+// store may hold a write its table topic lost). A known event id or a verdict
 // no newer than the one kept changes nothing.
 func Apply(s *State, in Input) Result {
 	if s != nil && in.Origin > 0 && in.Origin <= s.By {
@@ -286,7 +287,9 @@ func Apply(s *State, in Input) Result {
 				again = append(again, o.Letter)
 			}
 		}
-		return Result{State: s, Letters: again, Replayed: true}
+		// Written again too: the local store may hold the state while the
+		// table topic lost it, and the input is about to be committed.
+		return Result{State: s, Letters: again, Write: true, Replayed: true}
 	}
 	next := &State{}
 	if s != nil {

@@ -203,7 +203,7 @@ func TestApplyReplay(t *testing.T) {
 	}
 	s = r.State
 	again := Apply(s, Input{Event: mev("b", deleted, 20), Origin: 2})
-	if !again.Replayed || again.Write || letters(again.Letters) != letters(r.Letters) {
+	if !again.Replayed || !again.Write || again.State != s || letters(again.Letters) != letters(r.Letters) {
 		t.Fatalf("replay: %+v", again)
 	}
 	if again := Apply(s, Input{Event: mev("a", sent, 10), Origin: 1}); !again.Replayed || len(again.Letters) != 0 {

@@ -288,8 +288,8 @@ type ProfileTag struct {
 	// removed it.
 	Source string `json:"source"`
 	// Rule is the id of the rule that holds a rule tag.
-	Rule string `json:"rule,omitempty"`
-	Since  string `json:"since"`
+	Rule  string `json:"rule,omitempty"`
+	Since string `json:"since"`
 	// SinceMs is Since in Unix milliseconds.
 	SinceMs int64 `json:"since_ms"`
 }

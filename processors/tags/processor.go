@@ -328,6 +328,12 @@ func (t *Processor) loop(ctx context.Context) error {
 			t.rebalanced.Store(true)
 		}
 		if t.rebalanced.Swap(false) {
+			// goka calls the rebalance callback before it creates the
+			// new partitions: wait until they run, or the visit would
+			// miss them.
+			if err := t.Processor.WaitForReadyContext(ctx); err != nil {
+				return nil // stopping
+			}
 			if err := t.Processor.VisitAll(ctx, visitEvaluate, nil); err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -138,14 +138,7 @@ type putRuleRequest struct {
 
 // putRule is PUT /v1/tag-rules/{id} {tag, condition, description, enabled}.
 func (a *API) putRule(w http.ResponseWriter, r *http.Request) {
-	if reserved(w, r) {
-		return
-	}
-	p, ok := a.authorize(w, r, partners.ScopeAdmin)
-	if !ok {
-		return
-	}
-	id, ok := ruleID(w, r)
+	p, id, ok := a.ruleRequest(w, r, false)
 	if !ok {
 		return
 	}
@@ -201,20 +194,31 @@ func (a *API) listRules(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// getRule is GET /v1/tag-rules/{id}.
-func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
+// ruleRequest answers what every request on /v1/tag-rules/{id} checks
+// first: the path is a rule id (not "evaluate"), the key has the admin
+// scope, the id is valid, and (when loaded) the rule store has loaded.
+func (a *API) ruleRequest(w http.ResponseWriter, r *http.Request, loaded bool) (*partners.Partner, string, bool) {
 	if reserved(w, r) {
-		return
+		return nil, "", false
 	}
 	p, ok := a.authorize(w, r, partners.ScopeAdmin)
 	if !ok {
-		return
+		return nil, "", false
 	}
 	id, ok := ruleID(w, r)
 	if !ok {
-		return
+		return nil, "", false
 	}
-	if !a.rulesLoaded(w, r) {
+	if loaded && !a.rulesLoaded(w, r) {
+		return nil, "", false
+	}
+	return p, id, true
+}
+
+// getRule is GET /v1/tag-rules/{id}.
+func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
+	p, id, ok := a.ruleRequest(w, r, true)
+	if !ok {
 		return
 	}
 	rule, found, err := a.cfg.Rules.Get(p.Tenant, id)
@@ -231,18 +235,8 @@ func (a *API) getRule(w http.ResponseWriter, r *http.Request) {
 // deleteRule is DELETE /v1/tag-rules/{id}: 204, or 404 if the tenant has
 // no such rule.
 func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) {
-	if reserved(w, r) {
-		return
-	}
-	p, ok := a.authorize(w, r, partners.ScopeAdmin)
+	p, id, ok := a.ruleRequest(w, r, true)
 	if !ok {
-		return
-	}
-	id, ok := ruleID(w, r)
-	if !ok {
-		return
-	}
-	if !a.rulesLoaded(w, r) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)

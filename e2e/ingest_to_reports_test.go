@@ -21,6 +21,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/connectors/clickhouse/clickhousetest"
@@ -116,6 +117,93 @@ type sent struct {
 // off, so the partition into profiles is a function of the events alone),
 // and every report equals the same reference.
 func TestIngestToReports(t *testing.T) {
+	// The identity stage folds status with a default tag and an exclusive
+	// group.
+	status := schemas.StatusConfig{Default: []string{"new"}, Groups: []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer", "churned"}, Exclusive: true}}}
+	s := startStack(t, stackConfig{Status: status})
+	conn, db, norm, post := s.conn, s.db, s.norm, s.post
+
+	start := time.Now().UTC()
+	evs := generate(t, norm, 7, 160, 700)
+	// Batches of 25 per partner, some events sent twice (a partner's retry).
+	byPartner := map[string][]map[string]any{}
+	r := mrand.New(mrand.NewPCG(7, 8))
+	posted := 0
+	for _, e := range evs {
+		p := e.tenant
+		byPartner[p] = append(byPartner[p], e.body)
+		if r.IntN(25) == 0 {
+			byPartner[p] = append(byPartner[p], e.body)
+		}
+	}
+	for _, bodies := range byPartner {
+		posted += len(bodies)
+	}
+	for p, bodies := range byPartner {
+		for i := 0; i < len(bodies); i += 25 {
+			if code := post(p, bodies[i:min(i+25, len(bodies))]); code != http.StatusAccepted {
+				t.Fatalf("POST %d events for %s: %d", min(25, len(bodies)-i), p, code)
+			}
+		}
+	}
+	// Rejected events: one per request (a batch with one is refused whole).
+	bad := []map[string]any{
+		{"id": "bad-1", "type": "page.viewed", "identifiers": map[string]string{}},
+		{"id": "bad-2", "type": "page.viewed", "identifiers": map[string]string{"email": "not an email"}},
+		{"id": "bad-3", "type": "page.viewed", "time": "yesterday", "identifiers": map[string]string{"user_id": "u-1"}},
+	}
+	for _, b := range bad {
+		if code := post("demo", b); code != http.StatusBadRequest {
+			t.Fatalf("POST %v: %d, want 400", b["id"], code)
+		}
+	}
+
+	model := reference.NewIdentityWith(reference.Options{Status: status})
+	accepted := make([]*schemas.Event, len(evs))
+	for i, e := range evs {
+		model.Add(e.ev)
+		accepted[i] = e.ev
+	}
+	want := clickhousetest.NewWant(model, accepted, len(bad), start)
+	wctx, wcancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer wcancel()
+	if diff := want.Await(wctx, conn, db); diff != "" {
+		t.Fatalf("ClickHouse never matched the reference; last difference: %s", diff)
+	}
+	s.stop()
+	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
+		len(evs), posted, len(want.Profiles()), want.Merges())
+}
+
+// stackConfig says how startStack configures the stages.
+type stackConfig struct {
+	// Status is the identity and tag stages' status configuration.
+	Status schemas.StatusConfig
+	// Rules are written to rolodex.tag.rules before the tag stage starts.
+	Rules []schemas.TagRule
+	// Tick is the tag stage's tags.Config.Tick (0: its default).
+	Tick time.Duration
+}
+
+// stack is Rolodex wired in one process, each part over its real
+// transport: HTTP ingest into Kafka (kfake over TCP), the identity stage,
+// the tag stage and the ClickHouse sink into a database of the test's own.
+type stack struct {
+	brokers []string
+	conn    driver.Conn
+	db      string
+	norm    *normalize.Normalizer
+	// post sends body to POST /v1/events with the partner's key
+	// ("<partner>-key-1", every scope) and returns the status code. The
+	// partners are demo and acme, each the tenant of its name.
+	post func(partner string, body any) int
+	// stop stops the sink, the tag stage and the identity stage, in this
+	// order, and reports their errors (the test's cleanup does it too).
+	stop func()
+}
+
+func startStack(t *testing.T, cfg stackConfig) *stack {
+	t.Helper()
 	addr, conn, db := chDB(t)
 	const parts = 4
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, schemas.TopicEvents, schemas.TopicDeadLetter))
@@ -136,22 +224,26 @@ func TestIngestToReports(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The identity stage, merge protection off, folding status with a
-	// default tag and an exclusive group; the tag stage after it.
-	status := schemas.StatusConfig{Default: []string{"new"}, Groups: []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer", "churned"}, Exclusive: true}}}
+	// The tag stage, after its rules are on their topic; the identity
+	// stage, merge protection off.
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	err = tags.EnsureTopics(ctx, admin, 1)
+	for i := 0; err == nil && i < len(cfg.Rules); i++ {
+		err = produceRule(ctx, admin, cfg.Rules[i])
+	}
 	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tagProc, err := tags.New(tags.Config{Brokers: brokers, StorageDir: t.TempDir(), Status: status}, goka.WithLogger(log.New(io.Discard, "", 0)))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tagProc, err := tags.New(tags.Config{Brokers: brokers, StorageDir: t.TempDir(), Status: cfg.Status, Tick: cfg.Tick, Logger: quiet},
+		goka.WithLogger(log.New(io.Discard, "", 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopTags := run(t, "tags", tagProc.Run)
 	proc, err := identity.New(identity.ProcessorConfig{
-		Engine:  identity.Config{Limits: map[string]int{}, DefaultLimit: 1 << 20, Status: status},
+		Engine:  identity.Config{Limits: map[string]int{}, DefaultLimit: 1 << 20, Status: cfg.Status},
 		Brokers: brokers, StorageDir: t.TempDir(),
 	}, goka.WithLogger(log.New(io.Discard, "", 0)))
 	if err != nil {
@@ -160,7 +252,6 @@ func TestIngestToReports(t *testing.T) {
 	stopIdentity := run(t, "identity", proc.Run)
 
 	// The sink.
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sink, err := clickhouse.NewSink(clickhouse.Config{
 		Kafka:      kafkaclient.Config{Brokers: brokers, ClientID: "e2e-sink"},
 		ClickHouse: clickhouse.ConnConfig{Addr: addr, Database: db},
@@ -219,59 +310,22 @@ func TestIngestToReports(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	return &stack{brokers: brokers, conn: conn, db: db, norm: norm, post: post,
+		stop: func() { stopSink(); stopTags(); stopIdentity() }}
+}
 
-	start := time.Now().UTC()
-	evs := generate(t, norm, 7, 160, 700)
-	// Batches of 25 per partner, some events sent twice (a partner's retry).
-	byPartner := map[string][]map[string]any{}
-	r := mrand.New(mrand.NewPCG(7, 8))
-	posted := 0
-	for _, e := range evs {
-		p := e.tenant
-		byPartner[p] = append(byPartner[p], e.body)
-		if r.IntN(25) == 0 {
-			byPartner[p] = append(byPartner[p], e.body)
-		}
+// produceRule writes rule to rolodex.tag.rules under its key, as the rules
+// API does, and waits for Kafka's ack.
+func produceRule(ctx context.Context, cl *kgo.Client, rule schemas.TagRule) error {
+	v, err := json.Marshal(rule)
+	if err != nil {
+		return err
 	}
-	for _, bodies := range byPartner {
-		posted += len(bodies)
+	rec := &kgo.Record{Topic: schemas.TopicTagRules, Key: []byte(schemas.RuleKey(rule.Tenant, rule.ID)), Value: v}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("produce rule %s/%s v%d: %w", rule.Tenant, rule.ID, rule.Version, err)
 	}
-	for p, bodies := range byPartner {
-		for i := 0; i < len(bodies); i += 25 {
-			if code := post(p, bodies[i:min(i+25, len(bodies))]); code != http.StatusAccepted {
-				t.Fatalf("POST %d events for %s: %d", min(25, len(bodies)-i), p, code)
-			}
-		}
-	}
-	// Rejected events: one per request (a batch with one is refused whole).
-	bad := []map[string]any{
-		{"id": "bad-1", "type": "page.viewed", "identifiers": map[string]string{}},
-		{"id": "bad-2", "type": "page.viewed", "identifiers": map[string]string{"email": "not an email"}},
-		{"id": "bad-3", "type": "page.viewed", "time": "yesterday", "identifiers": map[string]string{"user_id": "u-1"}},
-	}
-	for _, b := range bad {
-		if code := post("demo", b); code != http.StatusBadRequest {
-			t.Fatalf("POST %v: %d, want 400", b["id"], code)
-		}
-	}
-
-	model := reference.NewIdentityWith(reference.Options{Status: status})
-	accepted := make([]*schemas.Event, len(evs))
-	for i, e := range evs {
-		model.Add(e.ev)
-		accepted[i] = e.ev
-	}
-	want := clickhousetest.NewWant(model, accepted, len(bad), start)
-	wctx, wcancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer wcancel()
-	if diff := want.Await(wctx, conn, db); diff != "" {
-		t.Fatalf("ClickHouse never matched the reference; last difference: %s", diff)
-	}
-	stopSink()
-	stopTags()
-	stopIdentity()
-	t.Logf("%d events (%d posted with retries), %d profiles, %d merges: every table and report matches",
-		len(evs), posted, len(want.Profiles()), want.Merges())
+	return nil
 }
 
 // generate makes n events of people people, half per partner, over the

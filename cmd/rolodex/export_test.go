@@ -109,6 +109,12 @@ func chTestDB(t *testing.T, n int) (addr, db string) {
 		`{"tenant":"t1","profile_id":"p_b","tag":"vip","op":"added","cause":"manual","time":1793530800000}`,  // 2026-11-01
 		`{"tenant":"t1","profile_id":"p_b","tag":"vip","op":"removed","cause":"merge","time":1793703600000}`, // 2026-11-03
 		`{"tenant":"t2","profile_id":"p_c","tag":"vip","op":"added","cause":"manual","time":1793527200000}`,
+		// A rule tag: on, off when its window passed, on for another
+		// profile, back with the rule's version 2.
+		`{"tenant":"t1","profile_id":"p_a","tag":"hot","op":"added","cause":"rule:hot@1","time":1793613600000}`,   // 2026-11-02 10:00
+		`{"tenant":"t1","profile_id":"p_a","tag":"hot","op":"removed","cause":"rule:hot@1","time":1793613608000}`, // 2026-11-02 10:00:08
+		`{"tenant":"t1","profile_id":"p_b","tag":"hot","op":"added","cause":"rule:hot@1","time":1793620800000}`,   // 2026-11-02 12:00
+		`{"tenant":"t1","profile_id":"p_a","tag":"hot","op":"added","cause":"rule:hot@2","time":1793696400000}`,   // 2026-11-03 09:00
 	} {
 		row, err := clickhouse.DecodeTagChange([]byte(c), "", 0, int64(i))
 		if err != nil {
@@ -266,14 +272,15 @@ func TestProfilesExportUsage(t *testing.T) {
 	}
 }
 
-// rolodex report tags: the running membership per tag, for a tenant.
+// rolodex report tags: the running membership per tag, for a tenant, rule
+// tags (cause rule:<id>@<version>) with manual ones.
 func TestReportTags(t *testing.T) {
 	addr, db := chTestDB(t, 10)
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"report", "tags", "--clickhouse", addr, "--database", db, "--tenant", "t1", "--format", "csv"}, &stdout, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
-	want := "day,tenant,tag,members\n2026-11-01,t1,vip,2\n2026-11-03,t1,vip,1\n"
+	want := "day,tenant,tag,members\n2026-11-01,t1,vip,2\n2026-11-02,t1,hot,1\n2026-11-03,t1,hot,2\n2026-11-03,t1,vip,1\n"
 	if stdout.String() != want {
 		t.Fatalf("report tags:\n%s\nwant\n%s", stdout.String(), want)
 	}

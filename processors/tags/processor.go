@@ -203,21 +203,16 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if out.Processor, err = goka.NewProcessor(cfg.Brokers, p.graph(), append(base, opts...)...); err != nil {
 		return nil, fmt.Errorf("tags: %w", err)
 	}
-	// The view and the emitter get configurations of their own: goka's
-	// builders write into the one they are given (the client id).
-	own := func(id string) *sarama.Config {
-		if cfg.Sarama == nil {
-			return gokaconfig.Sarama(id)
-		}
-		c := *cfg.Sarama
-		return &c
-	}
+	// The rules view and the tick emitter get copies of sc: goka's
+	// builders write their client id into the config they are given
+	// (config.ClientID = ...) when they build, which raced with the
+	// view's sarama consumer reading it while the processor started.
+	viewSC, emitterSC := *sc, *sc
 	tmc := gokaconfig.TopicManager(1)
-	vsc, esc := own("rolodex-tags-rules"), own("rolodex-tags-ticks")
 	out.rules, err = goka.NewView(cfg.Brokers, goka.Table(schemas.TopicTagRules), schemas.JSONCodec[schemas.TagRule]{},
 		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(vsc)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(vsc, tmc)),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(&viewSC)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&viewSC, tmc)),
 		goka.WithViewAutoReconnect(),
 		goka.WithViewClientID("rolodex-tags-rules"),
 	)
@@ -225,8 +220,8 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("tags: rules view: %w", err)
 	}
 	out.emitter, err = goka.NewEmitter(cfg.Brokers, goka.Stream(schemas.TopicTagTicks), schemas.JSONCodec[schemas.TagTick]{},
-		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(esc)),
-		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(esc, tmc)),
+		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(&emitterSC)),
+		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&emitterSC, tmc)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("tags: tick emitter: %w", err)
@@ -237,23 +232,47 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 // Run runs the tag stage until ctx is done or it fails: the rules view
 // first (no profile is evaluated before every rule is read), then the
 // processor, the rule watcher and the scheduler.
+//
+// The processor and the watcher read the rules view, and goka's View.Run
+// closes the view's partitions when it returns: the view runs on a context
+// of its own, cancelled only after they have returned. A failed view stops
+// them, and its error is Run's.
 func (t *Processor) Run(ctx context.Context) error {
 	defer t.emitter.Finish()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := t.rules.Run(gctx); err != nil {
-			return fmt.Errorf("tags: rules view: %w", err)
+	sctx, stopStage := context.WithCancel(ctx)
+	defer stopStage()
+	vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopView()
+	viewErr := make(chan error, 1)
+	go func() {
+		err := t.rules.Run(vctx)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("tags: rules view: %w", err)
+		case vctx.Err() == nil:
+			err = errors.New("tags: rules view stopped")
 		}
-		return nil
-	})
-	if err := t.waitRules(gctx); err != nil {
-		_ = g.Wait()
+		stopStage()
+		viewErr <- err
+	}()
+	err := t.runStage(sctx)
+	stopView()
+	if verr := <-viewErr; verr != nil {
+		return verr
+	}
+	return err
+}
+
+// runStage runs the processor, the rule watcher and the scheduler once
+// the rules view has recovered.
+func (t *Processor) runStage(ctx context.Context) error {
+	if err := t.waitRules(ctx); err != nil {
 		return err
 	}
 	if err := t.reloadRules(); err != nil {
-		_ = g.Wait()
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.Processor.Run(gctx) })
 	g.Go(func() error { return t.loop(gctx) })
 	return g.Wait()

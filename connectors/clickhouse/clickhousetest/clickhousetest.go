@@ -28,6 +28,7 @@ type Want struct {
 	reports     reference.Reports
 	deadLetters int
 	since       time.Time
+	ruleTags    map[string][]string // profile id -> the rule tags it holds
 }
 
 // NewWant says what the database must hold: the accepted events (each
@@ -41,6 +42,20 @@ func NewWant(model *reference.Identity, events []*schemas.Event, deadLetters int
 	for _, e := range events {
 		w.events[[3]string{e.Tenant, e.Source, e.ID}] = model.Root(e.Key())
 	}
+	return w
+}
+
+// WithRuleTags adds the rule tags the live profiles hold once the tag
+// stage has caught up (profile id -> tags), and returns w. The reference
+// model folds the status events only (manual and default tags); rule tags
+// are a function of the rules and the clock as well, which the test
+// controls, so it says what they are. They count in the tag membership
+// report (tag_changes), not in the profiles table's tags (the identity
+// stage writes that, and it does not read rules). A tag a profile holds
+// both ways counts once. Rules whose tags are in an exclusive group with
+// status tags are not modelled: a rule tag there can end a default tag.
+func (w *Want) WithRuleTags(tags map[string][]string) *Want {
+	w.ruleTags = tags
 	return w
 }
 
@@ -125,8 +140,13 @@ func (w *Want) Diff(ctx context.Context, conn driver.Conn, db string) string {
 	}
 
 	// Tag membership: the latest day's members of every tag of every
-	// tenant are the live profiles holding it (tag_changes, through the
-	// sink, from the tag stage).
+	// tenant are the live profiles holding it, by status or by a rule
+	// (tag_changes, through the sink, from the tag stage).
+	for _, id := range schemas.SortedKeys(w.ruleTags) {
+		if w.profiles[id] == nil {
+			return fmt.Sprintf("the test gave rule tags %v of %s, which is not a live profile", w.ruleTags[id], id)
+		}
+	}
 	rows, err = query("SELECT tenant, tag, toString(argMax(members, day)) FROM " + db + ".report_tag_membership_daily GROUP BY tenant, tag HAVING argMax(members, day) != 0 ORDER BY tenant, tag")
 	if err != nil {
 		return err.Error()
@@ -216,12 +236,20 @@ func statusColumns(p *schemas.Profile) []string {
 }
 
 // tagMembers is, per tenant and tag with members, how many live profiles
-// hold the tag, as rows of (tenant, tag, members).
+// hold the tag (by status or by a rule), as rows of (tenant, tag,
+// members).
 func (w *Want) tagMembers() [][]string {
 	count := map[[2]string]int{}
-	for _, p := range w.profiles {
+	for id, p := range w.profiles {
+		held := map[string]bool{}
 		for _, t := range p.Tags {
-			count[[2]string{p.Tenant, t.Tag}]++
+			held[t.Tag] = true
+		}
+		for _, t := range w.ruleTags[id] {
+			held[t] = true
+		}
+		for t := range held {
+			count[[2]string{p.Tenant, t}]++
 		}
 	}
 	var keys [][2]string

@@ -46,9 +46,10 @@ var cities = []string{"Campinas", "São Paulo", "Curitiba", "Recife", "Porto Ale
 
 // Profiles returns n snapshots as rolodex.profiles carries them, taken at
 // now: 5 traits, 4 identifier types, channels, a default tag and for
-// some a manual one, consent, 20 recent events, and 20–200 events over 4
-// types in the last 180 days (most recent weeks busier), whose latest 100
-// per type are the event times.
+// some a manual one, consent, 20 recent events, and a base of 20–200
+// events (each type gets its share of it times 0.5–1.5; a third never
+// bought, half never sent a form) over 4 types in the last 180 days (half
+// of them in the last 30), whose latest 100 per type are the event times.
 func Profiles(n int, seed uint64, now time.Time) []*schemas.Profile {
 	r := rand.New(rand.NewPCG(seed, 0x7a95))
 	out := make([]*schemas.Profile, n)

@@ -19,6 +19,9 @@
 //     makes is on rolodex.profile.tags (the stage notices within its tick,
 //     visits every profile, writes a tick for each whose state changes,
 //     and handles the ticks).
+//   - restart: the instance stops and a new one starts on its storage,
+//     until it has visited every profile (it writes nothing: nothing is
+//     due).
 //
 // The records each phase must make are computed beforehand with tags.Apply
 // and tags.Visit, and the rule change's records are compared with them.
@@ -40,6 +43,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -116,6 +120,10 @@ type Result struct {
 	Passthrough      measure.Phase
 	Snapshots        measure.Phase
 	RuleChange       measure.Phase
+	// Restart is a new instance on the kept storage, from its start until
+	// it visited every profile (rolodex_tags_visits_total): what the
+	// scheduler needs after a crash or a rebalance.
+	Restart measure.Phase
 	// SnapshotRecords and RuleChangeRecords are the records each phase
 	// made on rolodex.profile.tags (as expected); Ticks the records on
 	// rolodex.tag.ticks after the rule change.
@@ -123,7 +131,7 @@ type Result struct {
 	Ticks                              int64
 	// SnapshotRatio and RuleChangeRatio are the phase's profiles/s over
 	// the pass-through's records/s.
-	SnapshotRatio, RuleChangeRatio float64
+	SnapshotRatio, RuleChangeRatio, RestartRatio float64
 	// FirstChange is the time from the rule change's write to its first
 	// record on rolodex.profile.tags: noticing the change (the stage reads
 	// its rules every tick, 1 s) and the first visits and ticks.
@@ -183,19 +191,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("benchtags: %w", err)
 	}
 	defer os.RemoveAll(storage)
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
 	start, cpu0 := time.Now(), measure.ProcessCPU()
-	proc, err := tagsproc.New(tagsproc.Config{Brokers: brokers, StorageDir: storage, Status: cfg.Status,
-		Now:    func() time.Time { return t0 },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		goka.WithLogger(log.New(io.Discard, "", 0)))
+	first, err := startStage(ctx, brokers, storage, cfg.Status, t0, nil)
 	if err != nil {
-		return res, fmt.Errorf("benchtags: %w", err)
+		return res, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- proc.Run(pctx) }()
-	defer func() { stop(); <-done }()
+	defer first.close()
+	done := first.done
 	if err := out.wait(ctx, want.snapshots, cfg.Timeout, done); err != nil {
 		return res, fmt.Errorf("benchtags: snapshots: %w", err)
 	}
@@ -222,6 +224,35 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if n := out.count(); n != want.snapshots+len(want.change) {
 		return res, fmt.Errorf("benchtags: %d records on %s after the rule change settled, want %d", n, schemas.TopicProfileTags, want.snapshots+len(want.change))
 	}
+
+	// The restart: a new instance on the storage the first one kept
+	// visits every profile (nothing is due, so it writes nothing).
+	first.close()
+	reg := prometheus.NewRegistry()
+	start, cpu0 = time.Now(), measure.ProcessCPU()
+	second, err := startStage(ctx, brokers, storage, cfg.Status, t0, reg)
+	if err != nil {
+		return res, err
+	}
+	defer second.close()
+	for visits(reg) < cfg.Profiles {
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case err := <-second.done:
+			return res, fmt.Errorf("benchtags: restart: the tag processor stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(start) > cfg.Timeout {
+			return res, fmt.Errorf("benchtags: restart: %d profiles visited after %s, want %d", visits(reg), cfg.Timeout, cfg.Profiles)
+		}
+	}
+	res.Restart = measure.NewPhase(cfg.Profiles, time.Since(start), measure.ProcessCPU()-cpu0)
+	second.close()
+	if n := out.count(); n != want.snapshots+len(want.change) {
+		return res, fmt.Errorf("benchtags: %d records on %s after the restart, want %d", n, schemas.TopicProfileTags, want.snapshots+len(want.change))
+	}
+
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicTagTicks)
 	if err != nil {
 		return res, fmt.Errorf("benchtags: end offsets: %w", err)
@@ -231,10 +262,53 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if r := res.Passthrough.EventsPerSec; r > 0 {
 		res.SnapshotRatio = res.Snapshots.EventsPerSec / r
 		res.RuleChangeRatio = res.RuleChange.EventsPerSec / r
+		res.RestartRatio = res.Restart.EventsPerSec / r
 	}
 	res.PerMillion = res.FirstChange + time.Duration(float64(res.RuleChange.Elapsed-res.FirstChange)*1e6/float64(max(1, cfg.Profiles)))
 	res.LoadAfter = measure.LoadAvg()
 	return res, nil
+}
+
+// stage is a running tag processor.
+type stage struct {
+	stop context.CancelFunc
+	done chan error
+	once sync.Once
+}
+
+// startStage runs the tag processor as Rolodex does, with its clock fixed
+// at t0 and its metrics on reg (nil: none).
+func startStage(ctx context.Context, brokers []string, storage string, status schemas.StatusConfig, t0 time.Time, reg prometheus.Registerer) (*stage, error) {
+	proc, err := tagsproc.New(tagsproc.Config{Brokers: brokers, StorageDir: storage, Status: status, Registerer: reg,
+		Now:    func() time.Time { return t0 },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		goka.WithLogger(log.New(io.Discard, "", 0)))
+	if err != nil {
+		return nil, fmt.Errorf("benchtags: %w", err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	s := &stage{stop: stop, done: make(chan error, 1)}
+	go func() { s.done <- proc.Run(pctx) }()
+	return s, nil
+}
+
+// close stops the processor and waits for it (once).
+func (s *stage) close() {
+	s.once.Do(func() {
+		s.stop()
+		<-s.done
+	})
+}
+
+// visits reads rolodex_tags_visits_total.
+func visits(reg *prometheus.Registry) int {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "rolodex_tags_visits_total" && len(mf.GetMetric()) > 0 {
+			return int(mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	return 0
 }
 
 // expected is what the stage must write: the number of records of the

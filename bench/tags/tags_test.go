@@ -23,7 +23,7 @@ func TestRunSane(t *testing.T) {
 		t.Fatalf("embedded %v, %d snapshot records (want at least one per profile), %d rule change records (want some), %d ticks (want one per profile)",
 			res.Embedded, res.SnapshotRecords, res.RuleChangeRecords, res.Ticks)
 	}
-	for name, p := range map[string]float64{"passthrough": res.Passthrough.EventsPerSec, "snapshots": res.Snapshots.EventsPerSec, "rule change": res.RuleChange.EventsPerSec} {
+	for name, p := range map[string]float64{"passthrough": res.Passthrough.EventsPerSec, "snapshots": res.Snapshots.EventsPerSec, "rule change": res.RuleChange.EventsPerSec, "restart": res.Restart.EventsPerSec} {
 		if p <= 0 {
 			t.Errorf("%s: %v profiles/s", name, p)
 		}

@@ -71,9 +71,11 @@ func printBenchTags(w io.Writer, res benchtags.Result, started time.Time) {
 	row("kafka consume→produce of the snapshots (baseline)", res.Passthrough, "1.000", "-")
 	row("tag stage: every snapshot, from start until its records are out", res.Snapshots, fmt.Sprintf("%.3f", res.SnapshotRatio), fmt.Sprint(res.SnapshotRecords))
 	row("tag stage: a rule change, from its write until its records are out", res.RuleChange, fmt.Sprintf("%.3f", res.RuleChangeRatio), fmt.Sprint(res.RuleChangeRecords))
+	row("tag stage: a restart on kept storage, until every profile is visited", res.Restart, fmt.Sprintf("%.3f", res.RestartRatio), "0")
 	tw.Flush()
 	fmt.Fprintf(w, "\n  rule change: first record %s after the rule's write (the stage reads its rules every second)\n", res.FirstChange.Round(time.Millisecond))
 	fmt.Fprintf(w, "  ticks written (visits and scheduler): %d\n", res.Ticks)
-	fmt.Fprintf(w, "  the rule change scaled to 1,000,000 profiles: %s\n", res.PerMillion.Round(time.Second))
+	fmt.Fprintf(w, "  the rule change scaled to 1,000,000 profiles: %s; the restart's visit: %s\n", res.PerMillion.Round(time.Second),
+		time.Duration(float64(res.Restart.Elapsed)*1e6/float64(max(1, c.Profiles))).Round(time.Second))
 	fmt.Fprintf(w, "  CPU/profile: CPU time of this whole process (clients, processor%s) / profiles\n\n", map[bool]string{true: ", broker", false: ""}[res.Embedded])
 }

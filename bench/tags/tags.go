@@ -124,6 +124,9 @@ type Result struct {
 	// it visited every profile (rolodex_tags_visits_total): what the
 	// scheduler needs after a crash or a rebalance.
 	Restart measure.Phase
+	// FirstVisit is the time from the restart to its first visit:
+	// starting, joining the group, recovering the partitions.
+	FirstVisit time.Duration
 	// SnapshotRecords and RuleChangeRecords are the records each phase
 	// made on rolodex.profile.tags (as expected); Ticks the records on
 	// rolodex.tag.ticks after the rule change.
@@ -137,8 +140,10 @@ type Result struct {
 	// its rules every tick, 1 s) and the first visits and ticks.
 	FirstChange time.Duration
 	// PerMillion is the rule change scaled to 1,000,000 profiles: its
-	// first record's delay, plus the rest of its time scaled.
-	PerMillion time.Duration
+	// first record's delay, plus the rest of its time scaled;
+	// RestartPerMillion the restart's: the time to its first visit, plus
+	// the rest scaled.
+	PerMillion, RestartPerMillion time.Duration
 	// LoadBefore and LoadAfter are the load averages around the run.
 	LoadBefore, LoadAfter string
 }
@@ -235,7 +240,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer second.close()
-	for visits(reg) < cfg.Profiles {
+	for n := 0; n < cfg.Profiles; n = visits(reg) {
+		if n > 0 && res.FirstVisit == 0 {
+			res.FirstVisit = time.Since(start)
+		}
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
@@ -265,6 +273,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.RestartRatio = res.Restart.EventsPerSec / r
 	}
 	res.PerMillion = res.FirstChange + time.Duration(float64(res.RuleChange.Elapsed-res.FirstChange)*1e6/float64(max(1, cfg.Profiles)))
+	res.RestartPerMillion = res.FirstVisit + time.Duration(float64(res.Restart.Elapsed-res.FirstVisit)*1e6/float64(max(1, cfg.Profiles)))
 	res.LoadAfter = measure.LoadAvg()
 	return res, nil
 }

@@ -28,6 +28,9 @@ func TestRunSane(t *testing.T) {
 			t.Errorf("%s: %v profiles/s", name, p)
 		}
 	}
+	if res.FirstVisit <= 0 || res.FirstVisit > res.Restart.Elapsed {
+		t.Errorf("first visit %v, restart %v", res.FirstVisit, res.Restart.Elapsed)
+	}
 	if res.FirstChange <= 0 || res.FirstChange > res.RuleChange.Elapsed || res.PerMillion < res.RuleChange.Elapsed {
 		t.Errorf("first change %v, rule change %v, scaled to 1M %v", res.FirstChange, res.RuleChange.Elapsed, res.PerMillion)
 	}

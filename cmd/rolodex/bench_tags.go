@@ -75,7 +75,8 @@ func printBenchTags(w io.Writer, res benchtags.Result, started time.Time) {
 	tw.Flush()
 	fmt.Fprintf(w, "\n  rule change: first record %s after the rule's write (the stage reads its rules every second)\n", res.FirstChange.Round(time.Millisecond))
 	fmt.Fprintf(w, "  ticks written (visits and scheduler): %d\n", res.Ticks)
-	fmt.Fprintf(w, "  the rule change scaled to 1,000,000 profiles: %s; the restart's visit: %s\n", res.PerMillion.Round(time.Second),
-		time.Duration(float64(res.Restart.Elapsed)*1e6/float64(max(1, c.Profiles))).Round(time.Second))
+	fmt.Fprintf(w, "  restart: first visit %s after the start (join, recovery)\n", res.FirstVisit.Round(time.Millisecond))
+	fmt.Fprintf(w, "  scaled to 1,000,000 profiles (first record or visit, plus the rest scaled): rule change %s, restart %s\n",
+		res.PerMillion.Round(time.Second), res.RestartPerMillion.Round(time.Second))
 	fmt.Fprintf(w, "  CPU/profile: CPU time of this whole process (clients, processor%s) / profiles\n\n", map[bool]string{true: ", broker", false: ""}[res.Embedded])
 }

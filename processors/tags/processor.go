@@ -203,10 +203,14 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("tags: %w", err)
 	}
 	tmc := gokaconfig.TopicManager(1)
+	// The view and the emitter get their own copies of the sarama config:
+	// goka's builders write its ClientID, and the view's consumers read it
+	// while the processor builds its own (a data race on one shared config).
+	vsc, esc := *sc, *sc
 	out.rules, err = goka.NewView(cfg.Brokers, goka.Table(schemas.TopicTagRules), schemas.JSONCodec[schemas.TagRule]{},
 		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(&vsc)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&vsc, tmc)),
 		goka.WithViewAutoReconnect(),
 		goka.WithViewClientID("rolodex-tags-rules"),
 	)
@@ -214,8 +218,8 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("tags: rules view: %w", err)
 	}
 	out.emitter, err = goka.NewEmitter(cfg.Brokers, goka.Stream(schemas.TopicTagTicks), schemas.JSONCodec[schemas.TagTick]{},
-		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
-		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+		goka.WithEmitterProducerBuilder(goka.ProducerBuilderWithConfig(&esc)),
+		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&esc, tmc)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("tags: tick emitter: %w", err)
@@ -228,19 +232,37 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 // processor, the rule watcher and the scheduler.
 func (t *Processor) Run(ctx context.Context) error {
 	defer t.emitter.Finish()
+	// The view stops only after the processor and the rule watcher have
+	// returned: goka's View.Iterator races with the view's close.
+	vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
+	var viewErr error
+	viewStopped := make(chan struct{})
+	go func() {
+		viewErr = t.rules.Run(vctx)
+		close(viewStopped)
+	}()
+	defer func() {
+		stopView()
+		<-viewStopped
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := t.rules.Run(gctx); err != nil {
-			return fmt.Errorf("tags: rules view: %w", err)
+		select {
+		case <-viewStopped:
+			if viewErr != nil {
+				return fmt.Errorf("tags: rules view: %w", viewErr)
+			}
+		case <-gctx.Done():
 		}
 		return nil
 	})
 	if err := t.waitRules(gctx); err != nil {
-		_ = g.Wait()
+		if werr := g.Wait(); werr != nil {
+			return werr // the view failed
+		}
 		return err
 	}
 	if err := t.reloadRules(); err != nil {
-		_ = g.Wait()
 		return err
 	}
 	g.Go(func() error { return t.Processor.Run(gctx) })

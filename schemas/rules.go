@@ -88,8 +88,8 @@ type TagTable struct {
 	// Outbox holds the latest records, oldest first (never fewer than the
 	// latest message's).
 	Outbox []SentTag `json:"ob,omitempty"`
-	// Profile is the latest snapshot (with its event times); nil once the
-	// id merged away.
+	// Profile is the latest snapshot (with its event times, without its
+	// recent events and merged ids); nil once the id merged away.
 	Profile *Profile `json:"p,omitempty"`
 	// Rules holds, per rule id of the tenant, the version last evaluated
 	// and whether its condition held.

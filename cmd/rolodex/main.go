@@ -133,6 +133,10 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdBenchIdentity(ctx, args, o.stdout, o.stderr)
 			}},
+		{"bench tags", "[flags]", "the rule-tag stage (snapshots, a rule change on every profile) against a Kafka consume→produce pass-through, as a ratio",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBenchTags(ctx, args, o.stdout, o.stderr)
+			}},
 		{"version", "", "print the version, the VCS revision and the Go version of this binary",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdVersion(args, o.stdout, o.stderr)

@@ -114,7 +114,7 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 	}
 	ev := evaluate(key, p, old.Tags, old.Rules, at, env)
 	if p.MergedInto == "" {
-		next.Profile = p
+		next.Profile = stored(p)
 	}
 	next.Rules, next.Wake = ev.marks, ev.wake
 	if len(ev.tags) > 0 {
@@ -193,7 +193,7 @@ func evaluate(key string, p *schemas.Profile, held map[string]Held, marks map[st
 		active := env.Rules.Active(p.Tenant)
 		if len(active) > 0 {
 			ev.marks = map[string]schemas.RuleMark{}
-			in := rules.FromProfile(p, times(p.EventTimes), time.UnixMilli(at))
+			in := rules.FromProfile(p, env.Rules.times(p.Tenant, p.EventTimes, at), time.UnixMilli(at))
 			var wake time.Time
 			for _, r := range active {
 				prev, had := marks[r.ID]
@@ -354,15 +354,15 @@ func stillHolds(cause, tag string, status map[string]Held, ruleTag map[string]*R
 	return on
 }
 
-// times converts a snapshot's event times for the rules engine.
-func times(et map[string][]int64) map[string][]time.Time {
-	out := make(map[string][]time.Time, len(et))
-	for typ, ts := range et {
-		l := make([]time.Time, len(ts))
-		for i, t := range ts {
-			l[i] = time.UnixMilli(t)
-		}
-		out[typ] = l
+// stored is the snapshot as the state keeps it, for ticks and visits to
+// evaluate: without its recent events and merged ids, which no rule and
+// no evaluation reads (a third of a state's bytes, decoded on every
+// snapshot, tick and visit).
+func stored(p *schemas.Profile) *schemas.Profile {
+	if p.Recent == nil && p.MergedIDs == nil {
+		return p
 	}
-	return out
+	q := *p
+	q.Recent, q.MergedIDs = nil, nil
+	return &q
 }

@@ -129,9 +129,10 @@ type Result struct {
 	FirstVisit time.Duration
 	// SnapshotRecords and RuleChangeRecords are the records each phase
 	// made on rolodex.profile.tags (as expected); Ticks the records on
-	// rolodex.tag.ticks after the rule change.
+	// rolodex.tag.ticks after the rule change, one per profile the
+	// change affects (WantTicks, computed beforehand).
 	SnapshotRecords, RuleChangeRecords int
-	Ticks                              int64
+	Ticks, WantTicks                   int64
 	// SnapshotRatio and RuleChangeRatio are the phase's profiles/s over
 	// the pass-through's records/s.
 	SnapshotRatio, RuleChangeRatio, RestartRatio float64
@@ -162,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.SnapshotRecords, res.RuleChangeRecords = want.snapshots, len(want.change)
+	res.SnapshotRecords, res.RuleChangeRecords, res.WantTicks = want.snapshots, len(want.change), want.ticks
 
 	brokers, cluster, err := measure.StartBroker(cfg.Brokers, cfg.Partitions)
 	if err != nil {
@@ -328,6 +329,7 @@ func visits(reg *prometheus.Registry) int {
 type expected struct {
 	snapshots int
 	change    []string // changeKey of each record, sorted
+	ticks     int64    // profiles the rule change affects (a tick each)
 }
 
 func changeKey(c schemas.TagChange) string {
@@ -354,6 +356,7 @@ func expect(profiles []*schemas.Profile, t0 time.Time, status schemas.StatusConf
 		if !ok {
 			continue
 		}
+		w.ticks++
 		r = tagsproc.Apply(r.State, p.ID, tagsproc.Message{Tick: true, Origin: 1, At: tick}, env2)
 		for _, c := range r.Changes {
 			w.change = append(w.change, changeKey(c))

@@ -138,9 +138,11 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 
 // Visit decides what a visit of profile key at now does: whether the
 // profile needs a tick, and at which instant. It does when evaluating it
-// would change its tags or its rules' outcomes (a changed rule, or a wake
-// that came due while no instance ran): at its wake if that is due, so
-// that a change is recorded at the instant it happened, else at now.
+// would change its tags, which of its rules hold, or its next wake (a
+// changed rule, or a wake that came due while no instance ran): at its
+// wake if that is due, so that a change is recorded at the instant it
+// happened, else at now. A rule's new version alone does not: on a rule
+// change only the profiles it affects get a tick and a write.
 func Visit(s *State, key string, now int64, env *Env) (int64, bool) {
 	if s == nil || s.Profile == nil {
 		return 0, false
@@ -149,10 +151,29 @@ func Visit(s *State, key string, now int64, env *Env) (int64, bool) {
 	if s.Wake > 0 && s.Wake <= now {
 		at = s.Wake
 	}
-	if r := Apply(s, key, Message{At: at}, env); !r.Write {
+	r := Apply(s, key, Message{At: at}, env)
+	if !r.Write || len(r.Changes) == 0 && r.State.Wake == s.Wake && sameOutcomes(s.Rules, r.State.Rules) {
+		// Nothing a tick would change but the versions of outcomes that
+		// stay as they are: the next message records those.
 		return 0, false
 	}
 	return at, true
+}
+
+// sameOutcomes reports whether two sets of rule outcomes hold the same
+// rules on (a rule with no outcome is off), whatever their versions.
+func sameOutcomes(a, b map[string]schemas.RuleMark) bool {
+	for id, m := range a {
+		if m.On != b[id].On {
+			return false
+		}
+	}
+	for id, m := range b {
+		if m.On != a[id].On {
+			return false
+		}
+	}
+	return true
 }
 
 func sameRules(a, b map[string]schemas.RuleMark) bool {

@@ -315,3 +315,116 @@ type MessageTable struct {
 	By     int64        `json:"by,omitempty"`
 	Outbox []SentLetter `json:"ob,omitempty"`
 }
+
+// The recipients group (docs/lifecycle.md, "Refusing a send to an invalid
+// address"): its input, keyed by the address's node id (NodeID of the
+// address), and its table value.
+
+// Reasons of the validity writes the recipients group makes.
+const (
+	// ReasonHardBounce: identifier.invalidated after a hard bounce.
+	ReasonHardBounce = "hard_bounce"
+	// ReasonSoftBounces: identifier.invalidated after soft bounces in a
+	// row (lifecycle.soft_bounce_limit).
+	ReasonSoftBounces = "soft_bounces"
+	// ReasonSoftBouncesWithdrawn: identifier.revalidated when a late
+	// report broke the streak that made a soft_bounces invalidation.
+	ReasonSoftBouncesWithdrawn = "soft_bounces_withdrawn"
+	// SourceLifecycle is the source of the events the lifecycle writes
+	// to rolodex.events.
+	SourceLifecycle = "lifecycle"
+)
+
+// ValidityWrite is an identifier.invalidated (Invalid) or
+// identifier.revalidated event of an address, as the recipients group
+// keeps it.
+type ValidityWrite struct {
+	ID      string `json:"id"`
+	Time    int64  `json:"t"`
+	Source  string `json:"s,omitempty"`
+	Invalid bool   `json:"inv,omitempty"`
+	Reason  string `json:"r,omitempty"`
+}
+
+// After orders validity writes as profile status orders the writes of a
+// key: event time, then source, then event id.
+func (a *ValidityWrite) After(b *ValidityWrite) bool {
+	return Stamp{Time: a.Time, Source: a.Source, Event: a.ID}.After(Stamp{Time: b.Time, Source: b.Source, Event: b.ID})
+}
+
+// RecipientInput is the value of a record on TopicMessageRecipients: a
+// message event of the address (a send, a bounce, a delivery, an open, a
+// click, a complaint, an unsubscribe) or a validity write of it. At is
+// the Unix ms time the router read it (the Kafka timestamp of its input),
+// used as received_at of the events the group writes.
+type RecipientInput struct {
+	Tenant   string         `json:"tn"`
+	Address  Identifier     `json:"a"`
+	Message  *MessageEvent  `json:"msg,omitempty"`
+	Validity *ValidityWrite `json:"val,omitempty"`
+	At       int64          `json:"at,omitempty"`
+}
+
+// RecipientSend is a send (message.sent or message.resent) to an address
+// and the verdict the recipients group pushed for it.
+type RecipientSend struct {
+	MessageID string `json:"m"`
+	Event     string `json:"e"`
+	Time      int64  `json:"t"`
+	Invalid   bool   `json:"inv,omitempty"`
+	Version   int64  `json:"v"`
+}
+
+// StreakEvent is an event that counts in an address's soft-bounce streak:
+// a soft bounce, or a reset (a delivery, open or click of any message to
+// the address, or a revalidation).
+type StreakEvent struct {
+	ID     string `json:"id"`
+	Time   int64  `json:"t"`
+	Soft   bool   `json:"soft,omitempty"`
+	Tenant string `json:"tn,omitempty"`
+	// Identifiers and Partner of a soft bounce: those of the
+	// invalidation it may cause.
+	Partner     string       `json:"pa,omitempty"`
+	Identifiers []Identifier `json:"ids,omitempty"`
+	MessageID   string       `json:"m,omitempty"`
+}
+
+// SoftInvalidation is a soft_bounces invalidation the recipients group
+// wrote, named by the soft bounce that completed the streak. Gen counts
+// its writes: an invalidation withdrawn and made again gets new event ids.
+type SoftInvalidation struct {
+	Bounce string `json:"b"`
+	Time   int64  `json:"t"`
+	Gen    int    `json:"g"`
+	Active bool   `json:"on,omitempty"`
+}
+
+// RecipientOutput is a record the recipients group wrote, with the origin
+// of the input that made it (written again when that input is replayed).
+type RecipientOutput struct {
+	By      int64         `json:"by"`
+	Key     string        `json:"k"`
+	Message *MessageInput `json:"msg,omitempty"`
+	Event   *Event        `json:"ev,omitempty"`
+}
+
+// RecipientTable is the recipients group's table value, keyed by the
+// address's node id (docs/lifecycle.md, "Topology").
+type RecipientTable struct {
+	Tenant  string     `json:"tn"`
+	Address Identifier `json:"a"`
+	// Validity: the address's validity writes, oldest first (After).
+	Validity []ValidityWrite `json:"val,omitempty"`
+	// Sends and their latest verdicts, sorted by (time, event id).
+	Sends []RecipientSend `json:"sd,omitempty"`
+	// Streak: soft bounces and resets, sorted by (time, id).
+	Streak []StreakEvent      `json:"sk,omitempty"`
+	Soft   []SoftInvalidation `json:"si,omitempty"`
+	By     int64              `json:"by,omitempty"`
+	Outbox []RecipientOutput  `json:"ob,omitempty"`
+}
+
+// StringProperty returns the string value of property k of ev (stored as
+// JSON text); "" if it is absent or not a string.
+func StringProperty(ev *Event, k string) string { return stringProp(ev, k) }

@@ -1,0 +1,352 @@
+package lifecycle
+
+// The recipients group's logic (docs/lifecycle.md, "What reaches the
+// profile" and "Refusing a send to an invalid address"), keyed by the
+// address's node id. Pure: no goka, no Kafka.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Recipient is the recipients group's table value.
+type Recipient = schemas.RecipientTable
+
+// Bounds of what an address keeps (docs/lifecycle.md, "Bounds").
+const (
+	// RecipientSendLimit: the latest sends whose verdicts a late
+	// invalidation or revalidation can still change.
+	RecipientSendLimit = 1000
+	// RecipientStreakLimit: the latest soft bounces and resets.
+	RecipientStreakLimit = 200
+	// RecipientValidityLimit: the latest validity writes.
+	RecipientValidityLimit = 200
+)
+
+// DefaultSoftBounceLimit is lifecycle.soft_bounce_limit's default.
+const DefaultSoftBounceLimit = 3
+
+// RecipientsConfig is what the recipients group needs to know.
+type RecipientsConfig struct {
+	// SoftBounceLimit: this many soft bounces in a row invalidate the
+	// address; 0 never.
+	SoftBounceLimit int
+	// Purposes maps a channel to the consent purpose a complaint or an
+	// unsubscribe revokes; a channel without one revokes nothing.
+	Purposes map[string]string
+}
+
+// DefaultRecipientsConfig is the configuration of docs/lifecycle.md.
+func DefaultRecipientsConfig() RecipientsConfig {
+	return RecipientsConfig{SoftBounceLimit: DefaultSoftBounceLimit, Purposes: schemas.DefaultMarketingPurposes()}
+}
+
+// RecipientResult is what handling an input of an address makes.
+type RecipientResult struct {
+	State *Recipient
+	// Outputs: verdicts (with the send they judge, for a new send) to
+	// rolodex.messages.events and events to rolodex.events, in order.
+	Outputs []schemas.RecipientOutput
+	Write   bool
+	// Replayed: the input was handled before; Outputs are its outputs,
+	// written again.
+	Replayed bool
+}
+
+// DerivedID is the id of an event the lifecycle writes for effect of
+// source event src: "lc-" and 32 hex digits of SHA-256(src, effect), so
+// that a replay writes the same event and the identity stage drops it.
+func DerivedID(src, effect string) string {
+	h := sha256.Sum256([]byte(src + "\x00" + effect))
+	return "lc-" + hex.EncodeToString(h[:16])
+}
+
+// softID is the id of the gen-th soft_bounces invalidation (withdraw:
+// its withdrawal) named by bounce: the numbers sort the writes in the
+// order they are made, within one event time.
+func softID(bounce string, gen int, withdraw bool) string {
+	n := 2 * gen
+	if withdraw {
+		n++
+	}
+	return fmt.Sprintf("%s-%04d", DerivedID(bounce, schemas.ReasonSoftBounces), n)
+}
+
+// invalidAt reports whether the address is invalid at time t: its latest
+// validity write before t is an invalidation.
+func invalidAt(ws []schemas.ValidityWrite, t int64) bool {
+	for i := len(ws) - 1; i >= 0; i-- {
+		if ws[i].Time < t {
+			return ws[i].Invalid
+		}
+	}
+	return false
+}
+
+// realInvalidAt reports whether an invalidation not made by soft bounces
+// holds at time t (its latest such write at or before t).
+func realInvalidAt(ws []schemas.ValidityWrite, t int64) bool {
+	for i := len(ws) - 1; i >= 0; i-- {
+		w := ws[i]
+		if w.Time > t || w.Reason == schemas.ReasonSoftBounces || w.Reason == schemas.ReasonSoftBouncesWithdrawn {
+			continue
+		}
+		return w.Invalid
+	}
+	return false
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// ApplyRecipient handles one input of an address. origin is the input's
+// offset plus one (0: never replayed, in tests); at (Unix ms) is the
+// received_at of the events it writes.
+func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg RecipientsConfig) RecipientResult {
+	if s != nil && origin > 0 && origin <= s.By {
+		var again []schemas.RecipientOutput
+		for _, o := range s.Outbox {
+			if o.By == origin {
+				again = append(again, o)
+			}
+		}
+		return RecipientResult{State: s, Outputs: again, Write: true, Replayed: true}
+	}
+	next := &Recipient{}
+	if s != nil {
+		*next = *s
+	}
+	next.Address = in.Address
+	if in.Tenant != "" {
+		next.Tenant = in.Tenant
+	}
+	var outs []schemas.RecipientOutput
+	changed, validity, streak := false, false, false
+	var newSend *schemas.MessageEvent
+	emitEvent := func(ev *schemas.Event) {
+		outs = append(outs, schemas.RecipientOutput{Key: ev.Key(), Event: ev})
+	}
+	addValidity := func(w schemas.ValidityWrite) bool {
+		for _, x := range next.Validity {
+			if x.ID == w.ID {
+				return false
+			}
+		}
+		i := sort.Search(len(next.Validity), func(i int) bool { return next.Validity[i].After(&w) })
+		vs := make([]schemas.ValidityWrite, 0, len(next.Validity)+1)
+		vs = append(vs, next.Validity[:i]...)
+		vs = append(vs, w)
+		next.Validity = append(vs, next.Validity[i:]...)
+		if n := len(next.Validity); n > RecipientValidityLimit {
+			next.Validity = next.Validity[n-RecipientValidityLimit:]
+		}
+		changed, validity = true, true
+		return true
+	}
+	addStreak := func(e schemas.StreakEvent) {
+		for _, x := range next.Streak {
+			if x.ID == e.ID {
+				return
+			}
+		}
+		i := sort.Search(len(next.Streak), func(i int) bool {
+			x := next.Streak[i]
+			return x.Time > e.Time || (x.Time == e.Time && x.ID >= e.ID)
+		})
+		ss := make([]schemas.StreakEvent, 0, len(next.Streak)+1)
+		ss = append(ss, next.Streak[:i]...)
+		ss = append(ss, e)
+		next.Streak = append(ss, next.Streak[i:]...)
+		if n := len(next.Streak); n > RecipientStreakLimit {
+			next.Streak = next.Streak[n-RecipientStreakLimit:]
+		}
+		changed, streak = true, true
+	}
+	status := func(typ, id string, t int64, partner string, ids []schemas.Identifier, props map[string]string) *schemas.Event {
+		if len(ids) == 0 {
+			ids = []schemas.Identifier{in.Address}
+		}
+		return &schemas.Event{Tenant: next.Tenant, ID: id, Type: typ, Time: time.UnixMilli(t).UTC(),
+			Source: schemas.SourceLifecycle, Partner: partner, Identifiers: ids, Properties: props,
+			ReceivedAt: time.UnixMilli(in.At).UTC()}
+	}
+	if m := in.Message; m != nil {
+		next.Tenant = m.Tenant
+		switch m.State {
+		case sent, resent:
+			known := -1
+			for i := range next.Sends {
+				if next.Sends[i].Event == m.ID {
+					known = i
+				}
+			}
+			if known >= 0 {
+				// A repeat (the router replayed): forwarded again, with
+				// the verdict it has.
+				x := next.Sends[known]
+				outs = append(outs, schemas.RecipientOutput{Key: schemas.MessageKey(m.Tenant, m.MessageID), Message: &schemas.MessageInput{Event: m,
+					Verdict: &schemas.RecipientVerdict{MessageID: x.MessageID, Event: x.Event, Invalid: x.Invalid, Version: x.Version}}})
+				break
+			}
+			snd := schemas.RecipientSend{MessageID: m.MessageID, Event: m.ID, Time: m.Time}
+			i := sort.Search(len(next.Sends), func(i int) bool {
+				x := next.Sends[i]
+				return x.Time > snd.Time || (x.Time == snd.Time && x.Event >= snd.Event)
+			})
+			ss := make([]schemas.RecipientSend, 0, len(next.Sends)+1)
+			ss = append(ss, next.Sends[:i]...)
+			ss = append(ss, snd)
+			next.Sends = append(ss, next.Sends[i:]...)
+			if n := len(next.Sends); n > RecipientSendLimit {
+				next.Sends = next.Sends[n-RecipientSendLimit:]
+			}
+			newSend, changed = m, true
+		case bounced:
+			if m.Bounce == schemas.BounceHard {
+				id := DerivedID(m.ID, schemas.ReasonHardBounce)
+				if addValidity(schemas.ValidityWrite{ID: id, Time: m.Time, Source: schemas.SourceLifecycle, Invalid: true, Reason: schemas.ReasonHardBounce}) {
+					emitEvent(status(schemas.EventIdentifierInvalidated, id, m.Time, m.Partner, m.Identifiers, map[string]string{
+						"type": jsonString(in.Address.Type), "value": jsonString(in.Address.Value),
+						"reason": jsonString(schemas.ReasonHardBounce), schemas.PropMessageID: jsonString(m.MessageID)}))
+				}
+			} else {
+				addStreak(schemas.StreakEvent{ID: m.ID, Time: m.Time, Soft: true, Partner: m.Partner, Identifiers: m.Identifiers, MessageID: m.MessageID})
+			}
+		case delivered, opened, clicked:
+			addStreak(schemas.StreakEvent{ID: m.ID, Time: m.Time})
+		case spam, unsubscribed:
+			if purpose := cfg.Purposes[m.Channel]; purpose != "" {
+				emitEvent(status(schemas.EventConsentRevoked, DerivedID(m.ID, "consent"), m.Time, m.Partner, m.Identifiers, map[string]string{
+					"purpose": jsonString(purpose), schemas.PropMessageID: jsonString(m.MessageID), "reason": jsonString(string(m.State))}))
+			}
+		}
+	}
+	if v := in.Validity; v != nil {
+		if addValidity(*v) && !v.Invalid && v.Reason != schemas.ReasonSoftBouncesWithdrawn {
+			addStreak(schemas.StreakEvent{ID: v.ID, Time: v.Time})
+		}
+	}
+	if streak || validity {
+		softInvalidations(next, cfg, addValidity, emitEvent, status)
+	}
+	if validity || newSend != nil {
+		ss := make([]schemas.RecipientSend, len(next.Sends))
+		copy(ss, next.Sends)
+		next.Sends = ss
+		for i := range next.Sends {
+			x := &next.Sends[i]
+			inv := invalidAt(next.Validity, x.Time)
+			if x.Version > 0 && inv == x.Invalid {
+				continue
+			}
+			x.Invalid, x.Version = inv, x.Version+1
+			vd := &schemas.RecipientVerdict{MessageID: x.MessageID, Event: x.Event, Invalid: x.Invalid, Version: x.Version}
+			in := &schemas.MessageInput{Verdict: vd}
+			if newSend != nil && x.Event == newSend.ID {
+				in.Event = newSend
+			}
+			outs = append(outs, schemas.RecipientOutput{Key: schemas.MessageKey(next.Tenant, x.MessageID), Message: in})
+		}
+	}
+	if !changed && len(outs) == 0 {
+		return RecipientResult{State: s}
+	}
+	if origin > 0 {
+		next.By = origin
+	}
+	for i := range outs {
+		outs[i].By = origin
+	}
+	if len(outs) > 0 {
+		ob := make([]schemas.RecipientOutput, 0, len(next.Outbox)+len(outs))
+		ob = append(ob, next.Outbox...)
+		ob = append(ob, outs...)
+		if drop := len(ob) - max(OutboxLimit, len(outs)); drop > 0 {
+			ob = ob[drop:]
+		}
+		next.Outbox = ob
+	}
+	return RecipientResult{State: next, Outputs: outs, Write: true}
+}
+
+// softInvalidations counts the address's soft bounces in a row, in event
+// time order, and writes the difference between the invalidations the
+// count calls for and those written: new ones, and withdrawals of those a
+// late reset broke.
+func softInvalidations(next *Recipient, cfg RecipientsConfig, addValidity func(schemas.ValidityWrite) bool,
+	emit func(*schemas.Event), status func(string, string, int64, string, []schemas.Identifier, map[string]string) *schemas.Event) {
+	want := map[string]schemas.StreakEvent{}
+	if cfg.SoftBounceLimit > 0 {
+		n := 0
+		for _, e := range next.Streak {
+			if !e.Soft {
+				n = 0
+				continue
+			}
+			if n++; n == cfg.SoftBounceLimit {
+				want[e.ID] = e
+				n = 0
+			}
+		}
+	}
+	soft := make([]schemas.SoftInvalidation, len(next.Soft))
+	copy(soft, next.Soft)
+	have := map[string]int{}
+	for i, x := range soft {
+		have[x.Bounce] = i
+	}
+	props := func(reason string, e schemas.StreakEvent) map[string]string {
+		p := map[string]string{"type": jsonString(next.Address.Type), "value": jsonString(next.Address.Value), "reason": jsonString(reason)}
+		if e.MessageID != "" {
+			p[schemas.PropMessageID] = jsonString(e.MessageID)
+		}
+		return p
+	}
+	for _, id := range schemas.SortedKeys(want) {
+		e := want[id]
+		i, ok := have[id]
+		if ok && soft[i].Active {
+			continue
+		}
+		if !ok {
+			soft = append(soft, schemas.SoftInvalidation{Bounce: id, Time: e.Time})
+			i = len(soft) - 1
+		} else {
+			soft[i].Gen++
+		}
+		soft[i].Active = true
+		wid := softID(id, soft[i].Gen, false)
+		if addValidity(schemas.ValidityWrite{ID: wid, Time: e.Time, Source: schemas.SourceLifecycle, Invalid: true, Reason: schemas.ReasonSoftBounces}) {
+			emit(status(schemas.EventIdentifierInvalidated, wid, e.Time, e.Partner, e.Identifiers, props(schemas.ReasonSoftBounces, e)))
+		}
+	}
+	for i := range soft {
+		x := &soft[i]
+		if _, ok := want[x.Bounce]; ok || !x.Active {
+			continue
+		}
+		x.Active = false
+		if realInvalidAt(next.Validity, x.Time) {
+			continue
+		}
+		var src schemas.StreakEvent
+		for _, e := range next.Streak {
+			if e.ID == x.Bounce {
+				src = e
+			}
+		}
+		wid := softID(x.Bounce, x.Gen, true)
+		if addValidity(schemas.ValidityWrite{ID: wid, Time: x.Time, Source: schemas.SourceLifecycle, Reason: schemas.ReasonSoftBouncesWithdrawn}) {
+			emit(status(schemas.EventIdentifierRevalidated, wid, x.Time, src.Partner, src.Identifiers, props(schemas.ReasonSoftBouncesWithdrawn, src)))
+		}
+	}
+	next.Soft = soft
+}

@@ -1,0 +1,185 @@
+package lifecycle
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+var addr = schemas.Identifier{Type: schemas.IDEmail, Value: "ana@example.com"}
+
+func msgEv(id, msg string, st schemas.MessageState, at int64, bounce string) *schemas.MessageEvent {
+	return &schemas.MessageEvent{ID: id, Tenant: "t", Partner: "p", MessageID: msg, State: st, Time: at,
+		Channel: schemas.ChannelEmail, Bounce: bounce, Identifiers: []schemas.Identifier{addr}}
+}
+
+// feed applies inputs in order (origins 1, 2, ...) and returns the state
+// and every output.
+func feed(t *testing.T, cfg RecipientsConfig, ins ...schemas.RecipientInput) (*Recipient, []schemas.RecipientOutput) {
+	t.Helper()
+	var s *Recipient
+	var outs []schemas.RecipientOutput
+	for i, in := range ins {
+		in.Tenant, in.Address = "t", addr
+		r := ApplyRecipient(s, in, int64(i+1), cfg)
+		if r.Write {
+			s = r.State
+		}
+		outs = append(outs, r.Outputs...)
+	}
+	return s, outs
+}
+
+func verdicts(outs []schemas.RecipientOutput) map[string]schemas.RecipientVerdict {
+	v := map[string]schemas.RecipientVerdict{}
+	for _, o := range outs {
+		if o.Message != nil && o.Message.Verdict != nil {
+			if old, ok := v[o.Message.Verdict.Event]; !ok || o.Message.Verdict.Version > old.Version {
+				v[o.Message.Verdict.Event] = *o.Message.Verdict
+			}
+		}
+	}
+	return v
+}
+
+func events(outs []schemas.RecipientOutput) []*schemas.Event {
+	var evs []*schemas.Event
+	for _, o := range outs {
+		if o.Event != nil {
+			evs = append(evs, o.Event)
+		}
+	}
+	return evs
+}
+
+// A hard bounce writes identifier.invalidated for the address (derived
+// id, the bounce's time and identifiers, reason hard_bounce); a send timed
+// after it is judged invalid, one before it valid — whichever arrived
+// first, the later arrival re-judges.
+func TestHardBounceInvalidatesLaterSends(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	s, outs := feed(t, cfg,
+		schemas.RecipientInput{Message: msgEv("s1", "m1", sent, 100, "")},
+		schemas.RecipientInput{Message: msgEv("s2", "m2", sent, 300, "")},
+		schemas.RecipientInput{Message: msgEv("b1", "m1", bounced, 200, schemas.BounceHard)},
+	)
+	evs := events(outs)
+	if len(evs) != 1 || evs[0].Type != schemas.EventIdentifierInvalidated || evs[0].ID != DerivedID("b1", schemas.ReasonHardBounce) ||
+		evs[0].Time.UnixMilli() != 200 || schemas.StringProperty(evs[0], "reason") != schemas.ReasonHardBounce ||
+		schemas.StringProperty(evs[0], "value") != addr.Value || evs[0].Key() != schemas.NodeID("t", addr) {
+		t.Fatalf("events %+v", evs)
+	}
+	v := verdicts(outs)
+	if v["s1"].Invalid || !v["s2"].Invalid || v["s2"].Version != 2 {
+		t.Fatalf("verdicts %+v", v)
+	}
+	// The first output of each send carries the send itself.
+	if outs[0].Message.Event == nil || outs[0].Message.Event.ID != "s1" || outs[0].Key != schemas.MessageKey("t", "m1") {
+		t.Fatalf("first output %+v", outs[0])
+	}
+	// The invalidation coming back from rolodex.events changes nothing.
+	back := schemas.RecipientInput{Tenant: "t", Address: addr, Validity: &schemas.ValidityWrite{ID: evs[0].ID, Time: 200,
+		Source: schemas.SourceLifecycle, Invalid: true, Reason: schemas.ReasonHardBounce}}
+	if r := ApplyRecipient(s, back, 10, cfg); r.Write || len(r.Outputs) != 0 {
+		t.Fatalf("the returning invalidation wrote %+v", r)
+	}
+	// A revalidation at 250 makes s2 valid again (version 3).
+	rev := schemas.RecipientInput{Tenant: "t", Address: addr, Validity: &schemas.ValidityWrite{ID: "r1", Time: 250, Source: "crm"}}
+	r := ApplyRecipient(s, rev, 11, cfg)
+	if v := verdicts(r.Outputs); len(v) != 1 || v["s2"].Invalid || v["s2"].Version != 3 {
+		t.Fatalf("after revalidation %+v", r.Outputs)
+	}
+	// A replay of that input writes the same outputs again.
+	again := ApplyRecipient(r.State, rev, 11, cfg)
+	if !again.Replayed || len(again.Outputs) != len(r.Outputs) || again.Outputs[0].Message.Verdict.Version != 3 {
+		t.Fatalf("replay %+v", again)
+	}
+}
+
+// Three soft bounces in a row invalidate (reason soft_bounces, at the
+// third's time); a late delivery between them withdraws it
+// (identifier.revalidated, soft_bounces_withdrawn, an id that sorts after
+// the invalidation's); a limit of 0 never invalidates.
+func TestSoftBounceStreak(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	var ins []schemas.RecipientInput
+	for i := 1; i <= 3; i++ {
+		ins = append(ins, schemas.RecipientInput{Message: msgEv("b"+strconv.Itoa(i), "m"+strconv.Itoa(i), bounced, int64(100*i), schemas.BounceSoft)})
+	}
+	s, outs := feed(t, cfg, ins...)
+	evs := events(outs)
+	if len(evs) != 1 || evs[0].Type != schemas.EventIdentifierInvalidated || evs[0].Time.UnixMilli() != 300 ||
+		schemas.StringProperty(evs[0], "reason") != schemas.ReasonSoftBounces {
+		t.Fatalf("events %+v", evs)
+	}
+	late := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("d1", "m9", delivered, 150, "")}
+	r := ApplyRecipient(s, late, 10, cfg)
+	evs = events(r.Outputs)
+	if len(evs) != 1 || evs[0].Type != schemas.EventIdentifierRevalidated || evs[0].Time.UnixMilli() != 300 ||
+		schemas.StringProperty(evs[0], "reason") != schemas.ReasonSoftBouncesWithdrawn {
+		t.Fatalf("withdrawal %+v", evs)
+	}
+	inv := schemas.ValidityWrite{ID: softID("b3", 0, false), Time: 300, Source: schemas.SourceLifecycle}
+	rev := schemas.ValidityWrite{ID: evs[0].ID, Time: 300, Source: schemas.SourceLifecycle}
+	if !rev.After(&inv) {
+		t.Fatalf("the withdrawal %s does not sort after the invalidation %s", rev.ID, inv.ID)
+	}
+	if _, outs := feed(t, RecipientsConfig{}, ins...); len(events(outs)) != 0 {
+		t.Fatalf("limit 0 wrote %+v", events(outs))
+	}
+}
+
+// A complaint and an unsubscribe revoke the channel's marketing purpose,
+// with the message as the cause.
+func TestComplaintRevokesConsent(t *testing.T) {
+	_, outs := feed(t, DefaultRecipientsConfig(),
+		schemas.RecipientInput{Message: msgEv("c1", "m1", spam, 100, "")},
+		schemas.RecipientInput{Message: msgEv("u1", "m2", unsubscribed, 200, "")})
+	evs := events(outs)
+	if len(evs) != 2 {
+		t.Fatalf("events %+v", evs)
+	}
+	for i, want := range []string{"spam", "unsubscribed"} {
+		e := evs[i]
+		if e.Type != schemas.EventConsentRevoked || schemas.StringProperty(e, "purpose") != "email_marketing" ||
+			schemas.StringProperty(e, "reason") != want || schemas.StringProperty(e, schemas.PropMessageID) != "m"+strconv.Itoa(i+1) ||
+			!e.Time.Equal(time.UnixMilli(int64(100*(i+1)))) {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+}
+
+// The router: a send with an address goes to the recipients only; a
+// bounce to both; a draft to the lifecycle only; an invalid message event
+// nowhere, with its error; an invalidation of an email to the recipients.
+func TestRoute(t *testing.T) {
+	ev := func(typ string, props map[string]string) *schemas.Event {
+		return &schemas.Event{Tenant: "t", ID: "e", Type: typ, Time: time.UnixMilli(5), Identifiers: []schemas.Identifier{addr}, Properties: props}
+	}
+	mid := map[string]string{"message_id": `"m1"`}
+	if r := Route(ev("message.sent", mid), 0); r.Message != nil || r.Recipient == nil || r.RecipientKey != schemas.NodeID("t", addr) {
+		t.Fatalf("send %+v", r)
+	}
+	if r := Route(ev("message.bounced", mid), 0); r.Message == nil || r.Recipient == nil || r.MessageKey != "t/m1" {
+		t.Fatalf("bounce %+v", r)
+	}
+	if r := Route(ev("message.draft", mid), 0); r.Message == nil || r.Recipient != nil {
+		t.Fatalf("draft %+v", r)
+	}
+	sms := map[string]string{"message_id": `"m1"`, "channel": `"sms"`}
+	if r := Route(ev("message.sent", sms), 0); r.Message == nil || r.Recipient != nil {
+		t.Fatalf("an sms send without a phone %+v", r)
+	}
+	if r := Route(ev("message.sent", nil), 0); r.Invalid == nil || r.Message != nil || r.Recipient != nil {
+		t.Fatalf("no message id %+v", r)
+	}
+	if r := Route(ev("message.received", nil), 0); r.Invalid != nil || r.Message != nil || r.Recipient != nil {
+		t.Fatalf("an ordinary message.* event %+v", r)
+	}
+	inv := ev(schemas.EventIdentifierInvalidated, map[string]string{"type": `"email"`, "value": `"ana@example.com"`, "reason": `"crm"`})
+	if r := Route(inv, 0); r.Recipient == nil || r.Recipient.Validity == nil || !r.Recipient.Validity.Invalid || r.RecipientKey != schemas.NodeID("t", addr) {
+		t.Fatalf("invalidation %+v", r)
+	}
+}

@@ -18,7 +18,25 @@ const (
 	// profile's rule tags may change because time passed, and the tag
 	// stage re-evaluates the profile inside its callback.
 	TopicTagTicks = "rolodex.tag.ticks"
+	// TopicTagAudit carries a RuleFailure record each time a rule starts
+	// failing on a profile (docs/tags.md, "Run-time errors").
+	TopicTagAudit = "rolodex.tag.audit"
 )
+
+// RuleFailure is a record on TopicTagAudit: version Version of rule Rule
+// failed at run time on a profile (the tag stays as it was). One record
+// when a version starts failing on a profile, not one per evaluation; the
+// metric rolodex_tags_rule_errors_total counts every evaluation.
+type RuleFailure struct {
+	Tenant  string `json:"tenant"`
+	Profile string `json:"profile_id"`
+	Rule    string `json:"rule"`
+	Version int64  `json:"version"`
+	Tag     string `json:"tag"`
+	Error   string `json:"error"`
+	// Time is the evaluation instant, Unix milliseconds.
+	Time int64 `json:"time"`
+}
 
 // TagRule is one version of a tag rule.
 type TagRule struct {
@@ -113,6 +131,9 @@ type SentTag struct {
 	By     int64     `json:"by"`
 	Tick   bool      `json:"tk,omitempty"`
 	Change TagChange `json:"ch"`
+	// Failure, when set, is the record sent instead of Change (to
+	// TopicTagAudit).
+	Failure *RuleFailure `json:"fl,omitempty"`
 }
 
 // RuleMark is one rule's outcome on a profile: the version evaluated,

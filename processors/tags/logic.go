@@ -58,6 +58,8 @@ type Env struct {
 type Result struct {
 	State   *State
 	Changes []schemas.TagChange
+	// Failures are the audit records of rules that started failing.
+	Failures []schemas.RuleFailure
 	// Write: the state must be written (else it is unchanged).
 	Write bool
 	// Replayed: the message was handled before; Changes are its records,
@@ -83,13 +85,17 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 			by = s.TickBy
 		}
 		if m.Origin <= by {
-			var again []schemas.TagChange
+			r := Result{State: s, Write: true, Replayed: true}
 			for _, o := range s.Outbox {
-				if o.By == m.Origin && o.Tick == m.Tick {
-					again = append(again, o.Change)
+				switch {
+				case o.By != m.Origin || o.Tick != m.Tick:
+				case o.Failure != nil:
+					r.Failures = append(r.Failures, *o.Failure)
+				default:
+					r.Changes = append(r.Changes, o.Change)
 				}
 			}
-			return Result{State: s, Changes: again, Write: true, Replayed: true}
+			return r
 		}
 	}
 	p := m.Snapshot
@@ -121,7 +127,7 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 		next.Tags = ev.tags
 	}
 	changes := ev.changes
-	if len(changes) == 0 && m.Snapshot == nil && sameRules(old.Rules, next.Rules) && old.Wake == next.Wake {
+	if len(changes) == 0 && len(ev.failures) == 0 && m.Snapshot == nil && sameRules(old.Rules, next.Rules) && old.Wake == next.Wake {
 		// A tick or visit that changes nothing keeps the state as it is. A
 		// snapshot is always kept: ticks and visits evaluate the latest.
 		return Result{State: s}
@@ -130,10 +136,13 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 	for _, c := range changes {
 		next.Outbox = append(next.Outbox, Sent{By: m.Origin, Tick: m.Tick, Change: c})
 	}
-	if drop := len(next.Outbox) - max(OutboxLimit, len(changes)); drop > 0 {
+	for i := range ev.failures {
+		next.Outbox = append(next.Outbox, Sent{By: m.Origin, Tick: m.Tick, Failure: &ev.failures[i]})
+	}
+	if drop := len(next.Outbox) - max(OutboxLimit, len(changes)+len(ev.failures)); drop > 0 {
 		next.Outbox = append([]Sent(nil), next.Outbox[drop:]...)
 	}
-	return Result{State: next, Changes: changes, Write: true}
+	return Result{State: next, Changes: changes, Failures: ev.failures, Write: true}
 }
 
 // Visit decides what a visit of profile key at now does: whether the
@@ -189,10 +198,11 @@ func sameRules(a, b map[string]schemas.RuleMark) bool {
 }
 
 type evaluation struct {
-	tags    map[string]Held
-	marks   map[string]schemas.RuleMark
-	wake    int64
-	changes []schemas.TagChange
+	failures []schemas.RuleFailure
+	tags     map[string]Held
+	marks    map[string]schemas.RuleMark
+	wake     int64
+	changes  []schemas.TagChange
 }
 
 // evaluate computes a profile's tags at the instant at, from its snapshot
@@ -226,6 +236,10 @@ func evaluate(key string, p *schemas.Profile, held map[string]Held, marks map[st
 					m.On, m.Since, m.Failed = prev.On, prev.Since, true
 					if env.Failed != nil {
 						env.Failed(r, err)
+					}
+					if !had || !prev.Failed || prev.Version != r.Version {
+						ev.failures = append(ev.failures, schemas.RuleFailure{Tenant: p.Tenant, Profile: key, Rule: r.ID,
+							Version: r.Version, Tag: r.Tag, Error: err.Error(), Time: at})
 					}
 				case had && prev.On == on:
 					m.On, m.Since = on, prev.Since

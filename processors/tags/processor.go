@@ -142,6 +142,7 @@ func (p *processor) graph() *goka.GroupGraph {
 		goka.Visitor(visitEvaluate, p.onVisit),
 		goka.Output(schemas.TopicProfileTags, schemas.JSONCodec[schemas.TagChange]{}),
 		goka.Output(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}),
+		goka.Output(schemas.TopicTagAudit, schemas.JSONCodec[schemas.RuleFailure]{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
 	)
 }
@@ -492,7 +493,10 @@ func (p *processor) handle(ctx goka.Context, m Message) {
 			p.metrics.changes.WithLabelValues(r.Changes[i].Op, causeLabel(r.Changes[i].Cause)).Inc()
 		}
 	}
-	if r.Replayed && len(r.Changes) == 0 {
+	for i := range r.Failures {
+		ctx.Emit(schemas.TopicTagAudit, ctx.Key(), &r.Failures[i])
+	}
+	if r.Replayed && len(r.Changes)+len(r.Failures) == 0 {
 		p.commitInOrder(ctx)
 	}
 }
@@ -547,7 +551,7 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) err
 
 // Topics returns the tag group's topics for a given partition count: its
 // table (compacted), rolodex.profile.tags, rolodex.tag.ticks (both
-// co-partitioned with the profiles) and rolodex.tag.rules (compacted; the
+// co-partitioned with the profiles), rolodex.tag.audit and rolodex.tag.rules (compacted; the
 // servers create it with the base topics, with as many partitions: every
 // instance reads it whole).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
@@ -556,6 +560,7 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: string(goka.GroupTable(schemas.GroupTags)), Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicProfileTags, Partitions: partitions},
 		{Name: schemas.TopicTagTicks, Partitions: partitions},
+		{Name: schemas.TopicTagAudit, Partitions: partitions},
 		{Name: schemas.TopicTagRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 	}
 }

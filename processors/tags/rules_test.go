@@ -1,6 +1,7 @@
 package tags
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -322,4 +323,49 @@ func mergedFrom(mergedInto map[string]string, root string) []string {
 		}
 	}
 	return out
+}
+
+// A rule that fails at run time leaves its tag as it was, and writes one
+// audit record when a version starts failing on a profile: not one per
+// evaluation, again for a new version, and again on a replay of the
+// message that made it.
+func TestRuleFailureAudit(t *testing.T) {
+	rules := func(v int64, cond string) *Env {
+		rs, errs := NewRuleSet([]schemas.TagRule{{Tenant: "t", ID: "city", Tag: "campinas", Condition: cond, Enabled: true, Version: v}})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return &Env{Rules: rs}
+	}
+	withCity := &schemas.Profile{ID: "p", Tenant: "t", Traits: map[string]json.RawMessage{"city": json.RawMessage(`"Campinas"`)}}
+	without := &schemas.Profile{ID: "p", Tenant: "t"}
+	env := rules(1, `traits.city == "Campinas"`)
+	r := Apply(nil, "p", Message{Snapshot: withCity, Origin: 1, At: 10}, env)
+	if len(r.Changes) != 1 || r.Changes[0].Op != schemas.TagAdded || len(r.Failures) != 0 {
+		t.Fatalf("with the trait: %+v %+v", r.Changes, r.Failures)
+	}
+	// The trait goes (a later snapshot without it): the tag stays, one
+	// failure record.
+	r = Apply(r.State, "p", Message{Snapshot: without, Origin: 2, At: 20}, env)
+	want := schemas.RuleFailure{Tenant: "t", Profile: "p", Rule: "city", Version: 1, Tag: "campinas", Error: "rules: evaluate: no such key: city", Time: 20}
+	if len(r.Changes) != 0 || len(r.Failures) != 1 || r.Failures[0] != want {
+		t.Fatalf("failing: %+v %+v", r.Changes, r.Failures)
+	}
+	if _, on := r.State.Tags["campinas"]; !on {
+		t.Fatal("the tag did not stay")
+	}
+	failed := r.State
+	// A replay sends the record again; a later evaluation does not.
+	if again := Apply(failed, "p", Message{Snapshot: without, Origin: 2, At: 20}, env); !again.Replayed || len(again.Failures) != 1 || again.Failures[0] != want {
+		t.Fatalf("replay: %+v", again)
+	}
+	r = Apply(failed, "p", Message{Snapshot: without, Origin: 3, At: 30}, env)
+	if len(r.Failures) != 0 {
+		t.Fatalf("still failing: %+v", r.Failures)
+	}
+	// A new version that fails too: a record of its own.
+	r = Apply(r.State, "p", Message{Tick: true, Origin: 1, At: 40}, rules(2, `traits.city == "Recife"`))
+	if len(r.Failures) != 1 || r.Failures[0].Version != 2 {
+		t.Fatalf("new version: %+v", r.Failures)
+	}
 }

@@ -122,12 +122,12 @@ func BenchmarkUpdate(b *testing.B) {
 
 // BenchmarkRuleChange is what a changed rule costs per stored profile
 // (ChangedRules: the first example rule from 3 views to 5): the visit
-// decodes the state and evaluates it (Visit); a profile whose tags change
-// gets a tick, whose callback decodes the state again, applies the tick
-// and encodes the new state. A new version of a rule is recorded in every
-// profile's state (its RuleMark), so every profile of the tenant gets a
-// tick and a write, and changed/op of them a change of tags. Parallel runs GOMAXPROCS goroutines over the
-// profiles, as the stage's partitions do.
+// decodes the state and evaluates it (Visit); a profile the change
+// affects gets a tick, whose callback decodes the state again, applies the
+// tick and encodes the new state. A new version alone writes nothing, so
+// ticked/op of the profiles get a tick and a write, and changed/op of them
+// a change of tags. Parallel runs GOMAXPROCS goroutines over the profiles,
+// as the stage's partitions do.
 func BenchmarkRuleChange(b *testing.B) {
 	f := newFixture(b, benchProfiles)
 	now := benchNow.UnixMilli()

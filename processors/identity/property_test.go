@@ -569,7 +569,7 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	events := genEvents(rng, n, 50+rng.Intn(200))
+	events := addBusy(rng, genEvents(rng, n, 50+rng.Intn(200))) // a profile past the event times' bound
 	ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
 	for _, ev := range events {
 		ref.Add(ev)

@@ -123,6 +123,51 @@ func TestMergeTimesKeepsTheLatestOfTheUnion(t *testing.T) {
 	}
 }
 
+// A contribution's EventTimes are, after every event, per type the latest
+// EventTimesLimit of its events: read from Recent while it holds them all,
+// then from Times; the same after a JSON round trip (the node's value).
+func TestContributionEventTimes(t *testing.T) {
+	types := []string{"page.viewed", "purchase.completed", "form.submitted"}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for seed := int64(1); seed <= 40; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		var c Contribution
+		all := map[string][]int64{}
+		for i := range 2*EventTimesLimit + rng.Intn(2*EventTimesLimit) {
+			typ := types[rng.Intn(len(types))]
+			if rng.Intn(2) == 0 {
+				typ = types[0]
+			}
+			at := base.Add(time.Duration(rng.Intn(5*EventTimesLimit)) * time.Second)
+			c.Add(&Event{ID: fmt.Sprint("e", i), Type: typ, Source: "web", Time: at})
+			all[typ] = append(all[typ], at.UnixMilli())
+			want := map[string][]int64{}
+			for typ, ts := range all {
+				want[typ] = latestTimes(ts)
+			}
+			if got := c.EventTimes(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d, after %d events: EventTimes =\n %v\nwant\n %v", seed, i+1, got, want)
+			}
+			if (c.Times == nil) != (i < RecentLimit) {
+				t.Fatalf("seed %d, after %d events: Times is nil: %v, want it nil only while Recent (%d) holds every event", seed, i+1, c.Times == nil, RecentLimit)
+			}
+			if i%37 == 0 {
+				data, err := JSONCodec[Contribution]{}.Encode(&c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, err := JSONCodec[Contribution]{}.Decode(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := back.(*Contribution).EventTimes(); !reflect.DeepEqual(got, want) {
+					t.Fatalf("seed %d, after %d events, decoded: EventTimes =\n %v\nwant\n %v", seed, i+1, got, want)
+				}
+			}
+		}
+	}
+}
+
 // A profile's EventTimes are, per type, the latest EventTimesLimit times
 // of every event of all its nodes, whichever node each event was folded
 // on and in whichever order.
@@ -182,6 +227,57 @@ func TestFoldEventTimes(t *testing.T) {
 		n.Own.Add(evs[0])
 		if q := FoldWith("p_00", n, &FoldOptions{}); q.EventTimes != nil {
 			t.Fatalf("seed %d: folded without EventTimes, the profile has %v", seed, q.EventTimes)
+		}
+	}
+}
+
+// The cost of keeping event times: one AddTime per event (into a full list
+// of EventTimesLimit, the worst case), one MergeTimes per type and member
+// per snapshot (two full lists).
+func BenchmarkEventTimes(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	full := latestTimes(randomTimes(rng, 2*EventTimesLimit))
+	other := latestTimes(randomTimes(rng, 2*EventTimesLimit))
+	b.Run("AddTime/full", func(b *testing.B) {
+		l := slices.Clone(full)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			l = AddTime(l, full[0]+int64(i)) // the newest: shifts the whole list
+		}
+	})
+	b.Run("MergeTimes/full", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			MergeTimes(full, other)
+		}
+	})
+	// The event times' share of a snapshot's fold: a typical root (the
+	// identity benchmark's profiles have 4 events on 2 nodes), and a busy
+	// one (5 nodes of 300 events of 3 types: every contribution keeps
+	// Times).
+	for _, shape := range []struct {
+		name          string
+		nodes, events int
+	}{{"typical", 2, 2}, {"busy", 5, 300}} {
+		n := &Node{Tenant: "t"}
+		var cs []Contribution
+		for i := range shape.nodes {
+			c := Contribution{Node: fmt.Sprint("p_", i), Identifier: Identifier{Type: IDUserID, Value: fmt.Sprint("u", i)}}
+			for j := range shape.events {
+				c.Add(&Event{ID: fmt.Sprint("e", j), Type: []string{"page.viewed", "form.submitted", "login"}[j%3], Source: "web", Time: time.UnixMilli(rng.Int63n(1 << 40))})
+			}
+			cs = append(cs, c)
+		}
+		n.Own = cs[0]
+		n.Join(cs[1:])
+		for _, times := range []bool{false, true} {
+			b.Run(fmt.Sprintf("FoldWith/%s/EventTimes=%v", shape.name, times), func(b *testing.B) {
+				opts := &FoldOptions{EventTimes: times}
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					FoldWith("p_0", n, opts)
+				}
+			})
 		}
 	}
 }

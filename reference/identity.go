@@ -214,5 +214,8 @@ func (m *Identity) Fold(nodes []string) *schemas.Profile {
 		p.LastSeen = time.UnixMilli(last).UTC().Format(time.RFC3339Nano)
 	}
 	m.foldStatus(p, evs, first)
+	if m.opts.EventTimes {
+		p.EventTimes = EventTimes(evs)
+	}
 	return p
 }

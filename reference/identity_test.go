@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -91,5 +92,54 @@ func TestIdentity(t *testing.T) {
 	}
 	if p := m.Fold([]string{nU2}); p.ID != nU2 || p.EventCount != 1 || len(p.MergedIDs) != 0 {
 		t.Errorf("Fold of one node: %+v, want its own profile with its one event", p)
+	}
+}
+
+// EventTimes: per type, newest first, equal times repeated, the latest
+// schemas.EventTimesLimit; Options.EventTimes puts them on the profiles.
+func TestEventTimes(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 11, 1, 0, 0, s, 0, time.UTC) }
+	ms := func(s int) int64 { return at(s).UnixMilli() }
+	ev := func(eid, typ string, s int, ids ...schemas.Identifier) *schemas.Event {
+		return &schemas.Event{Tenant: "t1", ID: eid, Type: typ, Source: "web", Time: at(s), Identifiers: ids}
+	}
+	if got := EventTimes(nil); got != nil {
+		t.Fatalf("EventTimes(nil) = %v, want nil", got)
+	}
+	var evs []*schemas.Event
+	var views []int64
+	for i := range schemas.EventTimesLimit + 30 {
+		s := (i * 7) % 200 // out of order, some equal
+		evs = append(evs, ev("v"+strconv.Itoa(i), "page.viewed", s))
+		views = append(views, ms(s))
+	}
+	evs = append(evs, ev("b1", "purchase.completed", 5), ev("b2", "purchase.completed", 9), ev("b3", "purchase.completed", 5))
+	slices.Sort(views)
+	slices.Reverse(views)
+	want := map[string][]int64{"page.viewed": views[:schemas.EventTimesLimit], "purchase.completed": {ms(9), ms(5), ms(5)}}
+	if got := EventTimes(evs); !reflect.DeepEqual(got, want) {
+		t.Fatalf("EventTimes =\n %v\nwant\n %v", got, want)
+	}
+
+	u1, u2 := schemas.Identifier{Type: "user_id", Value: "u1"}, schemas.Identifier{Type: "user_id", Value: "u2"}
+	with, without := NewIdentityWith(Options{EventTimes: true}), NewIdentity()
+	for _, m := range []*Identity{with, without} {
+		m.Add(ev("a", "page.viewed", 3, u1))
+		m.Add(ev("b", "page.viewed", 8, u2))
+		m.Add(ev("a", "page.viewed", 3, u1)) // a re-send counts once
+		m.Add(ev("c", "form.submitted", 1, u2, u1))
+	}
+	root := with.Root(schemas.NodeID("t1", u1))
+	if got, want := with.Profile(root).EventTimes, map[string][]int64{"page.viewed": {ms(8), ms(3)}, "form.submitted": {ms(1)}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("profile event times = %v, want %v", got, want)
+	}
+	if got := EventTimes(with.Events(root)); !reflect.DeepEqual(got, with.Profile(root).EventTimes) {
+		t.Fatalf("EventTimes(Events(root)) = %v, the profile has %v", got, with.Profile(root).EventTimes)
+	}
+	if got := without.Profile(root).EventTimes; got != nil {
+		t.Fatalf("without Options.EventTimes the profile has %v", got)
+	}
+	if with.Events("p_nobody") != nil {
+		t.Fatal("Events of no root is not nil")
 	}
 }

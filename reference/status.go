@@ -17,10 +17,13 @@ import (
 )
 
 // Options are what the model folds status with: the tag configuration and
-// the instant consent expiry is read at (zero: time.Now() at each fold).
+// the instant consent expiry is read at (zero: time.Now() at each fold);
+// and whether its profiles carry their event times (EventTimes), as the
+// snapshots on rolodex.profiles do (schemas.FoldOptions.EventTimes).
 type Options struct {
-	Status schemas.StatusConfig
-	Now    time.Time
+	Status     schemas.StatusConfig
+	Now        time.Time
+	EventTimes bool
 }
 
 // write is one write of one key.

@@ -6,6 +6,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"time"
 )
@@ -90,7 +91,11 @@ type Contribution struct {
 	LastSeen   int64            `json:"l,omitempty"`
 	Recent     []Activity       `json:"r,omitempty"`
 	// Times holds, per event type, the latest EventTimesLimit event times
-	// (Unix ms), newest first; equal times repeat.
+	// (Unix ms), newest first; equal times repeat. It stays nil while
+	// Recent holds every event of the contribution (RecentLimit or
+	// fewer): the times are Recent's then, and the node's value, which
+	// every message of the identity stage reads and writes, does not
+	// carry them twice. EventTimes gives them either way.
 	Times map[string][]int64 `json:"et,omitempty"`
 	// Status (docs/profile-status.md): per tag, the blacklist, per
 	// consent purpose and per identifier ("type:value"), the latest write.
@@ -123,14 +128,115 @@ func (c *Contribution) Add(ev *Event) {
 			c.Traits[k] = nt
 		}
 	}
-	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
-	if c.Times == nil {
-		c.Times = map[string][]int64{}
+	if c.Times == nil && len(c.Recent) >= RecentLimit {
+		c.Times = c.EventTimes() // Recent is about to drop its oldest event
 	}
-	c.Times[ev.Type] = AddTime(c.Times[ev.Type], t)
+	c.Recent = AddRecent(c.Recent, Activity{ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: t})
+	if c.Times != nil {
+		c.Times[ev.Type] = AddTime(c.Times[ev.Type], t)
+	}
 	if IsStatusEvent(ev.Type) {
 		c.addStatus(ev)
 	}
+}
+
+// EventTimes returns, per event type, the contribution's latest
+// EventTimesLimit event times, newest first: Times, or while it is nil
+// the times of Recent (sorted by time, newest first). The caller must not
+// change them.
+func (c *Contribution) EventTimes() map[string][]int64 {
+	if c.Times != nil || len(c.Recent) == 0 {
+		return c.Times
+	}
+	out := make(map[string][]int64, 4)
+	for _, a := range c.Recent {
+		out[a.Type] = append(out[a.Type], a.Time)
+	}
+	return out
+}
+
+// foldTimes returns, per event type, the latest EventTimesLimit event
+// times of the contributions' events together, newest first; nil when
+// they have none. The latest k of a union are among each part's latest k,
+// so each type's list is its parts' lists merged and cut (MergeTimes),
+// here in one array for the whole profile: a snapshot is folded after
+// most events, so it allocates twice, not per type and part. Each list is
+// capped at its length: appending to one copies it.
+func foldTimes(cs []Contribution) map[string][]int64 {
+	total := 0
+	var small [8]string
+	types := small[:0]
+	for i := range cs {
+		c := &cs[i]
+		if c.Version == 0 {
+			continue
+		}
+		if c.Times != nil {
+			for typ, ts := range c.Times {
+				total += len(ts)
+				if !slices.Contains(types, typ) {
+					types = append(types, typ)
+				}
+			}
+			continue
+		}
+		total += len(c.Recent)
+		for _, a := range c.Recent {
+			if !slices.Contains(types, a.Type) {
+				types = append(types, a.Type)
+			}
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	out := make(map[string][]int64, len(types))
+	all := make([]int64, 0, min(total, len(types)*EventTimesLimit))
+	var recent [RecentLimit]int64
+	var merged [EventTimesLimit]int64
+	for _, typ := range types {
+		start := len(all)
+		for i := range cs {
+			c := &cs[i]
+			var part []int64 // newest first
+			switch {
+			case c.Version == 0:
+				continue
+			case c.Times != nil:
+				part = c.Times[typ]
+			default: // Recent holds every event of c, newest first
+				part = recent[:0]
+				for _, a := range c.Recent {
+					if a.Type == typ {
+						part = append(part, a.Time)
+					}
+				}
+			}
+			if len(all) == start {
+				all = append(all, part[:min(len(part), EventTimesLimit)]...)
+				continue
+			}
+			m := mergeTimesInto(merged[:0], all[start:], part)
+			all = append(all[:start], m...)
+		}
+		if n := len(all) - start; n > 0 {
+			out[typ] = all[start : start+n : start+n]
+		}
+	}
+	return out
+}
+
+// mergeTimesInto appends to out (empty, with room for EventTimesLimit)
+// the latest EventTimesLimit of a and b together, both newest first.
+func mergeTimesInto(out, a, b []int64) []int64 {
+	for len(out) < EventTimesLimit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && a[0] >= b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 // AddTime inserts t into l (newest first), keeping the latest
@@ -152,15 +258,7 @@ func AddTime(l []int64, t int64) []int64 {
 // (both newest first), newest first: the latest k of a union are among
 // each part's latest k.
 func MergeTimes(a, b []int64) []int64 {
-	out := make([]int64, 0, min(len(a)+len(b), EventTimesLimit))
-	for len(out) < EventTimesLimit && (len(a) > 0 || len(b) > 0) {
-		if len(b) == 0 || len(a) > 0 && a[0] >= b[0] {
-			out, a = append(out, a[0]), a[1:]
-		} else {
-			out, b = append(out, b[0]), b[1:]
-		}
-	}
-	return out
+	return mergeTimesInto(make([]int64, 0, min(len(a)+len(b), EventTimesLimit)), a, b)
 }
 
 func AddRecent(l []Activity, a ...Activity) []Activity {
@@ -366,7 +464,8 @@ func FoldWith(key string, n *Node, opts *FoldOptions) *Profile {
 	var first, last int64
 	seen := false
 	var st status
-	for _, c := range n.Contributions() {
+	cs := n.Contributions()
+	for _, c := range cs {
 		if c.Identifier.Type != "" {
 			p.Identifiers[c.Identifier.Type] = append(p.Identifiers[c.Identifier.Type], c.Identifier.Value)
 		}
@@ -393,15 +492,10 @@ func FoldWith(key string, n *Node, opts *FoldOptions) *Profile {
 		}
 		seen = true
 		recent = AddRecent(recent, c.Recent...)
-		if opts.EventTimes {
-			if p.EventTimes == nil {
-				p.EventTimes = map[string][]int64{}
-			}
-			for typ, ts := range c.Times {
-				p.EventTimes[typ] = MergeTimes(p.EventTimes[typ], ts)
-			}
-		}
 		st.join(&c)
+	}
+	if opts.EventTimes {
+		p.EventTimes = foldTimes(cs)
 	}
 	for _, vs := range p.Identifiers {
 		sort.Strings(vs)

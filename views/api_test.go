@@ -73,9 +73,10 @@ func TestAPI(t *testing.T) {
 	ids := map[string]schemas.Identifier{a: email, b: phone}
 	nodes := &memNodes{ready: true, m: map[string]*schemas.Node{
 		root: {Tenant: "t1", Identifier: ids[root], Own: schemas.Contribution{Node: root, Identifier: ids[root], Version: 2,
-			Counters: map[string]int64{"page.viewed": 2}, FirstSeen: 1000, LastSeen: 5000,
+			Counters: map[string]int64{"page.viewed": 2}, FirstSeen: 1000, LastSeen: 5000, Times: map[string][]int64{"page.viewed": {5000, 1000}},
 			Traits: map[string]schemas.Trait{"name": {Value: `"Ana"`, Time: 5000}}},
-			Members: map[string]schemas.Contribution{child: {Node: child, Identifier: ids[child], Version: 1, Counters: map[string]int64{"form.submitted": 1}, FirstSeen: 500, LastSeen: 500}}},
+			Members: map[string]schemas.Contribution{child: {Node: child, Identifier: ids[child], Version: 1, Counters: map[string]int64{"form.submitted": 1},
+				FirstSeen: 500, LastSeen: 500, Times: map[string][]int64{"form.submitted": {500}}}}},
 		child: {Tenant: "t1", Identifier: ids[child], Parent: root, Own: schemas.Contribution{Node: child, Identifier: ids[child]}},
 		other: {Tenant: "t2", Identifier: email, Own: schemas.Contribution{Node: other, Identifier: email, Version: 1}},
 	}}
@@ -140,6 +141,13 @@ func TestAPI(t *testing.T) {
 	if p["event_count"] != 3.0 || p["first_seen"] != "1970-01-01T00:00:00.5Z" || len(p["merged_ids"].([]any)) != 1 ||
 		p["traits"].(map[string]any)["name"] != "Ana" || p["counters"].(map[string]any)["form.submitted"] != 1.0 {
 		t.Fatalf("profile = %v", p)
+	}
+	// The event times the nodes keep for the tag stage's rules stay
+	// inside: the API's profile has none (docs/tags.md, "Memory bound").
+	for _, path := range []string{"/v1/profiles/" + root, "/v1/profiles/" + child, lookup("email", "ana@example.com")} {
+		if _, p := get(path, "key-of-t1"); p["event_times"] != nil || p["id"] != root {
+			t.Fatalf("GET %s: event_times = %v (want none), id %v", path, p["event_times"], p["id"])
+		}
 	}
 	nodes.ready = false
 	if status, _ := get("/v1/profiles/"+root, "key-of-t1"); status != http.StatusServiceUnavailable {

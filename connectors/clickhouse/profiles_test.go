@@ -98,6 +98,36 @@ func TestDecodeProfile(t *testing.T) {
 	}
 }
 
+// The event times a snapshot carries for the tag stage's rules
+// (event_times) land in no column: the row of a snapshot with them is the
+// row of the same snapshot without them.
+func TestDecodeProfileLeavesEventTimesOut(t *testing.T) {
+	id := schemas.Identifier{Type: schemas.IDEmail, Value: "ana@example.com"}
+	n := &schemas.Node{Tenant: "t1", Identifier: id, Own: schemas.Contribution{Node: "p_a", Identifier: id}}
+	for i, typ := range []string{"page.viewed", "page.viewed", "purchase.completed"} {
+		n.Own.Add(&schemas.Event{Tenant: "t1", ID: fmt.Sprint("e", i), Type: typ, Source: "web", Time: time.Date(2026, 11, 1, i, 0, 0, 0, time.UTC)})
+	}
+	with := schemas.FoldWith("p_a", n, &schemas.FoldOptions{EventTimes: true})
+	if len(with.EventTimes) != 2 {
+		t.Fatalf("the snapshot has event times %v, want two types", with.EventTimes)
+	}
+	without := *with
+	without.EventTimes = nil
+	ts := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	var rows []*ProfileRow
+	for _, p := range []*schemas.Profile{with, &without} {
+		v, _ := json.Marshal(p)
+		row, err := DecodeProfile(v, p.ID, ts, 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	if !reflect.DeepEqual(rows[0], rows[1]) {
+		t.Fatalf("with event times the row is\n %+v\nwithout\n %+v", rows[0], rows[1])
+	}
+}
+
 func TestDecodeMerge(t *testing.T) {
 	m, err := DecodeMerge([]byte(`{"tenant":"t1","from":"p_b","into":"p_a","time":1793700000123}`), 1, 5)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -221,4 +222,40 @@ func statusCoverage(ref *reference.Identity, events []*schemas.Event, cov map[st
 			cov["tag write at the first event time"]++
 		}
 	}
+}
+
+// addBusy inserts into events, at random places, the page views of one
+// busy person of tenant t1: 120–300 of them, some at equal times, some
+// delivered twice, on two nodes (user_id u0 and anonymous_id busy-0) that
+// one of the views links, so that the profile has more views than it
+// keeps times of (schemas.EventTimesLimit), spread over its nodes.
+func addBusy(rng *rand.Rand, events []*schemas.Event) []*schemas.Event {
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	user := schemas.Identifier{Type: "user_id", Value: "u0"}
+	anon := schemas.Identifier{Type: "anonymous_id", Value: "busy-0"}
+	n := 120 + rng.Intn(181)
+	link := rng.Intn(n)
+	out := slices.Clone(events)
+	var busy []*schemas.Event
+	for i := 0; i < n; i++ {
+		at := rng.Intn(len(out) + 1)
+		received := base.Add(time.Duration(at) * time.Second)
+		if len(busy) > 0 && rng.Intn(10) == 0 { // a view delivered again
+			out = slices.Insert(out, at, busy[rng.Intn(len(busy))])
+			continue
+		}
+		ids := []schemas.Identifier{[]schemas.Identifier{user, anon}[rng.Intn(2)]}
+		if i == link {
+			ids = []schemas.Identifier{user, anon}
+		}
+		schemas.SortIdentifiers(ids)
+		ev := &schemas.Event{Tenant: "t1", ID: fmt.Sprintf("busy-%d", i), Type: "page.viewed", Source: "web", Partner: "p",
+			Time: base.Add(time.Duration(rng.Intn(3*24*60)) * time.Minute), Identifiers: ids, ReceivedAt: received}
+		if rng.Intn(4) == 0 {
+			ev.Time = base.Add(time.Duration(rng.Intn(3)) * 24 * time.Hour) // equal times
+		}
+		out = slices.Insert(out, at, ev)
+		busy = append(busy, ev)
+	}
+	return out
 }

@@ -96,6 +96,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return &Engine{cfg: cfg, now: time.Now}, nil
 }
 
+// snapshot materializes the profile of root n as rolodex.profiles carries
+// it: folded with the configured tags, consent expiry read now, and with
+// its event times (the latest schemas.EventTimesLimit per type), which the
+// tag stage's rules read (docs/tags.md, "Memory bound").
+func (e *Engine) snapshot(key string, n *schemas.Node) *schemas.Profile {
+	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: e.cfg.Status, EventTimes: true})
+}
+
 func eventHash(source, id string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(source))

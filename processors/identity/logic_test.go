@@ -332,10 +332,11 @@ func (s *sim) root(t *testing.T, key string) string {
 	}
 }
 
-// fold materializes the profile of root n as the processor does: with the
-// engine's tag configuration, consent expiry read now.
+// fold materializes the profile of root n as the processor's snapshots
+// do: with the engine's tag configuration, consent expiry read now, and
+// the event times.
 func (s *sim) fold(key string, n *schemas.Node) *schemas.Profile {
-	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: s.e.cfg.Status})
+	return s.e.snapshot(key, n)
 }
 
 // profiles folds every root.
@@ -399,11 +400,15 @@ func (s *sim) feed(t *testing.T, ref *reference.Identity, events []*schemas.Even
 func TestProtocolMatchesReference(t *testing.T) {
 	seeds := simSeeds()
 	cov := map[string]int{}
+	cut := 0 // profiles with more events of a type than they keep times of
 	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 20+rng.Intn(80))
-			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
+			if seed%2 == 1 {
+				events = addBusy(rng, events)
+			}
+			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
 			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}, seed)
 			s.dup = rng.Intn(20)
 			s.crash = rng.Intn(50)
@@ -411,8 +416,22 @@ func TestProtocolMatchesReference(t *testing.T) {
 			compare(t, s.profiles(t), ref.Profiles())
 			s.checkOutputs(t)
 			statusCoverage(ref, events, cov)
-			// Every node resolves to the root of its reference component.
 			want := ref.Profiles()
+			// The latest snapshot of every profile carries the event times
+			// of all its events (the latest 100 per type), as the
+			// reference collects them.
+			for id, w := range want {
+				if got := s.out.profiles[id].EventTimes; !reflect.DeepEqual(got, w.EventTimes) {
+					t.Fatalf("event times of %s's latest snapshot:\n got %v\nwant %v", id, got, w.EventTimes)
+				}
+				for _, c := range w.Counters {
+					if c > schemas.EventTimesLimit {
+						cut++
+						break
+					}
+				}
+			}
+			// Every node resolves to the root of its reference component.
 			for _, n := range ref.Nodes() {
 				if r := s.root(t, n); want[r] == nil {
 					t.Fatalf("node %s resolves to %s, which is no reference profile", n, r)
@@ -421,6 +440,10 @@ func TestProtocolMatchesReference(t *testing.T) {
 		})
 	}
 	checkStatusCoverage(t, cov)
+	t.Logf("%d profiles had more than %d events of a type", cut, schemas.EventTimesLimit)
+	if cut == 0 {
+		t.Fatalf("no profile had more than %d events of a type: the bound on event times is not exercised", schemas.EventTimesLimit)
+	}
 }
 
 // checkStatusCoverage fails the test when its random streams did not
@@ -587,7 +610,7 @@ func TestProtocolInvariantsUnderProtection(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			events := genEvents(rng, 300+rng.Intn(700), 10+rng.Intn(40))
-			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
+			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
 			cfg := configs[rng.Intn(len(configs))]
 			s := newSim(t, cfg, seed)
 			s.dup = rng.Intn(60)

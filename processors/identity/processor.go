@@ -341,7 +341,7 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 		ctx.Emit(schemas.TopicProfiles, ctx.Key(), &schemas.Profile{ID: ctx.Key(), Tenant: n.Tenant, MergedInto: n.Parent})
 		p.metrics.profiles.Inc()
 	case fx.snapshot:
-		ctx.Emit(schemas.TopicProfiles, ctx.Key(), schemas.FoldWith(ctx.Key(), n, &schemas.FoldOptions{Status: p.engine.cfg.Status, EventTimes: true}))
+		ctx.Emit(schemas.TopicProfiles, ctx.Key(), p.engine.snapshot(ctx.Key(), n))
 		p.metrics.profiles.Inc()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,10 +232,21 @@ func tableState(t *testing.T, brokers []string) map[string]*schemas.Node {
 
 // checkProfilesTopic checks that the latest record of every node on
 // rolodex.profiles is its current state: the folded profile of a root,
-// {merged_into: parent} for a merged node.
-func checkProfilesTopic(t *testing.T, brokers []string, nodes map[string]*schemas.Node) {
+// {merged_into: parent} for a merged node; and that the event times of
+// every reference profile's latest snapshot are the reference's.
+func checkProfilesTopic(t *testing.T, brokers []string, nodes map[string]*schemas.Node, ref map[string]*schemas.Profile) {
 	t.Helper()
 	records := latest(t, brokers, schemas.TopicProfiles)
+	// The snapshots carry the event times the reference collects.
+	for k, w := range ref {
+		var got schemas.Profile
+		if err := json.Unmarshal(records[k], &got); err != nil {
+			t.Fatalf("latest record of %s on %s: %v", k, schemas.TopicProfiles, err)
+		}
+		if !reflect.DeepEqual(got.EventTimes, w.EventTimes) {
+			t.Fatalf("event times of %s's latest snapshot on %s:\n got %v\nwant %v", k, schemas.TopicProfiles, got.EventTimes, w.EventTimes)
+		}
+	}
 	for k, n := range nodes {
 		want, _ := json.Marshal(&schemas.Profile{ID: k, Tenant: n.Tenant, MergedInto: n.Parent})
 		if n.IsRoot() {
@@ -246,10 +258,11 @@ func checkProfilesTopic(t *testing.T, brokers []string, nodes map[string]*schema
 	}
 }
 
-// foldStatus materializes the profile of root n as the instances do: with
-// the streams' tag configuration, consent expiry read now.
+// foldStatus materializes the profile of root n as the instances' snapshots
+// do: with the streams' tag configuration, consent expiry read now, and the
+// event times.
 func foldStatus(key string, n *schemas.Node) *schemas.Profile {
-	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: statusConfig})
+	return schemas.FoldWith(key, n, &schemas.FoldOptions{Status: statusConfig, EventTimes: true})
 }
 
 func goTable() string { return schemas.GroupIdentity + "-table" }
@@ -556,8 +569,8 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	events := genEvents(rng, n, 50+rng.Intn(200))
-	ref := reference.NewIdentityWith(reference.Options{Status: statusConfig})
+	events := addBusy(rng, genEvents(rng, n, 50+rng.Intn(200))) // a profile past the event times' bound
+	ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
 	for _, ev := range events {
 		ref.Add(ev)
 	}
@@ -598,7 +611,7 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 			t.Fatalf("node %s resolves to %s, not a reference profile", n, key)
 		}
 	}
-	checkProfilesTopic(t, k.brokers, nodes)
+	checkProfilesTopic(t, k.brokers, nodes, want)
 	r.logf("%d profiles equal the reference", len(want))
 	// Leave the group empty: the next run on the same cluster deletes it.
 	for _, ch := range r.children {

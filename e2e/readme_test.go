@@ -84,6 +84,7 @@ var readmeSteps = []readmeStep{
 	{name: "post-cloudevent-structured", want: []string{`"accepted":1`}},
 	{name: "post-cloudevent-binary", want: []string{`"accepted":1`}},
 	{name: "post-webhook", want: []string{`"accepted":1`}},
+	{name: "post-provider-webhooks", want: []string{`"accepted":2`, `"accepted":1`}},
 	{name: "signing-config", kind: fileBlock, file: "signing.yaml"},
 	{name: "dev-signing", kind: serveBlock},
 	{name: "post-signed", want: []string{`"accepted":1`, `"error":"bad_signature"`}},

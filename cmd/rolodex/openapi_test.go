@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -274,6 +275,12 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 		{"POST", "/v1/events", ctJSON, `{"identifiers":{"whatsapp":"+55 11 91234-5678"},"properties":{"text":"oi"}}`, 202,
 			[]string{"ce-specversion", "1.0", "ce-id", "ce-2", "ce-type", "whatsapp.message", "ce-source", "wa"}},
 		{"POST", "/v1/webhooks/crm-lead", ctJSON, `{"lead":{"id":"L-1001","created_at":"2026-11-22T10:00:00Z","contact":{"name":"Ana Souza","email":"Ana@Example.com","phone":"(11) 91234-5678"},"address":{"city":"Campinas","state":"SP"},"product":{"model":"Compass","interest":"test-drive"}}}`, 202, nil},
+		// The email providers' mappings the built-in configuration ships (docs/webhooks.md).
+		{"POST", "/v1/webhooks/sendgrid", ctJSON, `[{"email":"gil@example.com","timestamp":1764151200,"event":"delivered","sg_event_id":"sg-1","sg_message_id":"14c5d75ce93.filter1.0"},{"email":"gil@example.com","timestamp":1764151300,"event":"bounce","type":"blocked","sg_event_id":"sg-2","sg_message_id":"14c5d75ce93.filter1.0"}]`, 202, nil},
+		{"POST", "/v1/webhooks/sendgrid", ctJSON, `[{"email":"gil@example.com","timestamp":"soon","event":"open","sg_event_id":"sg-3","sg_message_id":"14c5d75ce93.filter1.0"}]`, 400, nil},
+		{"POST", "/v1/webhooks/mailgun", ctJSON, `{"signature":{"timestamp":"1764151200","token":"t","signature":"s"},"event-data":{"id":"mg-1","timestamp":1764151200.5,"event":"opened","recipient":"gil@example.com","message":{"headers":{"message-id":"20251126.1@mg.example.com"}}}}`, 202, nil},
+		{"POST", "/v1/webhooks/postmark", ctJSON, `{"RecordType":"Delivery","MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"gil@example.com","DeliveredAt":"2025-11-26T10:01:00Z"}`, 202,
+			[]string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("postmark:demo-key"))}},
 		{"POST", "/v1/webhooks/nope", ctJSON, `{}`, 404, nil},
 		{"GET", "/v1/profiles/nope", "", "", 400, nil},
 		{"GET", "/v1/profiles/p_0000000000000000000000000a", "", "", 404, nil},

@@ -149,13 +149,24 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 // parsed: method, credential, scope (events:write), rate limit, content
 // type, size, signature.
 // It answers the request itself and returns ok=false when a check fails.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, allowed ...string) (p *partners.Partner, statusOK bool, mediaType string, body []byte, ok bool) {
+//
+// A webhook route (hook non-nil) also takes HTTP Basic credentials, the
+// password being the key (providers such as Postmark and Mailgun can send
+// only those), and a mapping with its own signature scheme (hook.verify)
+// is verified with it instead of the partner's Standard Webhooks secret.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, hook *Mapping, allowed ...string) (p *partners.Partner, statusOK bool, mediaType string, body []byte, ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, CodeMethod, "use POST", reqID)
 		return nil, false, "", nil, false
 	}
-	pr, err := s.partners.Authenticate(r.Header.Get("Authorization"))
+	authz := r.Header.Get("Authorization")
+	if hook != nil {
+		if _, pass, basic := r.BasicAuth(); basic {
+			authz = "Bearer " + pass
+		}
+	}
+	pr, err := s.partners.Authenticate(authz)
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, err.Error(), reqID)
 		return nil, false, "", nil, false
@@ -200,7 +211,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, reqID string, all
 		}
 		return nil, false, "", nil, false
 	}
-	if key, signed := s.keys[p.Name]; signed {
+	if hook != nil && hook.verify != nil {
+		if err := hook.verify(r.Header, body, now, s.cfg.SignatureTolerance); err != nil {
+			writeError(w, http.StatusForbidden, CodeBadSignature, err.Error(), reqID)
+			return nil, false, "", nil, false
+		}
+	} else if key, signed := s.keys[p.Name]; signed {
 		if err := verifySignature(key, r.Header, body, now, s.cfg.SignatureTolerance); err != nil {
 			writeError(w, http.StatusForbidden, CodeBadSignature, err.Error(), reqID)
 			return nil, false, "", nil, false
@@ -235,7 +251,7 @@ type decoded struct {
 }
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID string) {
-	p, statusOK, mt, body, ok := s.admit(w, r, reqID, ContentJSON, ContentCE, ContentCEBatch)
+	p, statusOK, mt, body, ok := s.admit(w, r, reqID, nil, ContentJSON, ContentCE, ContentCEBatch)
 	if !ok {
 		return
 	}
@@ -275,16 +291,28 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no webhook mapping %q is configured", name), reqID)
 		return
 	}
-	p, statusOK, _, body, ok := s.admit(w, r, reqID, ContentJSON)
+	p, statusOK, _, body, ok := s.admit(w, r, reqID, m, ContentJSON)
 	if !ok {
 		return
 	}
-	raw, err := m.Apply(body)
-	item := decoded{raw: raw, payload: body}
-	if err != nil {
-		item = decoded{payload: body, err: intake.DecodeFailed(intake.ReasonMapping, fmt.Errorf("mapping %q: %w", name, err))}
+	dec := decoder{decode: m.Apply, reason: intake.ReasonMapping, context: fmt.Sprintf("mapping %q: ", name)}
+	items := []decoded{dec.one(body)}
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
+		// A batch of payloads (SendGrid posts an array of events): each
+		// element is mapped alone, and the batch is accepted or refused
+		// whole, as a batch of events is.
+		var err error
+		if items, err = s.decodeArray(trimmed, false, dec); err != nil {
+			status, code := http.StatusBadRequest, CodeBadRequest
+			if errors.Is(err, errTooMany) {
+				status, code = http.StatusRequestEntityTooLarge, CodeTooLarge
+			}
+			s.metrics.Rejected.WithLabelValues(p.Name, "http", intake.ReasonInvalidJSON).Inc()
+			writeError(w, status, code, err.Error(), reqID)
+			return
+		}
 	}
-	s.accept(w, r.Context(), p, statusOK, reqID, []decoded{item})
+	s.accept(w, r.Context(), p, statusOK, reqID, items)
 }
 
 var errTooMany = errors.New("too many events")
@@ -295,20 +323,25 @@ func decodeJSONEvent(b []byte) (*schemas.RawEvent, error) {
 	return schemas.DecodeRawEventJSON(b)
 }
 
-// decoder decodes one event; reason labels its failures.
+// decoder decodes one event; reason labels its failures, context
+// prefixes their messages.
 type decoder struct {
-	decode func([]byte) (*schemas.RawEvent, error)
-	reason string
+	decode  func([]byte) (*schemas.RawEvent, error)
+	reason  string
+	context string
 }
 
 var (
-	jsonDecoder       = decoder{decodeJSONEvent, intake.ReasonInvalidJSON}
-	cloudEventDecoder = decoder{DecodeCloudEvent, intake.ReasonInvalidCloudEvent}
+	jsonDecoder       = decoder{decode: decodeJSONEvent, reason: intake.ReasonInvalidJSON}
+	cloudEventDecoder = decoder{decode: DecodeCloudEvent, reason: intake.ReasonInvalidCloudEvent}
 )
 
 func (d decoder) one(b []byte) decoded {
 	raw, err := d.decode(b)
 	if err != nil {
+		if d.context != "" {
+			err = fmt.Errorf("%s%w", d.context, err)
+		}
 		return decoded{payload: b, err: intake.DecodeFailed(d.reason, err)}
 	}
 	return decoded{raw: raw, payload: b}

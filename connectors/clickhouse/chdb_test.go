@@ -334,12 +334,14 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	s.migrate(db, Migrations)
 	ctx := t.Context()
 
-	w := genWorkload(7, 1500, 40)
+	w := genWorkload(7, 1500, 40).withMessages(200)
 	w.insert(t, ctx, conn, db)
 	evs, dls := w.rows()
 	s.insert(db, "events", EventColumns, evs.columns())
 	s.insert(db, "dead_letters", DeadLetterColumns, dls.columns())
 	s.insert(db, tableTagChanges, TagChangeColumns, w.tagChangeRows(t).columns())
+	s.insert(db, tableMessageEvents, MessageEventColumns, w.messageEventRows().columns())
+	s.insert(db, tableMessageStates, MessageStateColumns, w.messageStateRows(t).columns())
 
 	// same runs q on both and wants one result; it returns chDB's.
 	same := func(q string) *Result {
@@ -450,6 +452,8 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	sameTable(db+".profile_nodes FINAL", "tenant, node_id")
 	sameTable(db+".profile_merges FINAL", "tenant, from_id")
 	sameTable(db+".tag_changes FINAL", "tenant, tag, profile_id, time_ms, op, cause")
+	sameTable(db+".message_events FINAL", "tenant, message_id, event_id")
+	sameTable(db+".message_states FINAL", "tenant, message_id")
 
 	// Profiles with status, in two parts, the later first, each twice:
 	// the export's query returns the same on both servers, and the

@@ -144,7 +144,19 @@ func (w *workload) withMessages(n int) *workload {
 		})
 	}
 	r.Shuffle(len(added), func(i, j int) { added[i], added[j] = added[j], added[i] })
-	w.events = append(w.events, added...)
+	// Spread among w's other events, both in their order.
+	merged := make([]*schemas.Event, 0, len(w.events)+len(added))
+	a, b := 0, 0
+	for a < len(w.events) || b < len(added) {
+		if b == len(added) || (a < len(w.events) && r.IntN(len(w.events)+len(added)) < len(w.events)) {
+			merged = append(merged, w.events[a])
+			a++
+		} else {
+			merged = append(merged, added[b])
+			b++
+		}
+	}
+	w.events = merged
 
 	// The lifecycle's table records: per message, in arrival order
 	// (received_at), the fold of the arrivals so far, By counting them;
@@ -327,10 +339,19 @@ func (w *workload) messageEventRows() *MessageEventRows {
 // in order, and marks w as messaged.
 func (p *producer) messageStates(t testing.TB, w *workload) {
 	t.Helper()
+	p.messageStateChunk(t, w, 0, 1)
+}
+
+// messageStateChunk produces the i-th of n equal parts of w's lifecycle
+// table records (each message's records stay in order) and marks w as
+// messaged once the last part is out.
+func (p *producer) messageStateChunk(t testing.TB, w *workload, i, n int) {
+	t.Helper()
+	all := w.msgs.states
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	for _, m := range w.msgs.states {
+	for _, m := range all[i*len(all)/n : (i+1)*len(all)/n] {
 		v, err := json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
@@ -350,7 +371,9 @@ func (p *producer) messageStates(t testing.TB, w *workload) {
 	if firstErr != nil {
 		t.Fatal(firstErr)
 	}
-	w.messaged = true
+	if i == n-1 {
+		w.messaged = true
+	}
 }
 
 // checkMessageTables compares message_events FINAL with w's valid message

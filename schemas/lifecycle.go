@@ -160,6 +160,11 @@ const (
 	GroupRecipients = "rolodex-recipients"
 )
 
+// TopicLifecycleTable is the table topic of GroupLifecycle (goka's
+// "<group>-table"): the latest schemas.MessageTable per MessageKey, as
+// JSON. The ClickHouse sink reads it into message_states.
+const TopicLifecycleTable = GroupLifecycle + "-table"
+
 // MessageKey is the key of a message: its tenant and id.
 func MessageKey(tenant, messageID string) string { return tenant + "/" + messageID }
 

@@ -146,7 +146,7 @@ func validFormat(f string) bool {
 }
 
 // cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
-// Kafka (events, dead letters, profiles, merges and tag changes), with /metrics and
+// Kafka (events, dead letters, profiles, merges, tag changes and message states), with /metrics and
 // /healthz (Kafka and ClickHouse).
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	fs := newFlagSet("run sink", stdout, stderr)

@@ -125,6 +125,26 @@ func chTestDB(t *testing.T, n int) (addr, db string) {
 	if err := tags.Insert(ctx, conn, db); err != nil {
 		t.Fatal(err)
 	}
+	// Message states as the lifecycle's table topic holds them
+	// (TestReportFunnel): t1's m1 delivered and opened, m2 hard-bounced,
+	// m3 refused (invalid recipient), all email on 2026-11-01; t2's m1
+	// an SMS sent on 2026-11-02.
+	var states clickhouse.MessageStateRows
+	for i, m := range []string{
+		`{"tn":"t1","m":"m1","st":"opened","c":"email","by":3,"h":[{"state":"draft","time":1793527200000,"event":"e1","how":"implied"},{"state":"sent","time":1793527200000,"event":"e1","how":"event"},{"state":"delivered","time":1793530800000,"event":"e2","how":"implied"},{"state":"opened","time":1793530800000,"event":"e2","how":"event"}]}`,
+		`{"tn":"t1","m":"m2","st":"bounced","b":"hard","c":"email","by":2,"h":[{"state":"draft","time":1793527200000,"event":"e3","how":"implied"},{"state":"sent","time":1793527200000,"event":"e3","how":"event"},{"state":"bounced","time":1793530800000,"event":"e4","how":"event","bounce":"hard"}]}`,
+		`{"tn":"t1","m":"m3","c":"email","by":1,"h":[{"state":"sent","time":1793527200000,"event":"e5","how":"refused","reason":"invalid_recipient"}]}`,
+		`{"tn":"t2","m":"m1","st":"sent","c":"sms","by":1,"h":[{"state":"draft","time":1793613600000,"event":"e6","how":"implied"},{"state":"sent","time":1793613600000,"event":"e6","how":"event"}]}`,
+	} {
+		row, err := clickhouse.DecodeMessageState([]byte(m), "", 0, int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		states.Add(row)
+	}
+	if err := states.Insert(ctx, conn, db); err != nil {
+		t.Fatal(err)
+	}
 	return addr, db
 }
 
@@ -283,5 +303,54 @@ func TestReportTags(t *testing.T) {
 	want := "day,tenant,tag,members\n2026-11-01,t1,vip,2\n2026-11-02,t1,hot,1\n2026-11-03,t1,hot,2\n2026-11-03,t1,vip,1\n"
 	if stdout.String() != want {
 		t.Fatalf("report tags:\n%s\nwant\n%s", stdout.String(), want)
+	}
+}
+
+// rolodex report funnel: messages sent per day and channel, what became
+// of them and the rates; a refused send is not counted.
+func TestReportFunnel(t *testing.T) {
+	addr, db := chTestDB(t, 10)
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--tenant", "t1", "--format", "csv"}, "day,tenant,channel,sent,delivered,opened,clicked,bounced,bounced_hard,bounced_soft,spam,unsubscribed," +
+			"delivery_rate,open_rate,click_rate,click_to_open_rate,bounce_rate,hard_bounce_rate,soft_bounce_rate,spam_rate,unsubscribe_rate\n" +
+			"2026-11-01,t1,email,2,1,1,0,1,1,0,0,0,0.5,1,0,0,0.5,0.5,0,0,0\n"},
+		{[]string{"--since", "2026-11-02", "--format", "json"}, `[
+  {
+    "day": "2026-11-02",
+    "tenant": "t2",
+    "channel": "sms",
+    "sent": 1,
+    "delivered": 0,
+    "opened": 0,
+    "clicked": 0,
+    "bounced": 0,
+    "bounced_hard": 0,
+    "bounced_soft": 0,
+    "spam": 0,
+    "unsubscribed": 0,
+    "delivery_rate": 0,
+    "open_rate": 0,
+    "click_rate": 0,
+    "click_to_open_rate": 0,
+    "bounce_rate": 0,
+    "hard_bounce_rate": 0,
+    "soft_bounce_rate": 0,
+    "spam_rate": 0,
+    "unsubscribe_rate": 0
+  }
+]
+`},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"report", "funnel", "--clickhouse", addr, "--database", db}, tt.flags...)
+		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		if stdout.String() != tt.want {
+			t.Fatalf("%v:\n%s\nwant\n%s", args, stdout.String(), tt.want)
+		}
 	}
 }

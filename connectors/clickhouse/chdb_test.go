@@ -334,12 +334,14 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	s.migrate(db, Migrations)
 	ctx := t.Context()
 
-	w := genWorkload(7, 1500, 40)
+	w := genWorkload(7, 1500, 40).withMessages(200)
 	w.insert(t, ctx, conn, db)
 	evs, dls := w.rows()
 	s.insert(db, "events", EventColumns, evs.columns())
 	s.insert(db, "dead_letters", DeadLetterColumns, dls.columns())
 	s.insert(db, tableTagChanges, TagChangeColumns, w.tagChangeRows(t).columns())
+	s.insert(db, tableMessageEvents, MessageEventColumns, w.messageEventRows().columns())
+	s.insert(db, tableMessageStates, MessageStateColumns, w.messageStateRows(t).columns())
 
 	// same runs q on both and wants one result; it returns chDB's.
 	same := func(q string) *Result {
@@ -450,6 +452,8 @@ func TestChDBReportsMatchClickHouse18(t *testing.T) {
 	sameTable(db+".profile_nodes FINAL", "tenant, node_id")
 	sameTable(db+".profile_merges FINAL", "tenant, from_id")
 	sameTable(db+".tag_changes FINAL", "tenant, tag, profile_id, time_ms, op, cause")
+	sameTable(db+".message_events FINAL", "tenant, message_id, event_id")
+	sameTable(db+".message_states FINAL", "tenant, message_id")
 
 	// Profiles with status, in two parts, the later first, each twice:
 	// the export's query returns the same on both servers, and the
@@ -502,8 +506,8 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	if _, err := s.tryQuery(reportQuery(old, activity, time.Time{})); err == nil || !strings.Contains(err.Error(), "ALIAS_REQUIRED") {
 		t.Fatalf("the released version 6's report_activity_daily on ClickHouse %s: %v, want code 206 (ALIAS_REQUIRED)", s.version, err)
 	}
-	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8}) {
-		t.Fatalf("pending after the released version 6: %v, want [7 8]", got)
+	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8, 9}) {
+		t.Fatalf("pending after the released version 6: %v, want [7 8 9]", got)
 	}
 	var later int
 	for _, m := range Migrations {
@@ -512,7 +516,7 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 		}
 	}
 	if n := s.migrate(old, Migrations); n != later {
-		t.Fatalf("ran %d statements, want versions 7 and 8's %d", n, later)
+		t.Fatalf("ran %d statements, want versions 7 to 9's %d", n, later)
 	}
 	s.migrate(fresh, Migrations)
 	got, want := s.viewQueries(old), s.viewQueries(fresh)

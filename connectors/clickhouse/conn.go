@@ -1,7 +1,8 @@
 // Package clickhouse is the ClickHouse side of Rolodex: the versioned
 // schema (Migrate), the sink that copies rolodex.events,
-// rolodex.deadletter, rolodex.profiles, rolodex.profile.merges and
-// rolodex.profile.tags into tables (Sink: Connect, Run, Close), the
+// rolodex.deadletter, rolodex.profiles, rolodex.profile.merges,
+// rolodex.profile.tags and the lifecycle's table topic into tables (Sink:
+// Connect, Run, Close; messages.go for the message tables), the
 // analyst reports (Reports, RunReport) and the profile export
 // (ExportProfiles).
 //
@@ -15,9 +16,11 @@
 // is stored twice. Every table is a ReplacingMergeTree whose sorting key is
 // the identity of a row (an event's tenant, source and id; a dead letter's
 // Kafka position; a profile's id; a node's id; a merged-away profile's
-// id; every field of a tag change), so copies collapse on merge, and every report view reads with FINAL,
+// id; every field of a tag change; a message event's tenant, message and
+// id; a message's tenant and id), so copies collapse on merge, and every report view reads with FINAL,
 // so numbers are exact before the merge happens too. Where one key gets
-// different rows over time (profiles, profile_nodes, profile_merges), the
+// different rows over time (profiles, profile_nodes, profile_merges,
+// message_states), the
 // version column that picks the winner is computed from the record itself
 // and only grows (profiles.go), so the order in which the sink reads
 // records does not matter.

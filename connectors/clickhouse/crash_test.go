@@ -169,13 +169,14 @@ func (c *child) wait(t *testing.T, d time.Duration) error {
 }
 
 // Kill the sink at every point of a batch, restart it, and check that the
-// tables hold every event, profile, node, merge and tag change exactly once as seen
+// tables hold every event, profile, node, merge, tag change, message event
+// and message state exactly once as seen
 // through FINAL, and that the report views equal the Go reference.
 func TestSinkCrashRestart(t *testing.T) {
 	conn, db := testDB(t)
 	cluster := newCluster(t, 4, kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	brokers := cluster.ListenAddrs()
-	w := genWorkload(3, 8000, 300)
+	w := genWorkload(3, 8000, 300).withMessages(600)
 	p := newProducer(t, brokers)
 	p.deadLetters(t, w.deadLetters)
 	r := rand.New(rand.NewPCG(7, 7))
@@ -188,6 +189,8 @@ func TestSinkCrashRestart(t *testing.T) {
 		{"between the profiles and profile_nodes inserts", "profiles-written"},
 		{"between the profile_nodes and profile_merges inserts", "profile_nodes-written"},
 		{"between the profile_merges and tag_changes inserts", "profile_merges-written"},
+		{"between the tag_changes and message_events inserts", "tag_changes-written"},
+		{"between the message_events and message_states inserts", "message_events-written"},
 		{"at a random moment", ""},
 	}
 	chunks := len(kills)
@@ -196,6 +199,7 @@ func TestSinkCrashRestart(t *testing.T) {
 		p.events(t, w.events[i*chunk:min((i+1)*chunk, len(w.events))])
 		p.identityChunk(t, w, i, chunks)
 		p.tagChunk(t, w, i, chunks)
+		p.messageStateChunk(t, w, i, chunks)
 	}
 	rawEvents := func() uint64 { return count(t, conn, "SELECT count() FROM "+db+".events") }
 
@@ -249,6 +253,7 @@ func TestSinkCrashRestart(t *testing.T) {
 	checkReports(t, conn, db, w, "")
 	checkIdentity(t, conn, db, w)
 	checkTagChanges(t, conn, db, w)
+	checkMessageTables(t, conn, db, w)
 	checkCommitted(t, brokers, "")
 }
 
@@ -277,6 +282,7 @@ func writtenNotCommitted(t *testing.T, conn driver.Conn, db string, brokers []st
 		{tableProfiles, schemas.TopicProfiles},
 		{tableProfileMerges, schemas.TopicMerges},
 		{tableTagChanges, schemas.TopicProfileTags},
+		{tableMessageStates, schemas.TopicLifecycleTable},
 	} {
 		for p := int32(0); p < 4; p++ {
 			at := int64(0)

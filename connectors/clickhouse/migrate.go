@@ -288,6 +288,106 @@ ARRAY JOIN
     days AS day,
     running AS members`,
 	}},
+
+	// Version 9 came with the message lifecycle (docs/lifecycle.md): the
+	// message events of rolodex.events, the latest fold of every message
+	// from the lifecycle's table topic (messages.go), and the daily funnel
+	// over them (docs/reports.md).
+	{Version: 9, Name: "message_events, message_states, report_message_funnel", Statements: []string{
+		`
+CREATE TABLE IF NOT EXISTS {db}.message_events (
+    tenant            String,
+    message_id        String,
+    event_id          String,
+    state             String,
+    channel           String,
+    bounce            String,
+    provider_event_id String,
+    source            String,
+    partner           String,
+    time              DateTime('UTC'),
+    time_ms           Int64,
+    received_at       DateTime('UTC'),
+    received_at_ms    UInt64,
+    node_id           String,
+    address_type      String,
+    address           String,
+    identifier_types  Array(String),
+    identifier_values Array(String),
+    kafka_partition   Int32,
+    kafka_offset      Int64,
+    inserted_at       DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(received_at_ms)
+ORDER BY (tenant, message_id, event_id)`,
+		`
+CREATE TABLE IF NOT EXISTS {db}.message_states (
+    tenant           String,
+    message_id       String,
+    state            String,
+    channel          String,
+    bounce           String,
+    recipient_types  Array(String),
+    recipient_values Array(String),
+    sent             UInt8,
+    sent_at          DateTime('UTC'),
+    sent_ms          Int64,
+    events           UInt32,
+    refused          UInt32,
+    history_states   Array(String),
+    history_times_ms Array(Int64),
+    history_events   Array(String),
+    history_hows     Array(String),
+    history_bounces  Array(String),
+    history_froms    Array(String),
+    history_reasons  Array(String),
+    version          UInt64,
+    kafka_partition  Int32,
+    kafka_offset     Int64,
+    inserted_at      DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, message_id)`,
+		// Per message sent (sent = 1), on the day of its first send: the
+		// states its history reached (entries neither refused nor
+		// duplicates) and the kinds of its bounces; then per day, tenant
+		// and channel the messages that reached each state, and the rates
+		// (docs/reports.md; a rate whose denominator is 0 is 0).
+		`
+CREATE VIEW IF NOT EXISTS {db}.report_message_funnel AS
+SELECT
+    day,
+    tenant,
+    channel,
+    count() AS sent,
+    sum(has(reached, 'delivered')) AS delivered,
+    sum(has(reached, 'opened')) AS opened,
+    sum(has(reached, 'clicked')) AS clicked,
+    sum(has(reached, 'bounced')) AS bounced,
+    sum(has(bounces, 'hard')) AS bounced_hard,
+    sum(has(bounces, 'soft')) AS bounced_soft,
+    sum(has(reached, 'spam')) AS spam,
+    sum(has(reached, 'unsubscribed')) AS unsubscribed,
+    delivered / sent AS delivery_rate,
+    if(delivered = 0, 0, opened / delivered) AS open_rate,
+    if(delivered = 0, 0, clicked / delivered) AS click_rate,
+    if(opened = 0, 0, clicked / opened) AS click_to_open_rate,
+    bounced / sent AS bounce_rate,
+    bounced_hard / sent AS hard_bounce_rate,
+    bounced_soft / sent AS soft_bounce_rate,
+    if(delivered = 0, 0, spam / delivered) AS spam_rate,
+    if(delivered = 0, 0, unsubscribed / delivered) AS unsubscribe_rate
+FROM
+(
+    SELECT
+        toDate(sent_at) AS day,
+        tenant,
+        channel,
+        arrayFilter((s, h) -> h != 'refused' AND h != 'duplicate', history_states, history_hows) AS reached,
+        arrayFilter((b, s, h) -> s = 'bounced' AND h != 'refused' AND h != 'duplicate', history_bounces, history_states, history_hows) AS bounces
+    FROM {db}.message_states FINAL
+    WHERE sent = 1
+)
+GROUP BY day, tenant, channel`,
+	}},
 }
 
 // addColumn is the statement that adds a column to a table. ClickHouse

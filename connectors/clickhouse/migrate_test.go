@@ -75,6 +75,9 @@ var schemaTables = map[string]string{
 	"report_merges_daily":         "View",
 	"tag_changes":                 "ReplacingMergeTree",
 	"report_tag_membership_daily": "View",
+	"message_events":              "ReplacingMergeTree",
+	"message_states":              "ReplacingMergeTree",
+	"report_message_funnel":       "View",
 }
 
 // checkSchemaTables compares the engines of db's tables (name -> engine, as
@@ -166,8 +169,8 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := versions(pend); !slices.Equal(got, []uint32{7, 8}) {
-		t.Fatalf("pending after the released version 6: %v, want versions 7 and 8", got)
+	if got := versions(pend); !slices.Equal(got, []uint32{7, 8, 9}) {
+		t.Fatalf("pending after the released version 6: %v, want versions 7, 8 and 9", got)
 	}
 	if err := Migrate(ctx, connOld, old); err != nil {
 		t.Fatal(err)
@@ -178,7 +181,7 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	}
 	for name, q := range want {
 		if got[name] != q {
-			t.Errorf("view %s after versions 7 and 8:\n%s\nwant (a new database's)\n%s", name, got[name], q)
+			t.Errorf("view %s after versions 7 to 9:\n%s\nwant (a new database's)\n%s", name, got[name], q)
 		}
 	}
 	w := genWorkload(11, 300, 20)

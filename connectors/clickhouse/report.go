@@ -50,6 +50,10 @@ var Reports = []Report{
 		Name: "tags", View: "report_tag_membership_daily", OrderBy: "day, tenant, tag",
 		Doc: "profiles holding each tag at the end of each day with a change, per tenant",
 	},
+	{
+		Name: "funnel", View: "report_message_funnel", OrderBy: "day, tenant, channel",
+		Doc: "messages sent per day (of the first send), tenant and channel: how many were delivered, opened, clicked, bounced (hard, soft), reported as spam, unsubscribed, and the rates",
+	},
 }
 
 // ReportByName finds a report.

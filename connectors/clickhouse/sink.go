@@ -27,14 +27,18 @@ const (
 	tableProfileNodes  = "profile_nodes"
 	tableProfileMerges = "profile_merges"
 	tableTagChanges    = "tag_changes"
+	tableMessageEvents = "message_events"
+	tableMessageStates = "message_states"
 )
 
 // Tables lists the tables the sink writes (the label values of
 // rolodex_sink_rows_written_total), in the order a batch writes them.
-var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges, tableTagChanges}
+var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges, tableTagChanges,
+	tableMessageEvents, tableMessageStates}
 
 // Topics lists the topics the sink reads.
-var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges, schemas.TopicProfileTags}
+var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges, schemas.TopicProfileTags,
+	schemas.TopicLifecycleTable}
 
 // nodeCacheSize bounds the profiles whose node rows the sink remembers
 // having written (about 100 bytes each); past it the memory starts afresh.
@@ -134,11 +138,13 @@ func (c *Config) Validate() error {
 
 // Sink copies, in batches, rolodex.events into the events table,
 // rolodex.deadletter into dead_letters, rolodex.profiles into profiles and
-// profile_nodes, rolodex.profile.merges into profile_merges, and
-// rolodex.profile.tags into tag_changes.
+// profile_nodes, rolodex.profile.merges into profile_merges,
+// rolodex.profile.tags into tag_changes, the message events of
+// rolodex.events also into message_events, and the lifecycle's table topic
+// (rolodex-lifecycle-table) into message_states (messages.go).
 // Lifecycle: NewSink, Connect, Run, Close.
 //
-// All five topics are read by one consumer group, so one batch holds
+// All six topics are read by one consumer group, so one batch holds
 // records of all of them and one commit covers them: the commit rules are
 // the same for every table, and no table needs records of another to be
 // right (every version column comes from the record itself, profiles.go),
@@ -247,6 +253,8 @@ type batch struct {
 	profiles    ProfileRows
 	merges      MergeRows
 	tagChanges  TagChangeRows
+	msgEvents   MessageEventRows
+	msgStates   MessageStateRows
 	// nodes are the profile_nodes rows of the batch's profiles, made at
 	// the first write attempt and kept for the retries.
 	nodes   *ProfileNodeRows
@@ -271,6 +279,8 @@ func (b *batch) reset() {
 	b.profiles.Reset()
 	b.merges.Reset()
 	b.tagChanges.Reset()
+	b.msgEvents.Reset()
+	b.msgStates.Reset()
 	b.nodes = nil
 	b.records = 0
 	b.last = map[topicPartition]*kgo.Record{}
@@ -342,6 +352,9 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.events.Add(ev, string(r.Key), r.Partition, r.Offset)
+		if schemas.IsMessageEvent(ev.Type) {
+			b.msgEvents.Add(ev, string(r.Key), r.Partition, r.Offset)
+		}
 	case schemas.TopicDeadLetter:
 		d, err := schemas.DecodeDeadLetter(r.Value)
 		if err != nil {
@@ -375,6 +388,16 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.tagChanges.Add(c)
+	case schemas.TopicLifecycleTable:
+		if r.Value == nil {
+			return // a tombstone: the lifecycle writes none
+		}
+		m, err := DecodeMessageState(r.Value, string(r.Key), r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.msgStates.Add(m)
 	default:
 		s.undecodable(r, errors.New("unexpected topic"))
 	}
@@ -401,7 +424,8 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		}
 		s.metrics.Retries.Inc()
 		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(),
-			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "tag_changes", b.tagChanges.Len(), "backoff", backoff, "err", err)
+			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "tag_changes", b.tagChanges.Len(),
+			"message_events", b.msgEvents.Len(), "message_states", b.msgStates.Len(), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -438,6 +462,8 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 		{tableProfileNodes, b.nodes.Len(), b.nodes.Insert},
 		{tableProfileMerges, b.merges.Len(), b.merges.Insert},
 		{tableTagChanges, b.tagChanges.Len(), b.tagChanges.Insert},
+		{tableMessageEvents, b.msgEvents.Len(), b.msgEvents.Insert},
+		{tableMessageStates, b.msgStates.Len(), b.msgStates.Insert},
 	} {
 		if t.n == 0 || b.done[t.table] {
 			continue

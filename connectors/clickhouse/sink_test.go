@@ -80,12 +80,13 @@ func TestSinkEndToEnd(t *testing.T) {
 	stopMerges(t, conn, db, tableEvents)
 	cluster := newCluster(t, 4)
 	brokers := cluster.ListenAddrs()
-	w := genWorkload(2, 3000, 60)
+	w := genWorkload(2, 3000, 60).withMessages(300)
 	p := newProducer(t, brokers)
 	p.events(t, w.events)
 	p.deadLetters(t, w.deadLetters)
 	p.identity(t, w)
 	p.tagChunk(t, w, 0, 1)
+	p.messageStates(t, w)
 	p.raw(t, schemas.TopicEvents, "not avro", "\x00\x00\x00\x00\x02garbage")
 	p.raw(t, schemas.TopicDeadLetter, "{}")
 	p.raw(t, schemas.TopicProfiles, "not json", `{"tenant":"t1"}`)
@@ -110,6 +111,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	checkReports(t, conn, db, w, "2026-11-04")
 	checkIdentity(t, conn, db, w)
 	checkTagChanges(t, conn, db, w)
+	checkMessageTables(t, conn, db, w)
 
 	m := s.Metrics()
 	for _, c := range []struct {

@@ -35,6 +35,11 @@ type workload struct {
 	// tagged is set once they were all written or produced.
 	tags   []schemas.TagChange
 	tagged bool
+	// msgs are the lifecycle's records of w's messages (withMessages adds
+	// message events to events); messaged is set once they were written
+	// or produced.
+	msgs     *messageOut
+	messaged bool
 }
 
 // ident returns what the identity stage writes for w's events.
@@ -340,4 +345,13 @@ func (w *workload) insert(t testing.TB, ctx context.Context, conn driver.Conn, d
 		t.Fatal(err)
 	}
 	w.tagged = true
+	if w.msgs != nil {
+		if err := w.messageEventRows().Insert(ctx, conn, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.messageStateRows(t).Insert(ctx, conn, db); err != nil {
+			t.Fatal(err)
+		}
+		w.messaged = true
+	}
 }

@@ -48,7 +48,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdRunIngest(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
-		{"run processors", "--brokers HOST:PORT,... [flags]", "the identity stage (goka); more instances share the work",
+		{"run processors", "--brokers HOST:PORT,... [flags]", "the goka processors (identity, tags, message lifecycle); more instances share the work",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdRunProcessors(ctx, args, o.stdout, o.stderr, o.logger)
 			}},

@@ -388,7 +388,8 @@ func ensureLifecycleTopics(e *env) error {
 	return lifecycle.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
 }
 
-// apiComponent serves the profile API from a view kept in dir: the reads,
+// apiComponent serves the profile API from a view kept in dir: the reads
+// (profiles, and messages from a view of the lifecycle's table),
 // the status changes (tags, blacklist, consent) it publishes to
 // rolodex.events through the server's publisher, and the tag rules
 // (rolodex.tag.rules, created with the base topics) from a rule store.
@@ -417,6 +418,15 @@ func apiComponent(dir string) component {
 		if err != nil {
 			return err
 		}
+		// Messages come from the lifecycle's table, whose topics the API
+		// creates too.
+		if err := ensureLifecycleTopics(e); err != nil {
+			return err
+		}
+		mv, err := views.NewMessageView(e.kafka.Brokers, filepath.Join(dir, "messageview"))
+		if err != nil {
+			return err
+		}
 		rcfg := e.kafka
 		rcfg.ClientID = "rolodex-rules"
 		store, err := views.NewRuleStore(views.RuleStoreConfig{Kafka: rcfg, Registerer: e.prom, Logger: e.logger})
@@ -425,7 +435,7 @@ func apiComponent(dir string) component {
 		}
 		e.closers = append(e.closers, store.Close)
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
-			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Registerer: e.prom, Logger: e.logger,
+			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Messages: mv, Registerer: e.prom, Logger: e.logger,
 		})
 		if err != nil {
 			return err
@@ -433,6 +443,7 @@ func apiComponent(dir string) component {
 		api.Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
 		e.g.Go(func() error { return tv.Run(e.ctx) })
+		e.g.Go(func() error { return mv.Run(e.ctx) })
 		e.g.Go(func() error { return store.Run(e.ctx) })
 		return nil
 	}

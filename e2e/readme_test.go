@@ -109,6 +109,11 @@ var readmeSteps = []readmeStep{
 		"hot-lead: created (version 1)\n", "reachable-vip: created (version 1)\n", "lapsed: created (version 1)\n",
 		"3 rules\n", `"result": true`, `"reason": "syntax"`, `"column": 16`, "rule lapsed deleted\n",
 	}},
+	{name: "messages-post", want: []string{`"accepted":3`, `"reason":"invalid_message_event"`}},
+	{name: "messages-read", retry: true, want: []string{
+		`"state": "bounced"`, `"bounce": "hard"`, `"state": "none"`, `"reason": "invalid_recipient"`,
+		`"reason": "hard_bounce"`, `"reason":"invalid_recipient"`, `message \"promo-caio\": event \"m-3\" asks for sent in state none`,
+	}},
 	{name: "openapi", want: []string{"openapi: 3.1.0", `{"openapi":"3.1.0"`}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},

@@ -273,7 +273,7 @@ const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "message get" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
 esac
 exec "$real" "$@"

@@ -110,6 +110,11 @@ var readmeSteps = []readmeStep{
 		"hot-lead: created (version 1)\n", "reachable-vip: created (version 1)\n", "lapsed: created (version 1)\n",
 		"3 rules\n", `"result": true`, `"reason": "syntax"`, `"column": 16`, "rule lapsed deleted\n",
 	}},
+	{name: "messages-post", want: []string{`"accepted":3`, `"reason":"invalid_message_event"`}},
+	{name: "messages-read", retry: true, want: []string{
+		`"state": "bounced"`, `"bounce": "hard"`, `"state": "none"`, `"reason": "invalid_recipient"`,
+		`"reason": "hard_bounce"`, `"reason":"invalid_recipient"`, `message \"promo-caio\": event \"m-3\" asks for sent in state none`,
+	}},
 	{name: "openapi", want: []string{"openapi: 3.1.0", `{"openapi":"3.1.0"`}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},
@@ -269,7 +274,7 @@ const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "message get" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
 esac
 exec "$real" "$@"

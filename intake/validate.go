@@ -40,6 +40,8 @@ const (
 	ReasonEncodeFailed      = "encode_failed"
 	// ReasonInvalidStatusEvent (intake/status.go): a reserved event type
 	// without the properties it needs.
+	// ReasonInvalidMessageEvent (intake/message.go): a reserved message
+	// event without a valid message_id, channel or bounce.
 )
 
 // Rejection says why an event was not accepted.
@@ -194,6 +196,11 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 		}
 		if len(props) == 0 {
 			props = nil
+		}
+	}
+	if schemas.IsMessageEvent(typ) {
+		if rej := checkMessage(id, typ, props); rej != nil {
+			return nil, nil, rej
 		}
 	}
 	return &schemas.Event{

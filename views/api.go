@@ -68,6 +68,9 @@ type Config struct {
 	// RuleTags, when set, adds the rule tags of the tag stage's table to
 	// the profiles the API returns.
 	RuleTags TagStates
+	// Messages, when set, serves GET /v1/messages/{id} (messages.go) from
+	// the lifecycle's table.
+	Messages Messages
 }
 
 func (c *Config) setDefaults() {
@@ -134,7 +137,7 @@ type Mux interface {
 }
 
 // Register mounts the routes on mux (the tag-rule API's when
-// Config.Rules is set). Every route the servers mount is in
+// Config.Rules is set, the message API's when Config.Messages is). Every route the servers mount is in
 // the API document, docs/openapi.yaml (cmd/rolodex's route test).
 func (a *API) Register(mux Mux) {
 	for _, r := range []struct {
@@ -151,6 +154,9 @@ func (a *API) Register(mux Mux) {
 		{"PUT /v1/profiles/{id}/consent/{purpose}", a.putConsent},
 	} {
 		mux.Handle(r.pattern, withRequestID(r.h))
+	}
+	if a.cfg.Messages != nil {
+		mux.Handle("GET /v1/messages/{id}", withRequestID(a.getMessage))
 	}
 	if a.cfg.Rules == nil {
 		return

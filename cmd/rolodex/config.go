@@ -12,6 +12,7 @@ import (
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/lifecycle"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -37,9 +38,12 @@ type fileConfig struct {
 		DedupeWindow time.Duration  `yaml:"dedupe_window"`
 	} `yaml:"identity"`
 	// Tags: default tags and tag groups (docs/profile-status.md).
-	Tags     schemas.StatusConfig       `yaml:"tags"`
-	Partners []partners.Partner         `yaml:"partners"`
-	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
+	Tags schemas.StatusConfig `yaml:"tags"`
+	// Lifecycle: what message events do to the recipient's profile
+	// (docs/lifecycle.md, "What reaches the profile").
+	Lifecycle lifecycleConfig            `yaml:"lifecycle"`
+	Partners  []partners.Partner         `yaml:"partners"`
+	Mappings  map[string]*httpin.Mapping `yaml:"mappings"`
 }
 
 // loadConfig reads path, or the built-in defaults when path is empty.
@@ -69,7 +73,35 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.Tags.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
+	if err := c.Lifecycle.Recipients().Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: lifecycle: %w", orDefault(path), err)
+	}
 	return &c, nil
+}
+
+// lifecycleConfig is the lifecycle: section. An absent key keeps its
+// default (docs/lifecycle.md).
+type lifecycleConfig struct {
+	// SoftBounceLimit: this many soft bounces in a row invalidate the
+	// address; 0 never; absent: lifecycle.DefaultSoftBounceLimit (3).
+	SoftBounceLimit *int `yaml:"soft_bounce_limit"`
+	// Purposes: channel -> the consent purpose a spam complaint or an
+	// unsubscribe revokes; a channel listed here replaces its default,
+	// "" revokes nothing for that channel.
+	Purposes map[string]string `yaml:"purposes"`
+}
+
+// Recipients is the recipients group's configuration: the defaults with
+// the keys the file sets.
+func (c lifecycleConfig) Recipients() lifecycle.RecipientsConfig {
+	rc := lifecycle.DefaultRecipientsConfig()
+	if c.SoftBounceLimit != nil {
+		rc.SoftBounceLimit = *c.SoftBounceLimit
+	}
+	for ch, p := range c.Purposes {
+		rc.Purposes[ch] = p
+	}
+	return rc
 }
 
 func orDefault(path string) string {

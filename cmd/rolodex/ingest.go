@@ -59,7 +59,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		logger.Info("embedded Kafka broker started", "addr", opts.brokers[0], "data", persist)
 	}
 	opts.ready = func(cfg *fileConfig, addr string) {
-		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose}, /metrics, /healthz)\n  API:     http://%s/openapi.yaml  (the OpenAPI document of every endpoint)\n", opts.brokers[0], addr, addr)
+		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose},\n           GET /v1/messages/{id}, /metrics, /healthz)\n  API:     http://%s/openapi.yaml  (the OpenAPI document of every endpoint)\n", opts.brokers[0], addr, addr)
 		for _, p := range cfg.Partners {
 			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, firstKey(&p), schemas.IngestTopic(p.Name))
 		}
@@ -136,7 +136,7 @@ func cmdRunProcessors(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, o, logger, identityComponent(*f.state), tagsComponent(*f.state))
+	return runServer(ctx, o, logger, identityComponent(*f.state), tagsComponent(*f.state), lifecycleComponent(*f.state))
 }
 
 func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
@@ -153,7 +153,7 @@ func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, log
 
 // devComponents are dev mode's: every part of Rolodex in one server.
 func devComponents(state string) []component {
-	return []component{ingestComponent, identityComponent(state), tagsComponent(state), apiComponent(state), openapiComponent}
+	return []component{ingestComponent, identityComponent(state), tagsComponent(state), lifecycleComponent(state), apiComponent(state), openapiComponent}
 }
 
 // ingestComponents are "rolodex run ingest"'s.

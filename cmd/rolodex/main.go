@@ -48,7 +48,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdRunIngest(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
-		{"run processors", "--brokers HOST:PORT,... [flags]", "the identity stage (goka); more instances share the work",
+		{"run processors", "--brokers HOST:PORT,... [flags]", "the goka processors (identity, tags, message lifecycle); more instances share the work",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdRunProcessors(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
@@ -71,6 +71,10 @@ func commands() []command {
 		{"profile lookup", "TYPE VALUE [--api URL] [--key KEY]", "print the profile holding an identifier",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdProfile(ctx, "lookup", args, o.stdout, o.stderr)
+			}},
+		{"message get", "ID [--api URL] [--key KEY]", "print a message's lifecycle: state, channel, recipient, history, refusals",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdMessageGet(ctx, args, o.stdout, o.stderr)
 			}},
 		{"tag add", "TAG (--profile ID | --lookup TYPE=VALUE | --file F.csv) [--api URL] [--key KEY]", "put a manual tag on a profile, or on every profile of a CSV file (profile_id, or type and value columns)",
 			func(ctx context.Context, args []string, o stdio) error {
@@ -182,8 +186,8 @@ const usageTail = `
 Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
 
 Environment:
-  ROLODEX_KEY                  partner bearer key of the profile, tag, blacklist,
-                               consent and rules commands (--key)
+  ROLODEX_KEY                  partner bearer key of the profile, message, tag,
+                               blacklist, consent and rules commands (--key)
   ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
                                and run sink (--clickhouse); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user

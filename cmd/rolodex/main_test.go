@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/lifecycle"
 )
 
 // asMain makes the test binary run main() instead of the tests: the tests
@@ -87,6 +89,41 @@ func TestDefaultConfig(t *testing.T) {
 	if cfg.HTTP.WriteTimeout.Seconds() != 10 || cfg.Topics.Partitions != 8 {
 		t.Fatalf("http/topics defaults = %+v %+v", cfg.HTTP, cfg.Topics)
 	}
+	// The file's lifecycle keys are docs/lifecycle.md's defaults.
+	if got, want := cfg.Lifecycle.Recipients(), lifecycle.DefaultRecipientsConfig(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("lifecycle = %+v, want %+v", got, want)
+	}
+}
+
+// An absent lifecycle key keeps its default; a purpose set replaces its
+// channel's, "" revokes nothing; a limit of 0 is kept (never).
+func TestLifecycleConfig(t *testing.T) {
+	cfg, err := loadConfig(writeTemp(t, "lifecycle: {soft_bounce_limit: 0, purposes: {sms: \"\", email: newsletter}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Lifecycle.Recipients()
+	want := lifecycle.RecipientsConfig{SoftBounceLimit: 0, Purposes: map[string]string{
+		"email": "newsletter", "sms": "", "whatsapp": "whatsapp_marketing", "messenger": "messenger_marketing"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("lifecycle = %+v, want %+v", got, want)
+	}
+	empty, err := loadConfig(writeTemp(t, "topics: {partitions: 2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := empty.Lifecycle.Recipients(); !reflect.DeepEqual(got, lifecycle.DefaultRecipientsConfig()) {
+		t.Fatalf("no lifecycle section: %+v", got)
+	}
+}
+
+func writeTemp(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -105,6 +142,10 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown scope", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1, scopes: [profile:write]}]}]\n",
 			`unknown scope "profile:write" (valid: events:write, profiles:read, profiles:write, admin)`},
 		{"scoped key without scopes", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1}]}]\n", "has no scopes"},
+		{"negative soft bounce limit", "lifecycle: {soft_bounce_limit: -1}\n", "lifecycle: soft_bounce_limit -1"},
+		{"purpose of an unknown channel", "lifecycle: {purposes: {fax: fax_marketing}}\n", `unknown channel "fax"`},
+		{"purpose not a name", "lifecycle: {purposes: {email: \"e mail\"}}\n", `"e mail" is not a consent purpose`},
+		{"unknown lifecycle key", "lifecycle: {soft_bounces: 2}\n", "soft_bounces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -357,6 +357,25 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 		{"DELETE", "/v1/tag-rules/hot-lead", "", "", 404, nil},
 		{"GET", "/v1/tag-rules/hot-lead", "", "", 404, nil},
 	})
+	// Messages: the message view answers 503 not_ready until it has read
+	// the lifecycle's table once; a message shows once the lifecycle
+	// folded its events.
+	eventually(t, "the message view is ready", func() bool {
+		status, _ := do("GET", "/v1/messages/nope", "", "")
+		return status != http.StatusServiceUnavailable
+	})
+	run([]call{
+		{"POST", "/v1/events", ctJSON, `[{"id":"m-e1","type":"message.sent","time":"2026-11-22T10:00:00Z","identifiers":{"email":"ana@example.com"},"properties":{"message_id":"camp/1","channel":"email"}},` +
+			`{"id":"m-e2","type":"message.opened","time":"2026-11-22T10:05:00Z","identifiers":{"email":"ana@example.com"},"properties":{"message_id":"camp/1","provider_event_id":"sg-1"}},` +
+			`{"id":"m-e3","type":"message.deleted","time":"2026-11-22T10:06:00Z","identifiers":{"email":"ana@example.com"},"properties":{"message_id":"camp/1"}}]`, 202, nil},
+		{"POST", "/v1/events", ctJSON, `{"id":"m-bad","type":"message.bounced","identifiers":{"email":"ana@example.com"},"properties":{"message_id":"camp/1","bounce":"permanent"}}`, 400, nil},
+		{"GET", "/v1/messages/nope", "", "", 404, nil},
+		{"GET", "/v1/messages/%20camp", "", "", 400, nil},
+	})
+	eventually(t, "message camp/1 opened, its delete refused", func() bool {
+		status, body := do("GET", "/v1/messages/camp%2F1", "", "")
+		return status == http.StatusOK && strings.Contains(string(body), `"state": "opened"`) && strings.Contains(string(body), `"asked": "deleted"`)
+	})
 	// Without a key, or with a key without the scope.
 	req, _ := http.NewRequest("GET", api+"/v1/profiles/"+id, nil)
 	res, err := http.DefaultClient.Do(req)

@@ -26,6 +26,7 @@ import (
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
+	"github.com/rolodex/rolodex/processors/lifecycle"
 	"github.com/rolodex/rolodex/processors/tags"
 	"github.com/rolodex/rolodex/schemas"
 	"github.com/rolodex/rolodex/views"
@@ -342,7 +343,53 @@ func tagsComponent(dir string) component {
 	}
 }
 
-// apiComponent serves the profile API from a view kept in dir: the reads,
+// lifecycleComponent runs the message lifecycle's three goka groups
+// (docs/lifecycle.md: the router, rolodex-recipients, rolodex-lifecycle),
+// keeping their LevelDB storage in dir.
+func lifecycleComponent(dir string) component {
+	return func(e *env) error {
+		if err := ensureLifecycleTopics(e); err != nil {
+			return err
+		}
+		storage := filepath.Join(dir, "lifecycle")
+		rc := e.cfg.Lifecycle.Recipients()
+		build := func() (func(context.Context) error, error) {
+			p, err := lifecycle.New(lifecycle.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom, Recipients: &rc})
+			if err != nil {
+				return nil, err
+			}
+			e.logger.Info("lifecycle processors started", "storage", storage, "soft_bounce_limit", rc.SoftBounceLimit)
+			return p.Run, nil
+		}
+		first, err := build()
+		if err != nil {
+			return err
+		}
+		sup := newSupervisor("lifecycle", e.prom, e.logger)
+		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		for _, group := range []string{schemas.GroupMessagesRouter, schemas.GroupRecipients, schemas.GroupLifecycle} {
+			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+		}
+		return nil
+	}
+}
+
+// ensureLifecycleTopics creates the lifecycle's topics (after the identity
+// topics, rolodex.events among them, whose partition count they take).
+// The processors and the API (whose message view reads the lifecycle's
+// table) both call it.
+func ensureLifecycleTopics(e *env) error {
+	if _, err := ensureIdentityTopics(e); err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	return lifecycle.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+}
+
+// apiComponent serves the profile API from a view kept in dir: the reads
+// (profiles, and messages from a view of the lifecycle's table),
 // the status changes (tags, blacklist, consent) it publishes to
 // rolodex.events through the server's publisher, and the tag rules
 // (rolodex.tag.rules, created with the base topics) from a rule store.
@@ -371,6 +418,15 @@ func apiComponent(dir string) component {
 		if err != nil {
 			return err
 		}
+		// Messages come from the lifecycle's table, whose topics the API
+		// creates too.
+		if err := ensureLifecycleTopics(e); err != nil {
+			return err
+		}
+		mv, err := views.NewMessageView(e.kafka.Brokers, filepath.Join(dir, "messageview"))
+		if err != nil {
+			return err
+		}
 		rcfg := e.kafka
 		rcfg.ClientID = "rolodex-rules"
 		store, err := views.NewRuleStore(views.RuleStoreConfig{Kafka: rcfg, Registerer: e.prom, Logger: e.logger})
@@ -379,7 +435,7 @@ func apiComponent(dir string) component {
 		}
 		e.closers = append(e.closers, store.Close)
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
-			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Registerer: e.prom, Logger: e.logger,
+			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Messages: mv, Registerer: e.prom, Logger: e.logger,
 		})
 		if err != nil {
 			return err
@@ -387,6 +443,7 @@ func apiComponent(dir string) component {
 		api.Register(e.mux)
 		e.g.Go(func() error { return v.Run(e.ctx) })
 		e.g.Go(func() error { return tv.Run(e.ctx) })
+		e.g.Go(func() error { return mv.Run(e.ctx) })
 		e.g.Go(func() error { return store.Run(e.ctx) })
 		return nil
 	}

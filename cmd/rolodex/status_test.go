@@ -20,6 +20,14 @@ import (
 // returns the base URL of its HTTP API.
 func startDev(t *testing.T) string {
 	t.Helper()
+	api, _ := startDevKafka(t)
+	return api
+}
+
+// startDevKafka is startDev that also returns the embedded broker's
+// address (host:port).
+func startDevKafka(t *testing.T) (api, kafka string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	found := make(chan struct{})
 	stdout := &signalWriter{want: "\nTry:", found: found}
@@ -48,7 +56,9 @@ func startDev(t *testing.T) string {
 	}
 	_, rest, _ := strings.Cut(stdout.String(), "HTTP:    http://")
 	addr, _, _ := strings.Cut(rest, " ")
-	return "http://" + addr
+	_, rest, _ = strings.Cut(stdout.String(), "Kafka:   ")
+	kafka, _, _ = strings.Cut(rest, "\n")
+	return "http://" + addr, strings.TrimSpace(kafka)
 }
 
 // httpJSON sends a request with the demo key and decodes the JSON answer.

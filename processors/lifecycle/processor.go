@@ -357,6 +357,9 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if cfg.Recipients != nil {
 		rc = *cfg.Recipients
 	}
+	if err := rc.Validate(); err != nil {
+		return nil, fmt.Errorf("lifecycle: %w", err)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err

@@ -47,6 +47,23 @@ func DefaultRecipientsConfig() RecipientsConfig {
 	return RecipientsConfig{SoftBounceLimit: DefaultSoftBounceLimit, Purposes: schemas.DefaultMarketingPurposes()}
 }
 
+// Validate reports a configuration that cannot work: a negative limit, a
+// purpose for a channel that does not exist, a purpose that is not a name.
+func (c RecipientsConfig) Validate() error {
+	if c.SoftBounceLimit < 0 {
+		return fmt.Errorf("soft_bounce_limit %d: must be 0 (never) or more", c.SoftBounceLimit)
+	}
+	for _, ch := range schemas.SortedKeys(c.Purposes) {
+		if _, ok := schemas.AddressType(ch); !ok {
+			return fmt.Errorf("purposes: unknown channel %q (email, sms, whatsapp or messenger)", ch)
+		}
+		if p := c.Purposes[ch]; p != "" && !schemas.NameRe.MatchString(p) {
+			return fmt.Errorf("purposes: %s: %q is not a consent purpose: a letter or digit, then up to 99 letters, digits, '_', '.', ':' or '-'", ch, p)
+		}
+	}
+	return nil
+}
+
 // RecipientResult is what handling an input of an address makes.
 type RecipientResult struct {
 	State *Recipient

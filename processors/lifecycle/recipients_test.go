@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +182,31 @@ func TestRoute(t *testing.T) {
 	inv := ev(schemas.EventIdentifierInvalidated, map[string]string{"type": `"email"`, "value": `"ana@example.com"`, "reason": `"crm"`})
 	if r := Route(inv, 0); r.Recipient == nil || r.Recipient.Validity == nil || !r.Recipient.Validity.Invalid || r.RecipientKey != schemas.NodeID("t", addr) {
 		t.Fatalf("invalidation %+v", r)
+	}
+}
+
+// A configuration that cannot work is refused, by Validate and by New.
+func TestRecipientsConfigValidate(t *testing.T) {
+	if err := DefaultRecipientsConfig().Validate(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	if err := (RecipientsConfig{Purposes: map[string]string{"sms": ""}}).Validate(); err != nil {
+		t.Fatalf("limit 0 and no sms purpose: %v", err)
+	}
+	for _, tt := range []struct {
+		cfg  RecipientsConfig
+		want string
+	}{
+		{RecipientsConfig{SoftBounceLimit: -1}, "soft_bounce_limit -1"},
+		{RecipientsConfig{Purposes: map[string]string{"fax": "x"}}, `unknown channel "fax"`},
+		{RecipientsConfig{Purposes: map[string]string{"email": "e mail"}}, `"e mail" is not a consent purpose`},
+	} {
+		if err := tt.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tt.cfg, err, tt.want)
+		}
+		cfg := tt.cfg
+		if _, err := New(Config{Brokers: []string{"127.0.0.1:1"}, StorageDir: t.TempDir(), Recipients: &cfg}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New with %+v = %v, want %q", tt.cfg, err, tt.want)
+		}
 	}
 }

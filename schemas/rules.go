@@ -100,7 +100,7 @@ type TagTable struct {
 	Tenant string             `json:"tn"`
 	Tags   map[string]HeldTag `json:"tg,omitempty"`
 	// By is the origin of the latest snapshot that changed the state, and
-	// TickBy of the latest tick or visit.
+	// TickBy of the latest tick (visits write ticks, never the state).
 	By     int64 `json:"by,omitempty"`
 	TickBy int64 `json:"tb,omitempty"`
 	// Outbox holds the latest records, oldest first (never fewer than the
@@ -116,6 +116,10 @@ type TagTable struct {
 	// the rules need (0: none).
 	At   int64 `json:"at,omitempty"`
 	Wake int64 `json:"wk,omitempty"`
+	// Displaced holds the tags a person or the configuration set that a
+	// rule tag of their exclusive group holds off: when one comes back it
+	// is on from then, not from its older since.
+	Displaced map[string]bool `json:"dp,omitempty"`
 }
 
 // HeldTag is a tag a profile holds: what added it and since when (Unix

@@ -118,16 +118,16 @@ func Apply(s *State, key string, m Message, env *Env) Result {
 	case m.Tick:
 		next.TickBy = m.Origin
 	}
-	ev := evaluate(key, p, old.Tags, old.Rules, at, env)
+	ev := evaluate(key, p, &old, at, env)
 	if p.MergedInto == "" {
 		next.Profile = stored(p)
 	}
-	next.Rules, next.Wake = ev.marks, ev.wake
+	next.Rules, next.Wake, next.Displaced = ev.marks, ev.wake, ev.displaced
 	if len(ev.tags) > 0 {
 		next.Tags = ev.tags
 	}
 	changes := ev.changes
-	if len(changes) == 0 && len(ev.failures) == 0 && m.Snapshot == nil && sameRules(old.Rules, next.Rules) && old.Wake == next.Wake {
+	if len(changes) == 0 && len(ev.failures) == 0 && m.Snapshot == nil && sameRules(old.Rules, next.Rules) && old.Wake == next.Wake && sameSet(old.Displaced, next.Displaced) {
 		// A tick or visit that changes nothing keeps the state as it is. A
 		// snapshot is always kept: ticks and visits evaluate the latest.
 		return Result{State: s}
@@ -169,6 +169,18 @@ func Visit(s *State, key string, now int64, env *Env) (int64, bool) {
 	return at, true
 }
 
+func sameSet(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // sameOutcomes reports whether two sets of rule outcomes hold the same
 // rules on (a rule with no outcome is off), whatever their versions.
 func sameOutcomes(a, b map[string]schemas.RuleMark) bool {
@@ -198,17 +210,19 @@ func sameRules(a, b map[string]schemas.RuleMark) bool {
 }
 
 type evaluation struct {
-	failures []schemas.RuleFailure
-	tags     map[string]Held
-	marks    map[string]schemas.RuleMark
-	wake     int64
-	changes  []schemas.TagChange
+	failures  []schemas.RuleFailure
+	displaced map[string]bool
+	tags      map[string]Held
+	marks     map[string]schemas.RuleMark
+	wake      int64
+	changes   []schemas.TagChange
 }
 
 // evaluate computes a profile's tags at the instant at, from its snapshot
 // p (status tags, already resolved among themselves) and its rules, and
 // the records that take the held tags there.
-func evaluate(key string, p *schemas.Profile, held map[string]Held, marks map[string]schemas.RuleMark, at int64, env *Env) evaluation {
+func evaluate(key string, p *schemas.Profile, old *State, at int64, env *Env) evaluation {
+	held, marks := old.Tags, old.Rules
 	var ev evaluation
 	status := map[string]Held{}
 	removedBy := map[string]schemas.ProfileTag{}
@@ -312,12 +326,21 @@ func evaluate(key string, p *schemas.Profile, held map[string]Held, marks map[st
 		if st != "" && st != win.Tag {
 			delete(status, st)
 			suppressedBy[st] = winHeld
+			if ev.displaced == nil {
+				ev.displaced = map[string]bool{}
+			}
+			ev.displaced[st] = true
 		}
 	}
 	// The tags now on, each with what holds it: a tag that stays on keeps
 	// its since; its cause follows what holds it now.
 	now := map[string]Held{}
 	for tag, h := range status {
+		if old.Displaced[tag] {
+			// Back after a rule tag of its group displaced it: on from
+			// now (its since is older than the removal recorded).
+			h.Since = at
+		}
 		now[tag] = h
 	}
 	for tag, r := range ruleTag {

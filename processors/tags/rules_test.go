@@ -16,7 +16,11 @@ import (
 
 const day = int64(24 * time.Hour / time.Millisecond)
 
-var testGroups = []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer", "churned"}, Exclusive: true}}
+// "new" is a default tag; the rule tag "newbie" displaces it in "life".
+var testGroups = []schemas.TagGroup{
+	{Name: "stage", Tags: []string{"lead", "customer", "churned"}, Exclusive: true},
+	{Name: "life", Tags: []string{"new", "newbie"}, Exclusive: true},
+}
 
 // ruleVariants are the rules the property test turns on, off and changes.
 var ruleVariants = map[string][]string{

@@ -290,6 +290,11 @@ func (a *API) answer(w http.ResponseWriter, tenant, key, notFound string) {
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})
 	default:
 		if a.cfg.RuleTags != nil {
+			if !a.cfg.RuleTags.Ready() {
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the tag view is still loading; retry shortly"})
+				return
+			}
 			st, err := a.cfg.RuleTags.TagState(p.ID)
 			if err != nil {
 				writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal", Message: err.Error()})

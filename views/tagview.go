@@ -19,6 +19,9 @@ import (
 // the rule tags a profile holds.
 type TagStates interface {
 	TagState(key string) (*schemas.TagTable, error)
+	// Ready reports whether the states have caught up with the table
+	// once.
+	Ready() bool
 }
 
 // TagView is a goka view of the tag stage's table.
@@ -55,6 +58,9 @@ func (v *TagView) Run(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether the view has caught up with the table once.
+func (v *TagView) Ready() bool { return v.v.Recovered() }
+
 // TagState returns the tag stage's state of profile key, nil if none.
 func (v *TagView) TagState(key string) (*schemas.TagTable, error) {
 	val, err := v.v.Get(key)
@@ -89,6 +95,15 @@ func WithRuleTags(p *schemas.Profile, st *schemas.TagTable, cfg schemas.StatusCo
 			}
 		}
 	}
+	// A group with a tag a person set: the tag stage takes its rule tags
+	// off (docs/tags.md, "Exclusive groups"), and the profile's own fold
+	// may be ahead of it.
+	manual := map[string]bool{}
+	for _, t := range p.Tags {
+		if g, ok := group[t.Tag]; ok && t.Source != schemas.TagSourceDefault {
+			manual[g] = true
+		}
+	}
 	for _, tag := range schemas.SortedKeys(st.Tags) {
 		h := st.Tags[tag]
 		id, ok := schemas.RuleOfCause(h.Cause)
@@ -96,6 +111,9 @@ func WithRuleTags(p *schemas.Profile, st *schemas.TagTable, cfg schemas.StatusCo
 			continue
 		}
 		if g, ok := group[tag]; ok {
+			if manual[g] && !present[tag] {
+				continue
+			}
 			ruleGroups[g] = true
 		}
 		if present[tag] {

@@ -1,9 +1,14 @@
 package views
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/rolodex/rolodex/normalize"
+	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -40,5 +45,65 @@ func TestWithRuleTags(t *testing.T) {
 	WithRuleTags(q, nil, cfg)
 	if len(q.Tags) != 1 {
 		t.Fatalf("without a state: %v", q.Tags)
+	}
+}
+
+// A rule tag of a group where a person set a tag is left out: the
+// profile's fold saw the manual tag before the tag stage took the rule tag
+// off.
+func TestWithRuleTagsManualHoldsGroup(t *testing.T) {
+	cfg := schemas.StatusConfig{Groups: []schemas.TagGroup{{Name: "stage", Tags: []string{"lead", "customer"}, Exclusive: true}}}
+	p := &schemas.Profile{ID: "p", Tags: []schemas.ProfileTag{{Tag: "customer", Source: schemas.TagSourceManual, SinceMs: 9}}}
+	st := &schemas.TagTable{Tags: map[string]schemas.HeldTag{"lead": {Cause: schemas.RuleCause("lead", 1), Since: 5}}}
+	WithRuleTags(p, st, cfg)
+	if len(p.Tags) != 1 || p.Tags[0].Tag != "customer" {
+		t.Fatalf("tags %+v, want customer alone", p.Tags)
+	}
+}
+
+type fakeTagStates struct {
+	ready bool
+	m     map[string]*schemas.TagTable
+}
+
+func (f *fakeTagStates) TagState(key string) (*schemas.TagTable, error) { return f.m[key], nil }
+func (f *fakeTagStates) Ready() bool                                    { return f.ready }
+
+// The profile API answers 503 not_ready while the tag view loads (rule
+// tags would be missing), then the profile with its rule tags.
+func TestProfileWithRuleTagsWaitsForTheTagView(t *testing.T) {
+	email := id("email", "ana@example.com")
+	key := schemas.NodeID("t1", email)
+	nodes := &memNodes{ready: true, m: map[string]*schemas.Node{
+		key: {Tenant: "t1", Identifier: email, Own: schemas.Contribution{Node: key, Identifier: email, Version: 1, FirstSeen: 1000, LastSeen: 1000}},
+	}}
+	reg, err := partners.New([]partners.Partner{{Name: "p1", Tenant: "t1", Keys: []string{"key-of-t1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize.New(normalize.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := &fakeTagStates{m: map[string]*schemas.TagTable{key: {Tags: map[string]schemas.HeldTag{"hot": {Cause: schemas.RuleCause("hot", 3), Since: 2000}}}}}
+	api, err := NewAPI(nodes, reg, norm, Config{Publisher: noPublisher{}, RuleTags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	get := func() (int, string) {
+		req := httptest.NewRequest(http.MethodGet, "/v1/profiles/"+key, nil)
+		req.Header.Set("Authorization", "Bearer key-of-t1")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "not_ready") {
+		t.Fatalf("while the tag view loads: %d %s", code, body)
+	}
+	tags.ready = true
+	if code, body := get(); code != http.StatusOK || !strings.Contains(body, `"source": "rule"`) || !strings.Contains(body, `"rule": "hot"`) {
+		t.Fatalf("once loaded: %d %s", code, body)
 	}
 }

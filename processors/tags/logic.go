@@ -160,7 +160,9 @@ func Visit(s *State, key string, now int64, env *Env) (int64, bool) {
 	if s.Wake > 0 && s.Wake <= now {
 		at = s.Wake
 	}
-	r := Apply(s, key, Message{At: at}, env)
+	quiet := *env
+	quiet.Failed = nil // the tick that follows counts a failure, not the visit
+	r := Apply(s, key, Message{At: at}, &quiet)
 	if !r.Write || len(r.Changes) == 0 && r.State.Wake == s.Wake && sameOutcomes(s.Rules, r.State.Rules) {
 		// Nothing a tick would change but the versions of outcomes that
 		// stay as they are: the next message records those.

@@ -51,6 +51,7 @@ type Metrics struct {
 	changes    *prometheus.CounterVec
 	replays    prometheus.Counter
 	ticks      prometheus.Counter
+	tickErrors prometheus.Counter
 	visits     prometheus.Counter
 	ruleErrors *prometheus.CounterVec
 	reloads    prometheus.Counter
@@ -69,6 +70,8 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Snapshots and ticks handled again after a restart (their records are written again)."}),
 		ticks: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_ticks_total",
 			Help: "Wake-ups the scheduler wrote to rolodex.tag.ticks (a profile whose rule tags may change because time passed)."}),
+		tickErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_tick_errors_total",
+			Help: "Ticks Kafka did not take (each is scheduled again): while this grows, rule tags do not follow time."}),
 		visits: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_tags_visits_total",
 			Help: "Profiles evaluated again by a visit: after a rule change, at start and after a rebalance."}),
 		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_tags_rule_errors_total",
@@ -86,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs [10]error
+	var errs [11]error
 	m.snapshots, errs[0] = metrics.Register(reg, m.snapshots)
 	m.changes, errs[1] = metrics.Register(reg, m.changes)
 	m.replays, errs[2] = metrics.Register(reg, m.replays)
@@ -97,6 +100,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.rules, errs[7] = metrics.Register(reg, m.rules)
 	m.scheduled, errs[8] = metrics.Register(reg, m.scheduled)
 	m.evalTime, errs[9] = metrics.Register(reg, m.evalTime)
+	m.tickErrors, errs[10] = metrics.Register(reg, m.tickErrors)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("tags: register metrics: %w", err)
 	}
@@ -168,6 +172,11 @@ type Processor struct {
 	// rebalanced is set by each rebalance: the instance visits its
 	// partitions again to rebuild its scheduler.
 	rebalanced atomic.Bool
+	// skipped holds the rule records left out and why (read by the one
+	// goroutine that reads the rules).
+	skipped map[string]string
+	// tickLogged is when a failed tick was last logged (Unix ns).
+	tickLogged atomic.Int64
 }
 
 // New returns the tag processor; opts come after the Rolodex defaults.
@@ -187,7 +196,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Processor{p: p, tick: cfg.Tick}
+	out := &Processor{p: p, tick: cfg.Tick, skipped: map[string]string{}}
 	if out.tick <= 0 {
 		out.tick = time.Second
 	}
@@ -304,21 +313,30 @@ func (t *Processor) readRules() (bool, error) {
 	defer it.Release()
 	var recs []schemas.TagRule
 	for it.Next() {
+		key := it.Key()
 		v, err := it.Value()
-		if err != nil {
-			return false, fmt.Errorf("tags: read rule %s: %w", it.Key(), err)
+		r, ok := v.(*schemas.TagRule)
+		switch {
+		case err != nil:
+			t.skipRule(key, fmt.Sprintf("not a rule: %v", err))
+			continue
+		case !ok || r == nil:
+			continue // a tombstone: the API never writes one
+		case key != schemas.RuleKey(r.Tenant, r.ID):
+			// As the API's store: a record whose key does not name its
+			// tenant and id could move a rule across tenants.
+			t.skipRule(key, fmt.Sprintf("keyed %q but says tenant %q, rule %q", key, r.Tenant, r.ID))
+			continue
 		}
-		if r, ok := v.(*schemas.TagRule); ok && r != nil {
-			recs = append(recs, *r)
-		}
+		recs = append(recs, *r)
+	}
+	cur := t.p.env.Load()
+	if cur.Rules != nil && cur.Rules.Fingerprint == Fingerprint(recs) {
+		return false, nil
 	}
 	rs, errs := NewRuleSet(recs)
 	for _, err := range errs {
 		t.p.logger.Error("tag rule left out", "err", err)
-	}
-	cur := t.p.env.Load()
-	if cur.Rules != nil && cur.Rules.Fingerprint == rs.Fingerprint {
-		return false, nil
 	}
 	active := 0
 	for _, rs := range rs.active {
@@ -327,6 +345,16 @@ func (t *Processor) readRules() (bool, error) {
 	t.p.metrics.rules.Set(float64(active))
 	t.p.env.Store(&Env{Rules: rs, Groups: cur.Groups, Failed: cur.Failed})
 	return cur.Rules != nil, nil
+}
+
+// skipRule logs, once per key, a record of rolodex.tag.rules the stage
+// leaves out.
+func (t *Processor) skipRule(key, why string) {
+	if t.skipped[key] == why {
+		return
+	}
+	t.skipped[key] = why
+	t.p.logger.Error("tag stage: a record of rolodex.tag.rules left out", "key", key, "why", why)
 }
 
 // loop runs the scheduler and the rule watcher: every tick, it writes a
@@ -408,12 +436,12 @@ func (t *Processor) emitDue(ctx context.Context) {
 			w := w
 			pr, err := t.emitter.Emit(w.Key, &schemas.TagTick{At: w.At})
 			if err != nil {
-				t.p.sched.Set(w.Key, w.At)
+				t.tickFailed(w, err)
 				continue
 			}
 			pr.Then(func(err error) {
 				if err != nil {
-					t.p.sched.Set(w.Key, w.At)
+					t.tickFailed(w, err)
 					return
 				}
 				t.p.metrics.ticks.Inc()
@@ -421,6 +449,17 @@ func (t *Processor) emitDue(ctx context.Context) {
 		}
 	}
 	t.p.metrics.scheduled.Set(float64(t.p.sched.Len()))
+}
+
+// tickFailed schedules a tick Kafka did not take again, counts it, and
+// logs at most one failure a minute.
+func (t *Processor) tickFailed(w schedule.Wake, err error) {
+	t.p.sched.Set(w.Key, w.At)
+	t.p.metrics.tickErrors.Inc()
+	now := time.Now().UnixNano()
+	if last := t.tickLogged.Load(); now-last >= int64(time.Minute) && t.tickLogged.CompareAndSwap(last, now) {
+		t.p.logger.Error("tag stage: a tick was not written to rolodex.tag.ticks; it is scheduled again (rule tags do not follow time while this lasts)", "err", err)
+	}
 }
 
 // origin identifies a delivery: the offset on its topic (a key lives on

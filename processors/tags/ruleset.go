@@ -36,19 +36,12 @@ type RuleSet struct {
 func NewRuleSet(recs []schemas.TagRule) (*RuleSet, []error) {
 	rs := &RuleSet{active: map[string][]*Rule{}, versions: map[string]map[string]int64{}, reads: map[string]map[string]time.Duration{}}
 	var errs []error
-	sort.Slice(recs, func(i, j int) bool {
-		if recs[i].Tenant != recs[j].Tenant {
-			return recs[i].Tenant < recs[j].Tenant
-		}
-		return recs[i].ID < recs[j].ID
-	})
-	var fp strings.Builder
+	rs.Fingerprint = Fingerprint(recs) // sorts recs
 	for _, r := range recs {
 		if rs.versions[r.Tenant] == nil {
 			rs.versions[r.Tenant] = map[string]int64{}
 		}
 		rs.versions[r.Tenant][r.ID] = r.Version
-		fmt.Fprintf(&fp, "%s/%s@%d;", r.Tenant, r.ID, r.Version)
 		if !r.Active() {
 			continue
 		}
@@ -65,8 +58,24 @@ func NewRuleSet(recs []schemas.TagRule) (*RuleSet, []error) {
 			rs.reads[r.Tenant][typ] = max(rs.reads[r.Tenant][typ], need.Window)
 		}
 	}
-	rs.Fingerprint = fp.String()
 	return rs, errs
+}
+
+// Fingerprint identifies a set of rule records by every rule's version
+// (it sorts recs by tenant and id): equal fingerprints, equal rule sets,
+// so a watcher compiles nothing until a version changes.
+func Fingerprint(recs []schemas.TagRule) string {
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].Tenant != recs[j].Tenant {
+			return recs[i].Tenant < recs[j].Tenant
+		}
+		return recs[i].ID < recs[j].ID
+	})
+	var fp strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&fp, "%s/%s@%d;", r.Tenant, r.ID, r.Version)
+	}
+	return fp.String()
 }
 
 // Active returns the tenant's active rules, by id.

@@ -8,20 +8,15 @@ package views
 // message is never read).
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"unicode"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 
-	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -33,52 +28,21 @@ type Messages interface {
 
 // MessageView is a goka view of the lifecycle group's table.
 type MessageView struct {
-	v *goka.View
+	*tableView[schemas.MessageTable]
 }
 
 // NewMessageView opens a view of the lifecycle's table; storageDir keeps
 // its local copy.
 func NewMessageView(brokers []string, storageDir string, opts ...goka.ViewOption) (*MessageView, error) {
-	if err := os.MkdirAll(storageDir, 0o755); err != nil {
-		return nil, fmt.Errorf("views: %w", err)
-	}
-	sc := gokaconfig.Sarama("rolodex-views")
-	base := []goka.ViewOption{
-		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, gokaconfig.TopicManager(1))),
-		goka.WithViewAutoReconnect(),
-		goka.WithViewClientID("rolodex-views-messages"),
-	}
-	v, err := goka.NewView(brokers, goka.GroupTable(schemas.GroupLifecycle), schemas.JSONCodec[schemas.MessageTable]{}, append(base, opts...)...)
+	tv, err := newTableView[schemas.MessageTable](brokers, goka.GroupTable(schemas.GroupLifecycle), storageDir, "rolodex-views-messages", "message view", opts...)
 	if err != nil {
-		return nil, fmt.Errorf("views: message view: %w", err)
+		return nil, err
 	}
-	return &MessageView{v: v}, nil
+	return &MessageView{tv}, nil
 }
-
-// Run keeps the view up to date until ctx is done.
-func (v *MessageView) Run(ctx context.Context) error {
-	if err := v.v.Run(ctx); err != nil {
-		return fmt.Errorf("views: message view: %w", err)
-	}
-	return nil
-}
-
-// Ready reports whether the view has read the table once.
-func (v *MessageView) Ready() bool { return v.v.Recovered() }
 
 // Message returns the lifecycle's state of message key, nil if none.
-func (v *MessageView) Message(key string) (*schemas.MessageTable, error) {
-	val, err := v.v.Get(key)
-	if err != nil {
-		return nil, fmt.Errorf("views: get message %s: %w", key, err)
-	}
-	if val == nil {
-		return nil, nil
-	}
-	return val.(*schemas.MessageTable), nil
-}
+func (v *MessageView) Message(key string) (*schemas.MessageTable, error) { return v.get(key) }
 
 // Message is the answer of GET /v1/messages/{id}.
 type Message struct {

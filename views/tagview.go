@@ -1,17 +1,11 @@
 package views
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 
-	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -26,52 +20,21 @@ type TagStates interface {
 
 // TagView is a goka view of the tag stage's table.
 type TagView struct {
-	v *goka.View
+	*tableView[schemas.TagTable]
 }
 
 // NewTagView opens a view of the tag stage's table; storageDir keeps its
 // local copy.
 func NewTagView(brokers []string, storageDir string, opts ...goka.ViewOption) (*TagView, error) {
-	if err := os.MkdirAll(storageDir, 0o755); err != nil {
-		return nil, fmt.Errorf("views: %w", err)
-	}
-	sc := gokaconfig.Sarama("rolodex-views")
-	base := []goka.ViewOption{
-		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, gokaconfig.TopicManager(1))),
-		goka.WithViewAutoReconnect(),
-		goka.WithViewClientID("rolodex-views-tags"),
-	}
-	v, err := goka.NewView(brokers, goka.GroupTable(schemas.GroupTags), schemas.JSONCodec[schemas.TagTable]{}, append(base, opts...)...)
+	tv, err := newTableView[schemas.TagTable](brokers, goka.GroupTable(schemas.GroupTags), storageDir, "rolodex-views-tags", "tag view", opts...)
 	if err != nil {
-		return nil, fmt.Errorf("views: tag view: %w", err)
+		return nil, err
 	}
-	return &TagView{v: v}, nil
+	return &TagView{tv}, nil
 }
-
-// Run keeps the view up to date until ctx is done.
-func (v *TagView) Run(ctx context.Context) error {
-	if err := v.v.Run(ctx); err != nil {
-		return fmt.Errorf("views: tag view: %w", err)
-	}
-	return nil
-}
-
-// Ready reports whether the view has caught up with the table once.
-func (v *TagView) Ready() bool { return v.v.Recovered() }
 
 // TagState returns the tag stage's state of profile key, nil if none.
-func (v *TagView) TagState(key string) (*schemas.TagTable, error) {
-	val, err := v.v.Get(key)
-	if err != nil {
-		return nil, fmt.Errorf("views: get tags of %s: %w", key, err)
-	}
-	if val == nil {
-		return nil, nil
-	}
-	return val.(*schemas.TagTable), nil
-}
+func (v *TagView) TagState(key string) (*schemas.TagTable, error) { return v.get(key) }
 
 // WithRuleTags adds to p the rule tags its tag state holds (source
 // "rule", the rule id), and takes off a default tag that a rule tag of its

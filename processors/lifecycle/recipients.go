@@ -222,9 +222,8 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 			ss = append(ss, next.Sends[:i]...)
 			ss = append(ss, snd)
 			next.Sends = append(ss, next.Sends[i:]...)
-			if n := len(next.Sends); n > RecipientSendLimit {
-				next.Sends = next.Sends[n-RecipientSendLimit:]
-			}
+			// Trimmed after the verdicts: a send older than the kept
+			// ones is still judged and forwarded, once.
 			newSend, changed = m, true
 		case bounced:
 			if m.Bounce == schemas.BounceHard {
@@ -271,6 +270,9 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 				in.Event = newSend
 			}
 			outs = append(outs, schemas.RecipientOutput{Key: schemas.MessageKey(next.Tenant, x.MessageID), Message: in})
+		}
+		if n := len(next.Sends); n > RecipientSendLimit {
+			next.Sends = next.Sends[n-RecipientSendLimit:]
 		}
 	}
 	if !changed && len(outs) == 0 {

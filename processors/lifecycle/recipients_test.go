@@ -210,3 +210,37 @@ func TestRecipientsConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A send older than the address's RecipientSendLimit newest kept sends is
+// still forwarded with its verdict (judged once, then not kept): here
+// after a hard bounce at 50, so refused.
+func TestOldSendBeyondLimitIsForwarded(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	ins := []schemas.RecipientInput{{Message: msgEv("b0", "m0", bounced, 50, schemas.BounceHard)}}
+	for i := 0; i < RecipientSendLimit; i++ {
+		ins = append(ins, schemas.RecipientInput{Message: msgEv("s"+strconv.Itoa(i), "m"+strconv.Itoa(i), sent, int64(1000+i), "")})
+	}
+	s, _ := feed(t, cfg, ins...)
+	old := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("old", "mold", sent, 100, "")}
+	r := ApplyRecipient(s, old, int64(len(ins)+1), cfg)
+	var fwd *schemas.MessageInput
+	for _, o := range r.Outputs {
+		if o.Message != nil && o.Message.Event != nil && o.Message.Event.ID == "old" {
+			fwd = o.Message
+		}
+	}
+	if fwd == nil || fwd.Verdict == nil || !fwd.Verdict.Invalid || fwd.Verdict.Event != "old" || fwd.Verdict.Version != 1 {
+		t.Fatalf("the old send was not forwarded with its verdict: %+v", r.Outputs)
+	}
+	if n := len(r.State.Sends); n != RecipientSendLimit {
+		t.Fatalf("kept %d sends", n)
+	}
+	for _, x := range r.State.Sends {
+		if x.Event == "old" {
+			t.Fatal("the old send is kept beyond the limit")
+		}
+	}
+	if len(r.Outputs) != 1 {
+		t.Fatalf("the old send re-judged others: %+v", r.Outputs)
+	}
+}

@@ -241,6 +241,9 @@ type RecipientVerdict struct {
 	Event     string `json:"e"`
 	Invalid   bool   `json:"inv,omitempty"`
 	Version   int64  `json:"v"`
+	// Resent: a message.resent (a hard bounce of its own message
+	// refuses it; a message.sent it does not).
+	Resent bool `json:"re,omitempty"`
 }
 
 // MessageInput is the value of a record on TopicMessageEvents: an event,
@@ -349,6 +352,9 @@ type ValidityWrite struct {
 	Source  string `json:"s,omitempty"`
 	Invalid bool   `json:"inv,omitempty"`
 	Reason  string `json:"r,omitempty"`
+	// MessageID: the bounced message of a hard_bounce invalidation; its
+	// own message.sent is not refused by it (docs/lifecycle.md).
+	MessageID string `json:"m,omitempty"`
 }
 
 // After orders validity writes as profile status orders the writes of a
@@ -378,6 +384,9 @@ type RecipientSend struct {
 	Time      int64  `json:"t"`
 	Invalid   bool   `json:"inv,omitempty"`
 	Version   int64  `json:"v"`
+	// Resent: a message.resent (a hard bounce of its own message
+	// refuses it; a message.sent it does not).
+	Resent bool `json:"re,omitempty"`
 }
 
 // StreakEvent is an event that counts in an address's soft-bounce streak:

@@ -144,18 +144,24 @@ func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 // (docs/lifecycle.md): a send is refused when its address had, before the
 // send's time, a hard bounce or the last of DefaultSoftBounceLimit soft
 // bounces in a row (a delivery, open or click of the address breaks the
-// row), counting every distinct event id.
+// row), counting every distinct event id; a hard bounce of the send's own
+// message does not refuse its message.sent (it does its resent).
 func expectedVerdicts(evs []*schemas.Event) map[string]bool {
 	type mark struct {
 		id   string
 		t    int64
 		soft bool
 	}
-	hard := map[string][]int64{}
+	type inval struct {
+		t   int64
+		msg string // a hard bounce's message
+	}
+	hard := map[string][]inval{}
 	rows := map[string][]mark{}
 	type send struct {
-		addr, id string
-		t        int64
+		addr, id, msg string
+		t             int64
+		resent        bool
 	}
 	var sends []send
 	seen := map[string]bool{}
@@ -181,10 +187,10 @@ func expectedVerdicts(evs []*schemas.Event) map[string]bool {
 		}
 		switch m.State {
 		case schemas.MessageSent, schemas.MessageResent:
-			sends = append(sends, send{addr, ev.ID, m.Time})
+			sends = append(sends, send{addr, ev.ID, m.MessageID, m.Time, m.State == schemas.MessageResent})
 		case schemas.MessageBounced:
 			if m.Bounce == "hard" {
-				hard[addr] = append(hard[addr], m.Time)
+				hard[addr] = append(hard[addr], inval{m.Time, m.MessageID})
 			} else {
 				rows[addr] = append(rows[addr], mark{ev.ID, m.Time, true})
 			}
@@ -201,15 +207,15 @@ func expectedVerdicts(evs []*schemas.Event) map[string]bool {
 				continue
 			}
 			if n++; n == DefaultSoftBounceLimit {
-				hard[addr] = append(hard[addr], m.t)
+				hard[addr] = append(hard[addr], inval{t: m.t})
 				n = 0
 			}
 		}
 	}
 	out := map[string]bool{}
 	for _, s := range sends {
-		for _, t := range hard[s.addr] {
-			if t < s.t {
+		for _, h := range hard[s.addr] {
+			if h.t < s.t && (s.resent || h.msg != s.msg) {
 				out[s.id] = true
 			}
 		}

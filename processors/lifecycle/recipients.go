@@ -95,13 +95,18 @@ func softID(bounce string, gen int, withdraw bool) string {
 	return fmt.Sprintf("%s-%04d", DerivedID(bounce, schemas.ReasonSoftBounces), n)
 }
 
-// invalidAt reports whether the address is invalid at time t: its latest
-// validity write before t is an invalidation.
-func invalidAt(ws []schemas.ValidityWrite, t int64) bool {
+// invalidAt reports whether the address is invalid for send x: its
+// latest validity write before x's time is an invalidation. A hard
+// bounce's invalidation of x's own message does not count for a
+// message.sent (provider timestamps in whole seconds put the bounce
+// before the send it bounced); it does for a message.resent.
+func invalidAt(ws []schemas.ValidityWrite, x *schemas.RecipientSend) bool {
 	for i := len(ws) - 1; i >= 0; i-- {
-		if ws[i].Time < t {
-			return ws[i].Invalid
+		w := &ws[i]
+		if w.Time >= x.Time || (!x.Resent && w.Invalid && w.Reason == schemas.ReasonHardBounce && w.MessageID != "" && w.MessageID == x.MessageID) {
+			continue
 		}
+		return w.Invalid
 	}
 	return false
 }
@@ -213,7 +218,7 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 					Verdict: &schemas.RecipientVerdict{MessageID: x.MessageID, Event: x.Event, Invalid: x.Invalid, Version: x.Version}}})
 				break
 			}
-			snd := schemas.RecipientSend{MessageID: m.MessageID, Event: m.ID, Time: m.Time}
+			snd := schemas.RecipientSend{MessageID: m.MessageID, Event: m.ID, Time: m.Time, Resent: m.State == resent}
 			i := sort.Search(len(next.Sends), func(i int) bool {
 				x := next.Sends[i]
 				return x.Time > snd.Time || (x.Time == snd.Time && x.Event >= snd.Event)
@@ -228,7 +233,7 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 		case bounced:
 			if m.Bounce == schemas.BounceHard {
 				id := DerivedID(m.ID, schemas.ReasonHardBounce)
-				if addValidity(schemas.ValidityWrite{ID: id, Time: m.Time, Source: schemas.SourceLifecycle, Invalid: true, Reason: schemas.ReasonHardBounce}) {
+				if addValidity(schemas.ValidityWrite{ID: id, Time: m.Time, Source: schemas.SourceLifecycle, Invalid: true, Reason: schemas.ReasonHardBounce, MessageID: m.MessageID}) {
 					emitEvent(status(schemas.EventIdentifierInvalidated, id, m.Time, m.Partner, m.Identifiers, map[string]string{
 						"type": jsonString(in.Address.Type), "value": jsonString(in.Address.Value),
 						"reason": jsonString(schemas.ReasonHardBounce), schemas.PropMessageID: jsonString(m.MessageID)}))
@@ -259,7 +264,7 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 		next.Sends = ss
 		for i := range next.Sends {
 			x := &next.Sends[i]
-			inv := invalidAt(next.Validity, x.Time)
+			inv := invalidAt(next.Validity, x)
 			if x.Version > 0 && inv == x.Invalid {
 				continue
 			}

@@ -244,3 +244,37 @@ func TestOldSendBeyondLimitIsForwarded(t *testing.T) {
 		t.Fatalf("the old send re-judged others: %+v", r.Outputs)
 	}
 }
+
+// A hard bounce of message m1 timed before m1's own sent (whole-second
+// provider timestamps) does not refuse that sent; it refuses m1's resent
+// and other messages' later sends. The invalidation coming back from
+// rolodex.events (routed, with its message_id) keeps it so.
+func TestOwnHardBounceDoesNotRefuseOwnSend(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	_, outs := feed(t, cfg,
+		schemas.RecipientInput{Message: msgEv("b1", "m1", bounced, 10000, schemas.BounceHard)},
+		schemas.RecipientInput{Message: msgEv("s1", "m1", sent, 10500, "")},
+		schemas.RecipientInput{Message: msgEv("r1", "m1", resent, 11000, "")},
+		schemas.RecipientInput{Message: msgEv("s2", "m2", sent, 10600, "")},
+	)
+	v := verdicts(outs)
+	if v["s1"].Invalid || !v["r1"].Invalid || !v["s2"].Invalid {
+		t.Fatalf("verdicts %+v", v)
+	}
+	evs := events(outs)
+	if len(evs) != 1 {
+		t.Fatalf("events %+v", evs)
+	}
+	// The same invalidation arriving first through the router (its
+	// message_id kept), then the sends: the same verdicts.
+	rt := Route(evs[0], 1)
+	if rt.Recipient == nil || rt.Recipient.Validity == nil || rt.Recipient.Validity.MessageID != "m1" {
+		t.Fatalf("route %+v", rt.Recipient)
+	}
+	_, outs = feed(t, cfg, *rt.Recipient,
+		schemas.RecipientInput{Message: msgEv("s1", "m1", sent, 10500, "")},
+		schemas.RecipientInput{Message: msgEv("r1", "m1", resent, 11000, "")})
+	if v := verdicts(outs); v["s1"].Invalid || !v["r1"].Invalid {
+		t.Fatalf("verdicts after the routed invalidation %+v", v)
+	}
+}

@@ -65,9 +65,12 @@ func Route(ev *schemas.Event, at int64) Routes {
 			return r
 		}
 		r.RecipientKey = schemas.NodeID(ev.Tenant, addr)
-		r.Recipient = &schemas.RecipientInput{Tenant: ev.Tenant, Address: addr, At: at, Validity: &schemas.ValidityWrite{
-			ID: ev.ID, Time: ev.Time.UnixMilli(), Source: ev.Source,
-			Invalid: ev.Type == schemas.EventIdentifierInvalidated, Reason: schemas.StringProperty(ev, "reason")}}
+		w := &schemas.ValidityWrite{ID: ev.ID, Time: ev.Time.UnixMilli(), Source: ev.Source,
+			Invalid: ev.Type == schemas.EventIdentifierInvalidated, Reason: schemas.StringProperty(ev, "reason")}
+		if w.Invalid && w.Reason == schemas.ReasonHardBounce {
+			w.MessageID = schemas.StringProperty(ev, schemas.PropMessageID)
+		}
+		r.Recipient = &schemas.RecipientInput{Tenant: ev.Tenant, Address: addr, At: at, Validity: w}
 		return r
 	}
 	m, err := schemas.MessageEventOf(ev)

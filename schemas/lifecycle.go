@@ -433,10 +433,18 @@ type RecipientTable struct {
 	// Sends and their latest verdicts, sorted by (time, event id).
 	Sends []RecipientSend `json:"sd,omitempty"`
 	// Streak: soft bounces and resets, sorted by (time, id).
-	Streak []StreakEvent      `json:"sk,omitempty"`
-	Soft   []SoftInvalidation `json:"si,omitempty"`
-	By     int64              `json:"by,omitempty"`
-	Outbox []RecipientOutput  `json:"ob,omitempty"`
+	Streak []StreakEvent `json:"sk,omitempty"`
+	// StreakRun: the soft bounces in a row just before the first kept
+	// Streak entry (those the trim dropped count on).
+	StreakRun int `json:"skr,omitempty"`
+	// Floor: the latest validity write the trim dropped (the validity
+	// before the kept ones); RealFloor: the latest such write not made
+	// by soft bounces.
+	Floor     *ValidityWrite     `json:"vf,omitempty"`
+	RealFloor *ValidityWrite     `json:"vrf,omitempty"`
+	Soft      []SoftInvalidation `json:"si,omitempty"`
+	By        int64              `json:"by,omitempty"`
+	Outbox    []RecipientOutput  `json:"ob,omitempty"`
 }
 
 // StringProperty returns the string value of property k of ev (stored as

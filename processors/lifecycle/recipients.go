@@ -96,32 +96,47 @@ func softID(bounce string, gen int, withdraw bool) string {
 }
 
 // invalidAt reports whether the address is invalid for send x: its
-// latest validity write before x's time is an invalidation. A hard
+// latest validity write before x's time is an invalidation. When no kept
+// write is before it: floor (the latest write the trim dropped), if
+// before it, else realFloor (the latest real one dropped), if before it
+// (a best guess for a send older than the floor). A hard
 // bounce's invalidation of x's own message does not count for a
 // message.sent (provider timestamps in whole seconds put the bounce
 // before the send it bounced); it does for a message.resent.
-func invalidAt(ws []schemas.ValidityWrite, x *schemas.RecipientSend) bool {
+func invalidAt(ws []schemas.ValidityWrite, floor, realFloor *schemas.ValidityWrite, x *schemas.RecipientSend) bool {
+	skip := func(w *schemas.ValidityWrite) bool {
+		return w.Time >= x.Time || (!x.Resent && w.Invalid && w.Reason == schemas.ReasonHardBounce && w.MessageID != "" && w.MessageID == x.MessageID)
+	}
 	for i := len(ws) - 1; i >= 0; i-- {
-		w := &ws[i]
-		if w.Time >= x.Time || (!x.Resent && w.Invalid && w.Reason == schemas.ReasonHardBounce && w.MessageID != "" && w.MessageID == x.MessageID) {
-			continue
+		if !skip(&ws[i]) {
+			return ws[i].Invalid
 		}
-		return w.Invalid
+	}
+	for _, f := range []*schemas.ValidityWrite{floor, realFloor} {
+		if f != nil && f.Time < x.Time {
+			return !skip(f) && f.Invalid
+		}
 	}
 	return false
 }
 
+// softWrite reports whether w was written by soft bounces.
+func softWrite(w *schemas.ValidityWrite) bool {
+	return w.Reason == schemas.ReasonSoftBounces || w.Reason == schemas.ReasonSoftBouncesWithdrawn
+}
+
 // realInvalidAt reports whether an invalidation not made by soft bounces
-// holds at time t (its latest such write at or before t).
-func realInvalidAt(ws []schemas.ValidityWrite, t int64) bool {
+// holds at time t (its latest such write at or before t; floor: the
+// latest such write the trim dropped).
+func realInvalidAt(ws []schemas.ValidityWrite, floor *schemas.ValidityWrite, t int64) bool {
 	for i := len(ws) - 1; i >= 0; i-- {
-		w := ws[i]
-		if w.Time > t || w.Reason == schemas.ReasonSoftBounces || w.Reason == schemas.ReasonSoftBouncesWithdrawn {
+		w := &ws[i]
+		if w.Time > t || softWrite(w) {
 			continue
 		}
 		return w.Invalid
 	}
-	return false
+	return floor != nil && floor.Time <= t && floor.Invalid
 }
 
 func jsonString(s string) string {
@@ -167,10 +182,27 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 		vs = append(vs, next.Validity[:i]...)
 		vs = append(vs, w)
 		next.Validity = append(vs, next.Validity[i:]...)
+		changed = true
 		if n := len(next.Validity); n > RecipientValidityLimit {
+			// The dropped writes still count, as the floors: the
+			// validity before the kept writes.
+			for _, d := range next.Validity[:n-RecipientValidityLimit] {
+				if next.Floor == nil || d.After(next.Floor) {
+					next.Floor = &d
+					validity = true
+				}
+				if !softWrite(&d) && (next.RealFloor == nil || d.After(next.RealFloor)) {
+					next.RealFloor = &d
+					validity = true
+				}
+			}
 			next.Validity = next.Validity[n-RecipientValidityLimit:]
+			if i == 0 {
+				// Older than the kept writes: only a floor.
+				return true
+			}
 		}
-		changed, validity = true, true
+		validity = true
 		return true
 	}
 	addStreak := func(e schemas.StreakEvent) {
@@ -183,11 +215,23 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 			x := next.Streak[i]
 			return x.Time > e.Time || (x.Time == e.Time && x.ID >= e.ID)
 		})
+		if i == 0 && len(next.Streak) >= RecipientStreakLimit {
+			// Older than the kept entries: it does not count (the
+			// run before them is StreakRun, final).
+			return
+		}
 		ss := make([]schemas.StreakEvent, 0, len(next.Streak)+1)
 		ss = append(ss, next.Streak[:i]...)
 		ss = append(ss, e)
 		next.Streak = append(ss, next.Streak[i:]...)
 		if n := len(next.Streak); n > RecipientStreakLimit {
+			for _, d := range next.Streak[:n-RecipientStreakLimit] {
+				if d.Soft {
+					next.StreakRun++
+				} else {
+					next.StreakRun = 0
+				}
+			}
 			next.Streak = next.Streak[n-RecipientStreakLimit:]
 		}
 		changed, streak = true, true
@@ -264,7 +308,11 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 		next.Sends = ss
 		for i := range next.Sends {
 			x := &next.Sends[i]
-			inv := invalidAt(next.Validity, x)
+			if x.Version > 0 && next.Floor != nil && x.Time <= next.Floor.Time {
+				// Older than the kept validity writes: judged once.
+				continue
+			}
+			inv := invalidAt(next.Validity, next.Floor, next.RealFloor, x)
 			if x.Version > 0 && inv == x.Invalid {
 				continue
 			}
@@ -308,21 +356,26 @@ func ApplyRecipient(s *Recipient, in schemas.RecipientInput, origin int64, cfg R
 func softInvalidations(next *Recipient, cfg RecipientsConfig, addValidity func(schemas.ValidityWrite) bool,
 	emit func(*schemas.Event), status func(string, string, int64, string, []schemas.Identifier, map[string]string) *schemas.Event) {
 	want := map[string]schemas.StreakEvent{}
-	if cfg.SoftBounceLimit > 0 {
-		n := 0
-		for _, e := range next.Streak {
-			if !e.Soft {
-				n = 0
-				continue
-			}
-			if n++; n == cfg.SoftBounceLimit {
-				want[e.ID] = e
-				n = 0
-			}
+	kept := map[string]bool{}
+	n := next.StreakRun
+	for _, e := range next.Streak {
+		kept[e.ID] = true
+		if !e.Soft {
+			n = 0
+			continue
+		}
+		if n++; cfg.SoftBounceLimit > 0 && n%cfg.SoftBounceLimit == 0 {
+			want[e.ID] = e
 		}
 	}
-	soft := make([]schemas.SoftInvalidation, len(next.Soft))
-	copy(soft, next.Soft)
+	// An invalidation whose bounce left the kept streak is final (no
+	// earlier report counts any more): forgotten.
+	soft := make([]schemas.SoftInvalidation, 0, len(next.Soft))
+	for _, x := range next.Soft {
+		if kept[x.Bounce] {
+			soft = append(soft, x)
+		}
+	}
 	have := map[string]int{}
 	for i, x := range soft {
 		have[x.Bounce] = i
@@ -358,7 +411,7 @@ func softInvalidations(next *Recipient, cfg RecipientsConfig, addValidity func(s
 			continue
 		}
 		x.Active = false
-		if realInvalidAt(next.Validity, x.Time) {
+		if realInvalidAt(next.Validity, next.RealFloor, x.Time) {
 			continue
 		}
 		var src schemas.StreakEvent

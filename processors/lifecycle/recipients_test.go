@@ -278,3 +278,82 @@ func TestOwnHardBounceDoesNotRefuseOwnSend(t *testing.T) {
 		t.Fatalf("verdicts after the routed invalidation %+v", v)
 	}
 }
+
+// 260 soft bounces in a row (limit 3), in order: 86 invalidations (one
+// per completed streak), no withdrawal, at most one write per bounce,
+// though the streak keeps only its latest RecipientStreakLimit entries.
+func TestLongSoftStreakNoChurn(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	var s *Recipient
+	inv := 0
+	for i := 1; i <= 260; i++ {
+		in := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("b"+strconv.Itoa(i), "m"+strconv.Itoa(i), bounced, int64(1000+i), schemas.BounceSoft)}
+		r := ApplyRecipient(s, in, int64(i), cfg)
+		s = r.State
+		evs := events(r.Outputs)
+		if len(evs) > 1 || (len(evs) == 1) != (i%3 == 0) {
+			t.Fatalf("bounce %d wrote %d events: %+v", i, len(evs), evs)
+		}
+		for _, e := range evs {
+			if e.Type != schemas.EventIdentifierInvalidated || e.Time.UnixMilli() != int64(1000+i) {
+				t.Fatalf("bounce %d: %+v", i, e)
+			}
+			inv++
+		}
+	}
+	if inv != 86 {
+		t.Fatalf("%d invalidations, want 86", inv)
+	}
+	if len(s.Streak) > RecipientStreakLimit || len(s.Soft) > RecipientStreakLimit || len(s.Validity) > RecipientValidityLimit {
+		t.Fatalf("kept %d streak, %d soft, %d validity", len(s.Streak), len(s.Soft), len(s.Validity))
+	}
+	// A soft bounce older than the kept streak does not count.
+	old := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("old", "mo", bounced, 1001, schemas.BounceSoft)}
+	if r := ApplyRecipient(s, old, 999, cfg); len(events(r.Outputs)) != 0 {
+		t.Fatalf("an old soft bounce wrote %+v", events(r.Outputs))
+	}
+}
+
+// A hard bounce's invalidation still refuses sends after a thousand soft
+// bounces and deliveries made more validity writes than the address
+// keeps: the send kept from before is not re-judged valid, a late send
+// after the bounce is refused, and a late delivery breaking a streak
+// writes no withdrawal (a real invalidation holds).
+func TestHardBounceOutlivesSoftChurn(t *testing.T) {
+	cfg := DefaultRecipientsConfig()
+	ins := []schemas.RecipientInput{
+		{Message: msgEv("hb", "m0", bounced, 10, schemas.BounceHard)},
+		{Message: msgEv("s-early", "m1", sent, 20, "")},
+	}
+	for i := 0; i < 1000; i++ {
+		st, b := bounced, schemas.BounceSoft
+		if i%4 == 3 {
+			st, b = delivered, ""
+		}
+		ins = append(ins, schemas.RecipientInput{Message: msgEv("x"+strconv.Itoa(i), "mx"+strconv.Itoa(i), st, int64(1000+10*i), b)})
+	}
+	s, outs := feed(t, cfg, ins...)
+	if v := verdicts(outs); !v["s-early"].Invalid {
+		t.Fatalf("the send after the hard bounce was re-judged valid: %+v", v["s-early"])
+	}
+	for _, e := range events(outs) {
+		if e.Type == schemas.EventIdentifierRevalidated {
+			t.Fatalf("a withdrawal while a hard bounce holds: %+v", e)
+		}
+	}
+	late := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("s-late", "m2", sent, 30, "")}
+	r := ApplyRecipient(s, late, int64(len(ins)+1), cfg)
+	if v := verdicts(r.Outputs); !v["s-late"].Invalid || v["s-early"].Version != 0 {
+		t.Fatalf("late send: %+v", r.Outputs)
+	}
+	brk := schemas.RecipientInput{Tenant: "t", Address: addr, Message: msgEv("d-late", "m3", delivered, 1000+10*993+5, "")}
+	r = ApplyRecipient(r.State, brk, int64(len(ins)+2), cfg)
+	for _, e := range events(r.Outputs) {
+		if e.Type == schemas.EventIdentifierRevalidated {
+			t.Fatalf("a withdrawal while a hard bounce holds: %+v", e)
+		}
+	}
+	if v := verdicts(r.Outputs); v["s-early"].Version != 0 || v["s-late"].Version != 0 {
+		t.Fatalf("re-judged: %+v", v)
+	}
+}

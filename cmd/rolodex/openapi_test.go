@@ -277,7 +277,9 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 		{"POST", "/v1/webhooks/crm-lead", ctJSON, `{"lead":{"id":"L-1001","created_at":"2026-11-22T10:00:00Z","contact":{"name":"Ana Souza","email":"Ana@Example.com","phone":"(11) 91234-5678"},"address":{"city":"Campinas","state":"SP"},"product":{"model":"Compass","interest":"test-drive"}}}`, 202, nil},
 		// The email providers' mappings the built-in configuration ships (docs/webhooks.md).
 		{"POST", "/v1/webhooks/sendgrid", ctJSON, `[{"email":"gil@example.com","timestamp":1764151200,"event":"delivered","sg_event_id":"sg-1","sg_message_id":"14c5d75ce93.filter1.0"},{"email":"gil@example.com","timestamp":1764151300,"event":"bounce","type":"blocked","sg_event_id":"sg-2","sg_message_id":"14c5d75ce93.filter1.0"}]`, 202, nil},
-		{"POST", "/v1/webhooks/sendgrid", ctJSON, `[{"email":"gil@example.com","timestamp":"soon","event":"open","sg_event_id":"sg-3","sg_message_id":"14c5d75ce93.filter1.0"}]`, 400, nil},
+		// A batch is accepted in part: the 202 lists the rejected element; a lone bad payload is 400.
+		{"POST", "/v1/webhooks/sendgrid", ctJSON, `[{"email":"gil@example.com","timestamp":1764151400,"event":"open","sg_event_id":"sg-4","sg_message_id":"14c5d75ce93.filter1.0"},{"email":"gil@example.com","timestamp":"soon","event":"open","sg_event_id":"sg-3","sg_message_id":"14c5d75ce93.filter1.0"}]`, 202, nil},
+		{"POST", "/v1/webhooks/sendgrid", ctJSON, `{"email":"gil@example.com","timestamp":"soon","event":"open","sg_event_id":"sg-3","sg_message_id":"14c5d75ce93.filter1.0"}`, 400, nil},
 		{"POST", "/v1/webhooks/mailgun", ctJSON, `{"signature":{"timestamp":"1764151200","token":"t","signature":"s"},"event-data":{"id":"mg-1","timestamp":1764151200.5,"event":"opened","recipient":"gil@example.com","message":{"headers":{"message-id":"20251126.1@mg.example.com"}}}}`, 202, nil},
 		{"POST", "/v1/webhooks/postmark", ctJSON, `{"RecordType":"Delivery","MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"gil@example.com","DeliveredAt":"2025-11-26T10:01:00Z"}`, 202,
 			[]string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("postmark:demo-key"))}},

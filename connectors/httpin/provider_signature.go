@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,8 +65,13 @@ func (s *Signature) compile() (verifier, error) {
 		}, nil
 	case SchemeMailgun:
 		key := []byte(s.Key)
+		used := &usedTokens{}
 		return func(_ http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-			return verifyMailgun(key, body, now, tolerance)
+			token, ts, err := verifyMailgun(key, body, now, tolerance)
+			if err != nil {
+				return err
+			}
+			return used.claim(token, ts.Add(tolerance), now)
 		}, nil
 	}
 	return nil, fmt.Errorf("scheme %q is not sendgrid or mailgun", s.Scheme)
@@ -109,11 +115,46 @@ func verifySendGrid(pub *ecdsa.PublicKey, h http.Header, body []byte) error {
 	return nil
 }
 
-// verifyMailgun checks the signature block of a Mailgun webhook body. It
-// signs a timestamp and a random token, not the event: the timestamp
-// must be within tolerance of now, so an old block cannot vouch for
-// another body for long.
-func verifyMailgun(key, body []byte, now time.Time, tolerance time.Duration) error {
+// usedTokens remembers the Mailgun tokens whose signature verified, each
+// until its signed timestamp leaves the tolerance (after which the
+// timestamp check refuses it anyway): a signature block is good for one
+// request. In memory, per process: with several rolodex processes behind a
+// load balancer a block can still be replayed once to each other process.
+type usedTokens struct {
+	mu        sync.Mutex
+	until     map[string]time.Time
+	nextSweep int
+}
+
+// claim records token as used until expiry, or refuses it if a request
+// already used it.
+func (u *usedTokens) claim(token string, expiry, now time.Time) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.until == nil {
+		u.until = map[string]time.Time{}
+	}
+	if exp, seen := u.until[token]; seen && !now.After(exp) {
+		return errors.New("this Mailgun signature token was already used (a signature block is good for one request)")
+	}
+	if len(u.until) >= u.nextSweep {
+		for t, exp := range u.until {
+			if now.After(exp) {
+				delete(u.until, t)
+			}
+		}
+		u.nextSweep = max(2*len(u.until), 1024)
+	}
+	u.until[token] = expiry
+	return nil
+}
+
+// verifyMailgun checks the signature block of a Mailgun webhook body and
+// returns its token and timestamp. It signs a timestamp and a random
+// token, not the event: the timestamp must be within tolerance of now, so
+// an old block cannot vouch for another body for long (and the caller
+// refuses a token used before).
+func verifyMailgun(key, body []byte, now time.Time, tolerance time.Duration) (string, time.Time, error) {
 	var doc struct {
 		Signature *struct {
 			Timestamp json.RawMessage `json:"timestamp"`
@@ -123,22 +164,22 @@ func verifyMailgun(key, body []byte, now time.Time, tolerance time.Duration) err
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &doc) != nil || doc.Signature == nil {
-		return errors.New("this mapping verifies Mailgun's signature: the body must be a JSON object with a signature object (timestamp, token, signature)")
+		return "", time.Time{}, errors.New("this mapping verifies Mailgun's signature: the body must be a JSON object with a signature object (timestamp, token, signature)")
 	}
 	ts := strings.Trim(string(doc.Signature.Timestamp), `"`)
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || doc.Signature.Token == "" || doc.Signature.Signature == "" {
-		return errors.New("the Mailgun signature needs signature.timestamp (Unix seconds), signature.token and signature.signature")
+		return "", time.Time{}, errors.New("the Mailgun signature needs signature.timestamp (Unix seconds), signature.token and signature.signature")
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("signature.timestamp is outside the %s tolerance", tolerance)
+		return "", time.Time{}, fmt.Errorf("signature.timestamp is outside the %s tolerance", tolerance)
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(ts))
 	mac.Write([]byte(doc.Signature.Token))
 	want := hex.EncodeToString(mac.Sum(nil))
 	if !hmac.Equal([]byte(strings.ToLower(doc.Signature.Signature)), []byte(want)) {
-		return errors.New("the Mailgun signature does not match signature.timestamp and signature.token for the configured signing key")
+		return "", time.Time{}, errors.New("the Mailgun signature does not match signature.timestamp and signature.token for the configured signing key")
 	}
-	return nil
+	return doc.Signature.Token, time.Unix(sec, 0), nil
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,18 +200,39 @@ func TestProviderWebhookValueMaps(t *testing.T) {
 	}
 }
 
-// TestProviderWebhookPartialFailure: one bad element of a SendGrid batch
-// refuses the batch whole (as a batch of events is), nothing is written,
-// and the bad element goes to the dead-letter topic with its index.
+// TestProviderWebhookPartialFailure: the bad elements of a SendGrid batch
+// (one that cannot be mapped, one that maps to an invalid message event)
+// do not cost the good ones: the good ones are written, each bad one goes
+// to the dead-letter topic with its index and reason, and the answer is
+// 202 listing them (a provider cannot fix its payload and would retry a
+// refused batch until it gave up). A body that is not a JSON array of
+// payloads is still refused whole, and so is a lone bad payload.
 func TestProviderWebhookPartialFailure(t *testing.T) {
 	e := newEnv(t, Config{Mappings: shippedMappings(t)})
 	body := `[{"email":"ana@example.com","timestamp":1764151200,"event":"delivered","sg_event_id":"ok-1","sg_message_id":"m1.x"},
 	 {"email":"ana@example.com","timestamp":"yesterday","event":"open","sg_event_id":"bad-1","sg_message_id":"m1.x"},
-	 {"timestamp":1764151200,"event":"open","sg_event_id":"bad-2","sg_message_id":"m1.x"}]`
+	 {"email":"ana@example.com","timestamp":1764151200,"event":"open","sg_event_id":"bad-2","message_id":" m1 "},
+	 {"email":"bia@example.com","timestamp":1764151300,"event":"bounce","type":"bounce","sg_event_id":"ok-2","sg_message_id":"m2.x"}]`
 	r := e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, body)
-	wantStatus(t, r, http.StatusBadRequest, CodeValidation)
-	if n := len(readTopic(t, e.brokers, schemas.TopicEvents)); n != 0 {
-		t.Fatalf("%d events written, want none", n)
+	wantStatus(t, r, http.StatusAccepted, "")
+	if r.body["accepted"] != float64(2) {
+		t.Fatalf("accepted = %v, want 2; body %v", r.body["accepted"], r.body)
+	}
+	rejected, _ := r.body["rejected"].([]any)
+	var answered []string
+	for _, x := range rejected {
+		m := x.(map[string]any)
+		answered = append(answered, fmt.Sprintf("%v:%v:%v", m["index"], m["id"], m["reason"]))
+		if m["message"] == "" {
+			t.Errorf("rejected element without a message: %v", m)
+		}
+	}
+	if got := strings.Join(answered, " "); got != "1:<nil>:mapping_failed 2:bad-2:invalid_message_event" {
+		t.Fatalf("rejected (index:id:reason) = %q; body %v", got, r.body)
+	}
+	evs := readEvents(t, e.brokers)
+	if len(evs) != 2 || evs["ok-1"] == nil || evs["ok-2"] == nil {
+		t.Fatalf("events written: %v, want ok-1 and ok-2", evs)
 	}
 	var rows []string
 	for _, rec := range readTopic(t, e.brokers, schemas.TopicDeadLetter) {
@@ -222,12 +244,51 @@ func TestProviderWebhookPartialFailure(t *testing.T) {
 		if dl.Row == 1 && !strings.Contains(dl.Message, `mapping "sendgrid": time: "yesterday" is not a Unix time`) {
 			t.Errorf("dead letter message %q", dl.Message)
 		}
+		if dl.Row == 2 && !strings.Contains(string(dl.Payload), `"sg_event_id":"bad-2"`) {
+			t.Errorf("dead letter payload %q, want the element as received", dl.Payload)
+		}
 	}
-	if got := strings.Join(rows, " "); got != "1:mapping_failed 2:no_identifiers" && got != "2:no_identifiers 1:mapping_failed" {
+	sort.Strings(rows)
+	if got := strings.Join(rows, " "); got != "1:mapping_failed 2:invalid_message_event" {
 		t.Fatalf("dead letters (row:reason) = %q", got)
 	}
+
+	// Refused whole, nothing written: a lone bad payload, an empty batch,
+	// a body that is not JSON.
+	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `{"timestamp":1764151200,"event":"open","sg_event_id":"bad-3"}`), http.StatusBadRequest, CodeValidation)
 	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[]`), http.StatusBadRequest, CodeBadRequest)
 	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[{"a":1},`), http.StatusBadRequest, CodeBadRequest)
+	// A batch with no good element is answered 202 too: every element is
+	// dead-lettered, and retrying would not change that.
+	r = e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[{"timestamp":1764151200,"event":"open","sg_event_id":"bad-4"}]`)
+	wantStatus(t, r, http.StatusAccepted, "")
+	if r.body["accepted"] != float64(0) || len(r.body["rejected"].([]any)) != 1 {
+		t.Fatalf("all-bad batch answered %v", r.body)
+	}
+	if n := len(readEvents(t, e.brokers)); n != 2 {
+		t.Fatalf("%d events after the refused requests, want 2", n)
+	}
+	// POST /v1/events keeps all or nothing.
+	wantStatus(t, e.post(t, "/v1/events", demoKey, ContentJSON, `[{"id":"ev-ok","type":"t","identifiers":{"user_id":"u"}},{"id":"ev-bad","type":"t"}]`), http.StatusBadRequest, CodeValidation)
+	if n := len(readEvents(t, e.brokers)); n != 2 {
+		t.Fatalf("%d events after a refused /v1/events batch, want 2", n)
+	}
+}
+
+// TestProviderWebhookPartialUnavailable: a webhook batch with bad elements
+// is answered 503 (the provider retries) when Kafka does not acknowledge
+// its events and dead letters, never 202.
+func TestProviderWebhookPartialUnavailable(t *testing.T) {
+	c := newCluster(t)
+	srv := newTestServer(t, c.ListenAddrs(), Config{Mappings: shippedMappings(t), WriteTimeout: 500 * time.Millisecond})
+	c.Close()
+	body := `[{"email":"ana@example.com","timestamp":1764151200,"event":"delivered","sg_event_id":"ok-1","sg_message_id":"m1.x"},
+	 {"timestamp":1764151200,"event":"open","sg_event_id":"bad-1","sg_message_id":"m1.x"}]`
+	r := post(t, srv.URL+"/v1/webhooks/sendgrid", demoKey, ContentJSON, body)
+	wantStatus(t, r, http.StatusServiceUnavailable, CodeUnavailable)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
 }
 
 // The vector of sendgrid/sendgrid-go helpers/eventwebhook/eventwebhook_test.go.
@@ -307,6 +368,11 @@ func TestProviderSignaturesOverHTTP(t *testing.T) {
 	wantStatus(t, e.post(t, "/v1/webhooks/mailgun", demoKey, ContentJSON, mgBody(now, "another-key")), http.StatusForbidden, CodeBadSignature)
 	wantStatus(t, e.post(t, "/v1/webhooks/mailgun", demoKey, ContentJSON, mgBody(now-3600, mgKey)), http.StatusForbidden, CodeBadSignature)
 	wantStatus(t, e.post(t, "/v1/webhooks/mailgun", "", ContentJSON, mgBody(now, mgKey), "Authorization", basic), http.StatusAccepted, "")
+	// The same signature block again (a replay within the tolerance) is
+	// refused, with the event changed or not.
+	replay := mgBody(now, mgKey)
+	wantStatus(t, e.post(t, "/v1/webhooks/mailgun", demoKey, ContentJSON, replay), http.StatusForbidden, CodeBadSignature)
+	wantStatus(t, e.post(t, "/v1/webhooks/mailgun", demoKey, ContentJSON, strings.Replace(replay, "G9Bn5sl1TC6nu79C8C0bwg", "forged-event", 1)), http.StatusForbidden, CodeBadSignature)
 
 	// Postmark signs nothing: Basic auth is its credential.
 	wantStatus(t, e.post(t, "/v1/webhooks/postmark", "", ContentJSON, webhookPayload(t, "postmark-bounce.json"),

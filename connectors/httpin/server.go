@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/jsonscan"
@@ -281,7 +282,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		writeError(w, status, code, err.Error(), reqID)
 		return
 	}
-	s.accept(w, r.Context(), p, statusOK, reqID, items)
+	s.accept(w, r.Context(), p, statusOK, reqID, items, false)
 }
 
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID string) {
@@ -299,8 +300,9 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 	items := []decoded{dec.one(body)}
 	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
 		// A batch of payloads (SendGrid posts an array of events): each
-		// element is mapped alone, and the batch is accepted or refused
-		// whole, as a batch of events is.
+		// element is mapped alone; the valid ones are written and each bad
+		// one dead-lettered (a provider cannot fix its payload, and would
+		// retry a refused batch, valid events and all, until it gives up).
 		var err error
 		if items, err = s.decodeArray(trimmed, false, dec); err != nil {
 			status, code := http.StatusBadRequest, CodeBadRequest
@@ -311,8 +313,10 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 			writeError(w, status, code, err.Error(), reqID)
 			return
 		}
+		s.accept(w, r.Context(), p, statusOK, reqID, items, true)
+		return
 	}
-	s.accept(w, r.Context(), p, statusOK, reqID, items)
+	s.accept(w, r.Context(), p, statusOK, reqID, items, false)
 }
 
 var errTooMany = errors.New("too many events")
@@ -388,18 +392,26 @@ type AcceptResponse struct {
 	Accepted  int          `json:"accepted"`
 	RequestID string       `json:"request_id"`
 	Warnings  []EventError `json:"warnings,omitempty"`
+	// Rejected lists the elements of a webhook batch that were not
+	// written but dead-lettered (partial acceptance: webhook routes only).
+	Rejected []EventError `json:"rejected,omitempty"`
 }
 
 // accept validates every item; if any is invalid nothing is written and the
 // answer lists every bad index; otherwise all events are written and the
 // answer is 202 once Kafka acknowledged them.
 //
+// With partial (a provider's webhook batch) the valid items are written
+// even if some are invalid: each invalid one is dead-lettered, and the 202
+// (once Kafka acknowledged the events and the dead letters; 503 otherwise,
+// so the provider retries) lists them in rejected.
+//
 // An event of a reserved status type (schemas.IsStatusEvent: tags, the
 // blacklist, consent, identifier status) changes what a person set on a
 // profile: it needs a key with profiles:write (statusOK), as the status
 // API does, or the whole request is refused with 403 and nothing is
 // written.
-func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, statusOK bool, reqID string, items []decoded) {
+func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, statusOK bool, reqID string, items []decoded, partial bool) {
 	if !statusOK {
 		for _, it := range items {
 			if it.raw != nil && schemas.IsStatusEvent(it.raw.Type) {
@@ -436,6 +448,10 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
+	if partial && len(bad) > 0 {
+		s.acceptPartial(w, wctx, p, reqID, events, warnings, bad, dls)
+		return
+	}
 	if len(bad) > 0 {
 		if err := s.pub.DeadLetters(wctx, dls); err != nil {
 			s.cfg.Logger.Warn("httpin: dead letters not written", "request_id", reqID, "err", err)
@@ -460,4 +476,46 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 	}
 	s.metrics.Accepted.WithLabelValues(p.Name, "http").Add(float64(len(events)))
 	writeJSON(w, http.StatusAccepted, AcceptResponse{Accepted: len(events), RequestID: reqID, Warnings: warnings})
+}
+
+// acceptPartial writes the valid events of a webhook batch and dead-letters
+// the invalid ones; the answer is 202 only once Kafka acknowledged both
+// (the rejected elements exist nowhere else once the provider saw a 2xx),
+// else 503 and the provider retries the batch (event ids make the valid
+// events' retry safe; the dead letters are written again).
+func (s *Server) acceptPartial(w http.ResponseWriter, ctx context.Context, p *partners.Partner, reqID string, events []*schemas.Event, warnings, bad []EventError, dls []*schemas.DeadLetter) {
+	recs := make([]*kgo.Record, 0, len(events)+len(dls))
+	var err error
+	for _, ev := range events {
+		var r *kgo.Record
+		if r, err = intake.EventRecord(ev); err != nil {
+			break
+		}
+		recs = append(recs, r)
+	}
+	for _, dl := range dls {
+		var r *kgo.Record
+		if err != nil {
+			break
+		}
+		if r, err = intake.DeadLetterRecord(dl); err == nil {
+			recs = append(recs, r)
+		}
+	}
+	if err == nil {
+		err = s.pub.Records(ctx, recs)
+	}
+	if err != nil {
+		s.cfg.Logger.Error("httpin: webhook batch not acknowledged", "request_id", reqID, "partner", p.Name, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable,
+			"Kafka did not acknowledge the batch's events and dead letters in time; nothing is guaranteed written, retry the same request (event ids make retries safe)", reqID)
+		return
+	}
+	for _, dl := range dls {
+		s.metrics.DeadLetter.WithLabelValues("http", dl.Reason).Inc()
+	}
+	s.metrics.Accepted.WithLabelValues(p.Name, "http").Add(float64(len(events)))
+	s.cfg.Logger.Info("httpin: webhook batch partly accepted", "request_id", reqID, "partner", p.Name, "accepted", len(events), "rejected", len(bad))
+	writeJSON(w, http.StatusAccepted, AcceptResponse{Accepted: len(events), RequestID: reqID, Warnings: warnings, Rejected: bad})
 }

@@ -152,3 +152,33 @@ func TestVerifyReferenceVectors(t *testing.T) {
 		}
 	}
 }
+
+// TestMailgunUsedTokens: a token is refused while its signature could
+// still pass the timestamp check, free again after, and expired tokens
+// are swept so the memory holds about one tolerance window of tokens.
+func TestMailgunUsedTokens(t *testing.T) {
+	var u usedTokens
+	t0 := time.Unix(1764151200, 0)
+	if err := u.claim("tok-1", t0.Add(5*time.Minute), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.claim("tok-1", t0.Add(5*time.Minute), t0.Add(4*time.Minute)); err == nil {
+		t.Fatal("a used token within the window was accepted")
+	}
+	if err := u.claim("tok-2", t0.Add(5*time.Minute), t0); err != nil {
+		t.Fatalf("another token refused: %v", err)
+	}
+	later := t0.Add(6 * time.Minute)
+	if err := u.claim("tok-1", later.Add(5*time.Minute), later); err != nil {
+		t.Fatalf("a token past its window refused: %v", err)
+	}
+	for i := 0; i < 3000; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		if err := u.claim(fmt.Sprintf("bulk-%d", i), at.Add(5*time.Minute), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(u.until); n > 2*1024+600 {
+		t.Fatalf("%d tokens held; expired ones are not swept", n)
+	}
+}

@@ -131,7 +131,7 @@ func (tr *traffic) event(pi int) sent {
 	tm := time.Now().UTC().Add(-time.Duration(r.Int64N(int64(72*time.Hour/time.Millisecond))) * time.Millisecond).Truncate(time.Millisecond)
 	s := sent{partner: pi}
 	ev := &schemas.Event{Tenant: partners[pi].tenant, ID: id, Time: tm, Partner: partners[pi].name,
-		Type:   []string{"page.viewed", "form.submitted", "lead.created", "message.opened"}[r.IntN(4)],
+		Type:   []string{"page.viewed", "form.submitted", "lead.created", "email.opened"}[r.IntN(4)],
 		Source: []string{"web", "app", "crm", "whatsapp"}[r.IntN(4)],
 		Traits: map[string]string{"seq": strconv.Itoa(tr.seq), "tier": `"` + []string{"gold", "silver", "bronze"}[r.IntN(3)] + `"`},
 	}

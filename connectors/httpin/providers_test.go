@@ -258,6 +258,9 @@ func TestProviderWebhookPartialFailure(t *testing.T) {
 	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `{"timestamp":1764151200,"event":"open","sg_event_id":"bad-3"}`), http.StatusBadRequest, CodeValidation)
 	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[]`), http.StatusBadRequest, CodeBadRequest)
 	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[{"a":1},`), http.StatusBadRequest, CodeBadRequest)
+	// An element that is not an object is a malformed body, not a bad
+	// event (schemathesis posted [[null, null]]).
+	wantStatus(t, e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[{"timestamp":1764151200,"event":"open","sg_event_id":"ok-5","email":"a@b.co","sg_message_id":"m.1"},[null,null]]`), http.StatusBadRequest, CodeBadRequest)
 	// A batch with no good element is answered 202 too: every element is
 	// dead-lettered, and retrying would not change that.
 	r = e.post(t, "/v1/webhooks/sendgrid", demoKey, ContentJSON, `[{"timestamp":1764151200,"event":"open","sg_event_id":"bad-4"}]`)

@@ -304,7 +304,10 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 		// one dead-lettered (a provider cannot fix its payload, and would
 		// retry a refused batch, valid events and all, until it gives up).
 		var err error
-		if items, err = s.decodeArray(trimmed, false, dec); err != nil {
+		if items, err = s.decodeArray(trimmed, false, dec); err == nil {
+			err = objectsOnly(trimmed)
+		}
+		if err != nil {
 			status, code := http.StatusBadRequest, CodeBadRequest
 			if errors.Is(err, errTooMany) {
 				status, code = http.StatusRequestEntityTooLarge, CodeTooLarge
@@ -320,6 +323,22 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 }
 
 var errTooMany = errors.New("too many events")
+
+// objectsOnly refuses a webhook batch with an element that is not a JSON
+// object: not a provider's event but a malformed body, refused whole (the
+// document says so: a batch is an array of objects).
+func objectsOnly(array []byte) error {
+	elems, err := jsonscan.SplitArray(array)
+	if err != nil {
+		return fmt.Errorf("the body is not a valid JSON array: %v", err)
+	}
+	for i, e := range elems {
+		if e = bytes.TrimSpace(e); len(e) == 0 || e[0] != '{' {
+			return fmt.Errorf("element %d of the batch is not a JSON object: a webhook batch is an array of event objects", i)
+		}
+	}
+	return nil
+}
 
 // decodeJSONEvent decodes one event: json.Unmarshal into a RawEvent, in
 // one pass for a plainly written event (schemas.DecodeRawEventJSON).

@@ -76,6 +76,7 @@ const (
 	SkipCap     = "cap"      // the partner reached its cap for its day
 	SkipHours   = "hours"    // outside the partner's working hours
 	SkipVisited = "visited"  // a fallback back to a rule this decision visited
+	SkipTurn    = "turn"     // eligible, but the strategy chose another
 )
 
 // Causes of a decision.

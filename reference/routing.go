@@ -30,6 +30,8 @@ type Router struct {
 	next  map[string]int     // round robin: rule → next position
 	cur   map[string][]int64 // weighted: rule → current per position
 	pools map[string]string  // rule → the pool its state was made for
+	progs map[string]*rules.Program
+	errs  map[string]error
 }
 
 // RouterMessage is one message of the tenant's sequence: one of Lead,
@@ -47,7 +49,8 @@ type RouterMessage struct {
 func NewRouter(tenant string, partners []schemas.PartnerRouting, retention time.Duration) *Router {
 	r := &Router{Tenant: tenant, Partners: map[string]schemas.PartnerRouting{}, Retention: retention,
 		Leads: map[string]*schemas.LeadState{}, Count: map[string]map[string]int{},
-		next: map[string]int{}, cur: map[string][]int64{}, pools: map[string]string{}}
+		next: map[string]int{}, cur: map[string][]int64{}, pools: map[string]string{},
+		progs: map[string]*rules.Program{}, errs: map[string]error{}}
 	for _, p := range partners {
 		r.Partners[p.Name] = p
 	}
@@ -161,7 +164,12 @@ func (r *Router) route(l *schemas.LeadState, cause string, now int64) {
 	anyMatch := false
 	for i := range list {
 		rule := list[i]
-		prg, err := rules.CompileLead(rule.Condition)
+		prg, cached := r.progs[rule.Condition]
+		err := r.errs[rule.Condition]
+		if !cached {
+			prg, err = rules.CompileLead(rule.Condition)
+			r.progs[rule.Condition], r.errs[rule.Condition] = prg, err
+		}
 		var ok bool
 		if err == nil {
 			ok, err = prg.Eval(in)

@@ -177,9 +177,9 @@ func decode(t testing.TB, b []byte) *State {
 // commits; duplicated deliveries) and compares with the reference router
 // handling each logical message once.
 func TestPropertyAgainstReference(t *testing.T) {
-	seeds, n := 60, 400
+	seeds, n := 20, 400
 	if testing.Short() {
-		seeds, n = 15, 300
+		seeds, n = 10, 250
 	}
 	for seed := 1; seed <= seeds; seed++ {
 		retention := time.Duration(0)

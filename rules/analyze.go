@@ -97,7 +97,11 @@ func (a *analyzer) fail(e ast.Expr, reason, format string, args ...any) {
 	}
 }
 
-func isVariable(name string) bool { return slices.Contains(Variables, name) }
+// isVariable: a variable of the tag-rule environment, or of the lead
+// environment when lead is set.
+func isVariable(name string, lead bool) bool {
+	return slices.Contains(Variables, name) || lead && name == LeadVariable
+}
 
 func (a *analyzer) walk(e ast.Expr, parent ast.Expr) {
 	if a.err != nil {
@@ -109,7 +113,7 @@ func (a *analyzer) walk(e ast.Expr, parent ast.Expr) {
 	switch e.Kind() {
 	case ast.IdentKind:
 		name := e.AsIdent()
-		if isVariable(name) {
+		if isVariable(name, a.p.lead) {
 			a.vars[name] = true
 			if name == "now" {
 				a.nows = append(a.nows, e)
@@ -149,7 +153,7 @@ func (a *analyzer) walk(e ast.Expr, parent ast.Expr) {
 	case ast.ComprehensionKind:
 		comp := e.AsComprehension()
 		for _, v := range []string{comp.IterVar(), comp.IterVar2(), comp.AccuVar()} {
-			if isVariable(v) {
+			if isVariable(v, a.p.lead) {
 				a.fail(e, ReasonType, "the variable %s of a comprehension shadows the environment's %s; use another name", v, v)
 				return
 			}

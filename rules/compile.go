@@ -81,37 +81,66 @@ const (
 var Variables = []string{"traits", "identifiers", "counters", "event_count", "first_seen", "last_seen",
 	"tags", "consent", "blacklisted", "channels", "now"}
 
+// LeadVariable is the variable the lead environment adds (CompileLead):
+// the lead event being routed (docs/routing.md).
+const LeadVariable = "lead"
+
 var (
-	envOnce sync.Once
-	theEnv  *cel.Env
-	envErr  error
+	envOnce     sync.Once
+	theEnv      *cel.Env
+	envErr      error
+	leadEnvOnce sync.Once
+	theLeadEnv  *cel.Env
+	leadEnvErr  error
 )
 
 // env is the tag-rule environment, built once.
 func env() (*cel.Env, error) {
 	envOnce.Do(func() {
-		theEnv, envErr = cel.NewEnv(
-			cel.Variable("traits", cel.MapType(cel.StringType, cel.DynType)),
-			cel.Variable("identifiers", cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
-			cel.Variable("counters", cel.MapType(cel.StringType, cel.IntType)),
-			cel.Variable("event_count", cel.IntType),
-			cel.Variable("first_seen", cel.TimestampType),
-			cel.Variable("last_seen", cel.TimestampType),
-			cel.Variable("tags", cel.ListType(cel.StringType)),
-			cel.Variable("consent", cel.MapType(cel.StringType, cel.StringType)),
-			cel.Variable("blacklisted", cel.BoolType),
-			cel.Variable("channels", cel.ListType(cel.StringType)),
-			cel.Variable("now", cel.TimestampType),
-			// Bound per program (see slot): they read the Input being evaluated.
-			cel.Function("events", cel.Overload(overloadEvents,
-				[]*cel.Type{cel.StringType, cel.DurationType}, cel.IntType, cel.LateFunctionBinding())),
-			cel.Function("last", cel.Overload(overloadLast,
-				[]*cel.Type{cel.StringType}, cel.TimestampType, cel.LateFunctionBinding())),
-			cel.CrossTypeNumericComparisons(true),
-			cel.ParserExpressionSizeLimit(MaxConditionLength),
-		)
+		theEnv, envErr = cel.NewEnv(envOptions()...)
 	})
 	return theEnv, envErr
+}
+
+// leadEnv is the routing environment: the tag-rule environment plus
+// lead, built once.
+func leadEnv() (*cel.Env, error) {
+	leadEnvOnce.Do(func() {
+		theLeadEnv, leadEnvErr = cel.NewEnv(append(envOptions(),
+			cel.Variable(LeadVariable, cel.MapType(cel.StringType, cel.DynType)))...)
+	})
+	return theLeadEnv, leadEnvErr
+}
+
+// envFor is the environment a program was compiled against.
+func envFor(lead bool) (*cel.Env, error) {
+	if lead {
+		return leadEnv()
+	}
+	return env()
+}
+
+func envOptions() []cel.EnvOption {
+	return []cel.EnvOption{
+		cel.Variable("traits", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("identifiers", cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
+		cel.Variable("counters", cel.MapType(cel.StringType, cel.IntType)),
+		cel.Variable("event_count", cel.IntType),
+		cel.Variable("first_seen", cel.TimestampType),
+		cel.Variable("last_seen", cel.TimestampType),
+		cel.Variable("tags", cel.ListType(cel.StringType)),
+		cel.Variable("consent", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("blacklisted", cel.BoolType),
+		cel.Variable("channels", cel.ListType(cel.StringType)),
+		cel.Variable("now", cel.TimestampType),
+		// Bound per program (see slot): they read the Input being evaluated.
+		cel.Function("events", cel.Overload(overloadEvents,
+			[]*cel.Type{cel.StringType, cel.DurationType}, cel.IntType, cel.LateFunctionBinding())),
+		cel.Function("last", cel.Overload(overloadLast,
+			[]*cel.Type{cel.StringType}, cel.TimestampType, cel.LateFunctionBinding())),
+		cel.CrossTypeNumericComparisons(true),
+		cel.ParserExpressionSizeLimit(MaxConditionLength),
+	}
 }
 
 // Need is what a program needs of one event type.
@@ -133,6 +162,7 @@ type Program struct {
 	vars      []string
 	cmps      []timeCmp
 	cost      uint64
+	lead      bool // compiled against the lead environment
 	pool      sync.Pool
 }
 
@@ -152,8 +182,17 @@ func (p *Program) Cost() uint64 { return p.cost }
 
 // Compile parses, type-checks and checks a condition against the
 // tag-rule environment (package doc). A refusal is an *Error.
-func Compile(condition string) (*Program, error) {
-	e, err := env()
+func Compile(condition string) (*Program, error) { return compile(condition, false) }
+
+// CompileLead compiles a routing condition against the lead environment:
+// the tag-rule environment plus the variable lead, a map with type, id
+// (strings), properties, traits (maps of decoded JSON values), identifiers
+// (map of lists of strings) and time (timestamp): Input.Lead, built by
+// FromLead (docs/routing.md). Refusals are those of Compile.
+func CompileLead(condition string) (*Program, error) { return compile(condition, true) }
+
+func compile(condition string, lead bool) (*Program, error) {
+	e, err := envFor(lead)
 	if err != nil {
 		return nil, fmt.Errorf("rules: environment: %w", err)
 	}
@@ -169,7 +208,7 @@ func Compile(condition string) (*Program, error) {
 		return nil, &Error{Pos: Pos{1, 1}, Reason: ReasonResult,
 			Message: fmt.Sprintf("the condition is of type %s; it must be bool", checked.OutputType())}
 	}
-	p := &Program{condition: condition, checked: checked}
+	p := &Program{condition: condition, checked: checked, lead: lead}
 	if err := p.analyze(); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ type slot struct {
 }
 
 func (p *Program) newSlot(opts cel.EvalOption) (*slot, error) {
-	e, err := env()
+	e, err := envFor(p.lead)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (p *Program) reads(st evalState) []Read {
 	var all []found
 	var walk func(e ast.Expr)
 	walk = func(e ast.Expr) {
-		if isRead(e) {
+		if isRead(e, p.lead) {
 			off, _ := nat.SourceInfo().GetOffsetRange(e.ID())
 			all = append(all, found{e, off.Start})
 			// The keys of an index chain may read variables too.
@@ -210,19 +210,19 @@ func (p *Program) reads(st evalState) []Read {
 
 // isRead: a variable, a field or key path rooted in one, or a call of
 // events() or last().
-func isRead(e ast.Expr) bool {
+func isRead(e ast.Expr, lead bool) bool {
 	switch e.Kind() {
 	case ast.IdentKind:
-		return isVariable(e.AsIdent())
+		return isVariable(e.AsIdent(), lead)
 	case ast.SelectKind:
-		return isRead(e.AsSelect().Operand())
+		return isRead(e.AsSelect().Operand(), lead)
 	case ast.CallKind:
 		c := e.AsCall()
 		switch c.FunctionName() {
 		case "events", "last":
 			return !c.IsMemberFunction()
 		case operators.Index:
-			return isRead(c.Args()[0])
+			return isRead(c.Args()[0], lead)
 		}
 	}
 	return false

@@ -41,6 +41,42 @@ type Input struct {
 	// Now is the evaluation instant (FromProfile truncates it to the
 	// millisecond: NextChange's guarantee is on the millisecond grid).
 	Now time.Time
+	// Lead is the variable lead of the lead environment (CompileLead):
+	// type, id, properties, traits, identifiers, time. FromLead sets it;
+	// nil reads as an empty map.
+	Lead map[string]any
+}
+
+// FromLead builds the Input of a routing condition at now: the lead's
+// profile (an empty one if it has none) as FromProfile reads it, with no
+// event times, and the lead variable: type and id (strings), properties
+// and traits (each value's JSON decoded as for traits), identifiers and
+// time (the event time, a timestamp).
+func FromLead(l *schemas.RoutingLead, now time.Time) *Input {
+	p := l.Profile
+	if p == nil {
+		p = &schemas.Profile{}
+	}
+	in := FromProfile(p, nil, now)
+	in.Lead = map[string]any{
+		"type":        l.Type,
+		"id":          l.ID,
+		"properties":  decodeAll(l.Properties),
+		"traits":      decodeAll(l.Traits),
+		"identifiers": nonNil(l.Identifiers),
+		"time":        time.UnixMilli(l.Time).UTC(),
+	}
+	return in
+}
+
+func decodeAll(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, raw := range m {
+		if v, ok := decodeJSON(json.RawMessage(raw)); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // FromProfile builds the Input of a profile at now: times are the kept
@@ -186,6 +222,8 @@ func (a activation) ResolveName(name string) (any, bool) {
 		return types.NewStringList(types.DefaultTypeAdapter, in.Channels), true
 	case "now":
 		return types.Timestamp{Time: in.Now}, true
+	case LeadVariable:
+		return types.NewStringInterfaceMap(types.DefaultTypeAdapter, nonNil(in.Lead)), true
 	}
 	return nil, false
 }

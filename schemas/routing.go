@@ -26,6 +26,10 @@ const (
 	// GroupRouting is the goka group of the routing stage; its table
 	// topic is "rolodex-routing-table" (values: JSON RoutingTable).
 	GroupRouting = "rolodex-routing"
+	// GroupRoutingRouter is the stateless goka group that re-keys
+	// feedback and follow-ups from rolodex.events by tenant onto
+	// TopicRoutingInput.
+	GroupRoutingRouter = "rolodex-routing-router"
 )
 
 // Event types of routing.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -322,13 +321,9 @@ type Processor struct {
 	Routing, Router *goka.Processor
 	p               *processor
 	emitter         *goka.Emitter
-	tick            time.Duration
-	now             func() time.Time
-	// rebalanced is set by each rebalance: the instance visits its
-	// partitions again to rebuild its scheduler.
-	rebalanced atomic.Bool
-	// tickLogged is when a failed tick was last logged (Unix ns).
-	tickLogged atomic.Int64
+	// loop writes the SLA ticks and has the tenants visited after each
+	// rebalance.
+	loop schedule.Loop
 }
 
 // New returns lead routing's processors; opts come after the Rolodex
@@ -363,14 +358,14 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if follow == nil {
 		follow = DefaultFollowTypes
 	}
-	out := &Processor{tick: cfg.Tick, now: cfg.Now}
-	if out.tick <= 0 {
-		out.tick = time.Second
+	out := &Processor{}
+	tick, now := cfg.Tick, cfg.Now
+	if tick <= 0 {
+		tick = time.Second
 	}
-	if out.now == nil {
-		out.now = time.Now
+	if now == nil {
+		now = time.Now
 	}
-	out.rebalanced.Store(true)
 	config := func(name string) *sarama.Config {
 		if cfg.Sarama != nil {
 			c := *cfg.Sarama
@@ -400,7 +395,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	// client id into the config they are given (see processors/tags).
 	emitterSC := *sc
 	if out.Routing, err = build(schemas.GroupRouting, out.p, out.p.graph(), storage.DefaultBuilder(cfg.StorageDir), sc,
-		goka.WithRebalanceCallback(func(goka.Assignment) { out.rebalanced.Store(true) })); err != nil {
+		goka.WithRebalanceCallback(func(goka.Assignment) { out.loop.Rebalanced() })); err != nil {
 		return nil, err
 	}
 	router := &processor{metrics: m, ordered: new(gokaconfig.Ordered), followTypes: follow, logger: logger}
@@ -414,6 +409,15 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing: tick emitter: %w", err)
 	}
+	out.loop = schedule.Loop{
+		Sched: sched, Proc: out.Routing, Visit: visitWake, Tick: tick, Now: now,
+		Emit: func(w schedule.Wake) (*goka.Promise, error) {
+			return out.emitter.Emit(w.Key, &schemas.RoutingTick{Tenant: w.Key, At: w.At})
+		},
+		Ticks: m.ticks, TickErrors: m.tickErrors, Scheduled: m.scheduled,
+		Logger: logger, Name: "routing", Stalled: "SLA re-routes wait",
+	}
+	out.loop.Rebalanced()
 	return out, nil
 }
 
@@ -424,103 +428,8 @@ func (t *Processor) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.Routing.Run(gctx) })
 	g.Go(func() error { return t.Router.Run(gctx) })
-	g.Go(func() error { return t.loop(gctx) })
+	g.Go(func() error { return t.loop.Run(gctx) })
 	return g.Wait()
-}
-
-// loop runs the scheduler: every tick, it writes a tick for each due wake,
-// and when the partitions were reassigned it has every tenant this
-// instance owns visited (their wakes registered again).
-func (t *Processor) loop(ctx context.Context) error {
-	if err := t.Routing.WaitForReadyContext(ctx); err != nil {
-		return nil // stopping
-	}
-	visit := make(chan struct{}, 1)
-	visited := make(chan struct{})
-	go func() {
-		defer close(visited)
-		t.visitor(ctx, visit)
-	}()
-	defer func() { <-visited }()
-	tk := time.NewTicker(t.tick)
-	defer tk.Stop()
-	for {
-		if t.rebalanced.Swap(false) {
-			select {
-			case visit <- struct{}{}:
-			default: // a visit is already due
-			}
-		}
-		t.emitDue(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tk.C:
-		}
-	}
-}
-
-// visitor visits every tenant of the instance's partitions each time
-// visit is signalled, until ctx is done.
-func (t *Processor) visitor(ctx context.Context, visit <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-visit:
-		}
-		// goka calls the rebalance callback before it creates the new
-		// partitions: wait until they run, or the visit would miss them.
-		if err := t.Routing.WaitForReadyContext(ctx); err != nil {
-			return // stopping
-		}
-		if err := t.Routing.VisitAll(ctx, visitWake, nil); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			t.p.logger.Warn("routing: visit interrupted; trying again", "err", err)
-			t.rebalanced.Store(true)
-		}
-	}
-}
-
-// emitDue writes a tick for every due wake. A tick that Kafka does not
-// take is scheduled again.
-func (t *Processor) emitDue(ctx context.Context) {
-	now := t.now().UnixMilli()
-	for ctx.Err() == nil {
-		due := t.p.sched.Pop(now, 1000)
-		if len(due) == 0 {
-			break
-		}
-		for _, w := range due {
-			w := w
-			pr, err := t.emitter.Emit(w.Key, &schemas.RoutingTick{Tenant: w.Key, At: w.At})
-			if err != nil {
-				t.tickFailed(w, err)
-				continue
-			}
-			pr.Then(func(err error) {
-				if err != nil {
-					t.tickFailed(w, err)
-					return
-				}
-				t.p.metrics.ticks.Inc()
-			})
-		}
-	}
-	t.p.metrics.scheduled.Set(float64(t.p.sched.Len()))
-}
-
-// tickFailed schedules a tick Kafka did not take again, counts it, and
-// logs at most one failure a minute.
-func (t *Processor) tickFailed(w schedule.Wake, err error) {
-	t.p.sched.Set(w.Key, w.At)
-	t.p.metrics.tickErrors.Inc()
-	now := time.Now().UnixNano()
-	if last := t.tickLogged.Load(); now-last >= int64(time.Minute) && t.tickLogged.CompareAndSwap(last, now) {
-		t.p.logger.Error("routing: a tick was not written to rolodex.routing.ticks; it is scheduled again (SLA re-routes wait while this lasts)", "err", err)
-	}
 }
 
 // EnsureTopics creates routing's topics with the partition count of

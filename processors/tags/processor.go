@@ -168,15 +168,12 @@ type Processor struct {
 	p       *processor
 	rules   *goka.View
 	emitter *goka.Emitter
-	tick    time.Duration
-	// rebalanced is set by each rebalance: the instance visits its
-	// partitions again to rebuild its scheduler.
-	rebalanced atomic.Bool
+	// loop writes the ticks and has the profiles visited after each
+	// rebalance and rule change.
+	loop schedule.Loop
 	// skipped holds the rule records left out and why (read by the one
 	// goroutine that reads the rules).
 	skipped map[string]string
-	// tickLogged is when a failed tick was last logged (Unix ns).
-	tickLogged atomic.Int64
 }
 
 // New returns the tag processor; opts come after the Rolodex defaults.
@@ -196,11 +193,11 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Processor{p: p, tick: cfg.Tick, skipped: map[string]string{}}
-	if out.tick <= 0 {
-		out.tick = time.Second
+	out := &Processor{p: p, skipped: map[string]string{}}
+	tick := cfg.Tick
+	if tick <= 0 {
+		tick = time.Second
 	}
-	out.rebalanced.Store(true)
 	base := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
 		goka.WithProducerBuilder(ordered.Builder(goka.ProducerBuilderWithConfig(sc))),
@@ -208,7 +205,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, gokaconfig.TopicManager(1))),
 		goka.WithStorageBuilder(storage.DefaultBuilder(cfg.StorageDir)),
 		goka.WithClientID("rolodex-tags"),
-		goka.WithRebalanceCallback(func(goka.Assignment) { out.rebalanced.Store(true) }),
+		goka.WithRebalanceCallback(func(goka.Assignment) { out.loop.Rebalanced() }),
 	}
 	if out.Processor, err = goka.NewProcessor(cfg.Brokers, p.graph(), append(base, opts...)...); err != nil {
 		return nil, fmt.Errorf("tags: %w", err)
@@ -236,6 +233,16 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tags: tick emitter: %w", err)
 	}
+	out.loop = schedule.Loop{
+		Sched: p.sched, Proc: out.Processor, Visit: visitEvaluate, Tick: tick, Now: p.now,
+		Emit: func(w schedule.Wake) (*goka.Promise, error) {
+			return out.emitter.Emit(w.Key, &schemas.TagTick{At: w.At})
+		},
+		Before: out.rulesChanged,
+		Ticks:  p.metrics.ticks, TickErrors: p.metrics.tickErrors, Scheduled: p.metrics.scheduled,
+		Logger: p.logger, Name: "tag stage", Stalled: "rule tags do not follow time",
+	}
+	out.loop.Rebalanced()
 	return out, nil
 }
 
@@ -284,7 +291,7 @@ func (t *Processor) runStage(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.Processor.Run(gctx) })
-	g.Go(func() error { return t.loop(gctx) })
+	g.Go(func() error { return t.loop.Run(gctx) })
 	return g.Wait()
 }
 
@@ -357,109 +364,17 @@ func (t *Processor) skipRule(key, why string) {
 	t.p.logger.Error("tag stage: a record of rolodex.tag.rules left out", "key", key, "why", why)
 }
 
-// loop runs the scheduler and the rule watcher: every tick, it writes a
-// tick for each due wake, and when the rules changed or the partitions
-// were reassigned it has every profile this instance owns visited. Visits
-// run beside it, so that ticks keep coming while an instance with many
-// profiles visits them (about 30 µs each, docs/benchmarks.md).
-func (t *Processor) loop(ctx context.Context) error {
-	if err := t.Processor.WaitForReadyContext(ctx); err != nil {
-		return nil // stopping
+// rulesChanged reads the rules at every tick of the loop; a change asks
+// for a visit of every profile the instance owns (hot reload).
+func (t *Processor) rulesChanged() bool {
+	changed, err := t.readRules()
+	if err != nil {
+		t.p.logger.Error("tag rules not read", "err", err)
 	}
-	visit := make(chan struct{}, 1)
-	visited := make(chan struct{})
-	go func() {
-		defer close(visited)
-		t.visitor(ctx, visit)
-	}()
-	defer func() { <-visited }()
-	tk := time.NewTicker(t.tick)
-	defer tk.Stop()
-	for {
-		changed, err := t.readRules()
-		if err != nil {
-			t.p.logger.Error("tag rules not read", "err", err)
-		}
-		if changed {
-			t.p.metrics.reloads.Inc()
-			t.rebalanced.Store(true)
-		}
-		if t.rebalanced.Swap(false) {
-			select {
-			case visit <- struct{}{}:
-			default: // a visit is already due; it reads the rules then
-			}
-		}
-		t.emitDue(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tk.C:
-		}
+	if changed {
+		t.p.metrics.reloads.Inc()
 	}
-}
-
-// visitor visits every profile of the instance's partitions each time
-// visit is signalled, until ctx is done.
-func (t *Processor) visitor(ctx context.Context, visit <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-visit:
-		}
-		// goka calls the rebalance callback before it creates the new
-		// partitions: wait until they run, or the visit would miss them.
-		if err := t.Processor.WaitForReadyContext(ctx); err != nil {
-			return // stopping
-		}
-		if err := t.Processor.VisitAll(ctx, visitEvaluate, nil); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			t.p.logger.Warn("tag stage: visit interrupted; trying again", "err", err)
-			t.rebalanced.Store(true)
-		}
-	}
-}
-
-// emitDue writes a tick for every due wake. A tick that Kafka does not
-// take is scheduled again.
-func (t *Processor) emitDue(ctx context.Context) {
-	now := t.p.now().UnixMilli()
-	for ctx.Err() == nil {
-		due := t.p.sched.Pop(now, 1000)
-		if len(due) == 0 {
-			break
-		}
-		for _, w := range due {
-			w := w
-			pr, err := t.emitter.Emit(w.Key, &schemas.TagTick{At: w.At})
-			if err != nil {
-				t.tickFailed(w, err)
-				continue
-			}
-			pr.Then(func(err error) {
-				if err != nil {
-					t.tickFailed(w, err)
-					return
-				}
-				t.p.metrics.ticks.Inc()
-			})
-		}
-	}
-	t.p.metrics.scheduled.Set(float64(t.p.sched.Len()))
-}
-
-// tickFailed schedules a tick Kafka did not take again, counts it, and
-// logs at most one failure a minute.
-func (t *Processor) tickFailed(w schedule.Wake, err error) {
-	t.p.sched.Set(w.Key, w.At)
-	t.p.metrics.tickErrors.Inc()
-	now := time.Now().UnixNano()
-	if last := t.tickLogged.Load(); now-last >= int64(time.Minute) && t.tickLogged.CompareAndSwap(last, now) {
-		t.p.logger.Error("tag stage: a tick was not written to rolodex.tag.ticks; it is scheduled again (rule tags do not follow time while this lasts)", "err", err)
-	}
+	return changed
 }
 
 // origin identifies a delivery: the offset on its topic (a key lives on

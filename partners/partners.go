@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/time/rate"
+
+	"github.com/rolodex/rolodex/schemas"
 )
 
 // Partner is one partner and its credentials. A partner belongs to exactly
@@ -33,6 +35,15 @@ type Partner struct {
 	// "whsec_" (ParseSigningSecret); New refuses any other value.
 	SigningSecret string    `yaml:"signing_secret"`
 	RateLimit     RateLimit `yaml:"rate_limit"`
+	// Timezone (IANA; empty: UTC) and WorkingHours ({"mon-fri":
+	// "08:00-18:00"}; none: always open) are lead routing's
+	// (docs/routing.md); cmd/rolodex checks them when it loads the
+	// config.
+	Timezone     string            `yaml:"timezone"`
+	WorkingHours map[string]string `yaml:"working_hours"`
+	// Delivery is how the partner receives the leads routed to it (a
+	// webhook or its Kafka topic); nil: it does not receive leads.
+	Delivery *schemas.PartnerDelivery `yaml:"delivery"`
 
 	limiter    *rate.Limiter
 	signingKey []byte
@@ -65,6 +76,11 @@ func (p *Partner) AllKeys() []Key {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Routing returns the partner's routing configuration.
+func (p *Partner) Routing() schemas.PartnerRouting {
+	return schemas.PartnerRouting{Name: p.Name, Timezone: p.Timezone, WorkingHours: p.WorkingHours}
 }
 
 // Limiter returns the partner's token bucket.

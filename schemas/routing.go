@@ -30,7 +30,22 @@ const (
 	// feedback and follow-ups from rolodex.events by tenant onto
 	// TopicRoutingInput.
 	GroupRoutingRouter = "rolodex-routing-router"
+	// GroupLeadDelivery is the franz-go consumer group of lead delivery
+	// (connectors/webhooks): it reads TopicRoutingOutcomes and writes each
+	// lead.routed and lead.forwarded of a partner with a delivery to the
+	// partner's OutTopic.
+	GroupLeadDelivery = "rolodex-lead-delivery"
+	// GroupWebhookPrefix + partner is the consumer group that sends a
+	// webhook partner's OutTopic to its URL.
+	GroupWebhookPrefix = "rolodex-webhook-"
+	// OutTopicPrefix + partner is a partner's outbound topic: what it
+	// receives, on Kafka (delivery kafka: true) or as the queue of its
+	// webhook.
+	OutTopicPrefix = "rolodex.out."
 )
+
+// OutTopic is the partner's outbound topic.
+func OutTopic(partner string) string { return OutTopicPrefix + partner }
 
 // Event types of routing.
 const (
@@ -90,6 +105,54 @@ const (
 	CauseSLA            = "sla"
 	CauseDeliveryFailed = "delivery_failed"
 )
+
+// Delivery of a lead to its partner (docs/routing.md, "Delivery").
+
+// PartnerDelivery is how a partner receives the leads routed to it (the
+// config file's partners[].delivery): a webhook, or its Kafka topic
+// OutTopic(partner); with a mapping from the lead to the partner CRM's
+// format.
+type PartnerDelivery struct {
+	Webhook *WebhookTarget `yaml:"webhook" json:"webhook,omitempty"`
+	// Kafka: the leads stay on OutTopic(partner) for the partner to read.
+	Kafka bool `yaml:"kafka" json:"kafka,omitempty"`
+	// Mapping maps a target path of the partner's body ("cliente.nome")
+	// to a source: a path of the lead ("traits.name",
+	// "identifiers.email", "properties.model", "lead.id"), a constant
+	// ("=rolodex"), or {from: path, map: {value: value}, default: value}.
+	// Empty: the lead as Rolodex writes it.
+	Mapping map[string]any `yaml:"mapping" json:"mapping,omitempty"`
+}
+
+// WebhookTarget is a partner's CRM endpoint.
+type WebhookTarget struct {
+	URL string `yaml:"url" json:"url"`
+	// Secret signs each request the Standard Webhooks way (base64,
+	// optionally prefixed "whsec_").
+	Secret string `yaml:"secret" json:"-"`
+	// PerMinute is the most requests a minute (0: no limit); leads wait
+	// in the partner's topic, never dropped.
+	PerMinute int `yaml:"per_minute" json:"per_minute,omitempty"`
+	// Timeout of one request (Go duration; default 15s).
+	Timeout string `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// LeadDelivery is the delivery stage's report of one delivery, back to
+// the routing stage (RoutingInput.Delivery): a failed delivery re-routes
+// the lead (cause delivery_failed) when it is still the lead's current
+// attempt with that partner; otherwise it changes nothing.
+type LeadDelivery struct {
+	LeadID  string `json:"lead_id"`
+	Partner string `json:"partner"`
+	Attempt int    `json:"attempt"`
+	OK      bool   `json:"ok"`
+	// Status is the last HTTP status (0: none, or Kafka).
+	Status int `json:"status,omitempty"`
+	// Error says why it failed.
+	Error string `json:"error,omitempty"`
+	// Tries is how many requests were made.
+	Tries int `json:"tries,omitempty"`
+}
 
 // RoutingPoolEntry is one partner of a rule's pool.
 type RoutingPoolEntry struct {
@@ -208,6 +271,7 @@ type RoutingInput struct {
 	Lead     *RoutingLead  `json:"lead,omitempty"`
 	Feedback *LeadFeedback `json:"feedback,omitempty"`
 	FollowUp *LeadFollowUp `json:"follow_up,omitempty"`
+	Delivery *LeadDelivery `json:"delivery,omitempty"`
 }
 
 // RoutingTick is a record of TopicRoutingTicks.
@@ -256,6 +320,9 @@ type LeadState struct {
 	// MaxReroutes is the routing rule's, SLAReroutes how many it had.
 	MaxReroutes int `json:"max_reroutes,omitempty"`
 	SLAReroutes int `json:"sla_reroutes,omitempty"`
+	// DeliveredAt is when the current attempt reached the partner
+	// (lead.distributed; Unix ms), 0: not (yet).
+	DeliveredAt int64 `json:"delivered_at,omitempty"`
 	// ClosedAt is when it was accepted or unrouted (Unix ms).
 	ClosedAt int64             `json:"closed_at,omitempty"`
 	Lead     *RoutingLead      `json:"lead"`
@@ -282,6 +349,9 @@ type LeadOutcome struct {
 	Lead *RoutingLead `json:"lead,omitempty"`
 	// FollowUp is the event forwarded, on lead.forwarded.
 	FollowUp *LeadFollowUp `json:"follow_up,omitempty"`
+	// Delivery is the delivery's report, on lead.distributed and
+	// lead.delivery_failed (written by the delivery stage).
+	Delivery *LeadDelivery `json:"delivery,omitempty"`
 }
 
 // RoutingCursor is a rule's strategy state, kept with the pool it was

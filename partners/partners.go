@@ -80,7 +80,7 @@ func (p *Partner) AllKeys() []Key {
 
 // Routing returns the partner's routing configuration.
 func (p *Partner) Routing() schemas.PartnerRouting {
-	return schemas.PartnerRouting{Name: p.Name, Timezone: p.Timezone, WorkingHours: p.WorkingHours}
+	return schemas.PartnerRouting{Name: p.Name, Tenant: p.Tenant, Timezone: p.Timezone, WorkingHours: p.WorkingHours}
 }
 
 // Limiter returns the partner's token bucket.

@@ -35,12 +35,13 @@ type Router struct {
 }
 
 // RouterMessage is one message of the tenant's sequence: one of Lead,
-// Feedback, FollowUp, Rules, or Tick.
+// Feedback, FollowUp, Delivery, Rules, or Tick.
 type RouterMessage struct {
 	At       int64
 	Lead     *schemas.RoutingLead
 	Feedback *schemas.LeadFeedback
 	FollowUp *schemas.LeadFollowUp
+	Delivery *schemas.LeadDelivery
 	Rules    *schemas.RoutingRules
 	Tick     bool
 }
@@ -103,6 +104,20 @@ func (r *Router) Handle(m RouterMessage) {
 		if l := r.Leads[m.FollowUp.LeadID]; l != nil && l.Partner != "" {
 			r.Outcomes = append(r.Outcomes, schemas.LeadOutcome{Type: schemas.OutcomeForwarded, Tenant: r.Tenant, LeadID: l.ID,
 				Attempt: len(l.History), At: now, Partner: l.Partner, FollowUp: m.FollowUp})
+		}
+	case m.Delivery != nil:
+		// A report about the lead's current attempt with its partner: a
+		// success marks it delivered (unless unrouted since), a failure
+		// re-routes an open lead.
+		l := r.Leads[m.Delivery.LeadID]
+		if l == nil || l.Partner != m.Delivery.Partner || m.Delivery.Attempt != len(l.History) {
+			break
+		}
+		if m.Delivery.OK && l.Status != schemas.LeadUnrouted && l.DeliveredAt == 0 {
+			l.DeliveredAt = now
+		}
+		if !m.Delivery.OK && l.Status == schemas.LeadRouted {
+			r.route(l, schemas.CauseDeliveryFailed, now)
 		}
 	case m.Tick:
 		var ids []string
@@ -232,7 +247,7 @@ func (r *Router) assign(l *schemas.LeadState, d schemas.RoutingDecision, rule *s
 		r.Count[p] = map[string]int{}
 	}
 	r.Count[p][day]++
-	l.Status, l.Partner, l.Reason = schemas.LeadRouted, p, ""
+	l.Status, l.Partner, l.Reason, l.DeliveredAt = schemas.LeadRouted, p, "", 0
 	l.Tried = append(l.Tried, p)
 	l.MaxReroutes, l.Deadline = rule.MaxReroutes, 0
 	if rule.SLA != "" {
@@ -256,6 +271,9 @@ func (r *Router) local(p string, now int64) time.Time {
 
 // why partner p may not take the lead under rule now ("" if it may).
 func (r *Router) why(rule *schemas.RoutingRule, l *schemas.LeadState, p string, now int64, capped bool) string {
+	if t := r.Partners[p].Tenant; t != "" && t != r.Tenant {
+		return schemas.SkipTenant
+	}
 	for _, t := range l.Tried {
 		if t == p {
 			return schemas.SkipTried

@@ -91,6 +91,7 @@ const (
 	SkipNoMatch = "no_match" // the rule's condition is false
 	SkipError   = "error"    // the rule's condition failed at run time
 	SkipConsent = "consent"  // the profile has not granted the rule's purpose
+	SkipTenant  = "tenant"   // the partner belongs to another tenant
 	SkipTried   = "tried"    // the partner already had this lead
 	SkipCap     = "cap"      // the partner reached its cap for its day
 	SkipHours   = "hours"    // outside the partner's working hours
@@ -221,6 +222,9 @@ type RoutingRules struct {
 // partners): its time zone and working hours.
 type PartnerRouting struct {
 	Name string `json:"name"`
+	// Tenant is the partner's tenant: a partner is never chosen for
+	// another tenant's lead (empty: not checked, for tests).
+	Tenant string `json:"tenant,omitempty"`
 	// Timezone is an IANA zone name; empty is UTC.
 	Timezone string `json:"timezone,omitempty"`
 	// WorkingHours maps days ("mon-fri", "sat", "mon,wed") to one

@@ -11,7 +11,8 @@ import (
 
 // partner is a partner's routing configuration, parsed.
 type partner struct {
-	loc *time.Location
+	tenant string
+	loc    *time.Location
 	// hours[weekday] holds the day's windows in minutes of the wall
 	// clock, [start, end); nil hours: always open.
 	hours *[7][][2]int
@@ -21,7 +22,7 @@ var dayNames = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "
 	"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
 
 func parsePartner(c schemas.PartnerRouting) (*partner, error) {
-	p := &partner{loc: time.UTC}
+	p := &partner{tenant: c.Tenant, loc: time.UTC}
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil {

@@ -154,6 +154,8 @@ func Apply(s *State, tenant string, m Message, env *Env) Result {
 		d.feedback(m.Input.Feedback)
 	case m.Input != nil && m.Input.FollowUp != nil:
 		d.followUp(m.Input.FollowUp)
+	case m.Input != nil && m.Input.Delivery != nil:
+		d.delivery(m.Input.Delivery)
 	}
 	d.prune()
 	s.Wake = 0
@@ -241,6 +243,26 @@ func (d *decider) followUp(f *schemas.LeadFollowUp) {
 		return
 	}
 	d.emit(schemas.LeadOutcome{Type: schemas.OutcomeForwarded, LeadID: st.ID, Attempt: len(st.History), Partner: st.Partner, FollowUp: f})
+}
+
+// delivery handles the delivery stage's report on attempt r.Attempt of a
+// lead: a success marks it delivered; a failure re-routes it (cause
+// delivery_failed, the partners tried excluded). A report about an
+// attempt that is no longer the lead's current one, or about a closed
+// lead (a failure) changes nothing.
+func (d *decider) delivery(r *schemas.LeadDelivery) {
+	st := d.s.Leads[r.LeadID]
+	if st == nil || st.Partner != r.Partner || r.Attempt != len(st.History) {
+		return
+	}
+	switch {
+	case r.OK && st.Status != schemas.LeadUnrouted:
+		if st.DeliveredAt == 0 {
+			st.DeliveredAt = d.now
+		}
+	case !r.OK && st.Open():
+		d.decide(st, schemas.CauseDeliveryFailed)
+	}
 }
 
 // tick handles every open lead whose SLA deadline passed, earliest first.
@@ -383,7 +405,7 @@ func (d *decider) routed(l *schemas.LeadState, dec schemas.RoutingDecision, r *s
 		d.s.Counters[p] = map[string]int{}
 	}
 	d.s.Counters[p][day]++
-	l.Status, l.Partner, l.Reason = schemas.LeadRouted, p, ""
+	l.Status, l.Partner, l.Reason, l.DeliveredAt = schemas.LeadRouted, p, "", 0
 	l.Tried = append(l.Tried, p)
 	l.Deadline, l.MaxReroutes = 0, r.MaxReroutes
 	if sla, err := r.SLADuration(); err == nil && sla > 0 {
@@ -396,10 +418,13 @@ func (d *decider) routed(l *schemas.LeadState, dec schemas.RoutingDecision, r *s
 // ineligible says why partner p may not take lead l under rule r now ("":
 // it may); capped: the rule's cap applies.
 func (d *decider) ineligible(r *schemas.RoutingRule, l *schemas.LeadState, p string, capped bool) string {
+	pc := d.env.partner(p)
+	if pc.tenant != "" && pc.tenant != d.s.Tenant {
+		return schemas.SkipTenant
+	}
 	if slices.Contains(l.Tried, p) {
 		return schemas.SkipTried
 	}
-	pc := d.env.partner(p)
 	if capped {
 		if limit, ok := r.CapPerDay[p]; ok && d.s.Counters[p][pc.day(d.now)] >= limit {
 			return schemas.SkipCap

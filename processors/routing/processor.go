@@ -61,6 +61,7 @@ type Metrics struct {
 	leads      *prometheus.CounterVec
 	feedback   *prometheus.CounterVec
 	followUps  *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
 	ruleErrors *prometheus.CounterVec
 	skipped    *prometheus.CounterVec
 	rekeyed    *prometheus.CounterVec
@@ -91,6 +92,9 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Events of rolodex.events the re-key step wrote to rolodex.routing.input, by kind (feedback, follow_up)."}, []string{"kind"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_routing_replayed_total",
 			Help: "Routing messages handled again after a restart (their outcomes written again from the outbox)."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_routing_deliveries_total",
+			Help: "Delivery reports read, by result: delivered, rerouted (a failed delivery of the current attempt), ignored (stale, or about a closed lead)."},
+			[]string{"result"}),
 		ticks: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_routing_ticks_total",
 			Help: "Wake-ups the scheduler wrote to rolodex.routing.ticks (a tenant with an SLA deadline due)."}),
 		tickErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_routing_tick_errors_total",
@@ -106,7 +110,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs [13]error
+	var errs [14]error
 	m.decisions, errs[0] = metrics.Register(reg, m.decisions)
 	m.leads, errs[1] = metrics.Register(reg, m.leads)
 	m.feedback, errs[2] = metrics.Register(reg, m.feedback)
@@ -120,6 +124,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.visits, errs[10] = metrics.Register(reg, m.visits)
 	m.scheduled, errs[11] = metrics.Register(reg, m.scheduled)
 	m.decideTime, errs[12] = metrics.Register(reg, m.decideTime)
+	m.deliveries, errs[13] = metrics.Register(reg, m.deliveries)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("routing: register metrics: %w", err)
 	}
@@ -271,6 +276,15 @@ func (p *processor) count(tenant string, m Message, r Result) {
 			p.metrics.feedback.WithLabelValues("rejected").Inc()
 		default:
 			p.metrics.feedback.WithLabelValues("ignored").Inc()
+		}
+	case m.Input != nil && m.Input.Delivery != nil:
+		switch {
+		case m.Input.Delivery.OK:
+			p.metrics.deliveries.WithLabelValues("delivered").Inc()
+		case len(r.Outcomes) > 0:
+			p.metrics.deliveries.WithLabelValues("rerouted").Inc()
+		default:
+			p.metrics.deliveries.WithLabelValues("ignored").Inc()
 		}
 	case m.Input != nil && m.Input.FollowUp != nil:
 		p.metrics.followUps.WithLabelValues(map[bool]string{true: "forwarded", false: "dropped"}[has(schemas.OutcomeForwarded)]).Inc()

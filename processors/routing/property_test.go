@@ -17,6 +17,8 @@ var propPartners = []schemas.PartnerRouting{
 	{Name: "p3", Timezone: "Europe/Lisbon", WorkingHours: map[string]string{"mon-sun": "07:00-22:00"}},
 	{Name: "p4", Timezone: "Asia/Tokyo"},
 	{Name: "p5", Timezone: "America/Sao_Paulo"},
+	{Name: "p6", Tenant: "another"}, // never chosen for this tenant's leads
+	{Name: "p7", Tenant: tenant},
 }
 
 var propConditions = []string{
@@ -129,6 +131,14 @@ func genSequence(rnd *rand.Rand, n int) []propMsg {
 				f.Partner = "" // filled with the holder when the sequence is replayed (below)
 			}
 			add(reference.RouterMessage{At: at, Feedback: f}, Message{At: at, Input: &schemas.RoutingInput{Tenant: tenant, Feedback: f}})
+		case k < 77 && len(ids) > 0:
+			// A delivery report: usually about the holder's current attempt
+			// (filled in below), sometimes a stale or another partner's.
+			dl := &schemas.LeadDelivery{LeadID: ids[rnd.Intn(len(ids))], OK: rnd.Intn(2) == 0, Attempt: -1}
+			if rnd.Intn(4) == 0 {
+				dl.Partner, dl.Attempt = propPartners[rnd.Intn(len(propPartners))].Name, 1+rnd.Intn(3)
+			}
+			add(reference.RouterMessage{At: at, Delivery: dl}, Message{At: at, Input: &schemas.RoutingInput{Tenant: tenant, Delivery: dl}})
 		case k < 80 && len(ids) > 0:
 			f := &schemas.LeadFollowUp{LeadID: ids[rnd.Intn(len(ids))], EventID: fmt.Sprint("f", len(out)), Type: "opportunity.updated"}
 			add(reference.RouterMessage{At: at, FollowUp: f}, Message{At: at, Input: &schemas.RoutingInput{Tenant: tenant, FollowUp: f}})
@@ -209,6 +219,12 @@ func checkSequence(t *testing.T, seed int64, n int, retention time.Duration) {
 		if f := m.ref.Feedback; f != nil && f.Partner == "" {
 			if l := ref.Leads[f.LeadID]; l != nil {
 				f.Partner = l.Partner
+			}
+		}
+		if dl := m.ref.Delivery; dl != nil && dl.Attempt < 0 {
+			dl.Attempt = 1
+			if l := ref.Leads[dl.LeadID]; l != nil {
+				dl.Partner, dl.Attempt = l.Partner, len(l.History)
 			}
 		}
 		ref.Handle(m.ref)

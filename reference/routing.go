@@ -93,6 +93,7 @@ func (r *Router) Handle(m RouterMessage) {
 			if m.Feedback.Accepted {
 				o.Type = schemas.OutcomeAccepted
 				l.Status, l.Deadline, l.ClosedAt = schemas.LeadAccepted, 0, now
+				l.Lead = l.Lead.Closed() // a closed lead keeps its profile's id only
 				r.Outcomes = append(r.Outcomes, o)
 			} else {
 				o.Type = schemas.OutcomeRejected
@@ -152,6 +153,7 @@ func (r *Router) Handle(m RouterMessage) {
 func (r *Router) fail(l *schemas.LeadState, d schemas.RoutingDecision, now int64) {
 	l.History = append(l.History, d)
 	l.Status, l.Reason, l.Partner, l.Deadline, l.ClosedAt = schemas.LeadUnrouted, d.Unrouted, "", 0, now
+	l.Lead = l.Lead.Closed()
 	r.Outcomes = append(r.Outcomes, schemas.LeadOutcome{Type: schemas.OutcomeUnrouted, Tenant: r.Tenant, LeadID: l.ID,
 		Attempt: d.Attempt, At: now, Cause: d.Cause, Reason: d.Unrouted})
 }

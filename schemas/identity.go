@@ -385,6 +385,9 @@ type Message struct {
 	// the settling answer's origin and the message's id in it.
 	Of  int64 `json:"of,omitempty"`
 	Seq int   `json:"sq,omitempty"`
+	// Leads ride an update to the root, which writes each with its
+	// profile to rolodex.routing.input (docs/routing.md).
+	Leads []RoutingLead `json:"ld,omitempty"`
 }
 
 // Message kinds.

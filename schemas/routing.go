@@ -251,6 +251,40 @@ type RoutingLead struct {
 	Profile *Profile `json:"profile,omitempty"`
 }
 
+// PropLeadID is the property naming a lead: a lead event's own id (a
+// CRM's lead id, so that the same lead sent twice is one lead), and the
+// lead that feedback and follow-ups are about.
+const PropLeadID = "lead_id"
+
+// LeadOf is the lead an event of a lead type makes, without its profile:
+// its id is properties.lead_id when the event has one, else the event id.
+func LeadOf(ev *Event) *RoutingLead {
+	l := &RoutingLead{ID: StringProperty(ev, PropLeadID), EventID: ev.ID, Type: ev.Type, Time: ev.Time.UnixMilli(),
+		Properties: ev.Properties, Traits: ev.Traits}
+	if l.ID == "" {
+		l.ID = ev.ID
+	}
+	if len(ev.Identifiers) > 0 {
+		l.Identifiers = map[string][]string{}
+		for _, id := range ev.Identifiers {
+			l.Identifiers[id.Type] = append(l.Identifiers[id.Type], id.Value)
+		}
+	}
+	return l
+}
+
+// Closed is the lead as a closed lead keeps it: its profile reduced to
+// its id (a closed lead is never decided again, and the tenant's state
+// keeps closed leads for the retention).
+func (l *RoutingLead) Closed() *RoutingLead {
+	if l == nil || l.Profile == nil {
+		return l
+	}
+	c := *l
+	c.Profile = &Profile{ID: l.Profile.ID, Tenant: l.Profile.Tenant}
+	return &c
+}
+
 // LeadFeedback is a partner's answer about a lead it holds.
 type LeadFeedback struct {
 	LeadID string `json:"lead_id"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/rolodex/rolodex/schemas"
@@ -22,6 +23,10 @@ type Config struct {
 	// Status is the tag configuration profiles are folded with (default
 	// tags, tag groups; docs/profile-status.md).
 	Status schemas.StatusConfig
+	// LeadTypes are the event types that are leads (routing.lead_types):
+	// the root of the profile an event of one of them lands on writes the
+	// lead with its profile to rolodex.routing.input. None: no leads.
+	LeadTypes []string
 }
 
 func (c *Config) setDefaults() {
@@ -77,6 +82,8 @@ type effects struct {
 	mergedAway bool // the node stopped being a root (or a replay of that)
 	snapshot   bool // emit the root's profile to rolodex.profiles
 	proposed   bool // this message made a proposal
+	// leads to write with the root's profile (the node is a root).
+	leads []schemas.RoutingLead
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -163,8 +170,24 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 	// message that folded the latest one: a crash may have lost the send.
 	// A repeat of an older event sends nothing; the message that folded
 	// the latest event sent (or, replayed, will send) all of Own.
-	if !n.IsRoot() && n.AppliedBy == origin {
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}}})
+	// A lead goes out from the root of its profile every time its event
+	// is handled, a duplicate too: a crash may have lost the first record,
+	// and a later event may have folded since (so the replay sends no
+	// update). The routing stage dedupes by lead id.
+	var leads []schemas.RoutingLead
+	if slices.Contains(e.cfg.LeadTypes, ev.Type) {
+		leads = []schemas.RoutingLead{*schemas.LeadOf(ev)}
+	}
+	switch {
+	case !n.IsRoot() && n.AppliedBy == origin:
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads}})
+	case !n.IsRoot() && leads != nil:
+		// With this node's contribution again (versioned, so a repeat
+		// changes nothing), so that the root's profile has the lead
+		// folded in even when the update that first carried it was lost.
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads}})
+	case n.IsRoot():
+		fx.leads = leads
 	}
 	// A link goes out once per peer, and again only by a replay of the
 	// message that sent it.
@@ -226,9 +249,12 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 	case schemas.KindUpdate:
 		if !n.IsRoot() {
 			fx.sends = append(fx.sends, send{n.Parent, m})
-		} else if n.Join(m.Contribs) {
+			break
+		}
+		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
+		fx.leads = m.Leads
 	}
 	finish(n, origin, &fx)
 	return n, fx

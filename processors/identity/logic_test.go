@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
@@ -41,6 +42,7 @@ type sim struct {
 		merges   []schemas.Merge
 		refusals []schemas.Refusal
 		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles
+		leads    []schemas.RoutingLead       // the records on rolodex.routing.input
 	}
 }
 
@@ -281,6 +283,13 @@ func (s *sim) output(key string, n *schemas.Node, fx effects) {
 	if s.out.profiles == nil {
 		s.out.profiles = map[string]*schemas.Profile{}
 	}
+	for _, l := range fx.leads {
+		if !n.IsRoot() {
+			panic("a lead written by " + key + ", not a root")
+		}
+		l.Profile = s.fold(key, n)
+		s.out.leads = append(s.out.leads, l)
+	}
 	switch {
 	case fx.mergedAway:
 		s.out.profiles[key] = &schemas.Profile{ID: key, Tenant: n.Tenant, MergedInto: n.Parent}
@@ -312,6 +321,48 @@ func (s *sim) checkOutputs(t *testing.T) {
 		}
 		if string(got) != string(want) {
 			t.Fatalf("latest rolodex.profiles record of %s:\n got %s\nwant %s", k, got, want)
+		}
+	}
+}
+
+// checkLeads checks the lead records (docs/routing.md, "How the router
+// gets the profile"): every lead event is written at least once, crashes
+// and replays included, and each record's profile is a root's profile of
+// the lead's own person with the lead folded in.
+func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
+	t.Helper()
+	got := map[string][]schemas.RoutingLead{}
+	for _, l := range s.out.leads {
+		got[l.EventID] = append(got[l.EventID], l)
+	}
+	leads := 0
+	for _, ev := range events {
+		if ev.Type != schemas.DefaultLeadType {
+			continue
+		}
+		leads++
+		ls := got[ev.ID]
+		if len(ls) == 0 {
+			t.Fatalf("lead event %s was never written to rolodex.routing.input", ev.ID)
+		}
+		for _, l := range ls {
+			if l.ID != ev.ID || l.Type != ev.Type || l.Time != ev.Time.UnixMilli() || l.Profile == nil {
+				t.Fatalf("lead record %+v does not match its event %s", l, ev.ID)
+			}
+			if s.root(t, l.Profile.ID) != s.root(t, ev.Key()) {
+				t.Fatalf("lead %s went out with profile %s, which is not its person's", ev.ID, l.Profile.ID)
+			}
+			if l.Profile.Counters[ev.Type] < 1 {
+				t.Fatalf("lead %s went out with a profile that has not folded it: %v", ev.ID, l.Profile.Counters)
+			}
+		}
+	}
+	if leads == 0 {
+		t.Fatal("no lead events: the check does not run")
+	}
+	for id := range got {
+		if !slices.ContainsFunc(events, func(e *schemas.Event) bool { return e.ID == id && e.Type == schemas.DefaultLeadType }) {
+			t.Fatalf("lead record for event %s, which is not a lead", id)
 		}
 	}
 }
@@ -409,12 +460,13 @@ func TestProtocolMatchesReference(t *testing.T) {
 				events = addBusy(rng, events)
 			}
 			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
-			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}, seed)
+			s := newSim(t, Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig, LeadTypes: []string{schemas.DefaultLeadType}}, seed)
 			s.dup = rng.Intn(20)
 			s.crash = rng.Intn(50)
 			s.feed(t, ref, events)
 			compare(t, s.profiles(t), ref.Profiles())
 			s.checkOutputs(t)
+			s.checkLeads(t, events)
 			statusCoverage(ref, events, cov)
 			want := ref.Profiles()
 			// The latest snapshot of every profile carries the event times

@@ -79,6 +79,7 @@ type Metrics struct {
 	refusals *prometheus.CounterVec
 	latency  prometheus.Histogram
 	profiles prometheus.Counter
+	leads    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -95,17 +96,20 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Time from ingest (received_at) to the event being folded into its node.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 		profiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_profile_updates_total",
 			Help: "Profile snapshots written to rolodex.profiles."}),
+		leads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_leads_total",
+			Help: "Leads written with their profile to rolodex.routing.input (a replay writes one again; routing dedupes by lead id)."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [6]error
+	var errs [7]error
 	m.events, errs[0] = metrics.Register(reg, m.events)
 	m.messages, errs[1] = metrics.Register(reg, m.messages)
 	m.merges, errs[2] = metrics.Register(reg, m.merges)
 	m.refusals, errs[3] = metrics.Register(reg, m.refusals)
 	m.latency, errs[4] = metrics.Register(reg, m.latency)
 	m.profiles, errs[5] = metrics.Register(reg, m.profiles)
+	m.leads, errs[6] = metrics.Register(reg, m.leads)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("identity: register metrics: %w", err)
 	}
@@ -137,6 +141,7 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 		goka.Output(schemas.TopicMerges, schemas.JSONCodec[schemas.Merge]{}),
 		goka.Output(schemas.TopicAudit, schemas.JSONCodec[schemas.Refusal]{}),
 		goka.Output(schemas.TopicProfiles, schemas.JSONCodec[schemas.Profile]{}),
+		goka.Output(schemas.TopicRoutingInput, schemas.JSONCodec[schemas.RoutingInput]{}),
 		goka.Persist(schemas.JSONCodec[schemas.Node]{}),
 	), nil
 }
@@ -315,7 +320,7 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 // never sees a write that did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
-	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile {
+	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 {
 		p.commitInOrder(ctx)
 		return
 	}
@@ -334,6 +339,17 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	for i := range fx.refusals {
 		ctx.Emit(schemas.TopicAudit, fx.refusals[i].From, &fx.refusals[i])
 		p.metrics.refusals.WithLabelValues(fx.refusals[i].Type).Inc()
+	}
+	if len(fx.leads) > 0 {
+		// The profile with the lead folded in (or about to be: an update
+		// still in flight to a root whose proposal is pending).
+		prof := p.engine.snapshot(ctx.Key(), n)
+		for i := range fx.leads {
+			l := fx.leads[i]
+			l.Profile = prof
+			ctx.Emit(schemas.TopicRoutingInput, n.Tenant, &schemas.RoutingInput{Tenant: n.Tenant, Lead: &l})
+			p.metrics.leads.Inc()
+		}
 	}
 	switch {
 	case !p.emitProfiles:

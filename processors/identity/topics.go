@@ -49,6 +49,9 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: schemas.TopicMerges, Partitions: partitions},
 		{Name: schemas.TopicAudit, Partitions: partitions},
 		{Name: schemas.TopicProfiles, Partitions: partitions, Configs: compact},
+		// Lead routing's input (keyed by tenant), written by the roots that
+		// fold a lead; the routing stage creates it too.
+		{Name: schemas.TopicRoutingInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
 	}
 }
 

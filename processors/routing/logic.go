@@ -230,6 +230,7 @@ func (d *decider) feedback(f *schemas.LeadFeedback) {
 	attempt := len(st.History)
 	if f.Accepted {
 		st.Status, st.Deadline, st.ClosedAt = schemas.LeadAccepted, 0, d.now
+		st.Lead = st.Lead.Closed()
 		d.emit(schemas.LeadOutcome{Type: schemas.OutcomeAccepted, LeadID: st.ID, Attempt: attempt, Partner: f.Partner, Reason: f.Reason})
 		return
 	}
@@ -318,6 +319,7 @@ func (d *decider) prune() {
 func (d *decider) unrouted(l *schemas.LeadState, dec schemas.RoutingDecision) {
 	l.History = append(l.History, dec)
 	l.Status, l.Reason, l.Partner, l.Deadline, l.ClosedAt = schemas.LeadUnrouted, dec.Unrouted, "", 0, d.now
+	l.Lead = l.Lead.Closed()
 	d.emit(schemas.LeadOutcome{Type: schemas.OutcomeUnrouted, LeadID: l.ID, Attempt: dec.Attempt, Cause: dec.Cause, Reason: dec.Unrouted})
 }
 

@@ -472,7 +472,7 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) err
 func Topics(partitions int32) []kafkaclient.TopicSpec {
 	compact, big := "compact", fmt.Sprint(gokaconfig.MaxMessageBytes)
 	return []kafkaclient.TopicSpec{
-		{Name: schemas.TopicRoutingInput, Partitions: partitions},
+		{Name: schemas.TopicRoutingInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
 		{Name: schemas.TopicRoutingRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicRoutingTicks, Partitions: partitions},
 		{Name: schemas.TopicRoutingOutcomes, Partitions: partitions},

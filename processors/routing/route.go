@@ -16,7 +16,7 @@ import (
 var DefaultFollowTypes = []string{"lead.updated", "opportunity.updated"}
 
 // PropLeadID is the property naming the lead an event is about.
-const PropLeadID = "lead_id"
+const PropLeadID = schemas.PropLeadID
 
 // RouteEvent is what the re-key step writes for one event of
 // rolodex.events: feedback (lead.accepted, lead.rejected) or a follow-up

@@ -13,6 +13,7 @@ import (
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/lifecycle"
+	"github.com/rolodex/rolodex/processors/routing"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -41,9 +42,11 @@ type fileConfig struct {
 	Tags schemas.StatusConfig `yaml:"tags"`
 	// Lifecycle: what message events do to the recipient's profile
 	// (docs/lifecycle.md, "What reaches the profile").
-	Lifecycle lifecycleConfig            `yaml:"lifecycle"`
-	Partners  []partners.Partner         `yaml:"partners"`
-	Mappings  map[string]*httpin.Mapping `yaml:"mappings"`
+	Lifecycle lifecycleConfig `yaml:"lifecycle"`
+	// Routing: lead routing (docs/routing.md).
+	Routing  routingConfig              `yaml:"routing"`
+	Partners []partners.Partner         `yaml:"partners"`
+	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
 }
 
 // loadConfig reads path, or the built-in defaults when path is empty.
@@ -76,7 +79,61 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.Lifecycle.Recipients().Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: lifecycle: %w", orDefault(path), err)
 	}
+	if err := c.checkRouting(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
 	return &c, nil
+}
+
+// routingConfig is the routing: section (docs/routing.md). Absent keys
+// keep their defaults.
+type routingConfig struct {
+	// LeadTypes are the event types that are leads; absent:
+	// [lead.created]; [] routes nothing.
+	LeadTypes []string `yaml:"lead_types"`
+	// FollowTypes are the event types (with properties.lead_id) forwarded
+	// to the partner holding the lead; absent: routing.DefaultFollowTypes.
+	FollowTypes []string `yaml:"follow_types"`
+	// Retention is how long a closed lead is kept so that its id sent
+	// again is a duplicate; absent: 30 days (720h).
+	Retention time.Duration `yaml:"retention"`
+	// Tick is how often the SLA scheduler looks for due deadlines;
+	// absent: 1s.
+	Tick time.Duration `yaml:"tick"`
+}
+
+// leadTypes is routing.lead_types with its default.
+func (c *fileConfig) leadTypes() []string {
+	if c.Routing.LeadTypes == nil {
+		return []string{schemas.DefaultLeadType}
+	}
+	return c.Routing.LeadTypes
+}
+
+// partnerRouting is every partner's time zone and working hours.
+func (c *fileConfig) partnerRouting() []schemas.PartnerRouting {
+	out := make([]schemas.PartnerRouting, 0, len(c.Partners))
+	for i := range c.Partners {
+		out = append(out, c.Partners[i].Routing())
+	}
+	return out
+}
+
+// checkRouting refuses a routing section or a partner's time zone or
+// working hours that cannot work.
+func (c *fileConfig) checkRouting() error {
+	if c.Routing.Retention < 0 || c.Routing.Tick < 0 {
+		return fmt.Errorf("routing: retention and tick must not be negative")
+	}
+	for _, t := range c.leadTypes() {
+		if t == "" || t == schemas.EventLeadAccepted || t == schemas.EventLeadRejected {
+			return fmt.Errorf("routing: lead_types: %q cannot be a lead type", t)
+		}
+	}
+	if _, err := routing.NewEnv(c.partnerRouting(), 0); err != nil {
+		return fmt.Errorf("partners: %w", err)
+	}
+	return nil
 }
 
 // lifecycleConfig is the lifecycle: section. An absent key keeps its

@@ -27,6 +27,7 @@ import (
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/processors/lifecycle"
+	"github.com/rolodex/rolodex/processors/routing"
 	"github.com/rolodex/rolodex/processors/tags"
 	"github.com/rolodex/rolodex/schemas"
 	"github.com/rolodex/rolodex/views"
@@ -288,7 +289,8 @@ func identityComponent(dir string) component {
 		// from the table topic and replays what was not committed.
 		build := func() (func(context.Context) error, error) {
 			p, err := identity.New(identity.ProcessorConfig{
-				Engine:  identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow, Status: e.cfg.Tags},
+				Engine: identity.Config{Limits: e.cfg.Identity.Limits, DefaultLimit: e.cfg.Identity.DefaultLimit, DedupeWindow: e.cfg.Identity.DedupeWindow,
+					Status: e.cfg.Tags, LeadTypes: e.cfg.leadTypes()},
 				Brokers: e.kafka.Brokers, StorageDir: filepath.Join(dir, "identity"), Replication: repl, Registerer: e.prom,
 			})
 			if err != nil {
@@ -373,6 +375,51 @@ func lifecycleComponent(dir string) component {
 		}
 		return nil
 	}
+}
+
+// routingComponent runs lead routing's goka groups (docs/routing.md:
+// rolodex-routing keyed by tenant, with its SLA scheduler, and the re-key
+// step rolodex-routing-router), keeping their LevelDB storage in dir.
+func routingComponent(dir string) component {
+	return func(e *env) error {
+		if err := ensureRoutingTopics(e); err != nil {
+			return err
+		}
+		storage := filepath.Join(dir, "routing")
+		build := func() (func(context.Context) error, error) {
+			p, err := routing.New(routing.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom,
+				Partners: e.cfg.partnerRouting(), Retention: e.cfg.Routing.Retention, FollowTypes: e.cfg.Routing.FollowTypes,
+				Tick: e.cfg.Routing.Tick, Logger: e.logger})
+			if err != nil {
+				return nil, err
+			}
+			e.logger.Info("routing processors started", "storage", storage, "lead_types", e.cfg.leadTypes())
+			return p.Run, nil
+		}
+		first, err := build()
+		if err != nil {
+			return err
+		}
+		sup := newSupervisor("routing", e.prom, e.logger)
+		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		for _, group := range []string{schemas.GroupRouting, schemas.GroupRoutingRouter} {
+			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+		}
+		return nil
+	}
+}
+
+// ensureRoutingTopics creates routing's topics (after the identity
+// topics, whose partition count they take). The processors and the API
+// (the rules store and the lead view) both call it.
+func ensureRoutingTopics(e *env) error {
+	if _, err := ensureIdentityTopics(e); err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	return routing.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
 }
 
 // ensureLifecycleTopics creates the lifecycle's topics (after the identity

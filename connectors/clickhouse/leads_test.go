@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -411,4 +412,44 @@ func TestSinkLeadOutcomes(t *testing.T) {
 		}
 	}
 	checkQuery(t, conn, "SELECT * FROM "+db+".report_leads_by_partner ORDER BY day, tenant, partner", leadScenarioReport)
+}
+
+// The Grafana panel "Leads by partner" (deploy/grafana/dashboards/
+// reports.json) runs on the scenario, with the time range's macros as the
+// ClickHouse plugin expands them, and shows the report's rows of the
+// range, latest day first.
+func TestLeadsGrafanaPanel(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct {
+				RawSQL string `json:"rawSql"`
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var sql string
+	for _, p := range dash.Panels {
+		if p.Title == "Leads by partner" && len(p.Targets) == 1 {
+			sql = p.Targets[0].RawSQL
+		}
+	}
+	if !strings.Contains(sql, "rolodex.report_leads_by_partner") {
+		t.Fatalf("no panel \"Leads by partner\" reading rolodex.report_leads_by_partner: %q", sql)
+	}
+	conn, db := testDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	insertLeads(t, ctx, conn, db, leadRows(t, leadScenario()))
+	q := strings.NewReplacer("rolodex.", db+".",
+		"$__fromTime", "toDateTime('2026-11-02 00:00:00', 'UTC')",
+		"$__toTime", "toDateTime('2026-11-03 23:59:59', 'UTC')").Replace(sql)
+	want := [][]string{leadScenarioReport[3], leadScenarioReport[0], leadScenarioReport[1], leadScenarioReport[2]}
+	checkQuery(t, conn, q, want)
 }

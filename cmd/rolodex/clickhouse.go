@@ -82,6 +82,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	var ch clickhouseFlags
 	ch.register(fs, "127.0.0.1:9000")
 	since := fs.String("since", "", "only days from this date on, YYYY-MM-DD (default: all)")
+	until := fs.String("until", "", "only days up to this date, included, YYYY-MM-DD (default: all)")
 	tenant := fs.String("tenant", "", "only this tenant's rows (default: every tenant)")
 	format := fs.String("format", "table", "output format: "+strings.Join(clickhouse.Formats, ", "))
 	fs.Usage = func() {
@@ -117,19 +118,30 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	if !validFormat(*format) {
 		return usageError{fmt.Sprintf("report: unknown format %q (known: %s)", *format, strings.Join(clickhouse.Formats, ", "))}
 	}
-	var sinceT time.Time
-	if *since != "" {
-		var err error
-		if sinceT, err = time.Parse("2006-01-02", *since); err != nil {
-			return usageError{fmt.Sprintf("report: --since %q: want a date, YYYY-MM-DD", *since)}
+	var f clickhouse.ReportFilter
+	for _, d := range []struct {
+		flag, value string
+		to          *time.Time
+	}{{"since", *since, &f.Since}, {"until", *until, &f.Until}} {
+		if d.value == "" {
+			continue
 		}
+		t, err := time.Parse("2006-01-02", d.value)
+		if err != nil {
+			return usageError{fmt.Sprintf("report: --%s %q: want a date, YYYY-MM-DD", d.flag, d.value)}
+		}
+		*d.to = t
 	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		return usageError{fmt.Sprintf("report: --until %s is before --since %s", *until, *since)}
+	}
+	f.Tenant = *tenant
 	conn, err := clickhouse.Open(ctx, ch.config())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	res, err := clickhouse.RunReportFor(ctx, conn, ch.database, r, sinceT, *tenant)
+	res, err := clickhouse.RunReportFilter(ctx, conn, ch.database, r, f)
 	if err != nil {
 		return fmt.Errorf("report %s: %w (has \"rolodex clickhouse migrate\" run on %s?)", name, err, ch.database)
 	}
@@ -146,7 +158,7 @@ func validFormat(f string) bool {
 }
 
 // cmdRunSink is "rolodex run sink": the ClickHouse sink against a real
-// Kafka (events, dead letters, profiles, merges, tag changes and message states), with /metrics and
+// Kafka (events, dead letters, profiles, merges, tag changes, message states and lead outcomes), with /metrics and
 // /healthz (Kafka and ClickHouse).
 func cmdRunSink(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	fs := newFlagSet("run sink", stdout, stderr)

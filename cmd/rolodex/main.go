@@ -120,7 +120,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdClickhouseMigrate(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
-		{"report", "NAME [--since DATE] [--tenant T] [--format F]", "print a report: " + strings.Join(clickhouse.ReportNames(), ", "),
+		{"report", "NAME [--since DATE] [--until DATE] [--tenant T] [--format F]", "print a report: " + strings.Join(clickhouse.ReportNames(), ", "),
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdReport(ctx, args, o.stdout, o.stderr, o.logger)
 			}},

@@ -506,8 +506,8 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	if _, err := s.tryQuery(reportQuery(old, activity, time.Time{})); err == nil || !strings.Contains(err.Error(), "ALIAS_REQUIRED") {
 		t.Fatalf("the released version 6's report_activity_daily on ClickHouse %s: %v, want code 206 (ALIAS_REQUIRED)", s.version, err)
 	}
-	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8, 9}) {
-		t.Fatalf("pending after the released version 6: %v, want [7 8 9]", got)
+	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8, 9, 10}) {
+		t.Fatalf("pending after the released version 6: %v, want [7 8 9 10]", got)
 	}
 	var later int
 	for _, m := range Migrations {
@@ -516,7 +516,7 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 		}
 	}
 	if n := s.migrate(old, Migrations); n != later {
-		t.Fatalf("ran %d statements, want versions 7 to 9's %d", n, later)
+		t.Fatalf("ran %d statements, want versions 7 to 10's %d", n, later)
 	}
 	s.migrate(fresh, Migrations)
 	got, want := s.viewQueries(old), s.viewQueries(fresh)
@@ -530,4 +530,39 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	s.insert(old, tableTagChanges, TagChangeColumns, w.tagChangeRows(t).columns())
 	w.tagged = true
 	checkReportsWith(t, w, "", func(r Report, since time.Time) *Result { return s.query(reportQuery(old, r, since)) })
+}
+
+// report_leads_by_partner on current ClickHouse: the hand-built scenario
+// (leads_test.go), every record written twice, gives the hand-computed
+// rows, with the columns and types 18.16 gives.
+func TestChDBLeadsByPartner(t *testing.T) {
+	s := startChDB(t)
+	conn, db := testDB(t) // 18.16, migrated
+	s.migrate(db, Migrations)
+	ctx := t.Context()
+	rows := leadRows(t, leadScenario())
+	for range 2 {
+		insertLeads(t, ctx, conn, db, rows)
+		s.insert(db, tableRoutingDecisions, RoutingDecisionColumns, rows.Decisions.decisionColumns())
+		s.insert(db, tableLeadDeliveries, LeadDeliveryColumns, rows.Deliveries.deliveryColumns())
+		s.insert(db, tableLeadFeedback, LeadFeedbackColumns, rows.Feedback.feedbackColumns())
+	}
+	r, _ := ReportByName("leads")
+	for _, f := range []ReportFilter{{}, {Since: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)}, {Tenant: "t2"}} {
+		q := reportQueryFilter(db, r, f)
+		got := s.query(q)
+		want, err := Query(ctx, conn, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Columns, want.Columns) || !reflect.DeepEqual(got.Types, want.Types) {
+			t.Fatalf("%s:\ncolumns %v %v on ClickHouse %s,\n        %v %v on 18.16", q, got.Columns, got.Types, s.version, want.Columns, want.Types)
+		}
+		if !reflect.DeepEqual(got.Rows, want.Rows) {
+			t.Fatalf("%s: on ClickHouse %s\n%v\non 18.16\n%v", q, s.version, got.Rows, want.Rows)
+		}
+	}
+	if got := s.query(reportQueryFilter(db, r, ReportFilter{})); !reflect.DeepEqual(got.Rows, leadScenarioReport) {
+		t.Fatalf("report leads on ClickHouse %s:\n got %v\nwant %v", s.version, got.Rows, leadScenarioReport)
+	}
 }

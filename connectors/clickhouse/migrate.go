@@ -388,7 +388,149 @@ FROM
 )
 GROUP BY day, tenant, channel`,
 	}},
+
+	// Version 10 came with lead routing (docs/routing.md): the outcomes of
+	// rolodex.routing.outcomes by type (leads.go) and the daily report per
+	// partner over them (docs/reports.md).
+	{Version: 10, Name: "routing_decisions, lead_deliveries, lead_feedback, report_leads_by_partner", Statements: []string{
+		`
+CREATE TABLE IF NOT EXISTS {db}.routing_decisions (
+    tenant          String,
+    lead_id         String,
+    attempt         UInt32,
+    type            String,
+    cause           String,
+    at              DateTime('UTC'),
+    at_ms           Int64,
+    rule            String,
+    rule_version    Int64,
+    partner         String,
+    reason          String,
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant, lead_id, attempt, type, at_ms)`,
+		`
+CREATE TABLE IF NOT EXISTS {db}.lead_deliveries (
+    tenant          String,
+    lead_id         String,
+    attempt         UInt32,
+    partner         String,
+    type            String,
+    ok              UInt8,
+    status          Int32,
+    tries           UInt32,
+    error           String,
+    at              DateTime('UTC'),
+    at_ms           Int64,
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant, lead_id, attempt, partner, type, at_ms)`,
+		`
+CREATE TABLE IF NOT EXISTS {db}.lead_feedback (
+    tenant          String,
+    lead_id         String,
+    attempt         UInt32,
+    partner         String,
+    type            String,
+    accepted        UInt8,
+    reason          String,
+    at              DateTime('UTC'),
+    at_ms           Int64,
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant, lead_id, attempt, type, at_ms)`,
+		createReportLeadsByPartner,
+	}},
 }
+
+// createReportLeadsByPartner is the report of lead routing per day (UTC,
+// of the routing decision) and partner (docs/reports.md defines every
+// column). A row is a cohort: the partner's attempts routed that day, and
+// what became of each. Innermost, every outcome of an attempt is one row
+// of (tenant, lead_id, attempt, kind): its decision, its delivery reports,
+// its feedback, and the lead's next decision (attempt + 1) as kind 'next'
+// under this attempt's number. Per attempt, each fact is "at least one
+// such row", so copies of a record never count twice. Then per day,
+// tenant and partner the sums, and the accept times (acceptance minus the
+// routing decision, ms) sorted. Outermost, the median of those: the middle
+// one, or the mean of the two middle ones (0 when none). No JOIN (18.16
+// reads few join forms as current ClickHouse does), no window function,
+// no median function (its interpolation differs between versions): plain
+// aggregates and arrays, which both read alike. Every branch of the UNION
+// ALL has the same column types; the columns take the first branch's
+// names (the 'next' branch's attempt is aliased "previous": an alias named
+// attempt would stand for attempt - 1 in its WHERE too).
+const createReportLeadsByPartner = `
+CREATE VIEW IF NOT EXISTS {db}.report_leads_by_partner AS
+SELECT
+    day,
+    tenant,
+    partner,
+    routed,
+    delivered,
+    delivery_failed,
+    accepted,
+    rejected,
+    rerouted,
+    sla_misses,
+    if(accepted = 0, 0, (accept_ms[intDiv(accepted + 1, 2)] + accept_ms[intDiv(accepted + 2, 2)]) / 2000) AS median_accept_seconds
+FROM
+(
+    SELECT
+        toDate(routed_at) AS day,
+        tenant,
+        attempt_partner AS partner,
+        count() AS routed,
+        sum(is_delivered) AS delivered,
+        sum(is_failed) AS delivery_failed,
+        sum(is_accepted) AS accepted,
+        sum(is_rejected) AS rejected,
+        sum(is_rerouted) AS rerouted,
+        sum(is_sla_miss) AS sla_misses,
+        arraySort(groupArrayIf(accepted_ms - routed_ms, is_accepted = 1)) AS accept_ms
+    FROM
+    (
+        SELECT
+            tenant,
+            lead_id,
+            attempt,
+            anyIf(partner, kind = 'lead.routed') AS attempt_partner,
+            anyIf(at, kind = 'lead.routed') AS routed_at,
+            anyIf(at_ms, kind = 'lead.routed') AS routed_ms,
+            countIf(kind = 'lead.routed') > 0 AS is_routed,
+            countIf(kind = 'lead.distributed') > 0 AS is_delivered,
+            countIf(kind = 'lead.delivery_failed') > 0 AS is_failed,
+            countIf(kind = 'lead.accepted') > 0 AS is_accepted,
+            minIf(at_ms, kind = 'lead.accepted') AS accepted_ms,
+            countIf(kind = 'lead.rejected') > 0 AS is_rejected,
+            countIf(kind = 'next') > 0 AS is_rerouted,
+            countIf(kind = 'next' AND cause = 'sla') > 0 AS is_sla_miss
+        FROM
+        (
+            SELECT tenant, lead_id, attempt, type AS kind, partner, cause, at, at_ms
+            FROM {db}.routing_decisions FINAL
+            UNION ALL
+            SELECT tenant, lead_id, toUInt32(attempt - 1) AS previous, 'next' AS kind, '' AS partner, cause, at, at_ms
+            FROM {db}.routing_decisions FINAL
+            WHERE attempt > 1
+            UNION ALL
+            SELECT tenant, lead_id, attempt, type AS kind, partner, '' AS cause, at, at_ms
+            FROM {db}.lead_deliveries FINAL
+            UNION ALL
+            SELECT tenant, lead_id, attempt, type AS kind, partner, '' AS cause, at, at_ms
+            FROM {db}.lead_feedback FINAL
+        )
+        GROUP BY tenant, lead_id, attempt
+    )
+    WHERE is_routed
+    GROUP BY day, tenant, attempt_partner
+)`
 
 // addColumn is the statement that adds a column to a table. ClickHouse
 // 18.16 has no ALTER TABLE ... ADD COLUMN IF NOT EXISTS (a syntax error;

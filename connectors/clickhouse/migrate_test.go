@@ -78,6 +78,10 @@ var schemaTables = map[string]string{
 	"message_events":              "ReplacingMergeTree",
 	"message_states":              "ReplacingMergeTree",
 	"report_message_funnel":       "View",
+	"routing_decisions":           "ReplacingMergeTree",
+	"lead_deliveries":             "ReplacingMergeTree",
+	"lead_feedback":               "ReplacingMergeTree",
+	"report_leads_by_partner":     "View",
 }
 
 // checkSchemaTables compares the engines of db's tables (name -> engine, as
@@ -169,8 +173,8 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := versions(pend); !slices.Equal(got, []uint32{7, 8, 9}) {
-		t.Fatalf("pending after the released version 6: %v, want versions 7, 8 and 9", got)
+	if got := versions(pend); !slices.Equal(got, []uint32{7, 8, 9, 10}) {
+		t.Fatalf("pending after the released version 6: %v, want versions 7 to 10", got)
 	}
 	if err := Migrate(ctx, connOld, old); err != nil {
 		t.Fatal(err)
@@ -181,7 +185,7 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	}
 	for name, q := range want {
 		if got[name] != q {
-			t.Errorf("view %s after versions 7 to 9:\n%s\nwant (a new database's)\n%s", name, got[name], q)
+			t.Errorf("view %s after versions 7 to 10:\n%s\nwant (a new database's)\n%s", name, got[name], q)
 		}
 	}
 	w := genWorkload(11, 300, 20)

@@ -54,6 +54,10 @@ var Reports = []Report{
 		Name: "funnel", View: "report_message_funnel", OrderBy: "day, tenant, channel",
 		Doc: "messages sent per day (of the first send), tenant and channel: how many were delivered, opened, clicked, bounced (hard, soft), reported as spam, unsubscribed, and the rates",
 	},
+	{
+		Name: "leads", View: "report_leads_by_partner", OrderBy: "day, tenant, partner",
+		Doc: "leads routed per day (UTC, of the routing decision), tenant and partner: how many were delivered, failed delivery, accepted, rejected, re-routed away, missed their SLA, and the median time to accept",
+	},
 }
 
 // ReportByName finds a report.
@@ -92,10 +96,24 @@ func RunReport(ctx context.Context, conn driver.Conn, db string, r Report, since
 // RunReportFor is RunReport for one tenant (every tenant when tenant is
 // empty); every report has a tenant column.
 func RunReportFor(ctx context.Context, conn driver.Conn, db string, r Report, since time.Time, tenant string) (*Result, error) {
+	return RunReportFilter(ctx, conn, db, r, ReportFilter{Since: since, Tenant: tenant})
+}
+
+// ReportFilter selects the rows of a report: the days from Since to Until
+// (both included; a zero time is no bound, only the date counts) of one
+// tenant (empty: every tenant).
+type ReportFilter struct {
+	Since, Until time.Time
+	Tenant       string
+}
+
+// RunReportFilter reads report r from database db: the rows f selects,
+// ordered by the report's OrderBy.
+func RunReportFilter(ctx context.Context, conn driver.Conn, db string, r Report, f ReportFilter) (*Result, error) {
 	if err := validDatabase(db); err != nil {
 		return nil, err
 	}
-	return Query(ctx, conn, reportQueryFor(db, r, since, tenant))
+	return Query(ctx, conn, reportQueryFilter(db, r, f))
 }
 
 // reportQuery is the SELECT of RunReport. The date is written into the
@@ -108,13 +126,21 @@ func reportQuery(db string, r Report, since time.Time) string {
 // reportQueryFor is the SELECT of RunReportFor; the tenant is written as a
 // quoted string literal.
 func reportQueryFor(db string, r Report, since time.Time, tenant string) string {
+	return reportQueryFilter(db, r, ReportFilter{Since: since, Tenant: tenant})
+}
+
+// reportQueryFilter is the SELECT of RunReportFilter.
+func reportQueryFilter(db string, r Report, f ReportFilter) string {
 	q := "SELECT * FROM " + db + "." + r.View
 	var where []string
-	if !since.IsZero() {
-		where = append(where, "day >= toDate('"+since.UTC().Format("2006-01-02")+"')")
+	if !f.Since.IsZero() {
+		where = append(where, "day >= toDate('"+f.Since.UTC().Format("2006-01-02")+"')")
 	}
-	if tenant != "" {
-		where = append(where, "tenant = "+quoteString(tenant))
+	if !f.Until.IsZero() {
+		where = append(where, "day <= toDate('"+f.Until.UTC().Format("2006-01-02")+"')")
+	}
+	if f.Tenant != "" {
+		where = append(where, "tenant = "+quoteString(f.Tenant))
 	}
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -34,11 +34,11 @@ const (
 // Tables lists the tables the sink writes (the label values of
 // rolodex_sink_rows_written_total), in the order a batch writes them.
 var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges, tableTagChanges,
-	tableMessageEvents, tableMessageStates}
+	tableMessageEvents, tableMessageStates, tableRoutingDecisions, tableLeadDeliveries, tableLeadFeedback}
 
 // Topics lists the topics the sink reads.
 var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges, schemas.TopicProfileTags,
-	schemas.TopicLifecycleTable}
+	schemas.TopicLifecycleTable, schemas.TopicRoutingOutcomes}
 
 // nodeCacheSize bounds the profiles whose node rows the sink remembers
 // having written (about 100 bytes each); past it the memory starts afresh.
@@ -141,10 +141,12 @@ func (c *Config) Validate() error {
 // profile_nodes, rolodex.profile.merges into profile_merges,
 // rolodex.profile.tags into tag_changes, the message events of
 // rolodex.events also into message_events, and the lifecycle's table topic
-// (rolodex-lifecycle-table) into message_states (messages.go).
+// (rolodex-lifecycle-table) into message_states (messages.go), and the
+// lead outcomes of rolodex.routing.outcomes into routing_decisions,
+// lead_deliveries and lead_feedback by type (leads.go).
 // Lifecycle: NewSink, Connect, Run, Close.
 //
-// All six topics are read by one consumer group, so one batch holds
+// All seven topics are read by one consumer group, so one batch holds
 // records of all of them and one commit covers them: the commit rules are
 // the same for every table, and no table needs records of another to be
 // right (every version column comes from the record itself, profiles.go),
@@ -255,6 +257,7 @@ type batch struct {
 	tagChanges  TagChangeRows
 	msgEvents   MessageEventRows
 	msgStates   MessageStateRows
+	leads       LeadOutcomeRows
 	// nodes are the profile_nodes rows of the batch's profiles, made at
 	// the first write attempt and kept for the retries.
 	nodes   *ProfileNodeRows
@@ -281,6 +284,7 @@ func (b *batch) reset() {
 	b.tagChanges.Reset()
 	b.msgEvents.Reset()
 	b.msgStates.Reset()
+	b.leads.Reset()
 	b.nodes = nil
 	b.records = 0
 	b.last = map[topicPartition]*kgo.Record{}
@@ -398,6 +402,13 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.msgStates.Add(m)
+	case schemas.TopicRoutingOutcomes:
+		o, err := DecodeLeadOutcome(r.Value, string(r.Key), r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.leads.Add(o) // lead.forwarded: no table keeps it
 	default:
 		s.undecodable(r, errors.New("unexpected topic"))
 	}
@@ -425,7 +436,8 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		s.metrics.Retries.Inc()
 		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(),
 			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "tag_changes", b.tagChanges.Len(),
-			"message_events", b.msgEvents.Len(), "message_states", b.msgStates.Len(), "backoff", backoff, "err", err)
+			"message_events", b.msgEvents.Len(), "message_states", b.msgStates.Len(), "routing_decisions", b.leads.Decisions.Len(),
+			"lead_deliveries", b.leads.Deliveries.Len(), "lead_feedback", b.leads.Feedback.Len(), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -464,6 +476,9 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 		{tableTagChanges, b.tagChanges.Len(), b.tagChanges.Insert},
 		{tableMessageEvents, b.msgEvents.Len(), b.msgEvents.Insert},
 		{tableMessageStates, b.msgStates.Len(), b.msgStates.Insert},
+		{tableRoutingDecisions, b.leads.Decisions.Len(), b.leads.Decisions.Insert},
+		{tableLeadDeliveries, b.leads.Deliveries.Len(), b.leads.Deliveries.Insert},
+		{tableLeadFeedback, b.leads.Feedback.Len(), b.leads.Feedback.Insert},
 	} {
 		if t.n == 0 || b.done[t.table] {
 			continue

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -86,6 +87,10 @@ type LeadDeliveryConfig struct {
 	// RetryBackoff is the wait between attempts to write to Kafka while
 	// it does not acknowledge. Default 1s.
 	RetryBackoff time.Duration
+	// SessionTimeout is the consumer groups' session timeout: how long a
+	// member that vanished (killed) holds its partitions. Default
+	// franz-go's (45s).
+	SessionTimeout time.Duration
 	// Now is the clock of outcome instants and signatures. Default
 	// time.Now.
 	Now        func() time.Time
@@ -228,6 +233,9 @@ func (d *LeadDelivery) Run(ctx context.Context) error {
 }
 
 func (d *LeadDelivery) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
+	if d.cfg.SessionTimeout > 0 && len(opts) > 0 { // a group's client
+		opts = append(opts, kgo.SessionTimeout(d.cfg.SessionTimeout))
+	}
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: d.cfg.Brokers, ClientID: id}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("lead delivery: %w", err)
@@ -599,17 +607,26 @@ func (d *LeadDelivery) runQueueDepth(ctx context.Context) error {
 
 func (d *LeadDelivery) measureQueues(ctx context.Context, adm *kadm.Client, topics []string) {
 	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return
+	if err == nil {
+		var starts kadm.ListedOffsets
+		if starts, err = adm.ListStartOffsets(ctx, topics...); err == nil {
+			d.setQueueDepths(ctx, adm, ends, starts)
+			return
+		}
 	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err != nil {
-		return
-	}
+	d.cfg.Logger.Debug("lead delivery: queue depth", "err", err)
+}
+
+func (d *LeadDelivery) setQueueDepths(ctx context.Context, adm *kadm.Client, ends, starts kadm.ListedOffsets) {
 	for _, pd := range d.webhooks {
 		topic := schemas.OutTopic(pd.p.Name)
 		committed, err := adm.FetchOffsets(ctx, schemas.GroupWebhookPrefix+pd.p.Name)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			// Not joined yet (kfake says so; Kafka answers no offsets).
+			committed, err = nil, nil
+		}
 		if err != nil {
+			d.cfg.Logger.Debug("lead delivery: queue depth", "partner", pd.p.Name, "err", err)
 			continue
 		}
 		var depth int64

@@ -89,7 +89,7 @@ type LeadDeliveryConfig struct {
 	RetryBackoff time.Duration
 	// SessionTimeout is the consumer groups' session timeout: how long a
 	// member that vanished (killed) holds its partitions. Default
-	// franz-go's (45s).
+	// franz-go's (45s); the heartbeat is at most a third of it.
 	SessionTimeout time.Duration
 	// Now is the clock of outcome instants and signatures. Default
 	// time.Now.
@@ -234,7 +234,7 @@ func (d *LeadDelivery) Run(ctx context.Context) error {
 
 func (d *LeadDelivery) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
 	if d.cfg.SessionTimeout > 0 && len(opts) > 0 { // a group's client
-		opts = append(opts, kgo.SessionTimeout(d.cfg.SessionTimeout))
+		opts = append(opts, kgo.SessionTimeout(d.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, d.cfg.SessionTimeout/3)))
 	}
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: d.cfg.Brokers, ClientID: id}, opts...)
 	if err != nil {

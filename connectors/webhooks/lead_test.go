@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -55,7 +56,10 @@ func restartPartners(url string) []*partners.Partner {
 
 func newKafka(t *testing.T) (brokers []string, cl *kgo.Client) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicRoutingOutcomes, schemas.TopicRoutingInput))
+	// A member killed holds its partitions for its session timeout: the
+	// child asks for 2s, below the broker default minimum of 6s.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicRoutingOutcomes, schemas.TopicRoutingInput),
+		kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,4 +370,83 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 		return testutil.ToFloat64(d.m.QueueDepth.WithLabelValues("dealer-paced")) == 0 &&
 			testutil.ToFloat64(d.m.QueueDepth.WithLabelValues("dealer-sp")) == 0
 	})
+}
+
+// startChild runs lead delivery for dealer-r in a child process.
+func startChild(t *testing.T, brokers []string, url string) (*exec.Cmd, chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildURL+"="+url)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	return cmd, exited
+}
+
+// TestRestartMidRetry kills (SIGKILL) the process delivering a lead while
+// it retries a dealer that answers 500, and starts another: the dealer
+// gets the lead with the same webhook-id, and nothing is lost (a lead
+// routed while no process ran is delivered too).
+func TestRestartMidRetry(t *testing.T) {
+	brokers, cl := newKafka(t)
+	dealer := newDealer(t, status(500))
+	if err := EnsureLeadTopics(context.Background(), cl, -1, restartPartners(dealer.srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	produceOutcomes(t, cl, routed("demo", "R1", "dealer-r", 3))
+	cmd, exited := startChild(t, brokers, dealer.srv.URL)
+	waitFor(t, "the first process retrying", func() bool { return len(dealer.received()) >= 3 })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	before := len(dealer.received())
+	for _, o := range outcomes(t, brokers, 1) {
+		if o.Type != schemas.OutcomeRouted {
+			t.Fatalf("an outcome %s before any delivery ended", o.Type)
+		}
+	}
+	dealer.setScript(status(500), status(200)) // one more 500, then success
+	produceOutcomes(t, cl, routed("demo", "R2", "dealer-r", 1))
+	startChild(t, brokers, dealer.srv.URL)
+
+	var done []schemas.LeadOutcome
+	waitFor(t, "both leads delivered", func() bool {
+		done = done[:0]
+		for _, o := range outcomes(t, brokers, 2) {
+			if o.Type == schemas.OutcomeDistributed {
+				done = append(done, o)
+			}
+		}
+		return len(done) >= 2
+	})
+	leads := map[string]bool{}
+	for _, o := range done {
+		if (o.LeadID == "R1" && o.Attempt != 3) || (o.LeadID == "R2" && o.Attempt != 1) || !o.Delivery.OK {
+			t.Fatalf("outcome %+v", o)
+		}
+		leads[o.LeadID] = true
+	}
+	if !leads["R1"] || !leads["R2"] {
+		t.Fatalf("delivered: %v", leads)
+	}
+	got := dealer.received()
+	if len(got) <= before {
+		t.Fatal("the restarted process sent nothing")
+	}
+	for i, r := range got {
+		if i < before && r.id != "R1.3" {
+			t.Fatalf("request %d before the kill: %s", i, r.id)
+		}
+		if r.id != "R1.3" && r.id != "R2.1" {
+			t.Fatalf("request %d: webhook-id %s", i, r.id)
+		}
+	}
+	if got[before].id != "R1.3" {
+		t.Fatalf("after the restart the first request is %s: R1 comes first, with its webhook-id", got[before].id)
+	}
 }

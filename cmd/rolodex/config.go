@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rolodex/rolodex/connectors/httpin"
+	"github.com/rolodex/rolodex/connectors/webhooks"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/lifecycle"
@@ -82,6 +83,9 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.checkRouting(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
+	if err := c.checkDeliveries(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
 	return &c, nil
 }
 
@@ -132,6 +136,17 @@ func (c *fileConfig) checkRouting() error {
 	}
 	if _, err := routing.NewEnv(c.partnerRouting(), 0); err != nil {
 		return fmt.Errorf("partners: %w", err)
+	}
+	return nil
+}
+
+// checkDeliveries checks every partner's delivery: webhook or kafka, URL,
+// secret, per_minute, timeout, mapping (docs/routing.md, "Delivery").
+func (c *fileConfig) checkDeliveries() error {
+	for i := range c.Partners {
+		if err := webhooks.ValidateDelivery(c.Partners[i].Name, c.Partners[i].Delivery); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -146,6 +146,11 @@ func TestConfigErrors(t *testing.T) {
 		{"purpose of an unknown channel", "lifecycle: {purposes: {fax: fax_marketing}}\n", `unknown channel "fax"`},
 		{"purpose not a name", "lifecycle: {purposes: {email: \"e mail\"}}\n", `"e mail" is not a consent purpose`},
 		{"unknown lifecycle key", "lifecycle: {soft_bounces: 2}\n", "soft_bounces"},
+		{"delivery mapping source", "partners: [{name: d, tenant: t, keys: [s3cret-key-1], delivery: {webhook: {url: 'https://crm.example/l', " +
+			"secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}, mapping: {nome: contact.name}}}]\n",
+			`partner d: delivery: mapping: nome: "contact.name": unknown source root "contact"`},
+		{"delivery without secret", "partners: [{name: d, tenant: t, keys: [s3cret-key-1], delivery: {webhook: {url: 'https://crm.example/l'}}}]\n",
+			"partner d: delivery: webhook.secret is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,38 +2,29 @@ package httpin
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rolodex/rolodex/internal/stdwebhooks"
 )
 
 // Standard Webhooks headers (https://www.standardwebhooks.com).
 const (
-	HeaderWebhookID        = "webhook-id"
-	HeaderWebhookTimestamp = "webhook-timestamp"
-	HeaderWebhookSignature = "webhook-signature"
+	HeaderWebhookID        = stdwebhooks.HeaderID
+	HeaderWebhookTimestamp = stdwebhooks.HeaderTimestamp
+	HeaderWebhookSignature = stdwebhooks.HeaderSignature
 )
 
 // Sign returns the webhook-signature header value for a message. key is
 // the partner's signing key (partners.ParseSigningSecret).
+// The computation is internal/stdwebhooks', shared with the outbound
+// webhooks (connectors/webhooks).
 func Sign(key []byte, msgID string, ts time.Time, body []byte) string {
-	return "v1," + signature(key, msgID, strconv.FormatInt(ts.Unix(), 10), body)
-}
-
-// signature is the base64 HMAC-SHA256 of "{msgID}.{ts}.{body}".
-func signature(key []byte, msgID, ts string, body []byte) string {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(msgID))
-	h.Write([]byte{'.'})
-	h.Write([]byte(ts))
-	h.Write([]byte{'.'})
-	h.Write(body)
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return stdwebhooks.Sign(key, msgID, ts, body)
 }
 
 // verifySignature checks the Standard Webhooks signature of a request body:
@@ -54,7 +45,7 @@ func verifySignature(key []byte, h http.Header, body []byte, now time.Time, tole
 	// Like the reference library, compare the base64 text: a signature whose
 	// unused low bits differ decodes to the same bytes but is not the one
 	// the sender computed.
-	want := []byte(signature(key, id, ts, body))
+	want := []byte(stdwebhooks.Signature(key, id, ts, body))
 	for _, s := range strings.Fields(sigs) {
 		v, got, ok := strings.Cut(s, ",")
 		if ok && v == "v1" && hmac.Equal([]byte(got), want) {

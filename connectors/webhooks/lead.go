@@ -1,0 +1,652 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// DefaultLeadSchedule is lead delivery's retry schedule (config
+// routing.delivery.retry_schedule): shorter than SvixSchedule, because a
+// lead is time-critical and a failed delivery re-routes it to another
+// partner anyway. Five attempts over about 12.5 minutes.
+var DefaultLeadSchedule = []time.Duration{0, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute}
+
+// Headers of an out-topic record. The ce_ ones are CloudEvents' Kafka
+// binding in binary mode (the value is the data; content-type its
+// datacontenttype); the rolodex_ ones let the sender report back without
+// reading the body.
+const (
+	HeaderCESpecVersion = "ce_specversion"
+	HeaderCEID          = "ce_id"
+	HeaderCEType        = "ce_type"
+	HeaderCESource      = "ce_source"
+	HeaderCETime        = "ce_time"
+	HeaderCESubject     = "ce_subject"
+	HeaderContentType   = "content-type"
+	HeaderTenant        = "rolodex_tenant"
+	HeaderLeadID        = "rolodex_lead_id"
+	HeaderAttempt       = "rolodex_attempt"
+	// HeaderKind is KindLead or KindFollowUp.
+	HeaderKind = "rolodex_kind"
+	// HeaderEventID and HeaderEventType name a follow-up's event.
+	HeaderEventID   = "rolodex_event_id"
+	HeaderEventType = "rolodex_event_type"
+)
+
+// Kinds of an out-topic record.
+const (
+	KindLead     = "lead"
+	KindFollowUp = "follow_up"
+)
+
+// WebhookID is the webhook-id (and ce_id) of a lead's attempt: one per
+// routing decision, the same on every resend of it.
+func WebhookID(leadID string, attempt int) string { return leadID + "." + strconv.Itoa(attempt) }
+
+// FollowUpWebhookID is the webhook-id of a follow-up.
+func FollowUpWebhookID(leadID, eventID string) string { return leadID + ".f." + eventID }
+
+// LeadDeliveryConfig configures lead delivery.
+type LeadDeliveryConfig struct {
+	// Brokers are the Kafka seed brokers. Required.
+	Brokers []string
+	// Partners: every partner (each with a Delivery is delivered to;
+	// checked by ValidateDelivery). A lead is delivered only to a partner
+	// of the lead's tenant.
+	Partners []*partners.Partner
+	// RetrySchedule is the delay before each attempt of a webhook. Default
+	// DefaultLeadSchedule.
+	RetrySchedule []time.Duration
+	// RateUnit is the unit of per_minute. Default time.Minute (tests
+	// shrink it).
+	RateUnit time.Duration
+	// HTTPClient sends the webhooks (SenderConfig.HTTPClient's default).
+	HTTPClient *http.Client
+	// MaxRetryAfter caps a Retry-After. Default DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
+	// QueueInterval is how often the queue depths are measured. Default 5s.
+	QueueInterval time.Duration
+	// RetryBackoff is the wait between attempts to write to Kafka while
+	// it does not acknowledge. Default 1s.
+	RetryBackoff time.Duration
+	// SessionTimeout is the consumer groups' session timeout: how long a
+	// member that vanished (killed) holds its partitions. Default
+	// franz-go's (45s); the heartbeat is at most a third of it.
+	SessionTimeout time.Duration
+	// Now is the clock of outcome instants and signatures. Default
+	// time.Now.
+	Now        func() time.Time
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+func (c *LeadDeliveryConfig) setDefaults() {
+	if len(c.RetrySchedule) == 0 {
+		c.RetrySchedule = DefaultLeadSchedule
+	}
+	if c.RateUnit == 0 {
+		c.RateUnit = time.Minute
+	}
+	if c.QueueInterval == 0 {
+		c.QueueInterval = 5 * time.Second
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a config that cannot work.
+func (c *LeadDeliveryConfig) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("lead delivery: no brokers")
+	}
+	if c.RateUnit < 0 || c.QueueInterval < 0 || c.RetryBackoff < 0 {
+		return errors.New("lead delivery: RateUnit, QueueInterval and RetryBackoff must not be negative")
+	}
+	for i, d := range c.RetrySchedule {
+		if d < 0 {
+			return fmt.Errorf("lead delivery: retry_schedule: delay %d (%s) is negative", i+1, d)
+		}
+	}
+	return ValidatePartners(c.Partners)
+}
+
+// partnerDelivery is a partner with its compiled delivery.
+type partnerDelivery struct {
+	p *partners.Partner
+	*compiled
+}
+
+// LeadDelivery delivers routed leads and follow-ups to partners: the
+// dispatcher (group rolodex-lead-delivery) writes each to the partner's
+// out topic; a sender per webhook partner (group rolodex-webhook-<partner>)
+// posts them, in order, paced and retried, and reports the end of each
+// delivery back to routing. docs/routing.md, "Delivery".
+type LeadDelivery struct {
+	cfg      LeadDeliveryConfig
+	byName   map[string]*partnerDelivery
+	webhooks []*partnerDelivery
+	sender   *Sender
+	m        *Metrics
+}
+
+// NewLeadDelivery checks the config and compiles every partner's delivery.
+func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	s, err := NewSender(SenderConfig{Schedule: cfg.RetrySchedule, HTTPClient: cfg.HTTPClient,
+		MaxRetryAfter: cfg.MaxRetryAfter, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("lead delivery: metrics: %w", err)
+	}
+	d := &LeadDelivery{cfg: cfg, byName: map[string]*partnerDelivery{}, sender: s, m: m}
+	for _, p := range cfg.Partners {
+		c, err := compileDelivery(p.Name, p.Delivery)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			continue
+		}
+		pd := &partnerDelivery{p: p, compiled: c}
+		if !c.kafka {
+			if c.perMin > 0 {
+				// Burst 1: requests evenly spaced, never a burst after a
+				// quiet spell.
+				pd.target.Limiter = rate.NewLimiter(rate.Every(cfg.RateUnit/time.Duration(c.perMin)), 1)
+			}
+			d.webhooks = append(d.webhooks, pd)
+		}
+		d.byName[p.Name] = pd
+	}
+	return d, nil
+}
+
+// Metrics returns the metrics.
+func (d *LeadDelivery) Metrics() *Metrics { return d.m }
+
+// OutTopics returns the out topics of every partner with a delivery, one
+// partition each.
+func OutTopics(ps []*partners.Partner) []kafkaclient.TopicSpec {
+	var out []kafkaclient.TopicSpec
+	for _, p := range ps {
+		if p.Delivery != nil {
+			out = append(out, kafkaclient.TopicSpec{Name: schemas.OutTopic(p.Name), Partitions: 1})
+		}
+	}
+	return out
+}
+
+// EnsureLeadTopics creates the out topic of every partner with a delivery:
+// one partition, so that a partner's leads are sent in order and its rate
+// is exact (one sender at a time); leads are few. Existing topics are left
+// as they are.
+func EnsureLeadTopics(ctx context.Context, admin *kgo.Client, replication int16, ps []*partners.Partner) error {
+	if err := kafkaclient.EnsureTopics(ctx, admin, replication, OutTopics(ps)...); err != nil {
+		return fmt.Errorf("lead delivery: %w", err)
+	}
+	return nil
+}
+
+// Run runs the dispatcher, a sender per webhook partner and the queue
+// depth measure until ctx is done (nil) or one of them fails. Call it once.
+func (d *LeadDelivery) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.runDispatcher(gctx) })
+	for _, pd := range d.webhooks {
+		g.Go(func() error { return d.runSender(gctx, pd) })
+	}
+	if len(d.webhooks) > 0 {
+		g.Go(func() error { return d.runQueueDepth(gctx) })
+	}
+	return g.Wait()
+}
+
+func (d *LeadDelivery) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
+	if d.cfg.SessionTimeout > 0 && len(opts) > 0 { // a group's client
+		opts = append(opts, kgo.SessionTimeout(d.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, d.cfg.SessionTimeout/3)))
+	}
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: d.cfg.Brokers, ClientID: id}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("lead delivery: %w", err)
+	}
+	return cl, nil
+}
+
+// produce writes recs until Kafka acknowledged them all, or ctx is done.
+// The producer is idempotent; a record written again after a failed
+// attempt is a duplicate its consumers absorb (same ids).
+func (d *LeadDelivery) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	for {
+		err := cl.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.cfg.Logger.Error("lead delivery: write, retrying", "records", len(recs), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d.cfg.RetryBackoff):
+		}
+	}
+}
+
+// runDispatcher reads rolodex.routing.outcomes and writes each lead.routed
+// and lead.forwarded of a partner with a delivery to its out topic
+// (and, for a kafka partner, lead.distributed), committing a batch only
+// after Kafka acknowledged everything it produced.
+func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
+	cl, err := d.client("rolodex-lead-delivery",
+		kgo.ConsumerGroup(schemas.GroupLeadDelivery),
+		kgo.ConsumeTopics(schemas.TopicRoutingOutcomes),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer cl.AllowRebalance()
+	for {
+		fetches := cl.PollRecords(ctx, 1000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, part int32, err error) {
+			d.cfg.Logger.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			cl.AllowRebalance()
+			continue
+		}
+		var out []*kgo.Record
+		type key struct{ partner, kind string }
+		dispatched := map[key]int{}
+		var distributed []string
+		for _, r := range recs {
+			rs, partner, kind, reason := d.dispatch(r)
+			if reason != "" {
+				d.m.Skipped.WithLabelValues(reason).Inc()
+				continue
+			}
+			out = append(out, rs...)
+			dispatched[key{partner, kind}]++
+			if d.byName[partner].kafka && kind == KindLead {
+				distributed = append(distributed, partner)
+			}
+		}
+		if len(out) > 0 {
+			if err := d.produce(ctx, cl, out); err != nil {
+				return nil // ctx done: the batch is read again
+			}
+		}
+		for k, n := range dispatched {
+			d.m.Dispatched.WithLabelValues(k.partner, k.kind).Add(float64(n))
+		}
+		for _, p := range distributed {
+			d.m.Deliveries.WithLabelValues(p, KindLead, string(ResultSuccess)).Inc()
+		}
+		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
+			// Written: a lost commit only means the batch is dispatched
+			// again, with the same ids.
+			d.cfg.Logger.Warn("lead delivery: commit", "err", err)
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// dispatch returns the records an outcome record makes, or why it makes
+// none.
+func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind, skip string) {
+	var o schemas.LeadOutcome
+	if err := json.Unmarshal(r.Value, &o); err != nil {
+		d.cfg.Logger.Warn("lead delivery: undecodable outcome", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil, "", "", "undecodable"
+	}
+	switch o.Type {
+	case schemas.OutcomeRouted:
+		kind = KindLead
+	case schemas.OutcomeForwarded:
+		kind = KindFollowUp
+		if o.FollowUp == nil {
+			return nil, "", "", "undecodable"
+		}
+	default:
+		return nil, "", "", "outcome_type"
+	}
+	pd, ok := d.byName[o.Partner]
+	switch {
+	case !ok:
+		var known bool
+		for _, p := range d.cfg.Partners {
+			known = known || p.Name == o.Partner
+		}
+		if known {
+			return nil, "", "", "no_delivery"
+		}
+		return nil, "", "", "unknown_partner"
+	case pd.p.Tenant != o.Tenant:
+		// A partner belongs to one tenant: another tenant's lead never
+		// reaches it, whatever its name.
+		d.cfg.Logger.Warn("lead delivery: outcome of another tenant than its partner's", "lead", o.LeadID,
+			"tenant", o.Tenant, "partner", o.Partner)
+		return nil, "", "", "other_tenant"
+	}
+	var (
+		body []byte
+		id   string
+		err  error
+	)
+	if kind == KindLead {
+		id = WebhookID(o.LeadID, o.Attempt)
+		body, err = pd.mapping.Body(&Routed{Tenant: o.Tenant, Partner: o.Partner, Attempt: o.Attempt, Rule: o.Rule, Lead: o.Lead})
+	} else {
+		id = FollowUpWebhookID(o.LeadID, o.FollowUp.EventID)
+		body, err = FollowUpBody(o.Tenant, o.Partner, o.At, o.FollowUp)
+	}
+	if err != nil {
+		d.cfg.Logger.Warn("lead delivery: body", "lead", o.LeadID, "err", err)
+		return nil, "", "", "undecodable"
+	}
+	at := o.At
+	if at == 0 {
+		at = r.Timestamp.UnixMilli()
+	}
+	hs := []kgo.RecordHeader{
+		{Key: HeaderCESpecVersion, Value: []byte("1.0")},
+		{Key: HeaderCEID, Value: []byte(id)},
+		{Key: HeaderCEType, Value: []byte(o.Type)},
+		{Key: HeaderCESource, Value: []byte(CESource(o.Tenant))},
+		{Key: HeaderCETime, Value: []byte(time.UnixMilli(at).UTC().Format(time.RFC3339Nano))},
+		{Key: HeaderCESubject, Value: []byte(o.LeadID)},
+		{Key: HeaderContentType, Value: []byte("application/json")},
+		{Key: HeaderTenant, Value: []byte(o.Tenant)},
+		{Key: HeaderLeadID, Value: []byte(o.LeadID)},
+		{Key: HeaderAttempt, Value: []byte(strconv.Itoa(o.Attempt))},
+		{Key: HeaderKind, Value: []byte(kind)},
+	}
+	if kind == KindFollowUp {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderEventID, Value: []byte(o.FollowUp.EventID)},
+			kgo.RecordHeader{Key: HeaderEventType, Value: []byte(o.FollowUp.Type)})
+	}
+	out = append(out, &kgo.Record{Topic: schemas.OutTopic(o.Partner), Key: []byte(o.LeadID), Value: body, Headers: hs})
+	if pd.kafka && kind == KindLead {
+		// On Kafka, the write to the partner's topic is the delivery.
+		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt, OK: true, Tries: 1}
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDistributed, rep, nil)
+		if err != nil {
+			return nil, "", "", "undecodable"
+		}
+		out = append(out, rs...)
+	}
+	return out, o.Partner, kind, ""
+}
+
+// CESource is the ce_source of a tenant's lead records: webhook ids are
+// unique within it (lead ids are per tenant).
+func CESource(tenant string) string { return "/rolodex/tenants/" + tenant + "/routing" }
+
+// reportRecords are the records of a delivery's end: the outcome keyed by
+// lead id and, for a lead (not a follow-up), the report to routing keyed
+// by tenant.
+func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelivery, fu *schemas.LeadFollowUp) ([]*kgo.Record, error) {
+	o := schemas.LeadOutcome{Type: typ, Tenant: tenant, LeadID: rep.LeadID, Attempt: rep.Attempt,
+		At: d.cfg.Now().UnixMilli(), Partner: rep.Partner, Reason: rep.Error, FollowUp: fu, Delivery: rep}
+	ov, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	out := []*kgo.Record{{Topic: schemas.TopicRoutingOutcomes, Key: []byte(rep.LeadID), Value: ov}}
+	if fu == nil {
+		iv, err := json.Marshal(schemas.RoutingInput{Tenant: tenant, Delivery: rep})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &kgo.Record{Topic: schemas.TopicRoutingInput, Key: []byte(tenant), Value: iv})
+	}
+	return out, nil
+}
+
+// runSender posts a webhook partner's out topic to its URL, one record at
+// a time in order, and commits each only after its report was written.
+// Rebalances are not blocked (a delivery may wait minutes between
+// retries): a revoked partition cancels the delivery in progress, whose
+// record the new owner sends again with the same webhook-id.
+func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error {
+	var (
+		mu      sync.Mutex
+		current context.CancelFunc
+	)
+	revoke := func(context.Context, *kgo.Client, map[string][]int32) {
+		mu.Lock()
+		if current != nil {
+			current()
+		}
+		mu.Unlock()
+	}
+	name := pd.p.Name
+	cl, err := d.client("rolodex-webhook-"+name,
+		kgo.ConsumerGroup(schemas.GroupWebhookPrefix+name),
+		kgo.ConsumeTopics(schemas.OutTopic(name)),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsRevoked(revoke),
+		kgo.OnPartitionsLost(revoke),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		mu.Lock()
+		dctx, cancel := context.WithCancel(ctx)
+		current = cancel
+		mu.Unlock()
+		fetches := cl.PollRecords(ctx, 100)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			cancel()
+			return nil
+		}
+		fetches.EachError(func(topic string, part int32, err error) {
+			d.cfg.Logger.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
+		})
+		for _, r := range fetches.Records() {
+			if dctx.Err() != nil {
+				break // revoked: the rest is the new owner's
+			}
+			if err := d.send(dctx, ctx, cl, pd, r); err != nil {
+				if ctx.Err() != nil {
+					cancel()
+					return nil
+				}
+				if dctx.Err() != nil {
+					break
+				}
+				cancel()
+				return err
+			}
+		}
+		cancel()
+	}
+}
+
+// send delivers one out record and reports its end.
+func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partnerDelivery, r *kgo.Record) error {
+	name := pd.p.Name
+	h := map[string]string{}
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	attempt, aerr := strconv.Atoi(h[HeaderAttempt])
+	kind := h[HeaderKind]
+	if h[HeaderCEID] == "" || h[HeaderLeadID] == "" || h[HeaderTenant] == "" || aerr != nil || (kind != KindLead && kind != KindFollowUp) {
+		d.cfg.Logger.Error("lead delivery: out record without its headers, skipped", "topic", r.Topic, "offset", r.Offset)
+		d.m.Skipped.WithLabelValues("undecodable").Inc()
+		return d.commit(ctx, cl, r)
+	}
+	tenant, lead := h[HeaderTenant], h[HeaderLeadID]
+	rep, err := d.sender.Deliver(dctx, pd.target, Message{ID: h[HeaderCEID], Body: r.Value}, func(a Attempt) {
+		d.m.Attempts.WithLabelValues(name, string(a.Class)).Inc()
+		if a.N > 1 {
+			d.m.Retries.WithLabelValues(name).Inc()
+		}
+		if a.Status != 0 || a.Class == Retry {
+			d.m.RequestSeconds.WithLabelValues(name).Observe(a.Latency.Seconds())
+		}
+		if a.Class != Success {
+			d.cfg.Logger.Warn("lead delivery: attempt failed", "partner", name, "webhook_id", h[HeaderCEID],
+				"attempt", a.N, "class", a.Class, "status", a.Status, "err", a.Err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	d.m.Deliveries.WithLabelValues(name, kind, string(rep.Result)).Inc()
+	d.m.DeliverySeconds.WithLabelValues(name).Observe(time.Since(r.Timestamp).Seconds())
+	lr := &schemas.LeadDelivery{LeadID: lead, Partner: name, Attempt: attempt, OK: rep.Result.OK(), Status: rep.Status, Tries: rep.Tries}
+	if !lr.OK {
+		lr.Error = string(rep.Result)
+		if rep.Err != nil {
+			lr.Error += ": " + rep.Err.Error()
+		}
+	}
+	var recs []*kgo.Record
+	switch {
+	case kind == KindLead:
+		typ := schemas.OutcomeDistributed
+		if !lr.OK {
+			typ = schemas.OutcomeDeliveryFailed
+		}
+		recs, err = d.reportRecords(tenant, typ, lr, nil)
+	case !lr.OK:
+		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr,
+			&schemas.LeadFollowUp{LeadID: lead, EventID: h[HeaderEventID], Type: h[HeaderEventType]})
+	}
+	if err != nil {
+		return fmt.Errorf("lead delivery: report: %w", err)
+	}
+	if len(recs) > 0 {
+		// Written even if the partition was revoked meanwhile: the
+		// delivery did end.
+		if err := d.produce(ctx, cl, recs); err != nil {
+			return err
+		}
+	}
+	return d.commit(ctx, cl, r)
+}
+
+func (d *LeadDelivery) commit(ctx context.Context, cl *kgo.Client, r *kgo.Record) error {
+	if err := cl.CommitRecords(ctx, r); err != nil && ctx.Err() == nil {
+		// Reported: a lost commit only means the record is sent again,
+		// with the same webhook-id, and reported again.
+		d.cfg.Logger.Warn("lead delivery: commit", "partner", r.Topic, "err", err)
+	}
+	return nil
+}
+
+// runQueueDepth measures each webhook partner's queue: its out topic's end
+// offsets minus its sender group's committed offsets (the start offset
+// where none is committed).
+func (d *LeadDelivery) runQueueDepth(ctx context.Context) error {
+	cl, err := d.client("rolodex-lead-delivery-queue")
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := make([]string, len(d.webhooks))
+	for i, pd := range d.webhooks {
+		topics[i] = schemas.OutTopic(pd.p.Name)
+	}
+	t := time.NewTicker(d.cfg.QueueInterval)
+	defer t.Stop()
+	for {
+		d.measureQueues(ctx, adm, topics)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (d *LeadDelivery) measureQueues(ctx context.Context, adm *kadm.Client, topics []string) {
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		var starts kadm.ListedOffsets
+		if starts, err = adm.ListStartOffsets(ctx, topics...); err == nil {
+			d.setQueueDepths(ctx, adm, ends, starts)
+			return
+		}
+	}
+	d.cfg.Logger.Debug("lead delivery: queue depth", "err", err)
+}
+
+func (d *LeadDelivery) setQueueDepths(ctx context.Context, adm *kadm.Client, ends, starts kadm.ListedOffsets) {
+	for _, pd := range d.webhooks {
+		topic := schemas.OutTopic(pd.p.Name)
+		committed, err := adm.FetchOffsets(ctx, schemas.GroupWebhookPrefix+pd.p.Name)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			// Not joined yet (kfake says so; Kafka answers no offsets).
+			committed, err = nil, nil
+		}
+		if err != nil {
+			d.cfg.Logger.Debug("lead delivery: queue depth", "partner", pd.p.Name, "err", err)
+			continue
+		}
+		var depth int64
+		ok := true
+		for p, end := range ends[topic] {
+			if end.Err != nil {
+				ok = false
+				break
+			}
+			from := int64(0)
+			if s, found := starts.Lookup(topic, p); found && s.Err == nil {
+				from = s.Offset
+			}
+			if c, found := committed.Lookup(topic, p); found && c.Err == nil && c.At >= 0 {
+				from = max(from, c.At)
+			}
+			depth += max(0, end.Offset-from)
+		}
+		if ok {
+			d.m.QueueDepth.WithLabelValues(pd.p.Name).Set(float64(depth))
+		}
+	}
+}

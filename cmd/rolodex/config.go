@@ -103,7 +103,12 @@ type routingConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	// Tick is how often the SLA scheduler looks for due deadlines;
 	// absent: 1s.
-	Tick time.Duration `yaml:"tick"`
+	Tick     time.Duration `yaml:"tick"`
+	Delivery struct {
+		// RetrySchedule is the delay before each attempt of a lead's
+		// webhook; absent: webhooks.DefaultLeadSchedule.
+		RetrySchedule []time.Duration `yaml:"retry_schedule"`
+	} `yaml:"delivery"`
 }
 
 // leadTypes is routing.lead_types with its default.
@@ -128,6 +133,11 @@ func (c *fileConfig) partnerRouting() []schemas.PartnerRouting {
 func (c *fileConfig) checkRouting() error {
 	if c.Routing.Retention < 0 || c.Routing.Tick < 0 {
 		return fmt.Errorf("routing: retention and tick must not be negative")
+	}
+	for _, d := range c.Routing.Delivery.RetrySchedule {
+		if d < 0 {
+			return fmt.Errorf("routing: delivery: retry_schedule: %s is negative", d)
+		}
 	}
 	for _, t := range c.leadTypes() {
 		if t == "" || t == schemas.EventLeadAccepted || t == schemas.EventLeadRejected {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/connectors/kafkain"
+	"github.com/rolodex/rolodex/connectors/webhooks"
 	"github.com/rolodex/rolodex/intake"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/normalize"
@@ -408,6 +409,31 @@ func routingComponent(dir string) component {
 		}
 		return nil
 	}
+}
+
+// deliveryComponent runs lead delivery (docs/routing.md, "Delivery"): the
+// dispatcher from rolodex.routing.outcomes to the partners' topics
+// rolodex.out.<partner>, and a webhook sender per webhook partner.
+func deliveryComponent(e *env) error {
+	if err := ensureRoutingTopics(e); err != nil {
+		return err
+	}
+	ps := e.reg.All()
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	err := webhooks.EnsureLeadTopics(tctx, e.admin, e.cfg.Topics.Replication, ps)
+	cancel()
+	if err != nil {
+		return err
+	}
+	d, err := webhooks.NewLeadDelivery(webhooks.LeadDeliveryConfig{Brokers: e.kafka.Brokers, Partners: ps,
+		RetrySchedule: e.cfg.Routing.Delivery.RetrySchedule, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	e.g.Go(func() error { return d.Run(e.ctx) })
+	lag := kafkaclient.NewLagMetrics(e.prom)
+	e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupLeadDelivery, 5*time.Second) })
+	return nil
 }
 
 // ensureRoutingTopics creates routing's topics (after the identity

@@ -28,6 +28,13 @@ func startDev(t *testing.T) string {
 // address (host:port).
 func startDevKafka(t *testing.T) (api, kafka string) {
 	t.Helper()
+	return startDevArgs(t)
+}
+
+// startDevArgs is startDevKafka with more arguments for dev mode (a
+// --config).
+func startDevArgs(t *testing.T, args ...string) (api, kafka string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	found := make(chan struct{})
 	stdout := &signalWriter{want: "\nTry:", found: found}
@@ -37,7 +44,7 @@ func startDevKafka(t *testing.T) (api, kafka string) {
 	// it is removed after dev mode stopped (cleanups run last first).
 	data := t.TempDir()
 	go func() {
-		done <- run(ctx, []string{"dev", "--broker-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data}, stdout, &stderr)
+		done <- run(ctx, append([]string{"dev", "--broker-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data}, args...), stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

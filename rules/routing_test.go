@@ -54,7 +54,11 @@ func TestValidateRoutingRefusals(t *testing.T) {
 	}{
 		{"empty id", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].ID = ""; return rs },
 			"rule 2: id: the rule has no id"},
-		{"malformed id", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].ID = "no spaces"; rs[0].Fallback = ""; return rs },
+		{"malformed id", func(rs []schemas.RoutingRule) []schemas.RoutingRule {
+			rs[1].ID = "no spaces"
+			rs[0].Fallback = ""
+			return rs
+		},
 			`rule 2 (no spaces): id: "no spaces" is not a rule id: a letter or digit, then up to 99 letters, digits or _.:-`},
 		{"duplicate id", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[2].ID = "sp"; return rs },
 			`rule 3 (sp): id: rule 1 has the id "sp" too; ids are unique in the list`},
@@ -64,7 +68,10 @@ func TestValidateRoutingRefusals(t *testing.T) {
 			`rule 2 (national): strategy: missing: first, round_robin or weighted`},
 		{"empty pool", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Pool = nil; return rs },
 			`rule 2 (national): pool: the pool is empty: list at least one partner`},
-		{"unknown pool partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Pool[1].Partner = "dealer-other"; return rs },
+		{"unknown pool partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule {
+			rs[1].Pool[1].Partner = "dealer-other"
+			return rs
+		},
 			`rule 2 (national): pool[1].partner: "dealer-other" is not a partner of this tenant`},
 		{"pool entry without partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Pool[0].Partner = ""; return rs },
 			`rule 2 (national): pool[0].partner: missing`},
@@ -82,9 +89,16 @@ func TestValidateRoutingRefusals(t *testing.T) {
 			`rule 1 (sp): cap_per_day.dealer-sp: -5 is negative`},
 		{"unknown fallback partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Fallback = "dealer-x"; return rs },
 			`rule 2 (national): fallback: "dealer-x" is neither a rule id of this list nor a partner of this tenant`},
-		{"fallback both rule and partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[2].ID = "dealer-bh"; rs[0].Fallback = "dealer-bh"; return rs },
+		{"fallback both rule and partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule {
+			rs[2].ID = "dealer-bh"
+			rs[0].Fallback = "dealer-bh"
+			return rs
+		},
 			`rule 1 (sp): fallback: "dealer-bh" is both a rule id and a partner of this tenant: rename the rule so that the fallback says which`},
-		{"condition syntax", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Condition = `lead.properties.region == `; return rs },
+		{"condition syntax", func(rs []schemas.RoutingRule) []schemas.RoutingRule {
+			rs[1].Condition = `lead.properties.region == `
+			return rs
+		},
 			`rule 2 (national): condition: refused at 1:27 (syntax): Syntax error: …`},
 		{"condition not bool", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[0].Condition = "lead.id"; return rs },
 			`rule 1 (sp): condition: refused at 1:1 (result): …`},

@@ -40,7 +40,7 @@ func readRoutingFile(path string) ([]map[string]any, error) {
 		return nil, fmt.Errorf("%s: want rules: a list of {id, condition, strategy, pool, ...}: %w", path, err)
 	}
 	if f.Rules == nil {
-		return nil, fmt.Errorf("%s: no rules: key (write rules: [] to remove every rule)", path)
+		return nil, fmt.Errorf("%s: rules: is missing or null (write rules: [] to remove every rule)", path)
 	}
 	return f.Rules, nil
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -125,37 +124,7 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 // records reads every record of rolodex.routing.rules.
 func (e *routingEnv) records(t *testing.T) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(schemas.TopicRoutingRules),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := withTimeout(t, 10*time.Second)
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicRoutingRules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(left) > 0 {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d records; partitions %v not to their end", len(out), left)
-		}
-		for _, r := range f.Records() {
-			out = append(out, r)
-			if r.Offset+1 >= left[r.Partition] {
-				delete(left, r.Partition)
-			}
-		}
-	}
-	return out
+	return topicRecords(t, e.brokers, schemas.TopicRoutingRules)
 }
 
 // The example, as the API takes it.

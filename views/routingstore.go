@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -58,15 +57,7 @@ type RoutingStore struct {
 // client id defaults to rolodex-routing-rules); Run reads the topic. The
 // topic must exist (cmd creates it with the routing topics).
 func NewRoutingStore(cfg RuleStoreConfig) (*RoutingStore, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Kafka.ClientID == "" {
-		cfg.Kafka.ClientID = "rolodex-routing-rules"
-	}
+	cfg.setDefaults("rolodex-routing-rules")
 	s := &RoutingStore{cfg: cfg, issued: map[string]int64{}, lists: map[string]schemas.RoutingRules{},
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rolodex_routing_rules_writes_total",

@@ -155,7 +155,14 @@ func (e *rulesEnv) call(t *testing.T, method, path, key, body string) answer {
 // records reads every record of rolodex.tag.rules.
 func (e *rulesEnv) records(t *testing.T) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(schemas.TopicTagRules),
+	return topicRecords(t, e.brokers, schemas.TopicTagRules)
+}
+
+// topicRecords reads every record of topic, each partition up to its end
+// offset (compaction leaves gaps).
+func topicRecords(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +170,10 @@ func (e *rulesEnv) records(t *testing.T) []*kgo.Record {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicTagRules)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Compaction leaves gaps: read each partition up to its end offset.
 	left := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {

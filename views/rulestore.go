@@ -57,6 +57,19 @@ type RuleStoreConfig struct {
 	Now func() time.Time
 }
 
+// setDefaults fills in the defaults, clientID the Kafka client's.
+func (c *RuleStoreConfig) setDefaults(clientID string) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = clientID
+	}
+}
+
 // RuleStore holds every tenant's tag rules: the latest record of each key
 // of rolodex.tag.rules, read whole into memory by a consumer without a
 // group (every instance of the API reads every partition), and written
@@ -91,15 +104,7 @@ type RuleStore struct {
 // NewRuleStore builds a store; Run reads the topic. The topic must exist
 // (cmd creates it with the base topics).
 func NewRuleStore(cfg RuleStoreConfig) (*RuleStore, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Kafka.ClientID == "" {
-		cfg.Kafka.ClientID = "rolodex-rules"
-	}
+	cfg.setDefaults("rolodex-rules")
 	s := &RuleStore{
 		cfg: cfg, issued: map[string]int64{},
 		rules: map[string]map[string]schemas.TagRule{},

@@ -49,24 +49,14 @@ func readRoutingFile(path string) ([]map[string]any, error) {
 // file's list as the tenant's whole list and print its new version.
 func cmdRoutingApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const name = "routing apply"
-	fs := newFlagSet(name, stdout, stderr)
-	api, key := addAdminAPIFlags(fs)
-	file := fs.String("f", "", "the routing rules file: rules: an ordered list of {id, condition, strategy, pool, cap_per_day, outside_hours, consent, sla, max_reroutes, fallback}")
-	pos, err := fs.parseInterleaved(args)
+	cl, file, err := applyCommand(name, "the routing rules file: rules: an ordered list of {id, condition, strategy, pool, cap_per_day, outside_hours, consent, sla, max_reroutes, fallback}",
+		args, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	c, _ := findCommand(name)
-	if len(pos) != 0 || *file == "" {
-		return usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
-	}
-	rs, err := readRoutingFile(*file)
+	rs, err := readRoutingFile(file)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
-	}
-	cl, err := newAPIClient(name, *api, *key)
-	if err != nil {
-		return err
 	}
 	var out struct {
 		Version int64 `json:"version"`

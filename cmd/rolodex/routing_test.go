@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,24 +22,7 @@ import (
 // with the rule and field.
 func TestRoutingCommands(t *testing.T) {
 	api, kafka := startDevKafka(t)
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	rolodex := func(args ...string) (out, errOut string, code int) {
-		t.Helper()
-		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), append(args, "--api", api, "--key", "demo-key"), &stdout, &stderr)
-		if err != nil {
-			errOut = err.Error()
-		}
-		return stdout.String(), stderr.String() + errOut, exitCode(err)
-	}
+	write, rolodex := cliEnv(t, api)
 
 	// A lead of tenant demo in the routing stage's table.
 	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)

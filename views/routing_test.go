@@ -1,7 +1,6 @@
 package views
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -90,18 +89,7 @@ func (e *routingEnv) serve(t *testing.T, run bool, cfg Config) (*httptest.Server
 	}
 	t.Cleanup(store.Close)
 	if run {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- store.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("routing-rule store: %v", err)
-			}
-		})
-		if err := store.WaitReady(withTimeout(t, 30*time.Second)); err != nil {
-			t.Fatal(err)
-		}
+		runStore(t, "routing-rule store", store.compactedCopy)
 	}
 	cfg.Publisher, cfg.Routing, cfg.Logger = noPublisher{}, store, logger
 	api, err := NewAPI(&memNodes{ready: true}, routingRegistry(t), norm, cfg)
@@ -113,12 +101,6 @@ func (e *routingEnv) serve(t *testing.T, run bool, cfg Config) (*httptest.Server
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, store
-}
-
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // records reads every record of rolodex.routing.rules.

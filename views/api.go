@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,12 @@ type Config struct {
 	// Messages, when set, serves GET /v1/messages/{id} (messages.go) from
 	// the lifecycle's table.
 	Messages Messages
+	// Routing, when set, serves PUT and GET /v1/routing/rules (routing.go)
+	// from that store.
+	Routing *RoutingStore
+	// Leads, when set, serves GET /v1/leads/{id} (routing.go) from the
+	// routing stage's table.
+	Leads Leads
 }
 
 func (c *Config) setDefaults() {
@@ -137,7 +144,8 @@ type Mux interface {
 }
 
 // Register mounts the routes on mux (the tag-rule API's when
-// Config.Rules is set, the message API's when Config.Messages is). Every route the servers mount is in
+// Config.Rules is set, the message API's when Config.Messages is, the
+// routing rules' when Config.Routing is, the lead's when Config.Leads is). Every route the servers mount is in
 // the API document, docs/openapi.yaml (cmd/rolodex's route test).
 func (a *API) Register(mux Mux) {
 	for _, r := range []struct {
@@ -157,6 +165,13 @@ func (a *API) Register(mux Mux) {
 	}
 	if a.cfg.Messages != nil {
 		mux.Handle("GET /v1/messages/{id}", withRequestID(a.getMessage))
+	}
+	if a.cfg.Routing != nil {
+		mux.Handle("PUT /v1/routing/rules", withRequestID(a.putRouting))
+		mux.Handle("GET /v1/routing/rules", withRequestID(a.getRouting))
+	}
+	if a.cfg.Leads != nil {
+		mux.Handle("GET /v1/leads/{id}", withRequestID(a.getLead))
 	}
 	if a.cfg.Rules == nil {
 		return
@@ -213,16 +228,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // authorize checks the request's bearer key (401) and that it has scope
 // (403); it answers the request itself when either fails.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request, scope partners.Scope) (*partners.Partner, bool) {
+	return a.authorizeAny(w, r, scope)
+}
+
+// authorizeAny is authorize for an endpoint that any of scopes opens (the
+// first is the one a 403 names).
+func (a *API) authorizeAny(w http.ResponseWriter, r *http.Request, scopes ...partners.Scope) (*partners.Partner, bool) {
 	pr, err := a.partners.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized", Message: err.Error()})
 		return nil, false
 	}
-	if err := pr.Require(scope); err != nil {
-		writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Message: err.Error(), RequiredScope: string(scope)})
-		return nil, false
+	for _, s := range scopes {
+		if pr.Has(s) {
+			return pr.Partner, true
+		}
 	}
-	return pr.Partner, true
+	msg := pr.Require(scopes[0]).Error()
+	if len(scopes) > 1 {
+		names := make([]string, len(scopes))
+		for i, s := range scopes {
+			names[i] = string(s)
+		}
+		msg = "the key has none of the scopes this endpoint takes: " + strings.Join(names, ", ")
+	}
+	writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Message: msg, RequiredScope: string(scopes[0])})
+	return nil, false
 }
 
 // tenant is authorize for a read: the tenant of a key with profiles:read.

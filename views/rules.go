@@ -78,7 +78,7 @@ func answerRuleError(w http.ResponseWriter, err error, id string) {
 	switch {
 	case errors.Is(err, ErrRuleNotFound):
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Message: "no rule " + id + " in this tenant"})
-	case errors.Is(err, ErrRulesNotReady):
+	case errors.Is(err, ErrRulesNotReady), errors.Is(err, ErrRoutingNotReady):
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: "the rules are still loading; retry shortly"})
 	case errors.Is(err, ErrRuleUnavailable), errors.Is(err, context.DeadlineExceeded):

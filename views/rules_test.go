@@ -3,6 +3,7 @@ package views
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,22 +90,7 @@ func (e *rulesEnv) serveWith(t *testing.T, nodes *memNodes, run bool, cfg Config
 	}
 	t.Cleanup(store.Close)
 	if run {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- store.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("rule store: %v", err)
-			}
-		})
-		deadline := time.Now().Add(30 * time.Second)
-		for !store.Ready() {
-			if time.Now().After(deadline) {
-				t.Fatal("the rule store is not ready after 30s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		runStore(t, "rule store", store.compactedCopy)
 	}
 	cfg.Publisher, cfg.Rules, cfg.Registerer, cfg.Logger = intake.NewPublisher(cl), store, prom, logger
 	cfg.Now = func() time.Time { return clock }
@@ -117,6 +103,26 @@ func (e *rulesEnv) serveWith(t *testing.T, nodes *memNodes, run bool, cfg Config
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, store, prom
+}
+
+// runStore runs a store's copy until the test ends and waits until it is
+// ready.
+func runStore(t *testing.T, what string, c *compactedCopy) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := c.waitReady(wctx, errors.New("not ready")); err != nil {
+		t.Fatalf("the %s is not ready after 30s", what)
+	}
 }
 
 // call sends a request to srv and decodes a JSON answer (nil for none).
@@ -155,7 +161,14 @@ func (e *rulesEnv) call(t *testing.T, method, path, key, body string) answer {
 // records reads every record of rolodex.tag.rules.
 func (e *rulesEnv) records(t *testing.T) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(schemas.TopicTagRules),
+	return topicRecords(t, e.brokers, schemas.TopicTagRules)
+}
+
+// topicRecords reads every record of topic, each partition up to its end
+// offset (compaction leaves gaps).
+func topicRecords(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +176,10 @@ func (e *rulesEnv) records(t *testing.T) []*kgo.Record {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.TopicTagRules)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Compaction leaves gaps: read each partition up to its end offset.
 	left := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -58,6 +57,19 @@ type RuleStoreConfig struct {
 	Now func() time.Time
 }
 
+// setDefaults fills in the defaults, clientID the Kafka client's.
+func (c *RuleStoreConfig) setDefaults(clientID string) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = clientID
+	}
+}
+
 // RuleStore holds every tenant's tag rules: the latest record of each key
 // of rolodex.tag.rules, read whole into memory by a consumer without a
 // group (every instance of the API reads every partition), and written
@@ -72,8 +84,8 @@ type RuleStoreConfig struct {
 // the same instant may pick the same version; the later record on the
 // partition wins (compaction keeps it), a known limit.
 type RuleStore struct {
+	*compactedCopy
 	cfg RuleStoreConfig
-	cl  *kgo.Client
 
 	// write serialises writes: version, produce, wait.
 	write sync.Mutex
@@ -82,12 +94,8 @@ type RuleStore struct {
 	// still land).
 	issued map[string]int64
 
-	mu      sync.RWMutex
-	rules   map[string]map[string]schemas.TagRule // tenant → id → latest record
-	next    map[int32]int64                       // partition → offset after the last record read
-	ends    map[int32]int64                       // the end offsets read at start (nil before)
-	loaded  bool                                  // next has reached ends once
-	changed chan struct{}                         // closed and replaced when next moves
+	// rules is the copy of the topic, guarded by compactedCopy.mu.
+	rules map[string]map[string]schemas.TagRule // tenant → id → latest record
 
 	writes *prometheus.CounterVec
 	active *prometheus.GaugeVec
@@ -96,24 +104,10 @@ type RuleStore struct {
 // NewRuleStore builds a store; Run reads the topic. The topic must exist
 // (cmd creates it with the base topics).
 func NewRuleStore(cfg RuleStoreConfig) (*RuleStore, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Kafka.ClientID == "" {
-		cfg.Kafka.ClientID = "rolodex-rules"
-	}
-	cl, err := kafkaclient.NewClient(cfg.Kafka,
-		kgo.ConsumeTopics(schemas.TopicTagRules),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, fmt.Errorf("views: rule store: %w", err)
-	}
+	cfg.setDefaults("rolodex-rules")
 	s := &RuleStore{
-		cfg: cfg, cl: cl, issued: map[string]int64{},
-		rules: map[string]map[string]schemas.TagRule{}, next: map[int32]int64{}, changed: make(chan struct{}),
+		cfg: cfg, issued: map[string]int64{},
+		rules: map[string]map[string]schemas.TagRule{},
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolodex_tag_rules_writes_total",
 			Help: "Tag rule records the API wrote and Kafka acknowledged, by op: create, update, delete (an unchanged PUT writes nothing).",
@@ -123,107 +117,19 @@ func NewRuleStore(cfg RuleStoreConfig) (*RuleStore, error) {
 			Help: "Active tag rules (enabled, not deleted) per tenant, as this API instance reads rolodex.tag.rules.",
 		}, []string{"tenant"}),
 	}
+	c, err := newCompactedCopy(cfg.Kafka, schemas.TopicTagRules, "rule store", cfg.Logger, s.apply)
+	if err != nil {
+		return nil, err
+	}
+	s.compactedCopy = c
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(s.writes, s.active)
 	}
 	return s, nil
 }
 
-// Close closes the store's Kafka client.
-func (s *RuleStore) Close() { s.cl.Close() }
-
-// Run reads the rules topic from its start until ctx is done: first up to
-// the end offsets of when it starts (then Ready), then every new record.
-func (s *RuleStore) Run(ctx context.Context) error {
-	ends, err := s.endOffsets(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	s.mu.Lock()
-	s.ends = ends
-	s.checkLoaded()
-	close(s.changed) // WaitReady: maybe loaded already (an empty topic)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-	var lastErr time.Time
-	for {
-		fetches := s.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			if time.Since(lastErr) > 10*time.Second {
-				lastErr = time.Now()
-				s.cfg.Logger.Warn("views: reading the rules topic", "topic", topic, "partition", p, "err", err)
-			}
-		})
-		s.mu.Lock()
-		fetches.EachRecord(s.apply)
-		s.checkLoaded()
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.mu.Unlock()
-	}
-}
-
-// endOffsets returns the offset after the last record of each partition
-// of the rules topic, retrying until Kafka answers or ctx ends.
-func (s *RuleStore) endOffsets(ctx context.Context) (map[int32]int64, error) {
-	adm := kadm.NewClient(s.cl)
-	for {
-		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		offs, err := adm.ListEndOffsets(lctx, schemas.TopicTagRules)
-		cancel()
-		if err == nil {
-			err = offs.Error()
-		}
-		if err == nil {
-			ends := map[int32]int64{}
-			offs.Each(func(o kadm.ListedOffset) {
-				if o.Offset > 0 {
-					ends[o.Partition] = o.Offset
-				}
-			})
-			if len(offs) > 0 {
-				return ends, nil
-			}
-			err = fmt.Errorf("no partitions of %s", schemas.TopicTagRules)
-		}
-		if errors.Is(err, kgo.ErrClientClosed) {
-			return nil, fmt.Errorf("views: rule store: end offsets of %s: %w", schemas.TopicTagRules, err)
-		}
-		s.cfg.Logger.Warn("views: rule store: end offsets of the rules topic", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("views: rule store: end offsets of %s: %w", schemas.TopicTagRules, err)
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// checkLoaded marks the store loaded once every partition was read up to
-// its start-time end. Called with mu held.
-func (s *RuleStore) checkLoaded() {
-	if s.ends == nil || s.loaded {
-		return
-	}
-	for p, end := range s.ends {
-		if s.next[p] < end {
-			return
-		}
-	}
-	s.loaded = true
-	s.cfg.Logger.Info("views: rule store loaded", "topic", schemas.TopicTagRules)
-}
-
 // apply takes one record into the copy. Called with mu held.
 func (s *RuleStore) apply(r *kgo.Record) {
-	if r.Offset+1 > s.next[r.Partition] {
-		s.next[r.Partition] = r.Offset + 1
-	}
 	key := string(r.Key)
 	if r.Value == nil { // a tombstone (not written by the API): the rule is gone
 		if i := strings.LastIndexByte(key, '/'); i >= 0 {
@@ -259,31 +165,9 @@ func (s *RuleStore) count(r *schemas.TagRule, d float64) {
 	}
 }
 
-// Ready reports whether the store has read the topic up to where it ended
-// when the store started.
-func (s *RuleStore) Ready() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.loaded
-}
-
 // WaitReady returns once the store is Ready, or ErrRulesNotReady when ctx
 // ends first.
-func (s *RuleStore) WaitReady(ctx context.Context) error {
-	for {
-		s.mu.RLock()
-		ready, ch := s.loaded, s.changed
-		s.mu.RUnlock()
-		if ready {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ErrRulesNotReady
-		}
-	}
-}
+func (s *RuleStore) WaitReady(ctx context.Context) error { return s.waitReady(ctx, ErrRulesNotReady) }
 
 // Get returns the tenant's rule id, deleted or not; false if it never had
 // one.
@@ -375,31 +259,8 @@ func (s *RuleStore) produce(ctx context.Context, rule schemas.TagRule, prev int6
 		return schemas.TagRule{}, fmt.Errorf("views: encode rule: %w", err)
 	}
 	s.issued[key] = rule.Version
-	rec := &kgo.Record{Topic: schemas.TopicTagRules, Key: []byte(key), Value: val}
-	if err := s.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return schemas.TagRule{}, fmt.Errorf("%w: %w", ErrRuleUnavailable, err)
-	}
-	// Read your writes: the answer waits until the copy holds the record
-	// (or a later one of the partition).
-	if err := s.waitFor(ctx, rec.Partition, rec.Offset); err != nil {
-		s.cfg.Logger.Warn("views: rule written, but the store has not read it back yet", "key", key, "version", rule.Version, "err", err)
+	if err := s.compactedCopy.produce(ctx, &kgo.Record{Topic: schemas.TopicTagRules, Key: []byte(key), Value: val}, ErrRuleUnavailable); err != nil {
+		return schemas.TagRule{}, err
 	}
 	return rule, nil
-}
-
-// waitFor returns once the copy has read partition p past offset.
-func (s *RuleStore) waitFor(ctx context.Context, p int32, offset int64) error {
-	for {
-		s.mu.RLock()
-		done, ch := s.next[p] > offset, s.changed
-		s.mu.RUnlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }

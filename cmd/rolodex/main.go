@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -66,15 +67,21 @@ func commands() []command {
 			}},
 		{"profile get", "ID [--api URL] [--key KEY]", "print a profile",
 			func(ctx context.Context, args []string, o stdio) error {
-				return cmdProfile(ctx, "get", args, o.stdout, o.stderr)
+				return getCommand(ctx, "profile get", "profile", 1, byID("/v1/profiles/"), args, o.stdout, o.stderr)
 			}},
 		{"profile lookup", "TYPE VALUE [--api URL] [--key KEY]", "print the profile holding an identifier",
 			func(ctx context.Context, args []string, o stdio) error {
-				return cmdProfile(ctx, "lookup", args, o.stdout, o.stderr)
+				return getCommand(ctx, "profile lookup", "profile", 2, func(pos []string) string {
+					return "/v1/lookup?" + url.Values{"type": {pos[0]}, "value": {pos[1]}}.Encode()
+				}, args, o.stdout, o.stderr)
 			}},
 		{"message get", "ID [--api URL] [--key KEY]", "print a message's lifecycle: state, channel, recipient, history, refusals",
 			func(ctx context.Context, args []string, o stdio) error {
-				return cmdMessageGet(ctx, args, o.stdout, o.stderr)
+				return getCommand(ctx, "message get", "message", 1, byID("/v1/messages/"), args, o.stdout, o.stderr)
+			}},
+		{"lead get", "ID [--api URL] [--key KEY]", "print a lead's routing: status, partner, deadline, the lead, every decision with its candidates",
+			func(ctx context.Context, args []string, o stdio) error {
+				return getCommand(ctx, "lead get", "lead", 1, byID("/v1/leads/"), args, o.stdout, o.stderr)
 			}},
 		{"tag add", "TAG (--profile ID | --lookup TYPE=VALUE | --file F.csv) [--api URL] [--key KEY]", "put a manual tag on a profile, or on every profile of a CSV file (profile_id, or type and value columns)",
 			func(ctx context.Context, args []string, o stdio) error {
@@ -111,6 +118,14 @@ func commands() []command {
 		{"rules delete", "ID [--api URL] [--key KEY]", "delete a tag rule",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdRulesDelete(ctx, args, o.stdout, o.stderr)
+			}},
+		{"routing apply", "-f ROUTING.yaml [--api URL] [--key KEY]", "replace the tenant's routing rules with those of a YAML file (rules: an ordered list); prints the new version",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdRoutingApply(ctx, args, o.stdout, o.stderr)
+			}},
+		{"routing get", "[--api URL] [--key KEY]", "print the tenant's routing rules and their version",
+			func(ctx context.Context, args []string, o stdio) error {
+				return getCommand(ctx, "routing get", "routing", 0, func([]string) string { return "/v1/routing/rules" }, args, o.stdout, o.stderr)
 			}},
 		{"deadletters tail", "[--follow] [--partner NAME] [--format table|json]", "print the rejected records of rolodex.deadletter, decoded",
 			func(ctx context.Context, args []string, o stdio) error {
@@ -187,7 +202,7 @@ Run "rolodex COMMAND -h" (or "rolodex help COMMAND") for the flags of a command.
 
 Environment:
   ROLODEX_KEY                  partner bearer key of the profile, message, tag,
-                               blacklist, consent and rules commands (--key)
+                               blacklist, consent, rules, routing and lead commands (--key)
   ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
                                and run sink (--clickhouse); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user

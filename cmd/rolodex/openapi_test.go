@@ -378,6 +378,28 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 		status, body := do("GET", "/v1/messages/camp%2F1", "", "")
 		return status == http.StatusOK && strings.Contains(string(body), `"state": "opened"`) && strings.Contains(string(body), `"asked": "deleted"`)
 	})
+	// Routing rules: the store answers 503 not_ready until it has read
+	// rolodex.routing.rules once; leads: the view until it has read the
+	// routing stage's table.
+	eventually(t, "the routing-rule store is ready", func() bool {
+		status, _ := do("GET", "/v1/routing/rules", "", "")
+		return status != http.StatusServiceUnavailable
+	})
+	eventually(t, "the lead view is ready", func() bool {
+		status, _ := do("GET", "/v1/leads/nope", "", "")
+		return status != http.StatusServiceUnavailable
+	})
+	run([]call{
+		{"GET", "/v1/routing/rules", "", "", 200, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region == \"SP\"","strategy":"weighted","pool":[{"partner":"demo","weight":2}],"cap_per_day":{"demo":50},"sla":"30m","max_reroutes":2,"fallback":"national"},` +
+			`{"id":"national","condition":"true","strategy":"round_robin","pool":[{"partner":"demo"}],"outside_hours":true}]}`, 200, nil},
+		{"GET", "/v1/routing/rules", "", "", 200, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"true","strategy":"first","pool":[{"partner":"dealer-x"}]}]}`, 400, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region ==","strategy":"first","pool":[{"partner":"demo"}]}]}`, 400, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{}`, 400, nil},
+		{"GET", "/v1/leads/nope", "", "", 404, nil},
+		{"GET", "/v1/leads/%20x", "", "", 400, nil},
+	})
 	// Without a key, or with a key without the scope.
 	req, _ := http.NewRequest("GET", api+"/v1/profiles/"+id, nil)
 	res, err := http.DefaultClient.Do(req)

@@ -7,34 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 )
-
-// cmdProfile is "rolodex profile get" and "rolodex profile lookup" (what
-// is get or lookup).
-func cmdProfile(ctx context.Context, what string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("profile "+what, stdout, stderr)
-	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the query API")
-	key := fs.String("key", os.Getenv("ROLODEX_KEY"), "partner bearer key (default $ROLODEX_KEY)")
-	pos, err := fs.parseInterleaved(args)
-	if err != nil {
-		return err
-	}
-	var path string
-	switch {
-	case what == "get" && len(pos) == 1:
-		path = "/v1/profiles/" + url.PathEscape(pos[0])
-	case what == "lookup" && len(pos) == 2:
-		path = "/v1/lookup?" + url.Values{"type": {pos[0]}, "value": {pos[1]}}.Encode()
-	default:
-		c, _ := findCommand(fs.Name())
-		return usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
-	}
-	return getAndPrint(ctx, "profile", *api, *key, path, stdout)
-}
 
 // getAndPrint GETs path of the API at api with key and prints the JSON
 // answer indented; what names the command in errors. An error answer
@@ -73,20 +48,4 @@ func getAndPrint(ctx context.Context, what, api, key, path string, stdout io.Wri
 	_, err = stdout.Write(bytes.TrimRight(out.Bytes(), "\n"))
 	fmt.Fprintln(stdout)
 	return err
-}
-
-// cmdMessageGet is "rolodex message get ID".
-func cmdMessageGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("message get", stdout, stderr)
-	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the query API")
-	key := fs.String("key", os.Getenv("ROLODEX_KEY"), "partner bearer key (default $ROLODEX_KEY)")
-	pos, err := fs.parseInterleaved(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c, _ := findCommand(fs.Name())
-		return usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
-	}
-	return getAndPrint(ctx, "message", *api, *key, "/v1/messages/"+url.PathEscape(pos[0]), stdout)
 }

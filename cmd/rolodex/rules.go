@@ -26,6 +26,25 @@ func addAdminAPIFlags(fs *flagSet) (api, key *string) {
 	return api, key
 }
 
+// applyCommand parses the flags of an apply command (rules apply,
+// routing apply): --api, --key (admin) and -f, which is required, and no
+// argument; it returns the API client and the file.
+func applyCommand(name, fileHelp string, args []string, stdout, stderr io.Writer) (*apiClient, string, error) {
+	fs := newFlagSet(name, stdout, stderr)
+	api, key := addAdminAPIFlags(fs)
+	file := fs.String("f", "", fileHelp)
+	pos, err := fs.parseInterleaved(args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 0 || *file == "" {
+		c, _ := findCommand(name)
+		return nil, "", usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
+	}
+	cl, err := newAPIClient(name, *api, *key)
+	return cl, *file, err
+}
+
 // ruleFile is one rule of a rules file.
 type ruleFile struct {
 	ID          string `yaml:"id"`
@@ -83,24 +102,13 @@ func readRulesFile(path string) ([]ruleFile, error) {
 // command fails.
 func cmdRulesApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const name = "rules apply"
-	fs := newFlagSet(name, stdout, stderr)
-	api, key := addAdminAPIFlags(fs)
-	file := fs.String("f", "", "the rules file: a YAML list of {id, tag, condition, description, enabled}")
-	pos, err := fs.parseInterleaved(args)
+	cl, file, err := applyCommand(name, "the rules file: a YAML list of {id, tag, condition, description, enabled}", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	c, _ := findCommand(name)
-	if len(pos) != 0 || *file == "" {
-		return usageError{fmt.Sprintf("usage: rolodex %s %s", c.name, c.args)}
-	}
-	rs, err := readRulesFile(*file)
+	rs, err := readRulesFile(file)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
-	}
-	cl, err := newAPIClient(name, *api, *key)
-	if err != nil {
-		return err
 	}
 	failed := 0
 	for _, r := range rs {

@@ -9,14 +9,12 @@ import (
 	"testing"
 )
 
-// The rules commands against dev mode (the real API and rule store on the
-// embedded broker): apply creates, updates and leaves unchanged, prints
-// each rule's version, and reports a refused condition with its reason
-// and position after trying every rule; list and delete.
-func TestRulesCommands(t *testing.T) {
-	api := startDev(t)
+// cliEnv returns write, which writes a file into a fresh directory and
+// returns its path, and rolodex, which runs a command against the API at
+// api with the demo key (errOut: stderr and the error main would print).
+func cliEnv(t *testing.T, api string) (write func(name, body string) string, rolodex func(args ...string) (out, errOut string, code int)) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
+	write = func(name, body string) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -24,8 +22,7 @@ func TestRulesCommands(t *testing.T) {
 		}
 		return p
 	}
-	// rolodex runs a command; errOut is the error main would print.
-	rolodex := func(args ...string) (out, errOut string, code int) {
+	rolodex = func(args ...string) (out, errOut string, code int) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), append(args, "--api", api, "--key", "demo-key"), &stdout, &stderr)
@@ -34,6 +31,15 @@ func TestRulesCommands(t *testing.T) {
 		}
 		return stdout.String(), stderr.String() + errOut, exitCode(err)
 	}
+	return write, rolodex
+}
+
+// The rules commands against dev mode (the real API and rule store on the
+// embedded broker): apply creates, updates and leaves unchanged, prints
+// each rule's version, and reports a refused condition with its reason
+// and position after trying every rule; list and delete.
+func TestRulesCommands(t *testing.T) {
+	write, rolodex := cliEnv(t, startDev(t))
 	first := write("rules.yaml", `
 - id: hot-lead
   tag: hot-lead

@@ -464,8 +464,9 @@ func ensureLifecycleTopics(e *env) error {
 // apiComponent serves the profile API from a view kept in dir: the reads
 // (profiles, and messages from a view of the lifecycle's table),
 // the status changes (tags, blacklist, consent) it publishes to
-// rolodex.events through the server's publisher, and the tag rules
-// (rolodex.tag.rules, created with the base topics) from a rule store.
+// rolodex.events through the server's publisher, the tag rules
+// (rolodex.tag.rules, created with the base topics) from a rule store,
+// and the routing rules and leads (routing.EnsureTopics).
 func apiComponent(dir string) component {
 	return func(e *env) error {
 		if _, err := ensureIdentityTopics(e); err != nil {
@@ -507,8 +508,31 @@ func apiComponent(dir string) component {
 			return err
 		}
 		e.closers = append(e.closers, store.Close)
+		// Routing: the rules (rolodex.routing.rules) and leads (a view of
+		// the routing stage's table), whose topics the API creates too.
+		tctx, cancel = context.WithTimeout(e.ctx, 30*time.Second)
+		err = routing.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+		cancel()
+		if err != nil {
+			return err
+		}
+		lv, err := views.NewLeadView(e.kafka.Brokers, filepath.Join(dir, "leadview"))
+		if err != nil {
+			return err
+		}
+		gcfg := e.kafka
+		gcfg.ClientID = "rolodex-routing-rules"
+		// Its own kprom hooks: a kprom.Metrics rebuilds its collectors for
+		// each new client, racing the hooks of the clients already running.
+		gcfg.Metrics = kafkaclient.NewMetrics(e.prom)
+		routingStore, err := views.NewRoutingStore(views.RuleStoreConfig{Kafka: gcfg, Registerer: e.prom, Logger: e.logger})
+		if err != nil {
+			return err
+		}
+		e.closers = append(e.closers, routingStore.Close)
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
 			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Messages: mv, Registerer: e.prom, Logger: e.logger,
+			Routing: routingStore, Leads: lv,
 		})
 		if err != nil {
 			return err
@@ -518,6 +542,8 @@ func apiComponent(dir string) component {
 		e.g.Go(func() error { return tv.Run(e.ctx) })
 		e.g.Go(func() error { return mv.Run(e.ctx) })
 		e.g.Go(func() error { return store.Run(e.ctx) })
+		e.g.Go(func() error { return lv.Run(e.ctx) })
+		e.g.Go(func() error { return routingStore.Run(e.ctx) })
 		return nil
 	}
 }

@@ -115,6 +115,11 @@ var readmeSteps = []readmeStep{
 		`"state": "bounced"`, `"bounce": "hard"`, `"state": "none"`, `"reason": "invalid_recipient"`,
 		`"reason": "hard_bounce"`, `"reason":"invalid_recipient"`, `message \"promo-caio\": event \"m-3\" asks for sent in state none`,
 	}},
+	{name: "routing-yaml", kind: fileBlock, file: "routing.yaml"},
+	{name: "routing-apply", want: []string{"routing rules: version 1 (2 rules)\n", `"version": 1`,
+		`"error": "invalid_rules"`, "a cycle of fallbacks: a -> a", `"accepted":1`}},
+	{name: "routing-lead", retry: true, want: []string{`"status": "routed"`, `"partner": "dealer-rj"`, `"rule": "national"`}},
+	{name: "routing-accept", retry: true, want: []string{`"accepted":1`, `"status": "accepted"`}},
 	{name: "openapi", want: []string{"openapi: 3.1.0", `{"openapi":"3.1.0"`}},
 	{name: "clickhouse-start", inRepo: true, want: []string{"rolodex on 127.0.0.1:", "is at version"}},
 	{name: "dev-clickhouse", kind: serveBlock},
@@ -274,7 +279,7 @@ const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup" | "message get" | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "message get" | "lead get" | "routing "* | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
 esac
 exec "$real" "$@"

@@ -522,9 +522,6 @@ func apiComponent(dir string) component {
 		}
 		gcfg := e.kafka
 		gcfg.ClientID = "rolodex-routing-rules"
-		// Its own kprom hooks: a kprom.Metrics rebuilds its collectors for
-		// each new client, racing the hooks of the clients already running.
-		gcfg.Metrics = kafkaclient.NewMetrics(e.prom)
 		routingStore, err := views.NewRoutingStore(views.RuleStoreConfig{Kafka: gcfg, Registerer: e.prom, Logger: e.logger})
 		if err != nil {
 			return err

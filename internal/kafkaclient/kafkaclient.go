@@ -25,7 +25,7 @@ type Config struct {
 	// ClientID names the client to the brokers. Default "rolodex".
 	ClientID string
 	// Metrics, when set, receives the franz-go client metrics (kprom).
-	Metrics *kprom.Metrics
+	Metrics *Metrics
 }
 
 // Validate reports a config that cannot work.
@@ -52,10 +52,38 @@ func ParseBrokers(s string) []string {
 	return out
 }
 
-// NewMetrics returns the franz-go client metrics registered on reg, one set
-// shared by every client of the process (labelled by client id).
-func NewMetrics(reg prometheus.Registerer) *kprom.Metrics {
-	return kprom.NewMetrics("rolodex", kprom.Subsystem("kafka"), kprom.Registerer(reg), kprom.WithClientLabel())
+// Metrics registers the franz-go client metrics (kprom) of every client
+// made with it on one registry, labelled by client id.
+//
+// Each client gets its own kprom.Metrics: one kprom.Metrics shared by
+// clients rebuilds its collectors when a client is created, racing the
+// hooks of the clients already running, and unregisters them all when any
+// one client closes.
+type Metrics struct{ reg prometheus.Registerer }
+
+// NewMetrics returns the franz-go client metrics registered on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics { return &Metrics{reg: reg} }
+
+// hooks is a new client's kprom.Metrics. A second client with the same id
+// on the same registry (its collectors are already there) is not
+// exported, rather than a panic.
+func (m *Metrics) hooks() *kprom.Metrics {
+	return kprom.NewMetrics("rolodex", kprom.Subsystem("kafka"), kprom.Registerer(tolerant{m.reg}), kprom.WithClientLabel())
+}
+
+// tolerant is a Registerer whose MustRegister skips collectors already
+// registered.
+type tolerant struct{ prometheus.Registerer }
+
+func (t tolerant) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
 }
 
 // Partitioner is the partitioner of every keyed Rolodex topic: sarama's
@@ -91,7 +119,7 @@ func NewClient(cfg Config, opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.ProducerBatchMaxBytes(1 << 20),
 	}
 	if cfg.Metrics != nil {
-		base = append(base, kgo.WithHooks(cfg.Metrics))
+		base = append(base, kgo.WithHooks(cfg.Metrics.hooks()))
 	}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {

@@ -222,6 +222,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // conditions (&&, <) and messages read as written
 	_ = enc.Encode(v)
 }
 

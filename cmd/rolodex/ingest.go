@@ -59,12 +59,12 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 		logger.Info("embedded Kafka broker started", "addr", opts.brokers[0], "data", persist)
 	}
 	opts.ready = func(cfg *fileConfig, addr string) {
-		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose},\n           GET /v1/messages/{id}, /metrics, /healthz)\n  API:     http://%s/openapi.yaml  (the OpenAPI document of every endpoint)\n", opts.brokers[0], addr, addr)
+		fmt.Fprintf(stdout, "\nRolodex dev mode is up.\n  Kafka:   %s\n  HTTP:    http://%s  (POST /v1/events, POST /v1/webhooks/{mapping}, GET /v1/profiles/{id}, GET /v1/lookup,\n           POST /v1/profiles/{id}/tags, POST /v1/tags/{tag}, /v1/blacklist, PUT /v1/profiles/{id}/consent/{purpose},\n           GET /v1/messages/{id}, PUT /v1/routing/rules, GET /v1/leads/{id}, /metrics, /healthz)\n  API:     http://%s/openapi.yaml  (the OpenAPI document of every endpoint)\n", opts.brokers[0], addr, addr)
 		for _, p := range cfg.Partners {
 			fmt.Fprintf(stdout, "  Partner: %s  tenant: %s  bearer key: %s  ingest topic: %s\n", p.Name, p.Tenant, firstKey(&p), schemas.IngestTopic(p.Name))
 		}
 		if public := cfg.publicKeys(); len(public) > 0 {
-			fmt.Fprintf(stdout, "  Dev mode only: the demo credential is public (%s); \"rolodex run\" refuses to start without a --config of your own partners.\n", strings.Join(public, ", "))
+			fmt.Fprintf(stdout, "  Dev mode only: the demo credentials are public (%s); \"rolodex run\" refuses to start without a --config of your own partners.\n", strings.Join(public, ", "))
 		}
 		key := firstKey(&cfg.Partners[0])
 		fmt.Fprintf(stdout, "\nTry:\n  curl -sS -X POST http://%s/v1/events -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n    -d '{\"id\":\"e-1\",\"type\":\"page.viewed\",\"identifiers\":{\"email\":\"Ana@Example.com\"}}'\n", addr, key)

@@ -441,8 +441,9 @@ func TestPublicKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := builtin.publicKeys(); len(got) != 1 || got[0] != `demo (key "demo-key")` {
-		t.Fatalf("built-in configuration: public keys %v, want the demo partner's", got)
+	want := []string{`demo (key "demo-key")`, `dealer-sp (key "dealer-sp-key")`, `dealer-rj (key "dealer-rj-key")`}
+	if got := builtin.publicKeys(); !slices.Equal(got, want) {
+		t.Fatalf("built-in configuration: public keys %v, want the demo partner's and the demo dealers' %v", got, want)
 	}
 	own := &fileConfig{Partners: []partners.Partner{{Name: "crm", Tenant: "acme", Keys: []string{"s3cret-crm-key"}}}}
 	if got := own.publicKeys(); len(got) != 0 {
@@ -500,7 +501,7 @@ func TestDevServesDemoCredential(t *testing.T) {
 		t.Fatalf("dev not up after 2 minutes:\n%s\n%s", stdout, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"Partner: demo  tenant: demo  bearer key: demo-key", `Dev mode only: the demo credential is public (demo (key "demo-key"))`} {
+	for _, want := range []string{"Partner: demo  tenant: demo  bearer key: demo-key", `Dev mode only: the demo credentials are public (demo (key "demo-key"), dealer-sp (key "dealer-sp-key"), dealer-rj (key "dealer-rj-key"))`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dev output does not say %q:\n%s", want, out)
 		}

@@ -113,8 +113,8 @@ func TestEntitlementRules(t *testing.T) {
 	type tc struct {
 		name    string
 		setup   func(w *world, f *schemas.FanoutProfile, in *schemas.FanoutInput) int64 // returns the instant
-		outcome string                                                                   // whole event dropped
-		skip    string                                                                   // sub-bank skipped for this reason
+		outcome string                                                                  // whole event dropped
+		skip    string                                                                  // sub-bank skipped for this reason
 	}
 	cases := []tc{
 		{"entitled", func(*world, *schemas.FanoutProfile, *schemas.FanoutInput) int64 { return t0 }, Fanned, ""},

@@ -29,7 +29,7 @@ func TestNew(t *testing.T) {
 		{"signing secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "my-secret"}}, `partner "a": signing_secret is not base64`},
 		{"whsec_ secret not base64", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_my-secret"}}, "signing_secret is not base64"},
 		{"unknown scope", []Partner{{Name: "a", Tenant: "t", ScopedKeys: KeyList{{Key: "12345678", Scopes: []Scope{"profiles:delete"}}}}},
-			`partner "a": key 1: unknown scope "profiles:delete" (valid: events:write, profiles:read, profiles:write, admin)`},
+			`partner "a": key 1: unknown scope "profiles:delete" (valid: events:write, profiles:read, profiles:write, admin, topics:write)`},
 		{"plain and scoped keys shared", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, ScopedKeys: KeyList{{Key: "12345678", Scopes: []Scope{ScopeAdmin}}}}}, "share a key"},
 		{"empty whsec_ secret", []Partner{{Name: "a", Tenant: "t", Keys: []string{"12345678"}, SigningSecret: "whsec_"}}, "decodes to no bytes"},
 	}
@@ -187,7 +187,7 @@ func TestScopes(t *testing.T) {
 		key       string
 		has, lack []Scope
 	}{
-		{"plain-key-1", []Scope{ScopeEventsWrite, ScopeProfilesRead}, []Scope{ScopeProfilesWrite, ScopeAdmin}},
+		{"plain-key-1", []Scope{ScopeEventsWrite, ScopeProfilesRead}, []Scope{ScopeProfilesWrite, ScopeAdmin, ScopeTopicsWrite}},
 		{"writer-key-1", []Scope{ScopeProfilesWrite}, []Scope{ScopeEventsWrite, ScopeProfilesRead, ScopeAdmin}},
 		{"all-scopes-1", AllScopes, nil},
 		{"no-scopes-1", DefaultScopes, []Scope{ScopeProfilesWrite, ScopeAdmin}},
@@ -237,7 +237,7 @@ func TestKeyListYAML(t *testing.T) {
 	}
 	bad := []struct{ keys, want string }{
 		{"keys: demo-key", "keys must be a list"},
-		{"keys: [{key: writer-key-1}]", "keys[0] has no scopes: list them (events:write, profiles:read, profiles:write, admin), or write the key as a plain string"},
+		{"keys: [{key: writer-key-1}]", "keys[0] has no scopes: list them (events:write, profiles:read, profiles:write, admin, topics:write), or write the key as a plain string"},
 		{"keys: [{key: writer-key-1, scopes: []}]", "has no scopes"},
 		{"keys: [{key: writer-key-1, scope: [admin]}]", `keys[0]: unknown field "scope"`},
 		{"keys: [{key: writer-key-1, scopes: admin}]", "keys[0].scopes must be a list of scopes"},
@@ -257,7 +257,7 @@ func TestKeyListYAML(t *testing.T) {
 	if err := yaml.Unmarshal([]byte("name: a\ntenant: t\nkeys: [{key: writer-key-1, scopes: [profiles:writ]}]\n"), &p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New([]Partner{p}); err == nil || !strings.Contains(err.Error(), `unknown scope "profiles:writ" (valid: events:write, profiles:read, profiles:write, admin)`) {
+	if _, err := New([]Partner{p}); err == nil || !strings.Contains(err.Error(), `unknown scope "profiles:writ" (valid: events:write, profiles:read, profiles:write, admin, topics:write)`) {
 		t.Fatalf("err = %v", err)
 	}
 }

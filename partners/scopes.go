@@ -25,10 +25,14 @@ const (
 	ScopeProfilesWrite Scope = "profiles:write"
 	// ScopeAdmin manages rules, routing and topics (later issues).
 	ScopeAdmin Scope = "admin"
+	// ScopeTopicsWrite creates the partner's fan-out topics and changes
+	// their access lists (docs/fanout.md; admin may too). Subscribing
+	// needs no scope: the topic's access list decides.
+	ScopeTopicsWrite Scope = "topics:write"
 )
 
 // AllScopes lists every scope.
-var AllScopes = []Scope{ScopeEventsWrite, ScopeProfilesRead, ScopeProfilesWrite, ScopeAdmin}
+var AllScopes = []Scope{ScopeEventsWrite, ScopeProfilesRead, ScopeProfilesWrite, ScopeAdmin, ScopeTopicsWrite}
 
 // DefaultScopes are the scopes of a key written as a plain string: what
 // every key could do before keys had scopes.

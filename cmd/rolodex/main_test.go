@@ -140,7 +140,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad yaml", "partners: [\n", "config"},
 		{"negative partitions", "topics: {partitions: -1}\n", "partitions"},
 		{"unknown scope", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1, scopes: [profile:write]}]}]\n",
-			`unknown scope "profile:write" (valid: events:write, profiles:read, profiles:write, admin)`},
+			`unknown scope "profile:write" (valid: events:write, profiles:read, profiles:write, admin, topics:write)`},
 		{"scoped key without scopes", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1}]}]\n", "has no scopes"},
 		{"negative soft bounce limit", "lifecycle: {soft_bounce_limit: -1}\n", "lifecycle: soft_bounce_limit -1"},
 		{"purpose of an unknown channel", "lifecycle: {purposes: {fax: fax_marketing}}\n", `unknown channel "fax"`},

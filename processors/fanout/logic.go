@@ -1,0 +1,438 @@
+// Package fanout is the partner fan-out stage (docs/fanout.md): events
+// published into topics, delivered to the subscriptions of the partners
+// the topic's access list names, with the profile fields the topic shares,
+// consent-aware. This file is its pure core: ApplyDirectory (a partition's
+// copy of topics and subscriptions) and Apply (one profile's state and one
+// message); the goka group around it comes in a later slice.
+package fanout
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// OutboxLimit is how many of its latest deliveries a profile's state keeps
+// to send again when the message that made them is replayed.
+const OutboxLimit = 256
+
+// SeenLimit is how many of its latest topic event ids a profile's state
+// keeps to recognise a duplicate.
+const SeenLimit = 1024
+
+// State is the fan-out table's value for one profile.
+type State = schemas.FanoutState
+
+// Directory is a partition's copy of the topics and subscriptions.
+type Directory = schemas.FanoutDirectory
+
+// Message is one record of rolodex.fanout.input.
+type Message struct {
+	Input *schemas.FanoutInput
+	// Origin identifies a delivery: its offset plus one; 0 for a message
+	// that is never replayed.
+	Origin int64
+	// At is the record's instant (its Kafka timestamp, Unix ms): the
+	// delivery time entitlement is decided at.
+	At int64
+}
+
+// Skip is a subscription of the event's topic that was not delivered, and
+// the first entitlement rule it failed.
+type Skip struct {
+	Subscription string
+	Reason       string
+}
+
+// Result is what handling a message makes.
+type Result struct {
+	State     *State
+	Directory *Directory
+	// Deliveries, in order: revocations first, then the event's records
+	// by subscription id.
+	Deliveries []schemas.FanoutDelivery
+	// Outcome of a topic event or a replay: "fanned", or the reason the
+	// whole event was dropped (schemas.Fanout*); empty for other messages.
+	Outcome string
+	Skips   []Skip
+	// Write: the value must be written.
+	Write bool
+	// Replayed: the message was handled before; Deliveries are its
+	// records, sent again.
+	Replayed bool
+}
+
+// Fanned is the outcome of an event whose subscriptions were each decided.
+const Fanned = "fanned"
+
+// ApplyDirectory applies a directory change (a topic or a subscription
+// record) to a partition's directory. A record no newer than the one held
+// changes nothing; a replayed message changes nothing.
+func ApplyDirectory(d *Directory, m Message) Result {
+	if d != nil && m.Origin > 0 && m.Origin <= d.By {
+		return Result{Directory: d, Replayed: true}
+	}
+	if d == nil {
+		d = &Directory{}
+	}
+	if d.Topics == nil {
+		d.Topics = map[string]*schemas.TopicRecord{}
+	}
+	if d.Subscriptions == nil {
+		d.Subscriptions = map[string]*schemas.SubscriptionRecord{}
+	}
+	if in := m.Input; in != nil {
+		if t := in.Topic; t != nil {
+			k := t.Topic.Key()
+			if old := d.Topics[k]; old == nil || t.Version > old.Version {
+				c := *t
+				d.Topics[k] = &c
+			}
+		}
+		if s := in.Subscription; s != nil {
+			k := s.Subscription.ID
+			if old := d.Subscriptions[k]; old == nil || s.Version > old.Version {
+				c := *s
+				c.Secret = "" // the directory never holds secrets
+				d.Subscriptions[k] = &c
+			}
+		}
+	}
+	if m.Origin > 0 {
+		d.By = m.Origin
+	}
+	return Result{Directory: d, Write: true}
+}
+
+// Apply handles one message of profile key: a topic event, a status
+// change or a replay, under the partition's directory d (read only). It
+// changes s in place. A message already reflected in the state (a replay
+// after a crash) changes nothing and sends its deliveries again.
+func Apply(d *Directory, s *State, key string, m Message) Result {
+	if s != nil && m.Origin > 0 && m.Origin <= s.By {
+		r := Result{State: s, Replayed: true}
+		for _, o := range s.Outbox {
+			if o.By == m.Origin {
+				r.Deliveries = append(r.Deliveries, o.Delivery)
+			}
+		}
+		return r
+	}
+	if s == nil {
+		s = &State{ProfileID: key}
+	}
+	if d == nil {
+		d = &Directory{}
+	}
+	f := &fanner{d: d, s: s, at: m.At}
+	if in := m.Input; in != nil {
+		switch {
+		case in.Event != nil:
+			f.event(in.Event)
+		case in.Status != nil:
+			f.observe(in.Status.Profile)
+		case in.Replay != nil:
+			f.replay(in.Replay)
+		}
+	}
+	if m.Origin > 0 {
+		s.By = m.Origin
+		for _, o := range f.out {
+			s.Outbox = append(s.Outbox, schemas.FanoutSent{By: m.Origin, Delivery: o})
+		}
+		if drop := len(s.Outbox) - max(OutboxLimit, len(f.out)); drop > 0 {
+			s.Outbox = append([]schemas.FanoutSent(nil), s.Outbox[drop:]...)
+		}
+	}
+	return Result{State: s, Deliveries: f.out, Outcome: f.outcome, Skips: f.skips, Write: true}
+}
+
+type fanner struct {
+	d       *Directory
+	s       *State
+	at      int64
+	out     []schemas.FanoutDelivery
+	outcome string
+	skips   []Skip
+}
+
+// event decides a topic event: revocations its facts show first, then one
+// record per entitled subscription.
+func (f *fanner) event(ev *schemas.FanoutEvent) {
+	if slices.Contains(f.s.Seen, ev.EventID) {
+		f.outcome = schemas.FanoutDuplicate
+		return
+	}
+	f.s.Seen = append(f.s.Seen, ev.EventID)
+	if drop := len(f.s.Seen) - SeenLimit; drop > 0 {
+		f.s.Seen = append([]string(nil), f.s.Seen[drop:]...)
+	}
+	if ev.Profile != nil {
+		f.observe(ev.Profile)
+	}
+	t, reason := f.topic(ev, ev.Profile)
+	if reason != "" {
+		f.outcome = reason
+		return
+	}
+	f.outcome = Fanned
+	for _, id := range sortedKeys(f.d.Subscriptions) {
+		sub := &f.d.Subscriptions[id].Subscription
+		if sub.Topic != ev.Topic {
+			continue
+		}
+		if why := f.entitled(t, sub, ev.Profile); why != "" {
+			f.skips = append(f.skips, Skip{Subscription: id, Reason: why})
+			continue
+		}
+		f.deliver(t, sub, ev, false)
+	}
+}
+
+// replay delivers one event again to one subscription, if it is entitled
+// now: the profile's latest facts, today's directory.
+func (f *fanner) replay(r *schemas.FanoutReplay) {
+	ev := &r.Event
+	facts := f.s.Facts
+	if facts == nil {
+		facts = ev.Profile
+	}
+	t, reason := f.topic(ev, facts)
+	if reason != "" {
+		f.outcome = reason
+		return
+	}
+	rec := f.d.Subscriptions[r.Subscription]
+	if rec == nil || rec.Subscription.Topic != ev.Topic {
+		f.outcome = schemas.FanoutNoTopic
+		return
+	}
+	f.outcome = Fanned
+	sub := &rec.Subscription
+	if why := f.entitled(t, sub, facts); why != "" {
+		f.skips = append(f.skips, Skip{Subscription: sub.ID, Reason: why})
+		return
+	}
+	f.deliver(t, sub, ev, true)
+}
+
+// topic finds the event's topic and checks the rules of the whole event:
+// the topic exists, the publisher owns it, the profile is known and not
+// blacklisted.
+func (f *fanner) topic(ev *schemas.FanoutEvent, facts *schemas.FanoutProfile) (*schemas.Topic, string) {
+	rec := f.d.Topics[schemas.TopicKey(ev.Tenant, ev.Topic)]
+	switch {
+	case rec == nil || rec.Deleted:
+		return nil, schemas.FanoutNoTopic
+	case rec.Topic.Owner != ev.Publisher:
+		return nil, schemas.FanoutNotOwner
+	case facts == nil || facts.Tenant != ev.Tenant:
+		return nil, schemas.FanoutNoProfile
+	case facts.Blacklisted:
+		return nil, schemas.FanoutBlacklisted
+	}
+	return &rec.Topic, ""
+}
+
+// entitled is the first per-subscription rule sub fails, "" when it is
+// entitled (docs/fanout.md, "Entitlement").
+func (f *fanner) entitled(t *schemas.Topic, sub *schemas.Subscription, facts *schemas.FanoutProfile) string {
+	switch {
+	case sub.Tenant != t.Tenant:
+		return schemas.FanoutOtherTenant
+	case !sub.Live():
+		return schemas.FanoutInactive
+	case !t.Allows(sub.Partner):
+		return schemas.FanoutNotAllowed
+	case t.RequiresConsent != "" && !facts.Consent[t.RequiresConsent].GrantedAt(f.at):
+		return schemas.FanoutNoConsent
+	}
+	return ""
+}
+
+func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schemas.FanoutEvent, replay bool) {
+	f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindTopicEvent, Tenant: t.Tenant, Partner: sub.Partner,
+		Subscription: sub.ID, Topic: t.Name, Kafka: sub.Kafka, ProfileID: f.s.ProfileID, EventID: ev.EventID, Type: ev.Type,
+		At: f.at, WebhookID: WebhookID(sub.ID, ev.EventID), Body: EventBody(t, ev), Replay: replay})
+	if p := t.RequiresConsent; p != "" {
+		if f.s.Held == nil {
+			f.s.Held = map[string][]string{}
+		}
+		if !slices.Contains(f.s.Held[sub.ID], p) {
+			f.s.Held[sub.ID] = append(f.s.Held[sub.ID], p)
+			sort.Strings(f.s.Held[sub.ID])
+		}
+	}
+}
+
+// observe takes new facts of the profile: a purpose granted in the
+// previous facts and now revoked or denied sends a revocation to every
+// live subscription holding it, and leaves what they hold.
+func (f *fanner) observe(facts *schemas.FanoutProfile) {
+	if facts == nil {
+		return
+	}
+	prev := f.s.Facts
+	f.s.Facts = facts
+	if prev == nil {
+		return
+	}
+	for _, p := range sortedKeys(prev.Consent) {
+		now, ok := facts.Consent[p]
+		if prev.Consent[p].Status != schemas.ConsentGranted || !ok ||
+			(now.Status != schemas.ConsentRevoked && now.Status != schemas.ConsentDenied) {
+			continue
+		}
+		for _, id := range sortedKeys(f.s.Held) {
+			held := f.s.Held[id]
+			i := slices.Index(held, p)
+			if i < 0 {
+				continue
+			}
+			held = slices.Delete(slices.Clone(held), i, i+1)
+			if len(held) == 0 {
+				delete(f.s.Held, id)
+			} else {
+				f.s.Held[id] = held
+			}
+			rec := f.d.Subscriptions[id]
+			if rec == nil || !rec.Subscription.Live() {
+				continue
+			}
+			sub := &rec.Subscription
+			f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindConsentRevoked, Tenant: sub.Tenant,
+				Partner: sub.Partner, Subscription: id, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: f.s.ProfileID,
+				Type: schemas.EventConsentRevokedType, At: f.at, WebhookID: RevokedID(id, p, now.Since),
+				Body: RevokedBody(sub, f.s.ProfileID, p, now.Since)})
+		}
+	}
+}
+
+// WebhookID is a topic event's id for one subscription: the same on every
+// retry, after a crash, for a duplicate and for a replay.
+func WebhookID(subscription, eventID string) string { return subscription + "." + eventID }
+
+// RevokedID is a revocation's id: the consent write that revoked it is
+// the same when identity writes the status again.
+func RevokedID(subscription, purpose string, since int64) string {
+	return subscription + ".revoked." + purpose + "." + strconv.FormatInt(since, 10)
+}
+
+// Time is how bodies write an instant: RFC 3339 UTC with milliseconds.
+func Time(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// EventBody is the JSON body of a topic event for a subscription of t.
+func EventBody(t *schemas.Topic, ev *schemas.FanoutEvent) string {
+	b := map[string]any{"kind": schemas.KindTopicEvent, "topic": t.Name, "tenant": t.Tenant, "publisher": ev.Publisher,
+		"event_id": ev.EventID, "type": ev.Type, "time": Time(ev.Time)}
+	if ev.Profile != nil {
+		b["profile_id"] = ev.Profile.ID
+	}
+	if len(ev.Properties) > 0 {
+		b["properties"] = rawValues(ev.Properties)
+	}
+	if p := profileFields(t.IncludeProfile, ev.Profile); len(p) > 0 {
+		b["profile"] = p
+	}
+	if t.RequiresConsent != "" {
+		c := map[string]any{"purpose": t.RequiresConsent}
+		if ev.Profile != nil {
+			if x := ev.Profile.Consent[t.RequiresConsent].Expires; x != 0 {
+				c["expires_at"] = Time(x)
+			}
+		}
+		b["consent"] = c
+	}
+	return marshal(b)
+}
+
+// RevokedBody is the JSON body of a profile.consent_revoked record.
+func RevokedBody(sub *schemas.Subscription, profile, purpose string, since int64) string {
+	return marshal(map[string]any{"kind": schemas.KindConsentRevoked, "type": schemas.EventConsentRevokedType,
+		"tenant": sub.Tenant, "profile_id": profile, "purpose": purpose, "topic": sub.Topic, "time": Time(since)})
+}
+
+// profileFields picks the include_profile fields the profile has.
+func profileFields(include []string, p *schemas.FanoutProfile) map[string]any {
+	if p == nil {
+		return nil
+	}
+	out := map[string]any{}
+	traits := map[string]string{}
+	ids := map[string][]string{}
+	for _, f := range include {
+		switch {
+		case f == "traits":
+			for k, v := range p.Traits {
+				traits[k] = v
+			}
+		case strings.HasPrefix(f, "traits."):
+			if v, ok := p.Traits[strings.TrimPrefix(f, "traits.")]; ok {
+				traits[strings.TrimPrefix(f, "traits.")] = v
+			}
+		case f == "identifiers":
+			for k, v := range p.Identifiers {
+				if len(v) > 0 {
+					ids[k] = v
+				}
+			}
+		case strings.HasPrefix(f, "identifiers."):
+			if v := p.Identifiers[strings.TrimPrefix(f, "identifiers.")]; len(v) > 0 {
+				ids[strings.TrimPrefix(f, "identifiers.")] = v
+			}
+		case f == "tags" && len(p.Tags) > 0:
+			out["tags"] = p.Tags
+		}
+	}
+	if len(traits) > 0 {
+		out["traits"] = rawValues(traits)
+	}
+	if len(ids) > 0 {
+		out["identifiers"] = ids
+	}
+	return out
+}
+
+// rawValues decodes values stored as their JSON encoding; one that is not
+// JSON is written as a string.
+func rawValues(m map[string]string) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(m))
+	for k, v := range m {
+		if json.Valid([]byte(v)) {
+			out[k] = json.RawMessage(v)
+		} else {
+			b, _ := json.Marshal(v)
+			out[k] = b
+		}
+	}
+	return out
+}
+
+// marshal writes JSON with sorted keys and without HTML escaping.
+func marshal(v any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Every value is a string, a map of those or valid raw JSON.
+		panic("fanout: body: " + err.Error())
+	}
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,314 @@
+package fanout
+
+import (
+	"testing"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+const t0 = int64(1_735_725_600_000) // 2025-01-01T10:00:00Z
+
+// world is a directory with one topic of tenant t1 owned by dealer, read
+// by bank (a webhook) and insurer (Kafka), and a profile of t1 with consent.
+type world struct {
+	d *Directory
+	s *State
+	n int64 // origins
+}
+
+func topicRec(v int64, allowed ...string) *schemas.TopicRecord {
+	return &schemas.TopicRecord{Version: v, Topic: schemas.Topic{Tenant: "t1", Name: "car-chosen", Owner: "dealer",
+		Allowed: allowed, RequiresConsent: "offers", IncludeProfile: []string{"traits.name", "identifiers.email", "tags"}}}
+}
+
+func subRec(id, tenant, partner, status string, v int64) *schemas.SubscriptionRecord {
+	return &schemas.SubscriptionRecord{Version: v, Secret: "whsec_c2VjcmV0", Subscription: schemas.Subscription{ID: id,
+		Tenant: tenant, Partner: partner, Topic: "car-chosen", Status: status, Webhook: &schemas.SubscriptionHook{URL: "https://x.example"}}}
+}
+
+func facts() *schemas.FanoutProfile {
+	return &schemas.FanoutProfile{ID: "p1", Tenant: "t1",
+		Consent:     map[string]schemas.FanoutConsent{"offers": {Status: schemas.ConsentGranted, Since: t0 - 1000}},
+		Traits:      map[string]string{"name": `"Ana & Bia <x>"`, "city": `"Campinas"`},
+		Identifiers: map[string][]string{"email": {"ana@example.com"}, "phone": {"+5511912345678"}}, Tags: []string{"vip"}}
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{}
+	w.dir(&schemas.FanoutInput{Topic: topicRec(1, "bank", "insurer")})
+	w.dir(&schemas.FanoutInput{Subscription: subRec("sub-bank", "t1", "bank", schemas.SubscriptionActive, 1)})
+	k := subRec("sub-ins", "t1", "insurer", schemas.SubscriptionActive, 1)
+	k.Subscription.Webhook, k.Subscription.Kafka = nil, true
+	w.dir(&schemas.FanoutInput{Subscription: k})
+	if w.d.Subscriptions["sub-bank"].Secret != "" {
+		t.Fatal("the directory holds a secret")
+	}
+	return w
+}
+
+func (w *world) dir(in *schemas.FanoutInput) {
+	w.n++
+	w.d = ApplyDirectory(w.d, Message{Input: in, Origin: w.n, At: t0}).Directory
+}
+
+func (w *world) apply(in *schemas.FanoutInput, at int64) Result {
+	w.n++
+	r := Apply(w.d, w.s, "p1", Message{Input: in, Origin: w.n, At: at})
+	w.s = r.State
+	return r
+}
+
+func event(id string, f *schemas.FanoutProfile) *schemas.FanoutInput {
+	return &schemas.FanoutInput{Event: &schemas.FanoutEvent{Tenant: "t1", Topic: "car-chosen", Publisher: "dealer",
+		EventID: id, Type: "car.chosen", Time: t0, Properties: map[string]string{"model": `"Tracker"`, "price": `89900.5`}, Profile: f}}
+}
+
+func subsOf(r Result) []string {
+	var out []string
+	for _, d := range r.Deliveries {
+		out = append(out, d.Subscription)
+	}
+	return out
+}
+
+func TestBodyAndIDs(t *testing.T) {
+	w := newWorld(t)
+	f := facts()
+	c := f.Consent["offers"]
+	c.Expires = t0 + 86_400_000
+	f.Consent["offers"] = c
+	r := w.apply(event("e1", f), t0)
+	if r.Outcome != Fanned || len(r.Deliveries) != 2 {
+		t.Fatalf("outcome %s, deliveries %+v", r.Outcome, r.Deliveries)
+	}
+	want := `{"consent":{"expires_at":"2025-01-02T10:00:00.000Z","purpose":"offers"},"event_id":"e1","kind":"topic_event",` +
+		`"profile":{"identifiers":{"email":["ana@example.com"]},"tags":["vip"],"traits":{"name":"Ana & Bia <x>"}},` +
+		`"profile_id":"p1","properties":{"model":"Tracker","price":89900.5},"publisher":"dealer","tenant":"t1",` +
+		`"time":"2025-01-01T10:00:00.000Z","topic":"car-chosen","type":"car.chosen"}`
+	d := r.Deliveries[0]
+	if d.Body != want {
+		t.Fatalf("body\n got %s\nwant %s", d.Body, want)
+	}
+	if d.Subscription != "sub-bank" || d.WebhookID != "sub-bank.e1" || d.Kafka || d.Partner != "bank" || d.Kind != schemas.KindTopicEvent {
+		t.Fatalf("delivery %+v", d)
+	}
+	if k := r.Deliveries[1]; k.Subscription != "sub-ins" || !k.Kafka || k.WebhookID != "sub-ins.e1" || k.Body != want {
+		t.Fatalf("kafka delivery %+v", k)
+	}
+	// The same event again (identity wrote it twice), with newer facts:
+	// nothing.
+	if r := w.apply(event("e1", facts()), t0+5); r.Outcome != schemas.FanoutDuplicate || len(r.Deliveries) != 0 {
+		t.Fatalf("duplicate: %s %+v", r.Outcome, r.Deliveries)
+	}
+	// A crash replay of the first message sends the same records.
+	r2 := Apply(w.d, w.s, "p1", Message{Input: event("e1", f), Origin: w.n - 1, At: t0})
+	if !r2.Replayed || len(r2.Deliveries) != 2 || r2.Deliveries[0] != r.Deliveries[0] {
+		t.Fatalf("replay: %+v", r2)
+	}
+}
+
+// TestEntitlementRules breaks one rule at a time: nothing reaches the
+// subscription, and the reason is that rule.
+func TestEntitlementRules(t *testing.T) {
+	type tc struct {
+		name    string
+		setup   func(w *world, f *schemas.FanoutProfile, in *schemas.FanoutInput) int64 // returns the instant
+		outcome string                                                                  // whole event dropped
+		skip    string                                                                  // sub-bank skipped for this reason
+	}
+	cases := []tc{
+		{"entitled", func(*world, *schemas.FanoutProfile, *schemas.FanoutInput) int64 { return t0 }, Fanned, ""},
+		{"not on the list", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			w.dir(&schemas.FanoutInput{Topic: topicRec(2, "insurer")})
+			return t0
+		}, Fanned, schemas.FanoutNotAllowed},
+		{"older list ignored", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			w.dir(&schemas.FanoutInput{Topic: topicRec(1, "insurer")}) // version 1 again: ignored
+			return t0
+		}, Fanned, ""},
+		{"other tenant", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			w.dir(&schemas.FanoutInput{Subscription: subRec("sub-bank", "t2", "bank", schemas.SubscriptionActive, 2)})
+			return t0
+		}, Fanned, schemas.FanoutOtherTenant},
+		{"disabled", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			w.dir(&schemas.FanoutInput{Subscription: subRec("sub-bank", "t1", "bank", schemas.SubscriptionDisabled, 2)})
+			return t0
+		}, Fanned, schemas.FanoutInactive},
+		{"deleted", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			w.dir(&schemas.FanoutInput{Subscription: subRec("sub-bank", "t1", "bank", schemas.SubscriptionDeleted, 2)})
+			return t0
+		}, Fanned, schemas.FanoutInactive},
+		{"no consent", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			delete(f.Consent, "offers")
+			return t0
+		}, Fanned, schemas.FanoutNoConsent},
+		{"consent denied", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			f.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentDenied, Since: t0}
+			return t0
+		}, Fanned, schemas.FanoutNoConsent},
+		{"consent expired at delivery", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			f.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0 - 10, Expires: t0 + 1000}
+			return t0 + 1000
+		}, Fanned, schemas.FanoutNoConsent},
+		{"consent not yet expired", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			f.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0 - 10, Expires: t0 + 1000}
+			return t0 + 999
+		}, Fanned, ""},
+		{"blacklisted", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			f.Blacklisted = true
+			return t0
+		}, schemas.FanoutBlacklisted, ""},
+		{"profile of another tenant", func(_ *world, f *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			f.Tenant = "t2"
+			return t0
+		}, schemas.FanoutNoProfile, ""},
+		{"no profile", func(_ *world, _ *schemas.FanoutProfile, in *schemas.FanoutInput) int64 {
+			in.Event.Profile = nil
+			return t0
+		}, schemas.FanoutNoProfile, ""},
+		{"not the owner", func(_ *world, _ *schemas.FanoutProfile, in *schemas.FanoutInput) int64 {
+			in.Event.Publisher = "bank"
+			return t0
+		}, schemas.FanoutNotOwner, ""},
+		{"topic deleted", func(w *world, _ *schemas.FanoutProfile, _ *schemas.FanoutInput) int64 {
+			rec := topicRec(2, "bank", "insurer")
+			rec.Deleted = true
+			w.dir(&schemas.FanoutInput{Topic: rec})
+			return t0
+		}, schemas.FanoutNoTopic, ""},
+		{"topic of another tenant", func(_ *world, _ *schemas.FanoutProfile, in *schemas.FanoutInput) int64 {
+			in.Event.Tenant = "t2"
+			in.Event.Profile.Tenant = "t2"
+			return t0
+		}, schemas.FanoutNoTopic, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			f := facts()
+			in := event("e1", f)
+			at := c.setup(w, f, in)
+			r := w.apply(in, at)
+			if r.Outcome != c.outcome {
+				t.Fatalf("outcome %q, want %q", r.Outcome, c.outcome)
+			}
+			got := map[string]bool{}
+			for _, s := range subsOf(r) {
+				got[s] = true
+			}
+			switch {
+			case c.outcome != Fanned:
+				if len(r.Deliveries) != 0 || len(r.Skips) != 0 {
+					t.Fatalf("dropped event delivered %v, skips %v", subsOf(r), r.Skips)
+				}
+			case c.skip == "":
+				if !got["sub-bank"] || len(r.Skips) != 0 {
+					t.Fatalf("entitled: delivered %v, skips %v", subsOf(r), r.Skips)
+				}
+			default:
+				if got["sub-bank"] {
+					t.Fatalf("%s: delivered to sub-bank", c.name)
+				}
+				if len(r.Skips) == 0 || r.Skips[0] != (Skip{"sub-bank", c.skip}) {
+					t.Fatalf("skips %v, want sub-bank %s", r.Skips, c.skip)
+				}
+			}
+		})
+	}
+}
+
+// TestRemovedMidStream: records before the removal reach the partner,
+// none after it; a replay after it reaches nobody removed.
+func TestRemovedMidStream(t *testing.T) {
+	w := newWorld(t)
+	if r := w.apply(event("e1", facts()), t0); len(r.Deliveries) != 2 {
+		t.Fatalf("before: %v", subsOf(r))
+	}
+	w.dir(&schemas.FanoutInput{Topic: topicRec(2, "insurer")})
+	if r := w.apply(event("e2", facts()), t0+1); len(r.Deliveries) != 1 || r.Deliveries[0].Subscription != "sub-ins" {
+		t.Fatalf("after: %v", subsOf(r))
+	}
+	ev := event("e1", facts()).Event
+	if r := w.apply(&schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub-bank", Event: *ev}}, t0+2); len(r.Deliveries) != 0 {
+		t.Fatalf("replay to a removed partner: %v", subsOf(r))
+	}
+	r := w.apply(&schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub-ins", Event: *ev}}, t0+3)
+	if len(r.Deliveries) != 1 || r.Deliveries[0].WebhookID != "sub-ins.e1" || !r.Deliveries[0].Replay {
+		t.Fatalf("replay: %+v", r.Deliveries)
+	}
+}
+
+// TestConsentRevoked: the holders of the profile under the purpose are
+// told once, a subscription since deleted is not, and nothing more is
+// delivered; a new grant delivers again and a second revocation tells
+// again.
+func TestConsentRevoked(t *testing.T) {
+	w := newWorld(t)
+	w.apply(event("e1", facts()), t0)
+	w.dir(&schemas.FanoutInput{Subscription: subRec("sub-bank", "t1", "bank", schemas.SubscriptionDeleted, 2)})
+	f := facts()
+	f.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentRevoked, Since: t0 + 500}
+	r := w.apply(&schemas.FanoutInput{Status: &schemas.FanoutStatus{EventID: "c1", Profile: f}}, t0+600)
+	if len(r.Deliveries) != 1 {
+		t.Fatalf("revocations %+v", r.Deliveries)
+	}
+	d := r.Deliveries[0]
+	want := `{"kind":"consent_revoked","profile_id":"p1","purpose":"offers","tenant":"t1","time":"2025-01-01T10:00:00.500Z","topic":"car-chosen","type":"profile.consent_revoked"}`
+	if d.Subscription != "sub-ins" || d.Kind != schemas.KindConsentRevoked || d.WebhookID != "sub-ins.revoked.offers."+"1735725600500" || d.Body != want {
+		t.Fatalf("revocation %+v", d)
+	}
+	if len(w.s.Held) != 0 {
+		t.Fatalf("held after revocation: %v", w.s.Held)
+	}
+	// The same status again: nothing.
+	if r := w.apply(&schemas.FanoutInput{Status: &schemas.FanoutStatus{EventID: "c1", Profile: f}}, t0+700); len(r.Deliveries) != 0 {
+		t.Fatalf("again: %+v", r.Deliveries)
+	}
+	if r := w.apply(event("e2", f), t0+800); len(r.Deliveries) != 0 || len(r.Skips) != 2 {
+		t.Fatalf("after revocation: %v %v", subsOf(r), r.Skips)
+	}
+	g := facts()
+	g.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0 + 900}
+	if r := w.apply(event("e3", g), t0+1000); len(r.Deliveries) != 1 {
+		t.Fatalf("granted again: %v", subsOf(r))
+	}
+	// Revoked inside the next topic event's facts: the revocation first,
+	// then the event is not delivered.
+	h := facts()
+	h.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentDenied, Since: t0 + 1100}
+	r = w.apply(event("e4", h), t0+1200)
+	if len(r.Deliveries) != 1 || r.Deliveries[0].WebhookID != "sub-ins.revoked.offers.1735725601100" {
+		t.Fatalf("second revocation %+v", r.Deliveries)
+	}
+	// An expiry alone tells nobody.
+	w2 := newWorld(t)
+	x := facts()
+	x.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0, Expires: t0 + 10}
+	w2.apply(event("e1", x), t0)
+	if r := w2.apply(&schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: x}}, t0+20); len(r.Deliveries) != 0 {
+		t.Fatalf("expiry: %+v", r.Deliveries)
+	}
+}
+
+func TestValidateTopic(t *testing.T) {
+	ok := schemas.Topic{Tenant: "t1", Name: "car-chosen", Owner: "dealer", Allowed: []string{"bank"},
+		RequiresConsent: "offers", IncludeProfile: []string{"traits", "traits.name", "identifiers.email", "identifiers", "tags"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*schemas.Topic){
+		"name":    func(t *schemas.Topic) { t.Name = "Car Chosen" },
+		"twice":   func(t *schemas.Topic) { t.Allowed = []string{"bank", "bank"} },
+		"purpose": func(t *schemas.Topic) { t.RequiresConsent = "no way" },
+		"include": func(t *schemas.Topic) { t.IncludeProfile = []string{"traits."} },
+		"field":   func(t *schemas.Topic) { t.IncludeProfile = []string{"consent"} },
+		"owner":   func(t *schemas.Topic) { t.Owner = "" },
+	} {
+		c := ok
+		c.Allowed = append([]string(nil), ok.Allowed...)
+		mut(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -143,7 +143,11 @@ func (r *Router) Handle(m RouterMessage) {
 	}
 	if r.Retention > 0 {
 		for id, l := range r.Leads {
-			if l.Status != schemas.LeadRouted && l.ClosedAt+r.Retention.Milliseconds() < now {
+			// Closed longer than the retention, or routed and waiting
+			// since its latest decision longer than that.
+			last := l.History[len(l.History)-1].At
+			if l.Status != schemas.LeadRouted && l.ClosedAt+r.Retention.Milliseconds() < now ||
+				l.Status == schemas.LeadRouted && last+r.Retention.Milliseconds() < now {
 				delete(r.Leads, id)
 			}
 		}

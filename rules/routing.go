@@ -135,7 +135,7 @@ func validateRule(i int, r *schemas.RoutingRule, partner func(string) bool) erro
 		case e.Partner == "":
 			return refuse(field+".partner", "missing")
 		case !partner(e.Partner):
-			return refuse(field+".partner", "%q is not a partner of this tenant", e.Partner)
+			return refuse(field+".partner", "%q is not a partner of this tenant with a delivery", e.Partner)
 		case e.Weight < 0:
 			return refuse(field+".weight", "%d is negative (at least 1; 0 or none reads as 1)", e.Weight)
 		}
@@ -148,7 +148,7 @@ func validateRule(i int, r *schemas.RoutingRule, partner func(string) bool) erro
 		field := "cap_per_day." + p
 		switch n := r.CapPerDay[p]; {
 		case !partner(p):
-			return refuse(field, "%q is not a partner of this tenant", p)
+			return refuse(field, "%q is not a partner of this tenant with a delivery", p)
 		case n < 0:
 			return refuse(field, "%d is negative", n)
 		}

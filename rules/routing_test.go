@@ -72,7 +72,7 @@ func TestValidateRoutingRefusals(t *testing.T) {
 			rs[1].Pool[1].Partner = "dealer-other"
 			return rs
 		},
-			`rule 2 (national): pool[1].partner: "dealer-other" is not a partner of this tenant`},
+			`rule 2 (national): pool[1].partner: "dealer-other" is not a partner of this tenant with a delivery`},
 		{"pool entry without partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[1].Pool[0].Partner = ""; return rs },
 			`rule 2 (national): pool[0].partner: missing`},
 		{"negative weight", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[0].Pool[1].Weight = -1; return rs },
@@ -82,7 +82,7 @@ func TestValidateRoutingRefusals(t *testing.T) {
 			return rs
 		}, `rule 2 (national): pool[2].partner: "dealer-rj" is in the pool twice (pool[0] too)`},
 		{"unknown cap partner", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[0].CapPerDay["dealer-x"] = 3; return rs },
-			`rule 1 (sp): cap_per_day.dealer-x: "dealer-x" is not a partner of this tenant`},
+			`rule 1 (sp): cap_per_day.dealer-x: "dealer-x" is not a partner of this tenant with a delivery`},
 		{"cap partner outside the pool", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[0].CapPerDay["dealer-rj"] = 3; return rs },
 			`rule 1 (sp): cap_per_day.dealer-rj: "dealer-rj" is not in the rule's pool; a cap counts only the leads of pool partners`},
 		{"negative cap", func(rs []schemas.RoutingRule) []schemas.RoutingRule { rs[0].CapPerDay["dealer-sp"] = -5; return rs },

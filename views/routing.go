@@ -69,9 +69,11 @@ func (a *API) putRouting(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request", Message: `rules is required: the tenant's whole ordered list ({"rules": []} removes every rule)`})
 		return
 	}
+	// A partner a rule may name: one of the caller's tenant that receives
+	// leads (it has a delivery); any other would hold leads it never gets.
 	ofTenant := func(name string) bool {
 		q, ok := a.partners.ByName(name)
-		return ok && q.Tenant == p.Tenant
+		return ok && q.Tenant == p.Tenant && q.Delivery != nil
 	}
 	if err := rules.ValidateRouting(*req.Rules, ofTenant); err != nil {
 		var re *rules.RoutingError

@@ -46,10 +46,10 @@ func routingRegistry(t *testing.T) *partners.Registry {
 		{Name: "a2", Tenant: "t2", ScopedKeys: partners.KeyList{{Key: admin2, Scopes: all}}},
 		{Name: "ops", Tenant: "t1", ScopedKeys: partners.KeyList{{Key: "admin-only-t1", Scopes: []partners.Scope{partners.ScopeAdmin}}}},
 		{Name: "w1", Tenant: "t1", ScopedKeys: partners.KeyList{{Key: writerKey, Scopes: []partners.Scope{partners.ScopeEventsWrite}}}},
-		{Name: "dealer-sp", Tenant: "t1", Keys: []string{"dealer-sp-key"}},
-		{Name: "dealer-cps", Tenant: "t1", Keys: []string{"dealer-cps-key"}},
-		{Name: "dealer-rj", Tenant: "t1", Keys: []string{"dealer-rj-key"}},
-		{Name: "dealer-x", Tenant: "t2", Keys: []string{"dealer-x-key"}},
+		{Name: "dealer-sp", Tenant: "t1", Keys: []string{"dealer-sp-key"}, Delivery: &schemas.PartnerDelivery{Kafka: true}},
+		{Name: "dealer-cps", Tenant: "t1", Keys: []string{"dealer-cps-key"}, Delivery: &schemas.PartnerDelivery{Kafka: true}},
+		{Name: "dealer-rj", Tenant: "t1", Keys: []string{"dealer-rj-key"}, Delivery: &schemas.PartnerDelivery{Kafka: true}},
+		{Name: "dealer-x", Tenant: "t2", Keys: []string{"dealer-x-key"}, Delivery: &schemas.PartnerDelivery{Kafka: true}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +195,9 @@ func TestRoutingRefusals(t *testing.T) {
 	for _, tt := range []struct{ body, code, message string }{
 		{rule(`,"id":""`), "invalid_rules", "rule 1: id: the rule has no id"},
 		{`{"rules":[{"id":"a","condition":"true","strategy":"first","pool":[{"partner":"dealer-x"}]}]}`, "invalid_rules",
-			`rule 1 (a): pool[0].partner: "dealer-x" is not a partner of this tenant`},
+			`rule 1 (a): pool[0].partner: "dealer-x" is not a partner of this tenant with a delivery`},
 		{rule(`,"fallback":"dealer-x"`), "invalid_rules", `rule 1 (a): fallback: "dealer-x" is neither a rule id of this list nor a partner of this tenant`},
-		{rule(`,"cap_per_day":{"dealer-x":1}`), "invalid_rules", `rule 1 (a): cap_per_day.dealer-x: "dealer-x" is not a partner of this tenant`},
+		{rule(`,"cap_per_day":{"dealer-x":1}`), "invalid_rules", `rule 1 (a): cap_per_day.dealer-x: "dealer-x" is not a partner of this tenant with a delivery`},
 		{rule(`,"strategy":"random"`), "invalid_rules", `rule 1 (a): strategy: "random" is not a strategy: first, round_robin or weighted`},
 		{rule(`,"sla":"soon"`), "invalid_rules", `rule 1 (a): sla: "soon" is not a positive Go duration (30m, 1h30m)`},
 		{rule(`,"fallback":"a"`), "invalid_rules", `rule 1 (a): fallback: a cycle of fallbacks: a -> a`},

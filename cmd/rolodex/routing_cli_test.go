@@ -97,7 +97,7 @@ rules:
 	// Refusals: the API's, naming the rule and field; the file's.
 	for _, tt := range []struct{ body, want string }{
 		{"rules:\n  - {id: sp, condition: 'true', strategy: first, pool: [{partner: dealer-x}]}\n",
-			`routing apply: rule 1 (sp): pool[0].partner: "dealer-x" is not a partner of this tenant (400 invalid_rules)`},
+			`routing apply: rule 1 (sp): pool[0].partner: "dealer-x" is not a partner of this tenant with a delivery (400 invalid_rules)`},
 		{"rules:\n  - {id: sp, condition: 'lead.properties.region ==', strategy: first, pool: [{partner: demo}]}\n",
 			"routing apply: rule 1 (sp): condition: refused at 1:26 (syntax): "},
 		{"rules:\n  - {id: a, condition: 'true', strategy: first, pool: [{partner: demo}], fallback: b}\n  - {id: b, condition: 'true', strategy: first, pool: [{partner: demo}], fallback: a}\n",

@@ -352,8 +352,12 @@ func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
 			if s.root(t, l.Profile.ID) != s.root(t, ev.Key()) {
 				t.Fatalf("lead %s went out with profile %s, which is not its person's", ev.ID, l.Profile.ID)
 			}
-			if l.Profile.Counters[ev.Type] < 1 {
-				t.Fatalf("lead %s went out with a profile that has not folded it: %v", ev.ID, l.Profile.Counters)
+			// This event folded in: its time is among the profile's event
+			// times of its type (unless newer ones pushed it out).
+			times := l.Profile.EventTimes[ev.Type]
+			at := ev.Time.UnixMilli()
+			if !slices.Contains(times, at) && (len(times) < schemas.EventTimesLimit || times[len(times)-1] < at) {
+				t.Fatalf("lead %s went out with a profile that has not folded it: event times %v", ev.ID, times)
 			}
 		}
 	}

@@ -309,11 +309,22 @@ func (d *decider) prune() {
 	if d.env.Retention > 0 {
 		cut := d.now - d.env.Retention.Milliseconds()
 		for id, l := range d.s.Leads {
-			if !l.Open() && l.ClosedAt < cut {
+			if forget(l, cut) {
 				delete(d.s.Leads, id)
 			}
 		}
 	}
+}
+
+// forget reports whether a lead leaves the state at cut (now minus the
+// retention): closed before it, or open (routed, never accepted: a rule
+// without an SLA, a partner that never answers) with its latest decision
+// before it. Its id sent again is then a new lead.
+func forget(l *schemas.LeadState, cut int64) bool {
+	if !l.Open() {
+		return l.ClosedAt < cut
+	}
+	return len(l.History) > 0 && l.History[len(l.History)-1].At < cut
 }
 
 func (d *decider) unrouted(l *schemas.LeadState, dec schemas.RoutingDecision) {

@@ -278,8 +278,10 @@ func (p *processor) count(tenant string, m Message, r Result) {
 			p.metrics.feedback.WithLabelValues("ignored").Inc()
 		}
 	case m.Input != nil && m.Input.Delivery != nil:
+		dl := m.Input.Delivery
+		l := r.State.Leads[dl.LeadID]
 		switch {
-		case m.Input.Delivery.OK:
+		case dl.OK && l != nil && l.Partner == dl.Partner && len(l.History) == dl.Attempt && l.DeliveredAt == r.State.At:
 			p.metrics.deliveries.WithLabelValues("delivered").Inc()
 		case len(r.Outcomes) > 0:
 			p.metrics.deliveries.WithLabelValues("rerouted").Inc()
@@ -475,7 +477,8 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: schemas.TopicRoutingInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
 		{Name: schemas.TopicRoutingRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicRoutingTicks, Partitions: partitions},
-		{Name: schemas.TopicRoutingOutcomes, Partitions: partitions},
+		// lead.routed carries the lead with its profile, as the input does.
+		{Name: schemas.TopicRoutingOutcomes, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
 		{Name: string(goka.GroupTable(schemas.GroupRouting)), Partitions: partitions,
 			Configs: map[string]*string{"cleanup.policy": &compact, "max.message.bytes": &big}},
 	}

@@ -258,6 +258,8 @@ func ingestComponent(e *env) error {
 	}
 	e.closers = append(e.closers, kin.Close)
 	e.g.Go(func() error { return kin.Run(e.ctx) })
+	lag := kafkaclient.NewLagMetrics(e.prom)
+	e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupKafkaIngest, 5*time.Second) })
 	return nil
 }
 

@@ -36,6 +36,12 @@ var requiredServices = []string{
 	"rolodex-ingest", "rolodex-processors", "rolodex-api", "rolodex-sink",
 }
 
+// componentDashboards are the uids of the dashboards, one per component.
+var componentDashboards = []string{
+	"rolodex-ingest", "rolodex-identity", "rolodex-tags", "rolodex-lifecycle",
+	"rolodex-routing", "rolodex-delivery", "rolodex-sink",
+}
+
 // rolodexComponents maps each `rolodex run <component>` to its service.
 var rolodexComponents = map[string]string{
 	"ingest":     "rolodex-ingest",
@@ -618,6 +624,7 @@ func checkGrafanaDashboards(s *stack) error {
 
 	dashUIDs := map[string]string{}
 	metrics := map[string]bool{}
+	byDash := map[string]map[string]bool{} // dashboard uid -> names in its queries
 	for _, dir := range dirs {
 		var found int
 		err := fs.WalkDir(s.fsys, dir, func(p string, d fs.DirEntry, err error) error {
@@ -641,11 +648,13 @@ func checkGrafanaDashboards(s *stack) error {
 			for _, e := range checkDashboard(db, uids) {
 				errs = append(errs, fmt.Errorf("%s: %w", p, e))
 			}
+			byDash[db.UID] = map[string]bool{}
 			for _, expr := range dashboardExprs(db.Panels) {
 				for _, f := range strings.FieldsFunc(expr, func(r rune) bool {
 					return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
 				}) {
 					metrics[f] = true
+					byDash[db.UID][f] = true
 				}
 			}
 			return nil
@@ -655,6 +664,20 @@ func checkGrafanaDashboards(s *stack) error {
 		}
 		if found == 0 {
 			errs = append(errs, fmt.Errorf("%s: no dashboard JSON files", dir))
+		}
+	}
+	// A dashboard per component, each with its groups' lag in records and
+	// in seconds (docs/operations.md).
+	for _, uid := range componentDashboards {
+		names, ok := byDash[uid]
+		if !ok {
+			errs = append(errs, fmt.Errorf("no dashboard with uid %s", uid))
+			continue
+		}
+		for _, m := range []string{"rolodex_consumer_lag_records", "rolodex_consumer_lag_seconds"} {
+			if !names[m] {
+				errs = append(errs, fmt.Errorf("dashboard %s does not query %s", uid, m))
+			}
 		}
 	}
 	// The ingest dashboard shows what the ingest component exports.

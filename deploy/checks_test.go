@@ -22,6 +22,8 @@ const (
 	// prometheusConfigPath is where the prom/prometheus image reads its
 	// configuration unless --config.file says otherwise.
 	prometheusConfigPath = "/etc/prometheus/prometheus.yml"
+	// alertRulesPath is the alert rules file the compose Prometheus loads.
+	alertRulesPath = "deploy/prometheus/alerts.yml"
 	// grafanaProvisioningPath is where Grafana reads provisioning files.
 	grafanaProvisioningPath = "/etc/grafana/provisioning"
 	// minSchemaVersion is the oldest Grafana dashboard schema we accept.
@@ -32,6 +34,12 @@ const (
 var requiredServices = []string{
 	"kafka", "clickhouse", "prometheus", "grafana",
 	"rolodex-ingest", "rolodex-processors", "rolodex-api", "rolodex-sink",
+}
+
+// componentDashboards are the uids of the dashboards, one per component.
+var componentDashboards = []string{
+	"rolodex-ingest", "rolodex-identity", "rolodex-tags", "rolodex-lifecycle",
+	"rolodex-routing", "rolodex-delivery", "rolodex-sink",
 }
 
 // rolodexComponents maps each `rolodex run <component>` to its service.
@@ -57,6 +65,7 @@ var stackChecks = []struct {
 	{"published ports", checkPorts},
 	{"mounts", checkMounts},
 	{"prometheus scrape targets", checkPrometheus},
+	{"prometheus alert rules", checkPrometheusRules},
 	{"grafana datasources", checkGrafanaDatasources},
 	{"grafana dashboards", checkGrafanaDashboards},
 	{"rolodex config", checkRolodexConfig},
@@ -341,10 +350,45 @@ func checkMounts(s *stack) error {
 	return errors.Join(errs...)
 }
 
-func checkPrometheus(s *stack) error {
-	prom, err := s.service("prometheus")
+// checkPrometheusRules checks that the compose Prometheus loads the alert
+// rules: every rule_files entry is a file mounted from the repository, and
+// deploy/prometheus/alerts.yml is one of them. (alerts_test.go checks the
+// rules themselves, with promtool.)
+func checkPrometheusRules(s *stack) error {
+	cfg, hostCfg, err := s.prometheusConfig()
 	if err != nil {
 		return err
+	}
+	var errs []error
+	loaded := map[string]bool{}
+	for _, rf := range cfg.RuleFiles {
+		if !path.IsAbs(rf) {
+			errs = append(errs, fmt.Errorf("%s: rule_files entry %q: want the absolute path it is mounted at", hostCfg, rf))
+			continue
+		}
+		p, err := s.hostPath("prometheus", rf)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: rule_files entry %s: %w", hostCfg, rf, err))
+			continue
+		}
+		if _, err := fs.Stat(s.fsys, p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: rule_files entry %s comes from %s, which does not exist", hostCfg, rf, p))
+			continue
+		}
+		loaded[p] = true
+	}
+	if !loaded[alertRulesPath] {
+		errs = append(errs, fmt.Errorf("%s: rule_files does not load %s", hostCfg, alertRulesPath))
+	}
+	return errors.Join(errs...)
+}
+
+// prometheusConfig reads the compose Prometheus's configuration file.
+func (s *stack) prometheusConfig() (prometheusConfig, string, error) {
+	var cfg prometheusConfig
+	prom, err := s.service("prometheus")
+	if err != nil {
+		return cfg, "", err
 	}
 	cfgPath := prometheusConfigPath
 	if v, ok := flagValue(prom.Command, "config.file"); ok {
@@ -352,15 +396,22 @@ func checkPrometheus(s *stack) error {
 	}
 	hostCfg, err := s.hostPath("prometheus", cfgPath)
 	if err != nil {
-		return err
+		return cfg, "", err
 	}
 	raw, err := fs.ReadFile(s.fsys, hostCfg)
 	if err != nil {
-		return err
+		return cfg, "", err
 	}
-	var cfg prometheusConfig
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		return fmt.Errorf("%s: %w", hostCfg, err)
+		return cfg, "", fmt.Errorf("%s: %w", hostCfg, err)
+	}
+	return cfg, hostCfg, nil
+}
+
+func checkPrometheus(s *stack) error {
+	cfg, hostCfg, err := s.prometheusConfig()
+	if err != nil {
+		return err
 	}
 	if len(cfg.ScrapeConfigs) == 0 {
 		return fmt.Errorf("%s: no scrape_configs", hostCfg)
@@ -573,6 +624,7 @@ func checkGrafanaDashboards(s *stack) error {
 
 	dashUIDs := map[string]string{}
 	metrics := map[string]bool{}
+	byDash := map[string]map[string]bool{} // dashboard uid -> names in its queries
 	for _, dir := range dirs {
 		var found int
 		err := fs.WalkDir(s.fsys, dir, func(p string, d fs.DirEntry, err error) error {
@@ -596,11 +648,13 @@ func checkGrafanaDashboards(s *stack) error {
 			for _, e := range checkDashboard(db, uids) {
 				errs = append(errs, fmt.Errorf("%s: %w", p, e))
 			}
+			byDash[db.UID] = map[string]bool{}
 			for _, expr := range dashboardExprs(db.Panels) {
 				for _, f := range strings.FieldsFunc(expr, func(r rune) bool {
 					return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
 				}) {
 					metrics[f] = true
+					byDash[db.UID][f] = true
 				}
 			}
 			return nil
@@ -610,6 +664,20 @@ func checkGrafanaDashboards(s *stack) error {
 		}
 		if found == 0 {
 			errs = append(errs, fmt.Errorf("%s: no dashboard JSON files", dir))
+		}
+	}
+	// A dashboard per component, each with its groups' lag in records and
+	// in seconds (docs/operations.md).
+	for _, uid := range componentDashboards {
+		names, ok := byDash[uid]
+		if !ok {
+			errs = append(errs, fmt.Errorf("no dashboard with uid %s", uid))
+			continue
+		}
+		for _, m := range []string{"rolodex_consumer_lag_records", "rolodex_consumer_lag_seconds"} {
+			if !names[m] {
+				errs = append(errs, fmt.Errorf("dashboard %s does not query %s", uid, m))
+			}
 		}
 	}
 	// The ingest dashboard shows what the ingest component exports.

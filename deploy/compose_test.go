@@ -65,6 +65,18 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 		want     string // a substring of the expected error
 	}{
 		{
+			name: "alert rules not loaded",
+			file: "deploy/prometheus/prometheus.yml",
+			from: "  - /etc/prometheus/alerts.yml\n", to: "",
+			want: "rule_files does not load deploy/prometheus/alerts.yml",
+		},
+		{
+			name: "alert rules not mounted",
+			file: composePath,
+			from: "      - ./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro\n", to: "",
+			want: "nothing is mounted at /etc/prometheus/alerts.yml",
+		},
+		{
 			name: "misnamed service",
 			file: composePath,
 			from: "\n  rolodex-sink:\n", to: "\n  rolodex-snk:\n",

@@ -200,6 +200,7 @@ func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
 // Prometheus and Grafana file models.
 
 type prometheusConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
 		MetricsPath   string `yaml:"metrics_path"`

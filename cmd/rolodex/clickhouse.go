@@ -206,6 +206,8 @@ func sinkComponent(cfg clickhouse.Config) component {
 		}
 		e.health = append(e.health, sink.Ping)
 		e.g.Go(func() error { return sink.Run(e.ctx) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, clickhouse.Group, 5*time.Second) })
 		e.logger.Info("ClickHouse sink running", "topics", clickhouse.Topics, "clickhouse", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
 		return nil
 	}

@@ -258,6 +258,8 @@ func ingestComponent(e *env) error {
 	}
 	e.closers = append(e.closers, kin.Close)
 	e.g.Go(func() error { return kin.Run(e.ctx) })
+	lag := kafkaclient.NewLagMetrics(e.prom)
+	e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupKafkaIngest, 5*time.Second) })
 	return nil
 }
 
@@ -432,7 +434,9 @@ func deliveryComponent(e *env) error {
 	}
 	e.g.Go(func() error { return d.Run(e.ctx) })
 	lag := kafkaclient.NewLagMetrics(e.prom)
-	e.g.Go(func() error { return lag.Run(e.ctx, e.admin, schemas.GroupLeadDelivery, 5*time.Second) })
+	for _, group := range append([]string{schemas.GroupLeadDelivery}, d.WebhookGroups()...) {
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+	}
 	return nil
 }
 

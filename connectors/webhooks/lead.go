@@ -442,6 +442,16 @@ func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelive
 	return out, nil
 }
 
+// WebhookGroups are the consumer groups of the webhook partners' senders
+// (rolodex-webhook-<partner>), for lag metrics.
+func (d *LeadDelivery) WebhookGroups() []string {
+	groups := make([]string, len(d.webhooks))
+	for i, pd := range d.webhooks {
+		groups[i] = schemas.GroupWebhookPrefix + pd.p.Name
+	}
+	return groups
+}
+
 // runSender posts a webhook partner's out topic to its URL, one record at
 // a time in order, and commits each only after its report was written.
 // Rebalances are not blocked (a delivery may wait minutes between

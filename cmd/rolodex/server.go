@@ -301,7 +301,7 @@ func identityComponent(dir string) component {
 			}
 			e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts,
 				"kept_storage", p.KeptStorage()) // false: recovering its partitions from the table topic
-			return p.Run, nil
+			return newRecovery(e.prom).timed("identity", p.Run, p.Processor), nil
 		}
 		first, err := build()
 		if err != nil {
@@ -334,7 +334,7 @@ func tagsComponent(dir string) component {
 				return nil, err
 			}
 			e.logger.Info("tag processor started", "storage", storage)
-			return p.Run, nil
+			return newRecovery(e.prom).timed("tags", p.Run, p.Processor), nil
 		}
 		first, err := build()
 		if err != nil {
@@ -364,7 +364,7 @@ func lifecycleComponent(dir string) component {
 				return nil, err
 			}
 			e.logger.Info("lifecycle processors started", "storage", storage, "soft_bounce_limit", rc.SoftBounceLimit)
-			return p.Run, nil
+			return newRecovery(e.prom).timed("lifecycle", p.Run, p.Router, p.Recipients, p.Lifecycle), nil
 		}
 		first, err := build()
 		if err != nil {
@@ -397,7 +397,7 @@ func routingComponent(dir string) component {
 				return nil, err
 			}
 			e.logger.Info("routing processors started", "storage", storage, "lead_types", e.cfg.leadTypes())
-			return p.Run, nil
+			return newRecovery(e.prom).timed("routing", p.Run, p.Routing, p.Router), nil
 		}
 		first, err := build()
 		if err != nil {

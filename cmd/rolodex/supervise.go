@@ -73,3 +73,43 @@ func (s *supervisor) run(ctx context.Context, first func(context.Context) error,
 		}
 	}
 }
+
+// recovery is rolodex_recovery_seconds{component}: how long the latest
+// start of each processor component took until every goka processor of it
+// was ready (its table partitions recovered from their topics, its
+// partitions claimed). After a crash it is the recovery time an operator
+// waits through (docs/operations.md).
+type recovery struct{ g *prometheus.GaugeVec }
+
+func newRecovery(reg prometheus.Registerer) *recovery {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rolodex_recovery_seconds",
+		Help: "Seconds the latest start of a processor component took until it was ready to process (tables recovered, partitions claimed)."},
+		[]string{"component"})
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			panic(err)
+		}
+		g = are.ExistingCollector.(*prometheus.GaugeVec)
+	}
+	return &recovery{g: g}
+}
+
+// timed returns run, which also sets the component's recovery time once
+// every processor in procs is ready.
+func (r *recovery) timed(component string, run func(context.Context) error, procs ...interface {
+	WaitForReadyContext(context.Context) error
+}) func(context.Context) error {
+	return func(ctx context.Context) error {
+		began := time.Now()
+		go func() {
+			for _, p := range procs {
+				if p.WaitForReadyContext(ctx) != nil {
+					return
+				}
+			}
+			r.g.WithLabelValues(component).Set(time.Since(began).Seconds())
+		}()
+		return run(ctx)
+	}
+}

@@ -19,6 +19,8 @@ var (
 	avscEventV1 string
 	//go:embed avro/event.v2.avsc
 	avscEventV2 string
+	//go:embed avro/event.v3.avsc
+	avscEventV3 string
 	//go:embed avro/deadletter.v1.avsc
 	avscDeadLetterV1 string
 	//go:embed avro/ingest_event.v1.avsc
@@ -33,6 +35,8 @@ func AvroSchema(schemaID uint32) (string, bool) {
 		return avscEventV1, true
 	case SchemaIDEventV2:
 		return avscEventV2, true
+	case SchemaIDEventV3:
+		return avscEventV3, true
 	case SchemaIDDeadLetterV1:
 		return avscDeadLetterV1, true
 	case SchemaIDIngestEventV1:
@@ -51,7 +55,7 @@ type avroSchema struct {
 }
 
 type avroRegistry struct {
-	eventV1, eventV2, deadLetterV1, ingestEventV1 *avroSchema
+	eventV1, eventV2, eventV3, deadLetterV1, ingestEventV1 *avroSchema
 }
 
 // registry compiles every schema once. A schema that does not compile is a
@@ -67,6 +71,7 @@ var registry = sync.OnceValues(func() (*avroRegistry, error) {
 	}{
 		{&r.eventV1, SchemaIDEventV1, avscEventV1},
 		{&r.eventV2, SchemaIDEventV2, avscEventV2},
+		{&r.eventV3, SchemaIDEventV3, avscEventV3},
 		{&r.deadLetterV1, SchemaIDDeadLetterV1, avscDeadLetterV1},
 		{&r.ingestEventV1, SchemaIDIngestEventV1, avscIngestEventV1},
 	} {

@@ -12,10 +12,11 @@ import (
 // EventCodec is the goka.Codec of TopicEvents values: the Event in Avro,
 // Confluent framing.
 //
-// It writes the current schema (SchemaIDEventV2) and reads both
-// SchemaIDEventV1 and SchemaIDEventV2, picking the writer schema by the
-// frame's id; a version 1 record reads with Partner "" and a zero
-// ReceivedAt.
+// It writes the current schema (SchemaIDEventV3) and reads
+// SchemaIDEventV1, SchemaIDEventV2 and SchemaIDEventV3, picking the writer
+// schema by the frame's id; a version 1 record reads with Partner "" and a
+// zero ReceivedAt, a version 1 or 2 record with Topic "". An empty Topic is
+// written as null.
 //
 // Times round-trip truncated to the millisecond, in UTC; the zero time.Time
 // is written as 0 and 0 reads back as the zero time.Time. Empty or nil
@@ -51,7 +52,7 @@ func (EventCodec) Decode(data []byte) (any, error) {
 	return e, nil
 }
 
-// EncodeEvent encodes e with the current Event schema (SchemaIDEventV2), in
+// EncodeEvent encodes e with the current Event schema (SchemaIDEventV3), in
 // Confluent framing.
 //
 // The encoder is written out by hand for this one schema (goavro is used
@@ -72,8 +73,8 @@ func EncodeEvent(e *Event) ([]byte, error) {
 	var traitsStack, propsStack [16]avroEntry
 	traits, traitsSize := sortedEntries(e.Traits, &traitsStack)
 	props, propsSize := sortedEntries(e.Properties, &propsStack)
-	buf := make([]byte, 0, eventV2Size(e, traitsSize+propsSize))
-	buf = AppendFrameHeader(buf, SchemaIDEventV2)
+	buf := make([]byte, 0, eventV3Size(e, traitsSize+propsSize))
+	buf = AppendFrameHeader(buf, SchemaIDEventV3)
 	buf = appendAvroString(buf, e.Tenant)
 	buf = appendAvroString(buf, e.ID)
 	buf = appendAvroString(buf, e.Type)
@@ -91,6 +92,12 @@ func EncodeEvent(e *Event) ([]byte, error) {
 	buf = appendAvroStringMap(buf, props)
 	buf = appendAvroString(buf, e.Partner)
 	buf = appendAvroLong(buf, millisFromTime(e.ReceivedAt))
+	if e.Topic == "" {
+		buf = append(buf, 0) // union branch 0: null
+	} else {
+		buf = append(buf, 2) // union branch 1: string
+		buf = appendAvroString(buf, e.Topic)
+	}
 	return buf, nil
 }
 
@@ -110,12 +117,12 @@ func sortedEntries(m map[string]string, stack *[16]avroEntry) ([]avroEntry, int)
 	return entries, size
 }
 
-// eventV2Size is an upper bound of the framed encoding of e, given one of
+// eventV3Size is an upper bound of the framed encoding of e, given one of
 // its maps' entries: the bytes of every string plus maxVarintLen for every
 // length, count and long.
-func eventV2Size(e *Event, mapsSize int) int {
-	n := FrameHeaderSize + len(e.Tenant) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Partner) +
-		12*maxVarintLen + // 5 strings' lengths, 2 longs, 5 block counts
+func eventV3Size(e *Event, mapsSize int) int {
+	n := FrameHeaderSize + len(e.Tenant) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Partner) + len(e.Topic) +
+		14*maxVarintLen + // 6 strings' lengths, 2 longs, 5 block counts, the union index
 		mapsSize
 	for _, id := range e.Identifiers {
 		n += len(id.Type) + len(id.Value) + 2*maxVarintLen
@@ -152,8 +159,8 @@ func appendAvroStringMap(buf []byte, entries []avroEntry) []byte {
 	return append(buf, 0)
 }
 
-// DecodeEvent decodes a framed Event written with SchemaIDEventV1 or
-// SchemaIDEventV2. It returns an error wrapping ErrNotFramed for data not in
+// DecodeEvent decodes a framed Event written with SchemaIDEventV1,
+// SchemaIDEventV2 or SchemaIDEventV3. It returns an error wrapping ErrNotFramed for data not in
 // Confluent framing, an *UnknownSchemaIDError for any other schema id, and
 // an error for malformed Avro; it never panics.
 func DecodeEvent(data []byte) (*Event, error) {
@@ -161,7 +168,7 @@ func DecodeEvent(data []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, payload, err := unframeFor(data, eventSubject, reg.eventV1, reg.eventV2)
+	s, payload, err := unframeFor(data, eventSubject, reg.eventV1, reg.eventV2, reg.eventV3)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +234,20 @@ func eventFromNative(m map[string]any, schemaID uint32) (*Event, error) {
 	}
 	if e.ReceivedAt, err = fieldTime(m, "received_at"); err != nil {
 		return nil, err
+	}
+	if schemaID == SchemaIDEventV2 {
+		return &e, nil // no topic
+	}
+	switch v := m["topic"].(type) {
+	case nil:
+	case map[string]any: // goavro's union: {"string": value}
+		s, ok := v["string"].(string)
+		if !ok {
+			return nil, fmt.Errorf("field %q: got %v, want null or string", "topic", v)
+		}
+		e.Topic = s
+	default:
+		return nil, fmt.Errorf("field %q: got %T, want null or string", "topic", v)
 	}
 	return &e, nil
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/linkedin/goavro/v2"
 )
 
 // encodeEventGoavro is how EncodeEvent encoded before the hand-written
@@ -25,7 +27,11 @@ func encodeEventGoavro(t testing.TB, e *Event) []byte {
 	}
 	traits, _ := nativeStringMap(e.Traits)
 	props, _ := nativeStringMap(e.Properties)
-	data, err := reg.eventV2.encode(map[string]any{
+	var topic any // null
+	if e.Topic != "" {
+		topic = goavro.Union("string", e.Topic)
+	}
+	data, err := reg.eventV3.encode(map[string]any{
 		"tenant":      e.Tenant,
 		"id":          e.ID,
 		"type":        e.Type,
@@ -36,6 +42,7 @@ func encodeEventGoavro(t testing.TB, e *Event) []byte {
 		"properties":  props,
 		"partner":     e.Partner,
 		"received_at": millisFromTime(e.ReceivedAt),
+		"topic":       topic,
 	}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +50,7 @@ func encodeEventGoavro(t testing.TB, e *Event) []byte {
 	return data
 }
 
-// sortAvroMaps rewrites a framed Event v2 record with the entries of its
+// sortAvroMaps rewrites a framed Event v3 record with the entries of its
 // two maps in key order. goavro writes map entries in Go's (random) map
 // order, so its bytes are compared with EncodeEvent's after this. It only
 // moves byte ranges around: every byte comes from data.
@@ -100,8 +107,13 @@ func sortAvroMaps(t testing.TB, data []byte) []byte {
 		}
 		out = append(out, 0)
 	}
-	copyField(r.str)  // partner
-	copyField(r.long) // received_at
+	copyField(r.str)   // partner
+	copyField(r.long)  // received_at
+	copyField(func() { // topic: null or string
+		if r.varint() == 1 {
+			r.str()
+		}
+	})
 	if r.i != len(data) {
 		t.Fatalf("%d bytes left over after the record: %x", len(data)-r.i, data)
 	}
@@ -169,7 +181,7 @@ func checkEncodeEvent(t *testing.T, e, want *Event) {
 	// Written into one buffer of the size computed up front.
 	_, traitsSize := sortedEntries(e.Traits, new([16]avroEntry))
 	_, propsSize := sortedEntries(e.Properties, new([16]avroEntry))
-	if want := eventV2Size(e, traitsSize+propsSize); cap(got) != want || len(got) > want {
+	if want := eventV3Size(e, traitsSize+propsSize); cap(got) != want || len(got) > want {
 		t.Fatalf("EncodeEvent: %d bytes in a buffer of capacity %d, want capacity %d", len(got), cap(got), want)
 	}
 	back, err := DecodeEvent(got)
@@ -217,6 +229,8 @@ func TestEncodeEventEdges(t *testing.T) {
 		"sub-ms, zoned":  {Time: time.Date(2026, 11, 23, 10, 0, 0, 123_456_789, time.FixedZone("X", 3600))},
 		"invalid UTF-8":  {ID: "\xff\xfe", Traits: map[string]string{"\xc3": "\x80"}},
 		"one identifier": {Identifiers: []Identifier{{"user_id", "u-1"}}, Partner: "p"},
+		"topic":          {Identifiers: []Identifier{{"user_id", "u-1"}}, Topic: "car-chosen"},
+		"long topic":     {Topic: long},
 	} {
 		t.Run(name, func(t *testing.T) { checkEncodeEvent(t, e, readBack(e)) })
 	}
@@ -284,6 +298,9 @@ func randomEvent(rng *rand.Rand) *Event {
 	}
 	e := &Event{Tenant: str(), ID: str(), Type: str(), Time: tm(), Source: str(), Partner: str(), ReceivedAt: tm(),
 		Traits: strMap(), Properties: strMap()}
+	if rng.IntN(2) == 0 {
+		e.Topic = str()
+	}
 	switch n := rng.IntN(6); n {
 	case 0:
 	case 1:

@@ -15,8 +15,8 @@ const (
 	// SchemaIDEventV1 is the previous version of the Event schema
 	// (avro/event.v1.avsc). Still readable; no longer written.
 	SchemaIDEventV1 = 1
-	// SchemaIDEventV2 is the current version of the Event schema
-	// (avro/event.v2.avsc): the value of TopicEvents.
+	// SchemaIDEventV2 is the second version of the Event schema
+	// (avro/event.v2.avsc). Still readable; no longer written.
 	SchemaIDEventV2 = 2
 	// SchemaIDDeadLetterV1 is the DeadLetter schema
 	// (avro/deadletter.v1.avsc): the value of TopicDeadLetter.
@@ -24,6 +24,10 @@ const (
 	// SchemaIDIngestEventV1 is the schema partners produce to their ingest
 	// topic in Avro (avro/ingest_event.v1.avsc).
 	SchemaIDIngestEventV1 = 4
+	// SchemaIDEventV3 is the current version of the Event schema
+	// (avro/event.v3.avsc): the value of TopicEvents. Version 2 plus the
+	// fan-out topic (docs/fanout.md).
+	SchemaIDEventV3 = 5
 )
 
 // Confluent wire format: MagicByte, then the schema id as a 4-byte
@@ -77,6 +81,7 @@ var schemaNames = map[uint32]string{
 	SchemaIDEventV2:       "rolodex.Event v2",
 	SchemaIDDeadLetterV1:  "rolodex.DeadLetter v1",
 	SchemaIDIngestEventV1: "rolodex.IngestEvent v1",
+	SchemaIDEventV3:       "rolodex.Event v3",
 }
 
 // AppendFrameHeader appends the Confluent frame header for schemaID to dst.

@@ -34,6 +34,7 @@ func TestAvroSchemasCompile(t *testing.T) {
 	}{
 		{SchemaIDEventV1, "rolodex.Event"},
 		{SchemaIDEventV2, "rolodex.Event"},
+		{SchemaIDEventV3, "rolodex.Event"},
 		{SchemaIDDeadLetterV1, "rolodex.DeadLetter"},
 		{SchemaIDIngestEventV1, "rolodex.IngestEvent"},
 	} {
@@ -87,12 +88,22 @@ func avscFields(t *testing.T, id uint32) []avscField {
 // with the same type and every field it adds has a default, so that a v2
 // reader resolves v1 records (backward compatibility).
 func TestEventV2ExtendsV1(t *testing.T) {
+	checkExtends(t, SchemaIDEventV1, SchemaIDEventV2, "partner", "received_at")
+}
+
+// TestEventV3ExtendsV2: the same rule from v2 to v3 (the fan-out topic).
+func TestEventV3ExtendsV2(t *testing.T) {
+	checkExtends(t, SchemaIDEventV2, SchemaIDEventV3, "topic")
+}
+
+func checkExtends(t *testing.T, older, newer uint32, added ...string) {
+	t.Helper()
 	v2 := map[string]avscField{}
-	for _, f := range avscFields(t, SchemaIDEventV2) {
+	for _, f := range avscFields(t, newer) {
 		v2[f.Name] = f
 	}
 	v1 := map[string]bool{}
-	for _, f := range avscFields(t, SchemaIDEventV1) {
+	for _, f := range avscFields(t, older) {
 		v1[f.Name] = true
 		g, ok := v2[f.Name]
 		if !ok {
@@ -111,7 +122,7 @@ func TestEventV2ExtendsV1(t *testing.T) {
 			t.Errorf("v2 adds field %q without a default", name)
 		}
 	}
-	for _, name := range []string{"partner", "received_at"} {
+	for _, name := range added {
 		if v1[name] {
 			t.Errorf("v1 has %q", name)
 		}
@@ -129,7 +140,7 @@ func TestAvroFieldsMatchStructs(t *testing.T) {
 		id  uint32
 		typ reflect.Type
 	}{
-		{SchemaIDEventV2, reflect.TypeFor[Event]()},
+		{SchemaIDEventV3, reflect.TypeFor[Event]()},
 		{SchemaIDDeadLetterV1, reflect.TypeFor[DeadLetter]()},
 	} {
 		t.Run(tc.typ.Name(), func(t *testing.T) {
@@ -284,8 +295,8 @@ func TestEventCodecRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				if id, _, err := Unframe(data); err != nil || id != SchemaIDEventV2 {
-					t.Fatalf("%s: frame id %d, %v; want %d", name, id, err, SchemaIDEventV2)
+				if id, _, err := Unframe(data); err != nil || id != SchemaIDEventV3 {
+					t.Fatalf("%s: frame id %d, %v; want %d", name, id, err, SchemaIDEventV3)
 				}
 				got, err := DecodeEvent(data)
 				if err != nil {
@@ -331,7 +342,7 @@ func assertEvent(t *testing.T, got, want *Event) {
 	}
 }
 
-// A v1 and a v2 record written by hand, byte by byte, so that the wire
+// A v1, a v2 and two v3 records written by hand, byte by byte, so that the wire
 // format cannot drift with the .avsc files.
 const (
 	goldenEventV1 = "00 00000001" +
@@ -348,6 +359,20 @@ const (
 		"00" +
 		"02 70" + // partner "p"
 		"a0 1f" // received_at 2000 ms
+	goldenEventV3 = "00 00000005" +
+		"02 74" + "02 69" + "02 78" + "d0 0f" + "02 73" +
+		"02 0a 656d61696c 06 614062 00" +
+		"02 02 6b 02 31 00" +
+		"00" +
+		"02 70" + "a0 1f" +
+		"00" // topic null
+	goldenEventV3Topic = "00 00000005" +
+		"02 74" + "02 69" + "02 78" + "d0 0f" + "02 73" +
+		"02 0a 656d61696c 06 614062 00" +
+		"02 02 6b 02 31 00" +
+		"00" +
+		"02 70" + "a0 1f" +
+		"02 04 6361" // topic: union branch 1, "ca"
 )
 
 func goldenEvent() *Event {
@@ -359,19 +384,64 @@ func goldenEvent() *Event {
 	}
 }
 
-func TestEventGoldenV2(t *testing.T) {
-	data, err := EncodeEvent(goldenEvent())
-	if err != nil {
-		t.Fatal(err)
+func TestEventGoldenV3(t *testing.T) {
+	withTopic := goldenEvent()
+	withTopic.Topic = "ca"
+	for golden, e := range map[string]*Event{goldenEventV3: goldenEvent(), goldenEventV3Topic: withTopic} {
+		data, err := EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := mustHex(t, golden); !bytes.Equal(data, want) {
+			t.Errorf("EncodeEvent =\n%x\nwant\n%x", data, want)
+		}
+		got, err := DecodeEvent(mustHex(t, golden))
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertEvent(t, got, e)
 	}
-	if want := mustHex(t, goldenEventV2); !bytes.Equal(data, want) {
-		t.Errorf("EncodeEvent =\n%x\nwant\n%x", data, want)
-	}
+}
+
+// TestEventCodecReadsV2 is the backward compatibility guarantee of v3:
+// records written with version 2 (id 2: byte by byte, and by goavro with
+// the v2 schema, as an old producer would) decode with no topic.
+func TestEventCodecReadsV2(t *testing.T) {
 	got, err := DecodeEvent(mustHex(t, goldenEventV2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertEvent(t, got, goldenEvent())
+	avsc, _ := AvroSchema(SchemaIDEventV2)
+	v2Writer, err := goavro.NewCodec(avsc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := fullEvent()
+	ids := []any{}
+	for _, id := range full.Identifiers {
+		ids = append(ids, map[string]any{"type": id.Type, "value": id.Value})
+	}
+	payload, err := v2Writer.BinaryFromNative(nil, map[string]any{
+		"tenant": full.Tenant, "id": full.ID, "type": full.Type, "time": full.Time, "source": full.Source,
+		"identifiers": ids, "traits": full.Traits, "properties": full.Properties,
+		"partner": full.Partner, "received_at": full.ReceivedAt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = DecodeEvent(Frame(SchemaIDEventV2, payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fullEvent()
+	want.Time = want.Time.Truncate(time.Millisecond).UTC()
+	want.ReceivedAt = want.ReceivedAt.Truncate(time.Millisecond).UTC()
+	assertEvent(t, got, want)
+	// A v2 payload framed as v3 lacks the topic's union index.
+	if _, err := DecodeEvent(Frame(SchemaIDEventV3, payload)); err == nil {
+		t.Error("v2 payload framed as v3 decoded without error")
+	}
 }
 
 // TestEventCodecReadsV1 is the backward compatibility guarantee: records
@@ -633,7 +703,9 @@ type decoder struct {
 }
 
 func decoders(t testing.TB) []decoder {
-	ev, err := EncodeEvent(fullEvent())
+	withTopic := fullEvent()
+	withTopic.Topic = "car-chosen"
+	ev, err := EncodeEvent(withTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,7 +719,7 @@ func decoders(t testing.TB) []decoder {
 		t.Fatal(err)
 	}
 	return []decoder{
-		{"event", SchemaIDEventV2, EventCodec{}.Decode, ev},
+		{"event", SchemaIDEventV3, EventCodec{}.Decode, ev},
 		{"deadletter", SchemaIDDeadLetterV1, DeadLetterCodec{}.Decode, dl},
 		{"ingest", SchemaIDIngestEventV1, func(b []byte) (any, error) { return DecodeIngestAvro(b) }, in},
 	}
@@ -780,7 +852,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(mustHex(f, goldenEventV1))
 	f.Add(mustHex(f, "00 00000002 00 00 00 00 00 feffffff0f"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, id := range []uint32{SchemaIDEventV1, SchemaIDEventV2, SchemaIDDeadLetterV1, SchemaIDIngestEventV1} {
+		for _, id := range []uint32{SchemaIDEventV1, SchemaIDEventV2, SchemaIDEventV3, SchemaIDDeadLetterV1, SchemaIDIngestEventV1} {
 			framed := data
 			if len(data) >= FrameHeaderSize {
 				framed = Frame(id, data[FrameHeaderSize:])

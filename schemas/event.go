@@ -43,6 +43,11 @@ type Event struct {
 	Traits     map[string]string `json:"traits,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 	ReceivedAt time.Time         `json:"received_at"`
+	// Topic is the partner fan-out topic (docs/fanout.md) the partner
+	// published the event to, a topic of Tenant; empty for none. The
+	// ingest sets it (the rolodex-topic header, POST
+	// /v1/topics/{name}/events), never the event body.
+	Topic string `json:"topic,omitempty"`
 }
 
 // Key is the Kafka key of the event on TopicEvents: the profile node id of

@@ -24,6 +24,14 @@ const (
 	// TopicFanoutSubscriptions (compacted, key the subscription id) stores
 	// the subscriptions, secrets included. Value: JSON SubscriptionRecord.
 	TopicFanoutSubscriptions = "rolodex.fanout.subscriptions"
+	// TopicFanoutDeliveries carries every record the fan-out group
+	// decided (goka declares its outputs when the group is built, so it
+	// cannot write to each partner's out topic itself), keyed by
+	// "<subscription>/<profile>" (order per profile per subscription).
+	// Value: JSON FanoutDelivery. The delivery stage reads it: a Kafka
+	// subscription's records go to OutTopic(partner), a webhook's are
+	// posted.
+	TopicFanoutDeliveries = "rolodex.fanout.deliveries"
 	// TopicFanoutWebhooks is the queue of webhook deliveries, keyed by
 	// "<subscription>/<profile>". Value: the body; headers as on OutTopic.
 	TopicFanoutWebhooks = "rolodex.fanout.webhooks"
@@ -296,6 +304,9 @@ type FanoutDelivery struct {
 	// Replay: made by a subscription replay.
 	Replay bool `json:"replay,omitempty"`
 }
+
+// DeliveryKey is a delivery's key on TopicFanoutDeliveries.
+func (d *FanoutDelivery) DeliveryKey() string { return d.Subscription + "/" + d.ProfileID }
 
 // FanoutSent is a delivery in a profile's outbox: By is the origin
 // (offset plus one) of the message that made it.

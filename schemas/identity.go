@@ -307,6 +307,11 @@ type Node struct {
 	SnapshotDue bool  `json:"sd,omitempty"`
 	SnapshotBy  int64 `json:"sb,omitempty"`
 	Dirty       bool  `json:"dt,omitempty"`
+	// StatusDigest is FanoutStatusDigest of the blacklist and consent the
+	// root last wrote to rolodex.fanout.input; StatusBy the origin of the
+	// message that wrote it (a replay of it writes it again).
+	StatusDigest uint64 `json:"fd,omitempty"`
+	StatusBy     int64  `json:"fb,omitempty"`
 	// MergedBy is the origin of the accept that merged the node away: a
 	// replay of it repeats the Update and the merge record.
 	MergedBy int64 `json:"mb,omitempty"`
@@ -388,6 +393,10 @@ type Message struct {
 	// Leads ride an update to the root, which writes each with its
 	// profile to rolodex.routing.input (docs/routing.md).
 	Leads []RoutingLead `json:"ld,omitempty"`
+	// Fanout: topic events ride an update to the root too, which writes
+	// each with its profile's facts to rolodex.fanout.input
+	// (docs/fanout.md).
+	Fanout []FanoutEvent `json:"fo,omitempty"`
 }
 
 // Message kinds.

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rolodex/rolodex/connectors/fanoutdir"
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/connectors/kafkain"
 	"github.com/rolodex/rolodex/connectors/webhooks"
@@ -26,6 +27,7 @@ import (
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/processors/identity"
 	"github.com/rolodex/rolodex/processors/lifecycle"
 	"github.com/rolodex/rolodex/processors/routing"
@@ -407,6 +409,49 @@ func routingComponent(dir string) component {
 		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
 		for _, group := range []string{schemas.GroupRouting, schemas.GroupRoutingRouter} {
+			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+		}
+		return nil
+	}
+}
+
+// fanoutComponent runs partner fan-out (docs/fanout.md): the goka group
+// rolodex-fanout (keyed by profile id; its LevelDB storage in dir) and the
+// directory broadcast rolodex-fanout-directory (connectors/fanoutdir),
+// which writes the store topics' changes to every partition of its input.
+func fanoutComponent(dir string) component {
+	return func(e *env) error {
+		if _, err := ensureIdentityTopics(e); err != nil {
+			return err
+		}
+		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+		err := fanout.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+		cancel()
+		if err != nil {
+			return err
+		}
+		storage := filepath.Join(dir, "fanout")
+		build := func() (func(context.Context) error, error) {
+			p, err := fanout.New(fanout.Config{Brokers: e.kafka.Brokers, StorageDir: storage, Registerer: e.prom, Logger: e.logger})
+			if err != nil {
+				return nil, err
+			}
+			e.logger.Info("fanout processor started", "storage", storage)
+			return p.Run, nil
+		}
+		first, err := build()
+		if err != nil {
+			return err
+		}
+		sup := newSupervisor("fanout", e.prom, e.logger)
+		e.g.Go(func() error { return sup.run(e.ctx, first, build) })
+		b, err := fanoutdir.New(fanoutdir.Config{Brokers: e.kafka.Brokers, Registerer: e.prom, Logger: e.logger})
+		if err != nil {
+			return err
+		}
+		e.g.Go(func() error { return b.Run(e.ctx) })
+		lag := kafkaclient.NewLagMetrics(e.prom)
+		for _, group := range []string{schemas.GroupFanout, schemas.GroupFanoutDirectory} {
 			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
 		}
 		return nil

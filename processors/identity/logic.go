@@ -84,6 +84,15 @@ type effects struct {
 	proposed   bool // this message made a proposal
 	// leads to write with the root's profile (the node is a root).
 	leads []schemas.RoutingLead
+	// fanout: topic events to write with the root's profile facts to
+	// rolodex.fanout.input (the node is a root).
+	fanout []schemas.FanoutEvent
+	// status: write the root's blacklist and consent to
+	// rolodex.fanout.input (they changed, or a replay of the message
+	// that changed them); statusEvent is the event that changed them,
+	// when the root folded it itself.
+	status      bool
+	statusEvent string
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -178,16 +187,23 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 	if slices.Contains(e.cfg.LeadTypes, ev.Type) {
 		leads = []schemas.RoutingLead{*schemas.LeadOf(ev)}
 	}
+	// A topic event likewise (docs/fanout.md): the fan-out stage dedupes
+	// by event id.
+	var fanout []schemas.FanoutEvent
+	if ev.Topic != "" {
+		fanout = []schemas.FanoutEvent{*schemas.FanoutEventOf(ev)}
+	}
 	switch {
 	case !n.IsRoot() && n.AppliedBy == origin:
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads}})
-	case !n.IsRoot() && leads != nil:
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout}})
+	case !n.IsRoot() && (leads != nil || fanout != nil):
 		// With this node's contribution again (versioned, so a repeat
 		// changes nothing), so that the root's profile has the lead
 		// folded in even when the update that first carried it was lost.
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout}})
 	case n.IsRoot():
-		fx.leads = leads
+		fx.leads, fx.fanout = leads, fanout
+		fx.statusEvent = ev.ID
 	}
 	// A link goes out once per peer, and again only by a replay of the
 	// message that sent it.
@@ -254,7 +270,7 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
-		fx.leads = m.Leads
+		fx.leads, fx.fanout = m.Leads, m.Fanout
 	}
 	finish(n, origin, &fx)
 	return n, fx
@@ -296,6 +312,7 @@ func finish(n *schemas.Node, origin int64, fx *effects) {
 		}
 		return
 	}
+	status(n, origin, fx)
 	if fx.rootUpdate && !fx.proposed && !n.Dirty {
 		n.Dirty = true
 		fx.changed = true
@@ -311,6 +328,24 @@ func finish(n *schemas.Node, origin int64, fx *effects) {
 		fx.snapshot, fx.changed = true, true
 	case n.SnapshotBy == origin:
 		fx.snapshot = true
+	}
+}
+
+// status decides the root's status record for fan-out (docs/fanout.md):
+// written when the profile's blacklist or consent changed, also while a
+// proposal is pending (fan-out orders it with the profile's topic events
+// by the root's key), and again by a replay of the message that wrote the
+// latest one, since a crash may have lost it.
+func status(n *schemas.Node, origin int64, fx *effects) {
+	if fx.rootUpdate {
+		if d := schemas.FanoutStatusDigest(n.FanoutStatus()); d != n.StatusDigest {
+			n.StatusDigest, n.StatusBy = d, origin
+			fx.status, fx.changed = true, true
+			return
+		}
+	}
+	if n.StatusBy == origin {
+		fx.status = true
 	}
 }
 
@@ -339,6 +374,23 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 		fx.changed, fx.proposed = true, true
 		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: cs}})
 	}
+}
+
+// fanoutRecords are the records of rolodex.fanout.input for root n with
+// profile prof (its fold): the status first (a topic event's own status
+// change is in the facts the event carries too), then the topic events.
+func (e *Engine) fanoutRecords(prof *schemas.Profile, n *schemas.Node, fx effects) []*schemas.FanoutInput {
+	facts := schemas.FanoutFacts(prof, n)
+	var out []*schemas.FanoutInput
+	if fx.status {
+		out = append(out, &schemas.FanoutInput{Status: &schemas.FanoutStatus{EventID: fx.statusEvent, Profile: facts}})
+	}
+	for i := range fx.fanout {
+		ev := fx.fanout[i]
+		ev.Profile = facts
+		out = append(out, &schemas.FanoutInput{Event: &ev})
+	}
+	return out
 }
 
 // proposal is the root's pending proposal, sent again: all its

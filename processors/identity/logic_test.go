@@ -43,7 +43,14 @@ type sim struct {
 		refusals []schemas.Refusal
 		profiles map[string]*schemas.Profile // the latest record per key on rolodex.profiles
 		leads    []schemas.RoutingLead       // the records on rolodex.routing.input
+		fanout   []fanoutOut                 // the records on rolodex.fanout.input
 	}
+}
+
+// fanoutOut is a record of rolodex.fanout.input and its key.
+type fanoutOut struct {
+	key string
+	in  *schemas.FanoutInput
 }
 
 // phantom is a crashed processor's local store for a key whose write was
@@ -290,6 +297,14 @@ func (s *sim) output(key string, n *schemas.Node, fx effects) {
 		l.Profile = s.fold(key, n)
 		s.out.leads = append(s.out.leads, l)
 	}
+	if len(fx.fanout) > 0 || fx.status {
+		if !n.IsRoot() {
+			panic("a fan-out record written by " + key + ", not a root")
+		}
+		for _, in := range s.e.fanoutRecords(s.fold(key, n), n, fx) {
+			s.out.fanout = append(s.out.fanout, fanoutOut{key, in})
+		}
+	}
 	switch {
 	case fx.mergedAway:
 		s.out.profiles[key] = &schemas.Profile{ID: key, Tenant: n.Tenant, MergedInto: n.Parent}
@@ -368,6 +383,87 @@ func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
 		if !slices.ContainsFunc(events, func(e *schemas.Event) bool { return e.ID == id && e.Type == schemas.DefaultLeadType }) {
 			t.Fatalf("lead record for event %s, which is not a lead", id)
 		}
+	}
+}
+
+// checkFanout checks the records of rolodex.fanout.input (docs/fanout.md,
+// "How a topic event gets its profile"), crashes and replays included:
+// every topic event is written at least once, keyed by a root of its own
+// person, with facts of that profile (its id, tenant, and the event's
+// primary identifier folded in); every status record is keyed by its
+// profile; and the blacklist and consent every profile settled with are
+// in a status record of it (none lost: the fan-out stage sees the last
+// change).
+func (s *sim) checkFanout(t *testing.T, events []*schemas.Event) {
+	t.Helper()
+	got := map[string][]fanoutOut{}
+	status := map[string][]*schemas.FanoutProfile{}
+	for _, o := range s.out.fanout {
+		switch {
+		case o.in.Event != nil && o.in.Status == nil:
+			got[o.in.Event.EventID] = append(got[o.in.Event.EventID], o)
+		case o.in.Status != nil && o.in.Event == nil:
+			p := o.in.Status.Profile
+			if p == nil || p.ID != o.key {
+				t.Fatalf("status record keyed %s with facts %+v", o.key, p)
+			}
+			status[o.key] = append(status[o.key], p)
+		default:
+			t.Fatalf("fan-out record %+v is neither an event nor a status", o.in)
+		}
+	}
+	topics := 0
+	for _, ev := range events {
+		if ev.Topic == "" {
+			if len(got[ev.ID]) > 0 {
+				t.Fatalf("fan-out record for event %s, which has no topic", ev.ID)
+			}
+			continue
+		}
+		topics++
+		os := got[ev.ID]
+		if len(os) == 0 {
+			t.Fatalf("topic event %s was never written to rolodex.fanout.input", ev.ID)
+		}
+		for _, o := range os {
+			f := o.in.Event
+			if f.Topic != ev.Topic || f.Tenant != ev.Tenant || f.Publisher != ev.Partner || f.Type != ev.Type ||
+				f.Time != ev.Time.UnixMilli() || !reflect.DeepEqual(f.Properties, ev.Properties) || f.Profile == nil {
+				t.Fatalf("fan-out record %+v does not match its event %+v", f, ev)
+			}
+			if f.Profile.ID != o.key || f.Profile.Tenant != ev.Tenant {
+				t.Fatalf("topic event %s keyed %s went out with facts of %s/%s", ev.ID, o.key, f.Profile.Tenant, f.Profile.ID)
+			}
+			if s.root(t, o.key) != s.root(t, ev.Key()) {
+				t.Fatalf("topic event %s went out keyed %s, which is not its person's", ev.ID, o.key)
+			}
+			primary := ev.Identifiers[0]
+			if !slices.Contains(f.Profile.Identifiers[primary.Type], primary.Value) {
+				t.Fatalf("topic event %s went out with facts that have not folded it: %v", ev.ID, f.Profile.Identifiers)
+			}
+		}
+	}
+	if topics == 0 {
+		t.Fatal("no topic events: the check does not run")
+	}
+	statuses := 0
+	for k, n := range s.nodes {
+		if !n.IsRoot() {
+			continue
+		}
+		bl, consent := n.FanoutStatus()
+		if !bl && len(consent) == 0 {
+			continue
+		}
+		statuses++
+		if !slices.ContainsFunc(status[k], func(p *schemas.FanoutProfile) bool {
+			return p.Blacklisted == bl && reflect.DeepEqual(p.Consent, consent)
+		}) {
+			t.Fatalf("profile %s settled with blacklisted %v, consent %v; no status record says so (%d records)", k, bl, consent, len(status[k]))
+		}
+	}
+	if statuses == 0 {
+		t.Fatal("no profile with a blacklist or consent: the status check does not run")
 	}
 }
 
@@ -471,6 +567,7 @@ func TestProtocolMatchesReference(t *testing.T) {
 			compare(t, s.profiles(t), ref.Profiles())
 			s.checkOutputs(t)
 			s.checkLeads(t, events)
+			s.checkFanout(t, events)
 			statusCoverage(ref, events, cov)
 			want := ref.Profiles()
 			// The latest snapshot of every profile carries the event times

@@ -80,6 +80,7 @@ type Metrics struct {
 	latency  prometheus.Histogram
 	profiles prometheus.Counter
 	leads    prometheus.Counter
+	fanout   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -98,11 +99,13 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Profile snapshots written to rolodex.profiles."}),
 		leads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_leads_total",
 			Help: "Leads written with their profile to rolodex.routing.input (a replay writes one again; routing dedupes by lead id)."}),
+		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_identity_fanout_records_total",
+			Help: "Records written with the profile's facts to rolodex.fanout.input, by kind (event: a topic event, written on every handling; status: the blacklist or consent changed). Fan-out dedupes by event id."}, []string{"kind"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [7]error
+	var errs [8]error
 	m.events, errs[0] = metrics.Register(reg, m.events)
 	m.messages, errs[1] = metrics.Register(reg, m.messages)
 	m.merges, errs[2] = metrics.Register(reg, m.merges)
@@ -110,6 +113,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.latency, errs[4] = metrics.Register(reg, m.latency)
 	m.profiles, errs[5] = metrics.Register(reg, m.profiles)
 	m.leads, errs[6] = metrics.Register(reg, m.leads)
+	m.fanout, errs[7] = metrics.Register(reg, m.fanout)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("identity: register metrics: %w", err)
 	}
@@ -142,6 +146,7 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 		goka.Output(schemas.TopicAudit, schemas.JSONCodec[schemas.Refusal]{}),
 		goka.Output(schemas.TopicProfiles, schemas.JSONCodec[schemas.Profile]{}),
 		goka.Output(schemas.TopicRoutingInput, schemas.JSONCodec[schemas.RoutingInput]{}),
+		goka.Output(schemas.TopicFanoutInput, schemas.JSONCodec[schemas.FanoutInput]{}),
 		goka.Persist(schemas.JSONCodec[schemas.Node]{}),
 	), nil
 }
@@ -320,7 +325,8 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 // never sees a write that did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
-	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 {
+	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 &&
+		len(fx.fanout) == 0 && !fx.status {
 		p.commitInOrder(ctx)
 		return
 	}
@@ -340,10 +346,21 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 		ctx.Emit(schemas.TopicAudit, fx.refusals[i].From, &fx.refusals[i])
 		p.metrics.refusals.WithLabelValues(fx.refusals[i].Type).Inc()
 	}
-	if len(fx.leads) > 0 {
+	var prof *schemas.Profile
+	if len(fx.leads) > 0 || len(fx.fanout) > 0 || fx.status {
 		// The profile with the lead folded in (or about to be: an update
 		// still in flight to a root whose proposal is pending).
-		prof := p.engine.snapshot(ctx.Key(), n)
+		prof = p.engine.snapshot(ctx.Key(), n)
+	}
+	if len(fx.fanout) > 0 || fx.status {
+		// Keyed by the profile id, so that fan-out sees a profile's topic
+		// events and status changes in the order the root folded them.
+		for _, in := range p.engine.fanoutRecords(prof, n, fx) {
+			ctx.Emit(schemas.TopicFanoutInput, ctx.Key(), in)
+			p.metrics.fanout.WithLabelValues(map[bool]string{true: "event", false: "status"}[in.Event != nil]).Inc()
+		}
+	}
+	if len(fx.leads) > 0 {
 		for i := range fx.leads {
 			l := fx.leads[i]
 			l.Profile = prof

@@ -52,6 +52,10 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		// Lead routing's input (keyed by tenant), written by the roots that
 		// fold a lead; the routing stage creates it too.
 		{Name: schemas.TopicRoutingInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
+		// Fan-out's input (keyed by profile id), written by the roots
+		// that fold a topic event or change a profile's blacklist or
+		// consent; the fan-out stage creates it too.
+		{Name: schemas.TopicFanoutInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
 	}
 }
 

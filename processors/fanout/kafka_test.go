@@ -1,0 +1,324 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/reference"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Child processes run the fan-out group until they are killed.
+const (
+	envChildBrokers = "ROLODEX_TEST_FANOUT_BROKERS"
+	envChildStorage = "ROLODEX_TEST_FANOUT_STORAGE"
+)
+
+func TestMain(m *testing.M) {
+	if brokers := os.Getenv(envChildBrokers); brokers != "" {
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer cancel()
+		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage)})
+		if err == nil {
+			err = p.Run(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type child struct {
+	cmd    *exec.Cmd
+	log    string
+	exited chan struct{}
+}
+
+func startChild(t *testing.T, brokers []string, dir string, n int) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
+	c := &child{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
+	f, err := os.Create(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
+	return c
+}
+
+func (c *child) logs() string {
+	b, _ := os.ReadFile(c.log)
+	return string(b)
+}
+
+// waitJoined waits for the group's "setup generation" (goka's log): a
+// member of a kfake group killed between its JoinGroup and the answer
+// leaves a ghost member (see processors/identity, kfakeSchedule).
+func (c *child) waitJoined(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(c.logs(), "\n") {
+			if strings.Contains(line, "setup generation") && strings.Contains(line, "[Processor "+schemas.GroupFanout+"]") {
+				return
+			}
+		}
+		select {
+		case <-c.exited:
+			t.Fatalf("child exited:\n%s", c.logs())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("child did not join within 2 minutes:\n%s", c.logs())
+}
+
+type kafkaEnv struct {
+	t       *testing.T
+	brokers []string
+	prod    *kgo.Client
+	parts   int32
+}
+
+func newKafkaEnv(t *testing.T, parts int32) *kafkaEnv {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, schemas.TopicEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := EnsureTopics(context.Background(), cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Profile records by the sarama-compatible hash (as identity writes
+	// them), directory records to the partition they name.
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
+			hash := kafkaclient.Partitioner().ForTopic(topic)
+			return func(r *kgo.Record, n int) int {
+				if strings.HasPrefix(string(r.Key), schemas.DirectoryKeyPrefix) {
+					return int(r.Partition)
+				}
+				return hash.Partition(r, n)
+			}
+		})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	return &kafkaEnv{t: t, brokers: brokers, prod: prod, parts: parts}
+}
+
+// records are the input records of one logical message: a directory
+// change goes to every partition under its directory key (as the
+// broadcast step writes it), anything else to its profile's partition.
+func (k *kafkaEnv) records(m propMsg) []*kgo.Record {
+	b, err := json.Marshal(&m.ref.Input)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	ts := time.UnixMilli(m.ref.At)
+	if m.key != dirKey {
+		return []*kgo.Record{{Topic: schemas.TopicFanoutInput, Key: []byte(m.key), Value: b, Timestamp: ts}}
+	}
+	var out []*kgo.Record
+	for p := range k.parts {
+		out = append(out, &kgo.Record{Topic: schemas.TopicFanoutInput, Partition: p, Key: []byte(schemas.DirectoryKey(p, k.parts)), Value: b, Timestamp: ts})
+	}
+	return out
+}
+
+// readAll reads every record of topic.
+func (k *kafkaEnv) readAll(topic string) []*kgo.Record {
+	k.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.ConsumeTopics(topic))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	for len(want) > 0 {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			k.t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// delivered reads rolodex.fanout.deliveries: how many records, and each
+// webhook id's record (a webhook id written again must be the same
+// record, keyed by subscription and profile).
+func (k *kafkaEnv) delivered() (int, map[string]schemas.FanoutDelivery) {
+	k.t.Helper()
+	set := map[string]schemas.FanoutDelivery{}
+	recs := k.readAll(schemas.TopicFanoutDeliveries)
+	for _, r := range recs {
+		var d schemas.FanoutDelivery
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			k.t.Fatalf("undecodable delivery %s: %v", r.Value, err)
+		}
+		if string(r.Key) != d.DeliveryKey() {
+			k.t.Fatalf("delivery keyed %s: %+v", r.Key, d)
+		}
+		if old, ok := set[d.WebhookID]; ok && (old.Body != d.Body || old.Subscription != d.Subscription) {
+			k.t.Fatalf("webhook id %s written with two records:\n%+v\n%+v", d.WebhookID, old, d)
+		}
+		set[d.WebhookID] = d
+	}
+	return len(recs), set
+}
+
+// The fan-out group on Kafka (kfake over TCP) in a child process killed
+// with SIGKILL mid-stream and restarted (once with -short, twice
+// without): a random sequence of directory changes, topic events (some
+// again, some of a publisher that does not own the topic), status changes
+// and subscription replays over six profiles on three partitions. The
+// records on rolodex.fanout.deliveries, deduped by webhook id, equal the
+// reference's (none lost, none extra; a webhook id written again by a
+// replay is the same record).
+func TestFanoutOnKafkaUnderKills(t *testing.T) {
+	n, kills := 1200, 2
+	if testing.Short() {
+		n, kills = 400, 1
+	}
+	k := newKafkaEnv(t, 3)
+	rnd := rand.New(rand.NewSource(16))
+	seq := genFanout(rnd, n)
+	ref := reference.NewFanout()
+	upTo := make([]int, len(seq)+1) // reference records of the first i messages
+	for i, m := range seq {
+		ref.Handle(m.ref)
+		upTo[i+1] = len(ref.Deliveries)
+	}
+	want := map[string]reference.FanoutDelivered{}
+	for _, d := range ref.Deliveries {
+		if old, ok := want[d.WebhookID]; ok && old != d {
+			t.Fatalf("the reference sent webhook id %s twice, differently", d.WebhookID)
+		}
+		want[d.WebhookID] = d
+	}
+
+	dir := filepath.Join(t.TempDir(), "fanout")
+	ch := startChild(t, k.brokers, dir, 0)
+	ch.waitJoined(t)
+	produced := 0
+	produce := func(upto int) {
+		var recs []*kgo.Record
+		for ; produced < min(upto, len(seq)); produced++ {
+			recs = append(recs, k.records(seq[produced])...)
+		}
+		if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk := len(seq) / (kills + 1)
+	for i := 1; i <= kills; i++ {
+		from := upTo[produced]
+		produce(i * chunk)
+		// Mid-stream: once some of the chunk's records are out, while
+		// the rest is being handled and offsets are not all committed.
+		target := from + 1 + rnd.Intn(max(1, (upTo[produced]-from)/2))
+		for wait := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			if n, _ := k.delivered(); n >= target {
+				break
+			}
+			if time.Now().After(wait) {
+				t.Fatalf("fewer than %d records within a minute:\n%s", target, ch.logs())
+			}
+		}
+		_ = ch.cmd.Process.Kill()
+		<-ch.exited
+		before, _ := k.delivered()
+		t.Logf("killed after %d of %d messages, %d records delivered", produced, len(seq), before)
+		ch = startChild(t, k.brokers, dir, i)
+		ch.waitJoined(t)
+	}
+	produce(len(seq))
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		records, got := k.delivered()
+		var missing, extra, differ []string
+		for id, w := range want {
+			g, ok := got[id]
+			switch {
+			case !ok:
+				missing = append(missing, id)
+			case g.Kind != w.Kind || g.Subscription != w.Subscription || g.Partner != w.Partner || g.Tenant != w.Tenant ||
+				g.Topic != w.Topic || g.ProfileID != w.Profile || g.Body != w.Body:
+				differ = append(differ, fmt.Sprintf("%s:\n got %+v\nwant %+v", id, g, w))
+			}
+		}
+		for id := range got {
+			if _, ok := want[id]; !ok {
+				extra = append(extra, id)
+			}
+		}
+		if len(missing)+len(extra)+len(differ) == 0 {
+			kinds := map[string]int{}
+			for _, d := range got {
+				kinds[d.Kind]++
+			}
+			t.Logf("%d messages, %d records for %d webhook ids (%v)", len(seq), records, len(got), kinds)
+			if kinds[schemas.KindTopicEvent] == 0 || kinds[schemas.KindConsentRevoked] == 0 {
+				t.Fatalf("the stream delivered no topic event or no revocation: it proves little (%v)", kinds)
+			}
+			return
+		}
+		if len(extra)+len(differ) > 0 || time.Now().After(deadline) {
+			sort.Strings(missing)
+			sort.Strings(extra)
+			t.Fatalf("%d webhook ids, want %d; missing %v\nextra %v\ndiffering %v\nlog:\n%s", len(got), len(want), missing, extra, differ, ch.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

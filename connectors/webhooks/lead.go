@@ -447,13 +447,31 @@ func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelive
 // Rebalances are not blocked (a delivery may wait minutes between
 // retries): a revoked partition cancels the delivery in progress, whose
 // record the new owner sends again with the same webhook-id.
+//
+// The delivery context is made after a poll returns, never before: a
+// partition revoked while the poll waited (and assigned back) comes back
+// from its committed offset, and those records are this member's to send.
+// A batch left part-way rewinds to its first record not handled when the
+// partition is still (or again) assigned, so that no record is passed
+// over and committed past.
 func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error {
 	var (
-		mu      sync.Mutex
-		current context.CancelFunc
+		mu       sync.Mutex
+		current  context.CancelFunc
+		assigned = map[int32]bool{}
 	)
-	revoke := func(context.Context, *kgo.Client, map[string][]int32) {
+	assign := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 		mu.Lock()
+		for _, p := range ps[schemas.OutTopic(pd.p.Name)] {
+			assigned[p] = true
+		}
+		mu.Unlock()
+	}
+	revoke := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+		mu.Lock()
+		for _, p := range ps[schemas.OutTopic(pd.p.Name)] {
+			delete(assigned, p)
+		}
 		if current != nil {
 			current()
 		}
@@ -464,6 +482,7 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 		kgo.ConsumerGroup(schemas.GroupWebhookPrefix+name),
 		kgo.ConsumeTopics(schemas.OutTopic(name)),
 		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(assign),
 		kgo.OnPartitionsRevoked(revoke),
 		kgo.OnPartitionsLost(revoke),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -472,22 +491,49 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 		return err
 	}
 	defer cl.Close()
-	for {
+	// rewind sets each partition of rest (the records of a batch not
+	// handled) back to its first record there, when this member still
+	// owns it; a partition revoked meanwhile is read again from its
+	// committed offset by whoever owns it next.
+	rewind := func(rest []*kgo.Record) {
 		mu.Lock()
-		dctx, cancel := context.WithCancel(ctx)
-		current = cancel
-		mu.Unlock()
+		defer mu.Unlock()
+		to := map[string]map[int32]kgo.EpochOffset{}
+		for _, r := range rest {
+			if _, seen := to[r.Topic][r.Partition]; seen || !assigned[r.Partition] {
+				continue
+			}
+			if to[r.Topic] == nil {
+				to[r.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			to[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+		cl.SetOffsets(to)
+	}
+	for {
 		fetches := cl.PollRecords(ctx, 100)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			cancel()
 			return nil
 		}
 		fetches.EachError(func(topic string, part int32, err error) {
 			d.cfg.Logger.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
 		})
+		mu.Lock()
+		dctx, cancel := context.WithCancel(ctx)
+		current = cancel
+		var recs []*kgo.Record
 		for _, r := range fetches.Records() {
+			// A partition revoked between the poll and now: its records
+			// are read again by its next owner, from the committed offset.
+			if assigned[r.Partition] {
+				recs = append(recs, r)
+			}
+		}
+		mu.Unlock()
+		for i, r := range recs {
 			if dctx.Err() != nil {
-				break // revoked: the rest is the new owner's
+				rewind(recs[i:]) // revoked: the rest is the new owner's, or ours again
+				break
 			}
 			if err := d.send(dctx, ctx, cl, pd, r); err != nil {
 				if ctx.Err() != nil {
@@ -495,6 +541,7 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 					return nil
 				}
 				if dctx.Err() != nil {
+					rewind(recs[i:])
 					break
 				}
 				cancel()

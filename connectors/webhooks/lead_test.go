@@ -56,6 +56,14 @@ func restartPartners(url string) []*partners.Partner {
 
 func newKafka(t *testing.T) (brokers []string, cl *kgo.Client) {
 	t.Helper()
+	_, brokers, cl = newCluster(t)
+	return brokers, cl
+}
+
+// newCluster is newKafka with the cluster, for tests that steer its
+// answers (kfake's ControlKey).
+func newCluster(t *testing.T) (c *kfake.Cluster, brokers []string, cl *kgo.Client) {
+	t.Helper()
 	// A member killed holds its partitions for its session timeout: the
 	// child asks for 2s, below the broker default minimum of 6s.
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicRoutingOutcomes, schemas.TopicRoutingInput),
@@ -69,7 +77,7 @@ func newKafka(t *testing.T) (brokers []string, cl *kgo.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return brokers, cl
+	return c, brokers, cl
 }
 
 func produceOutcomes(t *testing.T, cl *kgo.Client, os ...schemas.LeadOutcome) {

@@ -1,0 +1,119 @@
+package webhooks
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// runDelivery runs d until the test ends.
+func runDelivery(t *testing.T, d *LeadDelivery) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// delivered returns the outcomes of type typ of lead so far.
+func outcomesOf(t *testing.T, brokers []string, min int, typ, lead string) []schemas.LeadOutcome {
+	t.Helper()
+	var out []schemas.LeadOutcome
+	for _, o := range outcomes(t, brokers, min) {
+		if o.Type == typ && o.LeadID == lead {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// rebalanceOnce answers the next heartbeat of group with
+// REBALANCE_IN_PROGRESS: the member joins again.
+func rebalanceOnce(c *kfake.Cluster, group string) {
+	c.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		hb := req.(*kmsg.HeartbeatRequest)
+		if hb.Group != group {
+			return nil, nil, false
+		}
+		resp := hb.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+		return resp, nil, true
+	})
+}
+
+// TestSenderRevokedWhileIdle revokes the sender's partition while its poll
+// waits and gives it back to the same member: the records read again from
+// the committed offset are delivered (before the fix, the delivery context
+// the revoke had cancelled made the sender pass over them, and the next
+// commit skipped them for good).
+func TestSenderRevokedWhileIdle(t *testing.T) {
+	c, brokers, cl := newCluster(t)
+	dealer := newDealer(t, status(200))
+	ps := []*partners.Partner{webhookPartner("dealer-w", "demo", dealer.srv.URL, 0, nil)}
+	if err := EnsureLeadTopics(context.Background(), cl, -1, ps); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewLeadDelivery(LeadDeliveryConfig{Brokers: brokers, Partners: ps, SessionTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDelivery(t, d)
+	produceOutcomes(t, cl, routed("demo", "W1", "dealer-w", 1))
+	waitFor(t, "W1 delivered", func() bool { return len(outcomesOf(t, brokers, 1, schemas.OutcomeDistributed, "W1")) == 1 })
+
+	// The sender is idle in its poll. A rebalance whose sync assigns it
+	// nothing (it revokes its partition), then another that gives the
+	// partition back.
+	group := schemas.GroupWebhookPrefix + "dealer-w"
+	emptied, resynced := make(chan struct{}), make(chan struct{})
+	c.ControlKey(int16(kmsg.SyncGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		sg := req.(*kmsg.SyncGroupRequest)
+		if sg.Group != group {
+			return nil, nil, false
+		}
+		resp := sg.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ProtocolType, resp.Protocol = sg.ProtocolType, sg.Protocol
+		none := kmsg.NewConsumerMemberAssignment()
+		resp.MemberAssignment = none.AppendTo(nil)
+		c.ControlKey(int16(kmsg.SyncGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			if req.(*kmsg.SyncGroupRequest).Group == group {
+				c.DropControl()
+				close(resynced)
+			}
+			return nil, nil, false // the cluster answers: the partition comes back
+		})
+		rebalanceOnce(c, group)
+		close(emptied)
+		return resp, nil, true
+	})
+	rebalanceOnce(c, group)
+	for _, ch := range []chan struct{}{emptied, resynced} {
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			t.Fatal("timed out waiting for the rebalances")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the member fetches its committed offset
+
+	produceOutcomes(t, cl, routed("demo", "W2", "dealer-w", 1))
+	deadline := time.Now().Add(15 * time.Second)
+	for len(outcomesOf(t, brokers, 2, schemas.OutcomeDistributed, "W2")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("W2, routed after the partition came back, was never delivered; the dealer got %+v", dealer.received())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -57,9 +57,15 @@ const (
 	KindFollowUp = "follow_up"
 )
 
-// WebhookID is the webhook-id (and ce_id) of a lead's attempt: one per
-// routing decision, the same on every resend of it.
-func WebhookID(leadID string, attempt int) string { return leadID + "." + strconv.Itoa(attempt) }
+// WebhookID is the webhook-id (and ce_id) of a lead's attempt:
+// "<lead id>.<attempt>.<routed at>", one per routing decision, the same on
+// every resend of it. routedAt (Unix ms, the lead.routed outcome's
+// instant; a replayed outcome carries the same) tells a lead id reused
+// after routing.retention from its earlier life, whose attempts start
+// again at 1.
+func WebhookID(leadID string, attempt int, routedAt int64) string {
+	return leadID + "." + strconv.Itoa(attempt) + "." + strconv.FormatInt(routedAt, 10)
+}
 
 // FollowUpWebhookID is the webhook-id of a follow-up.
 func FollowUpWebhookID(leadID, eventID string) string { return leadID + ".f." + eventID }
@@ -367,13 +373,17 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 			"tenant", o.Tenant, "partner", o.Partner)
 		return nil, "", "", "other_tenant"
 	}
+	at := o.At
+	if at == 0 {
+		at = r.Timestamp.UnixMilli()
+	}
 	var (
 		body []byte
 		id   string
 		err  error
 	)
 	if kind == KindLead {
-		id = WebhookID(o.LeadID, o.Attempt)
+		id = WebhookID(o.LeadID, o.Attempt, at)
 		body, err = pd.mapping.Body(&Routed{Tenant: o.Tenant, Partner: o.Partner, Attempt: o.Attempt, Rule: o.Rule, Lead: o.Lead})
 	} else {
 		id = FollowUpWebhookID(o.LeadID, o.FollowUp.EventID)
@@ -382,10 +392,6 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	if err != nil {
 		d.cfg.Logger.Warn("lead delivery: body", "lead", o.LeadID, "err", err)
 		return nil, "", "", "undecodable"
-	}
-	at := o.At
-	if at == 0 {
-		at = r.Timestamp.UnixMilli()
 	}
 	hs := []kgo.RecordHeader{
 		{Key: HeaderCESpecVersion, Value: []byte("1.0")},

@@ -2,11 +2,13 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rolodex/rolodex/partners"
@@ -115,5 +117,40 @@ func TestSenderRevokedWhileIdle(t *testing.T) {
 			t.Fatalf("W2, routed after the partition came back, was never delivered; the dealer got %+v", dealer.received())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWebhookIDGenerations: a lead id reused after routing.retention
+// starts again at attempt 1; its webhook id differs from the first life's
+// (receivers dedupe by it), and a replayed outcome (same instant) keeps it.
+func TestWebhookIDGenerations(t *testing.T) {
+	d, err := NewLeadDelivery(LeadDeliveryConfig{Brokers: []string{"127.0.0.1:1"},
+		Partners: []*partners.Partner{webhookPartner("dealer-g", "demo", "http://dealer.example", 0, nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(o schemas.LeadOutcome) string {
+		t.Helper()
+		v, _ := json.Marshal(o)
+		out, _, _, skip := d.dispatch(&kgo.Record{Value: v, Timestamp: time.UnixMilli(o.At)})
+		if skip != "" || len(out) != 1 {
+			t.Fatalf("dispatch: %d records, skipped %q", len(out), skip)
+		}
+		for _, h := range out[0].Headers {
+			if h.Key == HeaderCEID {
+				return string(h.Value)
+			}
+		}
+		t.Fatal("no ce_id")
+		return ""
+	}
+	first := routed("demo", "G1", "dealer-g", 1)
+	again := first
+	again.At += 31 * 24 * time.Hour.Milliseconds() // the id reused after the retention
+	if a, b := id(first), id(again); a == b {
+		t.Fatalf("two lives of lead G1, both attempt 1, have one webhook id %s", a)
+	}
+	if a, b := id(first), id(first); a != b || a != "G1.1.1735725600000" {
+		t.Fatalf("a replayed outcome's webhook id %s, first %s; want G1.1.1735725600000", b, a)
 	}
 }

@@ -300,7 +300,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	// The dealers: same webhook-id on every try, in order, the mapping's
 	// body, the follow-up after the lead.
 	got := sp.received()
-	if len(got) != 4 || got[0].id != "L1.1" || got[2].id != "L1.1" || got[3].id != "L1.f.ev-9" {
+	if len(got) != 4 || got[0].id != "L1.1.1735725600000" || got[2].id != "L1.1.1735725600000" || got[3].id != "L1.f.ev-9" {
 		t.Fatalf("dealer-sp got %+v", got)
 	}
 	assertJSON(t, []byte(got[2].body), `{"cliente":{"nome":"Ana"},"modelo":"Onix","orcamento":89900,"origem":"rolodex"}`)
@@ -327,7 +327,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	for _, r := range pg {
 		seen[r.id] = true
 	}
-	if len(seen) != 4 || !seen["P1.1"] || !seen["P4.1"] {
+	if len(seen) != 4 || !seen["P1.1.1735725600000"] || !seen["P4.1.1735725600000"] {
 		t.Fatalf("dealer-paced got %+v", pg)
 	}
 
@@ -341,7 +341,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	for _, h := range krs[0].Headers {
 		hs[h.Key] = string(h.Value)
 	}
-	wantHs := map[string]string{"ce_specversion": "1.0", "ce_id": "L4.1", "ce_type": "lead.routed", "ce_source": "/rolodex/tenants/demo/routing",
+	wantHs := map[string]string{"ce_specversion": "1.0", "ce_id": "L4.1.1735725600000", "ce_type": "lead.routed", "ce_source": "/rolodex/tenants/demo/routing",
 		"ce_time": "2025-01-01T10:00:00Z", "ce_subject": "L4", "content-type": "application/json",
 		"rolodex_tenant": "demo", "rolodex_lead_id": "L4", "rolodex_attempt": "1", "rolodex_kind": "lead"}
 	for k, v := range wantHs {
@@ -447,14 +447,14 @@ func TestRestartMidRetry(t *testing.T) {
 		t.Fatal("the restarted process sent nothing")
 	}
 	for i, r := range got {
-		if i < before && r.id != "R1.3" {
+		if i < before && r.id != "R1.3.1735725600000" {
 			t.Fatalf("request %d before the kill: %s", i, r.id)
 		}
-		if r.id != "R1.3" && r.id != "R2.1" {
+		if r.id != "R1.3.1735725600000" && r.id != "R2.1.1735725600000" {
 			t.Fatalf("request %d: webhook-id %s", i, r.id)
 		}
 	}
-	if got[before].id != "R1.3" {
+	if got[before].id != "R1.3.1735725600000" {
 		t.Fatalf("after the restart the first request is %s: R1 comes first, with its webhook-id", got[before].id)
 	}
 }

@@ -308,6 +308,7 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 			rs, partner, kind, reason := d.dispatch(r)
 			if reason != "" {
 				d.m.Skipped.WithLabelValues(reason).Inc()
+				out = append(out, rs...) // an undeliverable lead's failure report
 				continue
 			}
 			out = append(out, rs...)
@@ -358,20 +359,33 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	pd, ok := d.byName[o.Partner]
 	switch {
 	case !ok:
-		var known bool
+		skip = "unknown_partner"
 		for _, p := range d.cfg.Partners {
-			known = known || p.Name == o.Partner
+			if p.Name == o.Partner {
+				skip = "no_delivery"
+			}
 		}
-		if known {
-			return nil, "", "", "no_delivery"
-		}
-		return nil, "", "", "unknown_partner"
 	case pd.p.Tenant != o.Tenant:
 		// A partner belongs to one tenant: another tenant's lead never
 		// reaches it, whatever its name.
 		d.cfg.Logger.Warn("lead delivery: outcome of another tenant than its partner's", "lead", o.LeadID,
 			"tenant", o.Tenant, "partner", o.Partner)
-		return nil, "", "", "other_tenant"
+		skip = "other_tenant"
+	}
+	if skip != "" {
+		if kind == KindFollowUp {
+			return nil, "", "", skip
+		}
+		// A lead routed to a partner that cannot receive it: reported as
+		// a failed delivery, so that routing routes it again (else it
+		// would stay with that partner until its SLA, or for ever).
+		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt,
+			Error: "undeliverable: " + undeliverable[skip]}
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDeliveryFailed, rep, nil)
+		if err != nil {
+			return nil, "", "", "undecodable"
+		}
+		return rs, "", "", skip
 	}
 	at := o.At
 	if at == 0 {
@@ -421,6 +435,14 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 		out = append(out, rs...)
 	}
 	return out, o.Partner, kind, ""
+}
+
+// undeliverable explains the skip reasons of a lead routed to a partner
+// that cannot receive it (the error of its failure report).
+var undeliverable = map[string]string{
+	"unknown_partner": "no partner of that name in the config",
+	"no_delivery":     "the partner has no delivery",
+	"other_tenant":    "the partner belongs to another tenant",
 }
 
 // CESource is the ce_source of a tenant's lead records: webhook ids are

@@ -230,10 +230,14 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	}()
 
 	// 16 outcomes in, plus: distributed L1, L4, L9, P1-4; failed L2, L3,
+	// L5-L7 (undeliverable)
 	// and L2's follow-up.
 	want := map[string]bool{"lead.distributed/L1": true, "lead.distributed/L4": true, "lead.distributed/L9": true,
 		"lead.distributed/P1": true, "lead.distributed/P2": true, "lead.distributed/P3": true, "lead.distributed/P4": true,
-		"lead.delivery_failed/L2": true, "lead.delivery_failed/L3": true}
+		"lead.delivery_failed/L2": true, "lead.delivery_failed/L3": true,
+		// Routed to partners that cannot receive: reported failed, so
+		// that routing routes them again.
+		"lead.delivery_failed/L5": true, "lead.delivery_failed/L6": true, "lead.delivery_failed/L7": true}
 	var reports []schemas.LeadOutcome
 	waitFor(t, "every delivery's outcome", func() bool {
 		reports = reports[:0]
@@ -278,6 +282,12 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	}
 	if r := byLead["L3"].Delivery; r.OK || r.Status != 410 || r.Attempt != 2 || !strings.HasPrefix(r.Error, "gone") {
 		t.Fatalf("L3 report %+v", r)
+	}
+	for lead, why := range map[string]string{"L5": "undeliverable: the partner belongs to another tenant",
+		"L6": "undeliverable: the partner has no delivery", "L7": "undeliverable: no partner of that name in the config"} {
+		if r := byLead[lead].Delivery; r.OK || r.Error != why || r.Tries != 0 || r.Attempt != 1 {
+			t.Fatalf("%s report %+v, want %q", lead, r, why)
+		}
 	}
 	if r := byLead["L4"].Delivery; !r.OK || r.Status != 0 || r.Partner != "dealer-k" {
 		t.Fatalf("L4 (kafka) report %+v", r)
@@ -354,9 +364,10 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	}
 
 	// Metrics.
-	for reason, n := range map[string]float64{"other_tenant": 1, "no_delivery": 1, "unknown_partner": 1, "outcome_type": 1 + 9 + 1, "undecodable": 1 + 3} {
-		// outcome_type: the unrouted lead, the reports written back, the
-		// follow-up's failure; undecodable: the bad record and the three
+	for reason, n := range map[string]float64{"other_tenant": 1, "no_delivery": 1, "unknown_partner": 1, "outcome_type": 1 + 12 + 1, "undecodable": 1 + 3} {
+		// outcome_type: the unrouted lead, the reports written back
+		// (three of them for undeliverable leads), the follow-up's
+		// failure; undecodable: the bad record and the three
 		// junk out records.
 		waitFor(t, "skipped "+reason, func() bool { return testutil.ToFloat64(d.m.Skipped.WithLabelValues(reason)) == n })
 	}

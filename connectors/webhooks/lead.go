@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -201,13 +202,22 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 // Metrics returns the metrics.
 func (d *LeadDelivery) Metrics() *Metrics { return d.m }
 
+// MaxOutRecordBytes is the max.message.bytes of the out topics, and the
+// largest batch the dispatcher writes: gokaconfig.MaxMessageBytes, the
+// bound of the routing topics a lead comes through (a lead's traits can
+// pass Kafka's 1 MB default). A record larger still is refused, and the
+// delivery reported failed.
+const MaxOutRecordBytes = 16 << 20
+
 // OutTopics returns the out topics of every partner with a delivery, one
-// partition each.
+// partition each, max.message.bytes MaxOutRecordBytes.
 func OutTopics(ps []*partners.Partner) []kafkaclient.TopicSpec {
 	var out []kafkaclient.TopicSpec
+	big := strconv.Itoa(MaxOutRecordBytes)
 	for _, p := range ps {
 		if p.Delivery != nil {
-			out = append(out, kafkaclient.TopicSpec{Name: schemas.OutTopic(p.Name), Partitions: 1})
+			out = append(out, kafkaclient.TopicSpec{Name: schemas.OutTopic(p.Name), Partitions: 1,
+				Configs: map[string]*string{"max.message.bytes": &big}})
 		}
 	}
 	return out
@@ -215,8 +225,8 @@ func OutTopics(ps []*partners.Partner) []kafkaclient.TopicSpec {
 
 // EnsureLeadTopics creates the out topic of every partner with a delivery:
 // one partition, so that a partner's leads are sent in order and its rate
-// is exact (one sender at a time); leads are few. Existing topics are left
-// as they are.
+// is exact (one sender at a time); leads are few; max.message.bytes
+// MaxOutRecordBytes. Existing topics are left as they are.
 func EnsureLeadTopics(ctx context.Context, admin *kgo.Client, replication int16, ps []*partners.Partner) error {
 	if err := kafkaclient.EnsureTopics(ctx, admin, replication, OutTopics(ps)...); err != nil {
 		return fmt.Errorf("lead delivery: %w", err)
@@ -280,6 +290,7 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 		kgo.ConsumeTopics(schemas.TopicRoutingOutcomes),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.ProducerBatchMaxBytes(MaxOutRecordBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	if err != nil {
@@ -300,25 +311,46 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 			cl.AllowRebalance()
 			continue
 		}
-		var out []*kgo.Record
+		// First the records to the out topics (the deliveries), then the
+		// reports: a kafka partner's lead.distributed only once its record
+		// is written, a failure report for a record Kafka refused for good.
+		var out, after []*kgo.Record
 		type key struct{ partner, kind string }
 		dispatched := map[key]int{}
-		var distributed []string
 		for _, r := range recs {
-			rs, partner, kind, reason := d.dispatch(r)
+			rs, _, _, reason := d.dispatch(r)
 			if reason != "" {
 				d.m.Skipped.WithLabelValues(reason).Inc()
-				out = append(out, rs...) // an undeliverable lead's failure report
+				after = append(after, rs...) // an undeliverable lead's failure report
 				continue
 			}
-			out = append(out, rs...)
+			out = append(out, rs[0])
+			after = append(after, rs[1:]...)
+		}
+		refused, err := d.produceOut(ctx, cl, out)
+		if err != nil {
+			return nil // ctx done: the batch is read again
+		}
+		var distributed []string
+		for _, r := range out {
+			h := headers(r)
+			partner, kind := r.Topic[len(schemas.OutTopicPrefix):], h[HeaderKind]
+			if err := refused[r]; err != nil {
+				rs, rerr := d.refusedReport(partner, h, err)
+				if rerr != nil {
+					return fmt.Errorf("lead delivery: report: %w", rerr)
+				}
+				after = append(after, rs...)
+				d.m.Deliveries.WithLabelValues(partner, kind, string(ResultPermanent)).Inc()
+				continue
+			}
 			dispatched[key{partner, kind}]++
 			if d.byName[partner].kafka && kind == KindLead {
 				distributed = append(distributed, partner)
 			}
 		}
-		if len(out) > 0 {
-			if err := d.produce(ctx, cl, out); err != nil {
+		if len(after) > 0 {
+			if err := d.produce(ctx, cl, after); err != nil {
 				return nil // ctx done: the batch is read again
 			}
 		}
@@ -337,8 +369,89 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 	}
 }
 
-// dispatch returns the records an outcome record makes, or why it makes
-// none.
+// produceOut writes the records to the out topics until Kafka acknowledged
+// each or refused it for good (refused: the error, e.g. MESSAGE_TOO_LARGE),
+// or ctx is done (its error). A refused record is tried again alone
+// first: Kafka refuses a whole batch for one record that is too large.
+// A record refused alone is not tried again: that would stop every
+// partner's deliveries behind it, with rebalances blocked.
+func (d *LeadDelivery) produceOut(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (map[*kgo.Record]error, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	pos := make(map[*kgo.Record]int, len(recs))
+	for i, r := range recs {
+		pos[r] = i
+	}
+	var left []*kgo.Record
+	for _, res := range cl.ProduceSync(ctx, recs...) {
+		if res.Err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			left = append(left, res.Record)
+		}
+	}
+	slices.SortFunc(left, func(a, b *kgo.Record) int { return pos[a] - pos[b] }) // in the order read
+	refused := map[*kgo.Record]error{}
+	for _, r := range left {
+		for {
+			err := cl.ProduceSync(ctx, r).FirstErr()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if permanentProduceError(err) {
+				d.cfg.Logger.Error("lead delivery: Kafka refused an out record for good; reported as a failed delivery",
+					"topic", r.Topic, "key", string(r.Key), "bytes", len(r.Value), "err", err)
+				refused[r] = err
+				break
+			}
+			d.cfg.Logger.Error("lead delivery: write, retrying", "topic", r.Topic, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d.cfg.RetryBackoff):
+			}
+		}
+	}
+	return refused, nil
+}
+
+// permanentProduceError reports an error Kafka will answer again to the
+// same record (MESSAGE_TOO_LARGE, INVALID_RECORD, ...), as opposed to one
+// that may pass later (a leader moving, a timeout).
+func permanentProduceError(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable
+}
+
+// headers returns a record's headers by key.
+func headers(r *kgo.Record) map[string]string {
+	h := make(map[string]string, len(r.Headers))
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}
+
+// refusedReport is the failure report of an out record Kafka refused for
+// good (h: its headers), as for a webhook that failed for good.
+func (d *LeadDelivery) refusedReport(partner string, h map[string]string, err error) ([]*kgo.Record, error) {
+	attempt, _ := strconv.Atoi(h[HeaderAttempt])
+	rep := &schemas.LeadDelivery{LeadID: h[HeaderLeadID], Partner: partner, Attempt: attempt,
+		Error: string(ResultPermanent) + ": Kafka refused the record: " + err.Error()}
+	var fu *schemas.LeadFollowUp
+	if h[HeaderKind] == KindFollowUp {
+		fu = &schemas.LeadFollowUp{LeadID: rep.LeadID, EventID: h[HeaderEventID], Type: h[HeaderEventType]}
+	}
+	return d.reportRecords(h[HeaderTenant], schemas.OutcomeDeliveryFailed, rep, fu)
+}
+
+// dispatch returns the records an outcome record makes (the out record
+// first), or why it makes none.
 func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind, skip string) {
 	var o schemas.LeadOutcome
 	if err := json.Unmarshal(r.Value, &o); err != nil {

@@ -2,15 +2,25 @@ package webhooks
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/rolodex/rolodex/internal/gokaconfig"
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -153,4 +163,88 @@ func TestWebhookIDGenerations(t *testing.T) {
 	if a, b := id(first), id(first); a != b || a != "G1.1.1735725600000" {
 		t.Fatalf("a replayed outcome's webhook id %s, first %s; want G1.1.1735725600000", b, a)
 	}
+}
+
+// TestDispatchRefusedRecord: Kafka refuses a lead's out record for good
+// (MESSAGE_TOO_LARGE; here the partner's out topic allows 2 KB). The lead
+// is reported failed, as a webhook that failed for good, and the
+// dispatcher goes on: another lead of that partner (in the batch Kafka
+// refused whole) and a lead of another partner are delivered. Out topics
+// are created with max.message.bytes MaxOutRecordBytes.
+func TestDispatchRefusedRecord(t *testing.T) {
+	if MaxOutRecordBytes != gokaconfig.MaxMessageBytes {
+		t.Fatalf("MaxOutRecordBytes %d, gokaconfig.MaxMessageBytes %d", MaxOutRecordBytes, gokaconfig.MaxMessageBytes)
+	}
+	brokers, cl := newKafka(t)
+	small, ok := newDealer(t, status(200)), newDealer(t, status(200))
+	ps := []*partners.Partner{webhookPartner("dealer-small", "demo", small.srv.URL, 0, nil),
+		webhookPartner("dealer-ok", "demo", ok.srv.URL, 0, nil)}
+	limit := "2048"
+	if err := kafkaclient.EnsureTopics(context.Background(), cl, -1, kafkaclient.TopicSpec{Name: schemas.OutTopic("dealer-small"),
+		Partitions: 1, Configs: map[string]*string{"max.message.bytes": &limit}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureLeadTopics(context.Background(), cl, -1, ps); err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), schemas.OutTopic("dealer-ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := cfgs.On(schemas.OutTopic("dealer-ok"), nil); err != nil || !hasConfig(c.Configs, "max.message.bytes", "16777216") {
+		t.Fatalf("dealer-ok's out topic: %+v %v; want max.message.bytes 16777216", c.Configs, err)
+	}
+
+	big := routed("demo", "T1", "dealer-small", 1)
+	noise := make([]byte, 6000) // incompressible: the producer compresses its batches
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	big.Lead.Properties["notes"] = `"` + base64.StdEncoding.EncodeToString(noise) + `"`
+	produceOutcomes(t, cl, big, routed("demo", "T2", "dealer-small", 1), routed("demo", "T3", "dealer-ok", 1))
+	d, err := NewLeadDelivery(LeadDeliveryConfig{Brokers: brokers, Partners: ps, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDelivery(t, d)
+	waitFor(t, "T2 and T3 delivered", func() bool {
+		return len(outcomesOf(t, brokers, 3, schemas.OutcomeDistributed, "T2")) == 1 &&
+			len(outcomesOf(t, brokers, 3, schemas.OutcomeDistributed, "T3")) == 1
+	})
+	var failed []schemas.LeadOutcome
+	waitFor(t, "T1 reported failed", func() bool {
+		failed = outcomesOf(t, brokers, 3, schemas.OutcomeDeliveryFailed, "T1")
+		return len(failed) > 0
+	})
+	if r := failed[0].Delivery; len(failed) != 1 || r.OK || r.Partner != "dealer-small" || r.Attempt != 1 ||
+		!strings.HasPrefix(r.Error, "permanent: Kafka refused the record: MESSAGE_TOO_LARGE") {
+		t.Fatalf("T1's report %+v", failed)
+	}
+	var inputs []string
+	for _, r := range readAll(t, brokers, schemas.TopicRoutingInput, 3) {
+		var in schemas.RoutingInput
+		if err := json.Unmarshal(r.Value, &in); err != nil || in.Delivery == nil {
+			t.Fatalf("routing input %s", r.Value)
+		}
+		inputs = append(inputs, fmt.Sprintf("%s/%v", in.Delivery.LeadID, in.Delivery.OK))
+	}
+	slices.Sort(inputs)
+	if fmt.Sprint(inputs) != "[T1/false T2/true T3/true]" {
+		t.Fatalf("routing inputs %v", inputs)
+	}
+	if n := len(small.received()); n != 1 {
+		t.Fatalf("dealer-small got %d requests, want T2's", n)
+	}
+	if got := testutil.ToFloat64(d.m.Deliveries.WithLabelValues("dealer-small", KindLead, "permanent")); got != 1 {
+		t.Fatalf("deliveries permanent %v", got)
+	}
+}
+
+func hasConfig(cs []kadm.Config, key, value string) bool {
+	for _, c := range cs {
+		if c.Key == key && c.Value != nil && *c.Value == value {
+			return true
+		}
+	}
+	return false
 }

@@ -98,6 +98,18 @@ type LeadDeliveryConfig struct {
 	// member that vanished (killed) holds its partitions. Default
 	// franz-go's (45s); the heartbeat is at most a third of it.
 	SessionTimeout time.Duration
+	// OutcomeLookback is how far back each process reads
+	// rolodex.routing.outcomes at start to know every lead's latest
+	// decision (a record queued longer is checked without its lead's
+	// history), and how long it remembers a lead after its latest
+	// decision. Default 7 days.
+	OutcomeLookback time.Duration
+	// OutcomeWait bounds the wait, before each attempt, for this process
+	// to have read every outcome written so far. Default 10s.
+	OutcomeWait time.Duration
+	// DoneIDs is how many webhook ids each sender remembers having
+	// finished (a duplicate out record is not sent again). Default 10000.
+	DoneIDs int
 	// Now is the clock of outcome instants and signatures. Default
 	// time.Now.
 	Now        func() time.Time
@@ -118,6 +130,15 @@ func (c *LeadDeliveryConfig) setDefaults() {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = time.Second
 	}
+	if c.OutcomeLookback == 0 {
+		c.OutcomeLookback = 7 * 24 * time.Hour
+	}
+	if c.OutcomeWait == 0 {
+		c.OutcomeWait = 10 * time.Second
+	}
+	if c.DoneIDs == 0 {
+		c.DoneIDs = 10000
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -131,8 +152,8 @@ func (c *LeadDeliveryConfig) Validate() error {
 	if len(c.Brokers) == 0 {
 		return errors.New("lead delivery: no brokers")
 	}
-	if c.RateUnit < 0 || c.QueueInterval < 0 || c.RetryBackoff < 0 {
-		return errors.New("lead delivery: RateUnit, QueueInterval and RetryBackoff must not be negative")
+	if c.RateUnit < 0 || c.QueueInterval < 0 || c.RetryBackoff < 0 || c.OutcomeLookback < 0 || c.OutcomeWait < 0 || c.DoneIDs < 0 {
+		return errors.New("lead delivery: RateUnit, QueueInterval, RetryBackoff, OutcomeLookback, OutcomeWait and DoneIDs must not be negative")
 	}
 	for i, d := range c.RetrySchedule {
 		if d < 0 {
@@ -146,6 +167,7 @@ func (c *LeadDeliveryConfig) Validate() error {
 type partnerDelivery struct {
 	p *partners.Partner
 	*compiled
+	done *doneIDs // webhook ids its sender finished (the sender's goroutine only)
 }
 
 // LeadDelivery delivers routed leads and follow-ups to partners: the
@@ -159,6 +181,7 @@ type LeadDelivery struct {
 	webhooks []*partnerDelivery
 	sender   *Sender
 	m        *Metrics
+	book     *leadBook
 }
 
 // NewLeadDelivery checks the config and compiles every partner's delivery.
@@ -176,7 +199,8 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lead delivery: metrics: %w", err)
 	}
-	d := &LeadDelivery{cfg: cfg, byName: map[string]*partnerDelivery{}, sender: s, m: m}
+	d := &LeadDelivery{cfg: cfg, byName: map[string]*partnerDelivery{}, sender: s, m: m,
+		book: newLeadBook(cfg.OutcomeLookback, cfg.Now, cfg.Logger)}
 	for _, p := range cfg.Partners {
 		c, err := compileDelivery(p.Name, p.Delivery)
 		if err != nil {
@@ -185,7 +209,7 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 		if c == nil {
 			continue
 		}
-		pd := &partnerDelivery{p: p, compiled: c}
+		pd := &partnerDelivery{p: p, compiled: c, done: newDoneIDs(cfg.DoneIDs)}
 		if !c.kafka {
 			if c.perMin > 0 {
 				// Burst 1: requests evenly spaced, never a burst after a
@@ -244,6 +268,16 @@ func (d *LeadDelivery) Run(ctx context.Context) error {
 	}
 	if len(d.webhooks) > 0 {
 		g.Go(func() error { return d.runQueueDepth(gctx) })
+		g.Go(func() error {
+			cl, err := d.client("rolodex-lead-delivery-outcomes")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return d.book.run(gctx, kadm.NewClient(cl), func(opts ...kgo.Opt) (*kgo.Client, error) {
+				return d.client("rolodex-lead-delivery-outcomes", opts...)
+			})
+		})
 	}
 	return g.Wait()
 }
@@ -447,7 +481,7 @@ func (d *LeadDelivery) refusedReport(partner string, h map[string]string, err er
 	if h[HeaderKind] == KindFollowUp {
 		fu = &schemas.LeadFollowUp{LeadID: rep.LeadID, EventID: h[HeaderEventID], Type: h[HeaderEventType]}
 	}
-	return d.reportRecords(h[HeaderTenant], schemas.OutcomeDeliveryFailed, rep, fu)
+	return d.reportRecords(h[HeaderTenant], schemas.OutcomeDeliveryFailed, rep, fu, fu == nil)
 }
 
 // dispatch returns the records an outcome record makes (the out record
@@ -494,7 +528,7 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 		// would stay with that partner until its SLA, or for ever).
 		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt,
 			Error: "undeliverable: " + undeliverable[skip]}
-		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDeliveryFailed, rep, nil)
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDeliveryFailed, rep, nil, true)
 		if err != nil {
 			return nil, "", "", "undecodable"
 		}
@@ -541,7 +575,7 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	if pd.kafka && kind == KindLead {
 		// On Kafka, the write to the partner's topic is the delivery.
 		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt, OK: true, Tries: 1}
-		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDistributed, rep, nil)
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDistributed, rep, nil, true)
 		if err != nil {
 			return nil, "", "", "undecodable"
 		}
@@ -563,9 +597,8 @@ var undeliverable = map[string]string{
 func CESource(tenant string) string { return "/rolodex/tenants/" + tenant + "/routing" }
 
 // reportRecords are the records of a delivery's end: the outcome keyed by
-// lead id and, for a lead (not a follow-up), the report to routing keyed
-// by tenant.
-func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelivery, fu *schemas.LeadFollowUp) ([]*kgo.Record, error) {
+// lead id and, with input, the report to routing keyed by tenant.
+func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelivery, fu *schemas.LeadFollowUp, input bool) ([]*kgo.Record, error) {
 	o := schemas.LeadOutcome{Type: typ, Tenant: tenant, LeadID: rep.LeadID, Attempt: rep.Attempt,
 		At: d.cfg.Now().UnixMilli(), Partner: rep.Partner, Reason: rep.Error, FollowUp: fu, Delivery: rep}
 	ov, err := json.Marshal(o)
@@ -573,7 +606,7 @@ func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelive
 		return nil, err
 	}
 	out := []*kgo.Record{{Topic: schemas.TopicRoutingOutcomes, Key: []byte(rep.LeadID), Value: ov}}
-	if fu == nil {
+	if input {
 		iv, err := json.Marshal(schemas.RoutingInput{Tenant: tenant, Delivery: rep})
 		if err != nil {
 			return nil, err
@@ -707,8 +740,31 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 		d.m.Skipped.WithLabelValues("undecodable").Inc()
 		return d.commit(ctx, cl, r)
 	}
-	tenant, lead := h[HeaderTenant], h[HeaderLeadID]
-	rep, err := d.sender.Deliver(dctx, pd.target, Message{ID: h[HeaderCEID], Body: r.Value}, func(a Attempt) {
+	tenant, lead, id := h[HeaderTenant], h[HeaderLeadID], h[HeaderCEID]
+	if pd.done.has(id) {
+		// A duplicate (the dispatcher wrote it again after a crash):
+		// ended already, reported already.
+		d.m.Skipped.WithLabelValues("duplicate").Inc()
+		return d.commit(ctx, cl, r)
+	}
+	// The instant of the decision (a lead's) or of the forward (a
+	// follow-up's): ce_time.
+	var at int64
+	if t, err := time.Parse(time.RFC3339Nano, h[HeaderCETime]); err == nil {
+		at = t.UnixMilli()
+	}
+	adm := kadm.NewClient(cl)
+	before := func(int) error {
+		if at == 0 {
+			return nil
+		}
+		d.book.sync(dctx, adm, d.cfg.OutcomeWait)
+		if d.book.superseded(kind, lead, attempt, at) {
+			return errSuperseded
+		}
+		return nil
+	}
+	rep, err := d.sender.DeliverChecked(dctx, pd.target, Message{ID: id, Body: r.Value}, before, func(a Attempt) {
 		d.m.Attempts.WithLabelValues(name, string(a.Class)).Inc()
 		if a.N > 1 {
 			d.m.Retries.WithLabelValues(name).Inc()
@@ -717,33 +773,45 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 			d.m.RequestSeconds.WithLabelValues(name).Observe(a.Latency.Seconds())
 		}
 		if a.Class != Success {
-			d.cfg.Logger.Warn("lead delivery: attempt failed", "partner", name, "webhook_id", h[HeaderCEID],
+			d.cfg.Logger.Warn("lead delivery: attempt failed", "partner", name, "webhook_id", id,
 				"attempt", a.N, "class", a.Class, "status", a.Status, "err", a.Err)
 		}
 	})
-	if err != nil {
+	superseded := errors.Is(err, errSuperseded)
+	if err != nil && !superseded {
 		return err
 	}
-	d.m.Deliveries.WithLabelValues(name, kind, string(rep.Result)).Inc()
+	result := string(rep.Result)
+	if superseded {
+		result = errSuperseded.Error()
+		d.cfg.Logger.Info("lead delivery: attempt superseded, not sent (again)", "partner", name, "webhook_id", id, "tries", rep.Tries)
+	}
+	d.m.Deliveries.WithLabelValues(name, kind, result).Inc()
 	d.m.DeliverySeconds.WithLabelValues(name).Observe(time.Since(r.Timestamp).Seconds())
 	lr := &schemas.LeadDelivery{LeadID: lead, Partner: name, Attempt: attempt, OK: rep.Result.OK(), Status: rep.Status, Tries: rep.Tries}
 	if !lr.OK {
-		lr.Error = string(rep.Result)
-		if rep.Err != nil {
+		lr.Error = result
+		if rep.Err != nil && !superseded {
 			lr.Error += ": " + rep.Err.Error()
 		}
 	}
 	var recs []*kgo.Record
+	var fu *schemas.LeadFollowUp
+	if kind == KindFollowUp {
+		fu = &schemas.LeadFollowUp{LeadID: lead, EventID: h[HeaderEventID], Type: h[HeaderEventType]}
+	}
 	switch {
+	case superseded:
+		// No report to routing: it moved on already.
+		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr, fu, false)
 	case kind == KindLead:
 		typ := schemas.OutcomeDistributed
 		if !lr.OK {
 			typ = schemas.OutcomeDeliveryFailed
 		}
-		recs, err = d.reportRecords(tenant, typ, lr, nil)
+		recs, err = d.reportRecords(tenant, typ, lr, nil, true)
 	case !lr.OK:
-		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr,
-			&schemas.LeadFollowUp{LeadID: lead, EventID: h[HeaderEventID], Type: h[HeaderEventType]})
+		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr, fu, false)
 	}
 	if err != nil {
 		return fmt.Errorf("lead delivery: report: %w", err)
@@ -755,6 +823,7 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 			return err
 		}
 	}
+	pd.done.add(id)
 	return d.commit(ctx, cl, r)
 }
 

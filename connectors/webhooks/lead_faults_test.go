@@ -248,3 +248,87 @@ func hasConfig(cs []kadm.Config, key, value string) bool {
 	}
 	return false
 }
+
+// TestSupersededAttempts: a partner's CRM is down while the SLA re-routes
+// its leads to another partner. The attempt being retried stops, the one
+// queued behind it is never sent, both end as lead.delivery_failed
+// "superseded" with no report to routing (it moved on already); the new
+// attempts are delivered. And a duplicate out record of an attempt that
+// failed for good is not sent again.
+func TestSupersededAttempts(t *testing.T) {
+	brokers, cl := newKafka(t)
+	down, ok, dup := newDealer(t, status(500)), newDealer(t, status(200)), newDealer(t, status(400))
+	ps := []*partners.Partner{webhookPartner("dealer-down", "demo", down.srv.URL, 0, nil),
+		webhookPartner("dealer-ok", "demo", ok.srv.URL, 0, nil), webhookPartner("dealer-dup", "demo", dup.srv.URL, 0, nil)}
+	if err := EnsureLeadTopics(context.Background(), cl, -1, ps); err != nil {
+		t.Fatal(err)
+	}
+	schedule := make([]time.Duration, 40)
+	for i := range schedule {
+		schedule[i] = 150 * time.Millisecond
+	}
+	d, err := NewLeadDelivery(LeadDeliveryConfig{Brokers: brokers, Partners: ps, RetrySchedule: schedule})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1 := routed("demo", "D1", "dealer-dup", 1)
+	produceOutcomes(t, cl, routed("demo", "S1", "dealer-down", 1), routed("demo", "S2", "dealer-down", 1), d1, d1)
+	runDelivery(t, d)
+	waitFor(t, "the first lead retried", func() bool { return len(down.received()) >= 2 })
+	// S1 and S2 are on different partitions of the outcomes: either may
+	// be first in dealer-down's queue.
+	first, queued := "S1", "S2"
+	if strings.HasPrefix(down.received()[0].id, "S2.") {
+		first, queued = "S2", "S1"
+	}
+
+	rerouted := func(lead string) schemas.LeadOutcome {
+		o := routed("demo", lead, "dealer-ok", 2)
+		o.At += 60_000
+		o.Cause = schemas.CauseSLA
+		return o
+	}
+	produceOutcomes(t, cl, rerouted("S1"), rerouted("S2"))
+	for _, lead := range []string{"S1", "S2"} {
+		waitFor(t, lead+" superseded and delivered", func() bool {
+			return len(outcomesOf(t, brokers, 6, schemas.OutcomeDeliveryFailed, lead)) == 1 &&
+				len(outcomesOf(t, brokers, 6, schemas.OutcomeDistributed, lead)) == 1
+		})
+		f := outcomesOf(t, brokers, 6, schemas.OutcomeDeliveryFailed, lead)[0].Delivery
+		if f.Partner != "dealer-down" || f.Attempt != 1 || f.Error != "superseded" || f.OK {
+			t.Fatalf("%s: %+v, want attempt 1 superseded", lead, f)
+		}
+		if lead == queued && f.Tries != 0 {
+			t.Fatalf("%s (queued) was tried %d times", lead, f.Tries)
+		}
+	}
+	n := len(down.received())
+	time.Sleep(500 * time.Millisecond)
+	got := down.received()
+	if len(got) != n {
+		t.Fatalf("dealer-down got %d more requests after %s was superseded", len(got)-n, first)
+	}
+	for _, r := range got {
+		if r.id != WebhookID(first, 1, 1735725600000) {
+			t.Fatalf("dealer-down got %s; %s, superseded while queued, is never sent", r.id, queued)
+		}
+	}
+	if g := dup.received(); len(g) != 1 {
+		t.Fatalf("dealer-dup got %d requests of D1, written twice to its out topic; want 1", len(g))
+	}
+	if f := outcomesOf(t, brokers, 6, schemas.OutcomeDeliveryFailed, "D1"); len(f) != 1 {
+		t.Fatalf("D1 reported %d times", len(f))
+	}
+	var inputs []string
+	for _, r := range readAll(t, brokers, schemas.TopicRoutingInput, 3) {
+		var in schemas.RoutingInput
+		if err := json.Unmarshal(r.Value, &in); err != nil || in.Delivery == nil {
+			t.Fatalf("routing input %s", r.Value)
+		}
+		inputs = append(inputs, fmt.Sprintf("%s.%d/%v", in.Delivery.LeadID, in.Delivery.Attempt, in.Delivery.OK))
+	}
+	slices.Sort(inputs)
+	if fmt.Sprint(inputs) != "[D1.1/false S1.2/true S2.2/true]" {
+		t.Fatalf("routing inputs %v; a superseded attempt reports nothing to routing", inputs)
+	}
+}

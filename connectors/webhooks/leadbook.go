@@ -218,7 +218,9 @@ type doneIDs struct {
 	next int
 }
 
-func newDoneIDs(n int) *doneIDs { return &doneIDs{ids: make(map[string]bool, n), ring: make([]string, n)} }
+func newDoneIDs(n int) *doneIDs {
+	return &doneIDs{ids: make(map[string]bool, n), ring: make([]string, n)}
+}
 
 func (d *doneIDs) has(id string) bool { return d.ids[id] }
 

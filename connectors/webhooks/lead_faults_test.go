@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -330,5 +331,53 @@ func TestSupersededAttempts(t *testing.T) {
 	slices.Sort(inputs)
 	if fmt.Sprint(inputs) != "[D1.1/false S1.2/true S2.2/true]" {
 		t.Fatalf("routing inputs %v; a superseded attempt reports nothing to routing", inputs)
+	}
+}
+
+// TestLeadBook: which records the book calls superseded, outcome by
+// outcome (a lead's later attempt, closed leads, follow-ups of an accepted
+// lead, a lead id's second life, a replayed outcome, a book that lags).
+func TestLeadBook(t *testing.T) {
+	const t0 = 1_000_000
+	o := func(typ string, attempt int, at int64) *schemas.LeadOutcome {
+		return &schemas.LeadOutcome{Type: typ, LeadID: "L", Attempt: attempt, At: at}
+	}
+	for _, c := range []struct {
+		name     string
+		outcomes []*schemas.LeadOutcome
+		kind     string
+		attempt  int
+		at       int64
+		want     bool
+	}{
+		{"unknown lead", nil, KindLead, 1, t0, false},
+		{"current attempt", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0)}, KindLead, 1, t0, false},
+		{"re-routed", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeRouted, 2, t0+5)}, KindLead, 1, t0, true},
+		{"re-routed, same instant", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeRouted, 2, t0)}, KindLead, 1, t0, true},
+		{"replay of attempt 1 after 2", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeRouted, 2, t0+5),
+			o(schemas.OutcomeRouted, 1, t0)}, KindLead, 2, t0 + 5, false},
+		{"book lags", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0)}, KindLead, 2, t0 + 5, false},
+		{"unrouted", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeUnrouted, 2, t0+5)}, KindLead, 1, t0, true},
+		{"accepted", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeAccepted, 1, t0+5)}, KindLead, 1, t0, true},
+		{"follow-up of the accepted lead", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeAccepted, 1, t0+5)},
+			KindFollowUp, 1, t0 + 9, false},
+		{"follow-up, re-routed since", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 1, t0), o(schemas.OutcomeRouted, 2, t0+9)},
+			KindFollowUp, 1, t0 + 7, true},
+		{"second life, old record", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 2, t0), o(schemas.OutcomeAccepted, 2, t0+5),
+			o(schemas.OutcomeRouted, 1, t0+100)}, KindLead, 2, t0, true},
+		{"second life, its record", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 2, t0), o(schemas.OutcomeAccepted, 2, t0+5),
+			o(schemas.OutcomeRouted, 1, t0+100)}, KindLead, 1, t0 + 100, false},
+		{"second life not read yet", []*schemas.LeadOutcome{o(schemas.OutcomeRouted, 2, t0), o(schemas.OutcomeAccepted, 2, t0+5)},
+			KindLead, 1, t0 + 100, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newLeadBook(time.Hour, time.Now, slog.Default())
+			for _, x := range c.outcomes {
+				b.apply(x)
+			}
+			if got := b.superseded(c.kind, "L", c.attempt, c.at); got != c.want {
+				t.Fatalf("superseded = %v, want %v", got, c.want)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -57,9 +58,15 @@ const (
 	KindFollowUp = "follow_up"
 )
 
-// WebhookID is the webhook-id (and ce_id) of a lead's attempt: one per
-// routing decision, the same on every resend of it.
-func WebhookID(leadID string, attempt int) string { return leadID + "." + strconv.Itoa(attempt) }
+// WebhookID is the webhook-id (and ce_id) of a lead's attempt:
+// "<lead id>.<attempt>.<routed at>", one per routing decision, the same on
+// every resend of it. routedAt (Unix ms, the lead.routed outcome's
+// instant; a replayed outcome carries the same) tells a lead id reused
+// after routing.retention from its earlier life, whose attempts start
+// again at 1.
+func WebhookID(leadID string, attempt int, routedAt int64) string {
+	return leadID + "." + strconv.Itoa(attempt) + "." + strconv.FormatInt(routedAt, 10)
+}
 
 // FollowUpWebhookID is the webhook-id of a follow-up.
 func FollowUpWebhookID(leadID, eventID string) string { return leadID + ".f." + eventID }
@@ -91,6 +98,18 @@ type LeadDeliveryConfig struct {
 	// member that vanished (killed) holds its partitions. Default
 	// franz-go's (45s); the heartbeat is at most a third of it.
 	SessionTimeout time.Duration
+	// OutcomeLookback is how far back each process reads
+	// rolodex.routing.outcomes at start to know every lead's latest
+	// decision (a record queued longer is checked without its lead's
+	// history), and how long it remembers a lead after its latest
+	// decision. Default 7 days.
+	OutcomeLookback time.Duration
+	// OutcomeWait bounds the wait, before each attempt, for this process
+	// to have read every outcome written so far. Default 10s.
+	OutcomeWait time.Duration
+	// DoneIDs is how many webhook ids each sender remembers having
+	// finished (a duplicate out record is not sent again). Default 10000.
+	DoneIDs int
 	// Now is the clock of outcome instants and signatures. Default
 	// time.Now.
 	Now        func() time.Time
@@ -111,6 +130,15 @@ func (c *LeadDeliveryConfig) setDefaults() {
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = time.Second
 	}
+	if c.OutcomeLookback == 0 {
+		c.OutcomeLookback = 7 * 24 * time.Hour
+	}
+	if c.OutcomeWait == 0 {
+		c.OutcomeWait = 10 * time.Second
+	}
+	if c.DoneIDs == 0 {
+		c.DoneIDs = 10000
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -124,8 +152,8 @@ func (c *LeadDeliveryConfig) Validate() error {
 	if len(c.Brokers) == 0 {
 		return errors.New("lead delivery: no brokers")
 	}
-	if c.RateUnit < 0 || c.QueueInterval < 0 || c.RetryBackoff < 0 {
-		return errors.New("lead delivery: RateUnit, QueueInterval and RetryBackoff must not be negative")
+	if c.RateUnit < 0 || c.QueueInterval < 0 || c.RetryBackoff < 0 || c.OutcomeLookback < 0 || c.OutcomeWait < 0 || c.DoneIDs < 0 {
+		return errors.New("lead delivery: RateUnit, QueueInterval, RetryBackoff, OutcomeLookback, OutcomeWait and DoneIDs must not be negative")
 	}
 	for i, d := range c.RetrySchedule {
 		if d < 0 {
@@ -139,6 +167,7 @@ func (c *LeadDeliveryConfig) Validate() error {
 type partnerDelivery struct {
 	p *partners.Partner
 	*compiled
+	done *doneIDs // webhook ids its sender finished (the sender's goroutine only)
 }
 
 // LeadDelivery delivers routed leads and follow-ups to partners: the
@@ -152,6 +181,7 @@ type LeadDelivery struct {
 	webhooks []*partnerDelivery
 	sender   *Sender
 	m        *Metrics
+	book     *leadBook
 }
 
 // NewLeadDelivery checks the config and compiles every partner's delivery.
@@ -169,7 +199,8 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lead delivery: metrics: %w", err)
 	}
-	d := &LeadDelivery{cfg: cfg, byName: map[string]*partnerDelivery{}, sender: s, m: m}
+	d := &LeadDelivery{cfg: cfg, byName: map[string]*partnerDelivery{}, sender: s, m: m,
+		book: newLeadBook(cfg.OutcomeLookback, cfg.Now, cfg.Logger)}
 	for _, p := range cfg.Partners {
 		c, err := compileDelivery(p.Name, p.Delivery)
 		if err != nil {
@@ -178,7 +209,7 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 		if c == nil {
 			continue
 		}
-		pd := &partnerDelivery{p: p, compiled: c}
+		pd := &partnerDelivery{p: p, compiled: c, done: newDoneIDs(cfg.DoneIDs)}
 		if !c.kafka {
 			if c.perMin > 0 {
 				// Burst 1: requests evenly spaced, never a burst after a
@@ -195,13 +226,22 @@ func NewLeadDelivery(cfg LeadDeliveryConfig) (*LeadDelivery, error) {
 // Metrics returns the metrics.
 func (d *LeadDelivery) Metrics() *Metrics { return d.m }
 
+// MaxOutRecordBytes is the max.message.bytes of the out topics, and the
+// largest batch the dispatcher writes: gokaconfig.MaxMessageBytes, the
+// bound of the routing topics a lead comes through (a lead's traits can
+// pass Kafka's 1 MB default). A record larger still is refused, and the
+// delivery reported failed.
+const MaxOutRecordBytes = 16 << 20
+
 // OutTopics returns the out topics of every partner with a delivery, one
-// partition each.
+// partition each, max.message.bytes MaxOutRecordBytes.
 func OutTopics(ps []*partners.Partner) []kafkaclient.TopicSpec {
 	var out []kafkaclient.TopicSpec
+	big := strconv.Itoa(MaxOutRecordBytes)
 	for _, p := range ps {
 		if p.Delivery != nil {
-			out = append(out, kafkaclient.TopicSpec{Name: schemas.OutTopic(p.Name), Partitions: 1})
+			out = append(out, kafkaclient.TopicSpec{Name: schemas.OutTopic(p.Name), Partitions: 1,
+				Configs: map[string]*string{"max.message.bytes": &big}})
 		}
 	}
 	return out
@@ -209,8 +249,8 @@ func OutTopics(ps []*partners.Partner) []kafkaclient.TopicSpec {
 
 // EnsureLeadTopics creates the out topic of every partner with a delivery:
 // one partition, so that a partner's leads are sent in order and its rate
-// is exact (one sender at a time); leads are few. Existing topics are left
-// as they are.
+// is exact (one sender at a time); leads are few; max.message.bytes
+// MaxOutRecordBytes. Existing topics are left as they are.
 func EnsureLeadTopics(ctx context.Context, admin *kgo.Client, replication int16, ps []*partners.Partner) error {
 	if err := kafkaclient.EnsureTopics(ctx, admin, replication, OutTopics(ps)...); err != nil {
 		return fmt.Errorf("lead delivery: %w", err)
@@ -228,6 +268,16 @@ func (d *LeadDelivery) Run(ctx context.Context) error {
 	}
 	if len(d.webhooks) > 0 {
 		g.Go(func() error { return d.runQueueDepth(gctx) })
+		g.Go(func() error {
+			cl, err := d.client("rolodex-lead-delivery-outcomes")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return d.book.run(gctx, kadm.NewClient(cl), func(opts ...kgo.Opt) (*kgo.Client, error) {
+				return d.client("rolodex-lead-delivery-outcomes", opts...)
+			})
+		})
 	}
 	return g.Wait()
 }
@@ -274,6 +324,7 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 		kgo.ConsumeTopics(schemas.TopicRoutingOutcomes),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.ProducerBatchMaxBytes(MaxOutRecordBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	if err != nil {
@@ -294,24 +345,46 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 			cl.AllowRebalance()
 			continue
 		}
-		var out []*kgo.Record
+		// First the records to the out topics (the deliveries), then the
+		// reports: a kafka partner's lead.distributed only once its record
+		// is written, a failure report for a record Kafka refused for good.
+		var out, after []*kgo.Record
 		type key struct{ partner, kind string }
 		dispatched := map[key]int{}
-		var distributed []string
 		for _, r := range recs {
-			rs, partner, kind, reason := d.dispatch(r)
+			rs, _, _, reason := d.dispatch(r)
 			if reason != "" {
 				d.m.Skipped.WithLabelValues(reason).Inc()
+				after = append(after, rs...) // an undeliverable lead's failure report
 				continue
 			}
-			out = append(out, rs...)
+			out = append(out, rs[0])
+			after = append(after, rs[1:]...)
+		}
+		refused, err := d.produceOut(ctx, cl, out)
+		if err != nil {
+			return nil // ctx done: the batch is read again
+		}
+		var distributed []string
+		for _, r := range out {
+			h := headers(r)
+			partner, kind := r.Topic[len(schemas.OutTopicPrefix):], h[HeaderKind]
+			if err := refused[r]; err != nil {
+				rs, rerr := d.refusedReport(partner, h, err)
+				if rerr != nil {
+					return fmt.Errorf("lead delivery: report: %w", rerr)
+				}
+				after = append(after, rs...)
+				d.m.Deliveries.WithLabelValues(partner, kind, string(ResultPermanent)).Inc()
+				continue
+			}
 			dispatched[key{partner, kind}]++
 			if d.byName[partner].kafka && kind == KindLead {
 				distributed = append(distributed, partner)
 			}
 		}
-		if len(out) > 0 {
-			if err := d.produce(ctx, cl, out); err != nil {
+		if len(after) > 0 {
+			if err := d.produce(ctx, cl, after); err != nil {
 				return nil // ctx done: the batch is read again
 			}
 		}
@@ -330,8 +403,89 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 	}
 }
 
-// dispatch returns the records an outcome record makes, or why it makes
-// none.
+// produceOut writes the records to the out topics until Kafka acknowledged
+// each or refused it for good (refused: the error, e.g. MESSAGE_TOO_LARGE),
+// or ctx is done (its error). A refused record is tried again alone
+// first: Kafka refuses a whole batch for one record that is too large.
+// A record refused alone is not tried again: that would stop every
+// partner's deliveries behind it, with rebalances blocked.
+func (d *LeadDelivery) produceOut(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (map[*kgo.Record]error, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	pos := make(map[*kgo.Record]int, len(recs))
+	for i, r := range recs {
+		pos[r] = i
+	}
+	var left []*kgo.Record
+	for _, res := range cl.ProduceSync(ctx, recs...) {
+		if res.Err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			left = append(left, res.Record)
+		}
+	}
+	slices.SortFunc(left, func(a, b *kgo.Record) int { return pos[a] - pos[b] }) // in the order read
+	refused := map[*kgo.Record]error{}
+	for _, r := range left {
+		for {
+			err := cl.ProduceSync(ctx, r).FirstErr()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if permanentProduceError(err) {
+				d.cfg.Logger.Error("lead delivery: Kafka refused an out record for good; reported as a failed delivery",
+					"topic", r.Topic, "key", string(r.Key), "bytes", len(r.Value), "err", err)
+				refused[r] = err
+				break
+			}
+			d.cfg.Logger.Error("lead delivery: write, retrying", "topic", r.Topic, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d.cfg.RetryBackoff):
+			}
+		}
+	}
+	return refused, nil
+}
+
+// permanentProduceError reports an error Kafka will answer again to the
+// same record (MESSAGE_TOO_LARGE, INVALID_RECORD, ...), as opposed to one
+// that may pass later (a leader moving, a timeout).
+func permanentProduceError(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable
+}
+
+// headers returns a record's headers by key.
+func headers(r *kgo.Record) map[string]string {
+	h := make(map[string]string, len(r.Headers))
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}
+
+// refusedReport is the failure report of an out record Kafka refused for
+// good (h: its headers), as for a webhook that failed for good.
+func (d *LeadDelivery) refusedReport(partner string, h map[string]string, err error) ([]*kgo.Record, error) {
+	attempt, _ := strconv.Atoi(h[HeaderAttempt])
+	rep := &schemas.LeadDelivery{LeadID: h[HeaderLeadID], Partner: partner, Attempt: attempt,
+		Error: string(ResultPermanent) + ": Kafka refused the record: " + err.Error()}
+	var fu *schemas.LeadFollowUp
+	if h[HeaderKind] == KindFollowUp {
+		fu = &schemas.LeadFollowUp{LeadID: rep.LeadID, EventID: h[HeaderEventID], Type: h[HeaderEventType]}
+	}
+	return d.reportRecords(h[HeaderTenant], schemas.OutcomeDeliveryFailed, rep, fu, fu == nil)
+}
+
+// dispatch returns the records an outcome record makes (the out record
+// first), or why it makes none.
 func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind, skip string) {
 	var o schemas.LeadOutcome
 	if err := json.Unmarshal(r.Value, &o); err != nil {
@@ -352,20 +506,37 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	pd, ok := d.byName[o.Partner]
 	switch {
 	case !ok:
-		var known bool
+		skip = "unknown_partner"
 		for _, p := range d.cfg.Partners {
-			known = known || p.Name == o.Partner
+			if p.Name == o.Partner {
+				skip = "no_delivery"
+			}
 		}
-		if known {
-			return nil, "", "", "no_delivery"
-		}
-		return nil, "", "", "unknown_partner"
 	case pd.p.Tenant != o.Tenant:
 		// A partner belongs to one tenant: another tenant's lead never
 		// reaches it, whatever its name.
 		d.cfg.Logger.Warn("lead delivery: outcome of another tenant than its partner's", "lead", o.LeadID,
 			"tenant", o.Tenant, "partner", o.Partner)
-		return nil, "", "", "other_tenant"
+		skip = "other_tenant"
+	}
+	if skip != "" {
+		if kind == KindFollowUp {
+			return nil, "", "", skip
+		}
+		// A lead routed to a partner that cannot receive it: reported as
+		// a failed delivery, so that routing routes it again (else it
+		// would stay with that partner until its SLA, or for ever).
+		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt,
+			Error: "undeliverable: " + undeliverable[skip]}
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDeliveryFailed, rep, nil, true)
+		if err != nil {
+			return nil, "", "", "undecodable"
+		}
+		return rs, "", "", skip
+	}
+	at := o.At
+	if at == 0 {
+		at = r.Timestamp.UnixMilli()
 	}
 	var (
 		body []byte
@@ -373,7 +544,7 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 		err  error
 	)
 	if kind == KindLead {
-		id = WebhookID(o.LeadID, o.Attempt)
+		id = WebhookID(o.LeadID, o.Attempt, at)
 		body, err = pd.mapping.Body(&Routed{Tenant: o.Tenant, Partner: o.Partner, Attempt: o.Attempt, Rule: o.Rule, Lead: o.Lead})
 	} else {
 		id = FollowUpWebhookID(o.LeadID, o.FollowUp.EventID)
@@ -382,10 +553,6 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	if err != nil {
 		d.cfg.Logger.Warn("lead delivery: body", "lead", o.LeadID, "err", err)
 		return nil, "", "", "undecodable"
-	}
-	at := o.At
-	if at == 0 {
-		at = r.Timestamp.UnixMilli()
 	}
 	hs := []kgo.RecordHeader{
 		{Key: HeaderCESpecVersion, Value: []byte("1.0")},
@@ -408,7 +575,7 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	if pd.kafka && kind == KindLead {
 		// On Kafka, the write to the partner's topic is the delivery.
 		rep := &schemas.LeadDelivery{LeadID: o.LeadID, Partner: o.Partner, Attempt: o.Attempt, OK: true, Tries: 1}
-		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDistributed, rep, nil)
+		rs, err := d.reportRecords(o.Tenant, schemas.OutcomeDistributed, rep, nil, true)
 		if err != nil {
 			return nil, "", "", "undecodable"
 		}
@@ -417,14 +584,21 @@ func (d *LeadDelivery) dispatch(r *kgo.Record) (out []*kgo.Record, partner, kind
 	return out, o.Partner, kind, ""
 }
 
+// undeliverable explains the skip reasons of a lead routed to a partner
+// that cannot receive it (the error of its failure report).
+var undeliverable = map[string]string{
+	"unknown_partner": "no partner of that name in the config",
+	"no_delivery":     "the partner has no delivery",
+	"other_tenant":    "the partner belongs to another tenant",
+}
+
 // CESource is the ce_source of a tenant's lead records: webhook ids are
 // unique within it (lead ids are per tenant).
 func CESource(tenant string) string { return "/rolodex/tenants/" + tenant + "/routing" }
 
 // reportRecords are the records of a delivery's end: the outcome keyed by
-// lead id and, for a lead (not a follow-up), the report to routing keyed
-// by tenant.
-func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelivery, fu *schemas.LeadFollowUp) ([]*kgo.Record, error) {
+// lead id and, with input, the report to routing keyed by tenant.
+func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelivery, fu *schemas.LeadFollowUp, input bool) ([]*kgo.Record, error) {
 	o := schemas.LeadOutcome{Type: typ, Tenant: tenant, LeadID: rep.LeadID, Attempt: rep.Attempt,
 		At: d.cfg.Now().UnixMilli(), Partner: rep.Partner, Reason: rep.Error, FollowUp: fu, Delivery: rep}
 	ov, err := json.Marshal(o)
@@ -432,7 +606,7 @@ func (d *LeadDelivery) reportRecords(tenant, typ string, rep *schemas.LeadDelive
 		return nil, err
 	}
 	out := []*kgo.Record{{Topic: schemas.TopicRoutingOutcomes, Key: []byte(rep.LeadID), Value: ov}}
-	if fu == nil {
+	if input {
 		iv, err := json.Marshal(schemas.RoutingInput{Tenant: tenant, Delivery: rep})
 		if err != nil {
 			return nil, err
@@ -457,13 +631,31 @@ func (d *LeadDelivery) WebhookGroups() []string {
 // Rebalances are not blocked (a delivery may wait minutes between
 // retries): a revoked partition cancels the delivery in progress, whose
 // record the new owner sends again with the same webhook-id.
+//
+// The delivery context is made after a poll returns, never before: a
+// partition revoked while the poll waited (and assigned back) comes back
+// from its committed offset, and those records are this member's to send.
+// A batch left part-way rewinds to its first record not handled when the
+// partition is still (or again) assigned, so that no record is passed
+// over and committed past.
 func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error {
 	var (
-		mu      sync.Mutex
-		current context.CancelFunc
+		mu       sync.Mutex
+		current  context.CancelFunc
+		assigned = map[int32]bool{}
 	)
-	revoke := func(context.Context, *kgo.Client, map[string][]int32) {
+	assign := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 		mu.Lock()
+		for _, p := range ps[schemas.OutTopic(pd.p.Name)] {
+			assigned[p] = true
+		}
+		mu.Unlock()
+	}
+	revoke := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+		mu.Lock()
+		for _, p := range ps[schemas.OutTopic(pd.p.Name)] {
+			delete(assigned, p)
+		}
 		if current != nil {
 			current()
 		}
@@ -474,6 +666,7 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 		kgo.ConsumerGroup(schemas.GroupWebhookPrefix+name),
 		kgo.ConsumeTopics(schemas.OutTopic(name)),
 		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(assign),
 		kgo.OnPartitionsRevoked(revoke),
 		kgo.OnPartitionsLost(revoke),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -482,22 +675,49 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 		return err
 	}
 	defer cl.Close()
-	for {
+	// rewind sets each partition of rest (the records of a batch not
+	// handled) back to its first record there, when this member still
+	// owns it; a partition revoked meanwhile is read again from its
+	// committed offset by whoever owns it next.
+	rewind := func(rest []*kgo.Record) {
 		mu.Lock()
-		dctx, cancel := context.WithCancel(ctx)
-		current = cancel
-		mu.Unlock()
+		defer mu.Unlock()
+		to := map[string]map[int32]kgo.EpochOffset{}
+		for _, r := range rest {
+			if _, seen := to[r.Topic][r.Partition]; seen || !assigned[r.Partition] {
+				continue
+			}
+			if to[r.Topic] == nil {
+				to[r.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			to[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+		cl.SetOffsets(to)
+	}
+	for {
 		fetches := cl.PollRecords(ctx, 100)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			cancel()
 			return nil
 		}
 		fetches.EachError(func(topic string, part int32, err error) {
 			d.cfg.Logger.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
 		})
+		mu.Lock()
+		dctx, cancel := context.WithCancel(ctx)
+		current = cancel
+		var recs []*kgo.Record
 		for _, r := range fetches.Records() {
+			// A partition revoked between the poll and now: its records
+			// are read again by its next owner, from the committed offset.
+			if assigned[r.Partition] {
+				recs = append(recs, r)
+			}
+		}
+		mu.Unlock()
+		for i, r := range recs {
 			if dctx.Err() != nil {
-				break // revoked: the rest is the new owner's
+				rewind(recs[i:]) // revoked: the rest is the new owner's, or ours again
+				break
 			}
 			if err := d.send(dctx, ctx, cl, pd, r); err != nil {
 				if ctx.Err() != nil {
@@ -505,6 +725,7 @@ func (d *LeadDelivery) runSender(ctx context.Context, pd *partnerDelivery) error
 					return nil
 				}
 				if dctx.Err() != nil {
+					rewind(recs[i:])
 					break
 				}
 				cancel()
@@ -529,8 +750,31 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 		d.m.Skipped.WithLabelValues("undecodable").Inc()
 		return d.commit(ctx, cl, r)
 	}
-	tenant, lead := h[HeaderTenant], h[HeaderLeadID]
-	rep, err := d.sender.Deliver(dctx, pd.target, Message{ID: h[HeaderCEID], Body: r.Value}, func(a Attempt) {
+	tenant, lead, id := h[HeaderTenant], h[HeaderLeadID], h[HeaderCEID]
+	if pd.done.has(id) {
+		// A duplicate (the dispatcher wrote it again after a crash):
+		// ended already, reported already.
+		d.m.Skipped.WithLabelValues("duplicate").Inc()
+		return d.commit(ctx, cl, r)
+	}
+	// The instant of the decision (a lead's) or of the forward (a
+	// follow-up's): ce_time.
+	var at int64
+	if t, err := time.Parse(time.RFC3339Nano, h[HeaderCETime]); err == nil {
+		at = t.UnixMilli()
+	}
+	adm := kadm.NewClient(cl)
+	before := func(int) error {
+		if at == 0 {
+			return nil
+		}
+		d.book.sync(dctx, adm, d.cfg.OutcomeWait)
+		if d.book.superseded(kind, lead, attempt, at) {
+			return errSuperseded
+		}
+		return nil
+	}
+	rep, err := d.sender.DeliverChecked(dctx, pd.target, Message{ID: id, Body: r.Value}, before, func(a Attempt) {
 		d.m.Attempts.WithLabelValues(name, string(a.Class)).Inc()
 		if a.N > 1 {
 			d.m.Retries.WithLabelValues(name).Inc()
@@ -539,33 +783,45 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 			d.m.RequestSeconds.WithLabelValues(name).Observe(a.Latency.Seconds())
 		}
 		if a.Class != Success {
-			d.cfg.Logger.Warn("lead delivery: attempt failed", "partner", name, "webhook_id", h[HeaderCEID],
+			d.cfg.Logger.Warn("lead delivery: attempt failed", "partner", name, "webhook_id", id,
 				"attempt", a.N, "class", a.Class, "status", a.Status, "err", a.Err)
 		}
 	})
-	if err != nil {
+	superseded := errors.Is(err, errSuperseded)
+	if err != nil && !superseded {
 		return err
 	}
-	d.m.Deliveries.WithLabelValues(name, kind, string(rep.Result)).Inc()
+	result := string(rep.Result)
+	if superseded {
+		result = errSuperseded.Error()
+		d.cfg.Logger.Info("lead delivery: attempt superseded, not sent (again)", "partner", name, "webhook_id", id, "tries", rep.Tries)
+	}
+	d.m.Deliveries.WithLabelValues(name, kind, result).Inc()
 	d.m.DeliverySeconds.WithLabelValues(name).Observe(time.Since(r.Timestamp).Seconds())
 	lr := &schemas.LeadDelivery{LeadID: lead, Partner: name, Attempt: attempt, OK: rep.Result.OK(), Status: rep.Status, Tries: rep.Tries}
 	if !lr.OK {
-		lr.Error = string(rep.Result)
-		if rep.Err != nil {
+		lr.Error = result
+		if rep.Err != nil && !superseded {
 			lr.Error += ": " + rep.Err.Error()
 		}
 	}
 	var recs []*kgo.Record
+	var fu *schemas.LeadFollowUp
+	if kind == KindFollowUp {
+		fu = &schemas.LeadFollowUp{LeadID: lead, EventID: h[HeaderEventID], Type: h[HeaderEventType]}
+	}
 	switch {
+	case superseded:
+		// No report to routing: it moved on already.
+		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr, fu, false)
 	case kind == KindLead:
 		typ := schemas.OutcomeDistributed
 		if !lr.OK {
 			typ = schemas.OutcomeDeliveryFailed
 		}
-		recs, err = d.reportRecords(tenant, typ, lr, nil)
+		recs, err = d.reportRecords(tenant, typ, lr, nil, true)
 	case !lr.OK:
-		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr,
-			&schemas.LeadFollowUp{LeadID: lead, EventID: h[HeaderEventID], Type: h[HeaderEventType]})
+		recs, err = d.reportRecords(tenant, schemas.OutcomeDeliveryFailed, lr, fu, false)
 	}
 	if err != nil {
 		return fmt.Errorf("lead delivery: report: %w", err)
@@ -577,6 +833,7 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 			return err
 		}
 	}
+	pd.done.add(id)
 	return d.commit(ctx, cl, r)
 }
 

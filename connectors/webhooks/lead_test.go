@@ -56,6 +56,14 @@ func restartPartners(url string) []*partners.Partner {
 
 func newKafka(t *testing.T) (brokers []string, cl *kgo.Client) {
 	t.Helper()
+	_, brokers, cl = newCluster(t)
+	return brokers, cl
+}
+
+// newCluster is newKafka with the cluster, for tests that steer its
+// answers (kfake's ControlKey).
+func newCluster(t *testing.T) (c *kfake.Cluster, brokers []string, cl *kgo.Client) {
+	t.Helper()
 	// A member killed holds its partitions for its session timeout: the
 	// child asks for 2s, below the broker default minimum of 6s.
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicRoutingOutcomes, schemas.TopicRoutingInput),
@@ -69,7 +77,7 @@ func newKafka(t *testing.T) (brokers []string, cl *kgo.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return brokers, cl
+	return c, brokers, cl
 }
 
 func produceOutcomes(t *testing.T, cl *kgo.Client, os ...schemas.LeadOutcome) {
@@ -222,10 +230,14 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	}()
 
 	// 16 outcomes in, plus: distributed L1, L4, L9, P1-4; failed L2, L3,
+	// L5-L7 (undeliverable)
 	// and L2's follow-up.
 	want := map[string]bool{"lead.distributed/L1": true, "lead.distributed/L4": true, "lead.distributed/L9": true,
 		"lead.distributed/P1": true, "lead.distributed/P2": true, "lead.distributed/P3": true, "lead.distributed/P4": true,
-		"lead.delivery_failed/L2": true, "lead.delivery_failed/L3": true}
+		"lead.delivery_failed/L2": true, "lead.delivery_failed/L3": true,
+		// Routed to partners that cannot receive: reported failed, so
+		// that routing routes them again.
+		"lead.delivery_failed/L5": true, "lead.delivery_failed/L6": true, "lead.delivery_failed/L7": true}
 	var reports []schemas.LeadOutcome
 	waitFor(t, "every delivery's outcome", func() bool {
 		reports = reports[:0]
@@ -271,6 +283,12 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	if r := byLead["L3"].Delivery; r.OK || r.Status != 410 || r.Attempt != 2 || !strings.HasPrefix(r.Error, "gone") {
 		t.Fatalf("L3 report %+v", r)
 	}
+	for lead, why := range map[string]string{"L5": "undeliverable: the partner belongs to another tenant",
+		"L6": "undeliverable: the partner has no delivery", "L7": "undeliverable: no partner of that name in the config"} {
+		if r := byLead[lead].Delivery; r.OK || r.Error != why || r.Tries != 0 || r.Attempt != 1 {
+			t.Fatalf("%s report %+v, want %q", lead, r, why)
+		}
+	}
 	if r := byLead["L4"].Delivery; !r.OK || r.Status != 0 || r.Partner != "dealer-k" {
 		t.Fatalf("L4 (kafka) report %+v", r)
 	}
@@ -292,7 +310,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	// The dealers: same webhook-id on every try, in order, the mapping's
 	// body, the follow-up after the lead.
 	got := sp.received()
-	if len(got) != 4 || got[0].id != "L1.1" || got[2].id != "L1.1" || got[3].id != "L1.f.ev-9" {
+	if len(got) != 4 || got[0].id != "L1.1.1735725600000" || got[2].id != "L1.1.1735725600000" || got[3].id != "L1.f.ev-9" {
 		t.Fatalf("dealer-sp got %+v", got)
 	}
 	assertJSON(t, []byte(got[2].body), `{"cliente":{"nome":"Ana"},"modelo":"Onix","orcamento":89900,"origem":"rolodex"}`)
@@ -319,7 +337,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	for _, r := range pg {
 		seen[r.id] = true
 	}
-	if len(seen) != 4 || !seen["P1.1"] || !seen["P4.1"] {
+	if len(seen) != 4 || !seen["P1.1.1735725600000"] || !seen["P4.1.1735725600000"] {
 		t.Fatalf("dealer-paced got %+v", pg)
 	}
 
@@ -333,7 +351,7 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	for _, h := range krs[0].Headers {
 		hs[h.Key] = string(h.Value)
 	}
-	wantHs := map[string]string{"ce_specversion": "1.0", "ce_id": "L4.1", "ce_type": "lead.routed", "ce_source": "/rolodex/tenants/demo/routing",
+	wantHs := map[string]string{"ce_specversion": "1.0", "ce_id": "L4.1.1735725600000", "ce_type": "lead.routed", "ce_source": "/rolodex/tenants/demo/routing",
 		"ce_time": "2025-01-01T10:00:00Z", "ce_subject": "L4", "content-type": "application/json",
 		"rolodex_tenant": "demo", "rolodex_lead_id": "L4", "rolodex_attempt": "1", "rolodex_kind": "lead"}
 	for k, v := range wantHs {
@@ -346,9 +364,10 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	}
 
 	// Metrics.
-	for reason, n := range map[string]float64{"other_tenant": 1, "no_delivery": 1, "unknown_partner": 1, "outcome_type": 1 + 9 + 1, "undecodable": 1 + 3} {
-		// outcome_type: the unrouted lead, the reports written back, the
-		// follow-up's failure; undecodable: the bad record and the three
+	for reason, n := range map[string]float64{"other_tenant": 1, "no_delivery": 1, "unknown_partner": 1, "outcome_type": 1 + 12 + 1, "undecodable": 1 + 3} {
+		// outcome_type: the unrouted lead, the reports written back
+		// (three of them for undeliverable leads), the follow-up's
+		// failure; undecodable: the bad record and the three
 		// junk out records.
 		waitFor(t, "skipped "+reason, func() bool { return testutil.ToFloat64(d.m.Skipped.WithLabelValues(reason)) == n })
 	}
@@ -439,14 +458,14 @@ func TestRestartMidRetry(t *testing.T) {
 		t.Fatal("the restarted process sent nothing")
 	}
 	for i, r := range got {
-		if i < before && r.id != "R1.3" {
+		if i < before && r.id != "R1.3.1735725600000" {
 			t.Fatalf("request %d before the kill: %s", i, r.id)
 		}
-		if r.id != "R1.3" && r.id != "R2.1" {
+		if r.id != "R1.3.1735725600000" && r.id != "R2.1.1735725600000" {
 			t.Fatalf("request %d: webhook-id %s", i, r.id)
 		}
 	}
-	if got[before].id != "R1.3" {
+	if got[before].id != "R1.3.1735725600000" {
 		t.Fatalf("after the restart the first request is %s: R1 comes first, with its webhook-id", got[before].id)
 	}
 }

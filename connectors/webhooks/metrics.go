@@ -9,7 +9,8 @@ import (
 // Metrics of lead delivery (docs/routing.md, "Delivery").
 type Metrics struct {
 	// Deliveries: partner, kind (lead, follow_up), result (success,
-	// gone, permanent, exhausted; a kafka partner's are success).
+	// gone, permanent, exhausted, superseded; a kafka partner's are
+	// success).
 	Deliveries *prometheus.CounterVec
 	// Attempts: partner, class (success, gone, permanent, retry).
 	Attempts *prometheus.CounterVec
@@ -26,7 +27,7 @@ type Metrics struct {
 	// Dispatched: partner, kind; records written to out topics.
 	Dispatched *prometheus.CounterVec
 	// Skipped: reason; outcome records the dispatcher does not deliver,
-	// out records the sender cannot read.
+	// out records the sender cannot read or ended already (duplicate).
 	Skipped *prometheus.CounterVec
 }
 
@@ -34,7 +35,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_delivery_deliveries_total",
-			Help: "Deliveries ended, by partner, kind (lead, follow_up) and result (success, gone, permanent, exhausted)."},
+			Help: "Deliveries ended, by partner, kind (lead, follow_up) and result (success, gone, permanent, exhausted, superseded)."},
 			[]string{"partner", "kind", "result"}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_delivery_attempts_total",
 			Help: "Webhook requests, by partner and class of the answer (success, gone, permanent, retry)."},
@@ -54,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records the dispatcher wrote to partners' out topics, by partner and kind (lead, follow_up)."},
 			[]string{"partner", "kind"}),
 		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_delivery_skipped_total",
-			Help: "Records not delivered, by reason (outcome_type, no_delivery, unknown_partner, other_tenant, undecodable)."},
+			Help: "Records not delivered, by reason (outcome_type, no_delivery, unknown_partner, other_tenant, undecodable, duplicate)."},
 			[]string{"reason"}),
 	}
 	if reg == nil {

@@ -192,6 +192,14 @@ func (s *Sender) Schedule() []time.Duration { return s.cfg.Schedule }
 // delivered as far as anyone knows, and its owner sends it again later
 // (with the same ID).
 func (s *Sender) Deliver(ctx context.Context, t Target, m Message, onAttempt func(Attempt)) (Report, error) {
+	return s.DeliverChecked(ctx, t, m, nil, onAttempt)
+}
+
+// DeliverChecked is Deliver with a check before each attempt (after its
+// delay and its rate token, right before the request; n from 1): when
+// before returns an error, the delivery stops there and DeliverChecked
+// returns that error with the report of the attempts made so far.
+func (s *Sender) DeliverChecked(ctx context.Context, t Target, m Message, before func(n int) error, onAttempt func(Attempt)) (Report, error) {
 	var last Attempt
 	for i, delay := range s.cfg.Schedule {
 		if i > 0 && last.RetryAfter > delay {
@@ -212,6 +220,11 @@ func (s *Sender) Deliver(ctx context.Context, t Target, m Message, onAttempt fun
 					return Report{}, ctx.Err()
 				}
 				return Report{}, fmt.Errorf("webhooks: rate limiter: %w", err)
+			}
+		}
+		if before != nil {
+			if err := before(i + 1); err != nil {
+				return Report{Tries: i, Status: last.Status, Err: last.Err}, err
 			}
 		}
 		last = s.Attempt(ctx, t, m)

@@ -391,11 +391,11 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 	})
 	run([]call{
 		{"GET", "/v1/routing/rules", "", "", 200, nil},
-		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region == \"SP\"","strategy":"weighted","pool":[{"partner":"demo","weight":2}],"cap_per_day":{"demo":50},"sla":"30m","max_reroutes":2,"fallback":"national"},` +
-			`{"id":"national","condition":"true","strategy":"round_robin","pool":[{"partner":"demo"}],"outside_hours":true}]}`, 200, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region == \"SP\"","strategy":"weighted","pool":[{"partner":"dealer-sp","weight":2}],"cap_per_day":{"dealer-sp":50},"sla":"30m","max_reroutes":2,"fallback":"national"},` +
+			`{"id":"national","condition":"true","strategy":"round_robin","pool":[{"partner":"dealer-rj"}],"outside_hours":true}]}`, 200, nil},
 		{"GET", "/v1/routing/rules", "", "", 200, nil},
 		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"true","strategy":"first","pool":[{"partner":"dealer-x"}]}]}`, 400, nil},
-		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region ==","strategy":"first","pool":[{"partner":"demo"}]}]}`, 400, nil},
+		{"PUT", "/v1/routing/rules", ctJSON, `{"rules":[{"id":"sp","condition":"lead.properties.region ==","strategy":"first","pool":[{"partner":"dealer-rj"}]}]}`, 400, nil},
 		{"PUT", "/v1/routing/rules", ctJSON, `{}`, 400, nil},
 		{"GET", "/v1/leads/nope", "", "", 404, nil},
 		{"GET", "/v1/leads/%20x", "", "", 400, nil},

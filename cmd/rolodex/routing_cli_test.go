@@ -75,12 +75,12 @@ rules:
   - id: sp
     condition: 'lead.properties.region == "SP"'
     strategy: weighted
-    pool: [{partner: demo, weight: 2}]
-    cap_per_day: {demo: 50}
+    pool: [{partner: dealer-sp, weight: 2}]
+    cap_per_day: {dealer-sp: 50}
     sla: 30m
     max_reroutes: 2
     fallback: national
-  - {id: national, condition: "true", strategy: round_robin, pool: [{partner: demo}]}
+  - {id: national, condition: "true", strategy: round_robin, pool: [{partner: dealer-rj}]}
 `)
 	if out, errOut, code = rolodex("routing", "apply", "-f", good); code != 0 || out != "routing rules: version 1 (2 rules)\n" {
 		t.Fatalf("routing apply: exit %d, stderr %q, stdout %q", code, errOut, out)
@@ -98,11 +98,11 @@ rules:
 	for _, tt := range []struct{ body, want string }{
 		{"rules:\n  - {id: sp, condition: 'true', strategy: first, pool: [{partner: dealer-x}]}\n",
 			`routing apply: rule 1 (sp): pool[0].partner: "dealer-x" is not a partner of this tenant with a delivery (400 invalid_rules)`},
-		{"rules:\n  - {id: sp, condition: 'lead.properties.region ==', strategy: first, pool: [{partner: demo}]}\n",
+		{"rules:\n  - {id: sp, condition: 'lead.properties.region ==', strategy: first, pool: [{partner: dealer-rj}]}\n",
 			"routing apply: rule 1 (sp): condition: refused at 1:26 (syntax): "},
-		{"rules:\n  - {id: a, condition: 'true', strategy: first, pool: [{partner: demo}], fallback: b}\n  - {id: b, condition: 'true', strategy: first, pool: [{partner: demo}], fallback: a}\n",
+		{"rules:\n  - {id: a, condition: 'true', strategy: first, pool: [{partner: dealer-rj}], fallback: b}\n  - {id: b, condition: 'true', strategy: first, pool: [{partner: dealer-rj}], fallback: a}\n",
 			"routing apply: rule 1 (a): fallback: a cycle of fallbacks: a -> b -> a (400 invalid_rules)"},
-		{"rules:\n  - {id: a, condition: 'true', strategy: first, pool: [{partner: demo}], slaa: 1h}\n", `unknown field "slaa" (400 bad_request)`},
+		{"rules:\n  - {id: a, condition: 'true', strategy: first, pool: [{partner: dealer-rj}], slaa: 1h}\n", `unknown field "slaa" (400 bad_request)`},
 		{"- id: a\n", "want rules: a list of {id, condition, strategy, pool, ...}"},
 		{"rule: []\n", "field rule not found"},
 		{"rules:\n", "rules: is missing or null (write rules: [] to remove every rule)"},

@@ -42,6 +42,16 @@ var notYetSampled = map[string]bool{
 	"rolodex_lifecycle_invalidated_addresses_total": true,
 	"rolodex_lifecycle_consent_revoked_total":       true,
 	"rolodex_lifecycle_replayed_total":              true,
+	// Fan-out: no event carries a topic until the ingest sets one
+	// (docs/fanout.md, "What remains"), so these have no child yet.
+	"rolodex_identity_fanout_records_total":     true,
+	"rolodex_fanout_events_total":               true,
+	"rolodex_fanout_skipped_total":              true,
+	"rolodex_fanout_invalid_records_total":      true,
+	"rolodex_fanout_directory_skipped_total":    true,
+	"rolodex_fanout_directory_changes_total":    true,
+	"rolodex_fanout_directory_broadcasts_total": true,
+	"rolodex_fanout_deliveries_total":           true,
 }
 
 // lagGroups are the consumer groups of dev mode with the config of
@@ -50,6 +60,7 @@ var notYetSampled = map[string]bool{
 var lagGroups = []string{
 	"rolodex-ingest-kafka", "rolodex-identity", "rolodex-tags", "rolodex-messages-router", "rolodex-recipients", "rolodex-lifecycle",
 	"rolodex-routing", "rolodex-routing-router", "rolodex-lead-delivery", "rolodex-webhook-dealer",
+	"rolodex-fanout", "rolodex-fanout-directory",
 }
 
 var metricName = regexp.MustCompile(`rolodex_[a-z0-9_]+`)

@@ -437,7 +437,7 @@ func fanoutComponent(dir string) component {
 				return nil, err
 			}
 			e.logger.Info("fanout processor started", "storage", storage)
-			return p.Run, nil
+			return newRecovery(e.prom).timed("fanout", p.Run, p.Processor), nil
 		}
 		first, err := build()
 		if err != nil {

@@ -208,6 +208,22 @@ type SubscriptionRecord struct {
 	Secret    string `json:"secret,omitempty"`
 	Version   int64  `json:"version"`
 	UpdatedAt string `json:"updated_at,omitempty"`
+	// Replay is the latest replay the partner asked for (POST
+	// /v1/subscriptions/{id}/replay); the replay step acts on a Replay
+	// whose ID it has not done yet.
+	Replay *SubscriptionReplay `json:"replay,omitempty"`
+}
+
+// SubscriptionReplay is a request to deliver a subscription's topic
+// events again from Since on.
+type SubscriptionReplay struct {
+	ID string `json:"id"`
+	// Since is the instant (RFC 3339, UTC, ms) from which the topic's
+	// events are delivered again.
+	Since       string `json:"since"`
+	RequestedAt string `json:"requested_at"`
+	// RequestedBy is the partner whose key asked.
+	RequestedBy string `json:"requested_by,omitempty"`
 }
 
 // FanoutConsent is one consent purpose of a profile's facts.

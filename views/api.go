@@ -78,6 +78,10 @@ type Config struct {
 	// Leads, when set, serves GET /v1/leads/{id} (routing.go) from the
 	// routing stage's table.
 	Leads Leads
+	// Topics and Subscriptions, when set (both or neither), serve
+	// /v1/topics and /v1/subscriptions (topics.go) from those stores.
+	Topics        *TopicStore
+	Subscriptions *SubscriptionStore
 }
 
 func (c *Config) setDefaults() {
@@ -108,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteTimeout < 0 || c.MaxBodyBytes < 0 || c.MaxBulk < 0 || c.ScanPerPage < 0 {
 		return errors.New("views: limits and timeouts must not be negative")
+	}
+	if (c.Topics == nil) != (c.Subscriptions == nil) {
+		return errors.New("views: the topic and subscription stores go together: set both or neither")
 	}
 	if err := c.Status.Validate(); err != nil {
 		return fmt.Errorf("views: %w", err)
@@ -145,7 +152,8 @@ type Mux interface {
 
 // Register mounts the routes on mux (the tag-rule API's when
 // Config.Rules is set, the message API's when Config.Messages is, the
-// routing rules' when Config.Routing is, the lead's when Config.Leads is). Every route the servers mount is in
+// routing rules' when Config.Routing is, the lead's when Config.Leads is, the topics' and subscriptions' when
+// Config.Topics is). Every route the servers mount is in
 // the API document, docs/openapi.yaml (cmd/rolodex's route test).
 func (a *API) Register(mux Mux) {
 	for _, r := range []struct {
@@ -172,6 +180,9 @@ func (a *API) Register(mux Mux) {
 	}
 	if a.cfg.Leads != nil {
 		mux.Handle("GET /v1/leads/{id}", withRequestID(a.getLead))
+	}
+	if a.cfg.Topics != nil {
+		a.registerFanout(mux)
 	}
 	if a.cfg.Rules == nil {
 		return

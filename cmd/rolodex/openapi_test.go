@@ -400,6 +400,45 @@ func TestDevAnswersMatchOpenAPI(t *testing.T) {
 		{"GET", "/v1/leads/nope", "", "", 404, nil},
 		{"GET", "/v1/leads/%20x", "", "", 400, nil},
 	})
+	// Partner fan-out: the stores answer 503 not_ready until they have
+	// read their topics once.
+	eventually(t, "the fan-out stores are ready", func() bool {
+		status, _ := do("GET", "/v1/topics", "", "")
+		return status != http.StatusServiceUnavailable
+	})
+	run([]call{
+		{"POST", "/v1/topics", ctJSON, `{"name":"car-chosen","description":"a customer chose a car","allowed":["demo"],"requires_consent":"partner_offers","include_profile":["traits.name","identifiers.email"]}`, 201, nil},
+		{"POST", "/v1/topics", ctJSON, `{"name":"car-chosen"}`, 409, nil},
+		{"POST", "/v1/topics", ctJSON, `{"name":"x","allowed":["nobody"]}`, 400, nil},
+		{"GET", "/v1/topics", "", "", 200, nil},
+		{"PUT", "/v1/topics/car-chosen/access", ctJSON, `{"allowed":["demo"]}`, 200, nil},
+		{"PUT", "/v1/topics/nope/access", ctJSON, `{"allowed":[]}`, 404, nil},
+		{"POST", "/v1/subscriptions", ctJSON, `{"topic":"car-chosen","kafka":true}`, 201, nil},
+		{"POST", "/v1/subscriptions", ctJSON, `{"topic":"car-chosen","kafka":true}`, 409, nil},
+		{"POST", "/v1/subscriptions", ctJSON, `{"topic":"car-chosen","webhook":{"url":"https://bank.example/hooks"}}`, 201, nil},
+		{"POST", "/v1/subscriptions", ctJSON, `{"topic":"nope","kafka":true}`, 404, nil},
+		{"POST", "/v1/subscriptions", ctJSON, `{"topic":"car-chosen"}`, 400, nil},
+		{"GET", "/v1/subscriptions", "", "", 200, nil},
+		{"GET", "/v1/subscriptions/sub_00000000000000000000000000000000", "", "", 404, nil},
+		{"GET", "/v1/subscriptions/x", "", "", 400, nil},
+	})
+	_, body := do("GET", "/v1/subscriptions", "", "")
+	var subs struct {
+		Subscriptions []struct{ ID string } `json:"subscriptions"`
+	}
+	if err := json.Unmarshal(body, &subs); err != nil || len(subs.Subscriptions) != 2 {
+		t.Fatalf("subscriptions: %s %v", body, err)
+	}
+	sub := subs.Subscriptions[0].ID
+	run([]call{
+		{"GET", "/v1/subscriptions/" + sub, "", "", 200, nil},
+		{"POST", "/v1/subscriptions/" + sub + "/replay", ctJSON, `{"since":"2026-01-01T00:00:00Z"}`, 202, nil},
+		{"POST", "/v1/subscriptions/" + sub + "/replay", ctJSON, `{"since":"soon"}`, 400, nil},
+		{"DELETE", "/v1/subscriptions/" + sub, "", "", 200, nil},
+		{"POST", "/v1/subscriptions/" + sub + "/replay", ctJSON, `{"since":"2026-01-01T00:00:00Z"}`, 409, nil},
+		{"DELETE", "/v1/topics/car-chosen", "", "", 200, nil},
+		{"DELETE", "/v1/topics/car-chosen", "", "", 404, nil},
+	})
 	// Without a key, or with a key without the scope.
 	req, _ := http.NewRequest("GET", api+"/v1/profiles/"+id, nil)
 	res, err := http.DefaultClient.Do(req)

@@ -576,9 +576,15 @@ func apiComponent(dir string) component {
 			return err
 		}
 		e.closers = append(e.closers, routingStore.Close)
+		// Partner fan-out: the topics and subscriptions (compacted, read
+		// whole by every API instance), created here too.
+		topicStore, subStore, err := fanoutStores(e)
+		if err != nil {
+			return err
+		}
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
 			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Messages: mv, Registerer: e.prom, Logger: e.logger,
-			Routing: routingStore, Leads: lv,
+			Routing: routingStore, Leads: lv, Topics: topicStore, Subscriptions: subStore,
 		})
 		if err != nil {
 			return err
@@ -590,8 +596,41 @@ func apiComponent(dir string) component {
 		e.g.Go(func() error { return store.Run(e.ctx) })
 		e.g.Go(func() error { return lv.Run(e.ctx) })
 		e.g.Go(func() error { return routingStore.Run(e.ctx) })
+		e.g.Go(func() error { return topicStore.Run(e.ctx) })
+		e.g.Go(func() error { return subStore.Run(e.ctx) })
 		return nil
 	}
+}
+
+// fanoutStores creates the fan-out store topics (rolodex.fanout.topics and
+// rolodex.fanout.subscriptions, compacted: a deletion is a record, so its
+// version survives) and builds the API's stores of them.
+func fanoutStores(e *env) (*views.TopicStore, *views.SubscriptionStore, error) {
+	compact := "compact"
+	n := e.cfg.Topics.Partitions
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	err := kafkaclient.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication,
+		kafkaclient.TopicSpec{Name: schemas.TopicFanoutTopics, Partitions: n, Configs: map[string]*string{"cleanup.policy": &compact}},
+		kafkaclient.TopicSpec{Name: schemas.TopicFanoutSubscriptions, Partitions: n, Configs: map[string]*string{"cleanup.policy": &compact}})
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create the fan-out store topics: %w", err)
+	}
+	tcfg := e.kafka
+	tcfg.ClientID = "rolodex-fanout-topics"
+	topics, err := views.NewTopicStore(views.RuleStoreConfig{Kafka: tcfg, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.closers = append(e.closers, topics.Close)
+	scfg := e.kafka
+	scfg.ClientID = "rolodex-fanout-subscriptions"
+	subs, err := views.NewSubscriptionStore(views.RuleStoreConfig{Kafka: scfg, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.closers = append(e.closers, subs.Close)
+	return topics, subs, nil
 }
 
 // stateDir returns dir, or a fresh temporary directory removed by the

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// The fan-out commands against dev mode (the real API and stores on the
+// embedded broker): topics create, access, list, delete; subscriptions
+// create (the secret printed once), list (no secret), replay, delete; a
+// refusal is the API's message naming the field.
+func TestFanoutCommands(t *testing.T) {
+	api := startDev(t)
+	_, rolodex := cliEnv(t, api)
+	var out, errOut string
+	var code int
+	eventually(t, "topics list answers", func() bool {
+		out, errOut, code = rolodex("topics", "list")
+		return code == 0
+	})
+	out, errOut, code = rolodex("topics", "create", "car-chosen", "--description", "a customer chose a car", "--allow", "demo",
+		"--requires-consent", "partner_offers", "--include", "traits.name,identifiers.email")
+	if code != 0 || !strings.Contains(out, `"owner": "demo"`) || !strings.Contains(out, `"version": 1`) || !strings.Contains(out, `"identifiers.email"`) {
+		t.Fatalf("topics create: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, errOut, code = rolodex("topics", "create", "x", "--allow", "nobody"); code != 1 || !strings.Contains(errOut, `allowed[0]: "nobody" is not a partner of this tenant (400 invalid_topic)`) {
+		t.Fatalf("topics create refused: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code = rolodex("topics", "access", "car-chosen"); code != 2 || !strings.Contains(errOut, "--allow is required") {
+		t.Fatalf("topics access without --allow: exit %d, stderr %q", code, errOut)
+	}
+	if out, errOut, code = rolodex("topics", "access", "car-chosen", "--allow", ""); code != 0 || !strings.Contains(out, `"allowed": []`) || !strings.Contains(out, `"version": 2`) {
+		t.Fatalf("topics access: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, errOut, code = rolodex("subscriptions", "create", "car-chosen", "--kafka"); code != 1 || !strings.Contains(errOut, "is not on the access list of topic car-chosen (its owner demo decides) (403 forbidden)") {
+		t.Fatalf("subscriptions create off the list: exit %d, stderr %q", code, errOut)
+	}
+	if _, _, code = rolodex("topics", "access", "car-chosen", "--allow", "demo"); code != 0 {
+		t.Fatal("topics access --allow demo")
+	}
+	out, errOut, code = rolodex("subscriptions", "create", "car-chosen", "--webhook", "https://bank.example/hooks")
+	var sub struct{ ID, Secret, Status string }
+	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") || sub.Status != "active" || !strings.Contains(errOut, "shown this once") {
+		t.Fatalf("subscriptions create: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, _, code = rolodex("subscriptions", "list"); code != 0 || !strings.Contains(out, sub.ID) || strings.Contains(out, "whsec_") {
+		t.Fatalf("subscriptions list: exit %d\n%s", code, out)
+	}
+	if out, errOut, code = rolodex("subscriptions", "replay", sub.ID, "--since", "2026-01-01T00:00:00Z"); code != 0 || !strings.Contains(out, `"since": "2026-01-01T00:00:00Z"`) {
+		t.Fatalf("subscriptions replay: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, _, code = rolodex("topics", "list"); code != 0 || !strings.Contains(out, `"name": "car-chosen"`) {
+		t.Fatalf("topics list: exit %d\n%s", code, out)
+	}
+	if out, errOut, code = rolodex("topics", "delete", "car-chosen"); code != 0 || !strings.Contains(out, `"subscriptions_ended": 1`) {
+		t.Fatalf("topics delete: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, _, code = rolodex("subscriptions", "delete", sub.ID); code != 0 || !strings.Contains(out, `"status": "deleted"`) || !strings.Contains(out, `"reason": "topic deleted"`) {
+		t.Fatalf("subscriptions delete: exit %d\n%s", code, out)
+	}
+	if out, _, _ = rolodex("subscriptions", "list"); strings.Contains(out, sub.ID) {
+		t.Fatalf("subscriptions list after delete:\n%s", out)
+	}
+}

@@ -203,21 +203,9 @@ func (b *Broadcast) Run(ctx context.Context) error {
 
 // produce writes recs until Kafka acknowledged them all, or ctx is done.
 func (b *Broadcast) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	for {
-		err := cl.ProduceSync(ctx, recs...).FirstErr()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	return kafkaclient.ProduceUntilAcked(ctx, cl, b.cfg.RetryBackoff, func(err error) {
 		b.cfg.Logger.Error("fanout directory: write, retrying", "records", len(recs), "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(b.cfg.RetryBackoff):
-		}
-	}
+	}, recs...)
 }
 
 func inputPartitions(ctx context.Context, cl *kgo.Client) (int32, error) {

@@ -297,21 +297,9 @@ func (d *LeadDelivery) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
 // The producer is idempotent; a record written again after a failed
 // attempt is a duplicate its consumers absorb (same ids).
 func (d *LeadDelivery) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	for {
-		err := cl.ProduceSync(ctx, recs...).FirstErr()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	return kafkaclient.ProduceUntilAcked(ctx, cl, d.cfg.RetryBackoff, func(err error) {
 		d.cfg.Logger.Error("lead delivery: write, retrying", "records", len(recs), "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d.cfg.RetryBackoff):
-		}
-	}
+	}, recs...)
 }
 
 // runDispatcher reads rolodex.routing.outcomes and writes each lead.routed

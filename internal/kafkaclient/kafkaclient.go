@@ -219,3 +219,28 @@ func topicsEverywhere(ctx context.Context, adm *kadm.Client, cl *kgo.Client, top
 	}
 	return nil
 }
+
+// ProduceUntilAcked writes recs until Kafka acknowledged them all, or ctx
+// is done (its error then). After a failed attempt it calls failed (to log)
+// and waits backoff. The producer is idempotent; a record written again
+// after a failed attempt is a duplicate its consumers must absorb. An error
+// that cannot pass by retrying (a record over the topic's
+// max.message.bytes) retries for ever: callers that can meet one check
+// for it first.
+func ProduceUntilAcked(ctx context.Context, cl *kgo.Client, backoff time.Duration, failed func(error), recs ...*kgo.Record) error {
+	for {
+		err := cl.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		failed(err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}

@@ -56,6 +56,32 @@ type env struct {
 	// first component that needs it (publisher): ingest and the API's
 	// status changes share it.
 	pub *intake.Publisher
+	// topics is the server's one fan-out topic store, built and run by
+	// the first component that needs it (fanoutTopics): ingest checks
+	// topic events with it, the API serves and writes it.
+	topics *views.TopicStore
+}
+
+// fanoutTopics returns the server's fan-out topic store, creating the
+// store topics (fanoutStoreTopics), building the store and running it on
+// first use.
+func (e *env) fanoutTopics() (*views.TopicStore, error) {
+	if e.topics != nil {
+		return e.topics, nil
+	}
+	if err := fanoutStoreTopics(e); err != nil {
+		return nil, err
+	}
+	tcfg := e.kafka
+	tcfg.ClientID = "rolodex-fanout-topics"
+	topics, err := views.NewTopicStore(views.RuleStoreConfig{Kafka: tcfg, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, topics.Close)
+	e.g.Go(func() error { return topics.Run(e.ctx) })
+	e.topics = topics
+	return topics, nil
 }
 
 // publisher returns the server's event publisher, building its producer
@@ -247,14 +273,22 @@ func ingestComponent(e *env) error {
 	}
 	metrics := intake.NewMetrics(e.prom)
 	validator := intake.NewValidator(e.norm)
-	httpSrv, err := httpin.New(httpConfig(e.cfg, e.logger), e.reg, validator, pub, metrics, e.prom)
+	// Topic events (POST /v1/topics/{name}/events, the rolodex-topic
+	// header) are checked against the fan-out topic store.
+	topics, err := e.fanoutTopics()
+	if err != nil {
+		return err
+	}
+	hcfg := httpConfig(e.cfg, e.logger)
+	hcfg.Topics = topics
+	httpSrv, err := httpin.New(hcfg, e.reg, validator, pub, metrics, e.prom)
 	if err != nil {
 		return err
 	}
 	httpSrv.Register(e.mux)
 	kcfg := e.kafka
 	kcfg.ClientID = "rolodex-ingest-kafka"
-	kin, err := kafkain.New(kafkain.Config{Kafka: kcfg, Logger: e.logger}, e.reg, validator, metrics)
+	kin, err := kafkain.New(kafkain.Config{Kafka: kcfg, Topics: topics, Logger: e.logger}, e.reg, validator, metrics)
 	if err != nil {
 		return err
 	}
@@ -596,16 +630,15 @@ func apiComponent(dir string) component {
 		e.g.Go(func() error { return store.Run(e.ctx) })
 		e.g.Go(func() error { return lv.Run(e.ctx) })
 		e.g.Go(func() error { return routingStore.Run(e.ctx) })
-		e.g.Go(func() error { return topicStore.Run(e.ctx) })
 		e.g.Go(func() error { return subStore.Run(e.ctx) })
 		return nil
 	}
 }
 
-// fanoutStores creates the fan-out store topics (rolodex.fanout.topics and
-// rolodex.fanout.subscriptions, compacted: a deletion is a record, so its
-// version survives) and builds the API's stores of them.
-func fanoutStores(e *env) (*views.TopicStore, *views.SubscriptionStore, error) {
+// fanoutStoreTopics creates the fan-out store topics
+// (rolodex.fanout.topics and rolodex.fanout.subscriptions, compacted: a
+// deletion is a record, so its version survives).
+func fanoutStoreTopics(e *env) error {
 	compact := "compact"
 	n := e.cfg.Topics.Partitions
 	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
@@ -614,15 +647,18 @@ func fanoutStores(e *env) (*views.TopicStore, *views.SubscriptionStore, error) {
 		kafkaclient.TopicSpec{Name: schemas.TopicFanoutSubscriptions, Partitions: n, Configs: map[string]*string{"cleanup.policy": &compact}})
 	cancel()
 	if err != nil {
-		return nil, nil, fmt.Errorf("create the fan-out store topics: %w", err)
+		return fmt.Errorf("create the fan-out store topics: %w", err)
 	}
-	tcfg := e.kafka
-	tcfg.ClientID = "rolodex-fanout-topics"
-	topics, err := views.NewTopicStore(views.RuleStoreConfig{Kafka: tcfg, Registerer: e.prom, Logger: e.logger})
+	return nil
+}
+
+// fanoutStores returns the API's fan-out stores: the server's topic store
+// (fanoutTopics, shared with ingest) and a subscription store.
+func fanoutStores(e *env) (*views.TopicStore, *views.SubscriptionStore, error) {
+	topics, err := e.fanoutTopics()
 	if err != nil {
 		return nil, nil, err
 	}
-	e.closers = append(e.closers, topics.Close)
 	scfg := e.kafka
 	scfg.ClientID = "rolodex-fanout-subscriptions"
 	subs, err := views.NewSubscriptionStore(views.RuleStoreConfig{Kafka: scfg, Registerer: e.prom, Logger: e.logger})

@@ -1,5 +1,6 @@
 // Package httpin is the HTTP ingest connector: POST /v1/events (single
-// events, batches, CloudEvents) and POST /v1/webhooks/{mapping} (CRM
+// events, batches, CloudEvents), POST /v1/topics/{name}/events (the same
+// body, into a partner fan-out topic) and POST /v1/webhooks/{mapping} (CRM
 // payloads mapped to events). A request is answered 202 only after Kafka
 // acknowledged every event it carries.
 package httpin
@@ -42,6 +43,10 @@ type Config struct {
 	SignatureTolerance time.Duration
 	// Mappings are the CRM webhook mappings by name.
 	Mappings map[string]*Mapping
+	// Topics are the partner fan-out topics, which POST
+	// /v1/topics/{name}/events checks (the topic exists in the partner's
+	// tenant and the partner owns it). Nil: that route answers 503.
+	Topics intake.Topics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -122,6 +127,7 @@ type Mux interface {
 // is in the API document, docs/openapi.yaml (cmd/rolodex's route test).
 func (s *Server) Register(mux Mux) {
 	mux.Handle("POST /v1/events", s.instrument("/v1/events", s.handleEvents))
+	mux.Handle("POST /v1/topics/{name}/events", s.instrument("/v1/topics/events", s.handleTopicEvents))
 	mux.Handle("POST /v1/webhooks/{mapping}", s.instrument("/v1/webhooks", s.handleWebhook))
 }
 
@@ -256,6 +262,40 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 	if !ok {
 		return
 	}
+	s.events(w, r, reqID, p, statusOK, mt, body, "")
+}
+
+// handleTopicEvents is POST /v1/topics/{name}/events: the body of
+// /v1/events, every event of it published into the partner fan-out topic
+// name (docs/fanout.md). The topic must exist in the partner's tenant (404)
+// and the partner must own it (403); nothing is written otherwise.
+func (s *Server) handleTopicEvents(w http.ResponseWriter, r *http.Request, reqID string) {
+	p, statusOK, mt, body, ok := s.admit(w, r, reqID, nil, ContentJSON, ContentCE, ContentCEBatch)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	rej, err := intake.CheckTopic(s.cfg.Topics, p, name)
+	switch {
+	case err != nil:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the topic cannot be checked yet ("+err.Error()+"); nothing was written, retry", reqID)
+		return
+	case rej != nil && rej.Reason == intake.ReasonNotTopicOwner:
+		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
+		writeError(w, http.StatusForbidden, CodeForbidden, rej.Message+"; nothing was written", reqID)
+		return
+	case rej != nil:
+		s.metrics.Rejected.WithLabelValues(p.Name, "http", rej.Reason).Inc()
+		writeError(w, http.StatusNotFound, CodeNotFound, rej.Message+"; nothing was written", reqID)
+		return
+	}
+	s.events(w, r, reqID, p, statusOK, mt, body, name)
+}
+
+// events decodes an admitted /v1/events body and accepts its events, each
+// with the fan-out topic topic ("": none).
+func (s *Server) events(w http.ResponseWriter, r *http.Request, reqID string, p *partners.Partner, statusOK bool, mt string, body []byte, topic string) {
 	var items []decoded
 	var err error
 	switch {
@@ -282,7 +322,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, reqID stri
 		writeError(w, status, code, err.Error(), reqID)
 		return
 	}
-	s.accept(w, r.Context(), p, statusOK, reqID, items, false)
+	s.accept(w, r.Context(), p, statusOK, reqID, items, false, topic)
 }
 
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID string) {
@@ -316,10 +356,10 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request, reqID str
 			writeError(w, status, code, err.Error(), reqID)
 			return
 		}
-		s.accept(w, r.Context(), p, statusOK, reqID, items, true)
+		s.accept(w, r.Context(), p, statusOK, reqID, items, true, "")
 		return
 	}
-	s.accept(w, r.Context(), p, statusOK, reqID, items, false)
+	s.accept(w, r.Context(), p, statusOK, reqID, items, false, "")
 }
 
 var errTooMany = errors.New("too many events")
@@ -430,7 +470,10 @@ type AcceptResponse struct {
 // profile: it needs a key with profiles:write (statusOK), as the status
 // API does, or the whole request is refused with 403 and nothing is
 // written.
-func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, statusOK bool, reqID string, items []decoded, partial bool) {
+//
+// topic, when set, is the partner fan-out topic every event goes into
+// (already checked).
+func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.Partner, statusOK bool, reqID string, items []decoded, partial bool, topic string) {
 	if !statusOK {
 		for _, it := range items {
 			if it.raw != nil && schemas.IsStatusEvent(it.raw.Type) {
@@ -457,6 +500,7 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 					s.metrics.Dropped.WithLabelValues(p.Name, d.Reason).Inc()
 					warnings = append(warnings, EventError{Index: i, ID: id, Reason: d.Reason, Message: "identifier dropped: " + d.Message})
 				}
+				ev.Topic = topic
 				events = append(events, ev)
 				continue
 			}

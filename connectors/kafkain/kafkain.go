@@ -1,6 +1,8 @@
 // Package kafkain is the Kafka-native ingest connector: it consumes every
 // partner's rolodex.ingest.<partner> topic (JSON, or Avro in Confluent
-// framing), validates and normalises each record into rolodex.events, sends
+// framing), validates and normalises each record into rolodex.events (a
+// record with the header rolodex-topic into that partner fan-out topic,
+// checked against the topic store), sends
 // bad records to rolodex.deadletter, and commits its offsets only after
 // Kafka acknowledged those writes.
 package kafkain
@@ -31,7 +33,14 @@ type Config struct {
 	// RetryBackoff is the wait between attempts to write a batch while Kafka
 	// does not acknowledge it. Default 1s.
 	RetryBackoff time.Duration
-	Logger       *slog.Logger
+	// Topics are the partner fan-out topics a record's rolodex-topic
+	// header names: the topic must exist in the partner's tenant and the
+	// partner must own it, else the record is a dead letter
+	// (unknown_topic, not_topic_owner). While the store cannot answer
+	// (loading), the batch waits. Nil: every record with the header is a
+	// dead letter (unknown_topic: this connector cannot check topics).
+	Topics intake.Topics
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +116,16 @@ func (c *Connector) Run(ctx context.Context) error {
 			continue
 		}
 		out, counts, err := c.convert(recs)
+		for errors.Is(err, errTopicsUnknown) {
+			// The topic store is loading: wait, decide the batch again.
+			c.cfg.Logger.Warn("kafkain: topic store not ready, waiting", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(c.cfg.RetryBackoff):
+			}
+			out, counts, err = c.convert(recs)
+		}
 		if err != nil {
 			return err
 		}
@@ -172,7 +191,10 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 		if !ok {
 			rej = &intake.Rejection{Reason: intake.ReasonUnknownPartner, Message: fmt.Sprintf("topic %s belongs to no configured partner", r.Topic)}
 		} else {
-			ev, rej = c.decodeValidate(p, r, n)
+			var err error
+			if ev, rej, err = c.decodeValidate(p, r, n); err != nil {
+				return nil, nil, err
+			}
 		}
 		var (
 			kr  *kgo.Record
@@ -204,7 +226,53 @@ func (c *Connector) convert(recs []*kgo.Record) ([]*kgo.Record, *counts, error) 
 	return out, n, nil
 }
 
-func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts) (*schemas.Event, *intake.Rejection) {
+// errTopicsUnknown: the topic store cannot answer yet; the batch waits.
+var errTopicsUnknown = errors.New("kafkain: the topic store cannot answer yet")
+
+// topicOf returns the record's rolodex-topic header (the first), and
+// whether it has one.
+func topicOf(r *kgo.Record) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == intake.HeaderTopic {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// checkTopic checks the record's rolodex-topic header, if any: the topic
+// it names, or the rejection; err when the store cannot answer yet.
+func (c *Connector) checkTopic(p *partners.Partner, r *kgo.Record) (topic string, rej *intake.Rejection, err error) {
+	name, ok := topicOf(r)
+	if !ok {
+		return "", nil, nil
+	}
+	if c.cfg.Topics == nil {
+		return "", &intake.Rejection{Reason: intake.ReasonUnknownTopic, Message: fmt.Sprintf("header %s: %q cannot be checked: this ingest reads no topic store", intake.HeaderTopic, name)}, nil
+	}
+	rej, err = intake.CheckTopic(c.cfg.Topics, p, name)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", errTopicsUnknown, err)
+	}
+	if rej != nil {
+		rej.Message = "header " + intake.HeaderTopic + ": " + rej.Message
+	}
+	return name, rej, nil
+}
+
+func (c *Connector) decodeValidate(p *partners.Partner, r *kgo.Record, n *counts) (*schemas.Event, *intake.Rejection, error) {
+	topic, rej, err := c.checkTopic(p, r)
+	if err != nil || rej != nil {
+		return nil, rej, err
+	}
+	ev, rej := c.decodeValidateEvent(p, r, n)
+	if ev != nil {
+		ev.Topic = topic
+	}
+	return ev, rej, nil
+}
+
+func (c *Connector) decodeValidateEvent(p *partners.Partner, r *kgo.Record, n *counts) (*schemas.Event, *intake.Rejection) {
 	var raw *schemas.RawEvent
 	v := r.Value
 	switch {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,5 +272,123 @@ func TestInvalidUTF8(t *testing.T) {
 	}
 	if seen != len(want) {
 		t.Fatalf("read %d dead letters, want %d", seen, len(want))
+	}
+}
+
+// memTopics is an in-memory intake.Topics; loading makes it answer an
+// error until cleared.
+type memTopics struct {
+	mu      sync.Mutex
+	recs    map[string]schemas.TopicRecord
+	loading bool
+}
+
+func (m *memTopics) Get(tenant, name string) (schemas.TopicRecord, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.loading {
+		return schemas.TopicRecord{}, false, errors.New("still loading")
+	}
+	r, ok := m.recs[schemas.TopicKey(tenant, name)]
+	return r, ok, nil
+}
+
+// The rolodex-topic header sets the event's topic when the partner owns
+// it in its tenant; an unknown, deleted or other tenant's topic is a dead
+// letter unknown_topic, another partner's not_topic_owner; while the store
+// is loading the batch waits (nothing dead-lettered for want of an
+// answer).
+func TestTopicHeader(t *testing.T) {
+	tc := newTestCluster(t)
+	topics := &memTopics{loading: true, recs: map[string]schemas.TopicRecord{
+		schemas.TopicKey("t1", "car-chosen"): {Topic: schemas.Topic{Tenant: "t1", Name: "car-chosen", Owner: "demo"}, Version: 1},
+		schemas.TopicKey("t1", "theirs"):     {Topic: schemas.Topic{Tenant: "t1", Name: "theirs", Owner: "other"}, Version: 1},
+		schemas.TopicKey("t1", "gone"):       {Topic: schemas.Topic{Tenant: "t1", Name: "gone", Owner: "demo"}, Version: 2, Deleted: true},
+		schemas.TopicKey("t2", "elsewhere"):  {Topic: schemas.Topic{Tenant: "t2", Name: "elsewhere", Owner: "demo"}, Version: 1},
+	}}
+	in := schemas.IngestTopic("demo")
+	rec := func(id, topic string, header bool) *kgo.Record {
+		r := &kgo.Record{Topic: in, Value: []byte(fmt.Sprintf(`{"id":%q,"type":"car.chosen","identifiers":{"user_id":"u-%s"}}`, id, id))}
+		if header {
+			r.Headers = []kgo.RecordHeader{{Key: intake.HeaderTopic, Value: []byte(topic)}}
+		}
+		return r
+	}
+	recs := []*kgo.Record{
+		rec("ok", "car-chosen", true), rec("plain", "", false), rec("theirs", "theirs", true), rec("gone", "gone", true),
+		rec("elsewhere", "elsewhere", true), rec("nope", "nope", true), rec("empty", "", true),
+	}
+	if err := tc.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := New(Config{Kafka: kafkaclient.Config{Brokers: tc.brokers}, Topics: topics, RetryBackoff: 50 * time.Millisecond},
+		tc.reg, intake.NewValidator(tc.norm), intake.NewMetrics(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- conn.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		conn.Close()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if n, d := count(t, tc.adm, schemas.TopicEvents), count(t, tc.adm, schemas.TopicDeadLetter); n != 0 || d != 0 {
+		t.Fatalf("while the store loads: %d events, %d dead letters written, want none", n, d)
+	}
+	topics.mu.Lock()
+	topics.loading = false
+	topics.mu.Unlock()
+	waitFor(t, "2 events and 5 dead letters", func() bool {
+		return count(t, tc.adm, schemas.TopicEvents) == 2 && count(t, tc.adm, schemas.TopicDeadLetter) == 5
+	})
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(tc.brokers...), kgo.ConsumeTopics(schemas.TopicEvents, schemas.TopicDeadLetter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	evs := map[string]*schemas.Event{}
+	reasons := map[string]string{}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	for len(evs)+len(reasons) < 7 && rctx.Err() == nil {
+		rd.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			if r.Topic == schemas.TopicEvents {
+				ev, err := schemas.DecodeEvent(r.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs[ev.ID] = ev
+				return
+			}
+			dl, err := schemas.DecodeDeadLetter(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raw struct{ ID string }
+			_ = json.Unmarshal(dl.Payload, &raw)
+			reasons[raw.ID] = dl.Reason
+			if !strings.Contains(dl.Message, intake.HeaderTopic) {
+				t.Errorf("dead letter %s: message %q does not name the header", raw.ID, dl.Message)
+			}
+		})
+	}
+	if ev := evs["ok"]; ev == nil || ev.Topic != "car-chosen" {
+		t.Errorf("event ok = %+v, want topic car-chosen", ev)
+	}
+	if ev := evs["plain"]; ev == nil || ev.Topic != "" {
+		t.Errorf("event plain = %+v, want no topic", ev)
+	}
+	want := map[string]string{"theirs": intake.ReasonNotTopicOwner, "gone": intake.ReasonUnknownTopic, "elsewhere": intake.ReasonUnknownTopic,
+		"nope": intake.ReasonUnknownTopic, "empty": intake.ReasonUnknownTopic}
+	for id, reason := range want {
+		if reasons[id] != reason {
+			t.Errorf("record %s: dead letter reason %q, want %q", id, reasons[id], reason)
+		}
 	}
 }

@@ -47,6 +47,30 @@ type Loop struct {
 // (and once before Run, for the first assignment).
 func (l *Loop) Rebalanced() { l.visit.Store(true) }
 
+// RunWith runs the group's processor (run, goka's Processor.Run) and the
+// loop until ctx is done or the processor fails. At the end the loop stops
+// first, letting a visit in progress finish, and only then the processor:
+// goka's VisitAll (v1.1.14, VisitAllWithStats), when its context ends or
+// the processor stops while visits are in flight, returns and reads its
+// visit counter while those visits still add to it, a data race the race
+// detector reports. Visits are short (they walk the local copy of the
+// table), so the stop waits little.
+func (l *Loop) RunWith(ctx context.Context, run func(context.Context) error) error {
+	procCtx, stopProc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProc()
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	procErr := make(chan error, 1)
+	go func() {
+		err := run(procCtx)
+		stopLoop() // a processor that failed or stopped stops the loop
+		procErr <- err
+	}()
+	_ = l.Run(loopCtx)
+	stopProc()
+	return <-procErr
+}
+
 // Run runs the loop until ctx is done.
 func (l *Loop) Run(ctx context.Context) error {
 	if err := l.Proc.WaitForReadyContext(ctx); err != nil {
@@ -94,7 +118,9 @@ func (l *Loop) visitor(ctx context.Context, visit <-chan struct{}) {
 		if err := l.Proc.WaitForReadyContext(ctx); err != nil {
 			return // stopping
 		}
-		if err := l.Proc.VisitAll(ctx, l.Visit, nil); err != nil {
+		// Not cancelled by ctx: RunWith stops the processor only after
+		// this visit finished (see there).
+		if err := l.Proc.VisitAll(context.WithoutCancel(ctx), l.Visit, nil); err != nil {
 			if ctx.Err() != nil {
 				return
 			}

@@ -10,10 +10,12 @@ package views
 // its partner's.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -203,11 +205,23 @@ func topicName(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 type postTopicRequest struct {
-	Name            string    `json:"name"`
-	Description     string    `json:"description"`
-	Allowed         *[]string `json:"allowed"`
-	RequiresConsent string    `json:"requires_consent"`
-	IncludeProfile  []string  `json:"include_profile"`
+	Name            string     `json:"name"`
+	Description     string     `json:"description"`
+	Allowed         stringList `json:"allowed"`
+	RequiresConsent string     `json:"requires_consent"`
+	IncludeProfile  stringList `json:"include_profile"`
+}
+
+// stringList is a JSON array of strings that refuses null: the API
+// document says array, and null is not an empty list (absent is). Found by
+// the contract tier: "allowed": null was accepted.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return errors.New("a list of strings was null: send [] or leave the field out")
+	}
+	return json.Unmarshal(b, (*[]string)(l))
 }
 
 // postTopic is POST /v1/topics: a topic of the caller's tenant, owned by
@@ -224,7 +238,7 @@ func (a *API) postTopic(w http.ResponseWriter, r *http.Request) {
 	t := schemas.Topic{Tenant: p.Tenant, Name: req.Name, Owner: p.Name, Description: req.Description,
 		Allowed: []string{}, RequiresConsent: req.RequiresConsent, IncludeProfile: req.IncludeProfile}
 	if req.Allowed != nil {
-		t.Allowed = *req.Allowed
+		t.Allowed = req.Allowed
 	}
 	if err := a.validTopic(&t); err != nil {
 		a.answerFanoutError(w, err)

@@ -299,6 +299,10 @@ func TestTopicRefusals(t *testing.T) {
 		{`{"name":"a","include_profile":["tags","tags"]}`, "invalid_topic", `include_profile: "tags" is listed twice`},
 		{`{"name":"a","description":"` + strings.Repeat("x", 1001) + `"}`, "invalid_topic", `description: 1001 bytes; at most 1000`},
 		{`{"name":"a","owner":"bank"}`, "bad_request", `the body is not the JSON this endpoint takes: json: unknown field "owner"`},
+		// The contract tier found "allowed": null accepted (201) where the
+		// document says array.
+		{`{"name":"a","allowed":null}`, "bad_request", `the body is not the JSON this endpoint takes: a list of strings was null: send [] or leave the field out`},
+		{`{"name":"a","include_profile":null}`, "bad_request", `the body is not the JSON this endpoint takes: a list of strings was null: send [] or leave the field out`},
 	} {
 		a := call(t, e.srv, "POST", "/v1/topics", dealerKey, tt.body)
 		want(t, a, 400, tt.code)

@@ -326,10 +326,12 @@ func TestLeadDeliveryOnKafka(t *testing.T) {
 	if len(pg) != 4 {
 		t.Fatalf("dealer-paced got %d", len(pg))
 	}
-	for i := 1; i < len(pg); i++ {
-		if gap := pg[i].at.Sub(pg[i-1].at); gap < 180*time.Millisecond {
-			t.Fatalf("dealer-paced: requests %d and %d %s apart; per_minute 5 of a 1s unit is 200ms", i-1, i, gap)
-		}
+	// Paced: 4 requests at 200ms intervals span at least 600ms from the
+	// sender. Measured at the receiver, one request may arrive late (a
+	// loaded machine), shortening one gap: the span allows 120ms of that.
+	// Unpaced, the four would come within milliseconds.
+	if span := pg[3].at.Sub(pg[0].at); span < 480*time.Millisecond {
+		t.Fatalf("dealer-paced: 4 requests within %s; per_minute 5 of a 1s unit is one per 200ms", span)
 	}
 	// Leads of different ids may come in any order (rolodex.routing.outcomes
 	// is keyed by lead id); each exactly once.

@@ -442,9 +442,8 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 func (t *Processor) Run(ctx context.Context) error {
 	defer t.emitter.Finish()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return t.Routing.Run(gctx) })
+	g.Go(func() error { return t.loop.RunWith(gctx, t.Routing.Run) })
 	g.Go(func() error { return t.Router.Run(gctx) })
-	g.Go(func() error { return t.loop.Run(gctx) })
 	return g.Wait()
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -289,10 +288,7 @@ func (t *Processor) runStage(ctx context.Context) error {
 	if err := t.reloadRules(); err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return t.Processor.Run(gctx) })
-	g.Go(func() error { return t.loop.Run(gctx) })
-	return g.Wait()
+	return t.loop.RunWith(ctx, t.Processor.Run)
 }
 
 func (t *Processor) waitRules(ctx context.Context) error {

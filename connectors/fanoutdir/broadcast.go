@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
@@ -209,13 +208,9 @@ func (b *Broadcast) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Rec
 }
 
 func inputPartitions(ctx context.Context, cl *kgo.Client) (int32, error) {
-	td, err := kadm.NewClient(cl).ListTopics(ctx, schemas.TopicFanoutInput)
+	n, err := kafkaclient.Partitions(ctx, cl, schemas.TopicFanoutInput)
 	if err != nil {
-		return 0, fmt.Errorf("fanout directory: describe %s: %w", schemas.TopicFanoutInput, err)
+		return 0, fmt.Errorf("fanout directory: %w", err)
 	}
-	t, ok := td[schemas.TopicFanoutInput]
-	if !ok || t.Err != nil || len(t.Partitions) == 0 {
-		return 0, fmt.Errorf("fanout directory: describe %s: %v", schemas.TopicFanoutInput, t.Err)
-	}
-	return int32(len(t.Partitions)), nil
+	return n, nil
 }

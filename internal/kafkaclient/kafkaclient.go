@@ -244,3 +244,28 @@ func ProduceUntilAcked(ctx context.Context, cl *kgo.Client, backoff time.Duratio
 		}
 	}
 }
+
+// Partitions returns the partition count of topic, which must exist.
+func Partitions(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe %s: %w", topic, err)
+	}
+	t, ok := td[topic]
+	if !ok || t.Err != nil || len(t.Partitions) == 0 {
+		return 0, fmt.Errorf("describe %s: %v", topic, t.Err)
+	}
+	return int32(len(t.Partitions)), nil
+}
+
+// EnsureTopicsLike creates the topics specs returns for the partition
+// count of base, which must exist (goka requires a group's inputs and
+// table to be co-partitioned), and returns that count. Topics that exist
+// are left as they are.
+func EnsureTopicsLike(ctx context.Context, cl *kgo.Client, replication int16, base string, specs func(partitions int32) []TopicSpec) (int32, error) {
+	n, err := Partitions(ctx, cl, base)
+	if err != nil {
+		return 0, err
+	}
+	return n, EnsureTopics(ctx, cl, replication, specs(n)...)
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
@@ -346,36 +345,20 @@ func (t *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fanout: %w", err)
 	}
-	n, err := partitions(ctx, cl, schemas.TopicFanoutInput)
+	n, err := kafkaclient.Partitions(ctx, cl, schemas.TopicFanoutInput)
 	cl.Close()
 	if err != nil {
-		return err
+		return fmt.Errorf("fanout: %w", err)
 	}
 	t.p.partitions = n
 	return t.Processor.Run(ctx)
-}
-
-func partitions(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
-	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("fanout: describe %s: %w", topic, err)
-	}
-	t, ok := td[topic]
-	if !ok || t.Err != nil || len(t.Partitions) == 0 {
-		return 0, fmt.Errorf("fanout: describe %s: %v", topic, t.Err)
-	}
-	return int32(len(t.Partitions)), nil
 }
 
 // EnsureTopics creates fan-out's topics with the partition count of
 // rolodex.events, which must exist (the identity group writes
 // rolodex.fanout.input with that count too).
 func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) error {
-	n, err := partitions(ctx, admin, schemas.TopicEvents)
-	if err != nil {
-		return err
-	}
-	if err := kafkaclient.EnsureTopics(ctx, admin, replication, Topics(n)...); err != nil {
+	if _, err := kafkaclient.EnsureTopicsLike(ctx, admin, replication, schemas.TopicEvents, Topics); err != nil {
 		return fmt.Errorf("fanout: %w", err)
 	}
 	return nil

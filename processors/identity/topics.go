@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/lovoo/goka"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
@@ -18,16 +17,8 @@ import (
 // group's input, table and loopback to be co-partitioned. It returns that
 // partition count. Topics that exist are left as they are.
 func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) (int32, error) {
-	td, err := kadm.NewClient(admin).ListTopics(ctx, schemas.TopicEvents)
+	parts, err := kafkaclient.EnsureTopicsLike(ctx, admin, replication, schemas.TopicEvents, Topics)
 	if err != nil {
-		return 0, fmt.Errorf("identity: describe %s: %w", schemas.TopicEvents, err)
-	}
-	t, ok := td[schemas.TopicEvents]
-	if !ok || t.Err != nil {
-		return 0, fmt.Errorf("identity: describe %s: %v", schemas.TopicEvents, t.Err)
-	}
-	parts := int32(len(t.Partitions))
-	if err := kafkaclient.EnsureTopics(ctx, admin, replication, Topics(parts)...); err != nil {
 		return 0, fmt.Errorf("identity: %w", err)
 	}
 	return parts, nil

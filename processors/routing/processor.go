@@ -11,7 +11,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -451,15 +450,7 @@ func (t *Processor) Run(ctx context.Context) error {
 // rolodex.events, which must exist: goka requires the group's three inputs
 // and its table to be co-partitioned.
 func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) error {
-	td, err := kadm.NewClient(admin).ListTopics(ctx, schemas.TopicEvents)
-	if err != nil {
-		return fmt.Errorf("routing: describe %s: %w", schemas.TopicEvents, err)
-	}
-	t, ok := td[schemas.TopicEvents]
-	if !ok || t.Err != nil {
-		return fmt.Errorf("routing: describe %s: %v", schemas.TopicEvents, t.Err)
-	}
-	if err := kafkaclient.EnsureTopics(ctx, admin, replication, Topics(int32(len(t.Partitions)))...); err != nil {
+	if _, err := kafkaclient.EnsureTopicsLike(ctx, admin, replication, schemas.TopicEvents, Topics); err != nil {
 		return fmt.Errorf("routing: %w", err)
 	}
 	return nil

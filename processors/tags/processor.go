@@ -13,7 +13,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
@@ -485,15 +484,7 @@ func (p *processor) commitInOrder(ctx goka.Context) {
 // count of rolodex.profiles (goka requires the table to be co-partitioned
 // with the input), which must exist (identity.EnsureTopics creates it).
 func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) error {
-	td, err := kadm.NewClient(admin).ListTopics(ctx, schemas.TopicProfiles)
-	if err != nil {
-		return fmt.Errorf("tags: describe %s: %w", schemas.TopicProfiles, err)
-	}
-	t, ok := td[schemas.TopicProfiles]
-	if !ok || t.Err != nil {
-		return fmt.Errorf("tags: describe %s: %v", schemas.TopicProfiles, t.Err)
-	}
-	if err := kafkaclient.EnsureTopics(ctx, admin, replication, Topics(int32(len(t.Partitions)))...); err != nil {
+	if _, err := kafkaclient.EnsureTopicsLike(ctx, admin, replication, schemas.TopicProfiles, Topics); err != nil {
 		return fmt.Errorf("tags: %w", err)
 	}
 	return nil

@@ -5,13 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,82 +15,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/childtest"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
 // Child processes run the fan-out group until they are killed.
-const (
-	envChildBrokers = "ROLODEX_TEST_FANOUT_BROKERS"
-	envChildStorage = "ROLODEX_TEST_FANOUT_STORAGE"
-)
+const envChild = "ROLODEX_TEST_FANOUT"
 
 func TestMain(m *testing.M) {
-	if brokers := os.Getenv(envChildBrokers); brokers != "" {
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer cancel()
-		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage)})
-		if err == nil {
-			err = p.Run(ctx)
+	childtest.Main(m, envChild, func(ctx context.Context, brokers []string, dir string) error {
+		p, err := New(Config{Brokers: brokers, StorageDir: dir})
+		if err != nil {
+			return err
 		}
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-type child struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-}
-
-func startChild(t *testing.T, brokers []string, dir string, n int) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
-	c := &child{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
-	f, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
-	return c
-}
-
-func (c *child) logs() string {
-	b, _ := os.ReadFile(c.log)
-	return string(b)
-}
-
-// waitJoined waits for the group's "setup generation" (goka's log): a
-// member of a kfake group killed between its JoinGroup and the answer
-// leaves a ghost member (see processors/identity, kfakeSchedule).
-func (c *child) waitJoined(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(c.logs(), "\n") {
-			if strings.Contains(line, "setup generation") && strings.Contains(line, "[Processor "+schemas.GroupFanout+"]") {
-				return
-			}
-		}
-		select {
-		case <-c.exited:
-			t.Fatalf("child exited:\n%s", c.logs())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("child did not join within 2 minutes:\n%s", c.logs())
+		return p.Run(ctx)
+	})
 }
 
 type kafkaEnv struct {
@@ -248,8 +185,8 @@ func TestFanoutOnKafkaUnderKills(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "fanout")
-	ch := startChild(t, k.brokers, dir, 0)
-	ch.waitJoined(t)
+	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
+	ch.WaitJoined(t, schemas.GroupFanout)
 	produced := 0
 	produce := func(upto int) {
 		var recs []*kgo.Record
@@ -272,15 +209,15 @@ func TestFanoutOnKafkaUnderKills(t *testing.T) {
 				break
 			}
 			if time.Now().After(wait) {
-				t.Fatalf("fewer than %d records within a minute:\n%s", target, ch.logs())
+				t.Fatalf("fewer than %d records within a minute:\n%s", target, ch.Logs())
 			}
 		}
-		_ = ch.cmd.Process.Kill()
-		<-ch.exited
+		_ = ch.Cmd.Process.Kill()
+		<-ch.Exited
 		before, _ := k.delivered()
 		t.Logf("killed after %d of %d messages, %d records delivered", produced, len(seq), before)
-		ch = startChild(t, k.brokers, dir, i)
-		ch.waitJoined(t)
+		ch = childtest.Start(t, envChild, k.brokers, dir, i)
+		ch.WaitJoined(t, schemas.GroupFanout)
 	}
 	produce(len(seq))
 
@@ -317,7 +254,7 @@ func TestFanoutOnKafkaUnderKills(t *testing.T) {
 		if len(extra)+len(differ) > 0 || time.Now().After(deadline) {
 			sort.Strings(missing)
 			sort.Strings(extra)
-			t.Fatalf("%d webhook ids, want %d; missing %v\nextra %v\ndiffering %v\nlog:\n%s", len(got), len(want), missing, extra, differ, ch.logs())
+			t.Fatalf("%d webhook ids, want %d; missing %v\nextra %v\ndiffering %v\nlog:\n%s", len(got), len(want), missing, extra, differ, ch.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,86 +19,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/childtest"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
 // Child processes run the three groups until they are killed.
-const (
-	envChildBrokers = "ROLODEX_TEST_LIFECYCLE_BROKERS"
-	envChildStorage = "ROLODEX_TEST_LIFECYCLE_STORAGE"
-)
+const envChild = "ROLODEX_TEST_LIFECYCLE"
 
 func TestMain(m *testing.M) {
-	if brokers := os.Getenv(envChildBrokers); brokers != "" {
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer cancel()
-		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage)})
-		if err == nil {
-			err = p.Run(ctx)
+	childtest.Main(m, envChild, func(ctx context.Context, brokers []string, dir string) error {
+		p, err := New(Config{Brokers: brokers, StorageDir: dir})
+		if err != nil {
+			return err
 		}
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-type child struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-}
-
-func startChild(t *testing.T, brokers []string, dir string, n int) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
-	c := &child{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
-	f, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
-	return c
-}
-
-// waitJoined waits for each of the three groups' "setup generation":
-// killing a member of a kfake group between its JoinGroup and the answer
-// leaves a ghost member (see processors/identity, kfakeSchedule).
-func (c *child) waitJoined(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(c.log)
-		joined := 0
-		for _, g := range []string{schemas.GroupMessagesRouter, schemas.GroupRecipients, schemas.GroupLifecycle} {
-			for _, line := range strings.Split(string(b), "\n") {
-				if strings.Contains(line, "Processor "+g) && strings.Contains(line, "setup generation") {
-					joined++
-					break
-				}
-			}
-		}
-		if joined == 3 {
-			return
-		}
-		select {
-		case <-c.exited:
-			t.Fatalf("child exited:\n%s", b)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	b, _ := os.ReadFile(c.log)
-	t.Fatalf("child did not join within 2 minutes:\n%s", b)
+		return p.Run(ctx)
+	})
 }
 
 // readAll reads every record of topic.
@@ -334,17 +268,17 @@ func TestLifecycleOnKafkaUnderKills(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "lifecycle")
-	ch := startChild(t, brokers, dir, 0)
-	ch.waitJoined(t)
+	ch := childtest.Start(t, envChild, brokers, dir, 0)
+	ch.WaitJoined(t, schemas.GroupMessagesRouter, schemas.GroupRecipients, schemas.GroupLifecycle)
 	chunk := len(stream) / (kills + 1)
 	for i := 1; i <= kills; i++ {
 		produce(chunk)
 		time.Sleep(time.Duration(r.Intn(300)) * time.Millisecond)
-		_ = ch.cmd.Process.Kill()
-		<-ch.exited
+		_ = ch.Cmd.Process.Kill()
+		<-ch.Exited
 		t.Logf("killed after %d of %d events", produced, len(stream))
-		ch = startChild(t, brokers, dir, i)
-		ch.waitJoined(t)
+		ch = childtest.Start(t, envChild, brokers, dir, i)
+		ch.WaitJoined(t, schemas.GroupMessagesRouter, schemas.GroupRecipients, schemas.GroupLifecycle)
 	}
 	produce(len(stream))
 
@@ -372,7 +306,7 @@ func TestLifecycleOnKafkaUnderKills(t *testing.T) {
 	}
 	if inv == nil || inv.Type != schemas.EventIdentifierInvalidated || schemas.StringProperty(inv, "reason") != schemas.ReasonHardBounce ||
 		schemas.StringProperty(inv, "value") != "ana@example.com" || inv.Time.UnixMilli() != 5001 {
-		b, _ := os.ReadFile(ch.log)
+		b, _ := os.ReadFile(ch.Log)
 		t.Fatalf("identifier.invalidated of the hard bounce: %+v\nlog:\n%s", inv, b)
 	}
 	produceEvent(chainEvents[2])
@@ -395,7 +329,7 @@ func TestLifecycleOnKafkaUnderKills(t *testing.T) {
 		if diff := diffMessages(want, got); diff == "" {
 			break
 		} else if time.Now().After(deadline) {
-			b, _ := os.ReadFile(ch.log)
+			b, _ := os.ReadFile(ch.Log)
 			t.Fatalf("the lifecycle table differs from the reference: %s\nlog:\n%s", diff, b)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -5,26 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/childtest"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
 // Child processes run lead routing until they are killed.
-const (
-	envChildBrokers = "ROLODEX_TEST_ROUTING_BROKERS"
-	envChildStorage = "ROLODEX_TEST_ROUTING_STORAGE"
-)
+const envChild = "ROLODEX_TEST_ROUTING"
 
 // killPartners are the partners of the kill test (the child's config).
 var killPartners = []schemas.PartnerRouting{
@@ -36,79 +29,13 @@ var killPartners = []schemas.PartnerRouting{
 }
 
 func TestMain(m *testing.M) {
-	if brokers := os.Getenv(envChildBrokers); brokers != "" {
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer cancel()
-		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage), Partners: killPartners})
-		if err == nil {
-			err = p.Run(ctx)
+	childtest.Main(m, envChild, func(ctx context.Context, brokers []string, dir string) error {
+		p, err := New(Config{Brokers: brokers, StorageDir: dir, Partners: killPartners})
+		if err != nil {
+			return err
 		}
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-type child struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-}
-
-func startChild(t *testing.T, brokers []string, dir string, n int) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
-	c := &child{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
-	f, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
-	return c
-}
-
-func (c *child) logs() string {
-	b, _ := os.ReadFile(c.log)
-	return string(b)
-}
-
-// waitJoined waits for both groups' "setup generation": killing a member
-// of a kfake group between its JoinGroup and the answer leaves a ghost
-// member (see processors/identity, kfakeSchedule).
-func (c *child) waitJoined(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		joined := map[string]bool{}
-		for _, line := range strings.Split(c.logs(), "\n") {
-			if !strings.Contains(line, "setup generation") {
-				continue
-			}
-			for _, g := range []string{schemas.GroupRouting, schemas.GroupRoutingRouter} {
-				if strings.Contains(line, "[Processor "+g+"]") { // goka's log prefix
-					joined[g] = true
-				}
-			}
-		}
-		if len(joined) == 2 {
-			return
-		}
-		select {
-		case <-c.exited:
-			t.Fatalf("child exited:\n%s", c.logs())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("child did not join within 2 minutes:\n%s", c.logs())
+		return p.Run(ctx)
+	})
 }
 
 // killRules is a tenant's rule list: version 1, or version 2 with other
@@ -249,8 +176,8 @@ func TestRoutingOnKafkaUnderKills(t *testing.T) {
 		k.produceJSON(schemas.TopicRoutingRules, tn, killRules(tn, 1), time.UnixMilli(0))
 	}
 	dir := filepath.Join(t.TempDir(), "routing")
-	ch := startChild(t, k.brokers, dir, 0)
-	ch.waitJoined(t)
+	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
+	ch.WaitJoined(t, schemas.GroupRouting, schemas.GroupRoutingRouter)
 	// Rules and inputs are two topics: the references apply the rules
 	// first, so the stage must have them before the first input.
 	k.waitTable("rules v1 in force", version(1))
@@ -280,11 +207,11 @@ func TestRoutingOnKafkaUnderKills(t *testing.T) {
 	for i := 1; i <= kills; i++ {
 		produce(i * chunk)
 		time.Sleep(time.Duration(rnd.Intn(300)) * time.Millisecond)
-		_ = ch.cmd.Process.Kill()
-		<-ch.exited
+		_ = ch.Cmd.Process.Kill()
+		<-ch.Exited
 		t.Logf("killed after %d of %d inputs", produced, len(stream))
-		ch = startChild(t, k.brokers, dir, i)
-		ch.waitJoined(t)
+		ch = childtest.Start(t, envChild, k.brokers, dir, i)
+		ch.WaitJoined(t, schemas.GroupRouting, schemas.GroupRoutingRouter)
 		if i == 1 {
 			// The rule change, after the first chunk and before the rest.
 			k.waitTable("first chunk handled", handled)
@@ -300,7 +227,7 @@ func TestRoutingOnKafkaUnderKills(t *testing.T) {
 	for _, tn := range tenants {
 		want = append(want, refs[tn].Outcomes...)
 	}
-	records := k.waitOutcomes("outcomes", want, ch.logs)
+	records := k.waitOutcomes("outcomes", want, ch.Logs)
 	k.waitTable("every input handled", handled)
 	got := k.table()
 	routed, unrouted, leads := 0, 0, 0

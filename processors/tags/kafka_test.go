@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,77 +14,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/childtest"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
 
 // Child processes run the tag processor until they are killed.
-const (
-	envChildBrokers = "ROLODEX_TEST_TAGS_BROKERS"
-	envChildStorage = "ROLODEX_TEST_TAGS_STORAGE"
-)
+const envChild = "ROLODEX_TEST_TAGS"
 
 func TestMain(m *testing.M) {
-	if brokers := os.Getenv(envChildBrokers); brokers != "" {
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer cancel()
-		p, err := New(Config{Brokers: strings.Split(brokers, ","), StorageDir: os.Getenv(envChildStorage)})
-		if err == nil {
-			err = p.Run(ctx)
+	childtest.Main(m, envChild, func(ctx context.Context, brokers []string, dir string) error {
+		p, err := New(Config{Brokers: brokers, StorageDir: dir})
+		if err != nil {
+			return err
 		}
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-type tagChild struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-}
-
-func startTagChild(t *testing.T, brokers []string, dir string, n int) *tagChild {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildBrokers+"="+strings.Join(brokers, ","), envChildStorage+"="+dir)
-	c := &tagChild{cmd: cmd, log: fmt.Sprintf("%s.%d.log", dir, n), exited: make(chan struct{})}
-	f, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(c.exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.exited })
-	return c
-}
-
-// waitJoined waits for goka's "setup generation": killing a member of a
-// kfake group between its JoinGroup and the answer leaves a ghost member
-// (see processors/identity, kfakeSchedule).
-func (c *tagChild) waitJoined(t *testing.T, from int) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(c.log)
-		if strings.Count(string(b), "setup generation") > from {
-			return
-		}
-		select {
-		case <-c.exited:
-			t.Fatalf("child exited:\n%s", b)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	b, _ := os.ReadFile(c.log)
-	t.Fatalf("child did not join within 2 minutes:\n%s", b)
+		return p.Run(ctx)
+	})
 }
 
 // readAll reads every record of topic.
@@ -189,17 +131,17 @@ func TestTagsOnKafkaUnderKills(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "tags")
-	child := startTagChild(t, brokers, dir, 0)
-	child.waitJoined(t, 0)
+	child := childtest.Start(t, envChild, brokers, dir, 0)
+	child.WaitJoined(t, schemas.GroupTags)
 	chunk := len(stream) / (kills + 1)
 	for i := 1; i <= kills; i++ {
 		produce(chunk)
 		time.Sleep(time.Duration(r.Intn(300)) * time.Millisecond)
-		_ = child.cmd.Process.Kill()
-		<-child.exited
+		_ = child.Cmd.Process.Kill()
+		<-child.Exited
 		t.Logf("killed after %d of %d snapshots", produced, len(stream))
-		child = startTagChild(t, brokers, dir, i)
-		child.waitJoined(t, 0)
+		child = childtest.Start(t, envChild, brokers, dir, i)
+		child.WaitJoined(t, schemas.GroupTags)
 	}
 	produce(len(stream))
 
@@ -241,7 +183,7 @@ func TestTagsOnKafkaUnderKills(t *testing.T) {
 	}
 	missing, extra := diffSets(want, got)
 	if len(missing)+len(extra) > 0 {
-		b, _ := os.ReadFile(child.log)
+		b, _ := os.ReadFile(child.Log)
 		t.Fatalf("%d records expected, %d written: missing %v\nextra %v\nlog:\n%s", len(want), len(got), missing, extra, b)
 	}
 	t.Logf("%d snapshots, %d distinct records", len(stream), len(want))

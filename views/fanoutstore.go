@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/schemas"
@@ -42,6 +43,15 @@ type versioned[R any] struct {
 
 	write  sync.Mutex       // serialises writes: read, decide, produce, wait
 	issued map[string]int64 // the latest version this instance produced per key
+	// written is where this instance's latest write of each key landed
+	// (guarded by write), for WaitInForce.
+	written map[string]position
+
+	// broadcast is the group that copies the store's records into every
+	// partition of rolodex.fanout.input (SetInForce); inForceWait bounds
+	// how long WaitInForce waits for it.
+	broadcast   string
+	inForceWait time.Duration
 
 	// recs is the copy of the topic, guarded by compactedCopy.mu.
 	recs map[string]*R
@@ -49,9 +59,16 @@ type versioned[R any] struct {
 	writes prometheus.Counter
 }
 
+// position is where a record landed.
+type position struct {
+	partition int32
+	offset    int64
+}
+
 func newVersioned[R any](cfg RuleStoreConfig, topic, what, metric, help string, key func(*R) string, version func(*R) int64) (*versioned[R], error) {
 	s := &versioned[R]{cfg: cfg, topic: topic, key: key, version: version, issued: map[string]int64{}, recs: map[string]*R{},
-		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: metric, Help: help})}
+		written: map[string]position{},
+		writes:  prometheus.NewCounter(prometheus.CounterOpts{Name: metric, Help: help})}
 	c, err := newCompactedCopy(cfg.Kafka, topic, what, cfg.Logger, s.apply)
 	if err != nil {
 		return nil, err
@@ -159,11 +176,59 @@ func (s *versioned[R]) update(ctx context.Context, k string, change func(prev *R
 		return zero, fmt.Errorf("views: encode %s record: %w", s.what, err)
 	}
 	s.issued[k] = s.version(next)
-	if err := s.produce(ctx, &kgo.Record{Topic: s.topic, Key: []byte(k), Value: val}, ErrRuleUnavailable); err != nil {
+	rec := &kgo.Record{Topic: s.topic, Key: []byte(k), Value: val}
+	if err := s.produce(ctx, rec, ErrRuleUnavailable); err != nil {
 		return zero, err
 	}
+	s.written[k] = position{rec.Partition, rec.Offset}
 	s.writes.Inc()
 	return *next, nil
+}
+
+// SetInForce makes WaitInForce wait, up to wait, for group (the
+// directory broadcast, schemas.GroupFanoutDirectory) to have committed
+// past a write: it commits a store record only once Kafka acknowledged its
+// copy in every partition of rolodex.fanout.input, so from then on every
+// topic event that reaches the fan-out stage is decided with it. wait 0:
+// WaitInForce does not wait and answers false.
+func (s *versioned[R]) SetInForce(group string, wait time.Duration) {
+	s.write.Lock()
+	defer s.write.Unlock()
+	s.broadcast, s.inForceWait = group, wait
+}
+
+// WaitInForce reports whether this instance's latest write of key k is in
+// force: the broadcast group committed past it. It waits for that up to
+// the SetInForce bound (polling the group's committed offsets), and
+// answers false when the bound passes first (the fan-out stage is not
+// running, or is behind: the change takes effect when it catches up) or
+// when this instance wrote no record of k.
+func (s *versioned[R]) WaitInForce(ctx context.Context, k string) bool {
+	s.write.Lock()
+	at, ok := s.written[k]
+	group, wait := s.broadcast, s.inForceWait
+	s.write.Unlock()
+	if !ok || group == "" || wait <= 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	adm := kadm.NewClient(s.cl)
+	for {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			if o, found := offs.Lookup(s.topic, at.partition); found && o.Err == nil && o.At > at.offset {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.cfg.Logger.Warn("views: "+s.what+": written, but not yet in force in every partition of the fan-out input",
+				"key", k, "group", group, "waited", wait)
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // now is the store's clock as the records write it.

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/rolodex/rolodex/partners"
@@ -259,6 +260,7 @@ func (a *API) postTopic(w http.ResponseWriter, r *http.Request) {
 		a.answerFanoutError(w, err)
 		return
 	}
+	a.inForce(w, r, a.cfg.Topics.versioned, rec.Topic.Key())
 	writeJSON(w, http.StatusCreated, ownedTopic(rec))
 }
 
@@ -365,6 +367,7 @@ func (a *API) putTopicAccess(w http.ResponseWriter, r *http.Request) {
 		a.answerFanoutError(w, err)
 		return
 	}
+	a.inForce(w, r, a.cfg.Topics.versioned, rec.Topic.Key())
 	writeJSON(w, http.StatusOK, ownedTopic(rec))
 }
 
@@ -424,7 +427,24 @@ func (a *API) deleteTopic(w http.ResponseWriter, r *http.Request) {
 	out := ownedTopic(rec)
 	n := len(subs)
 	out.SubscriptionsEnded = &n
+	a.inForce(w, r, a.cfg.Topics.versioned, rec.Topic.Key())
 	writeJSON(w, http.StatusOK, out)
+}
+
+// HeaderInForce answers a change of a topic or a subscription: "true"
+// once the change is in every partition of the fan-out stage's input, so
+// that every event published after the answer is decided with it;
+// "false" when that did not happen within the API's in-force wait (the
+// fan-out stage is not running or is behind; the change takes effect
+// when it catches up).
+const HeaderInForce = "Rolodex-In-Force"
+
+// inForce waits for the write of key k to be in force and says so in the
+// answer's HeaderInForce.
+func (a *API) inForce(w http.ResponseWriter, r *http.Request, s interface {
+	WaitInForce(context.Context, string) bool
+}, k string) {
+	w.Header().Set(HeaderInForce, strconv.FormatBool(s.WaitInForce(r.Context(), k)))
 }
 
 // endSubscription marks a subscription deleted (nothing when it is
@@ -543,6 +563,7 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	out := subscriptionOf(rec)
 	out.Secret = rec.Secret
+	a.inForce(w, r, a.cfg.Subscriptions.versioned, rec.Subscription.ID)
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -639,6 +660,7 @@ func (a *API) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 		a.answerFanoutError(w, err)
 		return
 	}
+	a.inForce(w, r, a.cfg.Subscriptions.versioned, rec.Subscription.ID)
 	writeJSON(w, http.StatusOK, subscriptionOf(rec))
 }
 

@@ -616,6 +616,11 @@ func apiComponent(dir string) component {
 		if err != nil {
 			return err
 		}
+		// A change is answered once the directory broadcast copied it into
+		// every partition of the fan-out input (Rolodex-In-Force: true),
+		// or after this wait (false).
+		topicStore.SetInForce(schemas.GroupFanoutDirectory, fanoutInForceWait)
+		subStore.SetInForce(schemas.GroupFanoutDirectory, fanoutInForceWait)
 		api, err := views.NewAPI(v, e.reg, e.norm, views.Config{
 			Status: e.cfg.Tags, Publisher: pub, WriteTimeout: e.cfg.HTTP.WriteTimeout, Rules: store, RuleTags: tv, Messages: mv, Registerer: e.prom, Logger: e.logger,
 			Routing: routingStore, Leads: lv, Topics: topicStore, Subscriptions: subStore,
@@ -634,6 +639,11 @@ func apiComponent(dir string) component {
 		return nil
 	}
 }
+
+// fanoutInForceWait bounds how long the API waits for a topic or
+// subscription change to be in force in every partition of the fan-out
+// input before it answers (docs/fanout.md, "Directory").
+const fanoutInForceWait = 10 * time.Second
 
 // fanoutStoreTopics creates the fan-out store topics
 // (rolodex.fanout.topics and rolodex.fanout.subscriptions, compacted: a

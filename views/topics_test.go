@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -544,4 +545,65 @@ func produceSync(t *testing.T, cl *kgo.Client, topic, key string, value []byte) 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr()
+}
+
+// A change is answered in force once the directory broadcast's group
+// committed past its record: Rolodex-In-Force false while nothing copies
+// it (after the store's wait), true once the group committed past it, and
+// false again for a later write it has not committed.
+func TestInForce(t *testing.T) {
+	e := newFanoutEnv(t)
+	const group = "test-broadcast"
+	e.topics.SetInForce(group, 300*time.Millisecond)
+	e.subs.SetInForce(group, 300*time.Millisecond)
+	start := time.Now()
+	a := call(t, e.srv, "POST", "/v1/topics", dealerKey, `{"name":"a","allowed":["bank"]}`)
+	want(t, a, 201, "")
+	if got := a.header.Get(HeaderInForce); got != "false" || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("no broadcast: Rolodex-In-Force %q after %s, want false after the wait", got, time.Since(start))
+	}
+	// The group commits past every record of the topic store so far.
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: e.brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	commitEnds := func(topic string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offs := kadm.Offsets{}
+		ends.Each(func(o kadm.ListedOffset) { offs.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
+		if _, err := adm.CommitOffsets(ctx, group, offs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitEnds(schemas.TopicFanoutTopics)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		commitEnds(schemas.TopicFanoutSubscriptions)
+	}()
+	// The wait sees a commit that comes while it waits.
+	e.subs.SetInForce(group, 20*time.Second)
+	a = call(t, e.srv, "POST", "/v1/subscriptions", bankKey, `{"topic":"a","kafka":true}`)
+	want(t, a, 201, "")
+	if got := a.header.Get(HeaderInForce); got != "true" {
+		t.Fatalf("after the commit: Rolodex-In-Force %q, want true", got)
+	}
+	a = call(t, e.srv, "PUT", "/v1/topics/a/access", dealerKey, `{"allowed":["bank","insurer"]}`)
+	want(t, a, 200, "")
+	if got := a.header.Get(HeaderInForce); got != "false" {
+		t.Fatalf("a write past the commit: Rolodex-In-Force %q, want false", got)
+	}
+	commitEnds(schemas.TopicFanoutTopics)
+	a = call(t, e.srv, "DELETE", "/v1/topics/a", dealerKey, "")
+	want(t, a, 200, "")
+	if got := a.header.Get(HeaderInForce); got != "false" {
+		t.Fatalf("the deletion, not committed: Rolodex-In-Force %q, want false", got)
+	}
 }

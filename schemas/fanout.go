@@ -49,6 +49,11 @@ const (
 	// broadcasts the store topics' changes to every partition of
 	// TopicFanoutInput.
 	GroupFanoutDirectory = "rolodex-fanout-directory"
+	// GroupFanoutReplay is the franz-go group of the step that performs
+	// subscription replays: it reads TopicFanoutSubscriptions (its
+	// committed offset marks the requests done) and writes
+	// FanoutInput{replay} records to TopicFanoutInput.
+	GroupFanoutReplay = "rolodex-fanout-replay"
 	// GroupFanoutWebhooks is the franz-go group that posts
 	// TopicFanoutWebhooks.
 	GroupFanoutWebhooks = "rolodex-fanout-webhooks"

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/connectors/fanoutdir"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/schemas"
@@ -286,7 +287,9 @@ func (e *env) replayer(reg prometheus.Registerer) *Replayer {
 // the replay again, with the same records; a new replay id performs again.
 func TestReplayOnKafka(t *testing.T) {
 	e := newEnv(t)
-	in := func(key string, v *schemas.FanoutInput, ts time.Time) { e.produce(schemas.TopicFanoutInput, key, v, ts) }
+	in := func(key string, v *schemas.FanoutInput, ts time.Time) {
+		e.produce(schemas.TopicFanoutInput, key, v, ts)
+	}
 	in("p_1", &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-old", "p_1")}, before)
 	in("p_1", &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")}, after)
 	in("p_2", &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-2", "p_2")}, after)
@@ -388,4 +391,94 @@ func counter(t *testing.T, reg *prometheus.Registry, name, result string) float6
 		}
 	}
 	return 0
+}
+
+// deliveries returns the records of rolodex.fanout.deliveries.
+func (e *env) deliveries() []schemas.FanoutDelivery {
+	e.t.Helper()
+	var out []schemas.FanoutDelivery
+	for _, r := range e.readAll(schemas.TopicFanoutDeliveries) {
+		var d schemas.FanoutDelivery
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// waitFor waits until cond holds, up to a minute.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// End to end with the directory broadcast and the fan-out group: a replay
+// of one subscription delivers again, to that subscription only, the
+// topic events since the instant whose profile is entitled now (a
+// profile blacklisted since is not), marked replay, under the original
+// webhook ids.
+func TestReplayEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	e.produce(schemas.TopicFanoutTopics, carTopic.Topic.Key(), carTopic, before)
+	e.produce(schemas.TopicFanoutSubscriptions, bankSub.Subscription.ID, bankSub, before)
+	e.produce(schemas.TopicFanoutSubscriptions, insurerSub.Subscription.ID, insurerSub, before)
+	b, err := fanoutdir.New(fanoutdir.Config{Brokers: e.brokers, SessionTimeout: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.run("broadcast", b.Run)()
+	reg := prometheus.NewRegistry()
+	p, err := fanout.New(fanout.Config{Brokers: e.brokers, StorageDir: t.TempDir(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.run("fanout", p.Run)()
+	// The directory (a topic, two subscriptions) is in every partition
+	// before the events.
+	e.waitFor("the directory in every partition", func() bool {
+		return counter(t, reg, "rolodex_fanout_directory_changes_total", "subscription") == 6
+	})
+
+	now := time.Now()
+	e.produce(schemas.TopicFanoutInput, "p_1", &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")}, now)
+	e.produce(schemas.TopicFanoutInput, "p_2", &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-2", "p_2")}, now)
+	e.waitFor("four first deliveries", func() bool { return len(e.deliveries()) == 4 })
+	// p_2 is blacklisted since.
+	black := profile("p_2")
+	black.Blacklisted = true
+	e.produce(schemas.TopicFanoutInput, "p_2", &schemas.FanoutInput{Status: &schemas.FanoutStatus{EventID: "s-1", Profile: black}}, now)
+
+	e.produce(schemas.TopicFanoutSubscriptions, "sub_1", withReplay(bankSub, 2, "rpl_1", now.Add(-time.Minute)), now)
+	defer e.run("replay", e.replayer(nil).Run)()
+	e.waitFor("the replay of p_1's event and the refusal of p_2's", func() bool {
+		return len(e.deliveries()) >= 5 && counter(t, reg, "rolodex_fanout_events_total", schemas.FanoutBlacklisted) == 1
+	})
+	ds := e.deliveries()
+	if len(ds) != 5 {
+		t.Fatalf("%d deliveries, want 5: %+v", len(ds), ds)
+	}
+	first := map[string]schemas.FanoutDelivery{}
+	var replayed []schemas.FanoutDelivery
+	for _, d := range ds {
+		if d.Replay {
+			replayed = append(replayed, d)
+		} else {
+			first[d.WebhookID] = d
+		}
+	}
+	if len(replayed) != 1 || len(first) != 4 {
+		t.Fatalf("replayed %+v, first deliveries %d", replayed, len(first))
+	}
+	d := replayed[0]
+	orig, ok := first[d.WebhookID]
+	if d.Subscription != "sub_1" || d.ProfileID != "p_1" || d.EventID != "e-1" || d.WebhookID != "sub_1.e-1" || !ok || d.Body != orig.Body {
+		t.Fatalf("replayed %+v, the first delivery under its id %+v", d, orig)
+	}
 }

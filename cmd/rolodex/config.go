@@ -13,6 +13,7 @@ import (
 	"github.com/rolodex/rolodex/connectors/webhooks"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/processors/lifecycle"
 	"github.com/rolodex/rolodex/processors/routing"
 	"github.com/rolodex/rolodex/schemas"
@@ -45,7 +46,9 @@ type fileConfig struct {
 	// (docs/lifecycle.md, "What reaches the profile").
 	Lifecycle lifecycleConfig `yaml:"lifecycle"`
 	// Routing: lead routing (docs/routing.md).
-	Routing  routingConfig              `yaml:"routing"`
+	Routing routingConfig `yaml:"routing"`
+	// Fanout: partner fan-out (docs/fanout.md).
+	Fanout   fanoutConfig               `yaml:"fanout"`
 	Partners []partners.Partner         `yaml:"partners"`
 	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
 }
@@ -86,6 +89,9 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.checkDeliveries(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
+	if c.Fanout.ReplayRetention < 0 {
+		return nil, fmt.Errorf("config %s: fanout: replay_retention %s is negative", orDefault(path), c.Fanout.ReplayRetention)
+	}
 	return &c, nil
 }
 
@@ -109,6 +115,23 @@ type routingConfig struct {
 		// webhook; absent: webhooks.DefaultLeadSchedule.
 		RetrySchedule []time.Duration `yaml:"retry_schedule"`
 	} `yaml:"delivery"`
+}
+
+// fanoutConfig is the fanout: section (docs/fanout.md). Absent keys keep
+// their defaults.
+type fanoutConfig struct {
+	// ReplayRetention is retention.ms of rolodex.fanout.input, the window
+	// a subscription replay reaches back; absent:
+	// fanout.DefaultReplayRetention (7 days).
+	ReplayRetention time.Duration `yaml:"replay_retention"`
+}
+
+// replayRetention is fanout.replay_retention with its default.
+func (c *fileConfig) replayRetention() time.Duration {
+	if c.Fanout.ReplayRetention == 0 {
+		return fanout.DefaultReplayRetention
+	}
+	return c.Fanout.ReplayRetention
 }
 
 // leadTypes is routing.lead_types with its default.

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/connectors/fanoutdir"
+	"github.com/rolodex/rolodex/connectors/fanoutreplay"
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/connectors/kafkain"
 	"github.com/rolodex/rolodex/connectors/webhooks"
@@ -452,7 +453,10 @@ func routingComponent(dir string) component {
 // fanoutComponent runs partner fan-out (docs/fanout.md): the goka group
 // rolodex-fanout (keyed by profile id; its LevelDB storage in dir) and the
 // directory broadcast rolodex-fanout-directory (connectors/fanoutdir),
-// which writes the store topics' changes to every partition of its input.
+// which writes the store topics' changes to every partition of its input,
+// and the subscription replay step rolodex-fanout-replay
+// (connectors/fanoutreplay); rolodex.fanout.input keeps
+// fanout.replay_retention.
 func fanoutComponent(dir string) component {
 	return func(e *env) error {
 		if _, err := ensureIdentityTopics(e); err != nil {
@@ -460,6 +464,9 @@ func fanoutComponent(dir string) component {
 		}
 		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 		err := fanout.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+		if err == nil {
+			err = fanout.SetReplayRetention(tctx, e.admin, e.cfg.replayRetention())
+		}
 		cancel()
 		if err != nil {
 			return err
@@ -484,8 +491,13 @@ func fanoutComponent(dir string) component {
 			return err
 		}
 		e.g.Go(func() error { return b.Run(e.ctx) })
+		rp, err := fanoutreplay.New(fanoutreplay.Config{Brokers: e.kafka.Brokers, Registerer: e.prom, Logger: e.logger})
+		if err != nil {
+			return err
+		}
+		e.g.Go(func() error { return rp.Run(e.ctx) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
-		for _, group := range []string{schemas.GroupFanout, schemas.GroupFanoutDirectory} {
+		for _, group := range []string{schemas.GroupFanout, schemas.GroupFanoutDirectory, schemas.GroupFanoutReplay} {
 			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
 		}
 		return nil

@@ -52,6 +52,8 @@ var notYetSampled = map[string]bool{
 	"rolodex_fanout_directory_changes_total":    true,
 	"rolodex_fanout_directory_broadcasts_total": true,
 	"rolodex_fanout_deliveries_total":           true,
+	// No replay is requested in that traffic.
+	"rolodex_fanout_replays_total": true,
 }
 
 // lagGroups are the consumer groups of dev mode with the config of
@@ -60,7 +62,7 @@ var notYetSampled = map[string]bool{
 var lagGroups = []string{
 	"rolodex-ingest-kafka", "rolodex-identity", "rolodex-tags", "rolodex-messages-router", "rolodex-recipients", "rolodex-lifecycle",
 	"rolodex-routing", "rolodex-routing-router", "rolodex-lead-delivery", "rolodex-webhook-dealer",
-	"rolodex-fanout", "rolodex-fanout-directory",
+	"rolodex-fanout", "rolodex-fanout-directory", "rolodex-fanout-replay",
 }
 
 var metricName = regexp.MustCompile(`rolodex_[a-z0-9_]+`)

@@ -455,7 +455,6 @@ ORDER BY (tenant, lead_id, attempt, type, at_ms)`,
 	{Version: 11, Name: "deliveries, report_deliveries", Statements: []string{
 		`
 CREATE TABLE IF NOT EXISTS {db}.deliveries (
-    day             Date,
     tenant          String,
     partner         String,
     topic           String,
@@ -470,6 +469,7 @@ CREATE TABLE IF NOT EXISTS {db}.deliveries (
     error           String,
     at              DateTime('UTC'),
     at_ms           Int64,
+    day             Date DEFAULT toDate(at),
     kafka_partition Int32,
     kafka_offset    Int64,
     inserted_at     DateTime('UTC') DEFAULT now()

@@ -401,3 +401,20 @@ func HashPartition(key string, partitions int32) int32 {
 	}
 	return q
 }
+
+// What the ClickHouse sink relies on of a FanoutReport (docs/fanout.md,
+// "ClickHouse and reports"): the type of a report of one attempt (every
+// other type ends a delivery) and the results it tells apart. An
+// attempt's result is its class (success, retry, gone, permanent); a
+// delivery end's is success, exhausted, permanent, gone, or why it was
+// dropped (FanoutInactive, FanoutNotAllowed, ReportResultExpired).
+const (
+	ReportDeliveryAttempt = "delivery.attempt"
+
+	ReportResultSuccess   = "success"
+	ReportResultRetry     = "retry"
+	ReportResultGone      = "gone"
+	ReportResultPermanent = "permanent"
+	ReportResultExhausted = "exhausted"
+	ReportResultExpired   = "expired"
+)

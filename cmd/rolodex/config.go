@@ -89,10 +89,43 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.checkDeliveries(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
-	if c.Fanout.ReplayRetention < 0 {
-		return nil, fmt.Errorf("config %s: fanout: replay_retention %s is negative", orDefault(path), c.Fanout.ReplayRetention)
+	if err := c.Fanout.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
 	return &c, nil
+}
+
+// fanoutConfig is the fanout: section (docs/fanout.md, "Delivery").
+// Absent keys keep their defaults.
+type fanoutConfig struct {
+	// ReplayRetention is retention.ms of rolodex.fanout.input, the window
+	// a subscription replay reaches back; absent:
+	// fanout.DefaultReplayRetention (7 days).
+	ReplayRetention time.Duration `yaml:"replay_retention"`
+	Delivery        struct {
+		// RetrySchedule is the delay before each attempt of a webhook;
+		// absent: webhooks.SvixSchedule (immediately, 5s, 5m, 30m, 2h,
+		// 5h, 10h, 10h).
+		RetrySchedule []time.Duration `yaml:"retry_schedule"`
+		// Timeout of one webhook request; absent: 15s.
+		Timeout time.Duration `yaml:"timeout"`
+	} `yaml:"delivery"`
+}
+
+// check refuses a fanout section that cannot work.
+func (c *fanoutConfig) check() error {
+	if c.ReplayRetention < 0 {
+		return fmt.Errorf("fanout: replay_retention %s is negative", c.ReplayRetention)
+	}
+	for _, d := range c.Delivery.RetrySchedule {
+		if d < 0 {
+			return fmt.Errorf("fanout: delivery: retry_schedule: %s is negative", d)
+		}
+	}
+	if c.Delivery.Timeout < 0 {
+		return fmt.Errorf("fanout: delivery: timeout: %s is negative", c.Delivery.Timeout)
+	}
+	return nil
 }
 
 // routingConfig is the routing: section (docs/routing.md). Absent keys
@@ -119,13 +152,6 @@ type routingConfig struct {
 
 // fanoutConfig is the fanout: section (docs/fanout.md). Absent keys keep
 // their defaults.
-type fanoutConfig struct {
-	// ReplayRetention is retention.ms of rolodex.fanout.input, the window
-	// a subscription replay reaches back; absent:
-	// fanout.DefaultReplayRetention (7 days).
-	ReplayRetention time.Duration `yaml:"replay_retention"`
-}
-
 // replayRetention is fanout.replay_retention with its default.
 func (c *fileConfig) replayRetention() time.Duration {
 	if c.Fanout.ReplayRetention == 0 {

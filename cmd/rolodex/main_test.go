@@ -157,6 +157,9 @@ func TestConfigErrors(t *testing.T) {
 			`partner d: delivery: mapping: nome: "contact.name": unknown source root "contact"`},
 		{"delivery without secret", "partners: [{name: d, tenant: t, keys: [s3cret-key-1], delivery: {webhook: {url: 'https://crm.example/l'}}}]\n",
 			"partner d: delivery: webhook.secret is required"},
+		{"negative fan-out timeout", "fanout: {delivery: {timeout: -1s}}\n", "fanout: delivery: timeout: -1s is negative"},
+		{"negative fan-out retry delay", "fanout: {delivery: {retry_schedule: [0s, -5s]}}\n", "fanout: delivery: retry_schedule: -5s is negative"},
+		{"unknown fan-out key", "fanout: {delivery: {timeut: 1s}}\n", "timeut"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -504,6 +504,37 @@ func fanoutComponent(dir string) component {
 	}
 }
 
+// fanoutDeliveryComponent runs partner fan-out's delivery (docs/fanout.md,
+// "Delivery"): the Kafka writer rolodex-fanout-kafka and the webhook
+// sender rolodex-fanout-webhooks over rolodex.fanout.deliveries, after
+// creating every partner's out topic, rolodex.fanout.reports and
+// rolodex.out.deadletter.
+func fanoutDeliveryComponent(e *env) error {
+	if _, err := ensureIdentityTopics(e); err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	err := fanout.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+	if err == nil {
+		err = webhooks.EnsureFanoutTopics(tctx, e.admin, e.cfg.Topics.Replication, e.reg.All())
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	f, err := webhooks.NewFanout(webhooks.FanoutConfig{Brokers: e.kafka.Brokers, RetrySchedule: e.cfg.Fanout.Delivery.RetrySchedule,
+		Timeout: e.cfg.Fanout.Delivery.Timeout, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	e.g.Go(func() error { return f.Run(e.ctx) })
+	lag := kafkaclient.NewLagMetrics(e.prom)
+	for _, group := range f.Groups() {
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+	}
+	return nil
+}
+
 // deliveryComponent runs lead delivery (docs/routing.md, "Delivery"): the
 // dispatcher from rolodex.routing.outcomes to the partners' topics
 // rolodex.out.<partner>, and a webhook sender per webhook partner.

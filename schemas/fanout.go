@@ -32,9 +32,6 @@ const (
 	// subscription's records go to OutTopic(partner), a webhook's are
 	// posted.
 	TopicFanoutDeliveries = "rolodex.fanout.deliveries"
-	// TopicFanoutWebhooks is the queue of webhook deliveries, keyed by
-	// "<subscription>/<profile>". Value: the body; headers as on OutTopic.
-	TopicFanoutWebhooks = "rolodex.fanout.webhooks"
 	// TopicFanoutReports carries one FanoutReport per attempt and per
 	// delivery end, keyed by subscription id.
 	TopicFanoutReports = "rolodex.fanout.reports"
@@ -49,8 +46,18 @@ const (
 	// broadcasts the store topics' changes to every partition of
 	// TopicFanoutInput.
 	GroupFanoutDirectory = "rolodex-fanout-directory"
-	// GroupFanoutWebhooks is the franz-go group that posts
-	// TopicFanoutWebhooks.
+	// GroupFanoutReplay is the franz-go group of the step that performs
+	// subscription replays: it reads TopicFanoutSubscriptions (its
+	// committed offset marks the requests done) and writes
+	// FanoutInput{replay} records to TopicFanoutInput.
+	GroupFanoutReplay = "rolodex-fanout-replay"
+	// GroupFanoutKafka is the franz-go group that writes the Kafka
+	// subscriptions' records of TopicFanoutDeliveries to their partners'
+	// out topics.
+	GroupFanoutKafka = "rolodex-fanout-kafka"
+	// GroupFanoutWebhooks is the franz-go group that posts the webhook
+	// subscriptions' records of TopicFanoutDeliveries (the same topic: two
+	// groups, each skipping the other's records).
 	GroupFanoutWebhooks = "rolodex-fanout-webhooks"
 )
 
@@ -61,10 +68,36 @@ const (
 	KindConsentRevoked = "consent_revoked"
 	// EventConsentRevokedType is a revocation record's "type" and ce_type.
 	EventConsentRevokedType = "profile.consent_revoked"
-	// Reports (FanoutReport.Type).
-	ReportSubscriptionDisabled = "subscription.disabled"
-	ReportDeliveryExhausted    = "delivery.exhausted"
 )
+
+// Types of a FanoutReport (docs/fanout.md, "Reports").
+const (
+	// ReportAttempt: one webhook request (Result its class: success,
+	// gone, permanent, retry; Status, LatencyMs).
+	ReportAttempt = "delivery.attempt"
+	// ReportDeliverySucceeded: the record was delivered (a webhook's 2xx;
+	// a Kafka subscription's write to its out topic, Attempt 1).
+	ReportDeliverySucceeded = "delivery.succeeded"
+	// ReportDeliveryExhausted: every attempt of the schedule failed; the
+	// record went to TopicOutDeadLetter.
+	ReportDeliveryExhausted = "delivery.exhausted"
+	// ReportDeliveryFailed: the receiver refused it for good (a 4xx other
+	// than 410 and 429, Result permanent), or Kafka refused the out record
+	// (Result refused); the record went to TopicOutDeadLetter.
+	ReportDeliveryFailed = "delivery.failed"
+	// ReportSubscriptionDisabled: the receiver answered 410; the
+	// subscription was disabled (Result gone).
+	ReportSubscriptionDisabled = "subscription.disabled"
+	// ReportDeliveryDropped: the send-time check found the record no
+	// longer deliverable (Result inactive, not_allowed or expired); not
+	// dead-lettered.
+	ReportDeliveryDropped = "delivery.dropped"
+)
+
+// Results of a dropped delivery (FanoutReport.Result of a
+// ReportDeliveryDropped): FanoutInactive, FanoutNotAllowed, and
+// FanoutExpired (the body's consent.expires_at has passed).
+const FanoutExpired = "expired"
 
 // Subscription statuses: only active is live.
 const (
@@ -368,6 +401,13 @@ type FanoutReport struct {
 	LatencyMs    int64  `json:"latency_ms"`
 	At           int64  `json:"at"`
 	Error        string `json:"error,omitempty"`
+	// Kind is the record's kind (KindTopicEvent, KindConsentRevoked);
+	// Channel "kafka" or "webhook"; ProfileID and EventID (empty for a
+	// revocation) name what it carried.
+	Kind      string `json:"kind,omitempty"`
+	Channel   string `json:"channel,omitempty"`
+	ProfileID string `json:"profile_id,omitempty"`
+	EventID   string `json:"event_id,omitempty"`
 }
 
 // DirectoryKeyPrefix starts every directory key.
@@ -396,3 +436,20 @@ func HashPartition(key string, partitions int32) int32 {
 	}
 	return q
 }
+
+// What the ClickHouse sink relies on of a FanoutReport (docs/fanout.md,
+// "ClickHouse and reports"): the type of a report of one attempt (every
+// other type ends a delivery) and the results it tells apart. An
+// attempt's result is its class (success, retry, gone, permanent); a
+// delivery end's is success, exhausted, permanent, gone, or why it was
+// dropped (FanoutInactive, FanoutNotAllowed, ReportResultExpired).
+const (
+	ReportDeliveryAttempt = "delivery.attempt"
+
+	ReportResultSuccess   = "success"
+	ReportResultRetry     = "retry"
+	ReportResultGone      = "gone"
+	ReportResultPermanent = "permanent"
+	ReportResultExhausted = "exhausted"
+	ReportResultExpired   = "expired"
+)

@@ -84,6 +84,8 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	since := fs.String("since", "", "only days from this date on, YYYY-MM-DD (default: all)")
 	until := fs.String("until", "", "only days up to this date, included, YYYY-MM-DD (default: all)")
 	tenant := fs.String("tenant", "", "only this tenant's rows (default: every tenant)")
+	partner := fs.String("partner", "", "only this partner's rows, for a report with a partner column (dead-letters, leads, deliveries)")
+	topic := fs.String("topic", "", "only this topic's rows, for a report with a topic column (deliveries)")
 	format := fs.String("format", "table", "output format: "+strings.Join(clickhouse.Formats, ", "))
 	fs.Usage = func() {
 		w := fs.Output()
@@ -135,7 +137,10 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
 		return usageError{fmt.Sprintf("report: --until %s is before --since %s", *until, *since)}
 	}
-	f.Tenant = *tenant
+	f.Tenant, f.Partner, f.Topic = *tenant, *partner, *topic
+	if err := f.Check(r); err != nil {
+		return usageError{"report: " + err.Error()}
+	}
 	conn, err := clickhouse.Open(ctx, ch.config())
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/rolodex/rolodex/connectors/webhooks"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/processors/lifecycle"
 	"github.com/rolodex/rolodex/processors/routing"
 	"github.com/rolodex/rolodex/schemas"
@@ -45,7 +46,9 @@ type fileConfig struct {
 	// (docs/lifecycle.md, "What reaches the profile").
 	Lifecycle lifecycleConfig `yaml:"lifecycle"`
 	// Routing: lead routing (docs/routing.md).
-	Routing  routingConfig              `yaml:"routing"`
+	Routing routingConfig `yaml:"routing"`
+	// Fanout: partner fan-out (docs/fanout.md).
+	Fanout   fanoutConfig               `yaml:"fanout"`
 	Partners []partners.Partner         `yaml:"partners"`
 	Mappings map[string]*httpin.Mapping `yaml:"mappings"`
 }
@@ -86,7 +89,43 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := c.checkDeliveries(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
+	if err := c.Fanout.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
 	return &c, nil
+}
+
+// fanoutConfig is the fanout: section (docs/fanout.md, "Delivery").
+// Absent keys keep their defaults.
+type fanoutConfig struct {
+	// ReplayRetention is retention.ms of rolodex.fanout.input, the window
+	// a subscription replay reaches back; absent:
+	// fanout.DefaultReplayRetention (7 days).
+	ReplayRetention time.Duration `yaml:"replay_retention"`
+	Delivery        struct {
+		// RetrySchedule is the delay before each attempt of a webhook;
+		// absent: webhooks.SvixSchedule (immediately, 5s, 5m, 30m, 2h,
+		// 5h, 10h, 10h).
+		RetrySchedule []time.Duration `yaml:"retry_schedule"`
+		// Timeout of one webhook request; absent: 15s.
+		Timeout time.Duration `yaml:"timeout"`
+	} `yaml:"delivery"`
+}
+
+// check refuses a fanout section that cannot work.
+func (c *fanoutConfig) check() error {
+	if c.ReplayRetention < 0 {
+		return fmt.Errorf("fanout: replay_retention %s is negative", c.ReplayRetention)
+	}
+	for _, d := range c.Delivery.RetrySchedule {
+		if d < 0 {
+			return fmt.Errorf("fanout: delivery: retry_schedule: %s is negative", d)
+		}
+	}
+	if c.Delivery.Timeout < 0 {
+		return fmt.Errorf("fanout: delivery: timeout: %s is negative", c.Delivery.Timeout)
+	}
+	return nil
 }
 
 // routingConfig is the routing: section (docs/routing.md). Absent keys
@@ -109,6 +148,16 @@ type routingConfig struct {
 		// webhook; absent: webhooks.DefaultLeadSchedule.
 		RetrySchedule []time.Duration `yaml:"retry_schedule"`
 	} `yaml:"delivery"`
+}
+
+// fanoutConfig is the fanout: section (docs/fanout.md). Absent keys keep
+// their defaults.
+// replayRetention is fanout.replay_retention with its default.
+func (c *fileConfig) replayRetention() time.Duration {
+	if c.Fanout.ReplayRetention == 0 {
+		return fanout.DefaultReplayRetention
+	}
+	return c.Fanout.ReplayRetention
 }
 
 // leadTypes is routing.lead_types with its default.

@@ -52,6 +52,14 @@ var notYetSampled = map[string]bool{
 	"rolodex_fanout_directory_changes_total":    true,
 	"rolodex_fanout_directory_broadcasts_total": true,
 	"rolodex_fanout_deliveries_total":           true,
+	// No replay is requested in that traffic.
+	"rolodex_fanout_replays_total": true,
+	// Fan-out delivery: no delivery record without topic events.
+	"rolodex_fanout_webhook_attempts_total":   true,
+	"rolodex_fanout_webhook_deliveries_total": true,
+	"rolodex_fanout_webhook_skipped_total":    true,
+	"rolodex_fanout_kafka_deliveries_total":   true,
+	"rolodex_fanout_kafka_skipped_total":      true,
 }
 
 // lagGroups are the consumer groups of dev mode with the config of
@@ -60,7 +68,7 @@ var notYetSampled = map[string]bool{
 var lagGroups = []string{
 	"rolodex-ingest-kafka", "rolodex-identity", "rolodex-tags", "rolodex-messages-router", "rolodex-recipients", "rolodex-lifecycle",
 	"rolodex-routing", "rolodex-routing-router", "rolodex-lead-delivery", "rolodex-webhook-dealer",
-	"rolodex-fanout", "rolodex-fanout-directory",
+	"rolodex-fanout", "rolodex-fanout-directory", "rolodex-fanout-replay", "rolodex-fanout-kafka", "rolodex-fanout-webhooks",
 }
 
 var metricName = regexp.MustCompile(`rolodex_[a-z0-9_]+`)

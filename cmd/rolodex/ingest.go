@@ -136,7 +136,7 @@ func cmdRunProcessors(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, o, logger, identityComponent(*f.state), tagsComponent(*f.state), lifecycleComponent(*f.state), routingComponent(*f.state), fanoutComponent(*f.state), deliveryComponent)
+	return runServer(ctx, o, logger, identityComponent(*f.state), tagsComponent(*f.state), lifecycleComponent(*f.state), routingComponent(*f.state), fanoutComponent(*f.state), deliveryComponent, fanoutDeliveryComponent)
 }
 
 func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
@@ -153,7 +153,7 @@ func cmdRunAPI(ctx context.Context, args []string, stdout, stderr io.Writer, log
 
 // devComponents are dev mode's: every part of Rolodex in one server.
 func devComponents(state string) []component {
-	return []component{ingestComponent, identityComponent(state), tagsComponent(state), lifecycleComponent(state), routingComponent(state), fanoutComponent(state), deliveryComponent, apiComponent(state), openapiComponent}
+	return []component{ingestComponent, identityComponent(state), tagsComponent(state), lifecycleComponent(state), routingComponent(state), fanoutComponent(state), deliveryComponent, fanoutDeliveryComponent, apiComponent(state), openapiComponent}
 }
 
 // ingestComponents are "rolodex run ingest"'s.

@@ -155,7 +155,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdSubscriptionsDelete(ctx, args, o.stdout, o.stderr)
 			}},
-		{"subscriptions replay", "ID --since RFC3339 [--api URL] [--key KEY]", "ask for a subscription's topic events again from an instant (recorded; the replay step is not built yet)",
+		{"subscriptions replay", "ID --since RFC3339 [--api URL] [--key KEY]", "ask for a subscription's topic events again from an instant (performed by the replay step: docs/fanout.md)",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdSubscriptionsReplay(ctx, args, o.stdout, o.stderr)
 			}},

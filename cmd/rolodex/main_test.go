@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/partners"
+	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/processors/lifecycle"
 )
 
@@ -93,6 +94,10 @@ func TestDefaultConfig(t *testing.T) {
 	if got, want := cfg.Lifecycle.Recipients(), lifecycle.DefaultRecipientsConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("lifecycle = %+v, want %+v", got, want)
 	}
+	// The file's replay window is the built-in default; absent, too.
+	if cfg.replayRetention() != fanout.DefaultReplayRetention || (&fileConfig{}).replayRetention() != fanout.DefaultReplayRetention {
+		t.Fatalf("replay retention %s, want %s", cfg.replayRetention(), fanout.DefaultReplayRetention)
+	}
 }
 
 // An absent lifecycle key keeps its default; a purpose set replaces its
@@ -143,6 +148,7 @@ func TestConfigErrors(t *testing.T) {
 			`unknown scope "profile:write" (valid: events:write, profiles:read, profiles:write, admin, topics:write)`},
 		{"scoped key without scopes", "partners: [{name: a, tenant: t, keys: [{key: s3cret-key-1}]}]\n", "has no scopes"},
 		{"negative soft bounce limit", "lifecycle: {soft_bounce_limit: -1}\n", "lifecycle: soft_bounce_limit -1"},
+		{"negative replay retention", "fanout: {replay_retention: -1h}\n", "fanout: replay_retention -1h0m0s is negative"},
 		{"purpose of an unknown channel", "lifecycle: {purposes: {fax: fax_marketing}}\n", `unknown channel "fax"`},
 		{"purpose not a name", "lifecycle: {purposes: {email: \"e mail\"}}\n", `"e mail" is not a consent purpose`},
 		{"unknown lifecycle key", "lifecycle: {soft_bounces: 2}\n", "soft_bounces"},
@@ -151,6 +157,9 @@ func TestConfigErrors(t *testing.T) {
 			`partner d: delivery: mapping: nome: "contact.name": unknown source root "contact"`},
 		{"delivery without secret", "partners: [{name: d, tenant: t, keys: [s3cret-key-1], delivery: {webhook: {url: 'https://crm.example/l'}}}]\n",
 			"partner d: delivery: webhook.secret is required"},
+		{"negative fan-out timeout", "fanout: {delivery: {timeout: -1s}}\n", "fanout: delivery: timeout: -1s is negative"},
+		{"negative fan-out retry delay", "fanout: {delivery: {retry_schedule: [0s, -5s]}}\n", "fanout: delivery: retry_schedule: -5s is negative"},
+		{"unknown fan-out key", "fanout: {delivery: {timeut: 1s}}\n", "timeut"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rolodex/rolodex/connectors/fanoutdir"
+	"github.com/rolodex/rolodex/connectors/fanoutreplay"
 	"github.com/rolodex/rolodex/connectors/httpin"
 	"github.com/rolodex/rolodex/connectors/kafkain"
 	"github.com/rolodex/rolodex/connectors/webhooks"
@@ -452,7 +453,10 @@ func routingComponent(dir string) component {
 // fanoutComponent runs partner fan-out (docs/fanout.md): the goka group
 // rolodex-fanout (keyed by profile id; its LevelDB storage in dir) and the
 // directory broadcast rolodex-fanout-directory (connectors/fanoutdir),
-// which writes the store topics' changes to every partition of its input.
+// which writes the store topics' changes to every partition of its input,
+// and the subscription replay step rolodex-fanout-replay
+// (connectors/fanoutreplay); rolodex.fanout.input keeps
+// fanout.replay_retention.
 func fanoutComponent(dir string) component {
 	return func(e *env) error {
 		if _, err := ensureIdentityTopics(e); err != nil {
@@ -460,6 +464,9 @@ func fanoutComponent(dir string) component {
 		}
 		tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 		err := fanout.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+		if err == nil {
+			err = fanout.SetReplayRetention(tctx, e.admin, e.cfg.replayRetention())
+		}
 		cancel()
 		if err != nil {
 			return err
@@ -484,12 +491,48 @@ func fanoutComponent(dir string) component {
 			return err
 		}
 		e.g.Go(func() error { return b.Run(e.ctx) })
+		rp, err := fanoutreplay.New(fanoutreplay.Config{Brokers: e.kafka.Brokers, Registerer: e.prom, Logger: e.logger})
+		if err != nil {
+			return err
+		}
+		e.g.Go(func() error { return rp.Run(e.ctx) })
 		lag := kafkaclient.NewLagMetrics(e.prom)
-		for _, group := range []string{schemas.GroupFanout, schemas.GroupFanoutDirectory} {
+		for _, group := range []string{schemas.GroupFanout, schemas.GroupFanoutDirectory, schemas.GroupFanoutReplay} {
 			e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
 		}
 		return nil
 	}
+}
+
+// fanoutDeliveryComponent runs partner fan-out's delivery (docs/fanout.md,
+// "Delivery"): the Kafka writer rolodex-fanout-kafka and the webhook
+// sender rolodex-fanout-webhooks over rolodex.fanout.deliveries, after
+// creating every partner's out topic, rolodex.fanout.reports and
+// rolodex.out.deadletter.
+func fanoutDeliveryComponent(e *env) error {
+	if _, err := ensureIdentityTopics(e); err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	err := fanout.EnsureTopics(tctx, e.admin, e.cfg.Topics.Replication)
+	if err == nil {
+		err = webhooks.EnsureFanoutTopics(tctx, e.admin, e.cfg.Topics.Replication, e.reg.All())
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	f, err := webhooks.NewFanout(webhooks.FanoutConfig{Brokers: e.kafka.Brokers, RetrySchedule: e.cfg.Fanout.Delivery.RetrySchedule,
+		Timeout: e.cfg.Fanout.Delivery.Timeout, Registerer: e.prom, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	e.g.Go(func() error { return f.Run(e.ctx) })
+	lag := kafkaclient.NewLagMetrics(e.prom)
+	for _, group := range f.Groups() {
+		e.g.Go(func() error { return lag.Run(e.ctx, e.admin, group, 5*time.Second) })
+	}
+	return nil
 }
 
 // deliveryComponent runs lead delivery (docs/routing.md, "Delivery"): the

@@ -34,6 +34,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rolodex/rolodex/reference"
+	"github.com/rolodex/rolodex/schemas"
 )
 
 const envChDBPython = "ROLODEX_CHDB_PYTHON"
@@ -506,8 +509,8 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 	if _, err := s.tryQuery(reportQuery(old, activity, time.Time{})); err == nil || !strings.Contains(err.Error(), "ALIAS_REQUIRED") {
 		t.Fatalf("the released version 6's report_activity_daily on ClickHouse %s: %v, want code 206 (ALIAS_REQUIRED)", s.version, err)
 	}
-	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8, 9, 10}) {
-		t.Fatalf("pending after the released version 6: %v, want [7 8 9 10]", got)
+	if got := versions(pending(Migrations, s.applied(old))); !reflect.DeepEqual(got, []uint32{7, 8, 9, 10, 11}) {
+		t.Fatalf("pending after the released version 6: %v, want [7 8 9 10 11]", got)
 	}
 	var later int
 	for _, m := range Migrations {
@@ -516,7 +519,7 @@ func TestChDBUpgradeFromReleasedVersion6(t *testing.T) {
 		}
 	}
 	if n := s.migrate(old, Migrations); n != later {
-		t.Fatalf("ran %d statements, want versions 7 to 10's %d", n, later)
+		t.Fatalf("ran %d statements, want versions 7 to 11's %d", n, later)
 	}
 	s.migrate(fresh, Migrations)
 	got, want := s.viewQueries(old), s.viewQueries(fresh)
@@ -564,5 +567,63 @@ func TestChDBLeadsByPartner(t *testing.T) {
 	}
 	if got := s.query(reportQueryFilter(db, r, ReportFilter{})); !reflect.DeepEqual(got.Rows, leadScenarioReport) {
 		t.Fatalf("report leads on ClickHouse %s:\n got %v\nwant %v", s.version, got.Rows, leadScenarioReport)
+	}
+}
+
+// report_deliveries on current ClickHouse: the hand-built scenario
+// (deliveries_test.go) and random deliveries, every report written twice,
+// give on chDB the rows, columns and types they give on 18.16, the
+// hand-computed rows and the Go reference's; deliveries FINAL reads alike.
+func TestChDBDeliveries(t *testing.T) {
+	s := startChDB(t)
+	conn, db := testDB(t) // 18.16, migrated
+	s.migrate(db, Migrations)
+	ctx := t.Context()
+	r, _ := ReportByName("deliveries")
+	same := func(q string) [][]string {
+		t.Helper()
+		got := s.query(q)
+		want, err := Query(ctx, conn, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Columns, want.Columns) || !reflect.DeepEqual(got.Types, want.Types) {
+			t.Fatalf("%s:\ncolumns %v %v on ClickHouse %s,\n        %v %v on 18.16", q, got.Columns, got.Types, s.version, want.Columns, want.Types)
+		}
+		if !reflect.DeepEqual(got.Rows, want.Rows) {
+			t.Fatalf("%s: on ClickHouse %s, 18.16\n%s", q, s.version, firstDiff(got.Rows, want.Rows))
+		}
+		return got.Rows
+	}
+	insert := func(reports []schemas.FanoutReport) {
+		t.Helper()
+		rows := deliveryRows(t, reports)
+		for range 2 {
+			if err := rows.Insert(ctx, conn, db); err != nil {
+				t.Fatal(err)
+			}
+			s.insert(db, tableDeliveries, DeliveryColumns, rows.columns())
+		}
+	}
+	insert(deliveryScenario())
+	for _, f := range []ReportFilter{{}, {Since: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)}, {Partner: "bank-a", Topic: "car-chosen"}} {
+		same(reportQueryFilter(db, r, f))
+	}
+	if got := same(reportQueryFilter(db, r, ReportFilter{})); !reflect.DeepEqual(got, deliveryScenarioReport) {
+		t.Fatalf("report deliveries on ClickHouse %s:\n got %v\nwant %v", s.version, got, deliveryScenarioReport)
+	}
+	same("SELECT tenant, subscription, webhook_id, kind, toString(attempt), type, toString(at_ms), partner, topic, toString(status), result, " +
+		"toString(latency_ms), error, toString(toUInt32(at)), toString(day) FROM " + db + ".deliveries FINAL ORDER BY tenant, subscription, webhook_id, kind, attempt, type, at_ms")
+	// Random deliveries of other tenants' subscriptions (names prefixed
+	// so that they do not meet the scenario's).
+	reports := genDeliveryReports(5, 400)
+	for i := range reports {
+		reports[i].Tenant = "r" + reports[i].Tenant
+	}
+	insert(reports)
+	want := append(reference.DeliveryReportRows(deliveryScenario()), reference.DeliveryReportRows(reports)...)
+	reference.SortRows(want)
+	if got := same(reportQueryFilter(db, r, ReportFilter{})); !reflect.DeepEqual(got, want) {
+		t.Fatalf("report deliveries on ClickHouse %s: %d rows, want %d\n%s", s.version, len(got), len(want), firstDiff(got, want))
 	}
 }

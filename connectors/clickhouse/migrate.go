@@ -447,7 +447,116 @@ CREATE TABLE IF NOT EXISTS {db}.lead_feedback (
 ORDER BY (tenant, lead_id, attempt, type, at_ms)`,
 		createReportLeadsByPartner,
 	}},
+
+	// Version 11 came with partner fan-out (docs/fanout.md, "ClickHouse
+	// and reports"): the delivery stage's reports of
+	// rolodex.fanout.reports (deliveries.go) and the daily report per
+	// partner and topic over them.
+	{Version: 11, Name: "deliveries, report_deliveries", Statements: []string{
+		`
+CREATE TABLE IF NOT EXISTS {db}.deliveries (
+    tenant          String,
+    partner         String,
+    topic           String,
+    subscription    String,
+    webhook_id      String,
+    kind            String,
+    type            String,
+    attempt         UInt32,
+    status          Int32,
+    result          String,
+    latency_ms      Int64,
+    error           String,
+    at              DateTime('UTC'),
+    at_ms           Int64,
+    day             Date DEFAULT toDate(at),
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    inserted_at     DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant, subscription, webhook_id, kind, attempt, type, at_ms)`,
+		createReportDeliveries,
+	}},
 }
+
+// createReportDeliveries is the report of fan-out deliveries per day
+// (UTC), tenant, partner and topic (docs/fanout.md and docs/reports.md
+// define every column). A delivery is one record for one subscription:
+// (tenant, subscription, webhook id), however often it was posted (a
+// crash, a replay: the same webhook id). Innermost, every report gets a
+// rank: an attempt retry 1, success 2, permanent 3, gone 4; an end
+// success 8, exhausted 9, permanent 10, gone 11, dropped (inactive,
+// not_allowed, expired) 12. Per delivery, the report that decides it is
+// the latest, an end before an attempt of the same millisecond:
+// max(at_ms * 16 + rank), whose remainder by 16 is its rank; its day is
+// the delivery's day. A delivery whose deciding report is an attempt to
+// retry is in flight and in no row. Its latency is that of the request
+// that reached the receiver (the earliest report with result success: the
+// attempt's, or the end's when no attempt was reported, as for a Kafka
+// write). Every per-delivery value is a max, an argMax, an argMin or any:
+// copies of a report never count twice, before merges too (FINAL aside).
+// Outermost, the percentiles of the delivered deliveries' latencies by
+// nearest rank (the ceil(p * n)-th smallest; 0 when none): plain arrays,
+// which ClickHouse 18.16 and current versions read alike (no quantile
+// function: their interpolation differs between versions).
+const createReportDeliveries = `
+CREATE VIEW IF NOT EXISTS {db}.report_deliveries AS
+SELECT
+    day,
+    tenant,
+    partner,
+    topic,
+    deliveries,
+    delivered,
+    retried,
+    failed,
+    exhausted,
+    dropped,
+    if(delivered = 0, 0, latencies[intDiv(delivered + 1, 2)]) AS p50_latency_ms,
+    if(delivered = 0, 0, latencies[intDiv(delivered * 99 + 99, 100)]) AS p99_latency_ms
+FROM
+(
+    SELECT
+        delivery_day AS day,
+        tenant,
+        delivery_partner AS partner,
+        delivery_topic AS topic,
+        count() AS deliveries,
+        sum(outcome = 'delivered') AS delivered,
+        sum(max_attempt > 1) AS retried,
+        sum(outcome = 'failed') AS failed,
+        sum(outcome = 'exhausted') AS exhausted,
+        sum(outcome = 'dropped') AS dropped,
+        arraySort(groupArrayIf(delivery_latency_ms, outcome = 'delivered')) AS latencies
+    FROM
+    (
+        SELECT
+            tenant,
+            subscription,
+            webhook_id,
+            any(partner) AS delivery_partner,
+            any(topic) AS delivery_topic,
+            max(at_ms * 16 + rank) % 16 AS last_rank,
+            multiIf(last_rank IN (2, 8), 'delivered', last_rank IN (3, 4, 10, 11), 'failed', last_rank = 9, 'exhausted',
+                last_rank = 12, 'dropped', '') AS outcome,
+            argMax(day, at_ms * 16 + rank) AS delivery_day,
+            max(attempt) AS max_attempt,
+            argMinIf(latency_ms, at_ms * 16 + rank, result = 'success') AS delivery_latency_ms
+        FROM
+        (
+            SELECT
+                tenant, subscription, webhook_id, partner, topic, day, attempt, result, latency_ms, at_ms,
+                multiIf(kind = 'attempt',
+                        multiIf(result = 'retry', 1, result = 'success', 2, result = 'permanent', 3, result = 'gone', 4, 0),
+                        multiIf(result = 'success', 8, result = 'exhausted', 9, result = 'permanent', 10, result = 'gone', 11,
+                                result IN ('inactive', 'not_allowed', 'expired'), 12, 0)) AS rank
+            FROM {db}.deliveries FINAL
+        )
+        GROUP BY tenant, subscription, webhook_id
+    )
+    WHERE outcome != ''
+    GROUP BY delivery_day, tenant, delivery_partner, delivery_topic
+)`
 
 // createReportLeadsByPartner is the report of lead routing per day (UTC,
 // of the routing decision) and partner (docs/reports.md defines every

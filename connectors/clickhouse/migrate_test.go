@@ -82,6 +82,8 @@ var schemaTables = map[string]string{
 	"lead_deliveries":             "ReplacingMergeTree",
 	"lead_feedback":               "ReplacingMergeTree",
 	"report_leads_by_partner":     "View",
+	"deliveries":                  "ReplacingMergeTree",
+	"report_deliveries":           "View",
 }
 
 // checkSchemaTables compares the engines of db's tables (name -> engine, as
@@ -173,8 +175,8 @@ func TestMigrateFromReleasedVersion6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := versions(pend); !slices.Equal(got, []uint32{7, 8, 9, 10}) {
-		t.Fatalf("pending after the released version 6: %v, want versions 7 to 10", got)
+	if got := versions(pend); !slices.Equal(got, []uint32{7, 8, 9, 10, 11}) {
+		t.Fatalf("pending after the released version 6: %v, want versions 7 to 11", got)
 	}
 	if err := Migrate(ctx, connOld, old); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,9 @@ type Report struct {
 	OrderBy string
 	// Doc says what one row is.
 	Doc string
+	// Partner and Topic: the view has a partner (a topic) column that
+	// ReportFilter.Partner (Topic) selects on.
+	Partner, Topic bool
 }
 
 // Reports lists every report, in the order "rolodex report" lists them.
@@ -43,7 +46,7 @@ var Reports = []Report{
 		Doc: "profiles merged into another per day and tenant",
 	},
 	{
-		Name: "dead-letters", View: "report_dead_letters_daily", OrderBy: "day, tenant, partner, reason, source_kind",
+		Name: "dead-letters", View: "report_dead_letters_daily", OrderBy: "day, tenant, partner, reason, source_kind", Partner: true,
 		Doc: "rejected records per day, tenant, partner, reason and source kind",
 	},
 	{
@@ -55,8 +58,12 @@ var Reports = []Report{
 		Doc: "messages sent per day (of the first send), tenant and channel: how many were delivered, opened, clicked, bounced (hard, soft), reported as spam, unsubscribed, and the rates",
 	},
 	{
-		Name: "leads", View: "report_leads_by_partner", OrderBy: "day, tenant, partner",
+		Name: "leads", View: "report_leads_by_partner", OrderBy: "day, tenant, partner", Partner: true,
 		Doc: "leads routed per day (UTC, of the routing decision), tenant and partner: how many were delivered, failed delivery, accepted, rejected, re-routed away, missed their SLA, and the median time to accept",
+	},
+	{
+		Name: "deliveries", View: "report_deliveries", OrderBy: "day, tenant, partner, topic", Partner: true, Topic: true,
+		Doc: "fan-out deliveries ended per day (UTC, of the delivery's last report), tenant, partner and topic: how many were delivered, retried, failed (permanent, gone), exhausted, dropped, and the p50 and p99 latency (ms) of the request that delivered",
 	},
 }
 
@@ -101,16 +108,32 @@ func RunReportFor(ctx context.Context, conn driver.Conn, db string, r Report, si
 
 // ReportFilter selects the rows of a report: the days from Since to Until
 // (both included; a zero time is no bound, only the date counts) of one
-// tenant (empty: every tenant).
+// tenant (empty: every tenant), one partner and one topic (empty: every
+// one; only for a report with that column, Report.Partner and Topic).
 type ReportFilter struct {
-	Since, Until time.Time
-	Tenant       string
+	Since, Until   time.Time
+	Tenant         string
+	Partner, Topic string
+}
+
+// Check reports a filter report r cannot apply.
+func (f ReportFilter) Check(r Report) error {
+	if f.Partner != "" && !r.Partner {
+		return fmt.Errorf("report %s has no partner column", r.Name)
+	}
+	if f.Topic != "" && !r.Topic {
+		return fmt.Errorf("report %s has no topic column", r.Name)
+	}
+	return nil
 }
 
 // RunReportFilter reads report r from database db: the rows f selects,
 // ordered by the report's OrderBy.
 func RunReportFilter(ctx context.Context, conn driver.Conn, db string, r Report, f ReportFilter) (*Result, error) {
 	if err := validDatabase(db); err != nil {
+		return nil, err
+	}
+	if err := f.Check(r); err != nil {
 		return nil, err
 	}
 	return Query(ctx, conn, reportQueryFilter(db, r, f))
@@ -141,6 +164,12 @@ func reportQueryFilter(db string, r Report, f ReportFilter) string {
 	}
 	if f.Tenant != "" {
 		where = append(where, "tenant = "+quoteString(f.Tenant))
+	}
+	if f.Partner != "" {
+		where = append(where, "partner = "+quoteString(f.Partner))
+	}
+	if f.Topic != "" {
+		where = append(where, "topic = "+quoteString(f.Topic))
 	}
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -34,11 +34,11 @@ const (
 // Tables lists the tables the sink writes (the label values of
 // rolodex_sink_rows_written_total), in the order a batch writes them.
 var Tables = []string{tableEvents, tableDeadLetters, tableProfiles, tableProfileNodes, tableProfileMerges, tableTagChanges,
-	tableMessageEvents, tableMessageStates, tableRoutingDecisions, tableLeadDeliveries, tableLeadFeedback}
+	tableMessageEvents, tableMessageStates, tableRoutingDecisions, tableLeadDeliveries, tableLeadFeedback, tableDeliveries}
 
 // Topics lists the topics the sink reads.
 var Topics = []string{schemas.TopicEvents, schemas.TopicDeadLetter, schemas.TopicProfiles, schemas.TopicMerges, schemas.TopicProfileTags,
-	schemas.TopicLifecycleTable, schemas.TopicRoutingOutcomes}
+	schemas.TopicLifecycleTable, schemas.TopicRoutingOutcomes, schemas.TopicFanoutReports}
 
 // nodeCacheSize bounds the profiles whose node rows the sink remembers
 // having written (about 100 bytes each); past it the memory starts afresh.
@@ -143,10 +143,12 @@ func (c *Config) Validate() error {
 // rolodex.events also into message_events, and the lifecycle's table topic
 // (rolodex-lifecycle-table) into message_states (messages.go), and the
 // lead outcomes of rolodex.routing.outcomes into routing_decisions,
-// lead_deliveries and lead_feedback by type (leads.go).
+// lead_deliveries and lead_feedback by type (leads.go), and the fan-out
+// delivery reports of rolodex.fanout.reports into deliveries
+// (deliveries.go).
 // Lifecycle: NewSink, Connect, Run, Close.
 //
-// All seven topics are read by one consumer group, so one batch holds
+// All eight topics are read by one consumer group, so one batch holds
 // records of all of them and one commit covers them: the commit rules are
 // the same for every table, and no table needs records of another to be
 // right (every version column comes from the record itself, profiles.go),
@@ -258,6 +260,7 @@ type batch struct {
 	msgEvents   MessageEventRows
 	msgStates   MessageStateRows
 	leads       LeadOutcomeRows
+	deliveries  DeliveryRows
 	// nodes are the profile_nodes rows of the batch's profiles, made at
 	// the first write attempt and kept for the retries.
 	nodes   *ProfileNodeRows
@@ -285,6 +288,7 @@ func (b *batch) reset() {
 	b.msgEvents.Reset()
 	b.msgStates.Reset()
 	b.leads.Reset()
+	b.deliveries.Reset()
 	b.nodes = nil
 	b.records = 0
 	b.last = map[topicPartition]*kgo.Record{}
@@ -409,6 +413,13 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		b.leads.Add(o) // lead.forwarded: no table keeps it
+	case schemas.TopicFanoutReports:
+		d, err := DecodeFanoutReport(r.Value, string(r.Key), r.Partition, r.Offset)
+		if err != nil {
+			s.undecodable(r, err)
+			return
+		}
+		b.deliveries.Add(d)
 	default:
 		s.undecodable(r, errors.New("unexpected topic"))
 	}
@@ -437,7 +448,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		s.cfg.Logger.Error("sink: write batch, retrying", "events", b.events.Len(), "dead_letters", b.deadLetters.Len(),
 			"profiles", b.profiles.Len(), "merges", b.merges.Len(), "tag_changes", b.tagChanges.Len(),
 			"message_events", b.msgEvents.Len(), "message_states", b.msgStates.Len(), "routing_decisions", b.leads.Decisions.Len(),
-			"lead_deliveries", b.leads.Deliveries.Len(), "lead_feedback", b.leads.Feedback.Len(), "backoff", backoff, "err", err)
+			"lead_deliveries", b.leads.Deliveries.Len(), "lead_feedback", b.leads.Feedback.Len(), "deliveries", b.deliveries.Len(), "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -479,6 +490,7 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 		{tableRoutingDecisions, b.leads.Decisions.Len(), b.leads.Decisions.Insert},
 		{tableLeadDeliveries, b.leads.Deliveries.Len(), b.leads.Deliveries.Insert},
 		{tableLeadFeedback, b.leads.Feedback.Len(), b.leads.Feedback.Insert},
+		{tableDeliveries, b.deliveries.Len(), b.deliveries.Insert},
 	} {
 		if t.n == 0 || b.done[t.table] {
 			continue

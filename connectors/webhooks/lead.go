@@ -398,6 +398,12 @@ func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
 // A record refused alone is not tried again: that would stop every
 // partner's deliveries behind it, with rebalances blocked.
 func (d *LeadDelivery) produceOut(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (map[*kgo.Record]error, error) {
+	return produceOut(ctx, cl, d.cfg.Logger, d.cfg.RetryBackoff, "lead delivery", recs)
+}
+
+// produceOut is LeadDelivery.produceOut for any writer of out records
+// (what names it in the logs).
+func produceOut(ctx context.Context, cl *kgo.Client, log *slog.Logger, backoff time.Duration, what string, recs []*kgo.Record) (map[*kgo.Record]error, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -426,16 +432,16 @@ func (d *LeadDelivery) produceOut(ctx context.Context, cl *kgo.Client, recs []*k
 				return nil, ctx.Err()
 			}
 			if permanentProduceError(err) {
-				d.cfg.Logger.Error("lead delivery: Kafka refused an out record for good; reported as a failed delivery",
+				log.Error(what+": Kafka refused an out record for good; reported as a failed delivery",
 					"topic", r.Topic, "key", string(r.Key), "bytes", len(r.Value), "err", err)
 				refused[r] = err
 				break
 			}
-			d.cfg.Logger.Error("lead delivery: write, retrying", "topic", r.Topic, "err", err)
+			log.Error(what+": write, retrying", "topic", r.Topic, "err", err)
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-time.After(d.cfg.RetryBackoff):
+			case <-time.After(backoff):
 			}
 		}
 	}
@@ -733,6 +739,12 @@ func (d *LeadDelivery) send(dctx, ctx context.Context, cl *kgo.Client, pd *partn
 	}
 	attempt, aerr := strconv.Atoi(h[HeaderAttempt])
 	kind := h[HeaderKind]
+	if kind == schemas.KindTopicEvent || kind == schemas.KindConsentRevoked {
+		// A partner fan-out record on the partner's shared out topic
+		// (docs/fanout.md): the partner reads it on Kafka; not a lead.
+		d.m.Skipped.WithLabelValues("fanout").Inc()
+		return d.commit(ctx, cl, r)
+	}
 	if h[HeaderCEID] == "" || h[HeaderLeadID] == "" || h[HeaderTenant] == "" || aerr != nil || (kind != KindLead && kind != KindFollowUp) {
 		d.cfg.Logger.Error("lead delivery: out record without its headers, skipped", "topic", r.Topic, "offset", r.Offset)
 		d.m.Skipped.WithLabelValues("undecodable").Inc()

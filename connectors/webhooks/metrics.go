@@ -27,7 +27,8 @@ type Metrics struct {
 	// Dispatched: partner, kind; records written to out topics.
 	Dispatched *prometheus.CounterVec
 	// Skipped: reason; outcome records the dispatcher does not deliver,
-	// out records the sender cannot read or ended already (duplicate).
+	// out records the sender cannot read, ended already (duplicate) or
+	// that are partner fan-out's (fanout).
 	Skipped *prometheus.CounterVec
 }
 
@@ -55,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records the dispatcher wrote to partners' out topics, by partner and kind (lead, follow_up)."},
 			[]string{"partner", "kind"}),
 		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_delivery_skipped_total",
-			Help: "Records not delivered, by reason (outcome_type, no_delivery, unknown_partner, other_tenant, undecodable, duplicate)."},
+			Help: "Records not delivered, by reason (outcome_type, no_delivery, unknown_partner, other_tenant, undecodable, duplicate, fanout)."},
 			[]string{"reason"}),
 	}
 	if reg == nil {

@@ -259,3 +259,52 @@ func TestFanoutOnKafkaUnderKills(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// The replay window: EnsureTopics creates rolodex.fanout.input with the
+// default retention, SetReplayRetention sets the configured one (also on a
+// topic the identity stage created first) and refuses one not positive.
+func TestReplayRetention(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, schemas.TopicEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: c.ListenAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	retention := func() string {
+		t.Helper()
+		rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, schemas.TopicFanoutInput)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := rcs.On(schemas.TopicFanoutInput, nil)
+		if err != nil || rc.Err != nil {
+			t.Fatal(err, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				return c.MaybeValue()
+			}
+		}
+		return ""
+	}
+	if err := EnsureTopics(ctx, cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := retention(); got != "604800000" {
+		t.Fatalf("retention.ms %q after EnsureTopics, want 7 days", got)
+	}
+	if err := SetReplayRetention(ctx, cl, 48*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := retention(); got != "172800000" {
+		t.Fatalf("retention.ms %q, want 2 days", got)
+	}
+	if err := SetReplayRetention(ctx, cl, 0); err == nil || !strings.Contains(err.Error(), "not positive") {
+		t.Fatalf("a zero retention: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/gokaconfig"
@@ -364,16 +365,47 @@ func EnsureTopics(ctx context.Context, admin *kgo.Client, replication int16) err
 	return nil
 }
 
+// DefaultReplayRetention is rolodex.fanout.input's retention.ms when the
+// configuration does not set fanout.replay_retention: a subscription
+// replay finds the topic events of this long ago (docs/fanout.md,
+// "Replay of a subscription").
+const DefaultReplayRetention = 7 * 24 * time.Hour
+
+// SetReplayRetention sets retention.ms of rolodex.fanout.input, which must
+// exist, to retention (the replay window; whoever created the topic, the
+// identity stage or EnsureTopics, the setting is the configuration's). It
+// refuses a retention that is not positive.
+func SetReplayRetention(ctx context.Context, admin *kgo.Client, retention time.Duration) error {
+	if retention <= 0 {
+		return fmt.Errorf("fanout: replay retention %s is not positive", retention)
+	}
+	ms := fmt.Sprint(retention.Milliseconds())
+	resp, err := kadm.NewClient(admin).AlterTopicConfigs(ctx,
+		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: &ms}}, schemas.TopicFanoutInput)
+	if err == nil {
+		var r kadm.AlterConfigsResponse
+		if r, err = resp.On(schemas.TopicFanoutInput, nil); err == nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("fanout: set retention.ms of %s: %w", schemas.TopicFanoutInput, err)
+	}
+	return nil
+}
+
 // Topics returns fan-out's topics for a partition count: the group's input
-// rolodex.fanout.input (co-partitioned with its table), the store topics
+// rolodex.fanout.input (co-partitioned with its table; retention
+// DefaultReplayRetention, SetReplayRetention sets the configured one), the store topics
 // rolodex.fanout.topics and rolodex.fanout.subscriptions (compacted; the
 // directory broadcast reads them whole), its output
 // rolodex.fanout.deliveries, and its table (compacted; a partition's
 // directory is one value, so its records may pass Kafka's 1 MB default).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
 	compact, big := "compact", fmt.Sprint(gokaconfig.MaxMessageBytes)
+	retention := fmt.Sprint(DefaultReplayRetention.Milliseconds())
 	return []kafkaclient.TopicSpec{
-		{Name: schemas.TopicFanoutInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
+		{Name: schemas.TopicFanoutInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big, "retention.ms": &retention}},
 		{Name: schemas.TopicFanoutTopics, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicFanoutSubscriptions, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicFanoutDeliveries, Partitions: partitions},

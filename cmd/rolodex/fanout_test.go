@@ -46,10 +46,11 @@ type hookAnswer struct {
 }
 
 type hookRequest struct {
-	id   string
-	at   time.Time
-	raw  string
-	body map[string]any
+	id     string
+	at     time.Time
+	status int // what the subscriber answered
+	raw    string
+	body   map[string]any
 }
 
 func newSubscriber(t *testing.T, script ...hookAnswer) *subscriber {
@@ -92,11 +93,11 @@ func (s *subscriber) serve(w http.ResponseWriter, r *http.Request) {
 	var m map[string]any
 	_ = json.Unmarshal(body, &m)
 	n := len(s.reqs)
-	s.reqs = append(s.reqs, hookRequest{id: id, at: time.Now(), raw: string(body), body: m})
 	a := hookAnswer{status: 200}
 	if n < len(s.script) {
 		a = s.script[n]
 	}
+	s.reqs = append(s.reqs, hookRequest{id: id, at: time.Now(), status: a.status, raw: string(body), body: m})
 	s.mu.Unlock()
 	time.Sleep(a.delay)
 	if a.retryAfter != "" {
@@ -112,7 +113,8 @@ func (s *subscriber) requests() []hookRequest {
 }
 
 // received is what a receiver that dedupes by webhook-id keeps: the first
-// body of each id. It fails the test when an id came with two bodies.
+// body of each id it accepted (answered 2xx). It fails the test when an id
+// came with two bodies.
 func (s *subscriber) received() map[string]map[string]any {
 	s.t.Helper()
 	out := map[string]map[string]any{}
@@ -122,9 +124,11 @@ func (s *subscriber) received() map[string]map[string]any {
 			if prev != r.raw {
 				s.t.Fatalf("webhook-id %s sent with two bodies:\n%s\n%s", r.id, prev, r.raw)
 			}
-			continue
 		}
-		raw[r.id], out[r.id] = r.raw, r.body
+		raw[r.id] = r.raw
+		if _, ok := out[r.id]; !ok && r.status/100 == 2 {
+			out[r.id] = r.body
+		}
 	}
 	return out
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,13 +50,44 @@ type EventRows struct {
 	propKeys, propValues                  [][]string
 	partition                             []int32
 	offset                                []int64
+	// strs backs the rows' identifier, trait and property arrays, so
+	// that a row's six arrays are not six allocations (stringArrays).
+	strs []string
 }
 
 // Len is the number of rows.
 func (r *EventRows) Len() int { return len(r.eventID) }
 
-// Reset empties r.
-func (r *EventRows) Reset() { *r = EventRows{} }
+// Reset empties r, keeping the columns' capacity for the next batch: the
+// insert has copied the rows into the driver's own columns by then.
+func (r *EventRows) Reset() {
+	r.tenant, r.eventID, r.typ, r.source, r.partner = r.tenant[:0], r.eventID[:0], r.typ[:0], r.source[:0], r.partner[:0]
+	r.time, r.timeMS, r.receivedAt, r.receivedAtMS = r.time[:0], r.timeMS[:0], r.receivedAt[:0], r.receivedAtMS[:0]
+	r.nodeID = r.nodeID[:0]
+	r.idTypes, r.idValues = r.idTypes[:0], r.idValues[:0]
+	r.traitKeys, r.traitValues, r.propKeys, r.propValues = r.traitKeys[:0], r.traitValues[:0], r.propKeys[:0], r.propValues[:0]
+	r.partition, r.offset = r.partition[:0], r.offset[:0]
+	r.strs = nil // the arrays of the rows just written still point into it
+}
+
+// stringArrays returns two arrays of n strings each, carved out of r.strs
+// (a new chunk when it is full). Each has its length as its capacity, so
+// that nothing appended to one runs into the next.
+func (r *EventRows) stringArrays(n int) (a, b []string) {
+	if n == 0 {
+		return nil, nil
+	}
+	if cap(r.strs)-len(r.strs) < 2*n {
+		r.strs = make([]string, 0, max(2*n, stringChunk))
+	}
+	i := len(r.strs)
+	r.strs = r.strs[:i+2*n]
+	return r.strs[i : i+n : i+n], r.strs[i+n : i+2*n : i+2*n]
+}
+
+// stringChunk is how many strings one allocation of EventRows.strs holds
+// (64 KiB).
+const stringChunk = 4096
 
 // Add appends one event. key is the record's Kafka key (the node id of the
 // primary identifier); partition and offset are the record's position on
@@ -75,17 +106,18 @@ func (r *EventRows) Add(ev *schemas.Event, key string, partition int32, offset i
 		key = ev.Key()
 	}
 	r.nodeID = append(r.nodeID, key)
-	types := make([]string, len(ev.Identifiers))
-	values := make([]string, len(ev.Identifiers))
+	types, values := r.stringArrays(len(ev.Identifiers))
 	for i, id := range ev.Identifiers {
 		types[i], values[i] = id.Type, id.Value
 	}
 	r.idTypes = append(r.idTypes, types)
 	r.idValues = append(r.idValues, values)
-	k, v := sortedPairs(ev.Traits)
+	k, v := r.stringArrays(len(ev.Traits))
+	sortedPairsInto(ev.Traits, k, v)
 	r.traitKeys = append(r.traitKeys, k)
 	r.traitValues = append(r.traitValues, v)
-	k, v = sortedPairs(ev.Properties)
+	k, v = r.stringArrays(len(ev.Properties))
+	sortedPairsInto(ev.Properties, k, v)
 	r.propKeys = append(r.propKeys, k)
 	r.propValues = append(r.propValues, v)
 	r.partition = append(r.partition, partition)
@@ -216,14 +248,21 @@ func DateTime(t time.Time) time.Time {
 }
 
 func sortedPairs(m map[string]string) (keys, values []string) {
-	keys = make([]string, 0, len(m))
+	keys, values = make([]string, len(m)), make([]string, len(m))
+	sortedPairsInto(m, keys, values)
+	return keys, values
+}
+
+// sortedPairsInto writes the keys of m in order into keys and their values
+// into values; both have len(m) elements.
+func sortedPairsInto(m map[string]string, keys, values []string) {
+	i := 0
 	for k := range m {
-		keys = append(keys, k)
+		keys[i] = k
+		i++
 	}
-	sort.Strings(keys)
-	values = make([]string, len(keys))
+	slices.Sort(keys)
 	for i, k := range keys {
 		values[i] = m[k]
 	}
-	return keys, values
 }

@@ -574,8 +574,9 @@ func (l *load) waitAccepted(t *testing.T, ctx context.Context, n int64, what str
 // runs, keeps the load on until the partitions it led have new leaders and
 // events are acknowledged with two replicas in sync, restarts it, and
 // keeps the load on until it is back in every ISR. Every component keeps
-// running; afterwards the profiles and ClickHouse equal the reference of
-// every acknowledged event, each once.
+// running; afterwards wave 2's lead routing and fan-out still deliver, and
+// the profiles and ClickHouse equal the reference of every acknowledged
+// event, each once.
 func (r *rolodex) brokerFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
@@ -644,6 +645,11 @@ func (r *rolodex) brokerFailure(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Wave 2's groups lived through it too: a new lead is routed and
+	// delivered, a new event fanned out to both subscribers.
+	again := time.Now()
+	r.wave2Again(t, ctx)
+	t.Logf("wave 2 after the failure: a lead delivered, an event fanned out, in %.1fs", time.Since(again).Seconds())
 	r.settled(t, ctx)
 	r.checkMetrics(t)
 	// The identity processor may fail on a write that sarama's idempotent

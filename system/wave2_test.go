@@ -148,8 +148,11 @@ func (rc *receiver) requests() ([]hookRequest, int) {
 
 // wave2Hooks are the test's webhook receivers: the dealer's CRM (its
 // secret is in the configuration) and the bank's endpoint (its secret
-// comes with its subscription).
-type wave2Hooks struct{ dealer, bank *receiver }
+// comes with its subscription); and the ids of the fan-out subscriptions.
+type wave2Hooks struct {
+	dealer, bank        *receiver
+	subBank, subLeasing string
+}
 
 // call sends a request with partner p's key to base+path and decodes the
 // JSON answer; it returns the answer's headers too.
@@ -280,8 +283,8 @@ func (r *rolodex) wave2(t *testing.T) {
 	if err := r.hooks.bank.setSecret(fmt.Sprint(sub["secret"])); err != nil {
 		t.Fatal(err)
 	}
-	subBank := fmt.Sprint(sub["id"])
-	subLeasing := fmt.Sprint(inForce(http.StatusCreated, allPartners[w2leasing], http.MethodPost, "/v1/subscriptions", `{"topic":"w2-cars","kafka":true}`)["id"])
+	r.hooks.subBank = fmt.Sprint(sub["id"])
+	r.hooks.subLeasing = fmt.Sprint(inForce(http.StatusCreated, allPartners[w2leasing], http.MethodPost, "/v1/subscriptions", `{"topic":"w2-cars","kafka":true}`)["id"])
 	seen("rules, topic and subscriptions written")
 
 	// Then the events: a gold customer, a message that bounces hard, a
@@ -298,29 +301,13 @@ func (r *rolodex) wave2(t *testing.T) {
 	// A lead: the routing rule reaches the routing group on its own
 	// topic, and a lead decided before it is unrouted (no_match); send
 	// leads until one is routed.
-	lead := func(id string) map[string]any {
-		code, l, _ := r.call(t, brand, http.MethodGet, r.api, "/v1/leads/"+url.PathEscape(id), "")
-		if code != http.StatusOK {
-			return nil
-		}
-		return l
-	}
 	var leadID string
 	for i := 0; leadID == ""; i++ {
 		if i == 10 {
 			t.Fatal("10 leads and none routed: the routing rule is not in force")
 		}
 		id := fmt.Sprintf("W2-L%d", i)
-		r.w2post(t, "/v1/events", r.traffic.w2event(t, "w2-lead-"+fmt.Sprint(i), "lead.created", "lead@wave2.example", time.Now(),
-			map[string]string{"name": `"Davi"`}, map[string]string{"lead_id": fmt.Sprintf("%q", id)}))
-		var l map[string]any
-		waitFor(t, ctx, "lead "+id+" decided", func() error {
-			if l = lead(id); l == nil || l["status"] == nil {
-				return fmt.Errorf("GET /v1/leads/%s: %v", id, l)
-			}
-			return nil
-		})
-		switch {
+		switch l := r.w2lead(t, ctx, id); {
 		case l["status"] == "routed" && l["partner"] == "w2dealer":
 			leadID = id
 			seen(fmt.Sprintf("lead %s routed (lead %d)", id, i+1))
@@ -374,47 +361,10 @@ func (r *rolodex) wave2(t *testing.T) {
 		return fmt.Errorf("invalid identifiers %v", p["invalid_identifiers"])
 	})
 	seen("address invalid")
-	waitFor(t, ctx, "lead "+leadID+" delivered to w2dealer's CRM", func() error {
-		if l := lead(leadID); l["delivered_at"] == nil {
-			return fmt.Errorf("GET /v1/leads/%s: %v", leadID, l)
-		}
-		got, bad := r.hooks.dealer.requests()
-		for _, h := range got {
-			if strings.HasPrefix(h.id, leadID+".") && h.body["lead_id"] == leadID && h.body["partner"] == "w2dealer" {
-				return nil
-			}
-		}
-		return fmt.Errorf("the CRM has %d signed requests (%d with a bad signature): %v", len(got), bad, got)
-	})
+	r.w2leadDelivered(t, ctx, leadID)
 	seen("lead delivered")
-	waitFor(t, ctx, "the bank's webhook of w2-car-1", func() error {
-		got, bad := r.hooks.bank.requests()
-		for _, h := range got {
-			if h.id == subBank+".w2-car-1" && h.body["event_id"] == "w2-car-1" && h.body["topic"] == "w2-cars" && h.body["publisher"] == "w2brand" {
-				return nil
-			}
-		}
-		return fmt.Errorf("the bank has %d signed requests (%d with a bad signature): %v", len(got), bad, got)
-	})
-	seen("fan-out webhook")
-	for _, rc := range []*receiver{r.hooks.dealer, r.hooks.bank} {
-		if _, bad := rc.requests(); bad != 0 {
-			t.Errorf("%s: %d requests with a bad signature", rc.srv.URL, bad)
-		}
-	}
-	rec := r.consumeOne(t, ctx, "rolodex.out.w2leasing", func(rec *kgo.Record) bool { return true })
-	seen("fan-out Kafka record")
-	h := map[string]string{}
-	for _, x := range rec.Headers {
-		h[x.Key] = string(x.Value)
-	}
-	var body map[string]any
-	_ = json.Unmarshal(rec.Value, &body)
-	if h["ce_id"] != subLeasing+".w2-car-1" || h["ce_specversion"] != "1.0" || h["ce_type"] != "car.chosen" ||
-		h["ce_source"] != "/rolodex/tenants/wave2/topics/w2-cars" || h["ce_subject"] != string(rec.Key) ||
-		h["rolodex_subscription"] != subLeasing || body["event_id"] != "w2-car-1" || body["profile_id"] != string(rec.Key) {
-		t.Errorf("rolodex.out.w2leasing: key %s headers %v body %s", rec.Key, h, rec.Value)
-	}
+	r.w2delivered(t, ctx, "w2-car-1")
+	seen("fan-out webhook and Kafka record")
 
 	// The lifecycle's identifier.invalidated is an event of the profile:
 	// into the reference model with the rest.
@@ -455,8 +405,8 @@ func (r *rolodex) wave2(t *testing.T) {
 	waitFor(t, ctx, "lead_deliveries and deliveries rows in ClickHouse", func() error {
 		for _, q := range []string{
 			"SELECT count() FROM " + r.db + ".lead_deliveries FINAL WHERE tenant = 'wave2' AND lead_id = '" + leadID + "' AND partner = 'w2dealer' AND type = 'lead.distributed' AND ok = 1",
-			"SELECT count() FROM " + r.db + ".deliveries FINAL WHERE tenant = 'wave2' AND subscription = '" + subBank + "' AND webhook_id = '" + subBank + ".w2-car-1' AND type = 'delivery.succeeded'",
-			"SELECT count() FROM " + r.db + ".deliveries FINAL WHERE tenant = 'wave2' AND subscription = '" + subLeasing + "' AND webhook_id = '" + subLeasing + ".w2-car-1' AND type = 'delivery.succeeded'",
+			"SELECT count() FROM " + r.db + ".deliveries FINAL WHERE tenant = 'wave2' AND webhook_id = '" + r.hooks.subBank + ".w2-car-1' AND type = 'delivery.succeeded'",
+			"SELECT count() FROM " + r.db + ".deliveries FINAL WHERE tenant = 'wave2' AND webhook_id = '" + r.hooks.subLeasing + ".w2-car-1' AND type = 'delivery.succeeded'",
 		} {
 			res, err := clickhouse.Query(ctx, r.ch, q)
 			if err != nil {
@@ -494,6 +444,98 @@ func (r *rolodex) wave2(t *testing.T) {
 	}
 	seen("reports")
 	t.Logf("wave 2: %s", strings.Join(took, ", "))
+}
+
+// w2lead sends wave 2's lead id (lead.created) and returns the lead once
+// routing decided it.
+func (r *rolodex) w2lead(t *testing.T, ctx context.Context, id string) map[string]any {
+	t.Helper()
+	r.w2post(t, "/v1/events", r.traffic.w2event(t, "w2-lead-"+id, "lead.created", "lead@wave2.example", time.Now(),
+		map[string]string{"name": `"Davi"`}, map[string]string{"lead_id": fmt.Sprintf("%q", id)}))
+	var l map[string]any
+	waitFor(t, ctx, "lead "+id+" decided", func() error {
+		var code int
+		if code, l, _ = r.call(t, allPartners[w2brand], http.MethodGet, r.api, "/v1/leads/"+url.PathEscape(id), ""); code != http.StatusOK || l["status"] == nil {
+			return fmt.Errorf("GET /v1/leads/%s: %d %v", id, code, l)
+		}
+		return nil
+	})
+	return l
+}
+
+// w2leadDelivered waits until lead id reads delivered and the dealer's
+// CRM has it, signed.
+func (r *rolodex) w2leadDelivered(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	waitFor(t, ctx, "lead "+id+" delivered to w2dealer's CRM", func() error {
+		code, l, _ := r.call(t, allPartners[w2brand], http.MethodGet, r.api, "/v1/leads/"+url.PathEscape(id), "")
+		if code != http.StatusOK || l["status"] != "routed" || l["partner"] != "w2dealer" || l["delivered_at"] == nil {
+			return fmt.Errorf("GET /v1/leads/%s: %d %v", id, code, l)
+		}
+		got, bad := r.hooks.dealer.requests()
+		for _, h := range got {
+			if strings.HasPrefix(h.id, id+".") && h.body["lead_id"] == id && h.body["partner"] == "w2dealer" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the CRM has %d signed requests (%d with a bad signature): %v", len(got), bad, got)
+	})
+	if _, bad := r.hooks.dealer.requests(); bad != 0 {
+		t.Errorf("the dealer's CRM: %d requests with a bad signature", bad)
+	}
+}
+
+// w2delivered waits until event, published into w2-cars, reached both
+// subscribers: the bank's webhook, signed, and the leasing's record on
+// rolodex.out.w2leasing with its CloudEvents headers.
+func (r *rolodex) w2delivered(t *testing.T, ctx context.Context, event string) {
+	t.Helper()
+	waitFor(t, ctx, "the bank's webhook of "+event, func() error {
+		got, bad := r.hooks.bank.requests()
+		for _, h := range got {
+			if h.id == r.hooks.subBank+"."+event && h.body["event_id"] == event && h.body["topic"] == "w2-cars" && h.body["publisher"] == "w2brand" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the bank has %d signed requests (%d with a bad signature): %v", len(got), bad, got)
+	})
+	if _, bad := r.hooks.bank.requests(); bad != 0 {
+		t.Errorf("the bank's endpoint: %d requests with a bad signature", bad)
+	}
+	ceID := r.hooks.subLeasing + "." + event
+	rec := r.consumeOne(t, ctx, "rolodex.out.w2leasing", func(rec *kgo.Record) bool {
+		for _, x := range rec.Headers {
+			if x.Key == "ce_id" {
+				return string(x.Value) == ceID
+			}
+		}
+		return false
+	})
+	h := map[string]string{}
+	for _, x := range rec.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(rec.Value, &body)
+	if h["ce_specversion"] != "1.0" || h["ce_type"] != "car.chosen" || h["ce_source"] != "/rolodex/tenants/wave2/topics/w2-cars" ||
+		h["ce_subject"] != string(rec.Key) || h["rolodex_subscription"] != r.hooks.subLeasing || h["rolodex_topic"] != "w2-cars" ||
+		body["event_id"] != event || body["profile_id"] != string(rec.Key) {
+		t.Errorf("rolodex.out.w2leasing: key %s headers %v body %s", rec.Key, h, rec.Value)
+	}
+}
+
+// wave2Again checks, after the broker failure, that lead routing and
+// delivery and partner fan-out still deliver: wave 2's groups outlived
+// the failure.
+func (r *rolodex) wave2Again(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if l := r.w2lead(t, ctx, "W2-after"); l["status"] != "routed" || l["partner"] != "w2dealer" {
+		t.Fatalf("lead W2-after, after the broker failure: %v, want routed to w2dealer", l)
+	}
+	r.w2leadDelivered(t, ctx, "W2-after")
+	r.w2post(t, "/v1/topics/w2-cars/events", r.traffic.w2event(t, "w2-car-2", "car.chosen", "car2@wave2.example", time.Now(), nil,
+		map[string]string{"model": `"Onix"`}))
+	r.w2delivered(t, ctx, "w2-car-2")
 }
 
 // consumeOne reads topic from the start until a record matches, and

@@ -15,24 +15,26 @@
 // groups of unique names, so those tests run on any cluster, any number of
 // times. TestRolodexOnKafka (rolodex_test.go) runs Rolodex itself: the
 // rolodex binary built into a temporary directory, a configuration file
-// with two partners of two tenants, and `rolodex run ingest`, `run
-// processors`, `run api` and `run sink` as four processes. Rolodex's topic
-// and group names are fixed, so it needs a cluster Rolodex never ran on.
-// It is one test function on the cluster scripts/kafka started, in phases
-// (subtests) that build on each other, each starting from what the one
-// before left: "operator layout" (start the four processes, their
-// /healthz, the topics they made, replicated 3 times), "end to end" (HTTP
-// and kcat traffic, then the query API, the CLI, ClickHouse's tables and
-// reports, kcat and the metrics against the reference model), "broker
-// failure" (a broker SIGKILLed and restarted with scripts/kafka under a
-// steady HTTP load, then the same comparison over every event acknowledged
-// so far) and "shutdown" (SIGTERM; each process exits 0). One cluster for
-// all phases, rather than a cluster per test started from Go, keeps the
-// run within its time budget on two cores (a 3-broker start takes 8-18 s,
-// and a second cluster beside the first doubles the brokers' memory and
-// CPU); the price is that it runs once per cluster: a second run on the
-// same cluster fails at once, saying so, and `go test -count=2` does too.
-// It creates a ClickHouse database of its own, dropped after a run that
-// passed; a run that failed keeps it and the processes' logs, and says
-// where.
+// with two partners of two tenants (and four of a third for wave 2's
+// rooms), and `rolodex run ingest`, `run processors`, `run api` and `run
+// sink` as four processes. Rolodex's topic and group names are fixed, so it
+// needs a cluster Rolodex never ran on. It is one test function on the
+// cluster scripts/kafka started, in phases (subtests) that build on each
+// other, each starting from what the one before left: "operator layout"
+// (start the four processes, their /healthz, the topics they made,
+// replicated 3 times), "end to end" (HTTP and kcat traffic, then the query
+// API, the CLI, ClickHouse's tables and reports, kcat and the metrics
+// against the reference model), "wave 2" (a tag rule, a message's
+// lifecycle, lead routing with its webhook delivery and partner fan-out,
+// each once, in a tenant of their own, wave2_test.go), "broker failure" (a
+// broker SIGKILLed and restarted with scripts/kafka under a steady HTTP
+// load, then the same comparison over every event acknowledged so far) and
+// "shutdown" (SIGTERM; each process exits 0). One cluster for all phases,
+// rather than a cluster per test started from Go, keeps the run within its
+// time budget on two cores (a 3-broker start takes 8-18 s, and a second
+// cluster beside the first doubles the brokers' memory and CPU); the price
+// is that it runs once per cluster: a second run on the same cluster fails
+// at once, saying so, and `go test -count=2` does too. It creates a
+// ClickHouse database of its own, dropped after a run that passed; a run
+// that failed keeps it and the processes' logs, and says where.
 package system

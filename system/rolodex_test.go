@@ -51,6 +51,8 @@ type rolodex struct {
 	start    time.Time
 	// kafkaAccepted counts the valid events written with kcat.
 	kafkaAccepted int
+	// hooks are the webhook receivers of wave 2's partners.
+	hooks wave2Hooks
 }
 
 // partitions of the topics Rolodex creates; replication is 3.
@@ -98,7 +100,8 @@ func TestRolodexOnKafka(t *testing.T) {
 	}
 	r := &rolodex{top: t, brokers: brokers, kafkaDir: kafkaDir, adm: adm, chAddr: chAddr, ch: ch,
 		db: "rolodex_system_" + hex.EncodeToString(b[:]), dir: dir,
-		client: &http.Client{Timeout: 60 * time.Second}, traffic: newTraffic(t, seed, 500), start: time.Now()}
+		client: &http.Client{Timeout: 60 * time.Second}, traffic: newTraffic(t, seed, 500), start: time.Now(),
+		hooks: wave2Hooks{dealer: newReceiver(t), bank: newReceiver(t)}}
 	t.Logf("seed %d, ClickHouse database %s, files in %s", seed, r.db, r.dir)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -117,6 +120,7 @@ func TestRolodexOnKafka(t *testing.T) {
 	}{
 		{"operator layout", r.layout},
 		{"end to end", r.endToEnd},
+		{"wave 2", r.wave2},
 		{"broker failure", r.brokerFailure},
 		{"shutdown", r.shutdown},
 	} {
@@ -133,8 +137,10 @@ func TestRolodexOnKafka(t *testing.T) {
 }
 
 // writeConfig writes the operator's configuration file: two partners of
-// two tenants, topics replicated on every broker, merge protection off (so
-// that the profiles are a function of the events, as in the reference).
+// two tenants for the traffic and four of a third for wave 2's rooms
+// (wave2Config), topics replicated on every broker, merge protection off
+// (so that the profiles are a function of the events, as in the
+// reference).
 func (r *rolodex) writeConfig(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "default_region: BR\nhttp:\n  write_timeout: 10s\ntopics:\n  partitions: %d\n  replication: 3\n", partitions)
@@ -142,6 +148,7 @@ func (r *rolodex) writeConfig(t *testing.T) {
 	for _, p := range partners {
 		fmt.Fprintf(&b, "  - name: %s\n    tenant: %s\n    keys: [%s]\n    rate_limit: {rps: -1}\n", p.name, p.tenant, p.key)
 	}
+	b.WriteString(wave2Config(r.hooks.dealer))
 	r.config = filepath.Join(r.dir, "rolodex.yaml")
 	if err := os.WriteFile(r.config, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -401,7 +408,7 @@ func (r *rolodex) settled(t *testing.T, ctx context.Context) {
 		return nil
 	})
 	api := time.Since(began)
-	want := clickhousetest.NewWant(m, evs, r.traffic.totalDeadLetters(), r.start)
+	want := clickhousetest.NewWant(m, evs, r.traffic.totalDeadLetters(), r.start).WithRuleTags(r.traffic.ruleTagsNow())
 	if d := want.Await(ctx, r.ch, r.db); d != "" {
 		t.Fatalf("ClickHouse never matched the reference: %s", d)
 	}
@@ -567,8 +574,9 @@ func (l *load) waitAccepted(t *testing.T, ctx context.Context, n int64, what str
 // runs, keeps the load on until the partitions it led have new leaders and
 // events are acknowledged with two replicas in sync, restarts it, and
 // keeps the load on until it is back in every ISR. Every component keeps
-// running; afterwards the profiles and ClickHouse equal the reference of
-// every acknowledged event, each once.
+// running; afterwards wave 2's lead routing and fan-out still deliver, and
+// the profiles and ClickHouse equal the reference of every acknowledged
+// event, each once.
 func (r *rolodex) brokerFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
@@ -637,6 +645,11 @@ func (r *rolodex) brokerFailure(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Wave 2's groups lived through it too: a new lead is routed and
+	// delivered, a new event fanned out to both subscribers.
+	again := time.Now()
+	r.wave2Again(t, ctx)
+	t.Logf("wave 2 after the failure: a lead delivered, an event fanned out, in %.1fs", time.Since(again).Seconds())
 	r.settled(t, ctx)
 	r.checkMetrics(t)
 	// The identity processor may fail on a write that sarama's idempotent

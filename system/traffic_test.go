@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -30,6 +32,10 @@ var partners = []partner{
 	{name: "shop", tenant: "shop-br", key: "shop-system-key-7f3a9c"},
 	{name: "dealer", tenant: "dealers", key: "dealer-system-key-b41e07"},
 }
+
+// allPartners are the partners of the configuration: the traffic's, then
+// wave 2's (wave2_test.go). A sent event's partner indexes it.
+var allPartners = append(slices.Clip(partners), wave2Partners...)
 
 // identTypes are the identifier types a person has.
 var identTypes = []string{"email", "phone", "user_id"}
@@ -63,6 +69,10 @@ type traffic struct {
 	nodes       map[sentIdent]int // identifiers of acknowledged events, with the partner that sent them
 	deadLetters map[string]int    // by partner
 	overHTTP    []sent            // acknowledged over HTTP, copies included
+	// ruleTags are the rule tags the live profiles hold by the rules the
+	// test wrote (profile id -> tags): the reference model folds events
+	// only.
+	ruleTags map[string][]string
 }
 
 // newTraffic makes people customers per partner. It normalises
@@ -78,7 +88,7 @@ func newTraffic(t *testing.T, seed uint64, people int) *traffic {
 		t.Fatalf("phone %q normalises; the test needs one that does not", badPhone)
 	}
 	tr := &traffic{norm: norm, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), nodes: map[sentIdent]int{},
-		deadLetters: map[string]int{}}
+		deadLetters: map[string]int{}, ruleTags: map[string][]string{}}
 	for pi := range partners {
 		var ps []map[string]string
 		for i := 0; i < people; i++ {
@@ -224,6 +234,21 @@ func (tr *traffic) viaHTTP(pi, n int) []sent {
 	return out
 }
 
+// setRuleTags records that the live profile id holds the rule tags tags
+// (sorted).
+func (tr *traffic) setRuleTags(id string, tags ...string) {
+	tr.mu.Lock()
+	tr.ruleTags[id] = slices.Sorted(slices.Values(tags))
+	tr.mu.Unlock()
+}
+
+// ruleTagsNow returns a copy of the rule tags by profile id.
+func (tr *traffic) ruleTagsNow() map[string][]string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return maps.Clone(tr.ruleTags)
+}
+
 func (tr *traffic) totalDeadLetters() int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -296,16 +321,19 @@ func send(client *http.Client, req *http.Request, p partner) (answer, error) {
 // as the partner spelled it, from the query API; it returns the first
 // difference from the reference, "" when there is none.
 func (tr *traffic) profilesDiff(client *http.Client, api string, m *reference.Identity) string {
-	byTenant := map[string]partner{}
-	for _, p := range partners {
-		byTenant[p.tenant] = p
+	byTenant := map[string]partner{} // the first partner of each tenant reads its profiles
+	for _, p := range allPartners {
+		if _, ok := byTenant[p.tenant]; !ok {
+			byTenant[p.tenant] = p
+		}
 	}
+	ruleTags := tr.ruleTagsNow()
 	for id, want := range m.Profiles() {
 		a, err := get(client, api, byTenant[want.Tenant], "/v1/profiles/"+id)
 		if err != nil {
 			return err.Error()
 		}
-		if d := sameProfile(a, want); d != "" {
+		if d := sameProfileRuleTags(a, want, ruleTags[id]); d != "" {
 			return "profile " + id + ": " + d
 		}
 	}
@@ -316,16 +344,17 @@ func (tr *traffic) profilesDiff(client *http.Client, api string, m *reference.Id
 	}
 	tr.mu.Unlock()
 	for id, pi := range nodes {
-		a, err := get(client, api, partners[pi], "/v1/lookup?"+url.Values{"type": {id.typ}, "value": {id.raw}}.Encode())
+		p := allPartners[pi]
+		a, err := get(client, api, p, "/v1/lookup?"+url.Values{"type": {id.typ}, "value": {id.raw}}.Encode())
 		if err != nil {
 			return err.Error()
 		}
 		var got schemas.Profile
 		if a.status != http.StatusOK || json.Unmarshal(a.body, &got) != nil {
-			return fmt.Sprintf("lookup %s %q of %s: %v", id.typ, id.raw, partners[pi].name, a)
+			return fmt.Sprintf("lookup %s %q of %s: %v", id.typ, id.raw, p.name, a)
 		}
 		if want := m.Root(id.node); got.ID != want {
-			return fmt.Sprintf("lookup %s %q of %s: profile %s, want %s", id.typ, id.raw, partners[pi].name, got.ID, want)
+			return fmt.Sprintf("lookup %s %q of %s: profile %s, want %s", id.typ, id.raw, p.name, got.ID, want)
 		}
 	}
 	return ""
@@ -333,13 +362,31 @@ func (tr *traffic) profilesDiff(client *http.Client, api string, m *reference.Id
 
 // sameProfile compares an answer of the query API with a reference
 // profile, as JSON.
-func sameProfile(a answer, want *schemas.Profile) string {
+func sameProfile(a answer, want *schemas.Profile) string { return sameProfileRuleTags(a, want, nil) }
+
+// sameProfileRuleTags compares an answer of the query API with a
+// reference profile, as JSON, once the answer's rule tags (source "rule",
+// which the API adds from the tag stage's table) are taken out: they must
+// be ruleTags, sorted.
+func sameProfileRuleTags(a answer, want *schemas.Profile, ruleTags []string) string {
 	var got schemas.Profile
 	if a.status != http.StatusOK {
 		return a.String()
 	}
 	if err := json.Unmarshal(a.body, &got); err != nil {
 		return fmt.Sprintf("%v: %s", err, a.body)
+	}
+	var gotRule []string
+	got.Tags = slices.DeleteFunc(got.Tags, func(t schemas.ProfileTag) bool {
+		if t.Source == schemas.TagSourceRule {
+			gotRule = append(gotRule, t.Tag)
+			return true
+		}
+		return false
+	})
+	slices.Sort(gotRule)
+	if !slices.Equal(gotRule, ruleTags) {
+		return fmt.Sprintf("rule tags %v, want %v: %s", gotRule, ruleTags, a.body)
 	}
 	gj, _ := json.Marshal(&got)
 	wj, _ := json.Marshal(want)

@@ -182,75 +182,9 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 	var d fastDecoder
 	d.Reset(b, true) // strict: a string that is not Unicode text fails it
 	d.Space()
-	if !d.Next('{') {
+	ev, ok := d.event()
+	if !ok {
 		return false
-	}
-	var (
-		ev   RawEvent
-		seen uint
-	)
-	d.Space()
-	if !d.Next('}') {
-		for {
-			key, ok := d.plainKey()
-			if !ok {
-				return false
-			}
-			field := -1
-			for i, name := range rawEventFields {
-				if key == name {
-					field = i
-					break
-				}
-			}
-			if field < 0 {
-				// encoding/json matches field names case-insensitively.
-				for _, name := range rawEventFields {
-					if strings.EqualFold(key, name) {
-						return false
-					}
-				}
-			} else if seen&(1<<field) != 0 {
-				return false
-			} else {
-				seen |= 1 << field
-			}
-			d.Space()
-			if !d.Next(':') {
-				return false
-			}
-			d.Space()
-			switch field {
-			case 0:
-				ok = d.id(&ev.ID)
-			case 1:
-				ok = d.optString(&ev.Type)
-			case 2:
-				ok = d.optString(&ev.Time)
-			case 3:
-				ok = d.optString(&ev.Source)
-			case 4:
-				ok = d.identifiers(&ev.Identifiers)
-			case 5:
-				ok = d.rawMap(&ev.Traits)
-			case 6:
-				ok = d.rawMap(&ev.Properties)
-			default:
-				ok = d.Skip(1)
-			}
-			if !ok {
-				return false
-			}
-			d.Space()
-			if d.Next(',') {
-				d.Space()
-				continue
-			}
-			if d.Next('}') {
-				break
-			}
-			return false
-		}
 	}
 	d.Space()
 	if d.Pos() != len(b) {
@@ -258,6 +192,137 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 	}
 	*r = ev
 	return true
+}
+
+// DecodeRawEventArray decodes a JSON array of events in one pass: what
+// jsonscan.SplitArray(array) and DecodeRawEventJSON of each element give,
+// when every element is an event the fast path of DecodeRawEventJSON takes
+// (see decodeFast). It returns the events and, for each, its element: the
+// bytes it has in array, not copied, as SplitArray returns them. The events
+// themselves share no memory with array (their text is in one copy of it).
+//
+// It reports ok=false, and nothing else, for anything else: an empty array,
+// more than maxEvents elements, an element the fast path does not take, or
+// any syntax error. The caller then splits and decodes the array element by
+// element, which gives the same events or the errors.
+func DecodeRawEventArray(array []byte, maxEvents int) (events []RawEvent, elems [][]byte, ok bool) {
+	var d fastDecoder
+	d.Reset(array, true)
+	d.Space()
+	if !d.Next('[') {
+		return nil, nil, false
+	}
+	d.Space()
+	if d.At(']') {
+		return nil, nil, false
+	}
+	for {
+		if len(events) == maxEvents {
+			return nil, nil, false
+		}
+		start := d.Pos()
+		ev, ok := d.event()
+		if !ok {
+			return nil, nil, false
+		}
+		if events == nil {
+			// Room for as many events as the array holds if they are the
+			// size of the first.
+			n := min(maxEvents, len(array)/max(1, d.Pos()-start)+1)
+			events, elems = make([]RawEvent, 0, n), make([][]byte, 0, n)
+		}
+		events = append(events, ev)
+		elems = append(elems, array[start:d.Pos():d.Pos()])
+		d.Space()
+		if d.Next(',') {
+			d.Space()
+			continue
+		}
+		if d.Next(']') {
+			break
+		}
+		return nil, nil, false
+	}
+	d.Space()
+	if d.Pos() != len(array) {
+		return nil, nil, false
+	}
+	return events, elems, true
+}
+
+// event decodes the event object at the position.
+func (d *fastDecoder) event() (RawEvent, bool) {
+	var (
+		ev   RawEvent
+		seen uint
+	)
+	if !d.Next('{') {
+		return ev, false
+	}
+	d.Space()
+	if d.Next('}') {
+		return ev, true
+	}
+	for {
+		key, ok := d.plainKey()
+		if !ok {
+			return ev, false
+		}
+		field := -1
+		for i, name := range rawEventFields {
+			if key == name {
+				field = i
+				break
+			}
+		}
+		if field < 0 {
+			// encoding/json matches field names case-insensitively.
+			for _, name := range rawEventFields {
+				if strings.EqualFold(key, name) {
+					return ev, false
+				}
+			}
+		} else if seen&(1<<field) != 0 {
+			return ev, false
+		} else {
+			seen |= 1 << field
+		}
+		d.Space()
+		if !d.Next(':') {
+			return ev, false
+		}
+		d.Space()
+		switch field {
+		case 0:
+			ok = d.id(&ev.ID)
+		case 1:
+			ok = d.optString(&ev.Type)
+		case 2:
+			ok = d.optString(&ev.Time)
+		case 3:
+			ok = d.optString(&ev.Source)
+		case 4:
+			ok = d.identifiers(&ev.Identifiers)
+		case 5:
+			ok = d.rawMap(&ev.Traits)
+		case 6:
+			ok = d.rawMap(&ev.Properties)
+		default:
+			ok = d.Skip(1)
+		}
+		if !ok {
+			return ev, false
+		}
+		d.Space()
+		if d.Next(',') {
+			d.Space()
+			continue
+		}
+		if d.Next('}') {
+			return ev, true
+		}
+		return ev, false
+	}
 }
 
 // fastDecoder turns tokens into values without copying each one: decoded

@@ -256,13 +256,22 @@ var errInvalidText = errors.New("not valid UTF-8")
 // jsonValues compacts each value to its canonical JSON text. A value that
 // is already compact (the usual case: machine-written JSON) is checked in
 // one pass and copied as it is; json.Compact handles the others and words
-// the error for invalid ones.
+// the error for invalid ones. The values are substrings of one string: one
+// allocation for all of them.
 func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
-	out := make(map[string]string, len(m))
-	var buf bytes.Buffer
+	type span struct {
+		key        string
+		start, end int
+	}
+	var (
+		spanStack [8]span
+		textStack [512]byte
+		compacted bytes.Buffer
+	)
+	spans, text := spanStack[:0], textStack[:0]
 	for k, v := range m {
 		if !utf8.ValidString(k) || !utf8.Valid(v) {
 			return nil, errInvalidText
@@ -273,15 +282,20 @@ func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 		if len(v) == 0 {
 			v = json.RawMessage("null")
 		}
-		if jsonscan.IsCompact(v) {
-			out[k] = string(v)
-			continue
+		if !jsonscan.IsCompact(v) {
+			compacted.Reset()
+			if err := json.Compact(&compacted, v); err != nil {
+				return nil, fmt.Errorf("%q is not valid JSON: %v", k, err)
+			}
+			v = compacted.Bytes()
 		}
-		buf.Reset()
-		if err := json.Compact(&buf, v); err != nil {
-			return nil, fmt.Errorf("%q is not valid JSON: %v", k, err)
-		}
-		out[k] = buf.String()
+		spans = append(spans, span{k, len(text), len(text) + len(v)})
+		text = append(text, v...)
+	}
+	all := string(text)
+	out := make(map[string]string, len(spans))
+	for _, s := range spans {
+		out[s.key] = all[s.start:s.end]
 	}
 	return out, nil
 }

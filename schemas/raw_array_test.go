@@ -135,7 +135,7 @@ func TestDecodeRawEventArrayEdges(t *testing.T) {
 		{"[" + plain + ",]", 10, false},
 		{"[" + plain + "] x", 10, false},
 		{plain, 10, false},
-		{`[{"ID":"e1"}]`, 10, false},          // encoding/json folds case
+		{`[{"ID":"e1"}]`, 10, false},           // encoding/json folds case
 		{`[{"id":"e1","id":"e2"}]`, 10, false}, // repeated field
 		{"[{\"id\":\"\xff\"}]", 10, false},     // not Unicode
 		{`[{}]`, 10, true},

@@ -207,25 +207,88 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 // element, which gives the same events or the errors.
 func DecodeRawEventArray(array []byte, maxEvents int) (events []RawEvent, elems [][]byte, ok bool) {
 	var d fastDecoder
+	events, elems, ok = d.array(array, maxEvents, nil, nil)
+	if !ok {
+		return nil, nil, false
+	}
+	return events, elems, true
+}
+
+// RawEventBuffer decodes arrays of events as DecodeRawEventArray does, and
+// reuses the maps (identifiers, traits, properties) and slices of the
+// events it decoded before: the events and elements of one Decode are
+// valid until the next Decode. The zero value is ready to use; it is not
+// safe for concurrent use (keep one per request, in a sync.Pool).
+type RawEventBuffer struct {
+	events []RawEvent
+	elems  [][]byte
+	spare  spareMaps
+}
+
+// spareMaps are emptied maps of earlier events, for the next ones.
+type spareMaps struct {
+	ids []map[string][]string
+	raw []map[string]json.RawMessage
+}
+
+// maxSpareMapLen: a map that held more entries is not kept for reuse, so
+// a buffer in a pool does not hold on to large maps.
+const maxSpareMapLen = 8
+
+// Decode is DecodeRawEventArray, with the buffer's maps and slices.
+func (b *RawEventBuffer) Decode(array []byte, maxEvents int) (events []RawEvent, elems [][]byte, ok bool) {
+	b.recycle()
+	d := fastDecoder{spare: &b.spare}
+	// The events decoded before a failure are kept, for their maps.
+	b.events, b.elems, ok = d.array(array, maxEvents, b.events, b.elems)
+	if !ok {
+		return nil, nil, false
+	}
+	return b.events, b.elems, true
+}
+
+// recycle empties the events of the last Decode and keeps their maps.
+func (b *RawEventBuffer) recycle() {
+	for i := range b.events {
+		ev := &b.events[i]
+		if m := ev.Identifiers; m != nil && len(m) <= maxSpareMapLen {
+			clear(m)
+			b.spare.ids = append(b.spare.ids, m)
+		}
+		for _, m := range [2]map[string]json.RawMessage{ev.Traits, ev.Properties} {
+			if m != nil && len(m) <= maxSpareMapLen {
+				clear(m)
+				b.spare.raw = append(b.spare.raw, m)
+			}
+		}
+		*ev = RawEvent{}
+	}
+	clear(b.elems)
+	b.events, b.elems = b.events[:0], b.elems[:0]
+}
+
+// array decodes the array of events b into events and elems (appending),
+// and returns them with ok=false if it declines (see DecodeRawEventArray).
+func (d *fastDecoder) array(array []byte, maxEvents int, events []RawEvent, elems [][]byte) ([]RawEvent, [][]byte, bool) {
 	d.Reset(array, true)
 	d.Space()
 	if !d.Next('[') {
-		return nil, nil, false
+		return events, elems, false
 	}
 	d.Space()
 	if d.At(']') {
-		return nil, nil, false
+		return events, elems, false
 	}
 	for {
 		if len(events) == maxEvents {
-			return nil, nil, false
+			return events, elems, false
 		}
 		start := d.Pos()
 		ev, ok := d.event()
 		if !ok {
-			return nil, nil, false
+			return events, elems, false
 		}
-		if events == nil {
+		if cap(events) == 0 {
 			// Room for as many events as the array holds if they are the
 			// size of the first.
 			n := min(maxEvents, len(array)/max(1, d.Pos()-start)+1)
@@ -241,13 +304,10 @@ func DecodeRawEventArray(array []byte, maxEvents int) (events []RawEvent, elems 
 		if d.Next(']') {
 			break
 		}
-		return nil, nil, false
+		return events, elems, false
 	}
 	d.Space()
-	if d.Pos() != len(array) {
-		return nil, nil, false
-	}
-	return events, elems, true
+	return events, elems, d.Pos() == len(array)
 }
 
 // event decodes the event object at the position.
@@ -330,9 +390,30 @@ func (d *fastDecoder) event() (RawEvent, bool) {
 // another.
 type fastDecoder struct {
 	jsonscan.Scanner
-	str  string // copy of b, made on first use
-	raw  []byte // copy of b, made on first use
-	vals []string
+	str   string // copy of b, made on first use
+	raw   []byte // copy of b, made on first use
+	vals  []string
+	spare *spareMaps // maps to reuse, or nil
+}
+
+// idMap returns an empty map for identifiers.
+func (d *fastDecoder) idMap() map[string][]string {
+	if s := d.spare; s != nil && len(s.ids) > 0 {
+		m := s.ids[len(s.ids)-1]
+		s.ids = s.ids[:len(s.ids)-1]
+		return m
+	}
+	return make(map[string][]string, 4)
+}
+
+// rawValueMap returns an empty map for traits or properties.
+func (d *fastDecoder) rawValueMap() map[string]json.RawMessage {
+	if s := d.spare; s != nil && len(s.raw) > 0 {
+		m := s.raw[len(s.raw)-1]
+		s.raw = s.raw[:len(s.raw)-1]
+		return m
+	}
+	return make(map[string]json.RawMessage, 4)
 }
 
 func (d *fastDecoder) text(start, end int) string {
@@ -429,7 +510,7 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 	if d.Next('}') {
 		return true
 	}
-	m := make(map[string][]string, 4)
+	m := d.idMap()
 	for {
 		if !d.At('"') {
 			return false
@@ -550,7 +631,7 @@ func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
 		return false
 	}
 	d.Space()
-	m := make(map[string]json.RawMessage, 4)
+	m := d.rawValueMap()
 	if d.Next('}') {
 		*dst = m
 		return true

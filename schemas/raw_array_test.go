@@ -159,3 +159,54 @@ func FuzzDecodeRawEventArray(f *testing.F) {
 		checkDecodeArray(t, b, 1000)
 	})
 }
+
+// TestRawEventBuffer: a buffer that reuses the maps of the arrays it
+// decoded before decodes each array exactly as DecodeRawEventArray does,
+// whatever came before it (declined arrays, failures half way, larger and
+// smaller batches, maps of every size).
+func TestRawEventBuffer(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	n := 5000
+	if testing.Short() || raceEnabled {
+		n = 500
+	}
+	var buf RawEventBuffer
+	reused := 0
+	for range n {
+		b := randomArray(rng)
+		maxEvents := 1 + rng.IntN(12)
+		wantEvents, wantElems, wantOK := DecodeRawEventArray(b, maxEvents)
+		spare := len(buf.spare.ids) + len(buf.spare.raw)
+		for _, ev := range buf.events { // the maps Decode recycles first
+			for _, l := range []int{len(ev.Identifiers), len(ev.Traits), len(ev.Properties)} {
+				if l <= maxSpareMapLen {
+					spare++
+				}
+			}
+			spare -= boolInt(ev.Identifiers == nil) + boolInt(ev.Traits == nil) + boolInt(ev.Properties == nil)
+		}
+		gotEvents, gotElems, gotOK := buf.Decode(b, maxEvents)
+		if gotOK != wantOK || !reflect.DeepEqual(gotEvents, wantEvents) || !reflect.DeepEqual(gotElems, wantElems) {
+			t.Fatalf("RawEventBuffer.Decode(%q) = %#v, %q, %v; DecodeRawEventArray %#v, %q, %v",
+				b, gotEvents, gotElems, gotOK, wantEvents, wantElems, wantOK)
+		}
+		if gotOK && spare > len(buf.spare.ids)+len(buf.spare.raw) { // some were taken
+			reused++
+		}
+	}
+	if reused < n/20 {
+		t.Fatalf("only %d of %d decodings reused a map; the test no longer covers reuse", reused, n)
+	}
+	for _, m := range buf.spare.raw {
+		if len(m) != 0 {
+			t.Fatalf("a spare map holds %d entries", len(m))
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

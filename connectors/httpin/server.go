@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -313,7 +314,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, reqID string, p 
 			items[0] = decoded{payload: body, err: intake.DecodeFailed(intake.ReasonInvalidCloudEvent, derr)}
 		}
 	default:
-		items, err = s.decodeArray(body, false, jsonDecoder)
+		// The events are done with once accept returns: the accepted ones
+		// are schemas.Events of their own, the dead letters carry the
+		// elements of body. Their maps go back to the pool then.
+		buf := rawEventBuffers.Get().(*schemas.RawEventBuffer)
+		defer rawEventBuffers.Put(buf)
+		dec := jsonDecoder
+		dec.array = buf
+		items, err = s.decodeArray(body, false, dec)
 	}
 	if err != nil {
 		status := http.StatusBadRequest
@@ -395,13 +403,17 @@ type decoder struct {
 	decode  func([]byte) (*schemas.RawEvent, error)
 	reason  string
 	context string
-	// fastArray: decode is decodeJSONEvent, so an array may go through
-	// schemas.DecodeRawEventArray, which gives the same events.
-	fastArray bool
+	// array, when decode is decodeJSONEvent, decodes a whole array in one
+	// pass (schemas.DecodeRawEventArray), which gives the same events.
+	array *schemas.RawEventBuffer
 }
 
+// rawEventBuffers hold the maps of the events of earlier requests, for
+// the next ones.
+var rawEventBuffers = sync.Pool{New: func() any { return new(schemas.RawEventBuffer) }}
+
 var (
-	jsonDecoder       = decoder{decode: decodeJSONEvent, reason: intake.ReasonInvalidJSON, fastArray: true}
+	jsonDecoder       = decoder{decode: decodeJSONEvent, reason: intake.ReasonInvalidJSON}
 	cloudEventDecoder = decoder{decode: DecodeCloudEvent, reason: intake.ReasonInvalidCloudEvent}
 )
 
@@ -433,9 +445,9 @@ func (s *Server) decodeArray(body []byte, arrayOnly bool, dec decoder) ([]decode
 		}
 		return []decoded{dec.one(trimmed)}, nil
 	}
-	if dec.fastArray {
+	if dec.array != nil {
 		// The common case, a batch of plainly written events, in one pass.
-		if events, elems, ok := schemas.DecodeRawEventArray(trimmed, s.cfg.MaxBatch); ok {
+		if events, elems, ok := dec.array.Decode(trimmed, s.cfg.MaxBatch); ok {
 			out := make([]decoded, len(events))
 			for i := range events {
 				out[i] = decoded{raw: &events[i], payload: elems[i]}

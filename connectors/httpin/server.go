@@ -412,6 +412,10 @@ type decoder struct {
 // the next ones.
 var rawEventBuffers = sync.Pool{New: func() any { return new(schemas.RawEventBuffer) }}
 
+// eventBuffers hold the memory of the validated events of earlier
+// requests, for the next ones.
+var eventBuffers = sync.Pool{New: func() any { return new(intake.EventBuffer) }}
+
 var (
 	jsonDecoder       = decoder{decode: decodeJSONEvent, reason: intake.ReasonInvalidJSON}
 	cloudEventDecoder = decoder{decode: DecodeCloudEvent, reason: intake.ReasonInvalidCloudEvent}
@@ -513,6 +517,13 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 	}
 	received := s.now()
 	events := make([]*schemas.Event, 0, len(items))
+	// The events are done with once this returns: written (their records
+	// are bytes of their own) or not. Their memory goes back to the pool.
+	evBuf := eventBuffers.Get().(*intake.EventBuffer)
+	defer func() {
+		evBuf.Release(events)
+		eventBuffers.Put(evBuf)
+	}()
 	var bad, warnings []EventError
 	var dls []*schemas.DeadLetter
 	for i, it := range items {
@@ -522,7 +533,7 @@ func (s *Server) accept(w http.ResponseWriter, ctx context.Context, p *partners.
 			id = it.raw.ID
 			var ev *schemas.Event
 			var dropped []*normalize.Error
-			ev, dropped, rej = s.validator.Validate(p, it.raw, received)
+			ev, dropped, rej = s.validator.ValidateReusing(evBuf, p, it.raw, received)
 			if rej == nil {
 				for _, d := range dropped {
 					s.metrics.Dropped.WithLabelValues(p.Name, d.Reason).Inc()

@@ -26,11 +26,21 @@ func NewPublisher(cl *kgo.Client) *Publisher { return &Publisher{cl: cl} }
 
 // EventRecord encodes ev as its record on TopicEvents.
 func EventRecord(ev *schemas.Event) (*kgo.Record, error) {
+	r := new(kgo.Record)
+	if err := setEventRecord(r, ev); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// setEventRecord makes r the record of ev on TopicEvents.
+func setEventRecord(r *kgo.Record, ev *schemas.Event) error {
 	val, err := schemas.EncodeEvent(ev)
 	if err != nil {
-		return nil, fmt.Errorf("ingest: encode event %q: %w", ev.ID, err)
+		return fmt.Errorf("ingest: encode event %q: %w", ev.ID, err)
 	}
-	return &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: val}, nil
+	*r = kgo.Record{Topic: schemas.TopicEvents, Key: ev.AppendKey(make([]byte, 0, schemas.NodeIDLen)), Value: val}
+	return nil
 }
 
 // DeadLetterRecord encodes dl as its record on TopicDeadLetter.
@@ -44,13 +54,13 @@ func DeadLetterRecord(dl *schemas.DeadLetter) (*kgo.Record, error) {
 
 // Events publishes events and waits for every acknowledgement.
 func (p *Publisher) Events(ctx context.Context, evs []*schemas.Event) error {
-	recs := make([]*kgo.Record, 0, len(evs))
-	for _, ev := range evs {
-		r, err := EventRecord(ev)
-		if err != nil {
+	recs := make([]*kgo.Record, len(evs))
+	slab := make([]kgo.Record, len(evs)) // one allocation for the records
+	for i, ev := range evs {
+		if err := setEventRecord(&slab[i], ev); err != nil {
 			return err
 		}
-		recs = append(recs, r)
+		recs[i] = &slab[i]
 	}
 	return p.Records(ctx, recs)
 }

@@ -93,6 +93,71 @@ func NewValidator(norm *normalize.Normalizer) *Validator { return &Validator{nor
 // decoders reject it already, this catches any other way in. Each text is
 // checked where the loops below pass it anyway.
 func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
+	return v.validate(nil, p, raw, received)
+}
+
+// ValidateReusing is Validate, with the memory of events released to buf
+// before (an event, its identifiers, its traits and properties maps). The
+// result is the same.
+func (v *Validator) ValidateReusing(buf *EventBuffer, p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
+	return v.validate(buf, p, raw, received)
+}
+
+// EventBuffer holds events that are done with, emptied, for the next
+// validations to fill (Validator.ValidateReusing). The zero value is
+// ready to use; it is not safe for concurrent use (keep one per request,
+// in a sync.Pool).
+type EventBuffer struct {
+	events []*schemas.Event
+	maps   []map[string]string
+}
+
+// maxSpareMapLen: a larger map is not kept, so a pooled buffer holds on
+// to no large map.
+const maxSpareMapLen = 8
+
+// Release hands evs to b: nothing may use them afterwards. Their maps,
+// identifiers and the events themselves are reused by the next
+// validations.
+func (b *EventBuffer) Release(evs []*schemas.Event) {
+	for _, ev := range evs {
+		for _, m := range [2]map[string]string{ev.Traits, ev.Properties} {
+			if m != nil && len(m) <= maxSpareMapLen {
+				clear(m)
+				b.maps = append(b.maps, m)
+			}
+		}
+		ids := ev.Identifiers[:cap(ev.Identifiers)]
+		clear(ids)
+		*ev = schemas.Event{Identifiers: ids[:0]}
+		b.events = append(b.events, ev)
+	}
+}
+
+// event returns an empty event, with room for n identifiers.
+func (b *EventBuffer) event(n int) *schemas.Event {
+	if b != nil && len(b.events) > 0 {
+		ev := b.events[len(b.events)-1]
+		b.events = b.events[:len(b.events)-1]
+		if cap(ev.Identifiers) < n {
+			ev.Identifiers = make([]schemas.Identifier, 0, n)
+		}
+		return ev
+	}
+	return &schemas.Event{Identifiers: make([]schemas.Identifier, 0, n)}
+}
+
+// stringMap returns an empty map.
+func (b *EventBuffer) stringMap(n int) map[string]string {
+	if b != nil && len(b.maps) > 0 {
+		m := b.maps[len(b.maps)-1]
+		b.maps = b.maps[:len(b.maps)-1]
+		return m
+	}
+	return make(map[string]string, n)
+}
+
+func (v *Validator) validate(buf *EventBuffer, p *partners.Partner, raw *schemas.RawEvent, received time.Time) (ev *schemas.Event, dropped []*normalize.Error, rej *Rejection) {
 	if !utf8.ValidString(raw.ID) || !utf8.ValidString(raw.Type) || !utf8.ValidString(raw.Time) || !utf8.ValidString(raw.Source) {
 		return nil, nil, invalidText(raw)
 	}
@@ -128,7 +193,17 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	if len(raw.Traits)+len(raw.Properties) > MaxFields {
 		return nil, nil, reject(ReasonTooManyFields, "event %q has more than %d traits and properties", id, MaxFields)
 	}
-	ids := make([]schemas.Identifier, 0, len(raw.Identifiers))
+	// The event is filled in at the end; it is taken now for its room
+	// for identifiers. A rejected event goes back to buf (nothing of it
+	// escapes: the rejection's messages are strings of their own).
+	out := buf.event(len(raw.Identifiers))
+	ids := out.Identifiers
+	defer func() {
+		if rej != nil && buf != nil {
+			out.Identifiers = ids
+			buf.Release([]*schemas.Event{out})
+		}
+	}()
 	for rt, values := range raw.Identifiers {
 		if !utf8.ValidString(rt) {
 			return nil, nil, invalidText(raw)
@@ -173,14 +248,14 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 	if source == "" {
 		source = p.Name
 	}
-	traits, err := jsonValues(raw.Traits)
+	traits, err := buf.jsonValues(raw.Traits)
 	if err == errInvalidText {
 		return nil, nil, invalidText(raw)
 	}
 	if err != nil {
 		return nil, nil, reject(ReasonInvalidJSON, "event %q: trait %s", id, err)
 	}
-	props, err := jsonValues(raw.Properties)
+	props, err := buf.jsonValues(raw.Properties)
 	if err == errInvalidText {
 		return nil, nil, invalidText(raw)
 	}
@@ -203,7 +278,7 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 			return nil, nil, rej
 		}
 	}
-	return &schemas.Event{
+	*out = schemas.Event{
 		Tenant:      p.Tenant,
 		ID:          id,
 		Type:        typ,
@@ -214,7 +289,8 @@ func (v *Validator) Validate(p *partners.Partner, raw *schemas.RawEvent, receive
 		Traits:      traits,
 		Properties:  props,
 		ReceivedAt:  received,
-	}, dropped, nil
+	}
+	return out, dropped, nil
 }
 
 // ValidTypeName reports whether s is a valid event type: 1 to MaxTypeLen
@@ -256,13 +332,27 @@ var errInvalidText = errors.New("not valid UTF-8")
 // jsonValues compacts each value to its canonical JSON text. A value that
 // is already compact (the usual case: machine-written JSON) is checked in
 // one pass and copied as it is; json.Compact handles the others and words
-// the error for invalid ones.
+// the error for invalid ones. The values are substrings of one string: one
+// allocation for all of them.
 func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
+	return (*EventBuffer)(nil).jsonValues(m)
+}
+
+// jsonValues is jsonValues, into a map from b.
+func (b *EventBuffer) jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
-	out := make(map[string]string, len(m))
-	var buf bytes.Buffer
+	type span struct {
+		key        string
+		start, end int
+	}
+	var (
+		spanStack [8]span
+		textStack [512]byte
+		compacted bytes.Buffer
+	)
+	spans, text := spanStack[:0], textStack[:0]
 	for k, v := range m {
 		if !utf8.ValidString(k) || !utf8.Valid(v) {
 			return nil, errInvalidText
@@ -273,15 +363,20 @@ func jsonValues(m map[string]json.RawMessage) (map[string]string, error) {
 		if len(v) == 0 {
 			v = json.RawMessage("null")
 		}
-		if jsonscan.IsCompact(v) {
-			out[k] = string(v)
-			continue
+		if !jsonscan.IsCompact(v) {
+			compacted.Reset()
+			if err := json.Compact(&compacted, v); err != nil {
+				return nil, fmt.Errorf("%q is not valid JSON: %v", k, err)
+			}
+			v = compacted.Bytes()
 		}
-		buf.Reset()
-		if err := json.Compact(&buf, v); err != nil {
-			return nil, fmt.Errorf("%q is not valid JSON: %v", k, err)
-		}
-		out[k] = buf.String()
+		spans = append(spans, span{k, len(text), len(text) + len(v)})
+		text = append(text, v...)
+	}
+	all := string(text)
+	out := b.stringMap(len(spans))
+	for _, s := range spans {
+		out[s.key] = all[s.start:s.end]
 	}
 	return out, nil
 }

@@ -1,9 +1,11 @@
 package schemas
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base32"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -60,20 +62,37 @@ func (e *Event) Key() string {
 	return NodeID(e.Tenant, e.Identifiers[0])
 }
 
+// AppendKey appends Key() to dst.
+func (e *Event) AppendKey(dst []byte) []byte {
+	if len(e.Identifiers) == 0 {
+		return dst
+	}
+	return AppendNodeID(dst, e.Tenant, e.Identifiers[0])
+}
+
 // NodeID is the id of an identifier's node in the identity graph: "p_"
 // followed by 26 base32 characters of SHA-256(tenant, type, value). It is
 // opaque (no identifier can be read from it), stable across runs, and
 // namespaced by tenant. A profile's id is the smallest node id of its
 // identifiers (docs/identity.md).
 func NodeID(tenant string, id Identifier) string {
-	h := sha256.New()
-	h.Write([]byte(tenant))
-	h.Write([]byte{0})
-	h.Write([]byte(id.Type))
-	h.Write([]byte{0})
-	h.Write([]byte(id.Value))
-	var sum [sha256.Size]byte
-	return "p_" + nodeEncoding.EncodeToString(h.Sum(sum[:0])[:16])
+	var b [NodeIDLen]byte
+	return string(AppendNodeID(b[:0], tenant, id))
+}
+
+// NodeIDLen is the length of every NodeID.
+const NodeIDLen = 2 + 26
+
+// AppendNodeID appends NodeID(tenant, id) to dst.
+func AppendNodeID(dst []byte, tenant string, id Identifier) []byte {
+	var stack [256]byte
+	in := append(stack[:0], tenant...)
+	in = append(in, 0)
+	in = append(in, id.Type...)
+	in = append(in, 0)
+	in = append(in, id.Value...)
+	sum := sha256.Sum256(in)
+	return nodeEncoding.AppendEncode(append(dst, "p_"...), sum[:16])
 }
 
 // nodeEncoding is lowercase base32hex without padding: it sorts like the
@@ -97,16 +116,19 @@ func IdentifierPriority(typ string) int {
 
 // SortIdentifiers sorts ids by priority, then type, then value.
 func SortIdentifiers(ids []Identifier) {
-	sort.Slice(ids, func(a, b int) bool {
-		pa, pb := IdentifierPriority(ids[a].Type), IdentifierPriority(ids[b].Type)
-		if pa != pb {
-			return pa < pb
-		}
-		if ids[a].Type != ids[b].Type {
-			return ids[a].Type < ids[b].Type
-		}
-		return ids[a].Value < ids[b].Value
-	})
+	slices.SortFunc(ids, compareIdentifiers)
+}
+
+// compareIdentifiers orders identifiers as SortIdentifiers sorts them; it
+// is 0 only for equal identifiers.
+func compareIdentifiers(a, b Identifier) int {
+	if c := cmp.Compare(IdentifierPriority(a.Type), IdentifierPriority(b.Type)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Type, b.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Value, b.Value)
 }
 
 // Dead-letter source kinds.

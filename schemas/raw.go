@@ -182,75 +182,9 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 	var d fastDecoder
 	d.Reset(b, true) // strict: a string that is not Unicode text fails it
 	d.Space()
-	if !d.Next('{') {
+	ev, ok := d.event()
+	if !ok {
 		return false
-	}
-	var (
-		ev   RawEvent
-		seen uint
-	)
-	d.Space()
-	if !d.Next('}') {
-		for {
-			key, ok := d.plainKey()
-			if !ok {
-				return false
-			}
-			field := -1
-			for i, name := range rawEventFields {
-				if key == name {
-					field = i
-					break
-				}
-			}
-			if field < 0 {
-				// encoding/json matches field names case-insensitively.
-				for _, name := range rawEventFields {
-					if strings.EqualFold(key, name) {
-						return false
-					}
-				}
-			} else if seen&(1<<field) != 0 {
-				return false
-			} else {
-				seen |= 1 << field
-			}
-			d.Space()
-			if !d.Next(':') {
-				return false
-			}
-			d.Space()
-			switch field {
-			case 0:
-				ok = d.id(&ev.ID)
-			case 1:
-				ok = d.optString(&ev.Type)
-			case 2:
-				ok = d.optString(&ev.Time)
-			case 3:
-				ok = d.optString(&ev.Source)
-			case 4:
-				ok = d.identifiers(&ev.Identifiers)
-			case 5:
-				ok = d.rawMap(&ev.Traits)
-			case 6:
-				ok = d.rawMap(&ev.Properties)
-			default:
-				ok = d.Skip(1)
-			}
-			if !ok {
-				return false
-			}
-			d.Space()
-			if d.Next(',') {
-				d.Space()
-				continue
-			}
-			if d.Next('}') {
-				break
-			}
-			return false
-		}
 	}
 	d.Space()
 	if d.Pos() != len(b) {
@@ -260,14 +194,226 @@ func (r *RawEvent) decodeFast(b []byte) bool {
 	return true
 }
 
+// DecodeRawEventArray decodes a JSON array of events in one pass: what
+// jsonscan.SplitArray(array) and DecodeRawEventJSON of each element give,
+// when every element is an event the fast path of DecodeRawEventJSON takes
+// (see decodeFast). It returns the events and, for each, its element: the
+// bytes it has in array, not copied, as SplitArray returns them. The events
+// themselves share no memory with array (their text is in one copy of it).
+//
+// It reports ok=false, and nothing else, for anything else: an empty array,
+// more than maxEvents elements, an element the fast path does not take, or
+// any syntax error. The caller then splits and decodes the array element by
+// element, which gives the same events or the errors.
+func DecodeRawEventArray(array []byte, maxEvents int) (events []RawEvent, elems [][]byte, ok bool) {
+	var d fastDecoder
+	events, elems, ok = d.array(array, maxEvents, nil, nil)
+	if !ok {
+		return nil, nil, false
+	}
+	return events, elems, true
+}
+
+// RawEventBuffer decodes arrays of events as DecodeRawEventArray does, and
+// reuses the maps (identifiers, traits, properties) and slices of the
+// events it decoded before: the events and elements of one Decode are
+// valid until the next Decode. The zero value is ready to use; it is not
+// safe for concurrent use (keep one per request, in a sync.Pool).
+type RawEventBuffer struct {
+	events []RawEvent
+	elems  [][]byte
+	spare  spareMaps
+}
+
+// spareMaps are emptied maps of earlier events, for the next ones.
+type spareMaps struct {
+	ids []map[string][]string
+	raw []map[string]json.RawMessage
+}
+
+// maxSpareMapLen: a map that held more entries is not kept for reuse, so
+// a buffer in a pool does not hold on to large maps.
+const maxSpareMapLen = 8
+
+// Decode is DecodeRawEventArray, with the buffer's maps and slices.
+func (b *RawEventBuffer) Decode(array []byte, maxEvents int) (events []RawEvent, elems [][]byte, ok bool) {
+	b.recycle()
+	d := fastDecoder{spare: &b.spare}
+	// The events decoded before a failure are kept, for their maps.
+	b.events, b.elems, ok = d.array(array, maxEvents, b.events, b.elems)
+	if !ok {
+		return nil, nil, false
+	}
+	return b.events, b.elems, true
+}
+
+// recycle empties the events of the last Decode and keeps their maps.
+func (b *RawEventBuffer) recycle() {
+	for i := range b.events {
+		ev := &b.events[i]
+		if m := ev.Identifiers; m != nil && len(m) <= maxSpareMapLen {
+			clear(m)
+			b.spare.ids = append(b.spare.ids, m)
+		}
+		for _, m := range [2]map[string]json.RawMessage{ev.Traits, ev.Properties} {
+			if m != nil && len(m) <= maxSpareMapLen {
+				clear(m)
+				b.spare.raw = append(b.spare.raw, m)
+			}
+		}
+		*ev = RawEvent{}
+	}
+	clear(b.elems)
+	b.events, b.elems = b.events[:0], b.elems[:0]
+}
+
+// array decodes the array of events b into events and elems (appending),
+// and returns them with ok=false if it declines (see DecodeRawEventArray).
+func (d *fastDecoder) array(array []byte, maxEvents int, events []RawEvent, elems [][]byte) ([]RawEvent, [][]byte, bool) {
+	d.Reset(array, true)
+	d.Space()
+	if !d.Next('[') {
+		return events, elems, false
+	}
+	d.Space()
+	if d.At(']') {
+		return events, elems, false
+	}
+	for {
+		if len(events) == maxEvents {
+			return events, elems, false
+		}
+		start := d.Pos()
+		ev, ok := d.event()
+		if !ok {
+			return events, elems, false
+		}
+		if cap(events) == 0 {
+			// Room for as many events as the array holds if they are the
+			// size of the first.
+			n := min(maxEvents, len(array)/max(1, d.Pos()-start)+1)
+			events, elems = make([]RawEvent, 0, n), make([][]byte, 0, n)
+		}
+		events = append(events, ev)
+		elems = append(elems, array[start:d.Pos():d.Pos()])
+		d.Space()
+		if d.Next(',') {
+			d.Space()
+			continue
+		}
+		if d.Next(']') {
+			break
+		}
+		return events, elems, false
+	}
+	d.Space()
+	return events, elems, d.Pos() == len(array)
+}
+
+// event decodes the event object at the position.
+func (d *fastDecoder) event() (RawEvent, bool) {
+	var (
+		ev   RawEvent
+		seen uint
+	)
+	if !d.Next('{') {
+		return ev, false
+	}
+	d.Space()
+	if d.Next('}') {
+		return ev, true
+	}
+	for {
+		key, ok := d.plainKey()
+		if !ok {
+			return ev, false
+		}
+		field := -1
+		for i, name := range rawEventFields {
+			if key == name {
+				field = i
+				break
+			}
+		}
+		if field < 0 {
+			// encoding/json matches field names case-insensitively.
+			for _, name := range rawEventFields {
+				if strings.EqualFold(key, name) {
+					return ev, false
+				}
+			}
+		} else if seen&(1<<field) != 0 {
+			return ev, false
+		} else {
+			seen |= 1 << field
+		}
+		d.Space()
+		if !d.Next(':') {
+			return ev, false
+		}
+		d.Space()
+		switch field {
+		case 0:
+			ok = d.id(&ev.ID)
+		case 1:
+			ok = d.optString(&ev.Type)
+		case 2:
+			ok = d.optString(&ev.Time)
+		case 3:
+			ok = d.optString(&ev.Source)
+		case 4:
+			ok = d.identifiers(&ev.Identifiers)
+		case 5:
+			ok = d.rawMap(&ev.Traits)
+		case 6:
+			ok = d.rawMap(&ev.Properties)
+		default:
+			ok = d.Skip(1)
+		}
+		if !ok {
+			return ev, false
+		}
+		d.Space()
+		if d.Next(',') {
+			d.Space()
+			continue
+		}
+		if d.Next('}') {
+			return ev, true
+		}
+		return ev, false
+	}
+}
+
 // fastDecoder turns tokens into values without copying each one: decoded
 // strings are substrings of one copy of the input, raw values subslices of
 // another.
 type fastDecoder struct {
 	jsonscan.Scanner
-	str  string // copy of b, made on first use
-	raw  []byte // copy of b, made on first use
-	vals []string
+	str   string // copy of b, made on first use
+	raw   []byte // copy of b, made on first use
+	vals  []string
+	spare *spareMaps // maps to reuse, or nil
+}
+
+// idMap returns an empty map for identifiers.
+func (d *fastDecoder) idMap() map[string][]string {
+	if s := d.spare; s != nil && len(s.ids) > 0 {
+		m := s.ids[len(s.ids)-1]
+		s.ids = s.ids[:len(s.ids)-1]
+		return m
+	}
+	return make(map[string][]string, 4)
+}
+
+// rawValueMap returns an empty map for traits or properties.
+func (d *fastDecoder) rawValueMap() map[string]json.RawMessage {
+	if s := d.spare; s != nil && len(s.raw) > 0 {
+		m := s.raw[len(s.raw)-1]
+		s.raw = s.raw[:len(s.raw)-1]
+		return m
+	}
+	return make(map[string]json.RawMessage, 4)
 }
 
 func (d *fastDecoder) text(start, end int) string {
@@ -364,7 +510,7 @@ func (d *fastDecoder) identifiers(dst *map[string][]string) bool {
 	if d.Next('}') {
 		return true
 	}
-	m := make(map[string][]string, 4)
+	m := d.idMap()
 	for {
 		if !d.At('"') {
 			return false
@@ -485,7 +631,7 @@ func (d *fastDecoder) rawMap(dst *map[string]json.RawMessage) bool {
 		return false
 	}
 	d.Space()
-	m := make(map[string]json.RawMessage, 4)
+	m := d.rawValueMap()
 	if d.Next('}') {
 		*dst = m
 		return true

@@ -35,9 +35,10 @@ import (
 //     addresses (readmeShim).
 //   - "go install" installs into the test's directory ($GOBIN), which is on
 //     PATH; no ROLODEX_* variable comes from the environment of the test.
-//   - Blocks that keep running (dev mode, --follow) run in the background;
-//     "stop dev mode (Ctrl-C)" is a SIGINT to the previous one, which must
-//     then exit 0.
+//   - Blocks that keep running (dev mode, --follow, a receiver "in another
+//     terminal") run in the background; "stop dev mode (Ctrl-C)" is a
+//     SIGINT to the previous one, which must then exit 0. The webhook
+//     receiver's 127.0.0.1:8765 is a free port too.
 //   - Blocks that read what other blocks caused (profiles, dead letters,
 //     reports) run again until their output shows it, for up to two
 //     minutes (the identity group's first join on a loaded two-core machine
@@ -58,6 +59,11 @@ const (
 	// followBlock runs the block in the background until its output shows
 	// want, then interrupts it.
 	followBlock
+	// terminalBlock runs the block in the background, as in another
+	// terminal: it is ready when its stdout or stderr shows ready; a later
+	// step that watches it interrupts it once its stdout shows what that
+	// step wants of it.
+	terminalBlock
 )
 
 type readmeStep struct {
@@ -75,6 +81,13 @@ type readmeStep struct {
 	want []string
 	// check, when set, looks at stdout further.
 	check func(t *testing.T, w *readmeWorld, stdout string)
+	// ready is what a terminalBlock prints once it is ready.
+	ready string
+	// watch names a terminalBlock whose stdout must show watchWant after
+	// this step ran (within two minutes); then it is interrupted and must
+	// exit 0.
+	watch     string
+	watchWant []string
 }
 
 var readmeSteps = []readmeStep{
@@ -127,6 +140,16 @@ var readmeSteps = []readmeStep{
 	// One event: one row in each report, its counts aligned right.
 	{name: "reports", retry: true, want: []string{"(1 row)\n", "(1 row)\n", "events  profiles\n", "     1         1\n"}},
 	{name: "clickhouse-stop", inRepo: true},
+	// Partner fan-out: a webhook subscription to rolodex webhooks listen
+	// and a Kafka one, one event published to both.
+	{name: "fanout-subscribe", want: []string{`"name": "car-chosen"`, "\"webhook\": {\n    \"url\": \"http://127.0.0.1:", `/hooks"`, `"kafka": true`}},
+	{name: "fanout-listen", kind: terminalBlock, ready: "rolodex webhooks listen: on http://"},
+	{name: "fanout-publish", want: []string{`"accepted":1`}, watch: "fanout-listen", watchWant: []string{
+		// One line: the webhook id (subscription id and event id), the body.
+		`.chose-1 {"event_id":"chose-1","kind":"topic_event","profile":{"identifiers":{"email":["lia@example.com"]},"traits":{"name":"Lia"}},"profile_id":"p_`,
+		`"properties":{"model":"SUV"},"publisher":"demo","tenant":"demo","time":"`, `"topic":"car-chosen","type":"car.chosen"}` + "\n",
+	}},
+	{name: "fanout-kafka", retry: true, want: []string{"key=p_", ",rolodex_kind=topic_event,", ",rolodex_topic=car-chosen,", `"event_id":"chose-1"`}},
 }
 
 // readmeBlock is a marked code block of the README.
@@ -181,10 +204,25 @@ func TestREADME(t *testing.T) {
 			}
 		case runBlock:
 			w.runStep(s, body)
+			if s.watch != "" {
+				job := w.jobs[s.watch]
+				if job == nil {
+					t.Fatalf("%s watches %s, which is not a terminal block before it", s.name, s.watch)
+				}
+				w.waitOutput(job, s.watchWant)
+				delete(w.jobs, s.watch)
+				if code := w.interrupt(job); code != 0 {
+					t.Fatalf("%s: exit %d after Ctrl-C; stderr:\n%s", job.name, code, readFile(job.errPath))
+				}
+			}
 		case serveBlock:
 			w.stopServer()
 			w.server = w.background(s, body)
 			w.waitHealthy(w.server)
+		case terminalBlock:
+			job := w.background(s, body)
+			w.jobs[s.name] = job
+			w.waitReady(job, s.ready)
 		case followBlock:
 			job := w.background(s, body)
 			w.waitOutput(job, s.want)
@@ -192,6 +230,9 @@ func TestREADME(t *testing.T) {
 				t.Fatalf("%s: exit %d after Ctrl-C; stderr:\n%s", s.name, code, readFile(job.errPath))
 			}
 		}
+	}
+	for name := range w.jobs {
+		t.Fatalf("the terminal block %s is watched by no step after it", name)
 	}
 	w.stopServer()
 }
@@ -206,7 +247,9 @@ type readmeWorld struct {
 	shell      *exec.Cmd
 	stdin      io.WriteCloser
 	lines      chan string
+	hookAddr   string
 	server     *readmeJob
+	jobs       map[string]*readmeJob // the terminal blocks running
 	seq        int
 }
 
@@ -219,13 +262,14 @@ type readmeJob struct {
 
 func newReadmeWorld(t *testing.T, repo string) *readmeWorld {
 	work := t.TempDir()
-	w := &readmeWorld{t: t, repo: repo, work: work, httpAddr: freeAddr(t), kafkaAddr: freeAddr(t), lines: make(chan string, 16)}
+	w := &readmeWorld{t: t, repo: repo, work: work, httpAddr: freeAddr(t), kafkaAddr: freeAddr(t), hookAddr: freeAddr(t),
+		jobs: map[string]*readmeJob{}, lines: make(chan string, 16)}
 	for _, d := range []string{"bin", "shim", "steps"} {
 		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	shim := fmt.Sprintf(readmeShim, filepath.Join(work, "bin", "rolodex"), w.kafkaAddr, w.httpAddr, w.httpAddr, w.kafkaAddr)
+	shim := fmt.Sprintf(readmeShim, filepath.Join(work, "bin", "rolodex"), w.kafkaAddr, w.httpAddr, w.httpAddr, w.kafkaAddr, w.hookAddr)
 	if err := os.WriteFile(filepath.Join(work, "shim", "rolodex"), []byte(shim), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -274,13 +318,15 @@ func newReadmeWorld(t *testing.T, repo string) *readmeWorld {
 }
 
 // readmeShim is the rolodex the blocks run: it adds dev mode's ports to
-// the commands that would use their defaults (127.0.0.1:9092 and :8080).
+// the commands that would use their defaults (127.0.0.1:9092 and :8080),
+// and the receiver's to webhooks listen (127.0.0.1:8765).
 const readmeShim = `#!/bin/sh
 real=%q
 case "$1 $2" in
 "dev "*) exec "$real" "$@" --broker-addr %s --http-addr %s ;;
-"profile get" | "profile lookup" | "message get" | "lead get" | "routing "* | "tag "* | "blacklist "* | "consent "* | "rules "*) exec "$real" "$@" --api http://%s ;;
+"profile get" | "profile lookup" | "message get" | "lead get" | "routing "* | "tag "* | "blacklist "* | "consent "* | "rules "* | "topics "* | "subscriptions "*) exec "$real" "$@" --api http://%s ;;
 "deadletters tail" | "import csv") exec "$real" "$@" --brokers %s ;;
+"webhooks listen") exec "$real" "$@" --addr %s ;;
 esac
 exec "$real" "$@"
 `
@@ -300,6 +346,7 @@ func (w *readmeWorld) substitute(body string) string {
 	return strings.NewReplacer(
 		"127.0.0.1:8080", w.httpAddr,
 		"127.0.0.1:9092", w.kafkaAddr,
+		"127.0.0.1:8765", w.hookAddr,
 		"/tmp/ch", filepath.Join(w.work, "ch"),
 	).Replace(body)
 }
@@ -446,6 +493,19 @@ func (w *readmeWorld) waitHealthy(j *readmeJob) {
 	}
 }
 
+// waitReady waits until the job's stdout or stderr shows ready.
+func (w *readmeWorld) waitReady(j *readmeJob, ready string) {
+	w.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(readFile(j.outPath)+readFile(j.errPath), ready) {
+		if time.Now().After(deadline) || !alive(j) {
+			w.t.Fatalf("%s: did not print %q (running: %v); stdout:\n%s\nstderr:\n%s",
+				j.name, ready, alive(j), readFile(j.outPath), readFile(j.errPath))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitOutput waits until the job's stdout shows want.
 func (w *readmeWorld) waitOutput(j *readmeJob, want []string) {
 	w.t.Helper()
@@ -468,6 +528,11 @@ func (w *readmeWorld) waitOutput(j *readmeJob, want []string) {
 func (w *readmeWorld) close() {
 	if w.server != nil && alive(w.server) {
 		syscall.Kill(-w.server.pid, syscall.SIGKILL)
+	}
+	for _, j := range w.jobs {
+		if alive(j) {
+			syscall.Kill(-j.pid, syscall.SIGKILL)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(w.work, "ch", "pid")); err == nil {
 		stop := exec.Command(filepath.Join(w.repo, "scripts", "clickhouse"), "stop", filepath.Join(w.work, "ch"))

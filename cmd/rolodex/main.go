@@ -143,7 +143,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdTopicsDelete(ctx, args, o.stdout, o.stderr)
 			}},
-		{"subscriptions create", "TOPIC (--kafka | --webhook URL) [--api URL] [--key KEY]", "subscribe the key's partner to a topic; prints the signing secret, once",
+		{"subscriptions create", "TOPIC (--kafka | --webhook URL) [--secret-out F] [--api URL] [--key KEY]", "subscribe the key's partner to a topic; prints the signing secret, once (--secret-out: also into a file)",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdSubscriptionsCreate(ctx, args, o.stdout, o.stderr)
 			}},
@@ -158,6 +158,10 @@ func commands() []command {
 		{"subscriptions replay", "ID --since RFC3339 [--api URL] [--key KEY]", "ask for a subscription's topic events again from an instant (performed by the replay step: docs/fanout.md)",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdSubscriptionsReplay(ctx, args, o.stdout, o.stderr)
+			}},
+		{"webhooks listen", "(--secret whsec_... | --secret-file F) [--addr HOST:PORT] [--status CODE] [--once N]", "receive signed webhooks locally (a subscription's, to try fan-out): verify, dedupe by webhook-id, print each, answer --status",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdWebhooksListen(ctx, args, o.stdout, o.stderr)
 			}},
 		{"deadletters tail", "[--follow] [--partner NAME] [--format table|json]", "print the rejected records of rolodex.deadletter, decoded",
 			func(ctx context.Context, args []string, o stdio) error {

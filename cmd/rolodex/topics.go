@@ -118,14 +118,16 @@ func cmdTopicsDelete(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 // cmdSubscriptionsCreate is "rolodex subscriptions create TOPIC (--kafka |
-// --webhook URL)": prints the subscription with its signing secret, which
-// no later answer shows.
+// --webhook URL) [--secret-out F]": prints the subscription with its
+// signing secret, which no later answer shows, and with --secret-out also
+// writes the secret to a file (for rolodex webhooks listen --secret-file).
 func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var kafka *bool
-	var hook *string
+	var hook, secretOut *string
 	cl, pos, err := fanoutCommand("subscriptions create", 1, args, stdout, stderr, func(fs *flagSet) {
 		kafka = fs.Bool("kafka", false, "deliver on the partner's Kafka topic rolodex.out.<partner>")
 		hook = fs.String("webhook", "", "deliver to this URL (signed, Standard Webhooks)")
+		secretOut = fs.String("secret-out", "", "also write the signing secret to this file (mode 0600; replaced if it exists)")
 	})
 	if err != nil {
 		return err
@@ -137,11 +139,48 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 	if *hook != "" {
 		body["webhook"] = map[string]string{"url": *hook}
 	}
-	if err := callAndPrint(ctx, cl, http.MethodPost, "/v1/subscriptions", body, stdout); err != nil {
+	var out json.RawMessage
+	if err := cl.call(ctx, http.MethodPost, "/v1/subscriptions", body, &out); err != nil {
 		return err
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s: %w", cl.cmd, err)
+	}
+	fmt.Fprintln(stdout, string(b))
+	if *secretOut != "" {
+		var sub struct {
+			Secret string `json:"secret"`
+		}
+		if err := json.Unmarshal(out, &sub); err != nil || sub.Secret == "" {
+			return fmt.Errorf("%s: --secret-out: the answer has no secret (%v); the subscription was made: delete it and make a new one", cl.cmd, err)
+		}
+		if err := writeSecret(*secretOut, sub.Secret); err != nil {
+			return fmt.Errorf("%s: --secret-out: %w (the secret is in the answer above)", cl.cmd, err)
+		}
+		fmt.Fprintf(stderr, "the signing secret is in %s (rolodex webhooks listen --secret-file %s); it is shown this once\n", *secretOut, *secretOut)
+		return nil
 	}
 	fmt.Fprintln(stderr, "keep the secret: it is shown this once (a lost secret means a new subscription)")
 	return nil
+}
+
+// writeSecret writes a secret to path, readable by its owner only (an
+// existing file is truncated and made 0600 too).
+func writeSecret(path, secret string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := io.WriteString(f, secret+"\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // cmdSubscriptionsList is "rolodex subscriptions list".

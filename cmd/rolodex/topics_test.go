@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,10 +41,22 @@ func TestFanoutCommands(t *testing.T) {
 	if _, _, code = rolodex("topics", "access", "car-chosen", "--allow", "demo"); code != 0 {
 		t.Fatal("topics access --allow demo")
 	}
-	out, errOut, code = rolodex("subscriptions", "create", "car-chosen", "--webhook", "https://bank.example/hooks")
+	// --secret-out also writes the secret to a file, for webhooks listen
+	// --secret-file; a file already there is replaced and made 0600.
+	secretFile := filepath.Join(t.TempDir(), "hook.secret")
+	if err := os.WriteFile(secretFile, []byte("an older, longer secret of another subscription\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = rolodex("subscriptions", "create", "car-chosen", "--webhook", "https://bank.example/hooks", "--secret-out", secretFile)
 	var sub struct{ ID, Secret, Status string }
 	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") || sub.Status != "active" || !strings.Contains(errOut, "shown this once") {
 		t.Fatalf("subscriptions create: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if b, err := os.ReadFile(secretFile); err != nil || string(b) != sub.Secret+"\n" {
+		t.Fatalf("--secret-out file holds %q (%v), want %q", b, err, sub.Secret+"\n")
+	}
+	if fi, err := os.Stat(secretFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("--secret-out file: %v, mode %v", err, fi.Mode())
 	}
 	if out, _, code = rolodex("subscriptions", "list"); code != 0 || !strings.Contains(out, sub.ID) || strings.Contains(out, "whsec_") {
 		t.Fatalf("subscriptions list: exit %d\n%s", code, out)

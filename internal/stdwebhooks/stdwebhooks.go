@@ -1,7 +1,8 @@
 // Package stdwebhooks is the signature of Standard Webhooks
 // (https://www.standardwebhooks.com): the one HMAC computation that the
 // ingest connector verifies (connectors/httpin) and the outbound webhooks
-// sign with (connectors/webhooks).
+// sign with (connectors/webhooks), and Verify, a receiver's whole check
+// (rolodex webhooks listen).
 package stdwebhooks
 
 import (

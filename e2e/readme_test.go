@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -262,7 +261,8 @@ type readmeJob struct {
 
 func newReadmeWorld(t *testing.T, repo string) *readmeWorld {
 	work := t.TempDir()
-	w := &readmeWorld{t: t, repo: repo, work: work, httpAddr: freeAddr(t), kafkaAddr: freeAddr(t), hookAddr: freeAddr(t),
+	ports := freeAddrs(t, repo, 3)
+	w := &readmeWorld{t: t, repo: repo, work: work, httpAddr: ports[0], kafkaAddr: ports[1], hookAddr: ports[2],
 		jobs: map[string]*readmeJob{}, lines: make(chan string, 16)}
 	for _, d := range []string{"bin", "shim", "steps"} {
 		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
@@ -331,14 +331,26 @@ esac
 exec "$real" "$@"
 `
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct 127.0.0.1 addresses nothing listens on,
+// for servers the test starts later (dev mode, the webhook receiver), from
+// scripts/free-ports: drawn below the kernel's ephemeral range, so that no
+// other process's connection can take one before the server binds it (a
+// port from binding port 0 can be taken as an outgoing connection's source
+// port meanwhile; a run of this test failed with "address already in use").
+func freeAddrs(t *testing.T, repo string, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	out, err := exec.Command(filepath.Join(repo, "scripts", "free-ports"), strconv.Itoa(n)).Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("scripts/free-ports: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	var addrs []string
+	for _, p := range strings.Fields(string(out)) {
+		addrs = append(addrs, "127.0.0.1:"+p)
+	}
+	if len(addrs) != n {
+		t.Fatalf("scripts/free-ports %d printed %q", n, out)
+	}
+	return addrs
 }
 
 // substitute puts the test's ports and directories into a block.

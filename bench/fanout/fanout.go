@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -63,7 +64,7 @@ const (
 // Config of a run.
 type Config struct {
 	// Records is how many deliveries each phase handles: N for Kafka
-	// subscriptions, then N for webhook ones. Default 20000.
+	// subscriptions, then N for webhook ones. Default 50000.
 	Records int
 	// Partitions of rolodex.fanout.deliveries and the other topics the
 	// run creates (an out topic has one, as EnsureFanoutTopics makes it).
@@ -79,11 +80,15 @@ type Config struct {
 	Timeout time.Duration
 	// Logger of the delivery; default: discarded.
 	Logger *slog.Logger
+	// HTTPClient of the webhook sender; default nil: the sender's own
+	// default, as `rolodex run processors` runs it (http.DefaultTransport,
+	// which keeps 2 idle connections per host).
+	HTTPClient *http.Client
 }
 
 func (c *Config) setDefaults() {
 	if c.Records == 0 {
-		c.Records = 20000
+		c.Records = 50000
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 8
@@ -128,6 +133,8 @@ type Result struct {
 	// Requests is how many requests the receiver got (the distinct ids
 	// are Records; more means resends).
 	Requests int64
+	// Conns is how many TCP connections the receiver accepted.
+	Conns int64
 	// LoadBefore and LoadAfter are the load averages around the run.
 	LoadBefore, LoadAfter string
 }
@@ -170,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if res.Webhooks, res.FirstWebhook, err = e.WebhookDelivery(ctx, cfg.Records); err != nil {
 		return res, err
 	}
-	res.Requests = e.recv.requests.Load()
+	res.Requests, res.Conns = e.recv.requests.Load(), e.recv.conns.Load()
 	if err := e.Check(ctx, kafkaRecs, hookRecs); err != nil {
 		return res, err
 	}
@@ -398,7 +405,7 @@ type delivery struct {
 // it (fanoutDeliveryComponent): default retry schedule and timeout, its
 // metrics on a fresh registry.
 func (e *Env) startDelivery(ctx context.Context) (*delivery, error) {
-	f, err := webhooks.NewFanout(webhooks.FanoutConfig{Brokers: e.brokers, Registerer: prometheus.NewRegistry(), Logger: e.cfg.Logger})
+	f, err := webhooks.NewFanout(webhooks.FanoutConfig{Brokers: e.brokers, HTTPClient: e.cfg.HTTPClient, Registerer: prometheus.NewRegistry(), Logger: e.cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("benchfanout: %w", err)
 	}
@@ -542,6 +549,7 @@ func (e *Env) WebhookDelivery(ctx context.Context, n int) (measure.Phase, time.D
 type receiver struct {
 	srv      *httptest.Server
 	requests atomic.Int64
+	conns    atomic.Int64 // connections accepted
 	mu       sync.Mutex
 	ids      map[string]string // webhook id → the URL path it came to
 	t0       time.Time
@@ -550,7 +558,7 @@ type receiver struct {
 
 func newReceiver() *receiver {
 	r := &receiver{ids: map[string]string{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		r.requests.Add(1)
 		id := req.Header.Get("webhook-id")
@@ -562,6 +570,12 @@ func newReceiver() *receiver {
 		r.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
+	r.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			r.conns.Add(1)
+		}
+	}
+	r.srv.Start()
 	return r
 }
 

@@ -70,6 +70,7 @@ func ProfileKey(i int) string {
 
 var (
 	models = []string{"Tracker", "Onix", "Corolla Cross", "Compass", "HB20", "T-Cross"}
+	colors = []string{"white", "silver", "black", "red", "blue"}
 	cities = []string{"Campinas", "São Paulo", "Curitiba", "Recife", "Porto Alegre"}
 )
 
@@ -77,7 +78,7 @@ var (
 // fan-out group writes them, for the Kafka subscriptions (kafka) or the
 // webhook ones: record i is event "<prefix>-<i>" of a profile drawn from
 // n/2 (at least 1), for the subscriptions in turn, its body made by the
-// group's own EventBody (~500 bytes: the event's six properties and the
+// group's own EventBody (~500 bytes: the event's nine properties and the
 // profile fields its topic includes), each with a distinct webhook id.
 func Deliveries(n int, kafka bool, seed uint64, now time.Time) []schemas.FanoutDelivery {
 	r := rand.New(rand.NewPCG(seed, 0xfa40))
@@ -107,12 +108,15 @@ func Deliveries(n int, kafka bool, seed uint64, now time.Time) []schemas.FanoutD
 		ev := &schemas.FanoutEvent{Tenant: Tenant, Topic: t.Name, Publisher: Publisher, EventID: fmt.Sprintf("%s-%d", prefix, i), Type: typ,
 			Time: at - int64(r.IntN(3600_000)),
 			Properties: map[string]string{
-				"model":     `"` + models[r.IntN(len(models))] + `"`,
-				"price":     fmt.Sprint(90000 + r.IntN(150000)),
-				"currency":  `"BRL"`,
-				"dealer":    fmt.Sprintf(`"autoexpress-%d"`, r.IntN(40)),
-				"financing": fmt.Sprint(r.IntN(2) == 0),
-				"stock_id":  fmt.Sprintf(`"STK-%08d"`, r.IntN(1e8)),
+				"model":       `"` + models[r.IntN(len(models))] + `"`,
+				"price":       fmt.Sprint(90000 + r.IntN(150000)),
+				"currency":    `"BRL"`,
+				"dealer":      fmt.Sprintf(`"autoexpress-%d"`, r.IntN(40)),
+				"financing":   fmt.Sprint(r.IntN(2) == 0),
+				"stock_id":    fmt.Sprintf(`"STK-%08d"`, r.IntN(1e8)),
+				"color":       `"` + colors[r.IntN(len(colors))] + `"`,
+				"year":        fmt.Sprint(2024 + r.IntN(3)),
+				"salesperson": fmt.Sprintf(`"seller-%03d"`, r.IntN(500)),
 			},
 			Profile: &schemas.FanoutProfile{ID: id, Tenant: Tenant,
 				Traits:      map[string]string{"name": fmt.Sprintf(`"Person %d"`, k), "city": `"` + cities[k%len(cities)] + `"`},

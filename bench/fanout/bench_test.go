@@ -96,3 +96,22 @@ func BenchmarkWebhookDelivery(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGroup: the fan-out group from the start of rolodex.fanout.input
+// (the directory, then b.N topic events) until it has written their
+// deliveries (deliveries/op: 3.3 per event); ns/op is per event.
+func BenchmarkGroup(b *testing.B) {
+	e, ctx := benchEnv(b, nil)
+	want, err := e.StoreEvents(ctx, Events(b.N, 1, time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	p, _, err := e.Group(ctx, b.N, len(want))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	report(b, p)
+	b.ReportMetric(float64(len(want))/float64(b.N), "deliveries/op")
+}

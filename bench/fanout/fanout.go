@@ -19,13 +19,19 @@
 //     distinct webhook-ids and verifying nothing else), until it has all
 //     N ids. The send-time check reads the subscriptions, with their
 //     secrets, from the store topics, where the run wrote them.
+//   - fan-out group: N topic events on rolodex.fanout.input, after the
+//     directory (the two topics and six subscriptions, on every
+//     partition), and the group rolodex-fanout (fanout.New, fresh LevelDB
+//     storage) from the start until it has written every delivery they
+//     make (one per event and subscription of its topic, 3.3 per event)
+//     to rolodex.fanout.deliveries.
 //
 // After the phases, untimed, the run checks that exactly the expected
 // records were made: the out topics hold each Kafka record once (topic,
 // key, body, ce_id), the receiver got exactly the webhook ids, the
 // reports are one delivery.succeeded per Kafka record and one
-// delivery.attempt plus one delivery.succeeded per webhook, and nothing is
-// in the dead letter.
+// delivery.attempt plus one delivery.succeeded per webhook, nothing is in
+// the dead letter, and the group wrote each delivery it must once.
 package fanout
 
 import (
@@ -34,14 +40,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -123,13 +133,21 @@ type Result struct {
 	// rolodex.fanout.deliveries (JSON), AvgBodyBytes of its body.
 	AvgRecordBytes, AvgBodyBytes int
 	Passthrough, Kafka, Webhooks measure.Phase
-	// KafkaRatio and WebhookRatio are the phase's records/s over the
-	// pass-through's.
-	KafkaRatio, WebhookRatio float64
+	// Group is the fan-out group (phase 4): its Events are the topic
+	// events, which made GroupDeliveries records on
+	// rolodex.fanout.deliveries.
+	Group           measure.Phase
+	GroupDeliveries int
+	// KafkaRatio, WebhookRatio and GroupRatio are the phase's records
+	// (events) per second over the pass-through's records/s.
+	KafkaRatio, WebhookRatio, GroupRatio float64
 	// FirstKafka and FirstWebhook are the times from the phase's start
 	// (a new Fanout: store copy, group joins) to its first out record
 	// seen or first request received.
 	FirstKafka, FirstWebhook time.Duration
+	// FirstGroup is the time from the group's start (join, recovery) to
+	// its first delivery seen.
+	FirstGroup time.Duration
 	// Requests is how many requests the receiver got (the distinct ids
 	// are Records; more means resends).
 	Requests int64
@@ -181,9 +199,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := e.Check(ctx, kafkaRecs, hookRecs); err != nil {
 		return res, err
 	}
+	want, err := e.StoreEvents(ctx, Events(cfg.Records, cfg.Seed, now))
+	if err != nil {
+		return res, err
+	}
+	res.GroupDeliveries = len(want)
+	if res.Group, res.FirstGroup, err = e.Group(ctx, cfg.Records, len(want)); err != nil {
+		return res, err
+	}
+	if err := e.CheckGroup(ctx, want); err != nil {
+		return res, err
+	}
 	if r := res.Passthrough.EventsPerSec; r > 0 {
 		res.KafkaRatio = res.Kafka.EventsPerSec / r
 		res.WebhookRatio = res.Webhooks.EventsPerSec / r
+		res.GroupRatio = res.Group.EventsPerSec / r
 	}
 	res.LoadAfter = measure.LoadAvg()
 	return res, nil
@@ -744,4 +774,143 @@ func (e *Env) readAll(ctx context.Context, topics ...string) ([]*kgo.Record, err
 		})
 	}
 	return out, nil
+}
+
+// StoreEvents writes the fan-out group's input: the directory (Topics and
+// Subscriptions, secrets left out, as the broadcast step writes it: to
+// every partition under its directory key) and then evs, keyed by
+// profile id with the Rolodex partitioner (as the identity group writes
+// them). It returns the webhook ids the group must make: one per event
+// and subscription of its topic.
+func (e *Env) StoreEvents(ctx context.Context, evs []*schemas.FanoutEvent) (map[string]bool, error) {
+	parts, err := kafkaclient.Partitions(ctx, e.cl, schemas.TopicFanoutInput)
+	if err != nil {
+		return nil, fmt.Errorf("benchfanout: %w", err)
+	}
+	hash := kafkaclient.Partitioner()
+	prod, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: e.brokers, ClientID: "rolodex-bench-fanout-input"},
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
+			h := hash.ForTopic(topic)
+			return func(r *kgo.Record, n int) int {
+				if strings.HasPrefix(string(r.Key), schemas.DirectoryKeyPrefix) {
+					return int(r.Partition)
+				}
+				return h.Partition(r, n)
+			}
+		})))
+	if err != nil {
+		return nil, fmt.Errorf("benchfanout: %w", err)
+	}
+	defer prod.Close()
+	var dir []schemas.FanoutInput
+	for _, t := range Topics() {
+		dir = append(dir, schemas.FanoutInput{Topic: &schemas.TopicRecord{Topic: t, Version: 1}})
+	}
+	subs := map[string][]string{} // topic → subscription ids
+	for _, s := range Subscriptions(e.recv.srv.URL, e.cfg.Seed) {
+		s.Secret = ""
+		dir = append(dir, schemas.FanoutInput{Subscription: &s})
+		subs[s.Subscription.Topic] = append(subs[s.Subscription.Topic], s.Subscription.ID)
+	}
+	var recs []*kgo.Record
+	for _, in := range dir {
+		v, err := json.Marshal(&in)
+		if err != nil {
+			return nil, fmt.Errorf("benchfanout: %w", err)
+		}
+		for p := range parts {
+			recs = append(recs, &kgo.Record{Topic: schemas.TopicFanoutInput, Partition: p, Key: []byte(schemas.DirectoryKey(p, parts)), Value: v})
+		}
+	}
+	want := map[string]bool{}
+	for _, ev := range evs {
+		v, err := json.Marshal(&schemas.FanoutInput{Event: ev})
+		if err != nil {
+			return nil, fmt.Errorf("benchfanout: %w", err)
+		}
+		recs = append(recs, &kgo.Record{Topic: schemas.TopicFanoutInput, Key: []byte(ev.Profile.ID), Value: v})
+		for _, s := range subs[ev.Topic] {
+			want[fanoutproc.WebhookID(s, ev.EventID)] = true
+		}
+	}
+	if err := produceSync(ctx, prod, recs); err != nil {
+		return nil, fmt.Errorf("benchfanout: store the group's input: %w", err)
+	}
+	return want, nil
+}
+
+// Group runs the fan-out group (fanout.New as `rolodex run processors`
+// runs it, fresh LevelDB storage) from the start of rolodex.fanout.input
+// until it has written want more records to rolodex.fanout.deliveries.
+// The phase's events are the topic events, n. It returns the time to the
+// first delivery seen.
+func (e *Env) Group(ctx context.Context, n, want int) (measure.Phase, time.Duration, error) {
+	base, err := e.ends(ctx, schemas.TopicFanoutDeliveries)
+	if err != nil {
+		return measure.Phase{}, 0, err
+	}
+	storage, err := os.MkdirTemp("", "rolodex-bench-fanout-")
+	if err != nil {
+		return measure.Phase{}, 0, fmt.Errorf("benchfanout: %w", err)
+	}
+	defer os.RemoveAll(storage)
+	start, cpu0 := time.Now(), measure.ProcessCPU()
+	proc, err := fanoutproc.New(fanoutproc.Config{Brokers: e.brokers, StorageDir: storage, Registerer: prometheus.NewRegistry(), Logger: e.cfg.Logger},
+		goka.WithLogger(log.New(io.Discard, "", 0)))
+	if err != nil {
+		return measure.Phase{}, 0, fmt.Errorf("benchfanout: %w", err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	d := &delivery{stop: stop, done: make(chan error, 1)}
+	go func() { d.done <- proc.Run(pctx) }()
+	defer d.close()
+	var first time.Duration
+	err = e.waitFor(ctx, "fan-out group", d, func() (bool, error) {
+		o, err := e.ends(ctx, schemas.TopicFanoutDeliveries)
+		if o > base && first == 0 {
+			first = time.Since(start)
+		}
+		return o-base >= int64(want), err
+	})
+	if err != nil {
+		return measure.Phase{}, 0, err
+	}
+	p := measure.NewPhase(n, time.Since(start), measure.ProcessCPU()-cpu0)
+	if err := d.close(); err != nil {
+		return p, first, fmt.Errorf("benchfanout: fan-out group: %w", err)
+	}
+	return p, first, nil
+}
+
+// CheckGroup compares the group's records on rolodex.fanout.deliveries
+// (event ids "g-...") with want: each webhook id once, keyed
+// "<subscription>/<profile>".
+func (e *Env) CheckGroup(ctx context.Context, want map[string]bool) error {
+	recs, err := e.readAll(ctx, schemas.TopicFanoutDeliveries)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		var d schemas.FanoutDelivery
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			return fmt.Errorf("benchfanout: check group: %w", err)
+		}
+		if !strings.HasPrefix(d.EventID, "g-") {
+			continue // the delivery phases' records
+		}
+		switch {
+		case !want[d.WebhookID]:
+			return fmt.Errorf("benchfanout: check group: delivery %q is not one the group must make", d.WebhookID)
+		case seen[d.WebhookID]:
+			return fmt.Errorf("benchfanout: check group: delivery %q written twice", d.WebhookID)
+		case string(r.Key) != d.DeliveryKey():
+			return fmt.Errorf("benchfanout: check group: delivery %q keyed %q", d.WebhookID, r.Key)
+		}
+		seen[d.WebhookID] = true
+	}
+	if len(seen) != len(want) {
+		return fmt.Errorf("benchfanout: check group: %d deliveries, want %d", len(seen), len(want))
+	}
+	return nil
 }

@@ -11,8 +11,8 @@ import (
 
 // TestRunSane runs the benchmark on a few hundred records: every phase
 // ends, Run's check finds exactly the expected records (the out topics,
-// the receiver's ids, the reports, an empty dead letter), and the numbers
-// are sane.
+// the receiver's ids, the reports, an empty dead letter, the group's
+// deliveries), and the numbers are sane.
 func TestRunSane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -23,13 +23,20 @@ func TestRunSane(t *testing.T) {
 	if !res.Embedded || res.Requests < 400 {
 		t.Fatalf("embedded %v, %d requests (want at least one per webhook record)", res.Embedded, res.Requests)
 	}
-	for name, p := range map[string]float64{"passthrough": res.Passthrough.EventsPerSec, "kafka": res.Kafka.EventsPerSec, "webhooks": res.Webhooks.EventsPerSec} {
+	// 400 events: 267 on car-chosen (4 subscriptions), 133 on test-drive (2).
+	if res.GroupDeliveries != 267*4+133*2 {
+		t.Errorf("the group made %d deliveries, want %d", res.GroupDeliveries, 267*4+133*2)
+	}
+	for name, p := range map[string]float64{"passthrough": res.Passthrough.EventsPerSec, "kafka": res.Kafka.EventsPerSec, "webhooks": res.Webhooks.EventsPerSec, "group": res.Group.EventsPerSec} {
 		if p <= 0 {
 			t.Errorf("%s: %v records/s", name, p)
 		}
 	}
-	if res.KafkaRatio <= 0 || res.WebhookRatio <= 0 {
-		t.Errorf("ratios %v, %v", res.KafkaRatio, res.WebhookRatio)
+	if res.KafkaRatio <= 0 || res.WebhookRatio <= 0 || res.GroupRatio <= 0 {
+		t.Errorf("ratios %v, %v, %v", res.KafkaRatio, res.WebhookRatio, res.GroupRatio)
+	}
+	if res.FirstGroup <= 0 || res.FirstGroup > res.Group.Elapsed {
+		t.Errorf("first delivery of the group %v of %v", res.FirstGroup, res.Group.Elapsed)
 	}
 	if res.FirstKafka <= 0 || res.FirstKafka > res.Kafka.Elapsed || res.FirstWebhook <= 0 || res.FirstWebhook > res.Webhooks.Elapsed {
 		t.Errorf("first out record %v of %v, first request %v of %v", res.FirstKafka, res.Kafka.Elapsed, res.FirstWebhook, res.Webhooks.Elapsed)
@@ -75,6 +82,21 @@ func TestCheckCatchesAMissingRecord(t *testing.T) {
 	}
 	if err := e.Check(ctx, ks[:19], hs[:19]); err == nil {
 		t.Fatal("Check passed with the receiver's ids not the webhook records'")
+	}
+	evs := Events(30, 1, now)
+	want, err := e.StoreEvents(ctx, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Group(ctx, len(evs), len(want)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CheckGroup(ctx, want); err != nil {
+		t.Fatalf("the group's deliveries: %v", err)
+	}
+	want["k-bank.g-999"] = true
+	if err := e.CheckGroup(ctx, want); err == nil {
+		t.Fatal("CheckGroup passed with a delivery missing")
 	}
 }
 

@@ -102,29 +102,53 @@ func Deliveries(n int, kafka bool, seed uint64, now time.Time) []schemas.FanoutD
 	for i := range out {
 		sub := subs[i%len(subs)]
 		t := topics[sub.Topic]
-		k := r.IntN(profiles)
-		id := ProfileKey(k)
-		typ := map[string]string{"car-chosen": "car.chosen", "test-drive": "test_drive.booked"}[t.Name]
-		ev := &schemas.FanoutEvent{Tenant: Tenant, Topic: t.Name, Publisher: Publisher, EventID: fmt.Sprintf("%s-%d", prefix, i), Type: typ,
-			Time: at - int64(r.IntN(3600_000)),
-			Properties: map[string]string{
-				"model":       `"` + models[r.IntN(len(models))] + `"`,
-				"price":       fmt.Sprint(90000 + r.IntN(150000)),
-				"currency":    `"BRL"`,
-				"dealer":      fmt.Sprintf(`"autoexpress-%d"`, r.IntN(40)),
-				"financing":   fmt.Sprint(r.IntN(2) == 0),
-				"stock_id":    fmt.Sprintf(`"STK-%08d"`, r.IntN(1e8)),
-				"color":       `"` + colors[r.IntN(len(colors))] + `"`,
-				"year":        fmt.Sprint(2024 + r.IntN(3)),
-				"salesperson": fmt.Sprintf(`"seller-%03d"`, r.IntN(500)),
-			},
-			Profile: &schemas.FanoutProfile{ID: id, Tenant: Tenant,
-				Traits:      map[string]string{"name": fmt.Sprintf(`"Person %d"`, k), "city": `"` + cities[k%len(cities)] + `"`},
-				Identifiers: map[string][]string{"email": {fmt.Sprintf("person%d@example.com", k)}}},
-		}
+		ev := event(r, fmt.Sprintf("%s-%d", prefix, i), t.Name, profiles, at)
 		out[i] = schemas.FanoutDelivery{Kind: schemas.KindTopicEvent, Tenant: Tenant, Partner: sub.Partner, Subscription: sub.ID,
-			Topic: t.Name, Kafka: kafka, ProfileID: id, EventID: ev.EventID, Type: typ, At: at,
+			Topic: t.Name, Kafka: kafka, ProfileID: ev.Profile.ID, EventID: ev.EventID, Type: ev.Type, At: at,
 			WebhookID: fanoutproc.WebhookID(sub.ID, ev.EventID), Body: fanoutproc.EventBody(t, ev)}
+	}
+	return out
+}
+
+// event is a topic event of a profile drawn from profiles: nine
+// properties, the profile's name, city and email.
+func event(r *rand.Rand, eventID, topic string, profiles int, at int64) *schemas.FanoutEvent {
+	k := r.IntN(profiles)
+	id := ProfileKey(k)
+	typ := map[string]string{"car-chosen": "car.chosen", "test-drive": "test_drive.booked"}[topic]
+	ev := &schemas.FanoutEvent{Tenant: Tenant, Topic: topic, Publisher: Publisher, EventID: eventID, Type: typ,
+		Time: at - int64(r.IntN(3600_000)),
+		Properties: map[string]string{
+			"model":       `"` + models[r.IntN(len(models))] + `"`,
+			"price":       fmt.Sprint(90000 + r.IntN(150000)),
+			"currency":    `"BRL"`,
+			"dealer":      fmt.Sprintf(`"autoexpress-%d"`, r.IntN(40)),
+			"financing":   fmt.Sprint(r.IntN(2) == 0),
+			"stock_id":    fmt.Sprintf(`"STK-%08d"`, r.IntN(1e8)),
+			"color":       `"` + colors[r.IntN(len(colors))] + `"`,
+			"year":        fmt.Sprint(2024 + r.IntN(3)),
+			"salesperson": fmt.Sprintf(`"seller-%03d"`, r.IntN(500)),
+		},
+		Profile: &schemas.FanoutProfile{ID: id, Tenant: Tenant,
+			Traits:      map[string]string{"name": fmt.Sprintf(`"Person %d"`, k), "city": `"` + cities[k%len(cities)] + `"`},
+			Identifiers: map[string][]string{"email": {fmt.Sprintf("person%d@example.com", k)}}},
+	}
+	return ev
+}
+
+// Events returns n topic events as rolodex.fanout.input carries them
+// (ids "g-<i>"), of profiles drawn from n/2: two in three on car-chosen
+// (four subscriptions: two Kafka, two webhooks), one in three on
+// test-drive (two), so 3.3 deliveries per event on average.
+func Events(n int, seed uint64, now time.Time) []*schemas.FanoutEvent {
+	r := rand.New(rand.NewPCG(seed, 0xe7e7))
+	out := make([]*schemas.FanoutEvent, n)
+	for i := range out {
+		topic := "car-chosen"
+		if i%3 == 2 {
+			topic = "test-drive"
+		}
+		out[i] = event(r, fmt.Sprintf("g-%d", i), topic, max(1, n/2), now.UnixMilli())
 	}
 	return out
 }

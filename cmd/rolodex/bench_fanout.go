@@ -37,7 +37,7 @@ func cmdBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError{"bench fanout: --partitions is too large"}
 	}
 	cfg := benchfanout.Config{Records: *records, Partitions: int32(*partitions), Brokers: kafkaclient.ParseBrokers(*brokers), Seed: *seed}
-	fmt.Fprintf(stderr, "bench fanout: %d records per phase; pass-through, Kafka delivery, webhook delivery...\n", *records)
+	fmt.Fprintf(stderr, "bench fanout: %d records per phase; pass-through, Kafka delivery, webhook delivery, fan-out group...\n", *records)
 	started := time.Now()
 	res, err := benchfanout.Run(ctx, cfg)
 	if err != nil {
@@ -69,8 +69,9 @@ func printBenchFanout(w io.Writer, res benchfanout.Result, started time.Time) {
 	row("kafka consume→produce of the deliveries (baseline)", res.Passthrough, "1.000", "-")
 	row("kafka delivery: to rolodex.out.<partner>, with reports", res.Kafka, fmt.Sprintf("%.3f", res.KafkaRatio), res.FirstKafka.Round(time.Millisecond).String())
 	row("webhook delivery: to a local receiver (200 at once)", res.Webhooks, fmt.Sprintf("%.3f", res.WebhookRatio), res.FirstWebhook.Round(time.Millisecond).String())
+	row(fmt.Sprintf("fan-out group: topic events → %d deliveries (per event)", res.GroupDeliveries), res.Group, fmt.Sprintf("%.3f", res.GroupRatio), res.FirstGroup.Round(time.Millisecond).String())
 	tw.Flush()
-	fmt.Fprintf(w, "\n  checked: each Kafka record once on its out topic, the receiver got exactly the webhook ids (%d requests on %d connections), every report, an empty dead letter\n", res.Requests, res.Conns)
-	fmt.Fprintf(w, "  each delivery phase starts a new webhooks.Fanout (store copy, two group joins); first out: its first out record or request\n")
+	fmt.Fprintf(w, "\n  checked: each Kafka record once on its out topic, the receiver got exactly the webhook ids (%d requests on %d connections), every report, an empty dead letter, each of the group's deliveries once\n", res.Requests, res.Conns)
+	fmt.Fprintf(w, "  each delivery phase starts a new webhooks.Fanout (store copy, two group joins), the group phase a new fan-out group (join, recovery); first out: the first out record, request or delivery\n")
 	fmt.Fprintf(w, "  CPU/record: CPU time of this whole process (clients, delivery, receiver%s) / records\n\n", map[bool]string{true: ", broker", false: ""}[res.Embedded])
 }

@@ -74,7 +74,7 @@ const (
 // Config of a run.
 type Config struct {
 	// Records is how many deliveries each phase handles: N for Kafka
-	// subscriptions, then N for webhook ones. Default 50000.
+	// subscriptions, then N for webhook ones. Default 20000.
 	Records int
 	// Partitions of rolodex.fanout.deliveries and the other topics the
 	// run creates (an out topic has one, as EnsureFanoutTopics makes it).
@@ -98,7 +98,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Records == 0 {
-		c.Records = 50000
+		c.Records = 20000
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 8
@@ -153,6 +153,11 @@ type Result struct {
 	Requests int64
 	// Conns is how many TCP connections the receiver accepted.
 	Conns int64
+	// FailedAttempts counts the webhook attempts that failed and were
+	// retried, by cause (their reports' errors, shortened): a request the
+	// sender could not make (too many open files) waits for the retry
+	// schedule's next delay (5 s, then 5 min).
+	FailedAttempts map[string]int
 	// LoadBefore and LoadAfter are the load averages around the run.
 	LoadBefore, LoadAfter string
 }
@@ -196,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	res.Requests, res.Conns = e.recv.requests.Load(), e.recv.conns.Load()
-	if err := e.Check(ctx, kafkaRecs, hookRecs); err != nil {
+	if res.FailedAttempts, err = e.Check(ctx, kafkaRecs, hookRecs); err != nil {
 		return res, err
 	}
 	want, err := e.StoreEvents(ctx, Events(cfg.Records, cfg.Seed, now))
@@ -541,13 +546,10 @@ func (e *Env) KafkaDelivery(ctx context.Context, n int) (measure.Phase, time.Dur
 
 // WebhookDelivery runs a new Fanout until the receiver has n more
 // distinct webhook ids (the webhook deliveries are stored already); then,
-// untimed, until their 2n reports (an attempt and a success each) are
-// written. It returns the phase and the time to the first request.
+// untimed, until the sender committed every record of
+// rolodex.fanout.deliveries (it commits a record once its end report is
+// written). It returns the phase and the time to the first request.
 func (e *Env) WebhookDelivery(ctx context.Context, n int) (measure.Phase, time.Duration, error) {
-	rep0, err := e.ends(ctx, schemas.TopicFanoutReports)
-	if err != nil {
-		return measure.Phase{}, 0, err
-	}
 	ids0 := e.recv.count()
 	start, cpu0 := time.Now(), measure.ProcessCPU()
 	e.recv.start(start)
@@ -561,9 +563,9 @@ func (e *Env) WebhookDelivery(ctx context.Context, n int) (measure.Phase, time.D
 		return measure.Phase{}, 0, err
 	}
 	p := measure.NewPhase(n, time.Since(start), measure.ProcessCPU()-cpu0)
+	// The sender commits a record only after its end report is written.
 	err = e.waitFor(ctx, "webhook reports", d, func() (bool, error) {
-		r, err := e.ends(ctx, schemas.TopicFanoutReports)
-		return r-rep0 >= 2*int64(n), err
+		return e.committed(ctx, schemas.GroupFanoutWebhooks, schemas.TopicFanoutDeliveries)
 	})
 	if err != nil {
 		return p, 0, err
@@ -572,6 +574,32 @@ func (e *Env) WebhookDelivery(ctx context.Context, n int) (measure.Phase, time.D
 		return p, 0, fmt.Errorf("benchfanout: webhook delivery: %w", err)
 	}
 	return p, e.recv.firstAfter(), nil
+}
+
+// committed reports whether group committed every partition of topic up
+// to its end offset.
+func (e *Env) committed(ctx context.Context, group, topic string) (bool, error) {
+	ends, err := e.adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return false, fmt.Errorf("benchfanout: end offsets: %w", err)
+	}
+	offs, err := e.adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return false, fmt.Errorf("benchfanout: committed offsets of %s: %w", group, err)
+	}
+	done := true
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := offs.Lookup(topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+			done = false
+		}
+	})
+	return done, nil
 }
 
 // receiver is the webhook endpoint: 200 at once, counting distinct
@@ -637,15 +665,16 @@ func (r *receiver) firstAfter() time.Duration {
 // exactly hookRecs' ids (each at its partner's path), the pass-through
 // copied len(kafkaRecs) records, the reports are one delivery.succeeded
 // per Kafka record and one delivery.attempt (success) and one
-// delivery.succeeded per webhook, and the dead letter is empty.
-func (e *Env) Check(ctx context.Context, kafkaRecs, hookRecs []schemas.FanoutDelivery) error {
+// delivery.succeeded per webhook besides failed attempts that were
+// retried (returned, counted by cause), and the dead letter is empty.
+func (e *Env) Check(ctx context.Context, kafkaRecs, hookRecs []schemas.FanoutDelivery) (map[string]int, error) {
 	want := map[string]*schemas.FanoutDelivery{}
 	for i := range kafkaRecs {
 		want[kafkaRecs[i].WebhookID] = &kafkaRecs[i]
 	}
 	outs, err := e.readAll(ctx, outTopics()...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, r := range outs {
@@ -653,16 +682,16 @@ func (e *Env) Check(ctx context.Context, kafkaRecs, hookRecs []schemas.FanoutDel
 		d := want[id]
 		switch {
 		case d == nil:
-			return fmt.Errorf("benchfanout: check: %s holds a record with ce_id %q, not one of the deliveries", r.Topic, id)
+			return nil, fmt.Errorf("benchfanout: check: %s holds a record with ce_id %q, not one of the deliveries", r.Topic, id)
 		case seen[id]:
-			return fmt.Errorf("benchfanout: check: ce_id %q is on the out topics twice", id)
+			return nil, fmt.Errorf("benchfanout: check: ce_id %q is on the out topics twice", id)
 		case r.Topic != schemas.OutTopic(d.Partner) || string(r.Key) != d.ProfileID || string(r.Value) != d.Body:
-			return fmt.Errorf("benchfanout: check: %q on %s key %q is not the delivery's record (want %s, key %q, its body)", id, r.Topic, r.Key, schemas.OutTopic(d.Partner), d.ProfileID)
+			return nil, fmt.Errorf("benchfanout: check: %q on %s key %q is not the delivery's record (want %s, key %q, its body)", id, r.Topic, r.Key, schemas.OutTopic(d.Partner), d.ProfileID)
 		}
 		seen[id] = true
 	}
 	if len(seen) != len(kafkaRecs) {
-		return fmt.Errorf("benchfanout: check: %d records on the out topics, want %d", len(seen), len(kafkaRecs))
+		return nil, fmt.Errorf("benchfanout: check: %d records on the out topics, want %d", len(seen), len(kafkaRecs))
 	}
 
 	e.recv.mu.Lock()
@@ -676,32 +705,37 @@ func (e *Env) Check(ctx context.Context, kafkaRecs, hookRecs []schemas.FanoutDel
 	}
 	e.recv.mu.Unlock()
 	if bad != nil {
-		return bad
+		return nil, bad
 	}
 	if got != len(hookRecs) {
-		return fmt.Errorf("benchfanout: check: the receiver got %d distinct webhook ids, want %d", got, len(hookRecs))
+		return nil, fmt.Errorf("benchfanout: check: the receiver got %d distinct webhook ids, want %d", got, len(hookRecs))
 	}
 
 	if n, err := e.ends(ctx, TopicPassthrough); err != nil || n != int64(len(kafkaRecs)) {
-		return fmt.Errorf("benchfanout: check: %d records on %s, want %d (%v)", n, TopicPassthrough, len(kafkaRecs), err)
+		return nil, fmt.Errorf("benchfanout: check: %d records on %s, want %d (%v)", n, TopicPassthrough, len(kafkaRecs), err)
 	}
 	if n, err := e.ends(ctx, schemas.TopicOutDeadLetter); err != nil || n != 0 {
-		return fmt.Errorf("benchfanout: check: %d records in %s, want none (%v)", n, schemas.TopicOutDeadLetter, err)
+		return nil, fmt.Errorf("benchfanout: check: %d records in %s, want none (%v)", n, schemas.TopicOutDeadLetter, err)
 	}
 	reps, err := e.readAll(ctx, schemas.TopicFanoutReports)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	retryKey := webhooks.ChannelWebhook + " " + schemas.ReportAttempt + " " + string(webhooks.Retry)
 	counts := map[string]int{}
 	ids := map[string]bool{}
+	errs := map[string]int{}
 	for _, r := range reps {
 		var rep schemas.FanoutReport
 		if err := json.Unmarshal(r.Value, &rep); err != nil {
-			return fmt.Errorf("benchfanout: check: report: %w", err)
+			return nil, fmt.Errorf("benchfanout: check: report: %w", err)
 		}
 		k := rep.Channel + " " + rep.Type + " " + rep.Result
 		counts[k]++
-		ids[k+" "+rep.WebhookID] = true
+		ids[fmt.Sprintf("%s %s %d", k, rep.WebhookID, rep.Attempt)] = true
+		if k == retryKey {
+			errs[errorClass(rep.Error)]++
+		}
 	}
 	wantCounts := map[string]int{
 		webhooks.ChannelKafka + " " + schemas.ReportDeliverySucceeded + " success":   len(kafkaRecs),
@@ -709,14 +743,25 @@ func (e *Env) Check(ctx context.Context, kafkaRecs, hookRecs []schemas.FanoutDel
 		webhooks.ChannelWebhook + " " + schemas.ReportDeliverySucceeded + " success": len(hookRecs),
 	}
 	for k, n := range counts {
-		if wantCounts[k] != n {
-			return fmt.Errorf("benchfanout: check: reports %v, want %v", counts, wantCounts)
+		if k != retryKey && wantCounts[k] != n {
+			return nil, fmt.Errorf("benchfanout: check: reports %v, want %v (and any failed attempts retried)", counts, wantCounts)
 		}
 	}
-	if len(ids) != len(reps) || len(reps) != len(kafkaRecs)+2*len(hookRecs) {
-		return fmt.Errorf("benchfanout: check: %d reports of %d distinct (channel, type, id), want %d", len(reps), len(ids), len(kafkaRecs)+2*len(hookRecs))
+	if len(ids) != len(reps) || len(reps) != len(kafkaRecs)+2*len(hookRecs)+counts[retryKey] {
+		return nil, fmt.Errorf("benchfanout: check: %d reports of %d distinct (channel, type, id, attempt), want %d", len(reps), len(ids), len(kafkaRecs)+2*len(hookRecs)+counts[retryKey])
 	}
-	return nil
+	return errs, nil
+}
+
+// errorClass shortens a failed attempt's error to its cause: the text
+// after the last ": " ("socket: too many open files"), or the whole.
+func errorClass(err string) string {
+	if i := strings.LastIndex(err, "dial tcp "); i >= 0 {
+		if j := strings.Index(err[i:], ": "); j >= 0 {
+			return "dial: " + err[i+j+2:]
+		}
+	}
+	return err
 }
 
 func header(r *kgo.Record, key string) string {

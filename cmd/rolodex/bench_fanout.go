@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,7 +21,7 @@ import (
 // the ratios.
 func cmdBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench fanout", stdout, stderr)
-	records := fs.Int("records", 50000, "deliveries per phase: N for Kafka subscriptions, then N for webhook ones")
+	records := fs.Int("records", 20000, "deliveries per phase: N for Kafka subscriptions, then N for webhook ones")
 	partitions := fs.Int("partitions", 8, "partitions of rolodex.fanout.deliveries and the other topics the run creates")
 	brokers := fs.String("brokers", "", "measure against this Kafka (host:port,...) instead of an embedded broker; it must hold no fan-out deliveries, out records or reports")
 	seed := fs.Uint64("seed", 1, "seed of the generated records and secrets")
@@ -72,6 +73,14 @@ func printBenchFanout(w io.Writer, res benchfanout.Result, started time.Time) {
 	row(fmt.Sprintf("fan-out group: topic events → %d deliveries (per event)", res.GroupDeliveries), res.Group, fmt.Sprintf("%.3f", res.GroupRatio), res.FirstGroup.Round(time.Millisecond).String())
 	tw.Flush()
 	fmt.Fprintf(w, "\n  checked: each Kafka record once on its out topic, the receiver got exactly the webhook ids (%d requests on %d connections), every report, an empty dead letter, each of the group's deliveries once\n", res.Requests, res.Conns)
+	if len(res.FailedAttempts) > 0 {
+		var causes []string
+		for c, n := range res.FailedAttempts {
+			causes = append(causes, fmt.Sprintf("%d × %s", n, c))
+		}
+		sort.Strings(causes)
+		fmt.Fprintf(w, "  webhook attempts that failed and were retried (the retry schedule: 5 s, then 5 min): %s\n", strings.Join(causes, "; "))
+	}
 	fmt.Fprintf(w, "  each delivery phase starts a new webhooks.Fanout (store copy, two group joins), the group phase a new fan-out group (join, recovery); first out: the first out record, request or delivery\n")
 	fmt.Fprintf(w, "  CPU/record: CPU time of this whole process (clients, delivery, receiver%s) / records\n\n", map[bool]string{true: ", broker", false: ""}[res.Embedded])
 }

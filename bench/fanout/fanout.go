@@ -628,6 +628,9 @@ func newReceiver() *receiver {
 		r.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
+	// Accept errors (too many open files, when the sender opens a
+	// connection per request) show in the failed attempts' reports.
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	r.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			r.conns.Add(1)

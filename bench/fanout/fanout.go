@@ -12,7 +12,8 @@
 //     rolodex-fanout-webhooks, default config, a fresh Prometheus
 //     registry) reads the same N records (Kafka subscriptions) from the
 //     start, until all N are on the partners' out topics
-//     rolodex.out.<partner> and their N reports on rolodex.fanout.reports.
+//     rolodex.out.<partner> and their N reports on rolodex.fanout.reports
+//     (then, untimed, until the writer committed them).
 //   - webhook delivery: N more records, of webhook subscriptions, are
 //     stored; a new Fanout (the groups go on from their commits) posts
 //     them to a local receiver (net/http/httptest, 200 at once, counting
@@ -501,7 +502,8 @@ func (e *Env) waitFor(ctx context.Context, what string, d *delivery, cond func()
 
 // KafkaDelivery runs a new Fanout until n more records are on the out
 // topics and n more reports on rolodex.fanout.reports (the Kafka
-// deliveries are stored already). It returns the phase and the time to
+// deliveries are stored already); then, untimed, until the Kafka writer
+// committed every record of rolodex.fanout.deliveries. It returns the phase and the time to
 // the first out record seen.
 func (e *Env) KafkaDelivery(ctx context.Context, n int) (measure.Phase, time.Duration, error) {
 	outs := outTopics()
@@ -538,6 +540,15 @@ func (e *Env) KafkaDelivery(ctx context.Context, n int) (measure.Phase, time.Dur
 		return measure.Phase{}, 0, err
 	}
 	p := measure.NewPhase(n, time.Since(start), measure.ProcessCPU()-cpu0)
+	// Untimed: the writer commits a batch after its reports; stopped
+	// before that commit it would write the batch again when it next
+	// starts (same ids: at least once), and the check counts each once.
+	err = e.waitFor(ctx, "kafka delivery commits", d, func() (bool, error) {
+		return e.committed(ctx, schemas.GroupFanoutKafka, schemas.TopicFanoutDeliveries)
+	})
+	if err != nil {
+		return p, first, err
+	}
 	if err := d.close(); err != nil {
 		return p, first, fmt.Errorf("benchfanout: kafka delivery: %w", err)
 	}

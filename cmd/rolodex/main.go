@@ -192,6 +192,10 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdBenchTags(ctx, args, o.stdout, o.stderr)
 			}},
+		{"bench fanout", "[flags]", "partner fan-out's delivery (to Kafka out topics, to a local webhook receiver) against a Kafka consume→produce pass-through, as a ratio",
+			func(ctx context.Context, args []string, o stdio) error {
+				return cmdBenchFanout(ctx, args, o.stdout, o.stderr)
+			}},
 		{"version", "", "print the version, the VCS revision and the Go version of this binary",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdVersion(args, o.stdout, o.stderr)

@@ -202,11 +202,17 @@ func TestStatusCommands(t *testing.T) {
 			}
 		})
 	}
-	// A key without profiles:write is refused with the scope named.
-	var outb, errb strings.Builder
-	err := run(context.Background(), []string{"tag", "add", "vip", "--profile", ana, "--api", api, "--key", "nobodys-key"}, &outb, &errb)
-	if err == nil || !strings.Contains(err.Error(), "unknown partner key (401 unauthorized)") {
-		t.Fatalf("unknown key: %v", err)
+	// A key without profiles:write (dev's dealer-sp-key has events:write
+	// only) is refused with the scope named; an unknown key is 401.
+	for _, tt := range []struct{ key, want string }{
+		{"dealer-sp-key", "this key lacks the scope profiles:write (403 forbidden)"},
+		{"nobodys-key", "unknown partner key (401 unauthorized)"},
+	} {
+		var outb, errb strings.Builder
+		err := run(context.Background(), []string{"tag", "add", "vip", "--profile", ana, "--api", api, "--key", tt.key}, &outb, &errb)
+		if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Fatalf("key %s: err = %v (exit %d), want exit 1 mentioning %q", tt.key, err, exitCode(err), tt.want)
+		}
 	}
 }
 

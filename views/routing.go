@@ -7,6 +7,7 @@ package views
 // decision history from a goka view of the routing stage's table.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,55 @@ func routingListOf(rl schemas.RoutingRules) RoutingRuleList {
 }
 
 type putRoutingRequest struct {
-	Rules *[]schemas.RoutingRule `json:"rules"`
+	Rules *[]routingRuleIn `json:"rules"`
+}
+
+// routingRuleIn is a rule as PUT /v1/routing/rules takes it: null is
+// refused anywhere in it (a rule and its fields are objects, strings,
+// numbers, booleans in the API document; a field is left out by leaving
+// it out). Found by the contract tier: "fallback": null was accepted as
+// no fallback, "weight": null as weight 1.
+type routingRuleIn schemas.RoutingRule
+
+func (r *routingRuleIn) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	// Per open object or array: is it an object, and is a key next.
+	type level struct{ object, wantKey bool }
+	var stack []level
+	key := ""
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break // io.EOF, or the decode below reports a malformed rule
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && top.object && top.wantKey {
+			key, top.wantKey = tok.(string), false
+			continue
+		}
+		if top != nil && top.object {
+			top.wantKey = true // this token is the key's value
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			stack = append(stack, level{object: tok == '{', wantKey: true})
+		case nil:
+			if key == "" {
+				return errors.New("a rule is null: send an object")
+			}
+			return fmt.Errorf("a rule's %s is null: leave the field out instead", key)
+		}
+	}
+	dec = json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode((*schemas.RoutingRule)(r))
 }
 
 // routingLoaded waits, up to WriteTimeout, for the routing-rule store to
@@ -75,7 +124,11 @@ func (a *API) putRouting(w http.ResponseWriter, r *http.Request) {
 		q, ok := a.partners.ByName(name)
 		return ok && q.Tenant == p.Tenant && q.Delivery != nil
 	}
-	if err := rules.ValidateRouting(*req.Rules, ofTenant); err != nil {
+	list := make([]schemas.RoutingRule, len(*req.Rules))
+	for i, rule := range *req.Rules {
+		list[i] = schemas.RoutingRule(rule)
+	}
+	if err := rules.ValidateRouting(list, ofTenant); err != nil {
 		var re *rules.RoutingError
 		switch {
 		case errors.As(err, &re) && re.Condition != nil:
@@ -93,7 +146,7 @@ func (a *API) putRouting(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)
 	defer cancel()
-	stored, err := a.cfg.Routing.Put(ctx, p.Tenant, *req.Rules, p.Name)
+	stored, err := a.cfg.Routing.Put(ctx, p.Tenant, list, p.Name)
 	if errors.Is(err, ErrRoutingTooLarge) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "too_large", Message: err.Error()})
 		return

@@ -204,6 +204,13 @@ func TestRoutingRefusals(t *testing.T) {
 		{rule(`,"when":"now"`), "bad_request", `the body is not the JSON this endpoint takes: json: unknown field "when"`},
 		{`{}`, "bad_request", `rules is required: the tenant's whole ordered list ({"rules": []} removes every rule)`},
 		{`{"rules":null}`, "bad_request", `rules is required: the tenant's whole ordered list ({"rules": []} removes every rule)`},
+		// Found by the contract tier: null, which the document does not
+		// allow, was read as the field left out.
+		{rule(`,"fallback":null`), "bad_request", `the body is not the JSON this endpoint takes: a rule's fallback is null: leave the field out instead`},
+		{`{"rules":[{"id":"a","condition":"true","strategy":"first","pool":[{"partner":"dealer-sp","weight":null}]}]}`, "bad_request",
+			`the body is not the JSON this endpoint takes: a rule's weight is null: leave the field out instead`},
+		{rule(`,"cap_per_day":{"dealer-sp":null}`), "bad_request", `the body is not the JSON this endpoint takes: a rule's dealer-sp is null: leave the field out instead`},
+		{`{"rules":[null]}`, "bad_request", `the body is not the JSON this endpoint takes: a rule is null: send an object`},
 	} {
 		a := call(t, e.srv, "PUT", "/v1/routing/rules", admin1, tt.body)
 		want(t, a, 400, tt.code)

@@ -143,7 +143,10 @@ func parseDelimiter(s string) (rune, error) {
 	return r, nil
 }
 
-func isTerminal(w io.Writer) bool {
+// isTerminal reports whether w is a terminal (a test takes any writer for one).
+var isTerminal = isTerminalFile
+
+func isTerminalFile(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -175,7 +175,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdReport(ctx, args, o.stdout, o.stderr, o.logger)
 			}},
-		{"profiles export", "--format csv|json [--tenant T] [--tag T] [--blacklisted true|false] [--consent PURPOSE] [-o FILE]",
+		{"profiles export", "--format csv|json [--clickhouse ADDR] [--tenant T] [--tag T] [--blacklisted true|false] [--consent PURPOSE] [-o FILE]",
 			"export live profiles from ClickHouse by filter, streamed",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdProfilesExport(ctx, args, o.stdout, o.stderr, o.logger)

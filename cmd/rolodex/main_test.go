@@ -160,6 +160,9 @@ func TestConfigErrors(t *testing.T) {
 		{"negative fan-out timeout", "fanout: {delivery: {timeout: -1s}}\n", "fanout: delivery: timeout: -1s is negative"},
 		{"negative fan-out retry delay", "fanout: {delivery: {retry_schedule: [0s, -5s]}}\n", "fanout: delivery: retry_schedule: -5s is negative"},
 		{"unknown fan-out key", "fanout: {delivery: {timeut: 1s}}\n", "timeut"},
+		{"default tag not a name", "tags: {default: [\"no spaces\"]}\n", `tags.default: "no spaces" is not a tag name`},
+		{"tag in two exclusive groups", "tags: {groups: [{name: a, tags: [x], exclusive: true}, {name: b, tags: [x], exclusive: true}]}\n",
+			`tags.groups: tag "x" is in two exclusive groups, "a" and "b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

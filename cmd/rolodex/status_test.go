@@ -202,11 +202,17 @@ func TestStatusCommands(t *testing.T) {
 			}
 		})
 	}
-	// A key without profiles:write is refused with the scope named.
-	var outb, errb strings.Builder
-	err := run(context.Background(), []string{"tag", "add", "vip", "--profile", ana, "--api", api, "--key", "nobodys-key"}, &outb, &errb)
-	if err == nil || !strings.Contains(err.Error(), "unknown partner key (401 unauthorized)") {
-		t.Fatalf("unknown key: %v", err)
+	// A key without profiles:write (dev's dealer-sp-key has events:write
+	// only) is refused with the scope named; an unknown key is 401.
+	for _, tt := range []struct{ key, want string }{
+		{"dealer-sp-key", "this key lacks the scope profiles:write (403 forbidden)"},
+		{"nobodys-key", "unknown partner key (401 unauthorized)"},
+	} {
+		var outb, errb strings.Builder
+		err := run(context.Background(), []string{"tag", "add", "vip", "--profile", ana, "--api", api, "--key", tt.key}, &outb, &errb)
+		if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Fatalf("key %s: err = %v (exit %d), want exit 1 mentioning %q", tt.key, err, exitCode(err), tt.want)
+		}
 	}
 }
 
@@ -251,6 +257,22 @@ func TestTagFileChunks(t *testing.T) {
 	if fmt.Sprint(sizes) != "[10000 10000 5000]" {
 		t.Fatalf("request sizes %v, want [10000 10000 5000]", sizes)
 	}
+	if strings.Contains(errOut, "tagging") {
+		t.Fatalf("a progress bar drawn on stderr that is not a terminal:\n%s", errOut)
+	}
+	// On a terminal (stderr taken for one) the bar starts at 0 of the
+	// file's rows and ends at all of them.
+	isTerminal = func(io.Writer) bool { return true }
+	defer func() { isTerminal = isTerminalFile }()
+	out, errOut, code = runInProcess("tag", "remove", "vip", "--file", f, "--api", srv.URL, "--key", "k-1")
+	if code != 0 || out != want {
+		t.Fatalf("with the bar: exit %d, stdout:\n%s\nwant:\n%s\nstderr: %s", code, out, want, errOut)
+	}
+	if !strings.Contains(errOut, "\rtagging   0% |") || !strings.Contains(errOut, "(0/25000") || !strings.Contains(errOut, "100% |") ||
+		!strings.Contains(errOut, "(25000/25000") || !strings.HasSuffix(errOut, "\n") {
+		t.Fatalf("the progress bar on stderr:\n%q", errOut)
+	}
+	isTerminal = isTerminalFile
 	t.Setenv("ROLODEX_KEY", "")
 	if _, _, code := runInProcess("tag", "remove", "vip", "--file", f, "--api", srv.URL); code != 2 {
 		t.Fatalf("no key: exit %d, want 2", code)
@@ -261,5 +283,24 @@ func TestTagFileChunks(t *testing.T) {
 	}
 	if _, _, code := runInProcess("tag", "remove", "vip", "--file", bad, "--api", srv.URL, "--key", "k-1"); code != 1 {
 		t.Fatalf("a file without profile_id or type,value: exit %d, want 1", code)
+	}
+}
+
+// The export's bar (drawn by profiles export on a terminal) counts
+// profiles from 0 to the total ClickHouse counted, and ends its line.
+func TestExportBar(t *testing.T) {
+	var b strings.Builder
+	bar := newExportBar(&b, 1200)
+	if !strings.Contains(b.String(), "\rexporting   0% |") || !strings.Contains(b.String(), "(0/1200") {
+		t.Fatalf("blank state: %q", b.String())
+	}
+	for range 1200 {
+		if err := bar.Add(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	endBar(bar, nil)
+	if s := b.String(); !strings.Contains(s, "100% |") || !strings.Contains(s, "(1200/1200") || !strings.Contains(s, "profiles") || !strings.HasSuffix(s, "\n") {
+		t.Fatalf("finished: %q", s)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,14 +266,14 @@ func TestDecodeTagChange(t *testing.T) {
 // days without a change absent, a merge removal counted, copies (in one
 // insert and across inserts) once, --since keeping the count of earlier
 // days, and the tenant filter.
-func TestTagMembershipView(t *testing.T) {
-	conn, db := testDB(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// tagMembershipScenario is a few tag changes of two tenants over five
+// days: default tags, a merge's removal, a manual add, remove and a rule's
+// add again.
+func tagMembershipScenario() []schemas.TagChange {
 	d := func(day, hour int) int64 {
 		return time.Date(2026, 11, day, hour, 0, 0, 0, time.UTC).UnixMilli()
 	}
-	changes := []schemas.TagChange{
+	return []schemas.TagChange{
 		{Tenant: "t1", Profile: "p_a", Tag: "new", Op: "added", Cause: "default", Time: d(1, 9)},
 		{Tenant: "t1", Profile: "p_b", Tag: "new", Op: "added", Cause: "default", Time: d(1, 10)},
 		{Tenant: "t1", Profile: "p_c", Tag: "new", Op: "added", Cause: "default", Time: d(3, 8)},
@@ -281,16 +283,30 @@ func TestTagMembershipView(t *testing.T) {
 		{Tenant: "t1", Profile: "p_a", Tag: "vip", Op: "added", Cause: "rule:r1@2", Time: d(5, 2)},
 		{Tenant: "t2", Profile: "p_z", Tag: "new", Op: "added", Cause: "default", Time: d(2, 0)},
 	}
+}
+
+// insertTagChanges writes cs to tag_changes in one INSERT, as the sink
+// would.
+func insertTagChanges(t *testing.T, ctx context.Context, conn driver.Conn, db string, cs ...schemas.TagChange) {
+	t.Helper()
+	var rows TagChangeRows
+	for i, c := range cs {
+		rows.Add(&TagChangeRow{Tenant: c.Tenant, ProfileID: c.Profile, Tag: c.Tag, Op: c.Op, Cause: c.Cause,
+			Time: DateTime(time.UnixMilli(c.Time)), TimeMS: c.Time, Offset: int64(i)})
+	}
+	if err := rows.Insert(ctx, conn, db); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTagMembershipView(t *testing.T) {
+	conn, db := testDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	changes := tagMembershipScenario()
 	insert := func(cs ...schemas.TagChange) {
 		t.Helper()
-		var rows TagChangeRows
-		for i, c := range cs {
-			rows.Add(&TagChangeRow{Tenant: c.Tenant, ProfileID: c.Profile, Tag: c.Tag, Op: c.Op, Cause: c.Cause,
-				Time: DateTime(time.UnixMilli(c.Time)), TimeMS: c.Time, Offset: int64(i)})
-		}
-		if err := rows.Insert(ctx, conn, db); err != nil {
-			t.Fatal(err)
-		}
+		insertTagChanges(t, ctx, conn, db, cs...)
 	}
 	stopMerges(t, conn, db, tableTagChanges)
 	insert(changes...)
@@ -325,5 +341,63 @@ func TestTagMembershipView(t *testing.T) {
 	}
 	if got := run(time.Time{}, "t'2"); len(got) != 0 {
 		t.Fatalf("tenant t'2: %v", got)
+	}
+}
+
+// The Grafana panel "Tag membership" (deploy/grafana/dashboards/reports.json)
+// runs as Grafana would run it, its time macros replaced: one series per
+// tenant and tag, members at the end of each day with a change, up to the
+// range's end.
+func TestTagMembershipGrafanaPanel(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct {
+				RawSQL string `json:"rawSql"`
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var sql string
+	for _, p := range dash.Panels {
+		if p.Title == "Tag membership" && len(p.Targets) == 1 {
+			sql = p.Targets[0].RawSQL
+		}
+	}
+	if !strings.Contains(sql, "rolodex.report_tag_membership_daily") {
+		t.Fatalf("no panel \"Tag membership\" reading rolodex.report_tag_membership_daily: %q", sql)
+	}
+	conn, db := testDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	insertTagChanges(t, ctx, conn, db, tagMembershipScenario()...)
+	q := strings.NewReplacer("rolodex.", db+".",
+		"$__fromTime", "toDateTime('2026-11-01 00:00:00', 'UTC')",
+		"$__toTime", "toDateTime('2026-11-04 12:00:00', 'UTC')").Replace(sql)
+	res, err := Query(ctx, conn, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In time order (the panel's ORDER BY); the series of one day in any
+	// order. Up to 2026-11-04: the vip remove and add of the 5th are after it.
+	if !slices.IsSortedFunc(res.Rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) }) {
+		t.Fatalf("not in time order: %v", res.Rows)
+	}
+	got := slices.Clone(res.Rows)
+	slices.SortFunc(got, func(a, b []string) int { return strings.Compare(strings.Join(a, "|"), strings.Join(b, "|")) })
+	want := [][]string{
+		{"2026-11-01 00:00:00", "t1 new", "2"},
+		{"2026-11-02 00:00:00", "t2 new", "1"},
+		{"2026-11-03 00:00:00", "t1 new", "2"},
+		{"2026-11-03 00:00:00", "t1 vip", "1"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got %v\nwant %v", q, res.Rows, want)
 	}
 }

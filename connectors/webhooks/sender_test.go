@@ -7,11 +7,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,5 +318,61 @@ func TestSenderStopsWithContext(t *testing.T) {
 	}
 	if _, err := NewSender(SenderConfig{Schedule: []time.Duration{0, -time.Second}}); err == nil {
 		t.Fatal("a negative delay was accepted")
+	}
+}
+
+// A burst to one receiver waits for the host's slots: never more than
+// MaxInFlightPerHost requests in flight, and the connections are reused
+// (about as many opened as slots, not one per request); every message is
+// delivered, none timed out while waiting for a slot.
+func TestSenderCapsInFlightPerHost(t *testing.T) {
+	const slots, messages = 4, 200
+	var inFlight, most, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		inFlight.Add(-1)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s, err := NewSender(SenderConfig{Schedule: []time.Duration{0}, MaxInFlightPerHost: slots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < messages; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A timeout far below the burst's length: a request whose
+			// timeout ran while it waited for a slot would fail.
+			rep, err := s.Deliver(context.Background(), Target{URL: srv.URL, Timeout: 500 * time.Millisecond},
+				Message{ID: fmt.Sprintf("msg_%d", i), Body: []byte(`{}`)}, nil)
+			if err != nil || !rep.Result.OK() {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d deliveries failed", failed.Load(), messages)
+	}
+	if most.Load() > slots {
+		t.Fatalf("%d requests in flight at once, the cap is %d", most.Load(), slots)
+	}
+	if conns.Load() > 2*slots {
+		t.Fatalf("%d connections opened for %d requests with %d slots: not reused", conns.Load(), messages, slots)
 	}
 }

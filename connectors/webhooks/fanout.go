@@ -65,8 +65,10 @@ type FanoutConfig struct {
 	// Window is how many records the webhook sender holds per partition
 	// before it pauses fetching it. Default DefaultFanoutWindow.
 	Window int
-	// StoreWait bounds the wait, before each attempt, for the store copy
-	// to have read every store record written so far. Default 10s.
+	// StoreWait bounds one wait, before each attempt, for the store copy
+	// to have read every store record written so far; when it passes the
+	// record is neither sent nor dropped: it waits RetryBackoff and the
+	// check starts again (counted and logged). Default 10s.
 	StoreWait time.Duration
 	// RetryBackoff is the wait between attempts to write to Kafka while
 	// it does not acknowledge. Default 1s.
@@ -143,6 +145,10 @@ type FanoutMetrics struct {
 	KafkaDeliveries *prometheus.CounterVec
 	// KafkaSkipped: reason (webhook, undecodable).
 	KafkaSkipped *prometheus.CounterVec
+	// StoreUnsynced: channel (kafka, webhook): send-time checks that
+	// waited on because the store copy could not be confirmed up to date
+	// within StoreWait (or the end offsets could not be listed).
+	StoreUnsynced *prometheus.CounterVec
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
@@ -165,11 +171,14 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 			[]string{"result"}),
 		KafkaSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_skipped_total",
 			Help: "Records of rolodex.fanout.deliveries the Kafka writer passes over, by reason (webhook, undecodable)."}, []string{"reason"}),
+		StoreUnsynced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_store_unsynced_total",
+			Help: "Send-time checks that could not confirm the store copy up to date within StoreWait (or list the store's end offsets), by channel (kafka, webhook): the record waits and is checked again, neither sent nor dropped."},
+			[]string{"channel"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [8]error
+	var errs [9]error
 	m.WebhookAttempts, errs[0] = metrics.Register(reg, m.WebhookAttempts)
 	m.WebhookDeliveries, errs[1] = metrics.Register(reg, m.WebhookDeliveries)
 	m.WebhookRequestSeconds, errs[2] = metrics.Register(reg, m.WebhookRequestSeconds)
@@ -178,6 +187,7 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 	m.WebhookSkipped, errs[5] = metrics.Register(reg, m.WebhookSkipped)
 	m.KafkaDeliveries, errs[6] = metrics.Register(reg, m.KafkaDeliveries)
 	m.KafkaSkipped, errs[7] = metrics.Register(reg, m.KafkaSkipped)
+	m.StoreUnsynced, errs[8] = metrics.Register(reg, m.StoreUnsynced)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("fanout delivery: metrics: %w", err)
 	}
@@ -190,6 +200,8 @@ type Fanout struct {
 	sender *Sender
 	m      *FanoutMetrics
 	book   *storeBook
+	// unsyncedLog paces the warnings of syncStore.
+	unsyncedLog rateLog
 }
 
 // NewFanout checks the config and registers the metrics.
@@ -262,7 +274,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 		}
 		defer cl.Close()
 		adm := kadm.NewClient(cl)
-		go f.book.syncLoop(gctx, adm)
+		go f.book.syncLoop(gctx, cl)
 		return f.book.run(gctx, adm, func(opts ...kgo.Opt) (*kgo.Client, error) {
 			return f.client("rolodex-fanout-store", opts...)
 		})
@@ -285,6 +297,32 @@ func (f *Fanout) produce(ctx context.Context, cl *kgo.Client, recs ...*kgo.Recor
 	return kafkaclient.ProduceUntilAcked(ctx, cl, f.cfg.RetryBackoff, func(err error) {
 		f.cfg.Logger.Error("fanout delivery: write, retrying", "records", len(recs), "err", err)
 	}, recs...)
+}
+
+// syncStore waits until the store copy has read every store record
+// written before the call, however long that takes: a check that could
+// not confirm it (StoreWait passed, the end offsets not listed) is not an
+// attempt and ends nothing; it is counted, logged at most every 10 s, and
+// made again after RetryBackoff. False only when ctx is done.
+func (f *Fanout) syncStore(ctx context.Context, channel string) bool {
+	for {
+		if f.book.sync(ctx, f.cfg.StoreWait) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		f.m.StoreUnsynced.WithLabelValues(channel).Inc()
+		if n, ok := f.unsyncedLog.allow(10 * time.Second); ok {
+			f.cfg.Logger.Warn("fanout delivery: store copy not confirmed up to date; the record waits and is checked again",
+				"channel", channel, "store_wait", f.cfg.StoreWait, "not_logged_since", n)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(f.cfg.RetryBackoff):
+		}
+	}
 }
 
 // CESourceTopic is the ce_source of a topic's records.

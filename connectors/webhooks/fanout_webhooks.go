@@ -410,9 +410,8 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 		reason := "undecodable body: " + err.Error()
 		return end(deadLetter(d, reason), f.report(d, schemas.ReportDeliveryFailed, ChannelWebhook, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
 	}
-	f.book.sync(dctx, f.cfg.StoreWait)
-	if dctx.Err() != nil {
-		return false
+	if !f.syncStore(dctx, ChannelWebhook) {
+		return false // dctx done
 	}
 	dropped := func(result string) bool {
 		f.m.WebhookDeliveries.WithLabelValues(result).Inc()
@@ -436,8 +435,8 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 	url := sub.Subscription.Webhook.URL
 	target := Target{URL: url, Key: key, Timeout: f.cfg.Timeout}
 	before := func(n int) error {
-		if n > 1 {
-			f.book.sync(dctx, f.cfg.StoreWait)
+		if n > 1 && !f.syncStore(dctx, ChannelWebhook) {
+			return dctx.Err()
 		}
 		if why := f.recheck(d, expires); why != "" {
 			return errDropped{why}

@@ -1,0 +1,207 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/rolodex/rolodex/schemas"
+)
+
+// Found in review: the send-time check waited at most StoreWait for the
+// store copy; when the store's reader lagged longer (a slow broker, a
+// restart with a large store), a record of an active, entitled
+// subscription was dropped as "inactive" and committed: never delivered.
+// Now it waits until the copy has caught up, and is delivered.
+func TestFanoutStoreLagKeepsRecord(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	hook := newDealer(t, status(200))
+	k.putSub("s-1", "bank", "car-chosen", hook.srv.URL, schemas.SubscriptionActive, 1)
+
+	// The store topics' fetches stall (a lagging broker) until released.
+	tds, err := kadm.NewClient(k.cl).ListTopics(context.Background(), schemas.TopicFanoutTopics, schemas.TopicFanoutSubscriptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[[16]byte]bool{}
+	for _, td := range tds {
+		ids[td.ID] = true
+	}
+	release := make(chan struct{})
+	k.c.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		k.c.KeepControl()
+		req := kr.(*kmsg.FetchRequest)
+		for _, tp := range req.Topics {
+			if ids[tp.TopicID] || tp.Topic == schemas.TopicFanoutTopics || tp.Topic == schemas.TopicFanoutSubscriptions {
+				k.c.SleepControl(func() {
+					select {
+					case <-release:
+					case <-time.After(3 * time.Second):
+					}
+				})
+				break
+			}
+		}
+		return nil, nil, false
+	})
+
+	k.deliver(delivery("s-1", "bank", "car-chosen", "p-1", "e-1", false, 0))
+	_, stop := runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, StoreWait: time.Second})
+	got := k.waitEnds(1)
+	rep := got["s-1.e-1"]
+	if rep.Type != schemas.ReportDeliverySucceeded {
+		t.Errorf("the record of an active subscription ended %s/%s (receiver got %d requests): lost", rep.Type, rep.Result, len(hook.received()))
+	}
+	// The store is readable again; a restart does not send it either:
+	// it was committed.
+	close(release)
+	time.Sleep(1500 * time.Millisecond) // the committer's tick
+	stop()
+	runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, StoreWait: time.Second})
+	time.Sleep(3 * time.Second)
+	if n := len(hook.received()); n == 0 {
+		t.Errorf("after a restart with the store readable: the receiver got nothing; the record is gone for good")
+	}
+}
+
+// Found in review: with the default StoreWait (10 s), one failed listing
+// of the store's end offsets released the waiting attempts after 100 ms,
+// unsynced, and a store copy that lagged at that moment dropped an
+// entitled record as inactive. Now the record waits (not an attempt) until
+// a sync succeeds, then is delivered.
+func TestFanoutStoreListingErrorKeepsRecord(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	hook := newDealer(t, status(200))
+	tds, err := kadm.NewClient(k.cl).ListTopics(context.Background(), schemas.TopicFanoutTopics, schemas.TopicFanoutSubscriptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[[16]byte]bool{}
+	for _, td := range tds {
+		ids[td.ID] = true
+	}
+	store := func(name string, id [16]byte) bool {
+		return ids[id] || name == schemas.TopicFanoutTopics || name == schemas.TopicFanoutSubscriptions
+	}
+	var stall atomic.Bool
+	release := make(chan struct{})
+	k.c.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		k.c.KeepControl()
+		if !stall.Load() {
+			return nil, nil, false
+		}
+		for _, tp := range kr.(*kmsg.FetchRequest).Topics {
+			if store(tp.Topic, tp.TopicID) {
+				k.c.SleepControl(func() {
+					select {
+					case <-release:
+					case <-time.After(5 * time.Second):
+					}
+				})
+				break
+			}
+		}
+		return nil, nil, false
+	})
+	k.c.ControlKey(int16(kmsg.ListOffsets), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		k.c.KeepControl()
+		req := kr.(*kmsg.ListOffsetsRequest)
+		if !stall.Load() {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		hit := false
+		for _, tp := range req.Topics {
+			rt := kmsg.NewListOffsetsResponseTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewListOffsetsResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = -1 // UNKNOWN_SERVER_ERROR
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+			if store(tp.Topic, [16]byte{}) {
+				hit = true
+			}
+		}
+		if !hit {
+			return nil, nil, false
+		}
+		return resp, nil, true
+	})
+	// A start while the broker has a bad moment (2 s): the store's
+	// listings fail, its fetch is slow.
+	k.putSub("s-1", "bank", "car-chosen", hook.srv.URL, schemas.SubscriptionActive, 1)
+	k.deliver(delivery("s-1", "bank", "car-chosen", "p-1", "e-1", false, 0))
+	stall.Store(true)
+	start := time.Now()
+	healed := time.AfterFunc(2*time.Second, func() {
+		stall.Store(false)
+		close(release)
+	})
+	defer healed.Stop()
+	runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, RetryBackoff: 100 * time.Millisecond}) // StoreWait: default 10 s
+	got := k.waitEnds(1)
+	took := time.Since(start)
+	if rep := got["s-1.e-1"]; rep.Type != schemas.ReportDeliverySucceeded {
+		t.Errorf("the record of an active subscription ended %s/%s %s after the start (StoreWait 10 s): lost", rep.Type, rep.Result, took)
+	}
+}
+
+// A partition added to a store topic after the start: the store copy
+// reads it too (catchUp lists the partitions again), so a subscription
+// stored there is delivered, not dropped as inactive.
+func TestFanoutStorePartitionAdded(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	hook := newDealer(t, status(200))
+	f, _ := runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, StoreWait: time.Second,
+		RetryBackoff: 100 * time.Millisecond})
+	waitFor(t, "the store copy read", func() bool { return f.book.topic(schemas.TopicKey("demo", "car-chosen")) != nil })
+	adm := kadm.NewClient(k.cl)
+	if _, err := adm.CreatePartitions(context.Background(), 1, schemas.TopicFanoutSubscriptions); err != nil {
+		t.Fatal(err)
+	}
+	s := schemas.SubscriptionRecord{Subscription: schemas.Subscription{ID: "s-1", Tenant: "demo", Partner: "bank", Topic: "car-chosen",
+		Status: schemas.SubscriptionActive, Webhook: &schemas.SubscriptionHook{URL: hook.srv.URL}}, Secret: testSecret, Version: 1}
+	v, _ := json.Marshal(s)
+	// Straight to the new partition (3; the fixture's topics have 0-2).
+	if err := k.cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicFanoutSubscriptions, Partition: 3, Key: []byte("s-1"), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	k.deliver(delivery("s-1", "bank", "car-chosen", "p-1", "e-1", false, 0))
+	got := k.waitEnds(1)
+	if rep := got["s-1.e-1"]; rep.Type != schemas.ReportDeliverySucceeded {
+		t.Errorf("a subscription in a store partition added after the start: %s/%s, want delivered", rep.Type, rep.Result)
+	}
+}
+
+// Callers of sync join one pending round however many they are and
+// however often they time out: what waits for syncLoop never grows.
+func TestStoreBookSyncRoundsBounded(t *testing.T) {
+	b := newStoreBook(slog.New(slog.DiscardHandler))
+	var first *syncRound
+	for i := range 200 {
+		if b.sync(context.Background(), time.Millisecond) {
+			t.Fatal("sync reported caught up without a round")
+		}
+		b.mu.Lock()
+		if i == 0 {
+			first = b.next
+		}
+		if b.next == nil || b.next != first {
+			t.Fatalf("call %d: pending round %p, want the one round %p", i, b.next, first)
+		}
+		b.mu.Unlock()
+	}
+}

@@ -435,7 +435,7 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 			d := ds[o]
 			if err := refused[o]; err != nil {
 				after = append(after, deadLetter(d, "refused: "+err.Error()),
-					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, "refused", 1, 0, 0, err))
+					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, schemas.ReportResultRefused, 1, 0, 0, err))
 				bad++
 				continue
 			}

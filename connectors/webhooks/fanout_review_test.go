@@ -2,6 +2,8 @@ package webhooks
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"sync/atomic"
@@ -12,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/rolodex/rolodex/connectors/clickhouse"
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/schemas"
 )
 
@@ -203,5 +207,47 @@ func TestStoreBookSyncRoundsBounded(t *testing.T) {
 			t.Fatalf("call %d: pending round %p, want the one round %p", i, b.next, first)
 		}
 		b.mu.Unlock()
+	}
+}
+
+// Found in review: a Kafka subscription's record that Kafka refuses for
+// good gets a delivery.failed report with result "refused"; the
+// ClickHouse sink must take it (docs/fanout.md "Reports": failed is
+// permanent or refused).
+func TestFanoutKafkaRefusedReportDecodes(t *testing.T) {
+	k := newFanoutKafka(t)
+	limit := "2048"
+	if err := kafkaclient.EnsureTopics(context.Background(), k.cl, -1, kafkaclient.TopicSpec{Name: schemas.OutTopic("bank"),
+		Partitions: 1, Configs: map[string]*string{"max.message.bytes": &limit}}); err != nil {
+		t.Fatal(err)
+	}
+	d := delivery("s-bank", "bank", "car-chosen", "p-1", "e-1", true, 0)
+	noise := make([]byte, 12000)
+	_, _ = rand.Read(noise)
+	d.Body = `{"kind":"topic_event","noise":"` + base64.StdEncoding.EncodeToString(noise) + `"}`
+	k.deliver(d)
+	runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, RetryBackoff: 50 * time.Millisecond})
+	k.waitEnds(1)
+	recs := readAll(t, k.brokers, schemas.TopicFanoutReports, 1)
+	failed := 0
+	for _, r := range recs {
+		var rep schemas.FanoutReport
+		_ = json.Unmarshal(r.Value, &rep)
+		if rep.Type != schemas.ReportDeliveryFailed {
+			continue
+		}
+		failed++
+		if rep.Result != schemas.ReportResultRefused || rep.Channel != ChannelKafka {
+			t.Errorf("report %s, want a Kafka delivery.failed with result refused", r.Value)
+		}
+		row, err := clickhouse.DecodeFanoutReport(r.Value, string(r.Key), r.Partition, r.Offset)
+		if err != nil {
+			t.Errorf("the sink refuses the Kafka writer's refused report: %v", err)
+		} else if row.Kind != clickhouse.DeliveryKindEnd {
+			t.Errorf("row kind %s, want an end", row.Kind)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d delivery.failed reports, want 1", failed)
 	}
 }

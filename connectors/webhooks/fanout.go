@@ -23,7 +23,8 @@ import (
 
 // Partner fan-out's delivery (docs/fanout.md, "Delivery"): two franz-go
 // groups over rolodex.fanout.deliveries. rolodex-fanout-kafka writes the
-// Kafka subscriptions' records to their partners' out topics;
+// Kafka subscriptions' records to their partners' out topics, each
+// checked against the store first;
 // rolodex-fanout-webhooks posts the webhook subscriptions' records, in
 // order per key ("<subscription>/<profile>"), different keys at once,
 // each attempt checked against the store first.
@@ -141,7 +142,8 @@ type FanoutMetrics struct {
 	WebhookInFlight prometheus.Gauge
 	// WebhookSkipped: reason (kafka, undecodable).
 	WebhookSkipped *prometheus.CounterVec
-	// KafkaDeliveries: result (success, refused).
+	// KafkaDeliveries: result (success, refused, permanent; dropped at
+	// the send-time check: inactive, not_allowed, expired).
 	KafkaDeliveries *prometheus.CounterVec
 	// KafkaSkipped: reason (webhook, undecodable).
 	KafkaSkipped *prometheus.CounterVec
@@ -167,7 +169,7 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 		WebhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_webhook_skipped_total",
 			Help: "Records of rolodex.fanout.deliveries the webhook sender passes over, by reason (kafka, undecodable)."}, []string{"reason"}),
 		KafkaDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_deliveries_total",
-			Help: "Fan-out records written to partners' out topics, by result (success, refused: Kafka refused it for good, dead-lettered)."},
+			Help: "Fan-out Kafka deliveries ended, by result (success; refused: Kafka refused it for good, permanent: an unreadable body, both dead-lettered; dropped at the send-time check: inactive, not_allowed, expired)."},
 			[]string{"result"}),
 		KafkaSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_skipped_total",
 			Help: "Records of rolodex.fanout.deliveries the Kafka writer passes over, by reason (webhook, undecodable)."}, []string{"reason"}),
@@ -408,8 +410,7 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 			cl.AllowRebalance()
 			continue
 		}
-		var out []*kgo.Record
-		ds := map[*kgo.Record]*schemas.FanoutDelivery{}
+		var kds []*schemas.FanoutDelivery
 		for _, r := range recs {
 			d, err := decodeDelivery(r)
 			switch {
@@ -421,6 +422,30 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 				f.m.KafkaSkipped.WithLabelValues("webhook").Inc()
 				continue
 			}
+			kds = append(kds, d)
+		}
+		// The send-time check, as for a webhook: one sync for the batch,
+		// after it was read.
+		if len(kds) > 0 && !f.syncStore(ctx, ChannelKafka) {
+			return nil // ctx done: the batch is read again
+		}
+		var out, after []*kgo.Record
+		ds := map[*kgo.Record]*schemas.FanoutDelivery{}
+		ended := map[string]int{}
+		for _, d := range kds {
+			expires, err := consentExpires(d.Body)
+			if err != nil {
+				reason := "undecodable body: " + err.Error()
+				after = append(after, deadLetter(d, reason),
+					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
+				ended[string(ResultPermanent)]++
+				continue
+			}
+			if why := f.recheck(d, expires); why != "" {
+				after = append(after, f.report(d, schemas.ReportDeliveryDropped, ChannelKafka, why, 0, 0, 0, nil))
+				ended[why]++
+				continue
+			}
 			o := &kgo.Record{Topic: schemas.OutTopic(d.Partner), Key: []byte(d.ProfileID), Value: []byte(d.Body), Headers: FanoutHeaders(d)}
 			ds[o] = d
 			out = append(out, o)
@@ -429,27 +454,24 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 		if err != nil {
 			return nil // ctx done: the batch is read again
 		}
-		var after []*kgo.Record
-		var ok, bad int
 		for _, o := range out {
 			d := ds[o]
 			if err := refused[o]; err != nil {
 				after = append(after, deadLetter(d, "refused: "+err.Error()),
 					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, schemas.ReportResultRefused, 1, 0, 0, err))
-				bad++
+				ended[schemas.ReportResultRefused]++
 				continue
 			}
 			after = append(after, f.report(d, schemas.ReportDeliverySucceeded, ChannelKafka, string(ResultSuccess), 1, 0, 0, nil))
-			ok++
+			ended[string(ResultSuccess)]++
 		}
 		if len(after) > 0 {
 			if err := f.produce(ctx, cl, after...); err != nil {
 				return nil // ctx done: the batch is read again
 			}
 		}
-		f.m.KafkaDeliveries.WithLabelValues("success").Add(float64(ok))
-		if bad > 0 {
-			f.m.KafkaDeliveries.WithLabelValues("refused").Add(float64(bad))
+		for result, n := range ended {
+			f.m.KafkaDeliveries.WithLabelValues(result).Add(float64(n))
 		}
 		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
 			// Written: a lost commit only means the batch is written

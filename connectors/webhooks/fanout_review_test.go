@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -221,6 +222,8 @@ func TestFanoutKafkaRefusedReportDecodes(t *testing.T) {
 		Partitions: 1, Configs: map[string]*string{"max.message.bytes": &limit}}); err != nil {
 		t.Fatal(err)
 	}
+	k.putTopic("car-chosen", 1, false, "bank")
+	k.putSub("s-bank", "bank", "car-chosen", "", schemas.SubscriptionActive, 1)
 	d := delivery("s-bank", "bank", "car-chosen", "p-1", "e-1", true, 0)
 	noise := make([]byte, 12000)
 	_, _ = rand.Read(noise)
@@ -249,5 +252,73 @@ func TestFanoutKafkaRefusedReportDecodes(t *testing.T) {
 	}
 	if failed != 1 {
 		t.Errorf("%d delivery.failed reports, want 1", failed)
+	}
+}
+
+// Found in review: the Kafka writer had no send-time check, so a record
+// decided before the subscription was deleted (or whose consent has
+// expired since) was written to the partner's out topic.
+func TestFanoutKafkaSendTimeCheck(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	k.putSub("s-bank", "bank", "car-chosen", "", schemas.SubscriptionActive, 1)
+	k.putSub("s-bank", "bank", "car-chosen", "", schemas.SubscriptionDeleted, 2)
+	k.deliver(delivery("s-bank", "bank", "car-chosen", "p-1", "e-1", true, 0),
+		delivery("s-bank", "bank", "car-chosen", "p-2", "e-2", true, time.Now().Add(-time.Hour).UnixMilli()))
+	runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule})
+	got := k.waitEnds(2)
+	if n := len(readAll(t, k.brokers, schemas.OutTopic("bank"), 0)); n != 0 {
+		t.Errorf("%d records on the out topic of a deleted subscription (one with consent expired an hour ago)", n)
+	}
+	for _, id := range []string{"s-bank.e-1", "s-bank.e-2"} {
+		if rep := got[id]; rep.Type != schemas.ReportDeliveryDropped || rep.Result != schemas.FanoutInactive || rep.Channel != ChannelKafka {
+			t.Errorf("%s: %+v, want dropped inactive on kafka", id, rep)
+		}
+	}
+}
+
+// The Kafka writer's send-time check, each rule: the partner taken off
+// the access list (not_allowed), consent expired (expired), a revocation
+// of a partner off the list still written (it checks the subscription
+// only), an entitled record written; dropped records are reported, not
+// dead-lettered, and counted.
+func TestFanoutKafkaSendTimeRules(t *testing.T) {
+	k := newFanoutKafka(t, "bank", "insurer")
+	k.putTopic("car-chosen", 1, false, "bank", "insurer")
+	k.putTopic("car-chosen", 2, false, "bank") // insurer removed
+	k.putSub("s-bank", "bank", "car-chosen", "", schemas.SubscriptionActive, 1)
+	k.putSub("s-ins", "insurer", "car-chosen", "", schemas.SubscriptionActive, 1)
+	revoked := delivery("s-ins", "insurer", "car-chosen", "p-3", "", true, 0)
+	revoked.Kind, revoked.Type, revoked.WebhookID = schemas.KindConsentRevoked, schemas.EventConsentRevokedType, "s-ins.revoked.partner_offers.1"
+	revoked.Body = `{"kind":"consent_revoked","profile_id":"p-3"}`
+	k.deliver(delivery("s-ins", "insurer", "car-chosen", "p-1", "e-1", true, 0),
+		delivery("s-bank", "bank", "car-chosen", "p-2", "e-2", true, time.Now().Add(-time.Minute).UnixMilli()),
+		delivery("s-bank", "bank", "car-chosen", "p-4", "e-4", true, time.Now().Add(time.Hour).UnixMilli()),
+		revoked)
+	f, _ := runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule})
+	got := k.waitEnds(4)
+	for id, want := range map[string][2]string{
+		"s-ins.e-1":                      {schemas.ReportDeliveryDropped, schemas.FanoutNotAllowed},
+		"s-bank.e-2":                     {schemas.ReportDeliveryDropped, schemas.FanoutExpired},
+		"s-bank.e-4":                     {schemas.ReportDeliverySucceeded, schemas.ReportResultSuccess},
+		"s-ins.revoked.partner_offers.1": {schemas.ReportDeliverySucceeded, schemas.ReportResultSuccess},
+	} {
+		if rep := got[id]; rep.Type != want[0] || rep.Result != want[1] || rep.Channel != ChannelKafka {
+			t.Errorf("%s: %+v, want %s %s", id, rep, want[0], want[1])
+		}
+	}
+	if recs := readAll(t, k.brokers, schemas.OutTopic("bank"), 1); len(recs) != 1 || headers(recs[0])[HeaderCEID] != "s-bank.e-4" {
+		t.Errorf("bank's out topic: %d records, want s-bank.e-4 only", len(recs))
+	}
+	if recs := readAll(t, k.brokers, schemas.OutTopic("insurer"), 1); len(recs) != 1 || headers(recs[0])[HeaderCEID] != "s-ins.revoked.partner_offers.1" {
+		t.Errorf("insurer's out topic: %d records, want the revocation only", len(recs))
+	}
+	if n := len(readAll(t, k.brokers, schemas.TopicOutDeadLetter, 0)); n != 0 {
+		t.Errorf("%d dead letters: a dropped record is not dead-lettered", n)
+	}
+	for result, n := range map[string]float64{"success": 2, schemas.FanoutNotAllowed: 1, schemas.FanoutExpired: 1} {
+		if got := testutil.ToFloat64(f.m.KafkaDeliveries.WithLabelValues(result)); got != n {
+			t.Errorf("kafka deliveries{%s} = %v, want %v", result, got, n)
+		}
 	}
 }

@@ -21,8 +21,9 @@ import (
 // (rolodex.fanout.topics and rolodex.fanout.subscriptions, compacted),
 // read whole from the start, every partition, no group: the latest
 // version of each key wins, as in the API's store (a record no newer than
-// the one held changes nothing). The webhook sender checks each attempt
-// against it (docs/fanout.md, "Delivery", send-time check).
+// the one held changes nothing). The webhook sender checks each attempt,
+// and the Kafka writer each record, against it (docs/fanout.md,
+// "Delivery", send-time check).
 type storeBook struct {
 	log *slog.Logger
 

@@ -49,6 +49,13 @@ const (
 // partition until the oldest ones end.
 const DefaultFanoutWindow = 10000
 
+// FanoutWindowBytes bounds the bytes (keys and values) of the records the
+// webhook sender holds per partition: at that much it stops fetching the
+// partition too, whichever bound comes first. A fetch already under way
+// may add up to one fetch's bytes more (franz-go's FetchMaxPartitionBytes,
+// or one record larger than it).
+const FanoutWindowBytes = 64 << 20
+
 // FanoutConfig configures partner fan-out's delivery.
 type FanoutConfig struct {
 	// Brokers are the Kafka seed brokers. Required.
@@ -64,7 +71,8 @@ type FanoutConfig struct {
 	// MaxRetryAfter caps a Retry-After. Default DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
 	// Window is how many records the webhook sender holds per partition
-	// before it pauses fetching it. Default DefaultFanoutWindow.
+	// before it pauses fetching it (or FanoutWindowBytes of them, whichever
+	// comes first). Default DefaultFanoutWindow.
 	Window int
 	// StoreWait bounds one wait, before each attempt, for the store copy
 	// to have read every store record written so far; when it passes the
@@ -204,6 +212,8 @@ type Fanout struct {
 	book   *storeBook
 	// unsyncedLog paces the warnings of syncStore.
 	unsyncedLog rateLog
+	// windowBytes is FanoutWindowBytes (tests make it smaller).
+	windowBytes int64
 }
 
 // NewFanout checks the config and registers the metrics.
@@ -221,7 +231,7 @@ func NewFanout(cfg FanoutConfig) (*Fanout, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Fanout{cfg: cfg, sender: s, m: m, book: newStoreBook(cfg.Logger)}, nil
+	return &Fanout{cfg: cfg, sender: s, m: m, book: newStoreBook(cfg.Logger), windowBytes: FanoutWindowBytes}, nil
 }
 
 // Metrics returns the metrics.

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -319,6 +322,68 @@ func TestFanoutKafkaSendTimeRules(t *testing.T) {
 	for result, n := range map[string]float64{"success": 2, schemas.FanoutNotAllowed: 1, schemas.FanoutExpired: 1} {
 		if got := testutil.ToFloat64(f.m.KafkaDeliveries.WithLabelValues(result)); got != n {
 			t.Errorf("kafka deliveries{%s} = %v, want %v", result, got, n)
+		}
+	}
+}
+
+// The webhook sender's window bounds bytes too: with records far below
+// the record window but past the bytes bound, each partition stops
+// fetching; what is produced then is not read (not posted) until the held
+// records end, and then everything is delivered.
+func TestFanoutWindowBoundsBytes(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	open := make(chan struct{})
+	rcv := newDealer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-open:
+			w.WriteHeader(200)
+		case <-r.Context().Done():
+		}
+	})
+	k.putSub("s-1", "bank", "car-chosen", rcv.srv.URL, schemas.SubscriptionActive, 1)
+	pad := strings.Repeat("x", 20<<10)
+	big := func(profile string) schemas.FanoutDelivery {
+		d := delivery("s-1", "bank", "car-chosen", profile, "e-"+profile, false, 0)
+		d.Body = `{"kind":"topic_event","pad":"` + pad + `"}`
+		return d
+	}
+	first := map[string]bool{}
+	for i := range 30 { // ~200 KiB per partition, distinct keys
+		d := big(fmt.Sprintf("p-%d", i))
+		k.deliver(d)
+		first[d.WebhookID] = true
+	}
+	f, err := NewFanout(FanoutConfig{Brokers: k.brokers, RetrySchedule: fastSchedule, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.windowBytes = 64 << 10
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "the first records posted", func() bool { return len(rcv.received()) >= 10 })
+	time.Sleep(500 * time.Millisecond) // the pauses
+	for i := range 30 {
+		k.deliver(big(fmt.Sprintf("q-%d", i)))
+	}
+	time.Sleep(2 * time.Second)
+	for _, r := range rcv.received() {
+		if !first[r.id] {
+			t.Fatalf("%s posted while every partition held more than the bytes bound", r.id)
+		}
+	}
+	close(open)
+	got := k.waitEnds(60)
+	for id, rep := range got {
+		if rep.Type != schemas.ReportDeliverySucceeded {
+			t.Errorf("%s: %+v", id, rep)
 		}
 	}
 }

@@ -115,6 +115,9 @@ func reportOrder(r *schemas.FanoutReport) int {
 	if isDropped(res) {
 		res = "dropped"
 	}
+	if res == schemas.ReportResultRefused {
+		res = schemas.ReportResultPermanent // ranked with permanent
+	}
 	for i, x := range list {
 		if x == res {
 			return base + i
@@ -141,7 +144,7 @@ func deliveryOutcome(r *schemas.FanoutReport) string {
 	switch {
 	case r.Result == schemas.ReportResultSuccess:
 		return "delivered"
-	case r.Result == schemas.ReportResultPermanent || r.Result == schemas.ReportResultGone:
+	case r.Result == schemas.ReportResultPermanent || r.Result == schemas.ReportResultGone || r.Result == schemas.ReportResultRefused:
 		return "failed"
 	case r.Type == schemas.ReportDeliveryAttempt:
 		return "" // retry

@@ -441,8 +441,10 @@ func HashPartition(key string, partitions int32) int32 {
 // "ClickHouse and reports"): the type of a report of one attempt (every
 // other type ends a delivery) and the results it tells apart. An
 // attempt's result is its class (success, retry, gone, permanent); a
-// delivery end's is success, exhausted, permanent, gone, or why it was
-// dropped (FanoutInactive, FanoutNotAllowed, ReportResultExpired).
+// delivery end's is success, exhausted, permanent, gone, refused (Kafka
+// refused a Kafka subscription's record for good: failed, as permanent),
+// or why it was dropped (FanoutInactive, FanoutNotAllowed,
+// ReportResultExpired).
 const (
 	ReportDeliveryAttempt = "delivery.attempt"
 
@@ -452,4 +454,5 @@ const (
 	ReportResultPermanent = "permanent"
 	ReportResultExhausted = "exhausted"
 	ReportResultExpired   = "expired"
+	ReportResultRefused   = "refused"
 )

@@ -33,6 +33,7 @@ import (
 //	W6  s3 attempt 1 permanent (400), end delivery.failed        failed
 //	W7  s2 end delivery.succeeded only (a Kafka write, 5 ms)     delivered 5
 //	W8  s2 attempt 1 success only (a Kafka write, 7 ms)          delivered 7
+//	W13 s2 end delivery.failed refused (Kafka refused it)       failed
 //	W9  s1 attempt 1 retry 23:59:59, attempt 2 success (80 ms)
 //	    and end 00:00:04 on 11-03                                11-03: delivered 80, retried
 //	W10 s1 attempt 1 retry, nothing since                        in flight: no row
@@ -48,7 +49,7 @@ import (
 //	11-02 t1 bank-a car-chosen: W1 W2 W3 W4 W5 W11 = 6; 3; W2 W3 = 2; 1;
 //	  1; 1; latencies 100 120 300: p50 the 2nd = 120, p99 the 3rd = 300.
 //	11-02 t1 bank-a test-drive: 1, 0, 0, 1, 0, 0, 0, 0.
-//	11-02 t1 bank-b car-chosen: 2, 2, 0, 0, 0, 0; 5 7: p50 5, p99 7.
+//	11-02 t1 bank-b car-chosen: 3, 2, 0, 1, 0, 0; 5 7: p50 5, p99 7.
 //	11-02 t2 bank-a car-chosen: 1, 1, 0, 0, 0, 0, 40, 40.
 //	11-03 t1 bank-a car-chosen: W9 W12 = 2, 2, 1, 0, 0, 0; 60 80: 60, 80.
 func deliveryScenario() []schemas.FanoutReport {
@@ -92,6 +93,7 @@ func deliveryScenario() []schemas.FanoutReport {
 
 	rep("s2", "W7", ok, 1, 0, "success", 5, at(2, 12, 30, 0, 0))
 	rep("s2", "W8", try, 1, 0, "success", 7, at(2, 12, 31, 0, 0))
+	rep("s2", "W13", "delivery.failed", 1, 0, schemas.ReportResultRefused, 0, at(2, 12, 32, 0, 0))
 
 	rep("s1", "W9", try, 1, 502, "retry", 70, at(2, 23, 59, 59, 0))
 	rep("s1", "W9", try, 2, 200, "success", 80, at(3, 0, 0, 4, 0))
@@ -119,7 +121,7 @@ func deliveryScenario() []schemas.FanoutReport {
 var deliveryScenarioReport = [][]string{
 	{"2026-11-02", "t1", "bank-a", "car-chosen", "6", "3", "2", "1", "1", "1", "120", "300"},
 	{"2026-11-02", "t1", "bank-a", "test-drive", "1", "0", "0", "1", "0", "0", "0", "0"},
-	{"2026-11-02", "t1", "bank-b", "car-chosen", "2", "2", "0", "0", "0", "0", "5", "7"},
+	{"2026-11-02", "t1", "bank-b", "car-chosen", "3", "2", "0", "1", "0", "0", "5", "7"},
 	{"2026-11-02", "t2", "bank-a", "car-chosen", "1", "1", "0", "0", "0", "0", "40", "40"},
 	{"2026-11-03", "t1", "bank-a", "car-chosen", "2", "2", "1", "0", "0", "0", "60", "80"},
 }
@@ -162,6 +164,8 @@ func genDeliveryReports(seed uint64, n int) []schemas.FanoutReport {
 				rep("delivery.succeeded", 1, 0, "success", rng.Int64N(50), ms)
 			case p == 1:
 				rep(schemas.ReportDeliveryAttempt, 1, 0, "success", rng.Int64N(50), ms)
+			case p == 2 && rng.IntN(4) == 0:
+				rep("delivery.failed", 1, 0, schemas.ReportResultRefused, 0, ms) // Kafka refused the record
 			case p == 2:
 				result := []string{schemas.FanoutInactive, schemas.FanoutNotAllowed, schemas.ReportResultExpired}[rng.IntN(3)]
 				rep("delivery.dropped", 0, 0, result, 0, ms)
@@ -237,6 +241,11 @@ func TestDecodeFanoutReport(t *testing.T) {
 		{"dropped before any attempt", `{"type":"delivery.dropped","tenant":"t1","subscription":"s1","webhook_id":"s1.e1","attempt":0,"result":"not_allowed","latency_ms":0,"at":1000}`, "s1",
 			&DeliveryRow{Tenant: "t1", Subscription: "s1", WebhookID: "s1.e1", Kind: DeliveryKindEnd, Type: "delivery.dropped", Result: "not_allowed",
 				At: time.Unix(1, 0).UTC(), AtMS: 1000, Partition: 3, Offset: 7}, ""},
+		{"Kafka refused the record", `{"type":"delivery.failed","tenant":"t1","subscription":"s2","webhook_id":"s2.e1","attempt":1,"result":"refused","at":1000,"channel":"kafka"}`, "s2",
+			&DeliveryRow{Tenant: "t1", Subscription: "s2", WebhookID: "s2.e1", Kind: DeliveryKindEnd, Type: "delivery.failed", Attempt: 1, Result: "refused",
+				At: time.Unix(1, 0).UTC(), AtMS: 1000, Partition: 3, Offset: 7}, ""},
+		{"refused is no attempt's", `{"type":"delivery.attempt","tenant":"t1","subscription":"s2","webhook_id":"s2.e1","attempt":1,"result":"refused","at":1000}`, "s2", nil,
+			`fanout report delivery.attempt of s2.e1: result "refused" is not one of an attempt (docs/fanout.md)`},
 		{"not json", `{"type":`, "s1", nil, "fanout report: unexpected end of JSON input"},
 		{"no webhook id", `{"type":"delivery.attempt","tenant":"t1","subscription":"s1","attempt":1,"result":"success","at":1000}`, "s1", nil,
 			`fanout report "delivery.attempt" of subscription "s1": no id (webhook_id)`},

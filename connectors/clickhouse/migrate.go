@@ -485,8 +485,8 @@ ORDER BY (tenant, subscription, webhook_id, kind, attempt, type, at_ms)`,
 // (tenant, subscription, webhook id), however often it was posted (a
 // crash, a replay: the same webhook id). Innermost, every report gets a
 // rank: an attempt retry 1, success 2, permanent 3, gone 4; an end
-// success 8, exhausted 9, permanent 10, gone 11, dropped (inactive,
-// not_allowed, expired) 12. Per delivery, the report that decides it is
+// success 8, exhausted 9, permanent and refused (Kafka refused the record
+// for good) 10, gone 11, dropped (inactive, not_allowed, expired) 12. Per delivery, the report that decides it is
 // the latest, an end before an attempt of the same millisecond:
 // max(at_ms * 16 + rank), whose remainder by 16 is its rank; its day is
 // the delivery's day. A delivery whose deciding report is an attempt to
@@ -548,7 +548,7 @@ FROM
                 tenant, subscription, webhook_id, partner, topic, day, attempt, result, latency_ms, at_ms,
                 multiIf(kind = 'attempt',
                         multiIf(result = 'retry', 1, result = 'success', 2, result = 'permanent', 3, result = 'gone', 4, 0),
-                        multiIf(result = 'success', 8, result = 'exhausted', 9, result = 'permanent', 10, result = 'gone', 11,
+                        multiIf(result = 'success', 8, result = 'exhausted', 9, result IN ('permanent', 'refused'), 10, result = 'gone', 11,
                                 result IN ('inactive', 'not_allowed', 'expired'), 12, 0)) AS rank
             FROM {db}.deliveries FINAL
         )

@@ -23,7 +23,8 @@ import (
 
 // Partner fan-out's delivery (docs/fanout.md, "Delivery"): two franz-go
 // groups over rolodex.fanout.deliveries. rolodex-fanout-kafka writes the
-// Kafka subscriptions' records to their partners' out topics;
+// Kafka subscriptions' records to their partners' out topics, each
+// checked against the store first;
 // rolodex-fanout-webhooks posts the webhook subscriptions' records, in
 // order per key ("<subscription>/<profile>"), different keys at once,
 // each attempt checked against the store first.
@@ -48,6 +49,13 @@ const (
 // partition until the oldest ones end.
 const DefaultFanoutWindow = 10000
 
+// FanoutWindowBytes bounds the bytes (keys and values) of the records the
+// webhook sender holds per partition: at that much it stops fetching the
+// partition too, whichever bound comes first. A fetch already under way
+// may add up to one fetch's bytes more (franz-go's FetchMaxPartitionBytes,
+// or one record larger than it).
+const FanoutWindowBytes = 64 << 20
+
 // FanoutConfig configures partner fan-out's delivery.
 type FanoutConfig struct {
 	// Brokers are the Kafka seed brokers. Required.
@@ -63,10 +71,13 @@ type FanoutConfig struct {
 	// MaxRetryAfter caps a Retry-After. Default DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
 	// Window is how many records the webhook sender holds per partition
-	// before it pauses fetching it. Default DefaultFanoutWindow.
+	// before it pauses fetching it (or FanoutWindowBytes of them, whichever
+	// comes first). Default DefaultFanoutWindow.
 	Window int
-	// StoreWait bounds the wait, before each attempt, for the store copy
-	// to have read every store record written so far. Default 10s.
+	// StoreWait bounds one wait, before each attempt, for the store copy
+	// to have read every store record written so far; when it passes the
+	// record is neither sent nor dropped: it waits RetryBackoff and the
+	// check starts again (counted and logged). Default 10s.
 	StoreWait time.Duration
 	// RetryBackoff is the wait between attempts to write to Kafka while
 	// it does not acknowledge. Default 1s.
@@ -139,10 +150,15 @@ type FanoutMetrics struct {
 	WebhookInFlight prometheus.Gauge
 	// WebhookSkipped: reason (kafka, undecodable).
 	WebhookSkipped *prometheus.CounterVec
-	// KafkaDeliveries: result (success, refused).
+	// KafkaDeliveries: result (success, refused, permanent; dropped at
+	// the send-time check: inactive, not_allowed, expired).
 	KafkaDeliveries *prometheus.CounterVec
 	// KafkaSkipped: reason (webhook, undecodable).
 	KafkaSkipped *prometheus.CounterVec
+	// StoreUnsynced: channel (kafka, webhook): send-time checks that
+	// waited on because the store copy could not be confirmed up to date
+	// within StoreWait (or the end offsets could not be listed).
+	StoreUnsynced *prometheus.CounterVec
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
@@ -161,15 +177,18 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 		WebhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_webhook_skipped_total",
 			Help: "Records of rolodex.fanout.deliveries the webhook sender passes over, by reason (kafka, undecodable)."}, []string{"reason"}),
 		KafkaDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_deliveries_total",
-			Help: "Fan-out records written to partners' out topics, by result (success, refused: Kafka refused it for good, dead-lettered)."},
+			Help: "Fan-out Kafka deliveries ended, by result (success; refused: Kafka refused it for good, permanent: an unreadable body, both dead-lettered; dropped at the send-time check: inactive, not_allowed, expired)."},
 			[]string{"result"}),
 		KafkaSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_skipped_total",
 			Help: "Records of rolodex.fanout.deliveries the Kafka writer passes over, by reason (webhook, undecodable)."}, []string{"reason"}),
+		StoreUnsynced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_store_unsynced_total",
+			Help: "Send-time checks that could not confirm the store copy up to date within StoreWait (or list the store's end offsets), by channel (kafka, webhook): the record waits and is checked again, neither sent nor dropped."},
+			[]string{"channel"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [8]error
+	var errs [9]error
 	m.WebhookAttempts, errs[0] = metrics.Register(reg, m.WebhookAttempts)
 	m.WebhookDeliveries, errs[1] = metrics.Register(reg, m.WebhookDeliveries)
 	m.WebhookRequestSeconds, errs[2] = metrics.Register(reg, m.WebhookRequestSeconds)
@@ -178,6 +197,7 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 	m.WebhookSkipped, errs[5] = metrics.Register(reg, m.WebhookSkipped)
 	m.KafkaDeliveries, errs[6] = metrics.Register(reg, m.KafkaDeliveries)
 	m.KafkaSkipped, errs[7] = metrics.Register(reg, m.KafkaSkipped)
+	m.StoreUnsynced, errs[8] = metrics.Register(reg, m.StoreUnsynced)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("fanout delivery: metrics: %w", err)
 	}
@@ -190,6 +210,10 @@ type Fanout struct {
 	sender *Sender
 	m      *FanoutMetrics
 	book   *storeBook
+	// unsyncedLog paces the warnings of syncStore.
+	unsyncedLog rateLog
+	// windowBytes is FanoutWindowBytes (tests make it smaller).
+	windowBytes int64
 }
 
 // NewFanout checks the config and registers the metrics.
@@ -207,7 +231,7 @@ func NewFanout(cfg FanoutConfig) (*Fanout, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Fanout{cfg: cfg, sender: s, m: m, book: newStoreBook(cfg.Logger)}, nil
+	return &Fanout{cfg: cfg, sender: s, m: m, book: newStoreBook(cfg.Logger), windowBytes: FanoutWindowBytes}, nil
 }
 
 // Metrics returns the metrics.
@@ -262,7 +286,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 		}
 		defer cl.Close()
 		adm := kadm.NewClient(cl)
-		go f.book.syncLoop(gctx, adm)
+		go f.book.syncLoop(gctx, cl)
 		return f.book.run(gctx, adm, func(opts ...kgo.Opt) (*kgo.Client, error) {
 			return f.client("rolodex-fanout-store", opts...)
 		})
@@ -285,6 +309,32 @@ func (f *Fanout) produce(ctx context.Context, cl *kgo.Client, recs ...*kgo.Recor
 	return kafkaclient.ProduceUntilAcked(ctx, cl, f.cfg.RetryBackoff, func(err error) {
 		f.cfg.Logger.Error("fanout delivery: write, retrying", "records", len(recs), "err", err)
 	}, recs...)
+}
+
+// syncStore waits until the store copy has read every store record
+// written before the call, however long that takes: a check that could
+// not confirm it (StoreWait passed, the end offsets not listed) is not an
+// attempt and ends nothing; it is counted, logged at most every 10 s, and
+// made again after RetryBackoff. False only when ctx is done.
+func (f *Fanout) syncStore(ctx context.Context, channel string) bool {
+	for {
+		if f.book.sync(ctx, f.cfg.StoreWait) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		f.m.StoreUnsynced.WithLabelValues(channel).Inc()
+		if n, ok := f.unsyncedLog.allow(10 * time.Second); ok {
+			f.cfg.Logger.Warn("fanout delivery: store copy not confirmed up to date; the record waits and is checked again",
+				"channel", channel, "store_wait", f.cfg.StoreWait, "not_logged_since", n)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(f.cfg.RetryBackoff):
+		}
+	}
 }
 
 // CESourceTopic is the ce_source of a topic's records.
@@ -370,8 +420,7 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 			cl.AllowRebalance()
 			continue
 		}
-		var out []*kgo.Record
-		ds := map[*kgo.Record]*schemas.FanoutDelivery{}
+		var kds []*schemas.FanoutDelivery
 		for _, r := range recs {
 			d, err := decodeDelivery(r)
 			switch {
@@ -383,6 +432,30 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 				f.m.KafkaSkipped.WithLabelValues("webhook").Inc()
 				continue
 			}
+			kds = append(kds, d)
+		}
+		// The send-time check, as for a webhook: one sync for the batch,
+		// after it was read.
+		if len(kds) > 0 && !f.syncStore(ctx, ChannelKafka) {
+			return nil // ctx done: the batch is read again
+		}
+		var out, after []*kgo.Record
+		ds := map[*kgo.Record]*schemas.FanoutDelivery{}
+		ended := map[string]int{}
+		for _, d := range kds {
+			expires, err := consentExpires(d.Body)
+			if err != nil {
+				reason := "undecodable body: " + err.Error()
+				after = append(after, deadLetter(d, reason),
+					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
+				ended[string(ResultPermanent)]++
+				continue
+			}
+			if why := f.recheck(d, expires); why != "" {
+				after = append(after, f.report(d, schemas.ReportDeliveryDropped, ChannelKafka, why, 0, 0, 0, nil))
+				ended[why]++
+				continue
+			}
 			o := &kgo.Record{Topic: schemas.OutTopic(d.Partner), Key: []byte(d.ProfileID), Value: []byte(d.Body), Headers: FanoutHeaders(d)}
 			ds[o] = d
 			out = append(out, o)
@@ -391,27 +464,24 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 		if err != nil {
 			return nil // ctx done: the batch is read again
 		}
-		var after []*kgo.Record
-		var ok, bad int
 		for _, o := range out {
 			d := ds[o]
 			if err := refused[o]; err != nil {
 				after = append(after, deadLetter(d, "refused: "+err.Error()),
-					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, "refused", 1, 0, 0, err))
-				bad++
+					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, schemas.ReportResultRefused, 1, 0, 0, err))
+				ended[schemas.ReportResultRefused]++
 				continue
 			}
 			after = append(after, f.report(d, schemas.ReportDeliverySucceeded, ChannelKafka, string(ResultSuccess), 1, 0, 0, nil))
-			ok++
+			ended[string(ResultSuccess)]++
 		}
 		if len(after) > 0 {
 			if err := f.produce(ctx, cl, after...); err != nil {
 				return nil // ctx done: the batch is read again
 			}
 		}
-		f.m.KafkaDeliveries.WithLabelValues("success").Add(float64(ok))
-		if bad > 0 {
-			f.m.KafkaDeliveries.WithLabelValues("refused").Add(float64(bad))
+		for result, n := range ended {
+			f.m.KafkaDeliveries.WithLabelValues(result).Add(float64(n))
 		}
 		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
 			// Written: a lost commit only means the batch is written

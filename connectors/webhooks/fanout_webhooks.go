@@ -17,8 +17,8 @@ import (
 )
 
 // The webhook sender of partner fan-out (group rolodex-fanout-webhooks):
-// per partition, the records read and not yet committed (at most Window;
-// fetching pauses beyond), a FIFO per key with one goroutine delivering
+// per partition, the records read and not yet committed (at most Window
+// records and FanoutWindowBytes bytes; fetching pauses beyond), a FIFO per key with one goroutine delivering
 // its head, and the offset committed up to the oldest record not ended.
 
 // fanoutPart is a partition the sender owns.
@@ -28,6 +28,7 @@ type fanoutPart struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	items  []*fanoutItem            // read and not committed, by offset
+	bytes  int64                    // the items' keys and values
 	keys   map[string][]*fanoutItem // per key, the records not ended (head in flight)
 	next   int64                    // the offset after the last read (-1: none yet)
 	done   *kgo.Record              // the last record ended with all before it
@@ -38,6 +39,7 @@ type fanoutPart struct {
 
 type fanoutItem struct {
 	r     *kgo.Record
+	size  int64 // key and value bytes
 	d     *schemas.FanoutDelivery
 	ended bool
 }
@@ -176,8 +178,9 @@ func (s *fanoutSender) enqueue(recs []*kgo.Record) {
 			continue // not ours (cannot happen: rebalances wait), or read already
 		}
 		fp.next = r.Offset + 1
-		it := &fanoutItem{r: r}
+		it := &fanoutItem{r: r, size: int64(len(r.Key) + len(r.Value))}
 		fp.items = append(fp.items, it)
+		fp.bytes += it.size
 		s.held++
 		touched[fp] = true
 		d, err := decodeDelivery(r)
@@ -204,7 +207,7 @@ func (s *fanoutSender) enqueue(recs []*kgo.Record) {
 	var pause []int32
 	for fp := range touched {
 		s.advance(fp)
-		if !fp.paused && len(fp.items) >= s.f.cfg.Window {
+		if !fp.paused && s.full(fp) {
 			fp.paused = true
 			pause = append(pause, fp.p)
 		}
@@ -221,6 +224,7 @@ func (s *fanoutSender) advance(fp *fanoutPart) {
 	n := 0
 	for n < len(fp.items) && fp.items[n].ended {
 		fp.done = fp.items[n].r
+		fp.bytes -= fp.items[n].size
 		n++
 	}
 	if n == 0 {
@@ -234,10 +238,16 @@ func (s *fanoutSender) advance(fp *fanoutPart) {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	if fp.paused && len(fp.items) < s.f.cfg.Window && fp.ctx.Err() == nil {
+	if fp.paused && !s.full(fp) && fp.ctx.Err() == nil {
 		fp.paused = false
 		s.cl.ResumeFetchPartitions(map[string][]int32{schemas.TopicFanoutDeliveries: {fp.p}})
 	}
+}
+
+// full reports whether fp holds as many records (Window) or bytes
+// (FanoutWindowBytes) as it may: its fetching pauses until it does not.
+func (s *fanoutSender) full(fp *fanoutPart) bool {
+	return len(fp.items) >= s.f.cfg.Window || fp.bytes >= s.f.windowBytes
 }
 
 // worker delivers key's records of fp in order, until its queue is empty
@@ -410,9 +420,8 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 		reason := "undecodable body: " + err.Error()
 		return end(deadLetter(d, reason), f.report(d, schemas.ReportDeliveryFailed, ChannelWebhook, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
 	}
-	f.book.sync(dctx, f.cfg.StoreWait)
-	if dctx.Err() != nil {
-		return false
+	if !f.syncStore(dctx, ChannelWebhook) {
+		return false // dctx done
 	}
 	dropped := func(result string) bool {
 		f.m.WebhookDeliveries.WithLabelValues(result).Inc()
@@ -436,8 +445,8 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 	url := sub.Subscription.Webhook.URL
 	target := Target{URL: url, Key: key, Timeout: f.cfg.Timeout}
 	before := func(n int) error {
-		if n > 1 {
-			f.book.sync(dctx, f.cfg.StoreWait)
+		if n > 1 && !f.syncStore(dctx, ChannelWebhook) {
+			return dctx.Err()
 		}
 		if why := f.recheck(d, expires); why != "" {
 			return errDropped{why}

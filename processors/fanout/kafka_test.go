@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/childtest"
+	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
@@ -306,5 +307,45 @@ func TestReplayRetention(t *testing.T) {
 	}
 	if err := SetReplayRetention(ctx, cl, 0); err == nil || !strings.Contains(err.Error(), "not positive") {
 		t.Fatalf("a zero retention: %v", err)
+	}
+}
+
+// rolodex.fanout.deliveries takes records up to 16 MiB (a delivery with a
+// large body): the broker refusing one would stop the group for good.
+func TestDeliveriesTopicTakesLargeRecords(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, schemas.TopicEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: c.ListenAddrs()}, kgo.ProducerBatchMaxBytes(gokaconfig.MaxMessageBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := EnsureTopics(ctx, cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, schemas.TopicFanoutDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(schemas.TopicFanoutDeliveries, nil)
+	if err != nil || rc.Err != nil {
+		t.Fatal(err, rc.Err)
+	}
+	got := ""
+	for _, c := range rc.Configs {
+		if c.Key == "max.message.bytes" {
+			got = c.MaybeValue()
+		}
+	}
+	if got != "16777216" {
+		t.Errorf("max.message.bytes of %s = %q, want 16777216", schemas.TopicFanoutDeliveries, got)
+	}
+	big := make([]byte, 3<<20)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: schemas.TopicFanoutDeliveries, Value: big}).FirstErr(); err != nil {
+		t.Errorf("a 3 MiB delivery: %v", err)
 	}
 }

@@ -399,7 +399,9 @@ func SetReplayRetention(ctx context.Context, admin *kgo.Client, retention time.D
 // DefaultReplayRetention, SetReplayRetention sets the configured one), the store topics
 // rolodex.fanout.topics and rolodex.fanout.subscriptions (compacted; the
 // directory broadcast reads them whole), its output
-// rolodex.fanout.deliveries, and its table (compacted; a partition's
+// rolodex.fanout.deliveries (max.message.bytes 16 MiB, as the partners'
+// out topics: a large delivery refused by the broker would fail the group
+// on every restart), and its table (compacted; a partition's
 // directory is one value, so its records may pass Kafka's 1 MB default).
 func Topics(partitions int32) []kafkaclient.TopicSpec {
 	compact, big := "compact", fmt.Sprint(gokaconfig.MaxMessageBytes)
@@ -408,7 +410,7 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: schemas.TopicFanoutInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big, "retention.ms": &retention}},
 		{Name: schemas.TopicFanoutTopics, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicFanoutSubscriptions, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
-		{Name: schemas.TopicFanoutDeliveries, Partitions: partitions},
+		{Name: schemas.TopicFanoutDeliveries, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
 		{Name: string(goka.GroupTable(schemas.GroupFanout)), Partitions: partitions,
 			Configs: map[string]*string{"cleanup.policy": &compact, "max.message.bytes": &big}},
 	}

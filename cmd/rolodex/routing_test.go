@@ -99,21 +99,8 @@ func (d *dealerCRM) requests() []crmRequest {
 // httpAs sends a request with key and decodes the JSON answer.
 func httpAs(t *testing.T, key, method, u, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	return res.StatusCode, m
+	code, m, _ := callAPI(t, key, method, u, body)
+	return code, m
 }
 
 // Lead routing end to end, in dev mode (ingest, identity with its lead

@@ -71,21 +71,7 @@ func startDevArgs(t *testing.T, args ...string) (api, kafka string) {
 // httpJSON sends a request with the demo key and decodes the JSON answer.
 func httpJSON(t *testing.T, method, u, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer demo-key")
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	return res.StatusCode, m
+	return httpAs(t, "demo-key", method, u, body)
 }
 
 // eventually polls cond until it holds, for up to a minute.

@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/kafkatest"
 	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -102,20 +100,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicEvents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: c.ListenAddrs()}, kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	brokers := kafkatest.Cluster(t, 3, schemas.TopicEvents)
+	cl := kafkatest.Client(t, brokers, kgo.ProducerLinger(0))
 	if err := fanout.EnsureTopics(context.Background(), cl, 1); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, brokers: c.ListenAddrs(), cl: cl}
+	return &env{t: t, brokers: brokers, cl: cl}
 }
 
 func (e *env) produce(topic, key string, v any, ts time.Time) {
@@ -128,37 +118,7 @@ func (e *env) produce(topic, key string, v any, ts time.Time) {
 // readAll reads every record of topic.
 func (e *env) readAll(topic string) []*kgo.Record {
 	e.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(topic))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(want) > 0 {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			e.t.Fatalf("reading %s: %v", topic, ctx.Err())
-		}
-		f.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
+	return kafkatest.ReadAll(e.t, e.brokers, topic)
 }
 
 // waitRecords waits until topic has n records (and not more) and returns

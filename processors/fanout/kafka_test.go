@@ -18,6 +18,7 @@ import (
 	"github.com/rolodex/rolodex/internal/childtest"
 	"github.com/rolodex/rolodex/internal/gokaconfig"
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/kafkatest"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -44,18 +45,8 @@ type kafkaEnv struct {
 
 func newKafkaEnv(t *testing.T, parts int32) *kafkaEnv {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, schemas.TopicEvents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := c.ListenAddrs()
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := EnsureTopics(context.Background(), cl, 1); err != nil {
+	brokers := kafkatest.Cluster(t, parts, schemas.TopicEvents)
+	if err := EnsureTopics(context.Background(), kafkatest.Client(t, brokers), 1); err != nil {
 		t.Fatal(err)
 	}
 	// Profile records by the sarama-compatible hash (as identity writes
@@ -99,37 +90,7 @@ func (k *kafkaEnv) records(m propMsg) []*kgo.Record {
 // readAll reads every record of topic.
 func (k *kafkaEnv) readAll(topic string) []*kgo.Record {
 	k.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.ConsumeTopics(topic))
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(want) > 0 {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			k.t.Fatalf("reading %s: %v", topic, ctx.Err())
-		}
-		f.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
+	return kafkatest.ReadAll(k.t, k.brokers, topic)
 }
 
 // delivered reads rolodex.fanout.deliveries: how many records, and each

@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/kafkatest"
 	"github.com/rolodex/rolodex/reference"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -32,18 +31,8 @@ type kafkaEnv struct {
 
 func newKafkaEnv(t *testing.T) *kafkaEnv {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.TopicEvents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := c.ListenAddrs()
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := EnsureTopics(context.Background(), cl, 1); err != nil {
+	brokers := kafkatest.Cluster(t, 3, schemas.TopicEvents)
+	if err := EnsureTopics(context.Background(), kafkatest.Client(t, brokers), 1); err != nil {
 		t.Fatal(err)
 	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kafkaclient.Partitioner()), kgo.ProducerLinger(0))
@@ -73,37 +62,7 @@ func (k *kafkaEnv) produceJSON(topic, key string, v any, ts time.Time) {
 // readAll reads every record of topic.
 func (k *kafkaEnv) readAll(topic string) []*kgo.Record {
 	k.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.ConsumeTopics(topic))
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(want) > 0 {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			k.t.Fatalf("reading %s: %v", topic, ctx.Err())
-		}
-		f.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
+	return kafkatest.ReadAll(k.t, k.brokers, topic)
 }
 
 // table reads the routing table: the latest value per tenant.

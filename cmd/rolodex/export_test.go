@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/rolodex/rolodex/connectors/clickhouse"
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -306,14 +308,47 @@ func TestReportTags(t *testing.T) {
 	}
 }
 
+// chConn opens db on addr for a test, for a minute at most (closed when
+// the test ends).
+func chConn(t *testing.T, addr, db string) (context.Context, driver.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	conn, err := clickhouse.Open(ctx, clickhouse.ConnConfig{Addr: addr, Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return ctx, conn
+}
+
+// reportCase is a run of rolodex report: its flags, and its whole output.
+type reportCase struct {
+	flags []string
+	want  string
+}
+
+// checkReport runs rolodex report name on db with each case's flags and
+// fails unless it writes exactly the case's output.
+func checkReport(t *testing.T, name, addr, db string, cases []reportCase) {
+	t.Helper()
+	for _, tt := range cases {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"report", name, "--clickhouse", addr, "--database", db}, tt.flags...)
+		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		if stdout.String() != tt.want {
+			t.Fatalf("%v:\n%s\nwant\n%s", args, stdout.String(), tt.want)
+		}
+	}
+}
+
 // rolodex report funnel: messages sent per day and channel, what became
 // of them and the rates; a refused send is not counted.
 func TestReportFunnel(t *testing.T) {
 	addr, db := chTestDB(t, 10)
-	for _, tt := range []struct {
-		flags []string
-		want  string
-	}{
+	checkReport(t, "funnel", addr, db, []reportCase{
 		{[]string{"--tenant", "t1", "--format", "csv"}, "day,tenant,channel,sent,delivered,opened,clicked,bounced,bounced_hard,bounced_soft,spam,unsubscribed," +
 			"delivery_rate,open_rate,click_rate,click_to_open_rate,bounce_rate,hard_bounce_rate,soft_bounce_rate,spam_rate,unsubscribe_rate\n" +
 			"2026-11-01,t1,email,2,1,1,0,1,1,0,0,0,0.5,1,0,0,0.5,0.5,0,0,0\n"},
@@ -343,14 +378,5 @@ func TestReportFunnel(t *testing.T) {
   }
 ]
 `},
-	} {
-		var stdout, stderr bytes.Buffer
-		args := append([]string{"report", "funnel", "--clickhouse", addr, "--database", db}, tt.flags...)
-		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
-		}
-		if stdout.String() != tt.want {
-			t.Fatalf("%v:\n%s\nwant\n%s", args, stdout.String(), tt.want)
-		}
-	}
+	})
 }

@@ -49,13 +49,7 @@ func TestReportDeliveries(t *testing.T) {
 		r("s1", "e5", try, 1, 503, "retry", 20, at(3, 9, 0, 0)),
 		r("s1", "e5", schemas.ReportDeliveryExhausted, 1, 503, "exhausted", 0, at(3, 9, 0, 1)),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := clickhouse.Open(ctx, clickhouse.ConnConfig{Addr: addr, Database: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := chConn(t, addr, db)
 	for range 2 {
 		var rows clickhouse.DeliveryRows
 		for i, x := range reports {
@@ -70,10 +64,7 @@ func TestReportDeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, tt := range []struct {
-		flags []string
-		want  string
-	}{
+	checkReport(t, "deliveries", addr, db, []reportCase{
 		{[]string{"--tenant", "demo", "--format", "csv"}, "" +
 			"day,tenant,partner,topic,deliveries,delivered,retried,failed,exhausted,dropped,p50_latency_ms,p99_latency_ms\n" +
 			"2026-11-02,demo,bank-a,car-chosen,4,2,1,1,0,1,50,150\n" +
@@ -103,16 +94,7 @@ func TestReportDeliveries(t *testing.T) {
 ]
 `},
 		{[]string{"--partner", "bank-c", "--format", "csv"}, "day,tenant,partner,topic,deliveries,delivered,retried,failed,exhausted,dropped,p50_latency_ms,p99_latency_ms\n"},
-	} {
-		var stdout, stderr bytes.Buffer
-		args := append([]string{"report", "deliveries", "--clickhouse", addr, "--database", db}, tt.flags...)
-		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
-		}
-		if stdout.String() != tt.want {
-			t.Fatalf("%v:\n%s\nwant\n%s", args, stdout.String(), tt.want)
-		}
-	}
+	})
 }
 
 // --partner and --topic only for a report with that column, checked

@@ -55,13 +55,7 @@ func TestReportLeads(t *testing.T) {
 		o("lead.distributed", "A4", 1, "dealer-b", "", at(3, 9, 0, 1)),
 		o("lead.accepted", "A4", 1, "dealer-b", "", at(3, 9, 0, 45)),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := clickhouse.Open(ctx, clickhouse.ConnConfig{Addr: addr, Database: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	ctx, conn := chConn(t, addr, db)
 	for range 2 {
 		var rows clickhouse.LeadOutcomeRows
 		for i, x := range outcomes {
@@ -78,10 +72,7 @@ func TestReportLeads(t *testing.T) {
 			}
 		}
 	}
-	for _, tt := range []struct {
-		flags []string
-		want  string
-	}{
+	checkReport(t, "leads", addr, db, []reportCase{
 		{[]string{"--tenant", "demo", "--format", "csv"}, "" +
 			"day,tenant,partner,routed,delivered,delivery_failed,accepted,rejected,rerouted,sla_misses,median_accept_seconds\n" +
 			"2026-11-02,demo,dealer-a,3,2,1,2,0,1,0,495\n" +
@@ -110,16 +101,7 @@ func TestReportLeads(t *testing.T) {
 ]
 `},
 		{[]string{"--tenant", "other", "--format", "csv"}, "day,tenant,partner,routed,delivered,delivery_failed,accepted,rejected,rerouted,sla_misses,median_accept_seconds\n"},
-	} {
-		var stdout, stderr bytes.Buffer
-		args := append([]string{"report", "leads", "--clickhouse", addr, "--database", db}, tt.flags...)
-		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
-		}
-		if stdout.String() != tt.want {
-			t.Fatalf("%v:\n%s\nwant\n%s", args, stdout.String(), tt.want)
-		}
-	}
+	})
 }
 
 // The report's dates are checked before anything connects.

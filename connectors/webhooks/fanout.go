@@ -295,20 +295,11 @@ func (f *Fanout) Run(ctx context.Context) error {
 }
 
 func (f *Fanout) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
-	if f.cfg.SessionTimeout > 0 && len(opts) > 0 {
-		opts = append(opts, kgo.SessionTimeout(f.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, f.cfg.SessionTimeout/3)))
-	}
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: f.cfg.Brokers, ClientID: id}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("fanout delivery: %w", err)
-	}
-	return cl, nil
+	return newClient(f.cfg.Brokers, f.cfg.SessionTimeout, "fanout delivery", id, opts...)
 }
 
 func (f *Fanout) produce(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
-	return kafkaclient.ProduceUntilAcked(ctx, cl, f.cfg.RetryBackoff, func(err error) {
-		f.cfg.Logger.Error("fanout delivery: write, retrying", "records", len(recs), "err", err)
-	}, recs...)
+	return produceAcked(ctx, cl, f.cfg.Logger, f.cfg.RetryBackoff, "fanout delivery", recs)
 }
 
 // syncStore waits until the store copy has read every store record
@@ -394,100 +385,75 @@ func deadLetter(d *schemas.FanoutDelivery, reason string) *kgo.Record {
 // topic and reports it, committing a batch only after Kafka acknowledged
 // everything it produced.
 func (f *Fanout) runKafka(ctx context.Context) error {
-	cl, err := f.client("rolodex-fanout-kafka",
-		kgo.ConsumerGroup(schemas.GroupFanoutKafka),
-		kgo.ConsumeTopics(schemas.TopicFanoutDeliveries),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ProducerBatchMaxBytes(MaxOutRecordBytes),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	defer cl.AllowRebalance()
-	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			f.cfg.Logger.Warn("fanout delivery: fetch", "topic", topic, "partition", part, "err", err)
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			cl.AllowRebalance()
+	return runBatches(ctx, f.client, f.cfg.Logger, "fanout delivery", "rolodex-fanout-kafka",
+		schemas.GroupFanoutKafka, schemas.TopicFanoutDeliveries, f.kafkaBatch)
+}
+
+// kafkaBatch writes a batch of rolodex.fanout.deliveries' Kafka
+// subscriptions (a batchFunc).
+func (f *Fanout) kafkaBatch(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (bool, error) {
+	var kds []*schemas.FanoutDelivery
+	for _, r := range recs {
+		d, err := decodeDelivery(r)
+		switch {
+		case err != nil:
+			f.cfg.Logger.Warn("fanout delivery: undecodable delivery", "partition", r.Partition, "offset", r.Offset, "err", err)
+			f.m.KafkaSkipped.WithLabelValues("undecodable").Inc()
+			continue
+		case !d.Kafka:
+			f.m.KafkaSkipped.WithLabelValues("webhook").Inc()
 			continue
 		}
-		var kds []*schemas.FanoutDelivery
-		for _, r := range recs {
-			d, err := decodeDelivery(r)
-			switch {
-			case err != nil:
-				f.cfg.Logger.Warn("fanout delivery: undecodable delivery", "partition", r.Partition, "offset", r.Offset, "err", err)
-				f.m.KafkaSkipped.WithLabelValues("undecodable").Inc()
-				continue
-			case !d.Kafka:
-				f.m.KafkaSkipped.WithLabelValues("webhook").Inc()
-				continue
-			}
-			kds = append(kds, d)
-		}
-		// The send-time check, as for a webhook: one sync for the batch,
-		// after it was read.
-		if len(kds) > 0 && !f.syncStore(ctx, ChannelKafka) {
-			return nil // ctx done: the batch is read again
-		}
-		var out, after []*kgo.Record
-		ds := map[*kgo.Record]*schemas.FanoutDelivery{}
-		ended := map[string]int{}
-		for _, d := range kds {
-			expires, err := consentExpires(d.Body)
-			if err != nil {
-				reason := "undecodable body: " + err.Error()
-				after = append(after, deadLetter(d, reason),
-					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
-				ended[string(ResultPermanent)]++
-				continue
-			}
-			if why := f.recheck(d, expires); why != "" {
-				after = append(after, f.report(d, schemas.ReportDeliveryDropped, ChannelKafka, why, 0, 0, 0, nil))
-				ended[why]++
-				continue
-			}
-			o := &kgo.Record{Topic: schemas.OutTopic(d.Partner), Key: []byte(d.ProfileID), Value: []byte(d.Body), Headers: FanoutHeaders(d)}
-			ds[o] = d
-			out = append(out, o)
-		}
-		refused, err := produceOut(ctx, cl, f.cfg.Logger, f.cfg.RetryBackoff, "fanout delivery", out)
-		if err != nil {
-			return nil // ctx done: the batch is read again
-		}
-		for _, o := range out {
-			d := ds[o]
-			if err := refused[o]; err != nil {
-				after = append(after, deadLetter(d, "refused: "+err.Error()),
-					f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, schemas.ReportResultRefused, 1, 0, 0, err))
-				ended[schemas.ReportResultRefused]++
-				continue
-			}
-			after = append(after, f.report(d, schemas.ReportDeliverySucceeded, ChannelKafka, string(ResultSuccess), 1, 0, 0, nil))
-			ended[string(ResultSuccess)]++
-		}
-		if len(after) > 0 {
-			if err := f.produce(ctx, cl, after...); err != nil {
-				return nil // ctx done: the batch is read again
-			}
-		}
-		for result, n := range ended {
-			f.m.KafkaDeliveries.WithLabelValues(result).Add(float64(n))
-		}
-		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-			// Written: a lost commit only means the batch is written
-			// again, with the same ids.
-			f.cfg.Logger.Warn("fanout delivery: commit", "err", err)
-		}
-		cl.AllowRebalance()
+		kds = append(kds, d)
 	}
+	// The send-time check, as for a webhook: one sync for the batch,
+	// after it was read.
+	if len(kds) > 0 && !f.syncStore(ctx, ChannelKafka) {
+		return false, nil // ctx done: the batch is read again
+	}
+	var out, after []*kgo.Record
+	ds := map[*kgo.Record]*schemas.FanoutDelivery{}
+	ended := map[string]int{}
+	for _, d := range kds {
+		expires, err := consentExpires(d.Body)
+		if err != nil {
+			reason := "undecodable body: " + err.Error()
+			after = append(after, deadLetter(d, reason),
+				f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
+			ended[string(ResultPermanent)]++
+			continue
+		}
+		if why := f.recheck(d, expires); why != "" {
+			after = append(after, f.report(d, schemas.ReportDeliveryDropped, ChannelKafka, why, 0, 0, 0, nil))
+			ended[why]++
+			continue
+		}
+		o := &kgo.Record{Topic: schemas.OutTopic(d.Partner), Key: []byte(d.ProfileID), Value: []byte(d.Body), Headers: FanoutHeaders(d)}
+		ds[o] = d
+		out = append(out, o)
+	}
+	refused, err := produceOut(ctx, cl, f.cfg.Logger, f.cfg.RetryBackoff, "fanout delivery", out)
+	if err != nil {
+		return false, nil // ctx done: the batch is read again
+	}
+	for _, o := range out {
+		d := ds[o]
+		if err := refused[o]; err != nil {
+			after = append(after, deadLetter(d, "refused: "+err.Error()),
+				f.report(d, schemas.ReportDeliveryFailed, ChannelKafka, schemas.ReportResultRefused, 1, 0, 0, err))
+			ended[schemas.ReportResultRefused]++
+			continue
+		}
+		after = append(after, f.report(d, schemas.ReportDeliverySucceeded, ChannelKafka, string(ResultSuccess), 1, 0, 0, nil))
+		ended[string(ResultSuccess)]++
+	}
+	if len(after) > 0 {
+		if err := f.produce(ctx, cl, after...); err != nil {
+			return false, nil // ctx done: the batch is read again
+		}
+	}
+	for result, n := range ended {
+		f.m.KafkaDeliveries.WithLabelValues(result).Add(float64(n))
+	}
+	return true, nil
 }

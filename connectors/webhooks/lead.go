@@ -283,23 +283,12 @@ func (d *LeadDelivery) Run(ctx context.Context) error {
 }
 
 func (d *LeadDelivery) client(id string, opts ...kgo.Opt) (*kgo.Client, error) {
-	if d.cfg.SessionTimeout > 0 && len(opts) > 0 { // a group's client
-		opts = append(opts, kgo.SessionTimeout(d.cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, d.cfg.SessionTimeout/3)))
-	}
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: d.cfg.Brokers, ClientID: id}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("lead delivery: %w", err)
-	}
-	return cl, nil
+	return newClient(d.cfg.Brokers, d.cfg.SessionTimeout, "lead delivery", id, opts...)
 }
 
 // produce writes recs until Kafka acknowledged them all, or ctx is done.
-// The producer is idempotent; a record written again after a failed
-// attempt is a duplicate its consumers absorb (same ids).
 func (d *LeadDelivery) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	return kafkaclient.ProduceUntilAcked(ctx, cl, d.cfg.RetryBackoff, func(err error) {
-		d.cfg.Logger.Error("lead delivery: write, retrying", "records", len(recs), "err", err)
-	}, recs...)
+	return produceAcked(ctx, cl, d.cfg.Logger, d.cfg.RetryBackoff, "lead delivery", recs)
 }
 
 // runDispatcher reads rolodex.routing.outcomes and writes each lead.routed
@@ -307,88 +296,63 @@ func (d *LeadDelivery) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.
 // (and, for a kafka partner, lead.distributed), committing a batch only
 // after Kafka acknowledged everything it produced.
 func (d *LeadDelivery) runDispatcher(ctx context.Context) error {
-	cl, err := d.client("rolodex-lead-delivery",
-		kgo.ConsumerGroup(schemas.GroupLeadDelivery),
-		kgo.ConsumeTopics(schemas.TopicRoutingOutcomes),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ProducerBatchMaxBytes(MaxOutRecordBytes),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	defer cl.AllowRebalance()
-	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			d.cfg.Logger.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			cl.AllowRebalance()
+	return runBatches(ctx, d.client, d.cfg.Logger, "lead delivery", "rolodex-lead-delivery",
+		schemas.GroupLeadDelivery, schemas.TopicRoutingOutcomes, d.dispatchBatch)
+}
+
+// dispatchBatch dispatches a batch of rolodex.routing.outcomes (a
+// batchFunc).
+func (d *LeadDelivery) dispatchBatch(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (bool, error) {
+	// First the records to the out topics (the deliveries), then the
+	// reports: a kafka partner's lead.distributed only once its record
+	// is written, a failure report for a record Kafka refused for good.
+	var out, after []*kgo.Record
+	type key struct{ partner, kind string }
+	dispatched := map[key]int{}
+	for _, r := range recs {
+		rs, _, _, reason := d.dispatch(r)
+		if reason != "" {
+			d.m.Skipped.WithLabelValues(reason).Inc()
+			after = append(after, rs...) // an undeliverable lead's failure report
 			continue
 		}
-		// First the records to the out topics (the deliveries), then the
-		// reports: a kafka partner's lead.distributed only once its record
-		// is written, a failure report for a record Kafka refused for good.
-		var out, after []*kgo.Record
-		type key struct{ partner, kind string }
-		dispatched := map[key]int{}
-		for _, r := range recs {
-			rs, _, _, reason := d.dispatch(r)
-			if reason != "" {
-				d.m.Skipped.WithLabelValues(reason).Inc()
-				after = append(after, rs...) // an undeliverable lead's failure report
-				continue
-			}
-			out = append(out, rs[0])
-			after = append(after, rs[1:]...)
-		}
-		refused, err := d.produceOut(ctx, cl, out)
-		if err != nil {
-			return nil // ctx done: the batch is read again
-		}
-		var distributed []string
-		for _, r := range out {
-			h := headers(r)
-			partner, kind := r.Topic[len(schemas.OutTopicPrefix):], h[HeaderKind]
-			if err := refused[r]; err != nil {
-				rs, rerr := d.refusedReport(partner, h, err)
-				if rerr != nil {
-					return fmt.Errorf("lead delivery: report: %w", rerr)
-				}
-				after = append(after, rs...)
-				d.m.Deliveries.WithLabelValues(partner, kind, string(ResultPermanent)).Inc()
-				continue
-			}
-			dispatched[key{partner, kind}]++
-			if d.byName[partner].kafka && kind == KindLead {
-				distributed = append(distributed, partner)
-			}
-		}
-		if len(after) > 0 {
-			if err := d.produce(ctx, cl, after); err != nil {
-				return nil // ctx done: the batch is read again
-			}
-		}
-		for k, n := range dispatched {
-			d.m.Dispatched.WithLabelValues(k.partner, k.kind).Add(float64(n))
-		}
-		for _, p := range distributed {
-			d.m.Deliveries.WithLabelValues(p, KindLead, string(ResultSuccess)).Inc()
-		}
-		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-			// Written: a lost commit only means the batch is dispatched
-			// again, with the same ids.
-			d.cfg.Logger.Warn("lead delivery: commit", "err", err)
-		}
-		cl.AllowRebalance()
+		out = append(out, rs[0])
+		after = append(after, rs[1:]...)
 	}
+	refused, err := d.produceOut(ctx, cl, out)
+	if err != nil {
+		return false, nil // ctx done: the batch is read again
+	}
+	var distributed []string
+	for _, r := range out {
+		h := headers(r)
+		partner, kind := r.Topic[len(schemas.OutTopicPrefix):], h[HeaderKind]
+		if err := refused[r]; err != nil {
+			rs, rerr := d.refusedReport(partner, h, err)
+			if rerr != nil {
+				return false, fmt.Errorf("lead delivery: report: %w", rerr)
+			}
+			after = append(after, rs...)
+			d.m.Deliveries.WithLabelValues(partner, kind, string(ResultPermanent)).Inc()
+			continue
+		}
+		dispatched[key{partner, kind}]++
+		if d.byName[partner].kafka && kind == KindLead {
+			distributed = append(distributed, partner)
+		}
+	}
+	if len(after) > 0 {
+		if err := d.produce(ctx, cl, after); err != nil {
+			return false, nil // ctx done: the batch is read again
+		}
+	}
+	for k, n := range dispatched {
+		d.m.Dispatched.WithLabelValues(k.partner, k.kind).Add(float64(n))
+	}
+	for _, p := range distributed {
+		d.m.Deliveries.WithLabelValues(p, KindLead, string(ResultSuccess)).Inc()
+	}
+	return true, nil
 }
 
 // produceOut writes the records to the out topics until Kafka acknowledged

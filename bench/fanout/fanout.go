@@ -378,55 +378,8 @@ func produceSync(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error 
 // commit each once its copy is acknowledged. It ends when every copy is
 // acknowledged.
 func (e *Env) Passthrough(ctx context.Context, n int) (measure.Phase, error) {
-	var (
-		acked   atomic.Int64
-		done    = make(chan struct{})
-		failed  = make(chan error, 1)
-		errOnce sync.Once
-	)
-	start, cpu0 := time.Now(), measure.ProcessCPU()
-	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: e.brokers, ClientID: "rolodex-bench-fanout-passthrough"},
-		kgo.ConsumerGroup(GroupPassthrough), kgo.ConsumeTopics(schemas.TopicFanoutDeliveries),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitMarks())
-	if err != nil {
-		return measure.Phase{}, fmt.Errorf("benchfanout: passthrough: %w", err)
-	}
-	defer cl.Close()
-	for consumed := 0; consumed < n; {
-		fs := cl.PollRecords(ctx, n-consumed)
-		if err := ctx.Err(); err != nil {
-			return measure.Phase{}, err
-		}
-		if err := fs.Err0(); err != nil {
-			return measure.Phase{}, fmt.Errorf("benchfanout: passthrough: consume: %w", err)
-		}
-		fs.EachRecord(func(in *kgo.Record) {
-			consumed++
-			out := &kgo.Record{Topic: TopicPassthrough, Key: in.Key, Value: in.Value, Headers: in.Headers, Timestamp: in.Timestamp}
-			cl.Produce(ctx, out, func(_ *kgo.Record, err error) {
-				if err != nil {
-					errOnce.Do(func() { failed <- err })
-					return
-				}
-				cl.MarkCommitRecords(in)
-				if acked.Add(1) == int64(n) {
-					close(done)
-				}
-			})
-		})
-	}
-	select {
-	case <-done:
-	case err := <-failed:
-		return measure.Phase{}, fmt.Errorf("benchfanout: passthrough: produce: %w", err)
-	case <-ctx.Done():
-		return measure.Phase{}, ctx.Err()
-	}
-	p := measure.NewPhase(n, time.Since(start), measure.ProcessCPU()-cpu0)
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
-		return measure.Phase{}, fmt.Errorf("benchfanout: passthrough: commit: %w", err)
-	}
-	return p, nil
+	return measure.Passthrough(ctx, measure.PassthroughConfig{Brokers: e.brokers, ClientID: "rolodex-bench-fanout-passthrough",
+		Group: GroupPassthrough, From: schemas.TopicFanoutDeliveries, To: TopicPassthrough, N: n, What: "benchfanout"})
 }
 
 // delivery is a running webhooks.Fanout.

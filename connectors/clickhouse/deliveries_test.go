@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -499,41 +498,14 @@ func TestSinkFanoutReports(t *testing.T) {
 // expands them, and shows the report's rows of the range, latest day
 // first.
 func TestDeliveriesGrafanaPanel(t *testing.T) {
-	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct {
-				RawSQL string `json:"rawSql"`
-			}
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatal(err)
-	}
-	var sql string
-	for _, p := range dash.Panels {
-		if p.Title == "Deliveries by partner and topic" && len(p.Targets) == 1 {
-			sql = p.Targets[0].RawSQL
-		}
-	}
-	if !strings.Contains(sql, "rolodex.report_deliveries") {
-		t.Fatalf("no panel \"Deliveries by partner and topic\" reading rolodex.report_deliveries: %q", sql)
-	}
+	sql := reportsPanelSQL(t, "Deliveries by partner and topic", "rolodex.report_deliveries")
 	conn, db := testDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	insertDeliveries(t, ctx, conn, db, deliveryScenario(), 1)
-	q := strings.NewReplacer("rolodex.", db+".",
-		"$__fromTime", "toDateTime('2026-11-02 00:00:00', 'UTC')",
-		"$__toTime", "toDateTime('2026-11-03 23:59:59', 'UTC')").Replace(sql)
+	q := panelQuery(sql, db, "2026-11-02 00:00:00", "2026-11-03 23:59:59")
 	rows := deliveryScenarioReport
 	checkQuery(t, conn, q, [][]string{rows[4], rows[0], rows[1], rows[2], rows[3]})
-	q = strings.NewReplacer("rolodex.", db+".",
-		"$__fromTime", "toDateTime('2026-11-03 00:00:00', 'UTC')",
-		"$__toTime", "toDateTime('2026-11-03 23:59:59', 'UTC')").Replace(sql)
+	q = panelQuery(sql, db, "2026-11-03 00:00:00", "2026-11-03 23:59:59")
 	checkQuery(t, conn, q, [][]string{rows[4]})
 }

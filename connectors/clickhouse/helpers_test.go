@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +127,45 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// reportsPanelSQL is the SQL of the one target of the panel title in the
+// Grafana dashboard deploy/grafana/dashboards/reports.json; the test fails
+// unless it reads table.
+func reportsPanelSQL(t *testing.T, title, table string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct {
+				RawSQL string `json:"rawSql"`
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var sql string
+	for _, p := range dash.Panels {
+		if p.Title == title && len(p.Targets) == 1 {
+			sql = p.Targets[0].RawSQL
+		}
+	}
+	if !strings.Contains(sql, table) {
+		t.Fatalf("no panel %q reading %s: %q", title, table, sql)
+	}
+	return sql
+}
+
+// panelQuery is a panel's sql on database db, with the time range from-to
+// (UTC, "2006-01-02 15:04:05") in its macros as the ClickHouse plugin
+// expands them.
+func panelQuery(sql, db, from, to string) string {
+	return strings.NewReplacer("rolodex.", db+".",
+		"$__fromTime", "toDateTime('"+from+"', 'UTC')",
+		"$__toTime", "toDateTime('"+to+"', 'UTC')").Replace(sql)
 }

@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -419,37 +418,12 @@ func TestSinkLeadOutcomes(t *testing.T) {
 // ClickHouse plugin expands them, and shows the report's rows of the
 // range, latest day first.
 func TestLeadsGrafanaPanel(t *testing.T) {
-	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct {
-				RawSQL string `json:"rawSql"`
-			}
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatal(err)
-	}
-	var sql string
-	for _, p := range dash.Panels {
-		if p.Title == "Leads by partner" && len(p.Targets) == 1 {
-			sql = p.Targets[0].RawSQL
-		}
-	}
-	if !strings.Contains(sql, "rolodex.report_leads_by_partner") {
-		t.Fatalf("no panel \"Leads by partner\" reading rolodex.report_leads_by_partner: %q", sql)
-	}
+	sql := reportsPanelSQL(t, "Leads by partner", "rolodex.report_leads_by_partner")
 	conn, db := testDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	insertLeads(t, ctx, conn, db, leadRows(t, leadScenario()))
-	q := strings.NewReplacer("rolodex.", db+".",
-		"$__fromTime", "toDateTime('2026-11-02 00:00:00', 'UTC')",
-		"$__toTime", "toDateTime('2026-11-03 23:59:59', 'UTC')").Replace(sql)
+	q := panelQuery(sql, db, "2026-11-02 00:00:00", "2026-11-03 23:59:59")
 	want := [][]string{leadScenarioReport[3], leadScenarioReport[0], leadScenarioReport[1], leadScenarioReport[2]}
 	checkQuery(t, conn, q, want)
 }

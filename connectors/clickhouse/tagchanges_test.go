@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -349,37 +348,12 @@ func TestTagMembershipView(t *testing.T) {
 // tenant and tag, members at the end of each day with a change, up to the
 // range's end.
 func TestTagMembershipGrafanaPanel(t *testing.T) {
-	raw, err := os.ReadFile("../../deploy/grafana/dashboards/reports.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct {
-				RawSQL string `json:"rawSql"`
-			}
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatal(err)
-	}
-	var sql string
-	for _, p := range dash.Panels {
-		if p.Title == "Tag membership" && len(p.Targets) == 1 {
-			sql = p.Targets[0].RawSQL
-		}
-	}
-	if !strings.Contains(sql, "rolodex.report_tag_membership_daily") {
-		t.Fatalf("no panel \"Tag membership\" reading rolodex.report_tag_membership_daily: %q", sql)
-	}
+	sql := reportsPanelSQL(t, "Tag membership", "rolodex.report_tag_membership_daily")
 	conn, db := testDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	insertTagChanges(t, ctx, conn, db, tagMembershipScenario()...)
-	q := strings.NewReplacer("rolodex.", db+".",
-		"$__fromTime", "toDateTime('2026-11-01 00:00:00', 'UTC')",
-		"$__toTime", "toDateTime('2026-11-04 12:00:00', 'UTC')").Replace(sql)
+	q := panelQuery(sql, db, "2026-11-01 00:00:00", "2026-11-04 12:00:00")
 	res, err := Query(ctx, conn, q)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +169,23 @@ func panelQuery(sql, db, from, to string) string {
 	return strings.NewReplacer("rolodex.", db+".",
 		"$__fromTime", "toDateTime('"+from+"', 'UTC')",
 		"$__toTime", "toDateTime('"+to+"', 'UTC')").Replace(sql)
+}
+
+// checkDecoded checks a decoder's answer (got, err): the error wantErr,
+// word for word, when it is set, else no error and a row deeply equal to
+// want.
+func checkDecoded[R any](t *testing.T, got R, err error, want R, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || err.Error() != wantErr {
+			t.Fatalf("err = %v, want %s", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
 }

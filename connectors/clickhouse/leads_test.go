@@ -204,18 +204,7 @@ func TestDecodeLeadOutcome(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecodeLeadOutcome([]byte(tt.value), tt.key, 3, 7)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("err = %v, want %s", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
-			}
+			checkDecoded(t, got, err, tt.want, tt.err)
 		})
 	}
 }

@@ -21,15 +21,6 @@ var (
 		Subscription: schemas.Subscription{ID: "sub_1", Tenant: "demo", Partner: "bank", Topic: "car-chosen", Kafka: true, Status: schemas.SubscriptionActive}}
 )
 
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestRecords(t *testing.T) {
 	ts := time.UnixMilli(1_700_000_000_000)
 	for _, tc := range []struct {
@@ -39,13 +30,13 @@ func TestRecords(t *testing.T) {
 		skip  string
 		check func(t *testing.T, in *schemas.FanoutInput)
 	}{
-		{name: "topic", rec: &kgo.Record{Topic: schemas.TopicFanoutTopics, Value: mustJSON(t, carTopic), Timestamp: ts}, kind: "topic",
+		{name: "topic", rec: &kgo.Record{Topic: schemas.TopicFanoutTopics, Value: kafkatest.JSON(t, carTopic), Timestamp: ts}, kind: "topic",
 			check: func(t *testing.T, in *schemas.FanoutInput) {
 				if in.Topic == nil || in.Topic.Topic.Name != "car-chosen" || in.Topic.Version != 1 || in.Subscription != nil {
 					t.Fatalf("broadcast %+v", in)
 				}
 			}},
-		{name: "subscription, secret left out", rec: &kgo.Record{Topic: schemas.TopicFanoutSubscriptions, Value: mustJSON(t, bankSub), Timestamp: ts},
+		{name: "subscription, secret left out", rec: &kgo.Record{Topic: schemas.TopicFanoutSubscriptions, Value: kafkatest.JSON(t, bankSub), Timestamp: ts},
 			kind: "subscription", check: func(t *testing.T, in *schemas.FanoutInput) {
 				if in.Subscription == nil || in.Subscription.Subscription.ID != "sub_1" || in.Subscription.Secret != "" || in.Topic != nil {
 					t.Fatalf("broadcast %+v", in)
@@ -55,7 +46,7 @@ func TestRecords(t *testing.T) {
 		{name: "not JSON", rec: &kgo.Record{Topic: schemas.TopicFanoutTopics, Value: []byte("{")}, skip: "undecodable"},
 		{name: "topic without a name", rec: &kgo.Record{Topic: schemas.TopicFanoutTopics, Value: []byte(`{"version":1}`)}, skip: "undecodable"},
 		{name: "subscription without an id", rec: &kgo.Record{Topic: schemas.TopicFanoutSubscriptions, Value: []byte(`{"version":1}`)}, skip: "undecodable"},
-		{name: "another topic", rec: &kgo.Record{Topic: "x", Value: mustJSON(t, carTopic)}, skip: "undecodable"},
+		{name: "another topic", rec: &kgo.Record{Topic: "x", Value: kafkatest.JSON(t, carTopic)}, skip: "undecodable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, kind, skip := Records(tc.rec, 5)
@@ -110,9 +101,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) produce(topic, key string, v any, ts time.Time) {
 	e.t.Helper()
-	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: mustJSON(e.t, v), Timestamp: ts}).FirstErr(); err != nil {
-		e.t.Fatal(err)
-	}
+	kafkatest.ProduceJSON(e.t, e.cl, topic, key, v, ts)
 }
 
 // readAll reads every record of topic.

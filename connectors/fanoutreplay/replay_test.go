@@ -31,15 +31,6 @@ var (
 	after  = since.Add(time.Minute)
 )
 
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // withReplay is rec's next version carrying a replay request.
 func withReplay(rec schemas.SubscriptionRecord, version int64, id string, from time.Time) schemas.SubscriptionRecord {
 	rec.Version = version
@@ -59,12 +50,12 @@ func TestDecide(t *testing.T) {
 		id     string
 		result string
 	}{
-		{name: "no replay", value: mustJSON(t, bankSub)},
-		{name: "a new replay", value: mustJSON(t, withReplay(bankSub, 2, "rpl_1", since)), id: "rpl_1", result: ResultDone},
-		{name: "the same replay again", prev: "rpl_1", value: mustJSON(t, withReplay(bankSub, 3, "rpl_1", since)), id: "rpl_1"},
-		{name: "another replay", prev: "rpl_1", value: mustJSON(t, withReplay(bankSub, 4, "rpl_2", since)), id: "rpl_2", result: ResultDone},
-		{name: "not active", value: mustJSON(t, disabled), id: "rpl_1", result: ResultInactive},
-		{name: "since not an instant", value: mustJSON(t, bad), id: "rpl_1", result: ResultInvalid},
+		{name: "no replay", value: kafkatest.JSON(t, bankSub)},
+		{name: "a new replay", value: kafkatest.JSON(t, withReplay(bankSub, 2, "rpl_1", since)), id: "rpl_1", result: ResultDone},
+		{name: "the same replay again", prev: "rpl_1", value: kafkatest.JSON(t, withReplay(bankSub, 3, "rpl_1", since)), id: "rpl_1"},
+		{name: "another replay", prev: "rpl_1", value: kafkatest.JSON(t, withReplay(bankSub, 4, "rpl_2", since)), id: "rpl_2", result: ResultDone},
+		{name: "not active", value: kafkatest.JSON(t, disabled), id: "rpl_1", result: ResultInactive},
+		{name: "since not an instant", value: kafkatest.JSON(t, bad), id: "rpl_1", result: ResultInvalid},
 		{name: "tombstone", prev: "rpl_1"},
 		{name: "undecodable keeps prev", prev: "rpl_1", value: []byte("{"), id: "rpl_1"},
 	} {
@@ -99,21 +90,21 @@ func TestReplayRecord(t *testing.T) {
 		key  string
 	}{
 		{name: "an event of the topic after since", key: "p_1",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
 		{name: "at since", key: "p_1",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: since, Value: mustJSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: since, Value: kafkatest.JSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
 		{name: "before since",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: before, Value: mustJSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: before, Value: kafkatest.JSON(t, &schemas.FanoutInput{Event: event("demo", "car-chosen", "e-1", "p_1")})}},
 		{name: "another tenant's topic of that name",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Event: event("acme", "car-chosen", "e-1", "p_1")})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Event: event("acme", "car-chosen", "e-1", "p_1")})}},
 		{name: "another topic",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Event: event("demo", "loan", "e-1", "p_1")})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Event: event("demo", "loan", "e-1", "p_1")})}},
 		{name: "a status change",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: profile("p_1")}})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: profile("p_1")}})}},
 		{name: "a replay",
-			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub_1", Event: *event("demo", "car-chosen", "e-1", "p_1")}})}},
+			rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub_1", Event: *event("demo", "car-chosen", "e-1", "p_1")}})}},
 		{name: "a directory record",
-			rec: &kgo.Record{Key: []byte(schemas.DirectoryKey(0, 3)), Timestamp: after, Value: mustJSON(t, &schemas.FanoutInput{Subscription: &bankSub})}},
+			rec: &kgo.Record{Key: []byte(schemas.DirectoryKey(0, 3)), Timestamp: after, Value: kafkatest.JSON(t, &schemas.FanoutInput{Subscription: &bankSub})}},
 		{name: "undecodable", rec: &kgo.Record{Key: []byte("p_1"), Timestamp: after, Value: []byte("{")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,9 +148,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) produce(topic, key string, v any, ts time.Time) {
 	e.t.Helper()
-	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: mustJSON(e.t, v), Timestamp: ts}).FirstErr(); err != nil {
-		e.t.Fatal(err)
-	}
+	kafkatest.ProduceJSON(e.t, e.cl, topic, key, v, ts)
 }
 
 // readAll reads every record of topic.

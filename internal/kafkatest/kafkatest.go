@@ -1,10 +1,11 @@
 // Package kafkatest holds what the Kafka tests of several packages share:
-// a kfake cluster over TCP, a client of it closed with the test, and
-// reading a whole topic. Test support only.
+// a kfake cluster over TCP, a client of it closed with the test, writing
+// JSON records and reading a whole topic. Test support only.
 package kafkatest
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -38,6 +39,26 @@ func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// JSON is v as JSON; the test fails when it cannot be.
+func JSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ProduceJSON writes v as JSON to topic with key and timestamp ts, and
+// waits until Kafka acknowledged it (the test fails when it does not).
+func ProduceJSON(t testing.TB, cl *kgo.Client, topic, key string, v any, ts time.Time) {
+	t.Helper()
+	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: JSON(t, v), Timestamp: ts}
+	if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ReadAll reads every record of topic, up to the end offsets it lists

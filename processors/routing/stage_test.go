@@ -52,11 +52,7 @@ func (k *kafkaEnv) produce(topic, key string, value []byte, ts time.Time) {
 
 func (k *kafkaEnv) produceJSON(topic, key string, v any, ts time.Time) {
 	k.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	k.produce(topic, key, b, ts)
+	k.produce(topic, key, kafkatest.JSON(k.t, v), ts)
 }
 
 // readAll reads every record of topic.

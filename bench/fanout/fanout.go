@@ -314,7 +314,7 @@ func (e *Env) setup(ctx context.Context) error {
 		}
 		recs = append(recs, &kgo.Record{Topic: schemas.TopicFanoutSubscriptions, Key: []byte(s.Subscription.ID), Value: v})
 	}
-	if err := produceSync(ctx, e.cl, recs); err != nil {
+	if err := measure.ProduceAll(ctx, e.cl, recs); err != nil {
 		return fmt.Errorf("benchfanout: store topics and subscriptions: %w", err)
 	}
 	return nil
@@ -349,28 +349,10 @@ func (e *Env) Store(ctx context.Context, ds []schemas.FanoutDelivery) (int, erro
 		bytes += len(v)
 		recs = append(recs, &kgo.Record{Topic: schemas.TopicFanoutDeliveries, Key: []byte(ds[i].DeliveryKey()), Value: v})
 	}
-	if err := produceSync(ctx, e.cl, recs); err != nil {
+	if err := measure.ProduceAll(ctx, e.cl, recs); err != nil {
 		return 0, fmt.Errorf("benchfanout: store deliveries: %w", err)
 	}
 	return bytes / max(1, len(ds)), nil
-}
-
-func produceSync(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	var (
-		once     sync.Once
-		firstErr error
-	)
-	for _, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				once.Do(func() { firstErr = err })
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	return firstErr
 }
 
 // Passthrough is the baseline: consume the first n records of
@@ -845,7 +827,7 @@ func (e *Env) StoreEvents(ctx context.Context, evs []*schemas.FanoutEvent) (map[
 			want[fanoutproc.WebhookID(s, ev.EventID)] = true
 		}
 	}
-	if err := produceSync(ctx, prod, recs); err != nil {
+	if err := measure.ProduceAll(ctx, prod, recs); err != nil {
 		return nil, fmt.Errorf("benchfanout: store the group's input: %w", err)
 	}
 	return want, nil

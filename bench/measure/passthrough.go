@@ -78,3 +78,23 @@ func Passthrough(ctx context.Context, cfg PassthroughConfig) (Phase, error) {
 	}
 	return p, nil
 }
+
+// ProduceAll writes recs asynchronously and waits until Kafka answered
+// each; the first error, if any.
+func ProduceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	var (
+		once     sync.Once
+		firstErr error
+	)
+	for _, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				once.Do(func() { firstErr = err })
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	return firstErr
+}

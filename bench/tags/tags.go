@@ -407,7 +407,7 @@ func setup(ctx context.Context, cl *kgo.Client, cfg Config, profiles []*schemas.
 		bytes += len(v)
 		recs = append(recs, &kgo.Record{Topic: schemas.TopicProfiles, Key: []byte(p.ID), Value: v, Timestamp: t0})
 	}
-	if err := produceSync(ctx, cl, recs); err != nil {
+	if err := measure.ProduceAll(ctx, cl, recs); err != nil {
 		return 0, fmt.Errorf("benchtags: store snapshots: %w", err)
 	}
 	return bytes / max(1, len(profiles)), nil
@@ -422,28 +422,10 @@ func produceRules(ctx context.Context, cl *kgo.Client, rs []schemas.TagRule) err
 		}
 		recs = append(recs, &kgo.Record{Topic: schemas.TopicTagRules, Key: []byte(schemas.RuleKey(rs[i].Tenant, rs[i].ID)), Value: v})
 	}
-	if err := produceSync(ctx, cl, recs); err != nil {
+	if err := measure.ProduceAll(ctx, cl, recs); err != nil {
 		return fmt.Errorf("benchtags: write rules: %w", err)
 	}
 	return nil
-}
-
-func produceSync(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	var (
-		once     sync.Once
-		firstErr error
-	)
-	for _, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				once.Do(func() { firstErr = err })
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	return firstErr
 }
 
 // passthrough is the baseline: consume the n snapshots, produce each

@@ -87,15 +87,12 @@ func (f *Fanout) runWebhooks(ctx context.Context) error {
 		<-committerDone
 	}()
 	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
+		recs, ok := poll(ctx, cl, f.cfg.Logger, "fanout delivery")
+		if !ok {
 			cl.AllowRebalance()
 			return nil
 		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			f.cfg.Logger.Warn("fanout delivery: fetch", "topic", topic, "partition", part, "err", err)
-		})
-		s.enqueue(fetches.Records())
+		s.enqueue(recs)
 		cl.AllowRebalance()
 	}
 }

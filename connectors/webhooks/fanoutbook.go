@@ -114,15 +114,12 @@ func (b *storeBook) run(ctx context.Context, adm *kadm.Client, consume func(...k
 	b.mu.Unlock()
 	defer cl.Close()
 	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
+		recs, ok := poll(ctx, cl, b.log, "fanout delivery")
+		if !ok {
 			return nil
 		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			b.log.Warn("fanout delivery: fetch", "topic", topic, "partition", part, "err", err)
-		})
 		b.mu.Lock()
-		for _, r := range fetches.Records() {
+		for _, r := range recs {
 			b.applyRecord(r)
 			b.pos[r.Topic][r.Partition] = r.Offset + 1
 		}

@@ -62,14 +62,10 @@ func runBatches(ctx context.Context, newClient func(id string, opts ...kgo.Opt) 
 	defer cl.Close()
 	defer cl.AllowRebalance()
 	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
+		recs, ok := poll(ctx, cl, log, what)
+		if !ok {
 			return nil
 		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			log.Warn(what+": fetch", "topic", topic, "partition", part, "err", err)
-		})
-		recs := fetches.Records()
 		if len(recs) == 0 {
 			cl.AllowRebalance()
 			continue
@@ -88,4 +84,17 @@ func runBatches(ctx context.Context, newClient func(id string, opts ...kgo.Opt) 
 		}
 		cl.AllowRebalance()
 	}
+}
+
+// poll reads cl's next records (up to 1000), logging the errors of the
+// fetch; ok is false once cl is closed or ctx is done.
+func poll(ctx context.Context, cl *kgo.Client, log *slog.Logger, what string) (recs []*kgo.Record, ok bool) {
+	fetches := cl.PollRecords(ctx, 1000)
+	if fetches.IsClientClosed() || ctx.Err() != nil {
+		return nil, false
+	}
+	fetches.EachError(func(topic string, part int32, err error) {
+		log.Warn(what+": fetch", "topic", topic, "partition", part, "err", err)
+	})
+	return fetches.Records(), true
 }

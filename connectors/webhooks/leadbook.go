@@ -98,15 +98,12 @@ func (b *leadBook) run(ctx context.Context, adm *kadm.Client, consume func(...kg
 	}
 	defer cl.Close()
 	for {
-		fetches := cl.PollRecords(ctx, 1000)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
+		recs, ok := poll(ctx, cl, b.log, "lead delivery")
+		if !ok {
 			return nil
 		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			b.log.Warn("lead delivery: fetch", "topic", topic, "partition", part, "err", err)
-		})
 		b.mu.Lock()
-		for _, r := range fetches.Records() {
+		for _, r := range recs {
 			var o schemas.LeadOutcome
 			if json.Unmarshal(r.Value, &o) == nil {
 				b.apply(&o)

@@ -207,17 +207,7 @@ func genDeliveryReports(seed uint64, n int) []schemas.FanoutReport {
 func deliveryRows(t testing.TB, reports []schemas.FanoutReport) *DeliveryRows {
 	t.Helper()
 	var rows DeliveryRows
-	for i, r := range reports {
-		v, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		row, err := DecodeFanoutReport(v, r.Subscription, 0, int64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows.Add(row)
-	}
+	decodeAsSink(t, reports, func(r schemas.FanoutReport) string { return r.Subscription }, DecodeFanoutReport, rows.Add)
 	return &rows
 }
 

@@ -189,3 +189,21 @@ func checkDecoded[R any](t *testing.T, got R, err error, want R, wantErr string)
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 }
+
+// decodeAsSink decodes each of vs, as JSON, the way the sink does (key
+// names its record key), as records at offsets from 0 on partition 0,
+// and hands each row to add.
+func decodeAsSink[V, R any](t testing.TB, vs []V, key func(V) string, decode func([]byte, string, int32, int64) (R, error), add func(R) bool) {
+	t.Helper()
+	for i, x := range vs {
+		v, err := json.Marshal(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := decode(v, key(x), 0, int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(row)
+	}
+}

@@ -141,17 +141,7 @@ var leadReportColumns = "day,tenant,partner,routed,delivered,delivery_failed,acc
 func leadRows(t testing.TB, outcomes []schemas.LeadOutcome) *LeadOutcomeRows {
 	t.Helper()
 	var rows LeadOutcomeRows
-	for i, o := range outcomes {
-		v, err := json.Marshal(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		row, err := DecodeLeadOutcome(v, o.LeadID, 0, int64(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows.Add(row)
-	}
+	decodeAsSink(t, outcomes, func(o schemas.LeadOutcome) string { return o.LeadID }, DecodeLeadOutcome, rows.Add)
 	return &rows
 }
 

@@ -63,12 +63,15 @@ func Options(brokers []string, storageDir string, replication int, sc *sarama.Co
 
 // StorageOptions are the LevelDB options of the identity table: a bloom
 // filter (looking up a node that does not exist yet, as every new
-// identifier does, then skips reading table blocks) and an 8 MiB write
-// buffer (fewer compactions); goleveldb's defaults otherwise (snappy,
-// 8 MiB block cache). 14% less CPU per event than goleveldb's defaults at
-// the same memory (docs/benchmarks-identity.md).
+// identifier does, then skips reading table blocks), and a 2 MiB write
+// buffer and block cache per partition; goleveldb's defaults otherwise
+// (snappy). Each partition's LevelDB holds up to two write buffers and its
+// block cache, so 8 partitions of 8 MiB each held 190 MiB of the
+// processor's heap at 300,000 profiles; the store (store.go) batches the
+// writes and keeps recently written values in memory, which takes the
+// place of most of that (docs/benchmarks.md, "Issue 17: identity").
 func StorageOptions() *opt.Options {
-	return &opt.Options{Filter: filter.NewBloomFilter(10), WriteBuffer: 8 << 20}
+	return &opt.Options{Filter: filter.NewBloomFilter(10), WriteBuffer: 2 << 20, BlockCacheCapacity: 2 << 20}
 }
 
 // Metrics of the identity stage.

@@ -60,6 +60,10 @@ const (
 	// flushEntries is how many acknowledged writes the store keeps in
 	// memory before it writes them to LevelDB.
 	flushEntries = 512
+	// recentValues is how many values written to LevelDB the store keeps
+	// in memory too (per partition, about as many again before it drops
+	// them): a node is often read again soon after it was written.
+	recentValues = 4096
 )
 
 // tableAcks routes the producer's acknowledgements of table writes to the
@@ -115,7 +119,7 @@ func (t *tableAcks) builder(dir string, opts *opt.Options, trusted bool) storage
 			db.Close()
 			return nil, err
 		}
-		s := &store{Storage: inner, db: db, mem: map[string]*memValue{}}
+		s := &store{Storage: inner, db: db, mem: map[string]*memValue{}, recent: map[string][]byte{}, written: map[string]struct{}{}}
 		if topic == t.table {
 			s.acks, s.partition = t, partition
 		}
@@ -204,10 +208,15 @@ type store struct {
 	nacked      int
 	ackedOffset int64
 	mem         map[string]*memValue // the latest value of each key in fifo
+	// recent and older hold values as LevelDB has them (written by
+	// flush), for reads: two generations, older dropped whole when
+	// recent reaches recentValues.
+	recent, older map[string][]byte
 	// broken: an acknowledgement failed or did not match; nothing after
 	// the acknowledged head is written to LevelDB any more.
-	broken error
-	wb     leveldb.Batch
+	broken  error
+	wb      leveldb.Batch
+	written map[string]struct{}
 }
 
 type pendingWrite struct {
@@ -249,6 +258,14 @@ func (s *store) Get(key string) ([]byte, error) {
 	if m, ok := s.mem[key]; ok {
 		s.mu.Unlock()
 		return m.value, nil // never changed in place
+	}
+	if v, ok := s.recent[key]; ok {
+		s.mu.Unlock()
+		return v, nil
+	}
+	if v, ok := s.older[key]; ok {
+		s.mu.Unlock()
+		return v, nil
 	}
 	err := s.flushRecovered()
 	s.mu.Unlock()
@@ -323,8 +340,14 @@ func (s *store) flush() error {
 	}
 	b := &s.wb
 	b.Reset()
-	for i := range s.fifo[:s.nacked] {
+	// Each key's last acknowledged write only, newest first.
+	clear(s.written)
+	for i := s.nacked - 1; i >= 0; i-- {
 		w := &s.fifo[i]
+		if _, ok := s.written[w.key]; ok {
+			continue
+		}
+		s.written[w.key] = struct{}{}
 		if w.value == nil {
 			b.Delete([]byte(w.key))
 		} else {
@@ -336,10 +359,19 @@ func (s *store) flush() error {
 		return fmt.Errorf("identity: write acknowledged values: %w", err)
 	}
 	for i := range s.fifo[:s.nacked] {
-		k := s.fifo[i].key
-		m := s.mem[k]
+		w := &s.fifo[i]
+		m := s.mem[w.key]
 		if m.n--; m.n == 0 {
-			delete(s.mem, k)
+			delete(s.mem, w.key)
+		}
+		if len(s.recent) >= recentValues {
+			s.older, s.recent = s.recent, make(map[string][]byte, recentValues)
+		}
+		if w.value == nil {
+			delete(s.recent, w.key)
+			delete(s.older, w.key)
+		} else {
+			s.recent[w.key] = w.value
 		}
 		s.fifo[i] = pendingWrite{}
 	}
@@ -440,7 +472,7 @@ func (s *store) Close() error {
 		s.acks.dropped += n
 		s.acks.mu.Unlock()
 	}
-	s.fifo, s.mem = nil, map[string]*memValue{}
+	s.fifo, s.mem, s.recent, s.older = nil, map[string]*memValue{}, map[string][]byte{}, nil
 	s.mu.Unlock()
 	return errors.Join(err, s.Storage.Close())
 }

@@ -62,8 +62,10 @@ const (
 	flushEntries = 512
 	// recentValues is how many values written to LevelDB the store keeps
 	// in memory too (per partition, about as many again before it drops
-	// them): a node is often read again soon after it was written.
-	recentValues = 4096
+	// them): a node is often read again soon after it was written. 2,048
+	// keeps the processor under 500 MiB at 1,000,000 profiles (4,096:
+	// 502 MiB; docs/benchmarks.md).
+	recentValues = 2048
 )
 
 // tableAcks routes the producer's acknowledgements of table writes to the

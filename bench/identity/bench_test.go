@@ -19,12 +19,19 @@ import (
 //	go test -run '^$' -bench . -benchtime 20000x ./bench/identity/
 //
 // ROLODEX_BENCH_TUNING picks a tuning for BenchmarkIdentity (Tunings);
-// ROLODEX_BENCH_PROFILES the number of people (default b.N/4).
+// ROLODEX_BENCH_PROFILES the number of people (default b.N/4, b.N/10 for
+// the steady workload); ROLODEX_BENCH_WORKLOAD the workload of
+// BenchmarkPassthrough and BenchmarkIdentity (default or steady;
+// BenchmarkIdentitySteady always runs the steady one).
 
 // benchSetup starts a broker, stores n events and returns the bench.
 func benchSetup(b *testing.B, n int) *bench {
+	return benchSetupWorkload(b, n, os.Getenv("ROLODEX_BENCH_WORKLOAD"))
+}
+
+func benchSetupWorkload(b *testing.B, n int, workload string) *bench {
 	b.Helper()
-	cfg := Config{Events: n, Tuning: os.Getenv("ROLODEX_BENCH_TUNING"), SkipRestarts: true}
+	cfg := Config{Events: n, Tuning: os.Getenv("ROLODEX_BENCH_TUNING"), SkipRestarts: true, Workload: workload}
 	if p, err := strconv.Atoi(os.Getenv("ROLODEX_BENCH_PROFILES")); err == nil && p > 0 {
 		cfg.Profiles = p
 	}
@@ -32,7 +39,7 @@ func benchSetup(b *testing.B, n int) *bench {
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	w, err := generate(n, cfg.Profiles, cfg.Seed, time.Now(), false)
+	w, err := generateWith(n, cfg.Profiles, cfg.Seed, time.Now(), false, 0, cfg.Workload == WorkloadSteady)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +51,7 @@ func benchSetup(b *testing.B, n int) *bench {
 	if _, err := sb.load(context.Background(), w); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("load avg %s; %d events, %d people, %d profiles expected, tuning %s", measure.LoadAvg(), n, w.people, w.profiles, cfg.Tuning)
+	b.Logf("load avg %s; %s workload, %d events, %d people, %d profiles expected, tuning %s", measure.LoadAvg(), cfg.Workload, n, w.people, w.profiles, cfg.Tuning)
 	return sb
 }
 
@@ -76,7 +83,16 @@ func BenchmarkPassthrough(b *testing.B) {
 // BenchmarkIdentity runs the identity processor over b.N stored events
 // until every profile is settled (see settle).
 func BenchmarkIdentity(b *testing.B) {
-	sb := benchSetup(b, b.N)
+	benchIdentity(b, benchSetup(b, b.N))
+}
+
+// BenchmarkIdentitySteady is BenchmarkIdentity on the steady workload:
+// 90% of the events come from identifiers an earlier event linked.
+func BenchmarkIdentitySteady(b *testing.B) {
+	benchIdentity(b, benchSetupWorkload(b, b.N, WorkloadSteady))
+}
+
+func benchIdentity(b *testing.B, sb *bench) {
 	b.ResetTimer()
 	p, err := sb.runIdentity(context.Background(), b.N, nil)
 	b.StopTimer()

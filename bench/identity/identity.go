@@ -54,8 +54,12 @@ type Config struct {
 	// by each phase. Default 200000.
 	Events int
 	// Profiles is how many people the events are about. Every person gets
-	// an event when Events allows. Default Events/4.
+	// an event when Events allows. Default Events/4 (WorkloadDefault) or
+	// Events/10 (WorkloadSteady).
 	Profiles int
+	// Workload is the shape of the events: WorkloadDefault or
+	// WorkloadSteady. Default WorkloadDefault.
+	Workload string
 	// Partitions of every topic the run creates. Default 8.
 	Partitions int32
 	// Brokers are the seed brokers of the Kafka to measure against; it
@@ -100,8 +104,14 @@ func (c *Config) setDefaults() {
 	if c.Events == 0 {
 		c.Events = 200000
 	}
+	if c.Workload == "" {
+		c.Workload = WorkloadDefault
+	}
 	if c.Profiles == 0 {
 		c.Profiles = max(1, c.Events/4)
+		if c.Workload == WorkloadSteady {
+			c.Profiles = max(1, c.Events/10)
+		}
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 8
@@ -134,6 +144,8 @@ func (c *Config) Validate() error {
 		return errors.New("benchidentity: partitions must be positive")
 	case c.PollInterval < 0 || c.StallTimeout < 0:
 		return errors.New("benchidentity: intervals must be positive")
+	case c.Workload != "" && c.Workload != WorkloadDefault && c.Workload != WorkloadSteady:
+		return fmt.Errorf("benchidentity: unknown workload %q (known: %s, %s)", c.Workload, WorkloadDefault, WorkloadSteady)
 	}
 	if _, ok := lookupTuning(c.Tuning); !ok && c.Tuning != "" {
 		return fmt.Errorf("benchidentity: unknown tuning %q (known: %v, or several joined by +)", c.Tuning, Tunings())
@@ -173,11 +185,15 @@ type IdentityPhase struct {
 	// Memory is the peak memory of the process during the phase, sampled
 	// every PollInterval.
 	Memory Memory
-	// RestartKept and RestartRebuilt are how long a restarted processor
-	// took until it had recovered every partition: on the storage the
-	// clean stop left, and on an empty one (after a crash the storage is
-	// rebuilt from the table topic). Zero when Config.SkipRestarts.
-	RestartKept, RestartRebuilt time.Duration
+	// RestartKept, RestartRepaired and RestartRebuilt are how long a
+	// restarted processor took until it had recovered every partition: on
+	// the storage the clean stop left; on the same storage without its
+	// clean-shutdown marker, as a crash leaves it (kept and caught up:
+	// the identity store holds only acknowledged writes); and on an empty
+	// one (rebuilt from the table topic, what a crash led to before).
+	// Zero when
+	// Config.SkipRestarts.
+	RestartKept, RestartRepaired, RestartRebuilt time.Duration
 }
 
 // Result of a run.
@@ -240,7 +256,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Config: cfg, LoadBefore: measure.LoadAvg()}
-	w, err := generateWith(cfg.Events, cfg.Profiles, cfg.Seed, time.Now(), false, cfg.StatusShare)
+	w, err := generateWith(cfg.Events, cfg.Profiles, cfg.Seed, time.Now(), false, cfg.StatusShare, cfg.Workload == WorkloadSteady)
 	if err != nil {
 		return res, err
 	}

@@ -45,8 +45,8 @@ func TestRunSane(t *testing.T) {
 	if res.Embedded {
 		t.Error("Embedded is set, but the run was given brokers")
 	}
-	if res.Identity.RestartKept <= 0 || res.Identity.RestartRebuilt <= 0 {
-		t.Errorf("restart times %v (kept) and %v (rebuilt): want both measured", res.Identity.RestartKept, res.Identity.RestartRebuilt)
+	if res.Identity.RestartKept <= 0 || res.Identity.RestartRepaired <= 0 || res.Identity.RestartRebuilt <= 0 {
+		t.Errorf("restart times %v (kept), %v (repaired) and %v (rebuilt): want all measured", res.Identity.RestartKept, res.Identity.RestartRepaired, res.Identity.RestartRebuilt)
 	}
 	if got := res.Identity.Applied + res.Identity.Duplicates; got != events {
 		t.Errorf("the identity stage handled %d events (%d applied, %d duplicates), want %d", got, res.Identity.Applied, res.Identity.Duplicates, events)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -93,6 +94,18 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	}
 	if !kept {
 		return ph, errors.New("benchidentity: the restart after a clean stop did not keep the storage")
+	}
+	// The same storage as a crash leaves it (no clean-shutdown marker):
+	// kept, and caught up from its offset.
+	if err := os.Remove(filepath.Join(dir, identityproc.CleanShutdownFile)); err != nil {
+		return ph, fmt.Errorf("benchidentity: %w", err)
+	}
+	var repaired bool
+	if ph.RestartRepaired, repaired, err = b.timeRecoveryRepaired(ctx, dir); err != nil {
+		return ph, err
+	}
+	if !repaired {
+		return ph, errors.New("benchidentity: the restart after an unclean stop did not keep the storage")
 	}
 	fresh, err := os.MkdirTemp("", "rolodex-benchidentity-rebuild-")
 	if err != nil {
@@ -284,10 +297,28 @@ func readCounters(reg *prometheus.Registry) counters {
 // took until every partition it owns was recovered (goka's Recovered),
 // and whether it kept the storage it found.
 func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bool, error) {
+	took, p, err := b.recover(ctx, dir)
+	if err != nil {
+		return 0, false, err
+	}
+	return took, p.KeptStorage(), nil
+}
+
+// timeRecoveryRepaired is timeRecovery that reports whether the processor
+// kept the storage of an unclean stop.
+func (b *bench) timeRecoveryRepaired(ctx context.Context, dir string) (time.Duration, bool, error) {
+	took, p, err := b.recover(ctx, dir)
+	if err != nil {
+		return 0, false, err
+	}
+	return took, p.KeptAfterCrash(), nil
+}
+
+func (b *bench) recover(ctx context.Context, dir string) (time.Duration, *identityproc.Processor, error) {
 	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: prometheus.NewRegistry()},
 		goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka restart: ", log.LstdFlags)))
 	if err != nil {
-		return 0, false, fmt.Errorf("benchidentity: restart: %w", err)
+		return 0, nil, fmt.Errorf("benchidentity: restart: %w", err)
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -300,11 +331,11 @@ func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bo
 	for took == 0 {
 		select {
 		case <-ctx.Done():
-			return 0, false, ctx.Err()
+			return 0, nil, ctx.Err()
 		case err := <-stopped:
-			return 0, false, fmt.Errorf("benchidentity: the restarted processor stopped: %v", err)
+			return 0, nil, fmt.Errorf("benchidentity: the restarted processor stopped: %v", err)
 		case <-time.After(b.cfg.StallTimeout):
-			return 0, false, fmt.Errorf("benchidentity: the restarted processor did not recover within %v", b.cfg.StallTimeout)
+			return 0, nil, fmt.Errorf("benchidentity: the restarted processor did not recover within %v", b.cfg.StallTimeout)
 		case <-tick.C:
 			if p.Recovered() {
 				took = time.Since(start)
@@ -315,7 +346,7 @@ func (b *bench) timeRecovery(ctx context.Context, dir string) (time.Duration, bo
 	select {
 	case <-stopped:
 	case <-time.After(2 * time.Minute):
-		return 0, false, errors.New("benchidentity: the restarted processor did not stop within 2 minutes")
+		return 0, nil, errors.New("benchidentity: the restarted processor did not stop within 2 minutes")
 	}
-	return took, p.KeptStorage(), nil
+	return took, p, nil
 }

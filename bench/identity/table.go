@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lovoo/goka"
 	"github.com/syndtr/goleveldb/leveldb"
@@ -85,8 +86,8 @@ func scanDB(db *leveldb.DB, codec schemas.JSONCodec[schemas.Node], t *Table, fn 
 	defer it.Release()
 	for it.Next() {
 		key := string(it.Key())
-		if key == offsetKey {
-			continue
+		if key == offsetKey || strings.HasPrefix(key, "\xff") {
+			continue // goka's offset, the identity store's journal
 		}
 		v, err := codec.Decode(it.Value())
 		if err != nil {

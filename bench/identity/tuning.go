@@ -35,7 +35,7 @@ type tuning struct {
 }
 
 var tunings = map[string]tuning{
-	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, ordered producer, identity.StorageOptions: LevelDB with a bloom filter and an 8 MiB write buffer)"},
+	TuningShipped: {doc: "identity.New as Rolodex runs it (internal/gokaconfig sarama settings, ordered producer, the identity store, processors/identity/store.go, over LevelDB with identity.StorageOptions: a bloom filter, 2 MiB write buffer and block cache)"},
 	"commit-100ms": {doc: "sarama commits marked offsets every 100ms instead of 1s (how soon settling is seen)",
 		sarama: func(c *sarama.Config) { c.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond }},
 	"no-compression": {doc: "sarama produces uncompressed batches instead of snappy",
@@ -62,7 +62,7 @@ var tunings = map[string]tuning{
 		unordered: true},
 	"no-profiles": {doc: "SkipProfiles: no snapshot on rolodex.profiles after each root change (what emitting them costs; NOT how Rolodex runs)",
 		skipProfiles: true},
-	"leveldb": {doc: "LevelDB with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, no compression (instead of goleveldb's no filter, 4 MiB, 8 MiB, snappy)",
+	"leveldb": {doc: "goka's own LevelDB storage instead of the identity store, with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, no compression (instead of goleveldb's no filter, 4 MiB, 8 MiB, snappy)",
 		options: func(dir string) []goka.ProcessorOption {
 			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
 				Filter:             filter.NewBloomFilter(10),
@@ -71,18 +71,18 @@ var tunings = map[string]tuning{
 				Compression:        opt.NoCompression,
 			}))}
 		}},
-	"leveldb-defaults": {doc: "goleveldb's default options (no filter, 4 MiB write buffer) instead of identity.StorageOptions",
+	"leveldb-defaults": {doc: "goka's own LevelDB storage instead of the identity store, with goleveldb's default options (no filter, 4 MiB write buffer)",
 		options: func(dir string) []goka.ProcessorOption {
 			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.DefaultBuilder(dir))}
 		}},
-	"leveldb-filter": {doc: "LevelDB with a 10-bit bloom filter and an 8 MiB write buffer, goleveldb's cache and snappy otherwise (what identity.StorageOptions ships)",
+	"leveldb-filter": {doc: "goka's own LevelDB storage instead of the identity store, with a 10-bit bloom filter and an 8 MiB write buffer, goleveldb's cache and snappy otherwise (what the identity stage ran on before issue 17)",
 		options: func(dir string) []goka.ProcessorOption {
 			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
 				Filter:      filter.NewBloomFilter(10),
 				WriteBuffer: 8 << 20,
 			}))}
 		}},
-	"leveldb-snappy": {doc: "LevelDB with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, snappy kept",
+	"leveldb-snappy": {doc: "goka's own LevelDB storage instead of the identity store, with a 10-bit bloom filter, 16 MiB write buffer, 32 MiB block cache, snappy kept",
 		options: func(dir string) []goka.ProcessorOption {
 			return []goka.ProcessorOption{goka.WithStorageBuilder(storage.BuilderWithOptions(dir, &opt.Options{
 				Filter:             filter.NewBloomFilter(10),

@@ -131,11 +131,28 @@ func (p *person) components() (ids, comps int) {
 //     events (docs/profile-status.md): tag adds and removes, consent
 //     grants and revocations, blacklist writes, identifiers invalidated.
 //     With 0 the stream is the one earlier versions generated.
+//   - steady (WorkloadSteady): a person's first event carries all their
+//     identifiers, so every later event of theirs (with people = n/10,
+//     90% of the events) comes from identifiers an earlier event already
+//     linked: returning customers, the common case in production.
 func generate(n, people int, seed uint64, now time.Time, keep bool) (*workload, error) {
-	return generateWith(n, people, seed, now, keep, 0)
+	return generateWith(n, people, seed, now, keep, 0, false)
 }
 
-func generateWith(n, people int, seed uint64, now time.Time, keep bool, statusShare float64) (*workload, error) {
+// Workloads (Config.Workload).
+const (
+	// WorkloadDefault: a person's events carry all their identifiers half
+	// of the time, otherwise a random subset, so identifiers meet on some
+	// event or stay separate profiles.
+	WorkloadDefault = "default"
+	// WorkloadSteady: a person's first event carries all their
+	// identifiers, so every later event comes from identifiers already
+	// linked; Events/10 people by default, so 90% of the events are such
+	// returning events.
+	WorkloadSteady = "steady"
+)
+
+func generateWith(n, people int, seed uint64, now time.Time, keep bool, statusShare float64, steady bool) (*workload, error) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	ps := make([]person, people)
 	for i := range ps {
@@ -159,14 +176,15 @@ func generateWith(n, people int, seed uint64, now time.Time, keep bool, statusSh
 			continue
 		}
 		var pi int
-		if fresh < people {
+		first := fresh < people
+		if first {
 			pi = fresh
 			fresh++
 		} else {
 			u := rng.Float64()
 			pi = min(people-1, int(float64(people)*u*u))
 		}
-		ev := newEvent(rng, &ps[pi], i, now)
+		ev := newEvent(rng, &ps[pi], i, now, steady && first)
 		if statusShare > 0 && rng.Float64() < statusShare {
 			statusEvent(rng, ev, now)
 		}
@@ -229,11 +247,14 @@ func newPerson(rng *rand.Rand, i int) person {
 	return p
 }
 
-func newEvent(rng *rand.Rand, p *person, i int, now time.Time) *schemas.Event {
-	all := uint8(1)<<len(p.ids) - 1
-	mask := all
-	if rng.IntN(2) == 0 {
-		mask = uint8(1 + rng.IntN(int(all)))
+// newEvent is event i of person p: with all p's identifiers when all is
+// set, otherwise half of the time with all, else with a random non-empty
+// subset.
+func newEvent(rng *rand.Rand, p *person, i int, now time.Time, all bool) *schemas.Event {
+	full := uint8(1)<<len(p.ids) - 1
+	mask := full
+	if r := rng.IntN(2); r == 0 && !all {
+		mask = uint8(1 + rng.IntN(int(full)))
 	}
 	p.link(mask)
 	p.events++

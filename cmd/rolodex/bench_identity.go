@@ -19,7 +19,8 @@ import (
 func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench identity", stdout, stderr)
 	events := fs.Int("events", 200000, "events stored in rolodex.events and read by each phase")
-	profiles := fs.Int("profiles", 0, "people the events are about (default events/4)")
+	profiles := fs.Int("profiles", 0, "people the events are about (default events/4, events/10 with --workload steady)")
+	workload := fs.String("workload", benchidentity.WorkloadDefault, "shape of the events: default (a person's events carry all or a random subset of their identifiers) or steady (a person's first event carries all, so 90% of the events come from identifiers already linked)")
 	partitions := fs.Int("partitions", 8, "partitions of the topics the run creates")
 	brokers := fs.String("brokers", "", "measure against this Kafka (host:port,...) instead of an embedded broker; it must hold no identity state")
 	tuning := fs.String("tuning", benchidentity.TuningShipped, "goka options on top of Rolodex's: one of "+strings.Join(benchidentity.Tunings(), ", ")+", or several joined by +")
@@ -60,11 +61,14 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	if *partitions > 1<<20 {
 		return usageError{"bench identity: --partitions is too large"}
 	}
+	if *workload != benchidentity.WorkloadDefault && *workload != benchidentity.WorkloadSteady {
+		return usageError{fmt.Sprintf("bench identity: unknown --workload %q (known: %s, %s)", *workload, benchidentity.WorkloadDefault, benchidentity.WorkloadSteady)}
+	}
 	if benchidentity.TuningDoc(*tuning) == "" {
 		return usageError{fmt.Sprintf("bench identity: unknown --tuning %q (known: %s, or several joined by +)", *tuning, strings.Join(benchidentity.Tunings(), ", "))}
 	}
 	cfg := benchidentity.Config{
-		Events: *events, Profiles: *profiles, Partitions: int32(*partitions),
+		Events: *events, Profiles: *profiles, Workload: *workload, Partitions: int32(*partitions),
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
 		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts, StatusShare: *statusShare,
 	}
@@ -146,7 +150,8 @@ func printBenchIdentity(w io.Writer, res benchidentity.Result, started time.Time
 	fmt.Fprintf(tw, "LevelDB on disk, as left / compacted\t%s / %s\t\n", bytesOf(float64(id.Table.DiskBytes)), bytesOf(float64(id.Table.CompactedBytes)))
 	fmt.Fprintf(tw, "bytes per profile, as left / compacted\t%.0f / %.0f\t\n", res.BytesPerProfile, res.CompactedBytesPerProfile)
 	if id.RestartKept > 0 {
-		fmt.Fprintf(tw, "restart until recovered: kept storage / rebuilt from the table\t%s / %s\t\n", id.RestartKept.Round(time.Millisecond), id.RestartRebuilt.Round(time.Millisecond))
+		fmt.Fprintf(tw, "restart until recovered: kept storage / after an unclean stop / rebuilt from the table\t%s / %s / %s\t\n",
+			id.RestartKept.Round(time.Millisecond), id.RestartRepaired.Round(time.Millisecond), id.RestartRebuilt.Round(time.Millisecond))
 	}
 	fmt.Fprintf(tw, "peak RSS during identity / whole run\t%s / %s\t\n", bytesOf(float64(id.Memory.PeakRSS)), bytesOf(float64(res.PeakRSS)))
 	fmt.Fprintf(tw, "peak Go heap during identity: objects / live\t%s / %s\t\n", bytesOf(float64(id.Memory.PeakHeapObjects)), bytesOf(float64(id.Memory.PeakLiveHeap)))

@@ -287,6 +287,7 @@ func TestMainExitCode(t *testing.T) {
 		{[]string{"help"}, 0, "rolodex bench identity"},
 		{[]string{"frobnicate"}, 2, ""},
 		{[]string{"report", "activity", "--nope"}, 2, ""},
+		{[]string{"bench", "identity", "--workload", "nope"}, 2, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -337,7 +337,8 @@ func identityComponent(dir string) component {
 				return nil, err
 			}
 			e.logger.Info("identity processor started", "storage", filepath.Join(dir, "identity"), "partitions", parts,
-				"kept_storage", p.KeptStorage()) // false: recovering its partitions from the table topic
+				"kept_storage", p.KeptStorage(), // after a clean shutdown
+				"kept_after_crash", p.KeptAfterCrash()) // both false: recovering its partitions from the table topic
 			return newRecovery(e.prom).timed("identity", p.Run, p.Processor), nil
 		}
 		first, err := build()

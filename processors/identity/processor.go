@@ -63,12 +63,18 @@ func Options(brokers []string, storageDir string, replication int, sc *sarama.Co
 
 // StorageOptions are the LevelDB options of the identity table: a bloom
 // filter (looking up a node that does not exist yet, as every new
-// identifier does, then skips reading table blocks) and an 8 MiB write
-// buffer (fewer compactions); goleveldb's defaults otherwise (snappy,
-// 8 MiB block cache). 14% less CPU per event than goleveldb's defaults at
-// the same memory (docs/benchmarks-identity.md).
+// identifier does, then skips reading table blocks), and a 2 MiB write
+// buffer and block cache per partition; goleveldb's defaults otherwise
+// (snappy). Each partition's LevelDB holds up to two write buffers and its
+// block cache, so 8 partitions of 8 MiB each held 190 MiB of the
+// processor's heap at 300,000 profiles; the store (store.go) batches the
+// writes and keeps recently written values in memory, which takes the
+// place of most of that. At 1,000,000 new profiles the small buffers cost
+// CPU (more compactions): a 4 MiB write buffer ran at 455 instead of 682
+// µs per event but peaked at 579 instead of 411 MiB (docs/benchmarks.md,
+// "Issue 17: identity").
 func StorageOptions() *opt.Options {
-	return &opt.Options{Filter: filter.NewBloomFilter(10), WriteBuffer: 8 << 20}
+	return &opt.Options{Filter: filter.NewBloomFilter(10), WriteBuffer: 2 << 20, BlockCacheCapacity: 2 << 20}
 }
 
 // Metrics of the identity stage.
@@ -155,15 +161,27 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 // whether its local storage may be kept at the next start.
 type Processor struct {
 	*goka.Processor
-	dir     string
-	ordered *gokaconfig.Ordered
-	kept    bool
+	dir       string
+	ordered   *gokaconfig.Ordered
+	kept      bool
+	journaled bool
+	acks      *tableAcks
 }
 
 // cleanMarker, in the storage directory, says that the last run ended with
 // every write acknowledged, so the local LevelDB copy equals the table
 // topic up to its stored offsets.
 const cleanMarker = "CLEAN-SHUTDOWN"
+
+// CleanShutdownFile is the name of the clean-shutdown marker in the
+// storage directory (benchmarks remove it to restart as after a crash).
+const CleanShutdownFile = cleanMarker
+
+// journalMarker, in the storage directory, says that its LevelDB copies
+// were written by the store (store.go), which holds only acknowledged
+// writes, so that after a crash they are kept and caught up instead of
+// rebuilt from the topic.
+const journalMarker = "ACKED-ONLY"
 
 // New returns the identity processor; opts come after (and override) the
 // Rolodex defaults, e.g. goka.WithTester in tests.
@@ -183,7 +201,7 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*Processor, error) 
 	if cfg.Replication == 0 {
 		cfg.Replication = 1
 	}
-	kept := false
+	kept, journaled := false, false
 	switch err := os.Remove(filepath.Join(cfg.StorageDir, cleanMarker)); {
 	case err == nil:
 		// Kept for this run; a crash during it must not find the marker.
@@ -192,24 +210,48 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*Processor, error) 
 			return nil, fmt.Errorf("identity: storage: %w", err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.RemoveAll(cfg.StorageDir); err != nil {
+		// No clean shutdown: kept only when written by the store
+		// (store.go), which never holds a write the topic did not
+		// acknowledge.
+		if _, err := os.Stat(filepath.Join(cfg.StorageDir, journalMarker)); err == nil {
+			journaled = true
+		} else if err := os.RemoveAll(cfg.StorageDir); err != nil {
 			return nil, fmt.Errorf("identity: clear storage: %w", err)
 		}
 	default:
 		return nil, fmt.Errorf("identity: storage: %w", err)
+	}
+	if !journaled {
+		if err := writeFile(cfg.StorageDir, journalMarker); err != nil {
+			return nil, fmt.Errorf("identity: storage: %w", err)
+		}
 	}
 	ordered := new(gokaconfig.Ordered)
 	g, err := Group(cfg.Engine, !cfg.SkipProfiles, cfg.Registerer, ordered)
 	if err != nil {
 		return nil, err
 	}
-	all := append(Options(cfg.Brokers, cfg.StorageDir, cfg.Replication, cfg.Sarama, ordered), opts...)
+	sc := cfg.Sarama
+	if sc == nil {
+		sc = gokaconfig.Sarama("rolodex-identity")
+	}
+	acks := newTableAcks(string(goka.GroupTable(schemas.GroupIdentity)))
+	all := append(Options(cfg.Brokers, cfg.StorageDir, cfg.Replication, sc, ordered),
+		goka.WithStorageBuilder(acks.builder(cfg.StorageDir, StorageOptions(), kept)),
+		goka.WithProducerBuilder(acks.producer(ordered.Builder(goka.ProducerBuilderWithConfig(sc)))))
+	all = append(all, opts...)
 	p, err := goka.NewProcessor(cfg.Brokers, g, all...)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	return &Processor{Processor: p, dir: cfg.StorageDir, ordered: ordered, kept: kept}, nil
+	return &Processor{Processor: p, dir: cfg.StorageDir, ordered: ordered, kept: kept, journaled: journaled, acks: acks}, nil
 }
+
+// KeptAfterCrash reports whether New kept the local storage of a run that
+// did not shut down cleanly: written by the store (store.go), which holds
+// only acknowledged writes, it is caught up from its offset instead of
+// rebuilt from the table topic.
+func (p *Processor) KeptAfterCrash() bool { return p.journaled }
 
 // KeptStorage reports whether New kept the local storage of a clean
 // shutdown instead of recovering from the table topic.
@@ -245,12 +287,15 @@ func canceledOnly(err error) bool {
 	return errors.Is(err, context.Canceled)
 }
 
-func writeMarker(dir string) error {
+func writeMarker(dir string) error { return writeFile(dir, cleanMarker) }
+
+// writeFile creates the empty file name in dir, durably.
+func writeFile(dir, name string) error {
 	// An instance that never owned a partition has no storage yet.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, cleanMarker))
+	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return err
 	}

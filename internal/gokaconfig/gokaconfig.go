@@ -27,6 +27,11 @@ var Version = sarama.V2_1_0_0
 // does not stop later ones (sarama moves to a new producer epoch); the
 // ordered producer then fails every later emit, so none is committed
 // (docs/identity.md, invariant 2).
+//
+// The group session is SessionTimeout (sarama's default is 10 s): an
+// instance that was SIGKILLed holds its partitions until its session
+// expires, so a restarted instance processes again only after that
+// (docs/operations.md, "Recovering after a crash").
 func Sarama(clientID string) *sarama.Config {
 	c := goka.DefaultConfig()
 	c.Version = Version
@@ -37,12 +42,27 @@ func Sarama(clientID string) *sarama.Config {
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	c.Producer.Flush.Bytes = 256 << 10
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Group.Session.Timeout = SessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = SessionTimeout / 3
 	c.Producer.MaxMessageBytes = MaxMessageBytes
 	c.Consumer.Fetch.Max = 0 // no cap: a record may be up to MaxMessageBytes
 	c.Producer.Retry.Max = ProducerRetries
 	c.Producer.Retry.BackoffFunc = producerBackoff
 	return c
 }
+
+// SessionTimeout is the goka groups' session: the time a member that stopped
+// heartbeating (a SIGKILLed or frozen instance) keeps its partitions. It is
+// the brokers' smallest allowed session (group.min.session.timeout.ms, 6 s on
+// Apache Kafka and kfake): with sarama's 10 s an identity instance restarted
+// at once after a SIGKILL processed again only 10.9–16.1 s after the kill,
+// with 6 s after 6.x–7.x s (scripts/measure-kill-restart, docs/benchmarks.md).
+// Static membership (KIP-345) would let a restarted member take its
+// partitions back at once, but needs a newer protocol than Version.
+// Heartbeats go every SessionTimeout/3 from their own goroutine, so only an
+// instance that cannot reach the group coordinator for 6 s loses its session
+// (then it rejoins: a rebalance, nothing lost).
+const SessionTimeout = 6 * time.Second
 
 // ProducerRetries and producerBackoff make a write retry for about a
 // minute before it fails (goka's default, 10 retries 100 ms apart, gives

@@ -55,3 +55,20 @@ func TestProducerRidesOutALeaderOutage(t *testing.T) {
 		t.Fatalf("emit during the outage succeeded after %s, before the leader came back (%s)", took, outage)
 	}
 }
+
+// The goka groups' session is the brokers' minimum (6 s), not sarama's 10 s:
+// a SIGKILLed instance's partitions wait that long for their new owner
+// (scripts/measure-kill-restart). Below the minimum the brokers would refuse
+// every JoinGroup.
+func TestSessionTimeout(t *testing.T) {
+	c := Sarama("test")
+	if got := c.Consumer.Group.Session.Timeout; got != 6*time.Second {
+		t.Fatalf("session timeout %v, want 6s", got)
+	}
+	if hb := c.Consumer.Group.Heartbeat.Interval; hb <= 0 || hb > c.Consumer.Group.Session.Timeout/3 {
+		t.Fatalf("heartbeat interval %v for a %v session, want at most a third", hb, c.Consumer.Group.Session.Timeout)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

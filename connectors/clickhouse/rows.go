@@ -13,15 +13,29 @@ import (
 	"github.com/rolodex/rolodex/schemas"
 )
 
-// EventColumns are the columns the sink writes to events, in the order of
-// every INSERT. inserted_at is left to its DEFAULT now().
-var EventColumns = []string{
-	"tenant", "event_id", "type", "source", "partner",
-	"time", "time_ms", "received_at", "received_at_ms", "node_id",
-	"identifier_types", "identifier_values",
-	"trait_keys", "trait_values", "property_keys", "property_values",
-	"kafka_partition", "kafka_offset",
+// eventColumns are the columns the sink writes to events, with their
+// types, in the order of every INSERT (both paths: clickhouse-go's batch
+// and the Native block over HTTP, httpinsert.go). inserted_at is left to
+// its DEFAULT now(). TestEventColumnsMatchTable compares them with the
+// migrated table.
+var eventColumns = []struct{ name, typ string }{
+	{"tenant", "String"}, {"event_id", "String"}, {"type", "String"}, {"source", "String"}, {"partner", "String"},
+	{"time", "DateTime('UTC')"}, {"time_ms", "Int64"}, {"received_at", "DateTime('UTC')"}, {"received_at_ms", "UInt64"},
+	{"node_id", "String"},
+	{"identifier_types", "Array(String)"}, {"identifier_values", "Array(String)"},
+	{"trait_keys", "Array(String)"}, {"trait_values", "Array(String)"},
+	{"property_keys", "Array(String)"}, {"property_values", "Array(String)"},
+	{"kafka_partition", "Int32"}, {"kafka_offset", "Int64"},
 }
+
+// EventColumns are the names of eventColumns.
+var EventColumns = func() []string {
+	names := make([]string, len(eventColumns))
+	for i, c := range eventColumns {
+		names[i] = c.name
+	}
+	return names
+}()
 
 // DeadLetterColumns are the columns the sink writes to dead_letters.
 var DeadLetterColumns = []string{

@@ -163,8 +163,10 @@ type Sink struct {
 	cfg     Config
 	metrics *Metrics
 	conn    driver.Conn
-	cl      *kgo.Client
-	db      string
+	// http writes the events table when ClickHouse.HTTPAddr is set.
+	http *httpInserter
+	cl   *kgo.Client
+	db   string
 	// nodesWritten remembers, per profile, the member count whose node
 	// rows are in profile_nodes: one root with one member count always has
 	// the same members, so a snapshot with the same count (every event of
@@ -197,6 +199,12 @@ func (s *Sink) Connect(ctx context.Context) error {
 		return fmt.Errorf("sink: %w", err)
 	}
 	s.conn = conn
+	if s.cfg.ClickHouse.HTTPAddr != "" {
+		s.http = newHTTPInserter(s.cfg.ClickHouse)
+		if err := s.http.ping(ctx); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+	}
 	if !s.cfg.SkipMigrate {
 		if err := Migrate(ctx, conn, s.db); err != nil {
 			return fmt.Errorf("sink: %w", err)
@@ -229,6 +237,11 @@ func (s *Sink) Ping(ctx context.Context) error {
 	if err := s.conn.Ping(ctx); err != nil {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
+	if s.http != nil {
+		if err := s.http.ping(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -247,6 +260,9 @@ func (s *Sink) Close() {
 	if s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
+	}
+	if s.http != nil {
+		s.http.close()
 	}
 }
 
@@ -474,12 +490,18 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 	if b.nodes == nil {
 		b.nodes = s.nodeRows(&b.profiles)
 	}
+	insertEvents := b.events.Insert
+	if s.http != nil {
+		insertEvents = func(ctx context.Context, _ driver.Conn, db string) error {
+			return s.http.insertEvents(ctx, &b.events, db, tableEvents)
+		}
+	}
 	for _, t := range []struct {
 		table  string
 		n      int
 		insert func(context.Context, driver.Conn, string) error
 	}{
-		{tableEvents, b.events.Len(), b.events.Insert},
+		{tableEvents, b.events.Len(), insertEvents},
 		{tableDeadLetters, b.deadLetters.Len(), b.deadLetters.Insert},
 		{tableProfiles, b.profiles.Len(), b.profiles.Insert},
 		{tableProfileNodes, b.nodes.Len(), b.nodes.Insert},

@@ -21,11 +21,13 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// testSinkConfig is a sink on brokers writing into db, with small batches.
+// testSinkConfig is a sink on brokers writing into db, with small batches,
+// writing events over HTTP as users get it by default (onPath changes
+// that).
 func testSinkConfig(t testing.TB, brokers []string, db string) Config {
 	return Config{
 		Kafka:         kafkaclient.Config{Brokers: brokers},
-		ClickHouse:    ConnConfig{Addr: serverAddr(t), Database: db},
+		ClickHouse:    ConnConfig{Addr: serverAddr(t), HTTPAddr: serverHTTPAddr(t), Database: db},
 		BatchRows:     700,
 		BatchInterval: 100 * time.Millisecond,
 		Logger:        quietLogger(),
@@ -71,6 +73,12 @@ func runSink(t testing.TB, cfg Config) (s *Sink, stop func()) {
 }
 
 func TestSinkEndToEnd(t *testing.T) {
+	for _, path := range insertPaths {
+		t.Run(path.name, func(t *testing.T) { testSinkEndToEnd(t, path.http) })
+	}
+}
+
+func testSinkEndToEnd(t *testing.T, http bool) {
 	// Migrated here, not first by the sink (its Connect migrates again, a
 	// no-op; TestMergeRepointsEvents has a sink migrate an empty database),
 	// so that background merges of events are stopped before its first
@@ -95,6 +103,7 @@ func TestSinkEndToEnd(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	cfg := testSinkConfig(t, brokers, db)
+	onPath(t, &cfg, http)
 	cfg.Registerer = reg
 	s, stop := runSink(t, cfg)
 

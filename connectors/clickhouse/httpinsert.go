@@ -1,0 +1,231 @@
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go/compress"
+	"github.com/ClickHouse/ch-go/proto"
+)
+
+// The events INSERT over ClickHouse's HTTP interface (ConnConfig.HTTPAddr).
+//
+// clickhouse-go's batch costs about 2 µs per event row (it boxes every
+// string of an Array(String) into an interface and grows its columns anew
+// for every INSERT); ch-go's typed columns cost a fraction of that, but
+// ch-go's own TCP client does not talk to ClickHouse 18.16. ClickHouse's
+// HTTP interface takes the same Native format in the body of
+//
+//	POST /?query=INSERT INTO db.events (cols) FORMAT Native
+//
+// so the sink encodes one Native block with ch-go's proto package
+// (Block.EncodeRawBlock at protocol version 0: no block info, no custom
+// serialization, what every server version reads) and posts it. The
+// columns are kept between batches and Reset, not reallocated.
+//
+// ClickHouse answers an INSERT only after it wrote the rows: 200 with an
+// empty body on success, otherwise an error status (400, 404, 500, ...)
+// with the exception text as the body. The request is one block, so the
+// rows land as one part, as with the native INSERT.
+
+// eventBlock holds the events columns in ch-go's Native encoding, reused
+// from batch to batch.
+type eventBlock struct {
+	tenant, eventID, typ, source, partner proto.ColStr
+	time                                  proto.ColDateTime
+	timeMS                                proto.ColInt64
+	receivedAt                            proto.ColDateTime
+	receivedAtMS                          proto.ColUInt64
+	nodeID                                proto.ColStr
+	idTypes, idValues                     *proto.ColArr[string]
+	traitKeys, traitValues                *proto.ColArr[string]
+	propKeys, propValues                  *proto.ColArr[string]
+	partition                             proto.ColInt32
+	offset                                proto.ColInt64
+	input                                 proto.Input
+	cols                                  []proto.Column
+	buf                                   proto.Buffer
+}
+
+func newEventBlock() *eventBlock {
+	e := &eventBlock{}
+	e.time.Location, e.receivedAt.Location = time.UTC, time.UTC
+	arr := func() *proto.ColArr[string] { return proto.NewArray[string](new(proto.ColStr)) }
+	e.idTypes, e.idValues, e.traitKeys, e.traitValues, e.propKeys, e.propValues = arr(), arr(), arr(), arr(), arr(), arr()
+	e.cols = []proto.Column{
+		&e.tenant, &e.eventID, &e.typ, &e.source, &e.partner,
+		&e.time, &e.timeMS, &e.receivedAt, &e.receivedAtMS, &e.nodeID,
+		e.idTypes, e.idValues, e.traitKeys, e.traitValues, e.propKeys, e.propValues,
+		&e.partition, &e.offset,
+	}
+	if len(e.cols) != len(eventColumns) {
+		panic("clickhouse: eventBlock and eventColumns disagree")
+	}
+	for i, c := range e.cols {
+		if string(c.Type()) != eventColumns[i].typ {
+			panic(fmt.Sprintf("clickhouse: eventBlock column %s is %s, eventColumns says %s", eventColumns[i].name, c.Type(), eventColumns[i].typ))
+		}
+		e.input = append(e.input, proto.InputColumn{Name: eventColumns[i].name, Data: c})
+	}
+	return e
+}
+
+// encode replaces the block's rows by r's and returns the Native encoding
+// (valid until the next encode).
+func (e *eventBlock) encode(r *EventRows) ([]byte, error) {
+	for _, c := range e.cols {
+		c.Reset()
+	}
+	e.tenant.AppendArr(r.tenant)
+	e.eventID.AppendArr(r.eventID)
+	e.typ.AppendArr(r.typ)
+	e.source.AppendArr(r.source)
+	e.partner.AppendArr(r.partner)
+	for _, t := range r.time {
+		e.time.Data = append(e.time.Data, proto.ToDateTime(t))
+	}
+	e.timeMS = append(e.timeMS, r.timeMS...)
+	for _, t := range r.receivedAt {
+		e.receivedAt.Data = append(e.receivedAt.Data, proto.ToDateTime(t))
+	}
+	e.receivedAtMS = append(e.receivedAtMS, r.receivedAtMS...)
+	e.nodeID.AppendArr(r.nodeID)
+	e.idTypes.AppendArr(r.idTypes)
+	e.idValues.AppendArr(r.idValues)
+	e.traitKeys.AppendArr(r.traitKeys)
+	e.traitValues.AppendArr(r.traitValues)
+	e.propKeys.AppendArr(r.propKeys)
+	e.propValues.AppendArr(r.propValues)
+	e.partition = append(e.partition, r.partition...)
+	e.offset = append(e.offset, r.offset...)
+	e.buf.Reset()
+	if err := (proto.Block{Columns: len(e.input), Rows: r.Len()}).EncodeRawBlock(&e.buf, 0, e.input); err != nil {
+		return nil, err
+	}
+	return e.buf.Buf, nil
+}
+
+// httpInserter posts the events INSERT to ClickHouse's HTTP interface.
+type httpInserter struct {
+	addr, user, password string
+	client               *http.Client
+	block                *eventBlock
+	// compress, when set, sends the body in ClickHouse's compressed
+	// block format (LZ4, decompress=1). Off by default: on loopback it
+	// costs more CPU than it saves (docs/benchmarks.md).
+	compress bool
+	zw       *compress.Writer
+	zbuf     []byte
+}
+
+// compressChunk is the most uncompressed bytes per compressed block.
+const compressChunk = 1 << 20
+
+func newHTTPInserter(cfg ConnConfig) *httpInserter {
+	return &httpInserter{
+		addr: cfg.HTTPAddr, user: cfg.Username, password: cfg.Password,
+		client: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     time.Minute,
+			// ClickHouse answers an INSERT when the rows are written; a
+			// read timeout on the answer would cut a slow insert short.
+			ResponseHeaderTimeout: cfg.ReadTimeout,
+		}},
+		block: newEventBlock(),
+	}
+}
+
+func (h *httpInserter) url(query string, compressed bool) string {
+	v := url.Values{"query": {query}}
+	if compressed {
+		v.Set("decompress", "1")
+	}
+	return "http://" + h.addr + "/?" + v.Encode()
+}
+
+// insertEvents writes r into db.table (the events table, or one of its
+// shape) in one INSERT.
+func (h *httpInserter) insertEvents(ctx context.Context, r *EventRows, db, table string) error {
+	body, err := h.block.encode(r)
+	if err != nil {
+		return fmt.Errorf("clickhouse: insert %s.%s: encode: %w", db, table, err)
+	}
+	if h.compress {
+		if h.zw == nil {
+			h.zw = compress.NewWriter(compress.LevelZero, compress.LZ4)
+		}
+		h.zbuf = h.zbuf[:0]
+		for lo := 0; lo < len(body); lo += compressChunk {
+			if err := h.zw.Compress(body[lo:min(lo+compressChunk, len(body))]); err != nil {
+				return fmt.Errorf("clickhouse: insert %s.%s: compress: %w", db, table, err)
+			}
+			h.zbuf = append(h.zbuf, h.zw.Data...)
+		}
+		body = h.zbuf
+	}
+	query := insertQuery(db, table, EventColumns) + " FORMAT Native"
+	if err := h.post(ctx, h.url(query, h.compress), body); err != nil {
+		return fmt.Errorf("clickhouse: insert %s.%s over HTTP: %w", db, table, err)
+	}
+	return nil
+}
+
+// post sends body and turns an answer other than 200 into an error with
+// the server's exception text.
+func (h *httpInserter) post(ctx context.Context, u string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.SetBasicAuth(h.user, h.password)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	return answer(resp)
+}
+
+// answer reads and closes resp (so that the connection is reused) and
+// returns an error unless it is 200 OK.
+func answer(resp *http.Response) error {
+	defer resp.Body.Close()
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	text := strings.TrimSpace(string(msg))
+	if text == "" {
+		text = "(no message)"
+	}
+	return fmt.Errorf("HTTP %s: %s", resp.Status, text)
+}
+
+// ping checks that the HTTP interface answers and accepts the user
+// (SELECT 1: /ping does not authenticate).
+func (h *httpInserter) ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url("SELECT 1", false), nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(h.user, h.password)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("clickhouse: HTTP %s: %w", h.addr, err)
+	}
+	if err := answer(resp); err != nil {
+		return fmt.Errorf("clickhouse: HTTP %s: %w", h.addr, err)
+	}
+	return nil
+}
+
+func (h *httpInserter) close() { h.client.CloseIdleConnections() }

@@ -366,3 +366,55 @@ func TestSinkRebalance(t *testing.T) {
 	checkDeadLetters(t, conn, db, w.deadLetters, p.deadAt)
 	checkReports(t, conn, db, w, "")
 }
+
+// A second sink joins while events keep coming without a pause, so the
+// first always holds a batch (one in flight, the next being filled): the
+// rebalance must still go through promptly (Run stops overlapping when
+// franz-go signals a waiting rebalance), and no record is written twice.
+func TestSinkRebalanceUnderLoad(t *testing.T) {
+	conn, db := testDB(t)
+	cluster := newCluster(t, 8)
+	brokers := cluster.ListenAddrs()
+	w := genWorkload(8, 30000, 0)
+	p := newProducer(t, brokers)
+
+	cfg := testSinkConfig(t, brokers, db)
+	cfg.BatchRows = 200
+	a, stopA := runSink(t, cfg)
+	const chunk = 100
+	produced := 0
+	produce := func() {
+		if produced < len(w.events) {
+			p.events(t, w.events[produced:min(produced+chunk, len(w.events))])
+			produced = min(produced+chunk, len(w.events))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for testutil.ToFloat64(a.Metrics().RowsWritten.WithLabelValues(tableEvents)) == 0 {
+		produce()
+	}
+	b, _ := runSink(t, cfg)
+	joined := time.Now()
+	for membersOwning(t, brokers, cfg.Group, schemas.TopicEvents) < 2 {
+		if time.Since(joined) > 30*time.Second {
+			t.Fatalf("the second sink got no partition of %s within 30s under load", schemas.TopicEvents)
+		}
+		produce()
+	}
+	t.Logf("rebalanced %s after the second sink started, %d of %d events produced", time.Since(joined).Round(time.Millisecond), produced, len(w.events))
+	if produced == len(w.events) {
+		t.Fatalf("the rebalance waited %s, until the load ended: a sink holding batches under load must let it through", time.Since(joined).Round(time.Millisecond))
+	}
+	for produced < len(w.events) {
+		produce()
+	}
+	waitFor(t, 30*time.Second, "every event written and committed", func() bool { return caughtUp(t, brokers, cfg.Group) })
+	stopA()
+	wa := testutil.ToFloat64(a.Metrics().RowsWritten.WithLabelValues(tableEvents))
+	wb := testutil.ToFloat64(b.Metrics().RowsWritten.WithLabelValues(tableEvents))
+	t.Logf("sink a wrote %v event rows, sink b %v, for %d records", wa, wb, len(w.events))
+	if wa+wb != float64(len(w.events)) || wb == 0 {
+		t.Errorf("the sinks wrote %v + %v event rows for %d records", wa, wb, len(w.events))
+	}
+	checkEvents(t, conn, db, w.events, p.eventsAt)
+}

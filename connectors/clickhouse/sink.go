@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -174,9 +173,6 @@ type Sink struct {
 	// the profile makes one) needs no node rows again. Only Run's
 	// goroutine touches it.
 	nodesWritten map[string]uint32
-	// rebalanceWanted is set when franz-go holds back a rebalance for the
-	// records Run holds (OnPartitionsCallbackBlocked).
-	rebalanceWanted atomic.Bool
 	// hook, when set (tests only), is called at named points of a flush:
 	// "<table>-written" after each table's insert, "written" before the
 	// commit. Crash tests kill the process there.
@@ -224,7 +220,6 @@ func (s *Sink) Connect(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { s.rebalanceWanted.Store(true) }),
 	}, s.cfg.KafkaOpts...)
 	cl, err := kafkaclient.NewClient(kc, opts...)
 	if err != nil {
@@ -319,30 +314,13 @@ func (b *batch) reset() {
 }
 
 // Run consumes until ctx is done. On the way out it writes and commits the
-// batches in hand within FlushTimeout. It returns an error only for what
+// batch in hand within FlushTimeout. It returns an error only for what
 // cannot be retried (the Kafka client closed under it).
 //
-// One flush runs in the background while Run fetches and decodes the next
-// batch: a full batch is handed to a goroutine that writes it (retrying
-// until ClickHouse accepts it or ctx ends) and then commits its offsets;
-// the next batch is handed over only after that flush has returned, so
-// batches are written and committed strictly in order, one at a time, and
-// a batch is committed only after all its INSERTs succeeded. A flush that
-// ctx ended committed nothing, and on the way out the batches are written
-// in order again and the first that fails stops the rest: nothing later
-// than the last written batch is committed.
-//
-// Rebalances: the consumer blocks them from the first poll until
-// AllowRebalance, and Run calls AllowRebalance only when it holds no
-// record at all (no batch in flight, none being filled), so every commit
-// is for partitions the sink still owns and no record is handed to another
-// member while this one may still write it (no duplicates across a
-// rebalance). Under a steady load there is always a batch held, so when
-// franz-go signals that a rebalance waits (OnPartitionsCallbackBlocked),
-// Run stops overlapping: it waits for the flush in flight, writes and
-// commits the batch being filled right away, and lets the rebalance
-// through; a rebalance waits at most about two flushes, as it waited for
-// the batch being filled before.
+// Flushes are synchronous: fetching and decoding the next batch while the
+// previous one is inserted (tried in e04d8ca) gained 1.04–1.16× rows/s for
+// 15–18% more CPU per row on two cores shared with the server
+// (docs/benchmarks.md, 2026-12-07), not worth a second batch in hand.
 func (s *Sink) Run(ctx context.Context) error {
 	if s.cl == nil {
 		return errors.New("sink: Run before Connect")
@@ -350,47 +328,17 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer s.cl.AllowRebalance()
 	b := &batch{}
 	b.reset()
-	var f *flight    // the flush in flight, if any
-	var spare *batch // a written batch, reset, for reuse
-	allow := func() {
-		s.rebalanceWanted.Store(false)
-		s.cl.AllowRebalance()
-	}
-	// land waits for the flush in flight; false when ctx ended it.
-	land := func() bool {
-		if f == nil {
-			return true
-		}
-		<-f.finished
-		if f.err != nil {
-			return false
-		}
-		spare, f = f.b, nil
-		spare.reset()
-		return true
-	}
 	for {
 		if ctx.Err() != nil {
-			return s.shutdown(f, b)
+			return s.shutdown(b)
 		}
-		if f != nil && f.isFinished() && !land() {
-			return s.shutdown(f, b)
-		}
-		pctx, cancel := context.WithCancel(ctx)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if b.records > 0 {
 			pctx, cancel = context.WithDeadline(ctx, b.deadline)
 		}
-		stop := func() bool { return false }
-		if f != nil {
-			// Wake up when the flush lands: with nothing else held the
-			// rebalance gate must open then, not at the next record.
-			stop = context.AfterFunc(f.ctx, cancel)
-		}
 		fetches := s.cl.PollRecords(pctx, s.cfg.BatchRows-b.records)
-		stop()
 		cancel()
 		if fetches.IsClientClosed() {
-			land()
 			return errors.New("sink: kafka client closed")
 		}
 		fetches.EachError(func(topic string, part int32, err error) {
@@ -400,64 +348,17 @@ func (s *Sink) Run(ctx context.Context) error {
 			s.cfg.Logger.Warn("sink: fetch", "topic", topic, "partition", part, "err", err)
 		})
 		fetches.EachRecord(func(r *kgo.Record) { s.add(b, r) })
-		if f != nil && f.isFinished() && !land() {
-			return s.shutdown(f, b)
-		}
 		switch {
-		case b.records == 0 && f == nil:
+		case b.records == 0:
 			// Nothing held: let a pending rebalance through.
-			allow()
-		case b.records > 0 && (b.records >= s.cfg.BatchRows || !time.Now().Before(b.deadline) || s.rebalanceWanted.Load()):
-			if !land() {
-				return s.shutdown(f, b)
+			s.cl.AllowRebalance()
+		case b.records >= s.cfg.BatchRows || !time.Now().Before(b.deadline):
+			if err := s.flush(ctx, b); err != nil {
+				// Only ctx ends a flush early: nothing was committed.
+				return s.shutdown(b)
 			}
-			if s.rebalanceWanted.Load() {
-				// A rebalance waits: write this batch now, then let it through.
-				if err := s.flush(ctx, b); err != nil {
-					return s.shutdown(nil, b)
-				}
-				b.reset()
-				allow()
-				continue
-			}
-			f = s.startFlush(ctx, b)
-			if spare == nil {
-				spare = &batch{}
-				spare.reset()
-			}
-			b, spare = spare, nil
 		}
 	}
-}
-
-// flight is a flush running in its own goroutine.
-type flight struct {
-	b   *batch
-	err error // set before ctx is cancelled
-	// ctx is cancelled when the flush returned (finished is closed).
-	ctx      context.Context
-	finished chan struct{}
-}
-
-func (f *flight) isFinished() bool {
-	select {
-	case <-f.finished:
-		return true
-	default:
-		return false
-	}
-}
-
-// startFlush writes and commits b in a goroutine (flush).
-func (s *Sink) startFlush(ctx context.Context, b *batch) *flight {
-	fctx, done := context.WithCancel(context.Background())
-	f := &flight{b: b, ctx: fctx, finished: make(chan struct{})}
-	go func() {
-		f.err = s.flush(ctx, b)
-		close(f.finished)
-		done()
-	}()
-	return f
 }
 
 // add decodes one record into the batch. A record that does not decode is
@@ -551,9 +452,8 @@ func (s *Sink) undecodable(r *kgo.Record, err error) {
 }
 
 // flush writes the batch, retrying until ClickHouse accepts it or ctx ends,
-// then commits its offsets. It returns an error only when ctx ended first;
-// the batch is then not committed. Run resets the batch and lets
-// rebalances through.
+// then commits its offsets and lets rebalances through. It returns an error
+// only when ctx ended first; the batch is then neither committed nor reset.
 func (s *Sink) flush(ctx context.Context, b *batch) error {
 	start := time.Now()
 	backoff := s.cfg.RetryBackoff
@@ -582,6 +482,8 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		s.hook("written")
 	}
 	s.commit(ctx, b)
+	s.cl.AllowRebalance()
+	b.reset()
 	return nil
 }
 
@@ -687,27 +589,15 @@ func (s *Sink) commit(ctx context.Context, b *batch) {
 	}
 }
 
-// shutdown waits for the flush in flight f (if any), then writes and
-// commits, in order, its batch if ctx cut it short and the batch being
-// filled b, within FlushTimeout; a batch not written stops the rest.
-func (s *Sink) shutdown(f *flight, b *batch) error {
+// shutdown writes and commits the batch in hand within FlushTimeout.
+func (s *Sink) shutdown(b *batch) error {
+	if b.records == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
 	defer cancel()
-	pending := []*batch{b}
-	if f != nil {
-		<-f.finished
-		if f.err != nil {
-			pending = []*batch{f.b, b}
-		}
-	}
-	for _, p := range pending {
-		if p.records == 0 {
-			continue
-		}
-		if err := s.flush(ctx, p); err != nil {
-			s.cfg.Logger.Warn("sink: batch not written on shutdown; it will be read again", "records", p.records, "err", err)
-			return nil
-		}
+	if err := s.flush(ctx, b); err != nil {
+		s.cfg.Logger.Warn("sink: last batch not written on shutdown; it will be read again", "records", b.records, "err", err)
 	}
 	return nil
 }

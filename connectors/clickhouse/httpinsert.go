@@ -134,9 +134,13 @@ func newHTTPInserter(cfg ConnConfig) *httpInserter {
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     time.Minute,
-			// ClickHouse answers an INSERT when the rows are written; a
-			// read timeout on the answer would cut a slow insert short.
+			// Below the server's keep_alive_timeout (3 s by default in
+			// 18.16): a POST is not retried on a connection the server
+			// closed while idle, so close it here first.
+			IdleConnTimeout: 2 * time.Second,
+			// ClickHouse answers an INSERT only when the rows are
+			// written, so the answer takes as long as the insert: bounded
+			// like any read by ReadTimeout (and by the caller's context).
 			ResponseHeaderTimeout: cfg.ReadTimeout,
 		}},
 		block: newEventBlock(),

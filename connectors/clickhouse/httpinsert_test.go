@@ -154,6 +154,31 @@ func httpQuery(t testing.TB, q string) []byte {
 	return b
 }
 
+// An INSERT after the connection sat idle longer than the server keeps it
+// (keep_alive_timeout, 3 s in 18.16) goes through on a new connection.
+func TestHTTPInsertAfterIdle(t *testing.T) {
+	conn, db := testDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rows EventRows
+	for i, ev := range genWorkload(14, 10, 0).events {
+		rows.Add(ev, "", 0, int64(i))
+	}
+	h := newHTTPInserter(ConnConfig{HTTPAddr: serverHTTPAddr(t), Username: "default", DialTimeout: 5 * time.Second, ReadTimeout: time.Minute})
+	defer h.close()
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(3500 * time.Millisecond)
+		}
+		if err := h.insertEvents(ctx, &rows, db, tableEvents); err != nil {
+			t.Fatalf("insert %d: %v", i+1, err)
+		}
+	}
+	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != uint64(2*rows.Len()) {
+		t.Errorf("events holds %d rows, want %d", n, 2*rows.Len())
+	}
+}
+
 // An INSERT the server refuses is an error with the server's exception.
 func TestHTTPInsertErrors(t *testing.T) {
 	conn, db := testDB(t)

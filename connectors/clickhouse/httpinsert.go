@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
 	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/rolodex/rolodex/schemas"
 )
 
 // The events INSERT over ClickHouse's HTTP interface (ConnConfig.HTTPAddr).
@@ -52,13 +55,22 @@ type eventBlock struct {
 	input                                 proto.Input
 	cols                                  []proto.Column
 	buf                                   proto.Buffer
+	// The string columns inside the arrays, and the keys of one map
+	// being sorted (add).
+	idTypeStrs, idValueStrs, traitKeyStrs, traitValueStrs, propKeyStrs, propValueStrs *proto.ColStr
+	keys                                                                              []string
 }
 
 func newEventBlock() *eventBlock {
 	e := &eventBlock{}
 	e.time.Location, e.receivedAt.Location = time.UTC, time.UTC
-	arr := func() *proto.ColArr[string] { return proto.NewArray[string](new(proto.ColStr)) }
-	e.idTypes, e.idValues, e.traitKeys, e.traitValues, e.propKeys, e.propValues = arr(), arr(), arr(), arr(), arr(), arr()
+	arr := func(strs **proto.ColStr) *proto.ColArr[string] {
+		*strs = new(proto.ColStr)
+		return proto.NewArray[string](*strs)
+	}
+	e.idTypes, e.idValues = arr(&e.idTypeStrs), arr(&e.idValueStrs)
+	e.traitKeys, e.traitValues = arr(&e.traitKeyStrs), arr(&e.traitValueStrs)
+	e.propKeys, e.propValues = arr(&e.propKeyStrs), arr(&e.propValueStrs)
 	e.cols = []proto.Column{
 		&e.tenant, &e.eventID, &e.typ, &e.source, &e.partner,
 		&e.time, &e.timeMS, &e.receivedAt, &e.receivedAtMS, &e.nodeID,
@@ -77,12 +89,71 @@ func newEventBlock() *eventBlock {
 	return e
 }
 
-// encode replaces the block's rows by r's and returns the Native encoding
-// (valid until the next encode).
-func (e *eventBlock) encode(r *EventRows) ([]byte, error) {
+// reset empties the block, keeping the columns' capacity.
+func (e *eventBlock) reset() {
 	for _, c := range e.cols {
 		c.Reset()
 	}
+}
+
+// rows is the number of rows.
+func (e *eventBlock) rows() int { return e.eventID.Rows() }
+
+// add appends one event, as EventRows.Add does (key not empty): every
+// string is copied once, into its column, and nothing of ev is kept.
+func (e *eventBlock) add(ev *schemas.Event, key string, partition int32, offset int64) {
+	e.tenant.Append(ev.Tenant)
+	e.eventID.Append(ev.ID)
+	e.typ.Append(ev.Type)
+	e.source.Append(ev.Source)
+	e.partner.Append(ev.Partner)
+	e.time.Data = append(e.time.Data, proto.ToDateTime(DateTime(ev.Time)))
+	e.timeMS = append(e.timeMS, ev.Time.UnixMilli())
+	e.receivedAt.Data = append(e.receivedAt.Data, proto.ToDateTime(DateTime(ev.ReceivedAt)))
+	e.receivedAtMS = append(e.receivedAtMS, uint64(max(ev.ReceivedAt.UnixMilli(), 0)))
+	e.nodeID.Append(key)
+	for _, id := range ev.Identifiers {
+		e.idTypeStrs.Append(id.Type)
+		e.idValueStrs.Append(id.Value)
+	}
+	e.idTypes.Offsets = append(e.idTypes.Offsets, uint64(e.idTypeStrs.Rows()))
+	e.idValues.Offsets = append(e.idValues.Offsets, uint64(e.idValueStrs.Rows()))
+	e.addMap(ev.Traits, e.traitKeys, e.traitValues, e.traitKeyStrs, e.traitValueStrs)
+	e.addMap(ev.Properties, e.propKeys, e.propValues, e.propKeyStrs, e.propValueStrs)
+	e.partition = append(e.partition, partition)
+	e.offset = append(e.offset, offset)
+}
+
+// addMap appends m's keys in order and their values as one row of the two
+// array columns.
+func (e *eventBlock) addMap(m map[string]string, keys, values *proto.ColArr[string], keyStrs, valueStrs *proto.ColStr) {
+	e.keys = e.keys[:0]
+	for k := range m {
+		e.keys = append(e.keys, k)
+	}
+	slices.Sort(e.keys)
+	for _, k := range e.keys {
+		keyStrs.Append(k)
+		valueStrs.Append(m[k])
+	}
+	keys.Offsets = append(keys.Offsets, uint64(keyStrs.Rows()))
+	values.Offsets = append(values.Offsets, uint64(valueStrs.Rows()))
+}
+
+// encodeRows returns the Native encoding of the block's rows (valid until
+// the next encode).
+func (e *eventBlock) encodeRows() ([]byte, error) {
+	e.buf.Reset()
+	if err := (proto.Block{Columns: len(e.input), Rows: e.rows()}).EncodeRawBlock(&e.buf, 0, e.input); err != nil {
+		return nil, err
+	}
+	return e.buf.Buf, nil
+}
+
+// encode replaces the block's rows by r's (EventRows holding its rows as
+// slices) and returns the Native encoding (valid until the next encode).
+func (e *eventBlock) encode(r *EventRows) ([]byte, error) {
+	e.reset()
 	e.tenant.AppendArr(r.tenant)
 	e.eventID.AppendArr(r.eventID)
 	e.typ.AppendArr(r.typ)
@@ -105,11 +176,7 @@ func (e *eventBlock) encode(r *EventRows) ([]byte, error) {
 	e.propValues.AppendArr(r.propValues)
 	e.partition = append(e.partition, r.partition...)
 	e.offset = append(e.offset, r.offset...)
-	e.buf.Reset()
-	if err := (proto.Block{Columns: len(e.input), Rows: r.Len()}).EncodeRawBlock(&e.buf, 0, e.input); err != nil {
-		return nil, err
-	}
-	return e.buf.Buf, nil
+	return e.encodeRows()
 }
 
 // httpInserter posts the events INSERT to ClickHouse's HTTP interface.
@@ -158,7 +225,13 @@ func (h *httpInserter) url(query string, compressed bool) string {
 // insertEvents writes r into db.table (the events table, or one of its
 // shape) in one INSERT.
 func (h *httpInserter) insertEvents(ctx context.Context, r *EventRows, db, table string) error {
-	body, err := h.block.encode(r)
+	var body []byte
+	var err error
+	if r.block != nil {
+		body, err = r.block.encodeRows() // Add wrote the columns
+	} else {
+		body, err = h.block.encode(r)
+	}
 	if err != nil {
 		return fmt.Errorf("clickhouse: insert %s.%s: encode: %w", db, table, err)
 	}

@@ -86,48 +86,69 @@ func roundTripEvents() []*schemas.Event {
 }
 
 // The rows the HTTP path writes read back equal to what clickhouse-go
-// writes for the same events, compressed or not, column by column.
+// writes for the same events, compressed or not, from rows kept as slices
+// or added straight into the Native columns (the sink's way), column by
+// column.
 func TestHTTPInsertSameRows(t *testing.T) {
 	conn, db := testDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var rows EventRows
+	direct := EventRows{block: newEventBlock()}
 	for i, ev := range roundTripEvents() {
 		rows.Add(ev, "", int32(i%4), int64(i))
+		direct.Add(ev, "", int32(i%4), int64(i))
+	}
+	if direct.Len() != rows.Len() {
+		t.Fatalf("%d rows added to the block, %d to the slices", direct.Len(), rows.Len())
 	}
 	if err := rows.Insert(ctx, conn, db); err != nil {
 		t.Fatal(err)
 	}
+	if err := direct.Insert(ctx, conn, db); err == nil {
+		t.Fatal("clickhouse-go inserted rows that are a Native block")
+	}
 	h := newHTTPInserter(ConnConfig{HTTPAddr: serverHTTPAddr(t), Username: "default", DialTimeout: 5 * time.Second, ReadTimeout: time.Minute})
 	defer h.close()
-	for _, compressed := range []bool{false, true} {
-		table := fmt.Sprintf("events_http_%v", compressed)
+	for _, v := range []struct {
+		name       string
+		rows       *EventRows
+		compressed bool
+	}{
+		{"slices", &rows, false},
+		{"slices_lz4", &rows, true},
+		{"block", &direct, false},
+		{"block_lz4", &direct, true},
+	} {
+		table := "events_" + v.name
 		if err := conn.Exec(ctx, "CREATE TABLE "+db+"."+table+" AS "+db+".events"); err != nil {
 			t.Fatal(err)
 		}
-		h.compress = compressed
-		if err := h.insertEvents(ctx, &rows, db, table); err != nil {
-			t.Fatal(err)
-		}
+		h.compress = v.compressed
 		// Twice with the same inserter: the kept columns were reset.
-		if err := h.insertEvents(ctx, &rows, db, table); err != nil {
-			t.Fatal(err)
+		for i := 0; i < 2; i++ {
+			if err := h.insertEvents(ctx, v.rows, db, table); err != nil {
+				t.Fatal(err)
+			}
 		}
 		sel := func(table string) []byte {
-			return httpQuery(t, "SELECT "+strings.Join(EventColumns, ", ")+" FROM "+db+"."+table+
-				" FORMAT TabSeparated")
+			return httpQuery(t, "SELECT "+strings.Join(EventColumns, ", ")+" FROM "+db+"."+table+" FORMAT TabSeparated")
 		}
 		want, got := sel("events"), sel(table)
 		want = append(want, want...)
 		if n := count(t, conn, "SELECT count() FROM "+db+"."+table); n != uint64(2*rows.Len()) {
-			t.Fatalf("compressed %v: %d rows, want %d", compressed, n, 2*rows.Len())
+			t.Fatalf("%s: %d rows, want %d", v.name, n, 2*rows.Len())
 		}
 		if !bytes.Equal(sortedLines(got), sortedLines(want)) {
-			t.Fatalf("compressed %v: the rows differ (%d bytes over HTTP, %d over clickhouse-go)", compressed, len(got), len(want))
+			t.Fatalf("%s: the rows differ (%d bytes over HTTP, %d over clickhouse-go)", v.name, len(got), len(want))
 		}
 		if !bytes.Contains(got, []byte("идентификатор-1")) || len(got) < 8<<20 {
-			t.Fatalf("compressed %v: the edge cases are not in the table (%d bytes)", compressed, len(got))
+			t.Fatalf("%s: the edge cases are not in the table (%d bytes)", v.name, len(got))
 		}
+	}
+	direct.Reset()
+	if direct.Len() != 0 {
+		t.Fatalf("%d rows after Reset", direct.Len())
 	}
 }
 

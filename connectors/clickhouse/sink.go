@@ -327,6 +327,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer s.cl.AllowRebalance()
 	b := &batch{}
+	if s.http != nil {
+		b.events.block = s.http.block // decoded straight into the Native columns
+	}
 	b.reset()
 	for {
 		if ctx.Err() != nil {

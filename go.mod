@@ -3,6 +3,7 @@ module github.com/rolodex/rolodex
 go 1.26.8
 
 require (
+	github.com/ClickHouse/ch-go v0.74.0
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
 	github.com/IBM/sarama v1.45.1
 	github.com/goccy/go-json v0.12.0
@@ -32,7 +33,6 @@ require (
 
 require (
 	cel.dev/expr v0.25.1 // indirect
-	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/andybalholm/brotli v1.2.6 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/bahlo/generic-list-go v0.2.0 // indirect

@@ -52,3 +52,27 @@ func TestClickHouseAddrFromEnv(t *testing.T) {
 		t.Fatalf("run sink without an address: %v (exit %d)", err, exitCode(err))
 	}
 }
+
+// The sink's HTTP address: the flag, else the environment's when the
+// native address is the environment's too (one server), else none.
+func TestClickhouseHTTPAddr(t *testing.T) {
+	t.Setenv(envClickHouseAddr, "127.0.0.1:9000")
+	t.Setenv(envClickHouseHTTPAddr, "127.0.0.1:8123")
+	for _, c := range []struct {
+		addr, flag, want string
+	}{
+		{"127.0.0.1:9000", "", "127.0.0.1:8123"},
+		{"127.0.0.1:9000", "ch:8123", "ch:8123"},
+		{"127.0.0.1:9000", "off", ""},
+		{"other:9000", "", ""},
+		{"other:9000", "other:8123", "other:8123"},
+	} {
+		f := clickhouseFlags{addr: c.addr, http: c.flag}
+		if got := f.httpAddr(); got != c.want {
+			t.Errorf("--clickhouse %s --clickhouse-http %q: %q, want %q", c.addr, c.flag, got, c.want)
+		}
+		if got := f.config().HTTPAddr; got != c.want {
+			t.Errorf("--clickhouse %s --clickhouse-http %q: config HTTPAddr %q, want %q", c.addr, c.flag, got, c.want)
+		}
+	}
+}

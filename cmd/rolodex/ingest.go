@@ -22,6 +22,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "listen address of the HTTP API (ingest and query), /metrics and /healthz")
 	config := fs.String("config", "", "YAML config file (default: built-in, with the demo partner)")
 	chAddr := fs.String("clickhouse", "", "also run the ClickHouse sink into this server (native host:port, e.g. \"$ROLODEX_CLICKHOUSE_ADDR\"); default: off, even when $ROLODEX_CLICKHOUSE_ADDR is set")
+	chHTTP := fs.String("clickhouse-http", "", clickhouseHTTPUsage)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	}
 	components := devComponents(state)
 	if *chAddr != "" {
-		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
+		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, http: *chHTTP, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
 	} else {
 		logger.Info("ClickHouse sink off (rolodex dev --clickhouse host:port turns it on)")
 	}

@@ -245,6 +245,8 @@ Environment:
                                blacklist, consent, rules, routing and lead commands (--key)
   ROLODEX_CLICKHOUSE_ADDR      ClickHouse native host:port of report, clickhouse migrate
                                and run sink (--clickhouse); scripts/clickhouse start sets it
+  ROLODEX_CLICKHOUSE_HTTP_ADDR HTTP host:port of the same server: run sink and dev write
+                               the events table over it (--clickhouse-http); scripts/clickhouse start sets it
   ROLODEX_CLICKHOUSE_PASSWORD  password of the ClickHouse user
 `
 

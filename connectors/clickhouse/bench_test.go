@@ -31,9 +31,13 @@ import (
 //	                    (one process, one INSERT; its start is timed too)
 //	driver-insert       this package's insert alone (EventRows.Insert) of
 //	                    the same rows, already decoded, 50,000 per INSERT
-//	sink/batch=N        the whole sink: the events sit Avro-encoded on an
-//	                    embedded Kafka broker (4 partitions); timed from Run
-//	                    until ClickHouse accepted the last row
+//	driver-insert-http  the same over HTTP, a Native block encoded with
+//	                    ch-go (httpinsert.go); -lz4: the body compressed
+//	sink/batch=N        the whole sink, events over the native protocol:
+//	                    the events sit Avro-encoded on an embedded Kafka
+//	                    broker (4 partitions); timed from Run until
+//	                    ClickHouse accepted the last row
+//	sink/http-batch=N   the same, events over HTTP (ConnConfig.HTTPAddr)
 //
 // Run it with a fixed count so every phase moves the same rows:
 //
@@ -157,12 +161,30 @@ func insertInChunks(ctx context.Context, r *EventRows, _ string, insert func(*Ev
 func BenchmarkDriverInsert(b *testing.B) {
 	conn, db := testDB(b)
 	ctx := context.Background()
+	benchInsert(b, func(r *EventRows) error { return r.Insert(ctx, conn, db) })
+}
+
+func BenchmarkDriverInsertHTTP(b *testing.B) { benchInsertHTTP(b, false) }
+
+func BenchmarkDriverInsertHTTPLZ4(b *testing.B) { benchInsertHTTP(b, true) }
+
+func benchInsertHTTP(b *testing.B, compressed bool) {
+	_, db := testDB(b)
+	h := newHTTPInserter(ConnConfig{HTTPAddr: serverHTTPAddr(b), Username: "default", DialTimeout: 5 * time.Second, ReadTimeout: time.Minute})
+	defer h.close()
+	h.compress = compressed
+	ctx := context.Background()
+	benchInsert(b, func(r *EventRows) error { return h.insertEvents(ctx, r, db, tableEvents) })
+}
+
+// benchInsert times insert of the benchmark's rows, 50,000 at a time.
+func benchInsert(b *testing.B, insert func(*EventRows) error) {
 	rows := benchRows(benchWorkload(b.N))
 	runtime.GC()
 	cpu0, srv0 := processCPU(), must(serverCPU())
 	b.ResetTimer()
 	start := time.Now()
-	if err := insertInChunks(ctx, rows, "", func(r *EventRows) error { return r.Insert(ctx, conn, db) }); err != nil {
+	if err := insertInChunks(context.Background(), rows, "", insert); err != nil {
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
@@ -174,11 +196,12 @@ func BenchmarkDriverInsert(b *testing.B) {
 
 func BenchmarkSink(b *testing.B) {
 	for _, batch := range []int{1_000, 5_000, 10_000, 50_000, 100_000} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchSink(b, batch) })
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchSink(b, batch, false) })
+		b.Run(fmt.Sprintf("http-batch=%d", batch), func(b *testing.B) { benchSink(b, batch, true) })
 	}
 }
 
-func benchSink(b *testing.B, batchRows int) {
+func benchSink(b *testing.B, batchRows int, http bool) {
 	_, db := openTestDB(b) // the sink migrates
 	w := benchWorkload(b.N)
 	cluster := newCluster(b, 4)
@@ -187,6 +210,7 @@ func benchSink(b *testing.B, batchRows int) {
 	p.events(b, w.events)
 
 	cfg := testSinkConfig(b, brokers, db)
+	onPath(b, &cfg, http)
 	cfg.BatchRows = batchRows
 	cfg.BatchInterval = time.Second
 	s, err := NewSink(cfg)

@@ -34,6 +34,9 @@ const (
 	childEnv        = "ROLODEX_TEST_SINK_CHILD"
 	childBrokersEnv = "ROLODEX_TEST_SINK_BROKERS"
 	childDBEnv      = "ROLODEX_TEST_SINK_DB"
+	// childHTTPEnv, when set, is the HTTP address the child writes the
+	// events table over.
+	childHTTPEnv = "ROLODEX_TEST_SINK_HTTP"
 	// childCrashEnv names a flush point ("<table>-written", "written") at
 	// which the child kills itself the second time it gets there.
 	childCrashEnv = "ROLODEX_TEST_SINK_CRASH_AT"
@@ -52,7 +55,7 @@ func childSink() int {
 	defer stop()
 	s, err := NewSink(Config{
 		Kafka:         kafkaclient.Config{Brokers: strings.Split(os.Getenv(childBrokersEnv), ",")},
-		ClickHouse:    ConnConfig{Addr: os.Getenv(envAddr), Database: os.Getenv(childDBEnv)},
+		ClickHouse:    ConnConfig{Addr: os.Getenv(envAddr), HTTPAddr: os.Getenv(childHTTPEnv), Database: os.Getenv(childDBEnv)},
 		BatchRows:     500,
 		BatchInterval: 30 * time.Millisecond,
 		Logger:        quietLogger(),
@@ -102,11 +105,14 @@ type child struct {
 	ready  chan struct{} // closed when the child printed childReady
 }
 
-func startChild(t *testing.T, brokers []string, db, crashAt string) *child {
+// startChild starts a sink child; httpAddr, when set, is where it writes
+// the events table over HTTP.
+func startChild(t *testing.T, brokers []string, db, crashAt, httpAddr string) *child {
 	t.Helper()
 	c := &child{done: make(chan error, 1), ready: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	c.cmd.Env = append(os.Environ(), childEnv+"=1", childBrokersEnv+"="+strings.Join(brokers, ","), childDBEnv+"="+db, childCrashEnv+"="+crashAt)
+	c.cmd.Env = append(os.Environ(), childEnv+"=1", childBrokersEnv+"="+strings.Join(brokers, ","), childDBEnv+"="+db, childCrashEnv+"="+crashAt,
+		childHTTPEnv+"="+httpAddr)
 	c.cmd.Stderr = &c.stderr
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -206,7 +212,13 @@ func TestSinkCrashRestart(t *testing.T) {
 	for i, k := range kills {
 		produceChunk(i)
 		before := rawEvents()
-		c := startChild(t, brokers, db, k.crashAt)
+		// Both insert paths: every other child writes events over HTTP
+		// (the kill between the events and dead_letters inserts among them).
+		httpAddr := ""
+		if i%2 == 1 {
+			httpAddr = serverHTTPAddr(t)
+		}
+		c := startChild(t, brokers, db, k.crashAt, httpAddr)
 		if k.crashAt != "" {
 			err := c.wait(t, 30*time.Second)
 			if ws, ok := err.(*exec.ExitError); !ok || ws.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -234,7 +246,7 @@ func TestSinkCrashRestart(t *testing.T) {
 	}
 
 	final := uint64(len(finalEvents(w.events)))
-	c := startChild(t, brokers, db, "")
+	c := startChild(t, brokers, db, "", serverHTTPAddr(t))
 	waitFor(t, 45*time.Second, "every record written and committed after the restarts", func() bool {
 		return caughtUp(t, brokers, "")
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,8 +20,9 @@ import (
 // starts (scripts/clickhouse start), found through ROLODEX_CLICKHOUSE_ADDR.
 // Without it they fail; they never skip.
 const (
-	envAddr = "ROLODEX_CLICKHOUSE_ADDR"
-	envDir  = "ROLODEX_CLICKHOUSE_DIR"
+	envAddr     = "ROLODEX_CLICKHOUSE_ADDR"
+	envHTTPAddr = "ROLODEX_CLICKHOUSE_HTTP_ADDR"
+	envDir      = "ROLODEX_CLICKHOUSE_DIR"
 )
 
 const howToStart = `run ./scripts/test, or start a throwaway server first:
@@ -33,6 +35,39 @@ func serverAddr(t testing.TB) string {
 		t.Fatalf("%s is not set: these tests need a real ClickHouse server; %s", envAddr, howToStart)
 	}
 	return addr
+}
+
+// serverHTTPAddr is the HTTP interface of the same server
+// (ROLODEX_CLICKHOUSE_HTTP_ADDR, else the http_port file of
+// ROLODEX_CLICKHOUSE_DIR).
+func serverHTTPAddr(t testing.TB) string {
+	t.Helper()
+	if addr := os.Getenv(envHTTPAddr); addr != "" {
+		return addr
+	}
+	if dir := os.Getenv(envDir); dir != "" {
+		if port, err := os.ReadFile(filepath.Join(dir, "http_port")); err == nil {
+			return "127.0.0.1:" + strings.TrimSpace(string(port))
+		}
+	}
+	t.Fatalf("%s is not set: these tests need a real ClickHouse server; %s", envHTTPAddr, howToStart)
+	return ""
+}
+
+// insertPaths are the two ways the sink writes the events table: over
+// the native protocol with clickhouse-go, and over HTTP as a Native block
+// (httpinsert.go). Tests of the sink that insert events run on both.
+var insertPaths = []struct {
+	name string
+	http bool
+}{{"native", false}, {"http", true}}
+
+// onPath sets cfg's HTTP address for the path: the server's, or none.
+func onPath(t testing.TB, cfg *Config, http bool) {
+	cfg.ClickHouse.HTTPAddr = ""
+	if http {
+		cfg.ClickHouse.HTTPAddr = serverHTTPAddr(t)
+	}
 }
 
 // testDB opens a connection and migrates a database of the test's own

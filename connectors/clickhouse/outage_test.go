@@ -45,6 +45,12 @@ func serverPID(t *testing.T, dir string) int {
 // refused, then a fresh server on the same data). Afterwards every event is
 // there exactly once and the reports equal the reference.
 func TestSinkOutage(t *testing.T) {
+	for _, path := range insertPaths {
+		t.Run(path.name, func(t *testing.T) { testSinkOutage(t, path.http) })
+	}
+}
+
+func testSinkOutage(t *testing.T, http bool) {
 	dir := serverDir(t)
 	conn, db := testDB(t)
 	cluster := newCluster(t, 4)
@@ -59,6 +65,7 @@ func TestSinkOutage(t *testing.T) {
 	cfg.RetryBackoff = 50 * time.Millisecond
 	cfg.MaxRetryBackoff = 400 * time.Millisecond
 	cfg.ClickHouse.DialTimeout = time.Second
+	onPath(t, &cfg, http)
 	s, stop := runSink(t, cfg)
 
 	// The load: events keep coming, in chunks, during both outages.

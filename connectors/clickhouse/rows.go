@@ -13,15 +13,29 @@ import (
 	"github.com/rolodex/rolodex/schemas"
 )
 
-// EventColumns are the columns the sink writes to events, in the order of
-// every INSERT. inserted_at is left to its DEFAULT now().
-var EventColumns = []string{
-	"tenant", "event_id", "type", "source", "partner",
-	"time", "time_ms", "received_at", "received_at_ms", "node_id",
-	"identifier_types", "identifier_values",
-	"trait_keys", "trait_values", "property_keys", "property_values",
-	"kafka_partition", "kafka_offset",
+// eventColumns are the columns the sink writes to events, with their
+// types, in the order of every INSERT (both paths: clickhouse-go's batch
+// and the Native block over HTTP, httpinsert.go). inserted_at is left to
+// its DEFAULT now(). TestEventColumnsMatchTable compares them with the
+// migrated table.
+var eventColumns = []struct{ name, typ string }{
+	{"tenant", "String"}, {"event_id", "String"}, {"type", "String"}, {"source", "String"}, {"partner", "String"},
+	{"time", "DateTime('UTC')"}, {"time_ms", "Int64"}, {"received_at", "DateTime('UTC')"}, {"received_at_ms", "UInt64"},
+	{"node_id", "String"},
+	{"identifier_types", "Array(String)"}, {"identifier_values", "Array(String)"},
+	{"trait_keys", "Array(String)"}, {"trait_values", "Array(String)"},
+	{"property_keys", "Array(String)"}, {"property_values", "Array(String)"},
+	{"kafka_partition", "Int32"}, {"kafka_offset", "Int64"},
 }
+
+// EventColumns are the names of eventColumns.
+var EventColumns = func() []string {
+	names := make([]string, len(eventColumns))
+	for i, c := range eventColumns {
+		names[i] = c.name
+	}
+	return names
+}()
 
 // DeadLetterColumns are the columns the sink writes to dead_letters.
 var DeadLetterColumns = []string{
@@ -53,14 +67,26 @@ type EventRows struct {
 	// strs backs the rows' identifier, trait and property arrays, so
 	// that a row's six arrays are not six allocations (stringArrays).
 	strs []string
+	// block, when set (the sink writing events over HTTP), holds the rows
+	// instead of the slices above: Add appends straight to its ch-go
+	// columns, one copy of each string and nothing of the event kept.
+	block *eventBlock
 }
 
 // Len is the number of rows.
-func (r *EventRows) Len() int { return len(r.eventID) }
+func (r *EventRows) Len() int {
+	if r.block != nil {
+		return r.block.rows()
+	}
+	return len(r.eventID)
+}
 
 // Reset empties r, keeping the columns' capacity for the next batch: the
 // insert has copied the rows into the driver's own columns by then.
 func (r *EventRows) Reset() {
+	if r.block != nil {
+		r.block.reset()
+	}
 	r.tenant, r.eventID, r.typ, r.source, r.partner = r.tenant[:0], r.eventID[:0], r.typ[:0], r.source[:0], r.partner[:0]
 	r.time, r.timeMS, r.receivedAt, r.receivedAtMS = r.time[:0], r.timeMS[:0], r.receivedAt[:0], r.receivedAtMS[:0]
 	r.nodeID = r.nodeID[:0]
@@ -93,6 +119,13 @@ const stringChunk = 4096
 // primary identifier); partition and offset are the record's position on
 // rolodex.events.
 func (r *EventRows) Add(ev *schemas.Event, key string, partition int32, offset int64) {
+	if r.block != nil {
+		if key == "" {
+			key = ev.Key()
+		}
+		r.block.add(ev, key, partition, offset)
+		return
+	}
 	r.tenant = append(r.tenant, ev.Tenant)
 	r.eventID = append(r.eventID, ev.ID)
 	r.typ = append(r.typ, ev.Type)
@@ -135,6 +168,9 @@ func (r *EventRows) columns() []any {
 
 // Insert writes the rows into db.events in one INSERT.
 func (r *EventRows) Insert(ctx context.Context, conn driver.Conn, db string) error {
+	if r.block != nil {
+		return fmt.Errorf("clickhouse: insert %s.events: the rows are a Native block for the HTTP interface", db)
+	}
 	return insertColumns(ctx, conn, db, "events", EventColumns, r.columns())
 }
 

@@ -272,19 +272,44 @@ func (h *httpInserter) post(ctx context.Context, u string, body []byte) error {
 }
 
 // answer reads and closes resp (so that the connection is reused) and
-// returns an error unless it is 200 OK.
+// returns an error unless it is 200 OK without an exception. A 200 can
+// carry one: ClickHouse writes an exception after the status line when it
+// had sent headers already (progress headers, send_progress_in_http_headers
+// in the user's profile), and 24.x+ answers a receive timeout while
+// reading an INSERT's body with 200, X-ClickHouse-Exception-Code and no
+// body (ClickHouse issue #65117). An INSERT that succeeded has an empty
+// body, and SELECT 1 (ping) has "1".
 func answer(resp *http.Response) error {
 	defer resp.Body.Close()
 	msg, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
+		code := resp.Header.Get("X-ClickHouse-Exception-Code")
+		if code == "" {
+			code = resp.Trailer.Get("X-ClickHouse-Exception-Code") // set once the body is read
+		}
+		if (code != "" && code != "0") || isException(msg) {
+			return fmt.Errorf("HTTP %s with exception code %q: %s", resp.Status, code, orNoMessage(msg))
+		}
 		return err
 	}
-	text := strings.TrimSpace(string(msg))
-	if text == "" {
-		text = "(no message)"
+	return fmt.Errorf("HTTP %s: %s", resp.Status, orNoMessage(msg))
+}
+
+// isException tells whether body holds a ClickHouse exception
+// ("Code: 395. DB::Exception: ...", after "__exception__" in 24.x+).
+func isException(body []byte) bool {
+	return bytes.Contains(body, []byte("__exception__")) || bytes.Contains(body, []byte("DB::Exception")) ||
+		bytes.Contains(body, []byte("DB::NetException")) || bytes.HasPrefix(bytes.TrimSpace(body), []byte("Code: "))
+}
+
+func orNoMessage(msg []byte) string {
+	if text := strings.TrimSpace(string(msg)); text != "" {
+		return text
 	}
-	return fmt.Errorf("HTTP %s: %s", resp.Status, text)
+	return "(no message)"
 }
 
 // ping checks that the HTTP interface answers and accepts the user

@@ -89,11 +89,33 @@ func newEventBlock() *eventBlock {
 	return e
 }
 
-// reset empties the block, keeping the columns' capacity.
+// reset empties the block, keeping the columns' capacity, except for a
+// string buffer or the encoding much larger than the rows just held
+// needed (a batch with a huge event before them): that one is let go, so
+// that one huge batch does not stay in memory for the life of the sink.
 func (e *eventBlock) reset() {
+	for _, c := range []*proto.ColStr{&e.tenant, &e.eventID, &e.typ, &e.source, &e.partner, &e.nodeID,
+		e.idTypeStrs, e.idValueStrs, e.traitKeyStrs, e.traitValueStrs, e.propKeyStrs, e.propValueStrs} {
+		c.Buf = shrunk(c.Buf, 1)
+		c.Pos = shrunk(c.Pos, 16) // proto.Position: two ints
+	}
+	e.buf.Buf = shrunk(e.buf.Buf, 1)
 	for _, c := range e.cols {
 		c.Reset()
 	}
+}
+
+// keepBytes is the capacity a reused buffer keeps whatever it held.
+const keepBytes = 1 << 20
+
+// shrunk returns s (of elements of size bytes), or nil when its capacity
+// is above keepBytes and more than four times its length (what the last
+// batch used).
+func shrunk[T any](s []T, size int) []T {
+	if cap(s)*size > keepBytes && cap(s) > 4*len(s) {
+		return nil
+	}
+	return s
 }
 
 // rows is the number of rows.
@@ -249,7 +271,9 @@ func (h *httpInserter) insertEvents(ctx context.Context, r *EventRows, db, table
 		body = h.zbuf
 	}
 	query := insertQuery(db, table, EventColumns) + " FORMAT Native"
-	if err := h.post(ctx, h.url(query, h.compress), body); err != nil {
+	err = h.post(ctx, h.url(query, h.compress), body)
+	h.zbuf = shrunk(h.zbuf, 1)
+	if err != nil {
 		return fmt.Errorf("clickhouse: insert %s.%s over HTTP: %w", db, table, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -342,4 +343,45 @@ func TestHTTPInsert200WithException(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Native columns are kept from batch to batch, but a batch with one
+// huge event (16 MiB) must not pin its buffers for the life of the sink:
+// after a batch of ordinary events the block holds about what they need.
+func TestEventBlockShrinksAfterHugeBatch(t *testing.T) {
+	at := time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC)
+	huge := strings.Repeat("x", 16<<20)
+	small := genWorkload(16, 200, 0).events
+	rows := EventRows{block: newEventBlock()}
+	h := &httpInserter{block: rows.block}
+	batch := func(evs []*schemas.Event) {
+		for i, ev := range evs {
+			rows.Add(ev, "", 0, int64(i))
+		}
+		if _, err := rows.block.encodeRows(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Reset() // as the sink does after the flush
+	}
+	batch(append(small[:100:100], &schemas.Event{Tenant: "t", ID: "huge", Type: "x", Source: "s", Time: at, ReceivedAt: at,
+		Identifiers: []schemas.Identifier{{Type: "user_id", Value: "u"}}, Properties: map[string]string{"blob": huge}}))
+	if got := h.block.retained(); got < 16<<20 {
+		t.Fatalf("the block holds %d bytes right after the huge batch: the test does not measure what it should", got)
+	}
+	batch(small[100:])
+	batch(small[:100])
+	if got := h.block.retained(); got > 2<<20 {
+		t.Errorf("after two batches of 100 ordinary events the block still holds %d bytes (the huge event's buffers)", got)
+	}
+}
+
+// retained is the capacity, in bytes, of the block's string buffers and
+// its encoding.
+func (e *eventBlock) retained() int {
+	n := cap(e.buf.Buf)
+	for _, c := range []*proto.ColStr{&e.tenant, &e.eventID, &e.typ, &e.source, &e.partner, &e.nodeID,
+		e.idTypeStrs, e.idValueStrs, e.traitKeyStrs, e.traitValueStrs, e.propKeyStrs, e.propValueStrs} {
+		n += cap(c.Buf) + 16*cap(c.Pos)
+	}
+	return n
 }

@@ -89,11 +89,33 @@ func newEventBlock() *eventBlock {
 	return e
 }
 
-// reset empties the block, keeping the columns' capacity.
+// reset empties the block, keeping the columns' capacity, except for a
+// string buffer or the encoding much larger than the rows just held
+// needed (a batch with a huge event before them): that one is let go, so
+// that one huge batch does not stay in memory for the life of the sink.
 func (e *eventBlock) reset() {
+	for _, c := range []*proto.ColStr{&e.tenant, &e.eventID, &e.typ, &e.source, &e.partner, &e.nodeID,
+		e.idTypeStrs, e.idValueStrs, e.traitKeyStrs, e.traitValueStrs, e.propKeyStrs, e.propValueStrs} {
+		c.Buf = shrunk(c.Buf, 1)
+		c.Pos = shrunk(c.Pos, 16) // proto.Position: two ints
+	}
+	e.buf.Buf = shrunk(e.buf.Buf, 1)
 	for _, c := range e.cols {
 		c.Reset()
 	}
+}
+
+// keepBytes is the capacity a reused buffer keeps whatever it held.
+const keepBytes = 1 << 20
+
+// shrunk returns s (of elements of size bytes), or nil when its capacity
+// is above keepBytes and more than four times its length (what the last
+// batch used).
+func shrunk[T any](s []T, size int) []T {
+	if cap(s)*size > keepBytes && cap(s) > 4*len(s) {
+		return nil
+	}
+	return s
 }
 
 // rows is the number of rows.
@@ -249,7 +271,9 @@ func (h *httpInserter) insertEvents(ctx context.Context, r *EventRows, db, table
 		body = h.zbuf
 	}
 	query := insertQuery(db, table, EventColumns) + " FORMAT Native"
-	if err := h.post(ctx, h.url(query, h.compress), body); err != nil {
+	err = h.post(ctx, h.url(query, h.compress), body)
+	h.zbuf = shrunk(h.zbuf, 1)
+	if err != nil {
 		return fmt.Errorf("clickhouse: insert %s.%s over HTTP: %w", db, table, err)
 	}
 	return nil
@@ -272,19 +296,44 @@ func (h *httpInserter) post(ctx context.Context, u string, body []byte) error {
 }
 
 // answer reads and closes resp (so that the connection is reused) and
-// returns an error unless it is 200 OK.
+// returns an error unless it is 200 OK without an exception. A 200 can
+// carry one: ClickHouse writes an exception after the status line when it
+// had sent headers already (progress headers, send_progress_in_http_headers
+// in the user's profile), and 24.x+ answers a receive timeout while
+// reading an INSERT's body with 200, X-ClickHouse-Exception-Code and no
+// body (ClickHouse issue #65117). An INSERT that succeeded has an empty
+// body, and SELECT 1 (ping) has "1".
 func answer(resp *http.Response) error {
 	defer resp.Body.Close()
 	msg, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
+		code := resp.Header.Get("X-ClickHouse-Exception-Code")
+		if code == "" {
+			code = resp.Trailer.Get("X-ClickHouse-Exception-Code") // set once the body is read
+		}
+		if (code != "" && code != "0") || isException(msg) {
+			return fmt.Errorf("HTTP %s with exception code %q: %s", resp.Status, code, orNoMessage(msg))
+		}
 		return err
 	}
-	text := strings.TrimSpace(string(msg))
-	if text == "" {
-		text = "(no message)"
+	return fmt.Errorf("HTTP %s: %s", resp.Status, orNoMessage(msg))
+}
+
+// isException tells whether body holds a ClickHouse exception
+// ("Code: 395. DB::Exception: ...", after "__exception__" in 24.x+).
+func isException(body []byte) bool {
+	return bytes.Contains(body, []byte("__exception__")) || bytes.Contains(body, []byte("DB::Exception")) ||
+		bytes.Contains(body, []byte("DB::NetException")) || bytes.HasPrefix(bytes.TrimSpace(body), []byte("Code: "))
+}
+
+func orNoMessage(msg []byte) string {
+	if text := strings.TrimSpace(string(msg)); text != "" {
+		return text
 	}
-	return fmt.Errorf("HTTP %s: %s", resp.Status, text)
+	return "(no message)"
 }
 
 // ping checks that the HTTP interface answers and accepts the user

@@ -28,6 +28,9 @@ type clickhouseFlags struct {
 	addr, database, user string
 	// http is --clickhouse-http, of the commands that run the sink.
 	http string
+	// sink is set for the commands that run the sink: only they write
+	// events over HTTP (the others ignore $ROLODEX_CLICKHOUSE_HTTP_ADDR).
+	sink bool
 }
 
 // clickhouseHTTPUsage is the help of --clickhouse-http.
@@ -38,6 +41,7 @@ const clickhouseHTTPUsage = "ClickHouse HTTP interface, host:port, of the same s
 // registerHTTP adds --clickhouse-http to fs.
 func (c *clickhouseFlags) registerHTTP(fs *flagSet) {
 	fs.StringVar(&c.http, "clickhouse-http", "", clickhouseHTTPUsage)
+	c.sink = true
 }
 
 // httpAddr is the HTTP address the sink writes events to: --clickhouse-http,
@@ -46,7 +50,7 @@ func (c *clickhouseFlags) registerHTTP(fs *flagSet) {
 // start exports them), else none.
 func (c *clickhouseFlags) httpAddr() string {
 	switch {
-	case c.http == "off":
+	case !c.sink || c.http == "off":
 		return ""
 	case c.http != "":
 		return c.http

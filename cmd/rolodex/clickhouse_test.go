@@ -67,12 +67,31 @@ func TestClickhouseHTTPAddr(t *testing.T) {
 		{"other:9000", "", ""},
 		{"other:9000", "other:8123", "other:8123"},
 	} {
-		f := clickhouseFlags{addr: c.addr, http: c.flag}
+		f := clickhouseFlags{addr: c.addr, http: c.flag, sink: true}
 		if got := f.httpAddr(); got != c.want {
 			t.Errorf("--clickhouse %s --clickhouse-http %q: %q, want %q", c.addr, c.flag, got, c.want)
 		}
 		if got := f.config().HTTPAddr; got != c.want {
 			t.Errorf("--clickhouse %s --clickhouse-http %q: config HTTPAddr %q, want %q", c.addr, c.flag, got, c.want)
 		}
+	}
+	// Commands that do not run the sink (report, clickhouse migrate,
+	// export) ignore the HTTP address: a bad one must not fail them.
+	t.Setenv(envClickHouseHTTPAddr, "not an address")
+	f := clickhouseFlags{addr: "127.0.0.1:9000", database: "rolodex"}
+	if got := f.config().HTTPAddr; got != "" {
+		t.Errorf("a command without the sink: HTTPAddr %q, want none", got)
+	}
+	cfg := f.config()
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("a command without the sink fails on $%s: %v", envClickHouseHTTPAddr, err)
+	}
+}
+
+func TestDevClickhouseHTTPNeedsClickhouse(t *testing.T) {
+	var out, errb strings.Builder
+	err := run(context.Background(), []string{"dev", "--clickhouse-http", "127.0.0.1:8123"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--clickhouse-http needs --clickhouse") {
+		t.Fatalf("dev --clickhouse-http without --clickhouse: %v, want a usage error", err)
 	}
 }

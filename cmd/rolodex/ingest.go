@@ -29,6 +29,9 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("dev: unexpected argument %q", fs.Arg(0))}
 	}
+	if *chHTTP != "" && *chHTTP != "off" && *chAddr == "" {
+		return usageError{"dev: --clickhouse-http needs --clickhouse (the sink runs only with it)"}
+	}
 	// A bad config fails here, before the broker starts.
 	cfg, err := loadServerConfig(*config)
 	if err != nil {
@@ -73,7 +76,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, logger
 	}
 	components := devComponents(state)
 	if *chAddr != "" {
-		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, http: *chHTTP, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
+		components = append(components, sinkComponent(clickhouse.Config{ClickHouse: (&clickhouseFlags{addr: *chAddr, http: *chHTTP, sink: true, database: clickhouse.DefaultDatabase, user: "default"}).config()}))
 	} else {
 		logger.Info("ClickHouse sink off (rolodex dev --clickhouse host:port turns it on)")
 	}

@@ -245,7 +245,11 @@ func sinkComponent(cfg clickhouse.Config) component {
 		}
 		e.closers = append(e.closers, func() { sink.Close() })
 		if err := sink.Connect(e.ctx); err != nil {
-			return fmt.Errorf("%w (is ClickHouse up at %s?)", err, cfg.ClickHouse.Addr)
+			where := cfg.ClickHouse.Addr
+			if h := cfg.ClickHouse.HTTPAddr; h != "" {
+				where += ", HTTP interface at " + h
+			}
+			return fmt.Errorf("%w (is ClickHouse up at %s?)", err, where)
 		}
 		e.health = append(e.health, sink.Ping)
 		e.g.Go(func() error { return sink.Run(e.ctx) })

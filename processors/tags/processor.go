@@ -149,7 +149,9 @@ func (p *processor) graph() *goka.GroupGraph {
 		goka.Input(schemas.TopicTagTicks, gokaconfig.Tolerant(schemas.JSONCodec[schemas.TagTick]{}), p.dl.Wrap(p.onTick)),
 		goka.Visitor(visitEvaluate, p.onVisit),
 		goka.Output(schemas.TopicProfileTags, schemas.JSONCodec[schemas.TagChange]{}),
-		goka.Output(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}),
+		// Tolerant too: goka decodes an input with the codec of the first
+		// edge of its topic, and this output is the same topic.
+		goka.Output(schemas.TopicTagTicks, gokaconfig.Tolerant(schemas.JSONCodec[schemas.TagTick]{})),
 		goka.Output(schemas.TopicTagAudit, schemas.JSONCodec[schemas.RuleFailure]{}),
 		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(schemas.JSONCodec[State]{}),

@@ -148,7 +148,7 @@ type DeadLetter struct {
 	// "no_valid_identifier"); Message says what was wrong for a human.
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
-	// SourceKind is SourceHTTP, SourceKafka or SourceCSV.
+	// SourceKind is SourceHTTP, SourceKafka, SourceCSV or SourceProcessor.
 	SourceKind string `json:"source_kind"`
 	// RequestID is set for HTTP; Topic, Partition and Offset for Kafka;
 	// Row (1-based, header excluded) and File for CSV.

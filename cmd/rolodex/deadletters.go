@@ -235,12 +235,13 @@ func (t *deadLetterTable) close() error {
 }
 
 // deadLetterFrom says where a dead letter was received: the HTTP request,
-// the Kafka record or the CSV row.
+// the Kafka record (also for a processor's undecodable input) or the CSV
+// row.
 func deadLetterFrom(d *schemas.DeadLetter) string {
 	switch d.SourceKind {
 	case schemas.SourceHTTP:
 		return "request " + d.RequestID
-	case schemas.SourceKafka:
+	case schemas.SourceKafka, schemas.SourceProcessor:
 		return fmt.Sprintf("%s[%d]@%d", d.Topic, d.Partition, d.Offset)
 	case schemas.SourceCSV:
 		return d.File + ":" + strconv.FormatInt(d.Row, 10)
@@ -314,7 +315,7 @@ type deadLetterLine struct {
 func (j *deadLetterJSON) write(d *schemas.DeadLetter) error {
 	l := deadLetterLine{Time: d.Time.UTC(), Partner: d.Partner, Tenant: d.Tenant, Reason: d.Reason, Message: d.Message,
 		SourceKind: d.SourceKind, RequestID: d.RequestID, Topic: d.Topic, File: d.File, Row: d.Row}
-	if d.SourceKind == schemas.SourceKafka {
+	if d.SourceKind == schemas.SourceKafka || d.SourceKind == schemas.SourceProcessor {
 		l.Partition, l.Offset = &d.Partition, &d.Offset
 	}
 	if isText(d.Payload) {

@@ -281,3 +281,11 @@ func waitFor(t *testing.T, out *syncBuffer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A processor's undecodable input names its record like a Kafka one does.
+func TestDeadLetterFromProcessor(t *testing.T) {
+	d := &schemas.DeadLetter{Reason: schemas.ReasonUndecodable, SourceKind: schemas.SourceProcessor, Topic: "rolodex.events", Partition: 3, Offset: 9}
+	if got, want := deadLetterFrom(d), "rolodex.events[3]@9"; got != want {
+		t.Fatalf("from = %q, want %q", got, want)
+	}
+}

@@ -129,6 +129,8 @@ type processor struct {
 	metrics *Metrics
 	ordered *gokaconfig.Ordered
 	logger  *slog.Logger
+	// dl dead-letters what the input's codec cannot decode.
+	dl *gokaconfig.DeadLetters
 	// proc reads a partition's directory from the table (Get) when the
 	// memory copy is gone (a start, a rebalance).
 	proc       *goka.Processor
@@ -148,8 +150,9 @@ func (p *processor) commitInOrder(ctx goka.Context) {
 
 func (p *processor) graph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupFanout,
-		goka.Input(schemas.TopicFanoutInput, schemas.JSONCodec[schemas.FanoutInput]{}, p.onInput),
+		goka.Input(schemas.TopicFanoutInput, gokaconfig.Tolerant(schemas.JSONCodec[schemas.FanoutInput]{}), p.dl.Wrap(p.onInput)),
 		goka.Output(schemas.TopicFanoutDeliveries, schemas.JSONCodec[schemas.FanoutDelivery]{}),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(TableCodec{}),
 	)
 }
@@ -315,7 +318,11 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	} else {
 		sc = gokaconfig.Sarama(schemas.GroupFanout)
 	}
-	p := &processor{metrics: m, ordered: new(gokaconfig.Ordered), logger: logger, dirs: map[int32]*Directory{}}
+	dl, err := gokaconfig.NewDeadLetters(schemas.GroupFanout, cfg.Registerer, logger, schemas.UndecodableLetter)
+	if err != nil {
+		return nil, fmt.Errorf("fanout: register metrics: %w", err)
+	}
+	p := &processor{metrics: m, ordered: new(gokaconfig.Ordered), logger: logger, dl: dl, dirs: map[int32]*Directory{}}
 	base := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
 		goka.WithProducerBuilder(p.ordered.Builder(goka.ProducerBuilderWithConfig(sc))),
@@ -411,6 +418,8 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: schemas.TopicFanoutTopics, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicFanoutSubscriptions, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 		{Name: schemas.TopicFanoutDeliveries, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
+		// Where an input record that does not decode goes (ingest creates it too).
+		{Name: schemas.TopicDeadLetter, Partitions: partitions},
 		{Name: string(goka.GroupTable(schemas.GroupFanout)), Partitions: partitions,
 			Configs: map[string]*string{"cleanup.policy": &compact, "max.message.bytes": &big}},
 	}

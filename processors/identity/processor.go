@@ -144,10 +144,17 @@ func Group(cfg Config, emitProfiles bool, reg prometheus.Registerer, ordered *go
 	if err != nil {
 		return nil, err
 	}
+	dl, err := gokaconfig.NewDeadLetters(schemas.GroupIdentity, reg, nil, schemas.UndecodableLetter)
+	if err != nil {
+		return nil, fmt.Errorf("identity: register metrics: %w", err)
+	}
 	p := &processor{engine: e, metrics: m, emitProfiles: emitProfiles, ordered: ordered}
 	return goka.DefineGroup(schemas.GroupIdentity,
-		goka.Input(schemas.TopicEvents, schemas.EventCodec{}, p.onEvent),
-		goka.Loop(schemas.JSONCodec[schemas.Message]{}, p.onMessage),
+		// A record that does not decode is dead-lettered (reason
+		// undecodable) and skipped: it must not stop the group.
+		goka.Input(schemas.TopicEvents, gokaconfig.Tolerant(schemas.EventCodec{}), dl.Wrap(p.onEvent)),
+		goka.Loop(gokaconfig.Tolerant(schemas.JSONCodec[schemas.Message]{}), dl.Wrap(p.onMessage)),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Output(schemas.TopicMerges, schemas.JSONCodec[schemas.Merge]{}),
 		goka.Output(schemas.TopicAudit, schemas.JSONCodec[schemas.Refusal]{}),
 		goka.Output(schemas.TopicProfiles, schemas.JSONCodec[schemas.Profile]{}),

@@ -47,6 +47,9 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		// that fold a topic event or change a profile's blacklist or
 		// consent; the fan-out stage creates it too.
 		{Name: schemas.TopicFanoutInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": big}},
+		// Where an input record that does not decode goes (ingest creates
+		// it too).
+		{Name: schemas.TopicDeadLetter, Partitions: partitions},
 	}
 }
 

@@ -49,6 +49,8 @@ type Metrics struct {
 	revalidated prometheus.Counter
 	revoked     *prometheus.CounterVec
 	verdicts    *prometheus.CounterVec
+	// deadLetters of each group: what its input's codec cannot decode.
+	deadLetters map[string]*gokaconfig.DeadLetters
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -73,6 +75,14 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "consent.revoked events the recipients group wrote to rolodex.events, by reason (spam, unsubscribed)."}, []string{"reason"}),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_lifecycle_verdicts_total",
 			Help: "Recipient verdicts the recipients group pushed to messages, by verdict (valid, invalid)."}, []string{"verdict"}),
+	}
+	m.deadLetters = map[string]*gokaconfig.DeadLetters{}
+	for _, group := range []string{schemas.GroupMessagesRouter, schemas.GroupRecipients, schemas.GroupLifecycle} {
+		dl, err := gokaconfig.NewDeadLetters(group, reg, nil, schemas.UndecodableLetter)
+		if err != nil {
+			return nil, fmt.Errorf("lifecycle: register metrics: %w", err)
+		}
+		m.deadLetters[group] = dl
 	}
 	if reg == nil {
 		return m, nil
@@ -100,6 +110,8 @@ type group struct {
 	metrics *Metrics
 	ordered *gokaconfig.Ordered
 	cfg     RecipientsConfig
+	// dl dead-letters what the input's codec cannot decode.
+	dl *gokaconfig.DeadLetters
 }
 
 // commitInOrder makes goka commit a message that writes nothing only after
@@ -117,9 +129,9 @@ func origin(ctx goka.Context) int64 { return ctx.Offset() + 1 }
 // rolodex.events and re-keys what the lifecycle and the recipients group
 // need (Route).
 func RouterGroup(m *Metrics, ordered *gokaconfig.Ordered) *goka.GroupGraph {
-	g := &group{metrics: m, ordered: ordered}
+	g := &group{metrics: m, ordered: ordered, dl: m.deadLetters[schemas.GroupMessagesRouter]}
 	return goka.DefineGroup(schemas.GroupMessagesRouter,
-		goka.Input(schemas.TopicEvents, schemas.EventCodec{}, g.onEvent),
+		goka.Input(schemas.TopicEvents, gokaconfig.Tolerant(schemas.EventCodec{}), g.dl.Wrap(g.onEvent)),
 		goka.Output(schemas.TopicMessageEvents, schemas.JSONCodec[schemas.MessageInput]{}),
 		goka.Output(schemas.TopicMessageRecipients, schemas.JSONCodec[schemas.RecipientInput]{}),
 		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
@@ -163,11 +175,12 @@ func (g *group) onEvent(ctx goka.Context, msg any) {
 // RecipientsGroup defines rolodex-recipients, keyed by the address's node
 // id (ApplyRecipient).
 func RecipientsGroup(m *Metrics, ordered *gokaconfig.Ordered, cfg RecipientsConfig) *goka.GroupGraph {
-	g := &group{metrics: m, ordered: ordered, cfg: cfg}
+	g := &group{metrics: m, ordered: ordered, cfg: cfg, dl: m.deadLetters[schemas.GroupRecipients]}
 	return goka.DefineGroup(schemas.GroupRecipients,
-		goka.Input(schemas.TopicMessageRecipients, schemas.JSONCodec[schemas.RecipientInput]{}, g.onRecipient),
+		goka.Input(schemas.TopicMessageRecipients, gokaconfig.Tolerant(schemas.JSONCodec[schemas.RecipientInput]{}), g.dl.Wrap(g.onRecipient)),
 		goka.Output(schemas.TopicMessageEvents, schemas.JSONCodec[schemas.MessageInput]{}),
 		goka.Output(schemas.TopicEvents, schemas.EventCodec{}),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(schemas.JSONCodec[Recipient]{}),
 	)
 }
@@ -219,9 +232,9 @@ func (g *group) onRecipient(ctx goka.Context, msg any) {
 // LifecycleGroup defines rolodex-lifecycle, keyed by schemas.MessageKey
 // (Apply): its table holds every message's state and history.
 func LifecycleGroup(m *Metrics, ordered *gokaconfig.Ordered) *goka.GroupGraph {
-	g := &group{metrics: m, ordered: ordered}
+	g := &group{metrics: m, ordered: ordered, dl: m.deadLetters[schemas.GroupLifecycle]}
 	return goka.DefineGroup(schemas.GroupLifecycle,
-		goka.Input(schemas.TopicMessageEvents, schemas.JSONCodec[schemas.MessageInput]{}, g.onMessage),
+		goka.Input(schemas.TopicMessageEvents, gokaconfig.Tolerant(schemas.JSONCodec[schemas.MessageInput]{}), g.dl.Wrap(g.onMessage)),
 		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
 	)
@@ -431,6 +444,8 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 	return []kafkaclient.TopicSpec{
 		{Name: schemas.TopicMessageEvents, Partitions: partitions},
 		{Name: schemas.TopicMessageRecipients, Partitions: partitions},
+		// Where an input record that does not decode goes (ingest creates it too).
+		{Name: schemas.TopicDeadLetter, Partitions: partitions},
 		{Name: string(goka.GroupTable(schemas.GroupLifecycle)), Partitions: partitions, Configs: table},
 		{Name: string(goka.GroupTable(schemas.GroupRecipients)), Partitions: partitions, Configs: table},
 	}

@@ -141,6 +141,8 @@ type processor struct {
 	env         *Env
 	followTypes []string
 	logger      *slog.Logger
+	// dl dead-letters what the inputs' codecs cannot decode.
+	dl *gokaconfig.DeadLetters
 }
 
 // commitInOrder makes goka commit a message that writes nothing only after
@@ -156,11 +158,12 @@ func origin(ctx goka.Context) int64 { return ctx.Offset() + 1 }
 
 func (p *processor) graph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupRouting,
-		goka.Input(schemas.TopicRoutingInput, schemas.JSONCodec[schemas.RoutingInput]{}, p.onInput),
-		goka.Input(schemas.TopicRoutingRules, schemas.JSONCodec[schemas.RoutingRules]{}, p.onRules),
-		goka.Input(schemas.TopicRoutingTicks, schemas.JSONCodec[schemas.RoutingTick]{}, p.onTick),
+		goka.Input(schemas.TopicRoutingInput, gokaconfig.Tolerant(schemas.JSONCodec[schemas.RoutingInput]{}), p.dl.Wrap(p.onInput)),
+		goka.Input(schemas.TopicRoutingRules, gokaconfig.Tolerant(schemas.JSONCodec[schemas.RoutingRules]{}), p.dl.Wrap(p.onRules)),
+		goka.Input(schemas.TopicRoutingTicks, gokaconfig.Tolerant(schemas.JSONCodec[schemas.RoutingTick]{}), p.dl.Wrap(p.onTick)),
 		goka.Visitor(visitWake, p.onVisit),
 		goka.Output(schemas.TopicRoutingOutcomes, schemas.JSONCodec[schemas.LeadOutcome]{}),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
 	)
 }
@@ -168,8 +171,9 @@ func (p *processor) graph() *goka.GroupGraph {
 // routerGraph is the stateless re-key step (RouteEvent).
 func (p *processor) routerGraph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupRoutingRouter,
-		goka.Input(schemas.TopicEvents, schemas.EventCodec{}, p.onEvent),
+		goka.Input(schemas.TopicEvents, gokaconfig.Tolerant(schemas.EventCodec{}), p.dl.Wrap(p.onEvent)),
 		goka.Output(schemas.TopicRoutingInput, schemas.JSONCodec[schemas.RoutingInput]{}),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 	)
 }
 
@@ -404,7 +408,15 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return gp, nil
 	}
 	sched := schedule.New()
-	out.p = &processor{metrics: m, ordered: new(gokaconfig.Ordered), sched: sched, env: env, followTypes: follow, logger: logger}
+	dl, err := gokaconfig.NewDeadLetters(schemas.GroupRouting, cfg.Registerer, logger, schemas.UndecodableLetter)
+	if err != nil {
+		return nil, fmt.Errorf("routing: register metrics: %w", err)
+	}
+	routerDL, err := gokaconfig.NewDeadLetters(schemas.GroupRoutingRouter, cfg.Registerer, logger, schemas.UndecodableLetter)
+	if err != nil {
+		return nil, fmt.Errorf("routing: register metrics: %w", err)
+	}
+	out.p = &processor{metrics: m, ordered: new(gokaconfig.Ordered), sched: sched, env: env, followTypes: follow, logger: logger, dl: dl}
 	sc := config(schemas.GroupRouting)
 	// The tick emitter gets a copy of sc: goka's builders write their
 	// client id into the config they are given (see processors/tags).
@@ -413,7 +425,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		goka.WithRebalanceCallback(func(goka.Assignment) { out.loop.Rebalanced() })); err != nil {
 		return nil, err
 	}
-	router := &processor{metrics: m, ordered: new(gokaconfig.Ordered), followTypes: follow, logger: logger}
+	router := &processor{metrics: m, ordered: new(gokaconfig.Ordered), followTypes: follow, logger: logger, dl: routerDL}
 	if out.Router, err = build(schemas.GroupRoutingRouter, router, router.routerGraph(), storage.MemoryBuilder(), config(schemas.GroupRoutingRouter)); err != nil {
 		return nil, err
 	}
@@ -466,6 +478,8 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 	return []kafkaclient.TopicSpec{
 		{Name: schemas.TopicRoutingInput, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},
 		{Name: schemas.TopicRoutingRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
+		// Where an input record that does not decode goes (ingest creates it too).
+		{Name: schemas.TopicDeadLetter, Partitions: partitions},
 		{Name: schemas.TopicRoutingTicks, Partitions: partitions},
 		// lead.routed carries the lead with its profile, as the input does.
 		{Name: schemas.TopicRoutingOutcomes, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &big}},

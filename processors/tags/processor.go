@@ -116,6 +116,8 @@ type processor struct {
 	env     atomic.Pointer[Env]
 	now     func() time.Time
 	logger  *slog.Logger
+	// dl dead-letters what the inputs' codecs cannot decode.
+	dl *gokaconfig.DeadLetters
 	// failed remembers the rule versions whose failure was logged.
 	failedMu sync.Mutex
 	failed   map[string]bool
@@ -132,19 +134,26 @@ func newProcessor(reg prometheus.Registerer, ordered *gokaconfig.Ordered, status
 	if logger == nil {
 		logger = slog.Default()
 	}
-	p := &processor{metrics: m, ordered: ordered, sched: schedule.New(), now: now, logger: logger, failed: map[string]bool{}}
+	dl, err := gokaconfig.NewDeadLetters(schemas.GroupTags, reg, logger, schemas.UndecodableLetter)
+	if err != nil {
+		return nil, fmt.Errorf("tags: register metrics: %w", err)
+	}
+	p := &processor{metrics: m, ordered: ordered, sched: schedule.New(), now: now, logger: logger, dl: dl, failed: map[string]bool{}}
 	p.env.Store(&Env{Groups: NewGroups(status), Failed: p.ruleFailed})
 	return p, nil
 }
 
 func (p *processor) graph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupTags,
-		goka.Input(schemas.TopicProfiles, schemas.JSONCodec[schemas.Profile]{}, p.onProfile),
-		goka.Input(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}, p.onTick),
+		goka.Input(schemas.TopicProfiles, gokaconfig.Tolerant(schemas.JSONCodec[schemas.Profile]{}), p.dl.Wrap(p.onProfile)),
+		goka.Input(schemas.TopicTagTicks, gokaconfig.Tolerant(schemas.JSONCodec[schemas.TagTick]{}), p.dl.Wrap(p.onTick)),
 		goka.Visitor(visitEvaluate, p.onVisit),
 		goka.Output(schemas.TopicProfileTags, schemas.JSONCodec[schemas.TagChange]{}),
-		goka.Output(schemas.TopicTagTicks, schemas.JSONCodec[schemas.TagTick]{}),
+		// Tolerant too: goka decodes an input with the codec of the first
+		// edge of its topic, and this output is the same topic.
+		goka.Output(schemas.TopicTagTicks, gokaconfig.Tolerant(schemas.JSONCodec[schemas.TagTick]{})),
 		goka.Output(schemas.TopicTagAudit, schemas.JSONCodec[schemas.RuleFailure]{}),
+		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(schemas.JSONCodec[State]{}),
 	)
 }
@@ -502,6 +511,8 @@ func Topics(partitions int32) []kafkaclient.TopicSpec {
 		{Name: schemas.TopicProfileTags, Partitions: partitions},
 		{Name: schemas.TopicTagTicks, Partitions: partitions},
 		{Name: schemas.TopicTagAudit, Partitions: partitions},
+		// Where an input record that does not decode goes (ingest creates it too).
+		{Name: schemas.TopicDeadLetter, Partitions: partitions},
 		{Name: schemas.TopicTagRules, Partitions: partitions, Configs: map[string]*string{"cleanup.policy": &compact}},
 	}
 }

@@ -1,6 +1,7 @@
 package gokaconfig
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/lovoo/goka"
@@ -88,7 +89,9 @@ func (d *DeadLetters) Wrap(cb goka.ProcessCallback) goka.ProcessCallback {
 			cb(ctx, msg)
 			return
 		}
-		topic, key, value := d.letter(ctx, u.Raw, u.Err)
+		// Every group that reads the topic writes its own dead letter: the
+		// message names the group.
+		topic, key, value := d.letter(ctx, u.Raw, fmt.Errorf("group %s: %w", d.group, u.Err))
 		ctx.Emit(topic, key, value)
 		d.records.WithLabelValues(d.group, string(ctx.Topic())).Inc()
 		d.logger.Warn("undecodable record dead-lettered", "group", d.group, "topic", string(ctx.Topic()),

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestUndecodableRecordsDeadLettered(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d.Reason != schemas.ReasonUndecodable || d.SourceKind != schemas.SourceProcessor || d.Message == "" ||
+				if d.Reason != schemas.ReasonUndecodable || d.SourceKind != schemas.SourceProcessor || !strings.HasPrefix(d.Message, "group "+schemas.GroupIdentity+": ") ||
 					string(d.Payload) != string(garbage[d.Topic]) || d.Partition != 0 || d.Offset != offsets[d.Topic] || string(r.Key) != "k" {
 					t.Errorf("dead letter %+v (key %q), want reason undecodable of %s/0@%d", d, r.Key, d.Topic, offsets[d.Topic])
 				}

@@ -56,7 +56,7 @@ func Sarama(clientID string) *sarama.Config {
 // the brokers' smallest allowed session (group.min.session.timeout.ms, 6 s on
 // Apache Kafka and kfake): with sarama's 10 s an identity instance restarted
 // at once after a SIGKILL processed again only 10.9–16.1 s after the kill,
-// with 6 s after 6.x–7.x s (scripts/measure-kill-restart, docs/benchmarks.md).
+// with 6 s after 7.0–7.1 s (scripts/measure-kill-restart, docs/benchmarks.md).
 // Static membership (KIP-345) would let a restarted member take its
 // partitions back at once, but needs a newer protocol than Version.
 // Heartbeats go every SessionTimeout/3 from their own goroutine, so only an

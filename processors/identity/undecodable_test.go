@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/internal/kafkatest"
@@ -29,14 +28,7 @@ func TestUndecodableRecordsDeadLettered(t *testing.T) {
 		{Group: schemas.GroupIdentity, Topic: schemas.GroupIdentity + "-loop", Key: "k", Value: []byte("{not json")},
 	}
 	processortest.Produce(t, cl, gs)
-	e := ev("t1", "e1", 1, "email", "a@example.com")
-	val, err := schemas.EncodeEvent(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(e.Key()), Value: val}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	processortest.ProduceEvent(t, cl, ev("t1", "e1", 1, "email", "a@example.com"))
 
 	reg := prometheus.NewRegistry()
 	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: filepath.Join(t.TempDir(), "s"), Registerer: reg})

@@ -9,7 +9,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rolodex/rolodex/internal/kafkatest"
 	"github.com/rolodex/rolodex/processors/processortest"
@@ -37,13 +36,7 @@ func TestUndecodableRecordsDeadLettered(t *testing.T) {
 	ev := &schemas.Event{Tenant: "t1", ID: "s-1", Type: schemas.MessageEventType(schemas.MessageSent), Time: time.UnixMilli(5000), Source: "test",
 		Partner: "p", Identifiers: []schemas.Identifier{{Type: schemas.IDEmail, Value: "ana@example.com"}},
 		Properties: map[string]string{"message_id": strconv.Quote("welcome")}, ReceivedAt: time.UnixMilli(5000)}
-	v, err := schemas.EncodeEvent(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: v}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	processortest.ProduceEvent(t, cl, ev)
 
 	reg := prometheus.NewRegistry()
 	p, err := New(Config{Brokers: brokers, StorageDir: filepath.Join(t.TempDir(), "lifecycle"), Registerer: reg})

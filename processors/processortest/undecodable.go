@@ -37,6 +37,19 @@ func Produce(t *testing.T, cl *kgo.Client, gs []Garbled) {
 	}
 }
 
+// ProduceEvent writes ev to rolodex.events as ingest does (Avro, keyed by
+// its primary identifier).
+func ProduceEvent(t *testing.T, cl *kgo.Client, ev *schemas.Event) {
+	t.Helper()
+	v, err := schemas.EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Stage is a processor running in the background until the test ends.
 type Stage struct {
 	done    chan error

@@ -213,10 +213,12 @@ func eventCodecs(t testing.TB) map[uint32]*goavro.Codec {
 }
 
 // checkDecodeEvent fails t unless DecodeEvent and the goavro reference
-// agree on data: both fail, or both return the same event.
+// agree on data: both fail, or both return the same event; and unless
+// DecodeEventView agrees with DecodeEvent.
 func checkDecodeEvent(t *testing.T, data []byte) (ok bool) {
 	t.Helper()
 	got, err := DecodeEvent(data)
+	checkDecodeEventView(t, data, got, err)
 	want, refErr := decodeEventGoavro(data)
 	switch {
 	case (err == nil) != (refErr == nil):
@@ -231,6 +233,52 @@ func checkDecodeEvent(t *testing.T, data []byte) (ok bool) {
 	}
 	return true
 }
+
+// checkDecodeEventView fails t unless DecodeEventView agrees with
+// DecodeEvent on data (its event want, or its error wantErr): both fail,
+// or the view holds the same event, maps in key
+// order. The view is reused across calls, as the sink reuses it.
+func checkDecodeEventView(t *testing.T, data []byte, want *Event, wantErr error) {
+	t.Helper()
+	err := DecodeEventView(data, &testView)
+	switch {
+	case (err == nil) != (wantErr == nil):
+		t.Fatalf("DecodeEventView(%x): err %v, DecodeEvent: err %v", data, err, wantErr)
+	case err != nil:
+		// With two faults in a record the two may name different ones
+		// (DecodeEvent finds a duplicate key at once, the view after the
+		// map).
+		if !strings.HasPrefix(err.Error(), "schemas: ") {
+			t.Fatalf("DecodeEventView(%x): err %q lacks context (DecodeEvent: %q)", data, err, wantErr)
+		}
+		return
+	}
+	v := &testView
+	got := &Event{Tenant: string(v.Tenant), ID: string(v.ID), Type: string(v.Type), Time: v.Time, Source: string(v.Source),
+		Partner: string(v.Partner), ReceivedAt: v.ReceivedAt, Topic: string(v.Topic)}
+	for _, id := range v.Identifiers {
+		got.Identifiers = append(got.Identifiers, Identifier{Type: string(id.Type), Value: string(id.Value)})
+	}
+	entries := func(es []EntryView) map[string]string {
+		if !slices.IsSortedFunc(es, func(a, b EntryView) int { return bytes.Compare(a.Key, b.Key) }) {
+			t.Fatalf("DecodeEventView(%x): entries out of key order: %q", data, es)
+		}
+		var m map[string]string
+		for _, e := range es {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[string(e.Key)] = string(e.Value)
+		}
+		return m
+	}
+	got.Traits, got.Properties = entries(v.Traits), entries(v.Properties)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodeEventView(%x) =\n%#v\nDecodeEvent:\n%#v", data, got, want)
+	}
+}
+
+var testView EventView
 
 // TestDecodeEventMatchesGoavro: for many random events written by goavro
 // with each version's schema, the hand-written decoder returns what the

@@ -3,8 +3,10 @@
 package clickhouse
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -39,13 +42,19 @@ import (
 //	                    ClickHouse accepted the last row
 //	sink/http-batch=N   the same, events over HTTP (ConnConfig.HTTPAddr)
 //
+// The sink phases' broker is a kfake cluster in a process of its own (this
+// test binary, started again), so that the sink's CPU per row is the
+// sink's, as deployed, and not the broker's too; with
+// ROLODEX_BENCH_SINK_EMBEDDED_BROKER=1 it runs in the test process, as it
+// did before 2026-12-07 (the figures in docs/benchmarks.md say which).
+//
 // Run it with a fixed count so every phase moves the same rows:
 //
 //	go test -run '^$' -bench . -benchtime 200000x ./connectors/clickhouse/
 //
 // Each reports rows/s and CPU per row: client-us/row is the CPU of the
 // client side (clickhouse-client's process; for the Go phases this test
-// process, which for the sink also hosts the embedded Kafka broker), and
+// process, which hosts the sink's Kafka broker only when it is embedded), and
 // server-us/row the ClickHouse server's (from /proc, when
 // ROLODEX_CLICKHOUSE_DIR names the server's directory). CPU per row barely
 // moves when other processes compete for the cores; rows/s does.
@@ -204,8 +213,7 @@ func BenchmarkSink(b *testing.B) {
 func benchSink(b *testing.B, batchRows int, http bool) {
 	_, db := openTestDB(b) // the sink migrates
 	w := benchWorkload(b.N)
-	cluster := newCluster(b, 4)
-	brokers := cluster.ListenAddrs()
+	brokers := benchBrokers(b, 4)
 	p := newProducer(b, brokers)
 	p.events(b, w.events)
 
@@ -306,4 +314,64 @@ func serverCPU() (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond, true
+}
+
+// benchBrokerEnv makes the test binary the sink benchmark's broker
+// (TestMain): a kfake cluster of one broker with the sink's topics, of the
+// variable's value partitions each, which prints its addresses on stdout
+// and runs until its stdin closes (the benchmark ended or died).
+const benchBrokerEnv = "ROLODEX_TEST_BENCH_BROKER"
+
+// benchEmbeddedEnv set to 1 puts the sink benchmark's broker in the test
+// process.
+const benchEmbeddedEnv = "ROLODEX_BENCH_SINK_EMBEDDED_BROKER"
+
+// benchBrokers starts the sink benchmark's broker, with the sink's topics
+// of partitions partitions each, and returns its addresses.
+func benchBrokers(b *testing.B, partitions int) []string {
+	b.Helper()
+	if os.Getenv(benchEmbeddedEnv) == "1" {
+		return newCluster(b, partitions).ListenAddrs()
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), benchBrokerEnv+"="+strconv.Itoa(partitions))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("benchmark broker: %v", err)
+	}
+	return strings.Split(strings.TrimSpace(line), ",")
+}
+
+// childBroker is the process benchBrokers starts.
+func childBroker() int {
+	n, err := strconv.Atoi(os.Getenv(benchBrokerEnv))
+	if err != nil || n < 1 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want a partition count\n", benchBrokerEnv, os.Getenv(benchBrokerEnv))
+		return 2
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(n), Topics...))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark broker:", err)
+		return 1
+	}
+	defer c.Close()
+	fmt.Println(strings.Join(c.ListenAddrs(), ","))
+	io.Copy(io.Discard, os.Stdin) // until the benchmark closes it
+	return 0
 }

@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childSink())
 	}
+	if os.Getenv(benchBrokerEnv) != "" {
+		os.Exit(childBroker())
+	}
 	os.Exit(m.Run())
 }
 

@@ -385,3 +385,54 @@ func (e *eventBlock) retained() int {
 	}
 	return n
 }
+
+// The sink adds an events record to the Native block from its bytes
+// (schemas.DecodeEventView, addView); the block must be byte for byte the
+// one add makes from the decoded Event, for every edge case of
+// roundTripEvents, zero times, and a message event.
+func TestAddViewMatchesAdd(t *testing.T) {
+	evs := append(roundTripEvents(),
+		&schemas.Event{Tenant: "t", ID: "zero-times", Type: "x", Source: "s", Identifiers: []schemas.Identifier{{Type: "email", Value: "a@b.c"}}},
+		&schemas.Event{Tenant: "t", ID: "msg", Type: schemas.EventMessagePrefix + "delivered", Source: "s", Topic: "news",
+			Time: time.Unix(1_800_000_000, 0), Identifiers: []schemas.Identifier{{Type: "email", Value: "a@b.c"}},
+			Properties: map[string]string{schemas.PropMessageID: `"m1"`, "z": `"1"`, "a": `"2"`}})
+	byEvent, byView := newEventBlock(), newEventBlock()
+	var v schemas.EventView
+	for i, ev := range evs {
+		data, err := schemas.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := schemas.DecodeEvent(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ev.Key()
+		byEvent.add(dec, key, int32(i%3), int64(i))
+		if err := schemas.DecodeEventView(data, &v); err != nil {
+			t.Fatal(err)
+		}
+		byView.addView(&v, []byte(key), int32(i%3), int64(i))
+	}
+	want, err := byEvent.encodeRows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := byView.encodeRows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byView.rows() != len(evs) || !bytes.Equal(got, want) {
+		t.Fatalf("addView made %d rows, %d bytes; add made %d rows, %d bytes (first difference at byte %d)",
+			byView.rows(), len(got), byEvent.rows(), len(want), firstByteDiff(got, want))
+	}
+}
+
+// firstByteDiff is the index of the first byte where a and b differ.
+func firstByteDiff(a, b []byte) int {
+	i := 0
+	for i < min(len(a), len(b)) && a[i] == b[i] {
+		i++
+	}
+	return i
+}

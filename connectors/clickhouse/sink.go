@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,8 @@ type Sink struct {
 	// "<table>-written" after each table's insert, "written" before the
 	// commit. Crash tests kill the process there.
 	hook func(point string)
+	// view is the events record being decoded (add; Run's goroutine).
+	view schemas.EventView
 }
 
 // NewSink checks the config and creates the metrics. It does not connect.
@@ -364,6 +367,14 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
+// isMessageEventType is schemas.IsMessageEvent of a type in bytes,
+// without a string for the types that cannot be one.
+func isMessageEventType(typ []byte) bool {
+	return bytes.HasPrefix(typ, messagePrefix) && schemas.IsMessageEvent(string(typ))
+}
+
+var messagePrefix = []byte(schemas.EventMessagePrefix)
+
 // add decodes one record into the batch. A record that does not decode is
 // counted and skipped: it was validated upstream, so it is a bug or a
 // foreign producer, and holding the partition for it would stop the sink.
@@ -378,12 +389,26 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 	}
 	switch r.Topic {
 	case schemas.TopicEvents:
+		if b.events.block != nil && len(r.Key) > 0 {
+			// Over HTTP the row goes straight from the record's bytes
+			// into the Native columns.
+			if err := schemas.DecodeEventView(r.Value, &s.view); err != nil {
+				s.undecodable(r, err)
+				return
+			}
+			b.events.block.addView(&s.view, r.Key, r.Partition, r.Offset)
+			if !isMessageEventType(s.view.Type) {
+				return
+			}
+		}
 		ev, err := schemas.DecodeEvent(r.Value)
 		if err != nil {
 			s.undecodable(r, err)
 			return
 		}
-		b.events.Add(ev, string(r.Key), r.Partition, r.Offset)
+		if b.events.block == nil || len(r.Key) == 0 {
+			b.events.Add(ev, string(r.Key), r.Partition, r.Offset)
+		}
 		if schemas.IsMessageEvent(ev.Type) {
 			b.msgEvents.Add(ev, string(r.Key), r.Partition, r.Offset)
 		}

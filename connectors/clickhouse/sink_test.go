@@ -106,6 +106,11 @@ func testSinkEndToEnd(t *testing.T, http bool) {
 	onPath(t, &cfg, http)
 	cfg.Registerer = reg
 	s, stop := runSink(t, cfg)
+	// A SIGKILLed sink's partitions wait for its session to end:
+	// kafkaclient's, not franz-go's 45 s.
+	if got := s.cl.OptValue(kgo.SessionTimeout); got != kafkaclient.SessionTimeout {
+		t.Errorf("the sink's group session is %v, want kafkaclient.SessionTimeout %v", got, kafkaclient.SessionTimeout)
+	}
 
 	waitFor(t, 30*time.Second, "every record in ClickHouse and committed", func() bool { return caughtUp(t, brokers, cfg.Group) })
 	stop()

@@ -32,8 +32,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-	// SessionTimeout of the group; 0: franz-go's default (45 s). Tests
-	// shorten it so that a killed member's partitions move quickly.
+	// SessionTimeout of the group; 0: kafkaclient.SessionTimeout (6 s).
+	// Tests shorten it so that a killed member's partitions move quickly.
 	SessionTimeout time.Duration
 	// RetryBackoff is the wait between attempts of a failed write;
 	// default one second.
@@ -145,9 +145,7 @@ func (b *Broadcast) Run(ctx context.Context) error {
 		// Each record goes to the partition its key names.
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 	}
-	if t := b.cfg.SessionTimeout; t > 0 {
-		opts = append(opts, kgo.SessionTimeout(t), kgo.HeartbeatInterval(min(3*time.Second, t/3)))
-	}
+	opts = append(opts, kafkaclient.GroupSession(b.cfg.SessionTimeout)...)
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: b.cfg.Brokers, ClientID: schemas.GroupFanoutDirectory}, opts...)
 	if err != nil {
 		return fmt.Errorf("fanout directory: %w", err)

@@ -56,7 +56,7 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-	// SessionTimeout of the group; 0: franz-go's default (45 s).
+	// SessionTimeout of the group; 0: kafkaclient.SessionTimeout (6 s).
 	SessionTimeout time.Duration
 	// RetryBackoff is the wait between attempts of a failed write or
 	// listing; default one second.
@@ -267,9 +267,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(prog.revoked),
 		kgo.OnPartitionsLost(prog.revoked),
 	}
-	if t := r.cfg.SessionTimeout; t > 0 {
-		opts = append(opts, kgo.SessionTimeout(t), kgo.HeartbeatInterval(min(3*time.Second, t/3)))
-	}
+	opts = append(opts, kafkaclient.GroupSession(r.cfg.SessionTimeout)...)
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: r.cfg.Brokers, ClientID: schemas.GroupFanoutReplay}, opts...)
 	if err != nil {
 		return fmt.Errorf("fanout replay: %w", err)

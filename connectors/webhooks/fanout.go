@@ -82,7 +82,7 @@ type FanoutConfig struct {
 	// RetryBackoff is the wait between attempts to write to Kafka while
 	// it does not acknowledge. Default 1s.
 	RetryBackoff time.Duration
-	// SessionTimeout of the groups; 0: franz-go's default (45 s).
+	// SessionTimeout of the groups; 0: kafkaclient.SessionTimeout (6 s).
 	SessionTimeout time.Duration
 	// Now is the clock of reports, expiry checks and signatures. Default
 	// time.Now.

@@ -17,10 +17,10 @@ import (
 // writer in errors and logs ("lead delivery", "fanout delivery").
 
 // newClient is a client of brokers named id; a group's client (one with
-// opts) gets session, when set, as its session timeout.
+// opts) gets session as its session timeout (0: kafkaclient's default).
 func newClient(brokers []string, session time.Duration, what, id string, opts ...kgo.Opt) (*kgo.Client, error) {
-	if session > 0 && len(opts) > 0 { // a group's client
-		opts = append(opts, kgo.SessionTimeout(session), kgo.HeartbeatInterval(min(3*time.Second, session/3)))
+	if len(opts) > 0 { // a group's client
+		opts = append(opts, kafkaclient.GroupSession(session)...)
 	}
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: brokers, ClientID: id}, opts...)
 	if err != nil {

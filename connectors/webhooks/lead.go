@@ -96,7 +96,8 @@ type LeadDeliveryConfig struct {
 	RetryBackoff time.Duration
 	// SessionTimeout is the consumer groups' session timeout: how long a
 	// member that vanished (killed) holds its partitions. Default
-	// franz-go's (45s); the heartbeat is at most a third of it.
+	// kafkaclient.SessionTimeout (6 s); the heartbeat is a third of it,
+	// at most 3 s.
 	SessionTimeout time.Duration
 	// OutcomeLookback is how far back each process reads
 	// rolodex.routing.outcomes at start to know every lead's latest

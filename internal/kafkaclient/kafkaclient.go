@@ -99,9 +99,39 @@ func fnv32a(b []byte) uint32 {
 	return h.Sum32()
 }
 
+// SessionTimeout is the session of every Rolodex franz-go consumer group
+// (franz-go's default is 45 s): the time a member that stopped heartbeating
+// (a SIGKILLed or frozen instance) keeps its partitions, so a restarted
+// instance works again only after it. It is the brokers' smallest allowed
+// session (group.min.session.timeout.ms, 6 s on Apache Kafka and kfake),
+// the goka groups' too (internal/gokaconfig). franz-go heartbeats every
+// HeartbeatInterval from the group's own goroutine, not from PollFetches,
+// so a long ClickHouse insert or webhook call does not end the session;
+// only an instance that cannot reach the group coordinator for 6 s loses
+// it (then it rejoins: a rebalance, nothing lost). How long a member may
+// take to let a rebalance through (BlockRebalanceOnPoll) is the rebalance
+// timeout, franz-go's 60 s, which this does not change.
+// docs/operations.md, "Recovering after a crash".
+const SessionTimeout = 6 * time.Second
+
+// HeartbeatInterval is the heartbeat of SessionTimeout: a third of it.
+const HeartbeatInterval = SessionTimeout / 3
+
+// GroupSession returns the options of a consumer group session of d and a
+// heartbeat of a third of it, at most franz-go's default 3 s; d 0 is
+// SessionTimeout. NewClient already sets SessionTimeout: a config's
+// session override passes GroupSession(override) among its options.
+func GroupSession(d time.Duration) []kgo.Opt {
+	if d <= 0 {
+		return []kgo.Opt{kgo.SessionTimeout(SessionTimeout), kgo.HeartbeatInterval(HeartbeatInterval)}
+	}
+	return []kgo.Opt{kgo.SessionTimeout(d), kgo.HeartbeatInterval(min(3*time.Second, d/3))}
+}
+
 // NewClient returns a client with Rolodex's producer defaults (acks from all
 // in-sync replicas, idempotent writes, the sarama-compatible partitioner)
-// plus opts.
+// and, for a consumer group, its session (SessionTimeout, HeartbeatInterval),
+// plus opts, which override them.
 func NewClient(cfg Config, opts ...kgo.Opt) (*kgo.Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -118,6 +148,7 @@ func NewClient(cfg Config, opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 	}
+	base = append(base, GroupSession(0)...)
 	if cfg.Metrics != nil {
 		base = append(base, kgo.WithHooks(cfg.Metrics.hooks()))
 	}

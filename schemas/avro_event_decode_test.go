@@ -367,8 +367,8 @@ func TestDecodeEventBlocks(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeEvent compares the hand-written decoder with goavro (and
-// its structural check) on fullEvent.
+// BenchmarkDecodeEvent compares the hand-written decoder, its view
+// (DecodeEventView) and goavro (with its structural check) on fullEvent.
 func BenchmarkDecodeEvent(b *testing.B) {
 	data, err := EncodeEvent(fullEvent())
 	if err != nil {
@@ -380,6 +380,18 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		cpu0 := processCPU()
 		for b.Loop() {
 			if _, err := DecodeEvent(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportCPU(b, cpu0)
+	})
+	b.Run("view", func(b *testing.B) { // DecodeEventView, one reused EventView
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		var v EventView
+		cpu0 := processCPU()
+		for b.Loop() {
+			if err := DecodeEventView(data, &v); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -26,12 +26,17 @@ type Fanout struct {
 	Held map[string]map[string]map[string]bool
 	// Seen: profile id → event id → true (never forgotten).
 	Seen map[string]map[string]bool
+	// Mark: profile id → the length of Deliveries when it was last
+	// blacklisted (what a blacklisting cancels came after it).
+	Mark map[string]int
 
 	// Deliveries of every message, in order.
 	Deliveries []FanoutDelivered
 	// Outcome and Skips of the last message handled.
 	Outcome string
 	Skips   map[string]string
+
+	at int64 // the instant of the message being handled
 }
 
 // FanoutDelivered is one record the model delivered.
@@ -51,12 +56,12 @@ type FanoutMessage struct {
 func NewFanout() *Fanout {
 	return &Fanout{Topics: map[string]*schemas.TopicRecord{}, Subs: map[string]*schemas.SubscriptionRecord{},
 		Facts: map[string]*schemas.FanoutProfile{}, Held: map[string]map[string]map[string]bool{},
-		Seen: map[string]map[string]bool{}}
+		Seen: map[string]map[string]bool{}, Mark: map[string]int{}}
 }
 
 // Handle handles one message.
 func (r *Fanout) Handle(m FanoutMessage) {
-	r.Outcome, r.Skips = "", map[string]string{}
+	r.Outcome, r.Skips, r.at = "", map[string]string{}, m.At
 	in := m.Input
 	if t := in.Topic; t != nil {
 		k := t.Topic.Tenant + "/" + t.Topic.Name
@@ -180,6 +185,42 @@ func (r *Fanout) fan(m FanoutMessage, ev *schemas.FanoutEvent, facts *schemas.Fa
 func (r *Fanout) facts(profile string, f *schemas.FanoutProfile) {
 	prev := r.Facts[profile]
 	r.Facts[profile] = f
+	r.revocations(profile, prev, f)
+	if f.Blacklisted && (prev == nil || !prev.Blacklisted) {
+		r.blacklisted(profile)
+	}
+}
+
+// blacklisted cancels, at every active subscription that received a topic
+// event of the profile since it was last blacklisted, what may still wait
+// there: one record of kind blacklisted, without body.
+func (r *Fanout) blacklisted(profile string) {
+	got := map[string]bool{}
+	for _, d := range r.Deliveries[r.Mark[profile]:] {
+		if d.Profile == profile && d.Kind == schemas.KindTopicEvent {
+			got[d.Subscription] = true
+		}
+	}
+	var subs []string
+	for id := range got {
+		subs = append(subs, id)
+	}
+	sort.Strings(subs)
+	for _, id := range subs {
+		s := r.Subs[id]
+		if s == nil || s.Subscription.Status != schemas.SubscriptionActive {
+			continue
+		}
+		r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindBlacklisted, Subscription: id,
+			Partner: s.Subscription.Partner, Tenant: s.Subscription.Tenant, Topic: s.Subscription.Topic,
+			Profile: profile, WebhookID: id + ".blacklisted." + profile + "." + strconv.FormatInt(r.at, 10)})
+	}
+	r.Mark[profile] = len(r.Deliveries)
+}
+
+// revocations sends the revocations of the purposes granted in prev and
+// revoked or denied in f.
+func (r *Fanout) revocations(profile string, prev, f *schemas.FanoutProfile) {
 	if prev == nil {
 		return
 	}

@@ -66,8 +66,16 @@ const (
 const (
 	KindTopicEvent     = "topic_event"
 	KindConsentRevoked = "consent_revoked"
+	// KindBlacklisted cancels, without sending anything, the records of
+	// its key ("<subscription>/<profile>") before it on its partition of
+	// TopicFanoutDeliveries that are not delivered yet: the profile was
+	// blacklisted after they were decided (docs/fanout.md, "Blacklisting").
+	// It has no body and never reaches a partner.
+	KindBlacklisted = "blacklisted"
 	// EventConsentRevokedType is a revocation record's "type" and ce_type.
 	EventConsentRevokedType = "profile.consent_revoked"
+	// EventBlacklistedType is a KindBlacklisted record's Type.
+	EventBlacklistedType = "profile.blacklisted"
 )
 
 // Types of a FanoutReport (docs/fanout.md, "Reports").
@@ -89,14 +97,17 @@ const (
 	// subscription was disabled (Result gone).
 	ReportSubscriptionDisabled = "subscription.disabled"
 	// ReportDeliveryDropped: the send-time check found the record no
-	// longer deliverable (Result inactive, not_allowed or expired); not
-	// dead-lettered.
+	// longer deliverable (Result inactive, not_allowed or expired), or a
+	// KindBlacklisted record after it cancelled it (Result blacklisted);
+	// not dead-lettered.
 	ReportDeliveryDropped = "delivery.dropped"
 )
 
 // Results of a dropped delivery (FanoutReport.Result of a
-// ReportDeliveryDropped): FanoutInactive, FanoutNotAllowed, and
-// FanoutExpired (the body's consent.expires_at has passed).
+// ReportDeliveryDropped): FanoutInactive, FanoutNotAllowed,
+// FanoutExpired (the body's consent.expires_at has passed) and
+// FanoutBlacklisted (a KindBlacklisted record of its key came after it
+// before it was delivered).
 const FanoutExpired = "expired"
 
 // Subscription statuses: only active is live.
@@ -343,7 +354,8 @@ type FanoutDelivery struct {
 	Kafka     bool   `json:"kafka,omitempty"`
 	ProfileID string `json:"profile_id"`
 	EventID   string `json:"event_id,omitempty"`
-	// Type is the event's type, or EventConsentRevokedType.
+	// Type is the event's type, EventConsentRevokedType, or
+	// EventBlacklistedType (a KindBlacklisted cancel).
 	Type string `json:"type"`
 	// At is the instant the stage decided it, Unix ms.
 	At int64 `json:"at"`
@@ -372,6 +384,11 @@ type FanoutState struct {
 	// Held: subscription → the consent purposes under which it received
 	// the profile's records since their last revocation.
 	Held map[string][]string `json:"held,omitempty"`
+	// Sent: the subscriptions (sorted) sent a topic event of the profile
+	// (a replay included) since its last blacklisting; the next
+	// blacklisting sends each live one a KindBlacklisted record and empties
+	// it. At most the tenant's subscriptions.
+	Sent []string `json:"sent,omitempty"`
 	// Seen: the latest topic event ids handled, oldest first.
 	Seen []string `json:"seen,omitempty"`
 	// By is the origin of the last message handled.
@@ -401,7 +418,8 @@ type FanoutReport struct {
 	LatencyMs    int64  `json:"latency_ms"`
 	At           int64  `json:"at"`
 	Error        string `json:"error,omitempty"`
-	// Kind is the record's kind (KindTopicEvent, KindConsentRevoked);
+	// Kind is the record's kind (KindTopicEvent, KindConsentRevoked;
+	// never KindBlacklisted: a cancel is not reported, what it drops is);
 	// Channel "kafka" or "webhook"; ProfileID and EventID (empty for a
 	// revocation) name what it carried.
 	Kind      string `json:"kind,omitempty"`
@@ -444,7 +462,7 @@ func HashPartition(key string, partitions int32) int32 {
 // delivery end's is success, exhausted, permanent, gone, refused (Kafka
 // refused a Kafka subscription's record for good: failed, as permanent),
 // or why it was dropped (FanoutInactive, FanoutNotAllowed,
-// ReportResultExpired).
+// ReportResultExpired, FanoutBlacklisted).
 const (
 	ReportDeliveryAttempt = "delivery.attempt"
 

@@ -54,8 +54,8 @@ type Skip struct {
 type Result struct {
 	State     *State
 	Directory *Directory
-	// Deliveries, in order: revocations first, then the event's records
-	// by subscription id.
+	// Deliveries, in order: revocations first, then blacklisting
+	// cancels, then the event's records, each by subscription id.
 	Deliveries []schemas.FanoutDelivery
 	// Outcome of a topic event or a replay: "fanned", or the reason the
 	// whole event was dropped (schemas.Fanout*); empty for other messages.
@@ -260,6 +260,9 @@ func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schema
 	f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindTopicEvent, Tenant: t.Tenant, Partner: sub.Partner,
 		Subscription: sub.ID, Topic: t.Name, Kafka: sub.Kafka, ProfileID: f.s.ProfileID, EventID: ev.EventID, Type: ev.Type,
 		At: f.at, WebhookID: WebhookID(sub.ID, ev.EventID), Body: EventBody(t, ev), Replay: replay})
+	if i, ok := slices.BinarySearch(f.s.Sent, sub.ID); !ok {
+		f.s.Sent = slices.Insert(f.s.Sent, i, sub.ID)
+	}
 	if p := t.RequiresConsent; p != "" {
 		if f.s.Held == nil {
 			f.s.Held = map[string][]string{}
@@ -273,16 +276,44 @@ func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schema
 
 // observe takes new facts of the profile: a purpose granted in the
 // previous facts and now revoked or denied sends a revocation to every
-// live subscription holding it, and leaves what they hold.
+// live subscription holding it, and leaves what they hold; a blacklisting
+// then cancels what may still wait for each live subscription sent a
+// topic event of the profile since the last one (blacklist).
 func (f *fanner) observe(facts *schemas.FanoutProfile) {
 	if facts == nil {
 		return
 	}
 	prev := f.s.Facts
 	f.s.Facts = facts
-	if prev == nil {
-		return
+	if prev != nil {
+		f.revoke(prev, facts)
 	}
+	if facts.Blacklisted {
+		f.blacklist()
+	}
+}
+
+// blacklist sends a KindBlacklisted record to every live subscription in
+// Sent and empties it. Sent fills only while the profile is not
+// blacklisted (nothing is delivered otherwise), so this acts once per
+// blacklisting: facts that stay blacklisted find it empty.
+func (f *fanner) blacklist() {
+	for _, id := range f.s.Sent {
+		rec := f.d.Subscriptions[id]
+		if rec == nil || !rec.Subscription.Live() {
+			continue // its waiting records are dropped inactive anyway
+		}
+		sub := &rec.Subscription
+		f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindBlacklisted, Tenant: sub.Tenant,
+			Partner: sub.Partner, Subscription: id, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: f.s.ProfileID,
+			Type: schemas.EventBlacklistedType, At: f.at, WebhookID: BlacklistedID(id, f.s.ProfileID, f.at)})
+	}
+	f.s.Sent = nil
+}
+
+// revoke sends the revocations of the purposes granted in prev and
+// revoked or denied in facts.
+func (f *fanner) revoke(prev, facts *schemas.FanoutProfile) {
 	for _, p := range sortedKeys(prev.Consent) {
 		now, ok := facts.Consent[p]
 		if prev.Consent[p].Status != schemas.ConsentGranted || !ok ||
@@ -322,6 +353,12 @@ func WebhookID(subscription, eventID string) string { return subscription + "." 
 // the same when identity writes the status again.
 func RevokedID(subscription, purpose string, since int64) string {
 	return subscription + ".revoked." + purpose + "." + strconv.FormatInt(since, 10)
+}
+
+// BlacklistedID is a blacklisting cancel's id (never sent to a partner;
+// it names the record in logs): the profile blacklisted at at.
+func BlacklistedID(subscription, profile string, at int64) string {
+	return subscription + ".blacklisted." + profile + "." + strconv.FormatInt(at, 10)
 }
 
 // Time is how bodies write an instant: RFC 3339 UTC with milliseconds.

@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Subscriptions of a fanned event's topic not delivered, by the first entitlement rule that failed (other_tenant, inactive, not_allowed, consent)."},
 			[]string{"reason"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_deliveries_total",
-			Help: "Records written to rolodex.fanout.deliveries, by kind (topic_event, consent_revoked, replay); a restart's replay of a message is not counted again."},
+			Help: "Records written to rolodex.fanout.deliveries, by kind (topic_event, consent_revoked, blacklisted, replay); a restart's replay of a message is not counted again."},
 			[]string{"kind"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_fanout_replayed_total",
 			Help: "Messages handled again after a restart (their records written again from the outbox)."}),

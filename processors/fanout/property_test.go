@@ -262,7 +262,7 @@ func TestPropertyAgainstReference(t *testing.T) {
 	}
 	// What the sequences exercised, over all seeds.
 	t.Logf("exercised: %v", total)
-	for _, k := range []string{schemas.KindTopicEvent, schemas.KindConsentRevoked, "replay", "crash", "replayed",
+	for _, k := range []string{schemas.KindTopicEvent, schemas.KindConsentRevoked, "cancel", "replay", "crash", "replayed",
 		schemas.FanoutDuplicate, schemas.FanoutNoTopic, schemas.FanoutNotOwner, schemas.FanoutBlacklisted,
 		schemas.FanoutOtherTenant, schemas.FanoutInactive, schemas.FanoutNotAllowed, schemas.FanoutNoConsent} {
 		if total[k] < 5 {
@@ -329,6 +329,9 @@ func checkFanout(t *testing.T, seed int64, n int) map[string]int {
 				if d.Kind == schemas.KindConsentRevoked && !received[d.Subscription+"/"+d.ProfileID] {
 					t.Fatalf("message %d: %s revoked at a subscription that never received the profile", pos, d.WebhookID)
 				}
+				if d.Kind == schemas.KindBlacklisted && (!received[d.Subscription+"/"+d.ProfileID] || d.Body != "") {
+					t.Fatalf("message %d: %s cancels at a subscription that never received the profile, or has a body", pos, d.WebhookID)
+				}
 				if d.Kind == schemas.KindTopicEvent {
 					received[d.Subscription+"/"+d.ProfileID] = true
 				}
@@ -387,7 +390,11 @@ func checkFanout(t *testing.T, seed int64, n int) map[string]int {
 				t.Fatalf("reference: webhook id %s twice, differently", d.WebhookID)
 			}
 			wantSet[d.WebhookID] = d
-			counts[d.Kind]++
+			if d.Kind == schemas.KindBlacklisted {
+				counts["cancel"]++ // "blacklisted" counts the outcome
+			} else {
+				counts[d.Kind]++
+			}
 		}
 	}
 	if len(sent) != len(wantSet) {

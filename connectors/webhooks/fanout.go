@@ -140,7 +140,7 @@ type FanoutMetrics struct {
 	// WebhookAttempts: class (success, gone, permanent, retry).
 	WebhookAttempts *prometheus.CounterVec
 	// WebhookDeliveries: result (success, gone, permanent, exhausted,
-	// inactive, not_allowed, expired).
+	// inactive, not_allowed, expired, blacklisted).
 	WebhookDeliveries *prometheus.CounterVec
 	// WebhookRequestSeconds: one request's latency.
 	WebhookRequestSeconds prometheus.Histogram
@@ -148,12 +148,14 @@ type FanoutMetrics struct {
 	// flight); WebhookInFlight: keys with a delivery in progress.
 	WebhookHeld     prometheus.Gauge
 	WebhookInFlight prometheus.Gauge
-	// WebhookSkipped: reason (kafka, undecodable).
+	// WebhookSkipped: reason (kafka, undecodable, blacklisted: a cancel,
+	// nothing to send).
 	WebhookSkipped *prometheus.CounterVec
 	// KafkaDeliveries: result (success, refused, permanent; dropped at
-	// the send-time check: inactive, not_allowed, expired).
+	// the send-time check: inactive, not_allowed, expired; cancelled by a
+	// blacklisting: blacklisted).
 	KafkaDeliveries *prometheus.CounterVec
-	// KafkaSkipped: reason (webhook, undecodable).
+	// KafkaSkipped: reason (webhook, undecodable, blacklisted).
 	KafkaSkipped *prometheus.CounterVec
 	// StoreUnsynced: channel (kafka, webhook): send-time checks that
 	// waited on because the store copy could not be confirmed up to date
@@ -166,7 +168,7 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 		WebhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_webhook_attempts_total",
 			Help: "Fan-out webhook requests, by class of the answer (success, gone, permanent, retry)."}, []string{"class"}),
 		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_webhook_deliveries_total",
-			Help: "Fan-out webhook deliveries ended, by result (success, gone, permanent, exhausted; dropped at the send-time check: inactive, not_allowed, expired)."},
+			Help: "Fan-out webhook deliveries ended, by result (success, gone, permanent, exhausted; dropped at the send-time check: inactive, not_allowed, expired; cancelled by a blacklisting: blacklisted)."},
 			[]string{"result"}),
 		WebhookRequestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rolodex_fanout_webhook_request_seconds",
 			Help: "Latency of one fan-out webhook request.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 13)}),
@@ -175,12 +177,12 @@ func newFanoutMetrics(reg prometheus.Registerer) (*FanoutMetrics, error) {
 		WebhookInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rolodex_fanout_webhook_in_flight",
 			Help: "Keys (subscription/profile) with a webhook delivery in progress (requests and waits between retries)."}),
 		WebhookSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_webhook_skipped_total",
-			Help: "Records of rolodex.fanout.deliveries the webhook sender passes over, by reason (kafka, undecodable)."}, []string{"reason"}),
+			Help: "Records of rolodex.fanout.deliveries the webhook sender passes over, by reason (kafka, undecodable, blacklisted: a blacklisting's cancel, which sends nothing)."}, []string{"reason"}),
 		KafkaDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_deliveries_total",
-			Help: "Fan-out Kafka deliveries ended, by result (success; refused: Kafka refused it for good, permanent: an unreadable body, both dead-lettered; dropped at the send-time check: inactive, not_allowed, expired)."},
+			Help: "Fan-out Kafka deliveries ended, by result (success; refused: Kafka refused it for good, permanent: an unreadable body, both dead-lettered; dropped at the send-time check: inactive, not_allowed, expired; cancelled by a blacklisting: blacklisted)."},
 			[]string{"result"}),
 		KafkaSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_kafka_skipped_total",
-			Help: "Records of rolodex.fanout.deliveries the Kafka writer passes over, by reason (webhook, undecodable)."}, []string{"reason"}),
+			Help: "Records of rolodex.fanout.deliveries the Kafka writer passes over, by reason (webhook, undecodable, blacklisted: a blacklisting's cancel, which writes nothing)."}, []string{"reason"}),
 		StoreUnsynced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_store_unsynced_total",
 			Help: "Send-time checks that could not confirm the store copy up to date within StoreWait (or list the store's end offsets), by channel (kafka, webhook): the record waits and is checked again, neither sent nor dropped."},
 			[]string{"channel"}),
@@ -392,7 +394,12 @@ func (f *Fanout) runKafka(ctx context.Context) error {
 // kafkaBatch writes a batch of rolodex.fanout.deliveries' Kafka
 // subscriptions (a batchFunc).
 func (f *Fanout) kafkaBatch(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (bool, error) {
-	var kds []*schemas.FanoutDelivery
+	type kafkaRec struct {
+		d         *schemas.FanoutDelivery
+		key       string
+		cancelled bool // a KindBlacklisted record of key came after it
+	}
+	var kds []*kafkaRec
 	for _, r := range recs {
 		d, err := decodeDelivery(r)
 		switch {
@@ -403,8 +410,20 @@ func (f *Fanout) kafkaBatch(ctx context.Context, cl *kgo.Client, recs []*kgo.Rec
 		case !d.Kafka:
 			f.m.KafkaSkipped.WithLabelValues("webhook").Inc()
 			continue
+		case d.Kind == schemas.KindBlacklisted:
+			// Cancels its key's data records read before it in this batch
+			// (those of earlier batches are written already); writes
+			// nothing itself. Revocations go on.
+			f.m.KafkaSkipped.WithLabelValues(schemas.KindBlacklisted).Inc()
+			key := string(r.Key)
+			for _, q := range kds {
+				if q.key == key && q.d.Kind == schemas.KindTopicEvent {
+					q.cancelled = true
+				}
+			}
+			continue
 		}
-		kds = append(kds, d)
+		kds = append(kds, &kafkaRec{d: d, key: string(r.Key)})
 	}
 	// The send-time check, as for a webhook: one sync for the batch,
 	// after it was read.
@@ -414,7 +433,13 @@ func (f *Fanout) kafkaBatch(ctx context.Context, cl *kgo.Client, recs []*kgo.Rec
 	var out, after []*kgo.Record
 	ds := map[*kgo.Record]*schemas.FanoutDelivery{}
 	ended := map[string]int{}
-	for _, d := range kds {
+	for _, k := range kds {
+		d := k.d
+		if k.cancelled {
+			after = append(after, f.report(d, schemas.ReportDeliveryDropped, ChannelKafka, schemas.FanoutBlacklisted, 0, 0, 0, nil))
+			ended[schemas.FanoutBlacklisted]++
+			continue
+		}
 		expires, err := consentExpires(d.Body)
 		if err != nil {
 			reason := "undecodable body: " + err.Error()

@@ -42,6 +42,68 @@ type fanoutItem struct {
 	size  int64 // key and value bytes
 	d     *schemas.FanoutDelivery
 	ended bool
+	// cancel is set when a KindBlacklisted record of the key came after
+	// this one before it was delivered.
+	cancel cancelMark
+}
+
+// cancelMark is a record's cancellation by a later KindBlacklisted record
+// of its key: a record not started is dropped when its turn comes; one
+// waiting (for its store check or its next attempt) is woken and dropped;
+// a request already on the wire is let finish (it may have reached the
+// receiver: a success is a delivery, anything else is dropped then).
+type cancelMark struct {
+	mu        sync.Mutex
+	cancelled bool
+	sending   bool
+	stop      context.CancelFunc // the delivery's wait, once it started
+}
+
+// set cancels the record (a cancel record of its key came after it).
+func (c *cancelMark) set() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelled = true
+	if !c.sending && c.stop != nil {
+		c.stop()
+	}
+}
+
+// is reports whether the record was cancelled.
+func (c *cancelMark) is() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cancelled
+}
+
+// start ties the delivery's wait to the mark; false when already
+// cancelled.
+func (c *cancelMark) start(stop context.CancelFunc) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stop = stop
+	return !c.cancelled
+}
+
+// send marks a request going out (false: cancelled, send nothing); sent
+// marks it answered, and wakes the delivery if it was cancelled meanwhile.
+func (c *cancelMark) send() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancelled {
+		return false
+	}
+	c.sending = true
+	return true
+}
+
+func (c *cancelMark) sent() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sending = false
+	if c.cancelled && c.stop != nil {
+		c.stop()
+	}
 }
 
 // fanoutSender is the state of runWebhooks.
@@ -192,8 +254,22 @@ func (s *fanoutSender) enqueue(recs []*kgo.Record) {
 			it.ended = true
 			continue
 		}
-		it.d = d
 		key := string(r.Key)
+		if d.Kind == schemas.KindBlacklisted {
+			// Cancels the data records of its key read before it and
+			// not delivered; sends nothing, ends at once (committed once
+			// they end). Revocations go on (they carry no data and
+			// withdraw what was sent).
+			for _, q := range fp.keys[key] {
+				if q.d.Kind == schemas.KindTopicEvent {
+					q.cancel.set()
+				}
+			}
+			s.f.m.WebhookSkipped.WithLabelValues(schemas.KindBlacklisted).Inc()
+			it.ended = true
+			continue
+		}
+		it.d = d
 		q := fp.keys[key]
 		fp.keys[key] = append(q, it)
 		if len(q) == 0 {
@@ -262,7 +338,7 @@ func (s *fanoutSender) worker(fp *fanoutPart, key string) {
 		it := q[0]
 		s.mu.Unlock()
 		s.f.m.WebhookInFlight.Inc()
-		ended := s.f.deliverWebhook(fp.ctx, s.ctx, s.cl, it.d)
+		ended := s.f.deliverWebhook(fp.ctx, s.ctx, s.cl, it.d, &it.cancel)
 		s.f.m.WebhookInFlight.Dec()
 		s.mu.Lock()
 		if !ended {
@@ -403,14 +479,27 @@ func consentExpires(body string) (int64, error) {
 
 // deliverWebhook delivers one record to its subscription's endpoint and
 // writes its end (reports, dead letter, a 410's disable). It returns
-// false when dctx ended first (the partition given up, or shutdown): the
+// false when pctx ended first (the partition given up, or shutdown): the
 // record is sent again by whoever reads it next, with the same id. The
 // end's writes use ctx (the run's): a delivery that ended is reported
-// even if its partition moves meanwhile.
-func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *schemas.FanoutDelivery) bool {
+// even if its partition moves meanwhile. A record cancelled by a later
+// blacklisting (mark) before it was delivered is dropped, result
+// blacklisted.
+func (f *Fanout) deliverWebhook(pctx, ctx context.Context, cl *kgo.Client, d *schemas.FanoutDelivery, mark *cancelMark) bool {
 	end := func(recs ...*kgo.Record) bool {
 		return f.produce(ctx, cl, recs...) == nil
 	}
+	dropped := func(result string) bool {
+		f.m.WebhookDeliveries.WithLabelValues(result).Inc()
+		return end(f.report(d, schemas.ReportDeliveryDropped, ChannelWebhook, result, 0, 0, 0, nil))
+	}
+	dctx, stop := context.WithCancel(pctx)
+	defer stop()
+	if !mark.start(stop) {
+		return dropped(schemas.FanoutBlacklisted)
+	}
+	// cancelled: dctx ended because of the mark, not of the partition.
+	cancelled := func() bool { return pctx.Err() == nil && mark.is() }
 	expires, err := consentExpires(d.Body)
 	if err != nil {
 		f.m.WebhookDeliveries.WithLabelValues(string(ResultPermanent)).Inc()
@@ -418,11 +507,10 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 		return end(deadLetter(d, reason), f.report(d, schemas.ReportDeliveryFailed, ChannelWebhook, string(ResultPermanent), 0, 0, 0, errors.New(reason)))
 	}
 	if !f.syncStore(dctx, ChannelWebhook) {
-		return false // dctx done
-	}
-	dropped := func(result string) bool {
-		f.m.WebhookDeliveries.WithLabelValues(result).Inc()
-		return end(f.report(d, schemas.ReportDeliveryDropped, ChannelWebhook, result, 0, 0, 0, nil))
+		if cancelled() {
+			return dropped(schemas.FanoutBlacklisted)
+		}
+		return false // pctx done
 	}
 	if why := f.recheck(d, expires); why != "" {
 		return dropped(why)
@@ -448,9 +536,13 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 		if why := f.recheck(d, expires); why != "" {
 			return errDropped{why}
 		}
+		if !mark.send() {
+			return errDropped{schemas.FanoutBlacklisted}
+		}
 		return nil
 	}
 	rep, err := f.sender.DeliverChecked(dctx, target, Message{ID: d.WebhookID, Body: []byte(d.Body)}, before, func(a Attempt) {
+		mark.sent()
 		f.m.WebhookAttempts.WithLabelValues(string(a.Class)).Inc()
 		if a.Status != 0 || a.Class == Retry {
 			f.m.WebhookRequestSeconds.Observe(a.Latency.Seconds())
@@ -468,7 +560,15 @@ func (f *Fanout) deliverWebhook(dctx, ctx context.Context, cl *kgo.Client, d *sc
 		return dropped(drop.result)
 	}
 	if err != nil {
-		return false // dctx done
+		if cancelled() {
+			return dropped(schemas.FanoutBlacklisted)
+		}
+		return false // pctx done
+	}
+	if (rep.Result == ResultExhausted || rep.Result == ResultPermanent) && mark.is() {
+		// Cancelled while its last request was out, and not delivered:
+		// dropped, not dead-lettered (the dead letter would keep the data).
+		return dropped(schemas.FanoutBlacklisted)
 	}
 	f.m.WebhookDeliveries.WithLabelValues(string(rep.Result)).Inc()
 	switch rep.Result {

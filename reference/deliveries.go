@@ -135,7 +135,8 @@ func reportBefore(a, b *schemas.FanoutReport) bool {
 }
 
 func isDropped(result string) bool {
-	return result == schemas.FanoutInactive || result == schemas.FanoutNotAllowed || result == schemas.ReportResultExpired
+	return result == schemas.FanoutInactive || result == schemas.FanoutNotAllowed || result == schemas.ReportResultExpired ||
+		result == schemas.FanoutBlacklisted
 }
 
 // deliveryOutcome is what the deciding report makes of a delivery: "" for

@@ -52,7 +52,7 @@ var (
 	endResults = map[string]bool{
 		schemas.ReportResultSuccess: true, schemas.ReportResultExhausted: true, schemas.ReportResultPermanent: true,
 		schemas.ReportResultGone: true, schemas.FanoutInactive: true, schemas.FanoutNotAllowed: true,
-		schemas.ReportResultExpired: true, schemas.ReportResultRefused: true,
+		schemas.ReportResultExpired: true, schemas.ReportResultRefused: true, schemas.FanoutBlacklisted: true,
 	}
 )
 

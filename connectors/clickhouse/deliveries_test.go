@@ -29,6 +29,7 @@ import (
 //	W3  s1 attempts 1, 2 retry, end exhausted the same ms        exhausted, retried
 //	W4  s1 attempt 1 gone (410), end subscription.disabled       failed
 //	W5  s1 end delivery.dropped (inactive), no attempt           dropped
+//	W14 s1 attempt 1 retry, end delivery.dropped (blacklisted)  dropped
 //	W6  s3 attempt 1 permanent (400), end delivery.failed        failed
 //	W7  s2 end delivery.succeeded only (a Kafka write, 5 ms)     delivered 5
 //	W8  s2 attempt 1 success only (a Kafka write, 7 ms)          delivered 7
@@ -45,8 +46,8 @@ import (
 // By hand (deliveries, delivered, retried, failed, exhausted, dropped,
 // p50, p99; percentiles by nearest rank):
 //
-//	11-02 t1 bank-a car-chosen: W1 W2 W3 W4 W5 W11 = 6; 3; W2 W3 = 2; 1;
-//	  1; 1; latencies 100 120 300: p50 the 2nd = 120, p99 the 3rd = 300.
+//	11-02 t1 bank-a car-chosen: W1 W2 W3 W4 W5 W11 W14 = 7; 3; W2 W3 = 2;
+//	  1; 1; W5 W14 = 2; latencies 100 120 300: p50 the 2nd = 120, p99 the 3rd = 300.
 //	11-02 t1 bank-a test-drive: 1, 0, 0, 1, 0, 0, 0, 0.
 //	11-02 t1 bank-b car-chosen: 3, 2, 0, 1, 0, 0; 5 7: p50 5, p99 7.
 //	11-02 t2 bank-a car-chosen: 1, 1, 0, 0, 0, 0, 40, 40.
@@ -87,6 +88,9 @@ func deliveryScenario() []schemas.FanoutReport {
 
 	rep("s1", "W5", "delivery.dropped", 0, 0, schemas.FanoutInactive, 0, at(2, 11, 1, 0, 0))
 
+	rep("s1", "W14", try, 1, 500, "retry", 25, at(2, 11, 30, 0, 0))
+	rep("s1", "W14", "delivery.dropped", 0, 0, schemas.FanoutBlacklisted, 0, at(2, 11, 30, 2, 0))
+
 	rep("s3", "W6", try, 1, 400, "permanent", 20, at(2, 12, 0, 0, 0))
 	rep("s3", "W6", "delivery.failed", 1, 400, "permanent", 0, at(2, 12, 0, 0, 0))
 
@@ -118,7 +122,7 @@ func deliveryScenario() []schemas.FanoutReport {
 // deliveryScenarioReport is report_deliveries of deliveryScenario,
 // computed by hand (its comment).
 var deliveryScenarioReport = [][]string{
-	{"2026-11-02", "t1", "bank-a", "car-chosen", "6", "3", "2", "1", "1", "1", "120", "300"},
+	{"2026-11-02", "t1", "bank-a", "car-chosen", "7", "3", "2", "1", "1", "2", "120", "300"},
 	{"2026-11-02", "t1", "bank-a", "test-drive", "1", "0", "0", "1", "0", "0", "0", "0"},
 	{"2026-11-02", "t1", "bank-b", "car-chosen", "3", "2", "0", "1", "0", "0", "5", "7"},
 	{"2026-11-02", "t2", "bank-a", "car-chosen", "1", "1", "0", "0", "0", "0", "40", "40"},
@@ -166,7 +170,8 @@ func genDeliveryReports(seed uint64, n int) []schemas.FanoutReport {
 			case p == 2 && rng.IntN(4) == 0:
 				rep("delivery.failed", 1, 0, schemas.ReportResultRefused, 0, ms) // Kafka refused the record
 			case p == 2:
-				result := []string{schemas.FanoutInactive, schemas.FanoutNotAllowed, schemas.ReportResultExpired}[rng.IntN(3)]
+				result := []string{schemas.FanoutInactive, schemas.FanoutNotAllowed, schemas.ReportResultExpired,
+					schemas.FanoutBlacklisted}[rng.IntN(4)]
 				rep("delivery.dropped", 0, 0, result, 0, ms)
 			default:
 				attempts := 1 + rng.IntN(4)
@@ -229,6 +234,9 @@ func TestDecodeFanoutReport(t *testing.T) {
 				Type: "delivery.exhausted", Attempt: 8, Result: "exhausted", At: at, AtMS: ms, Partition: 3, Offset: 7}, ""},
 		{"dropped before any attempt", `{"type":"delivery.dropped","tenant":"t1","subscription":"s1","webhook_id":"s1.e1","attempt":0,"result":"not_allowed","latency_ms":0,"at":1000}`, "s1",
 			&DeliveryRow{Tenant: "t1", Subscription: "s1", WebhookID: "s1.e1", Kind: DeliveryKindEnd, Type: "delivery.dropped", Result: "not_allowed",
+				At: time.Unix(1, 0).UTC(), AtMS: 1000, Partition: 3, Offset: 7}, ""},
+		{"dropped by a blacklisting", `{"type":"delivery.dropped","tenant":"t1","subscription":"s1","webhook_id":"s1.e2","attempt":0,"result":"blacklisted","latency_ms":0,"at":1000}`, "s1",
+			&DeliveryRow{Tenant: "t1", Subscription: "s1", WebhookID: "s1.e2", Kind: DeliveryKindEnd, Type: "delivery.dropped", Result: "blacklisted",
 				At: time.Unix(1, 0).UTC(), AtMS: 1000, Partition: 3, Offset: 7}, ""},
 		{"Kafka refused the record", `{"type":"delivery.failed","tenant":"t1","subscription":"s2","webhook_id":"s2.e1","attempt":1,"result":"refused","at":1000,"channel":"kafka"}`, "s2",
 			&DeliveryRow{Tenant: "t1", Subscription: "s2", WebhookID: "s2.e1", Kind: DeliveryKindEnd, Type: "delivery.failed", Attempt: 1, Result: "refused",

@@ -477,6 +477,16 @@ CREATE TABLE IF NOT EXISTS {db}.deliveries (
 ORDER BY (tenant, subscription, webhook_id, kind, attempt, type, at_ms)`,
 		createReportDeliveries,
 	}},
+
+	// Version 12 came with the blacklisting cancel (docs/fanout.md,
+	// "Blacklisting while a record waits"): a delivery dropped because its
+	// profile was blacklisted before it was delivered ends with result
+	// blacklisted, which report_deliveries counts as dropped. A view
+	// cannot be altered: dropped and made again (version 11's text kept).
+	{Version: 12, Name: "report_deliveries: blacklisted is dropped", Statements: []string{
+		`DROP TABLE IF EXISTS {db}.report_deliveries`,
+		createReportDeliveriesV2,
+	}},
 }
 
 // createReportDeliveries is the report of fan-out deliveries per day
@@ -486,7 +496,8 @@ ORDER BY (tenant, subscription, webhook_id, kind, attempt, type, at_ms)`,
 // crash, a replay: the same webhook id). Innermost, every report gets a
 // rank: an attempt retry 1, success 2, permanent 3, gone 4; an end
 // success 8, exhausted 9, permanent and refused (Kafka refused the record
-// for good) 10, gone 11, dropped (inactive, not_allowed, expired) 12. Per delivery, the report that decides it is
+// for good) 10, gone 11, dropped (inactive, not_allowed, expired; from version 12
+// blacklisted too) 12. Per delivery, the report that decides it is
 // the latest, an end before an attempt of the same millisecond:
 // max(at_ms * 16 + rank), whose remainder by 16 is its rank; its day is
 // the delivery's day. A delivery whose deciding report is an attempt to
@@ -557,6 +568,11 @@ FROM
     WHERE outcome != ''
     GROUP BY delivery_day, tenant, delivery_partner, delivery_topic
 )`
+
+// createReportDeliveriesV2 is createReportDeliveries (version 11, kept as
+// released) with result blacklisted among the drops (rank 12).
+var createReportDeliveriesV2 = strings.Replace(createReportDeliveries,
+	"result IN ('inactive', 'not_allowed', 'expired')", "result IN ('inactive', 'not_allowed', 'expired', 'blacklisted')", 1)
 
 // createReportLeadsByPartner is the report of lead routing per day (UTC,
 // of the routing decision) and partner (docs/reports.md defines every

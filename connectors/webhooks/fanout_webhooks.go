@@ -50,8 +50,9 @@ type fanoutItem struct {
 // cancelMark is a record's cancellation by a later KindBlacklisted record
 // of its key: a record not started is dropped when its turn comes; one
 // waiting (for its store check or its next attempt) is woken and dropped;
-// a request already on the wire is let finish (it may have reached the
-// receiver: a success is a delivery, anything else is dropped then).
+// an attempt past its check (waiting for a host slot, or on the wire) is
+// let finish (it may reach the receiver: a success is a delivery,
+// anything else is dropped then).
 type cancelMark struct {
 	mu        sync.Mutex
 	cancelled bool

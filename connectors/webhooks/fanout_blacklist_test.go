@@ -175,3 +175,51 @@ func committedCount(t *testing.T, k *fanoutKafka, group string) int64 {
 	})
 	return n
 }
+
+// A cancel read while a request is on the wire lets it finish: a 2xx is a
+// delivery (success), a 500 ends the record dropped/blacklisted with no
+// retry and no dead letter; neither request is cut short.
+func TestFanoutBlacklistCancelDuringRequest(t *testing.T) {
+	k := newFanoutKafka(t, "bank")
+	k.putTopic("car-chosen", 1, false, "bank")
+	d := newDealer(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+		if r.Header.Get("webhook-id") == "s-1.e-1" {
+			w.WriteHeader(500)
+			return
+		}
+		w.WriteHeader(200)
+	})
+	k.putSub("s-1", "bank", "car-chosen", d.srv.URL, schemas.SubscriptionActive, 1)
+	k.deliver(delivery("s-1", "bank", "car-chosen", "p-1", "e-1", false, 0),
+		delivery("s-1", "bank", "car-chosen", "p-2", "e-5", false, 0))
+	runFanout(t, FanoutConfig{Brokers: k.brokers, RetrySchedule: []time.Duration{0, 100 * time.Millisecond, 100 * time.Millisecond}})
+	waitFor(t, "both requests on the wire", func() bool { return len(d.received()) >= 2 })
+	k.deliver(cancelRecord("s-1", "bank", "car-chosen", "p-1", false), cancelRecord("s-1", "bank", "car-chosen", "p-2", false))
+	got := k.waitEnds(2)
+	for id, w := range map[string][2]string{
+		"s-1.e-1": {schemas.ReportDeliveryDropped, schemas.FanoutBlacklisted},
+		"s-1.e-5": {schemas.ReportDeliverySucceeded, schemas.ReportResultSuccess},
+	} {
+		if rep := got[id]; rep.Type != w[0] || rep.Result != w[1] {
+			t.Errorf("%s: %+v, want %s %s", id, rep, w[0], w[1])
+		}
+	}
+	var attempts []string
+	for _, r := range k.reports(0) {
+		if r.Type == schemas.ReportAttempt {
+			attempts = append(attempts, r.WebhookID+" "+r.Result)
+		}
+	}
+	slices.Sort(attempts)
+	if want := []string{"s-1.e-1 retry", "s-1.e-5 success"}; !slices.Equal(attempts, want) {
+		t.Errorf("attempts %v, want %v (each request answered, none cut short or retried)", attempts, want)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(d.received()); n != 2 {
+		t.Errorf("%d requests, want 2", n)
+	}
+	if n := len(readAll(t, k.brokers, schemas.TopicOutDeadLetter, 0)); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}

@@ -353,6 +353,13 @@ partners:
 	eventually(t, "e5 decided as blacklisted", func() bool {
 		return metricValue(t, api, `rolodex_fanout_events_total{result="blacklisted"}`) >= blacklisted+1
 	})
+	// The blacklisting sent the subscriptions that received ana a cancel
+	// (nothing waits for them now: each sender reads it and sends nothing).
+	eventually(t, "ana's cancels read by both senders", func() bool {
+		return metricValue(t, api, `rolodex_fanout_deliveries_total{kind="blacklisted"}`) >= 1 &&
+			metricValue(t, api, `rolodex_fanout_webhook_skipped_total{reason="blacklisted"}`) >= 1 &&
+			metricValue(t, api, `rolodex_fanout_kafka_skipped_total{reason="blacklisted"}`) >= 1
+	})
 
 	// 4. Consent: granted is delivered (with the purpose in the body), none
 	// or expired is not; a revocation is told to the subscriber.

@@ -30,7 +30,8 @@ const (
 	// "<subscription>/<profile>" (order per profile per subscription).
 	// Value: JSON FanoutDelivery. The delivery stage reads it: a Kafka
 	// subscription's records go to OutTopic(partner), a webhook's are
-	// posted.
+	// posted; a KindBlacklisted record (no body) cancels the key's
+	// records before it that are not delivered yet.
 	TopicFanoutDeliveries = "rolodex.fanout.deliveries"
 	// TopicFanoutReports carries one FanoutReport per attempt and per
 	// delivery end, keyed by subscription id.

@@ -367,6 +367,57 @@ func TestDecodeEventBlocks(t *testing.T) {
 	}
 }
 
+// TestEventViewReset: a reset EventView holds no slice of the record it
+// decoded, not even past the length of its slices (where a larger earlier
+// record or a failed map left items), and does not keep the room a
+// hostile block count made it grow (as many items as the record has
+// bytes, 48 bytes each).
+func TestEventViewReset(t *testing.T) {
+	str := func(s string) []byte { return appendAvroString(nil, s) }
+	long := func(v int64) []byte { return appendAvroLong(nil, v) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	head := cat(str("t"), str("i"), str("x"), long(1000), str("s"))
+	tail := cat(str("p"), long(2000), long(0))
+	many := cat(head, long(3), str("a"), str("1"), str("b"), str("2"), str("c"), str("3"), long(0),
+		long(3), str("a"), str("1"), str("b"), str("2"), str("c"), str("3"), long(0),
+		long(3), str("a"), str("1"), str("b"), str("2"), str("c"), str("3"), long(0), tail)
+	// A duplicate key: the map's items were written before it failed.
+	dup := cat(head, long(0), long(3), str("a"), str("1"), str("b"), str("2"), str("a"), str("3"), long(0), long(0), tail)
+	hostileCount := 1 << 16
+	hostile := cat(head, long(int64(hostileCount)), bytes.Repeat([]byte{2, 'a'}, hostileCount-1))
+	var v EventView
+	for _, tt := range []struct {
+		name    string
+		payload []byte
+		ok      bool
+	}{{"three of each", many, true}, {"duplicate key", dup, false}, {"hostile count", hostile, false}} {
+		err := DecodeEventView(Frame(SchemaIDEventV3, tt.payload), &v)
+		if (err == nil) != tt.ok {
+			t.Fatalf("%s: err %v", tt.name, err)
+		}
+		v.Reset()
+		if v.Tenant != nil || v.ID != nil || v.Type != nil || v.Source != nil || v.Partner != nil || v.Topic != nil ||
+			!v.Time.IsZero() || !v.ReceivedAt.IsZero() || len(v.Identifiers) != 0 || len(v.Traits) != 0 || len(v.Properties) != 0 {
+			t.Fatalf("%s: reset view holds %+v", tt.name, v)
+		}
+		for _, id := range v.Identifiers[:cap(v.Identifiers)] {
+			if id.Type != nil || id.Value != nil {
+				t.Fatalf("%s: reset view's identifiers keep %q past their length", tt.name, id)
+			}
+		}
+		for _, es := range [][]EntryView{v.Traits, v.Properties} {
+			for _, e := range es[:cap(es)] {
+				if e.Key != nil || e.Value != nil {
+					t.Fatalf("%s: reset view's entries keep %q past their length", tt.name, e)
+				}
+			}
+		}
+		if c := max(cap(v.Identifiers), cap(v.Traits), cap(v.Properties)); c > keepViewItems {
+			t.Fatalf("%s: reset view keeps room for %d items", tt.name, c)
+		}
+	}
+}
+
 // BenchmarkDecodeEvent compares the hand-written decoder, its view
 // (DecodeEventView) and goavro (with its structural check) on fullEvent.
 func BenchmarkDecodeEvent(b *testing.B) {

@@ -13,7 +13,9 @@ import (
 // every field somewhere else at once (the ClickHouse sink's columns) and
 // would otherwise pay for an Event's strings and maps only to drop them.
 // One EventView is reused from record to record: DecodeEventView keeps the
-// capacity of its slices.
+// capacity of its slices. Reset it once the record's fields are copied:
+// until then it holds the record's bytes (and a franz-go record's bytes
+// are a slice of its whole fetch response).
 type EventView struct {
 	Tenant, ID, Type, Source, Partner []byte
 	// Topic is empty when the record has none (null, or a version 1 or 2
@@ -23,6 +25,28 @@ type EventView struct {
 	Identifiers      []IdentifierView
 	// Traits and Properties are in key order, each key once.
 	Traits, Properties []EntryView
+}
+
+// keepViewItems is the most identifiers or map entries a reset EventView
+// keeps room for (48 bytes each): an event with more (or a hostile block
+// count, which may claim as many items as the record has bytes) does not
+// leave its slices in memory for the life of the reader.
+const keepViewItems = 1024
+
+// Reset lets go of what v holds: every slice of the last record's bytes,
+// and the room of a slice grown past keepViewItems. The room it keeps
+// holds no slice of any record either (DecodeEventView leaves nothing
+// past the length of its slices).
+func (v *EventView) Reset() {
+	*v = EventView{Identifiers: resetView(v.Identifiers), Traits: resetView(v.Traits), Properties: resetView(v.Properties)}
+}
+
+func resetView[T any](s []T) []T {
+	if cap(s) > keepViewItems {
+		return nil
+	}
+	clear(s)
+	return s[:0]
 }
 
 // IdentifierView is one identifier of an EventView.
@@ -111,6 +135,7 @@ func (d *avroDecoder) entries(field string, es []EntryView) []EntryView {
 		}
 	}
 	if d.err != nil {
+		clear(es) // nothing past the length is left to alias a record
 		return es[:0]
 	}
 	// Rolodex writes maps in key order (EncodeEvent); other writers may
@@ -121,6 +146,7 @@ func (d *avroDecoder) entries(field string, es []EntryView) []EntryView {
 	for i := 1; i < len(es); i++ {
 		if bytes.Equal(es[i-1].Key, es[i].Key) {
 			d.fail(field, fmt.Errorf("%w: %q", errAvroDuplicateKey, es[i].Key))
+			clear(es)
 			return es[:0]
 		}
 	}

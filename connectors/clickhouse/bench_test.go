@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/rolodex/rolodex/schemas"
 )
@@ -350,12 +348,6 @@ func serverCPU() (time.Duration, bool) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
 
-// benchBrokerEnv makes the test binary the sink benchmark's broker
-// (TestMain): a kfake cluster of one broker with the sink's topics, of the
-// variable's value partitions each, which prints its addresses on stdout
-// and runs until its stdin closes (the benchmark ended or died).
-const benchBrokerEnv = "ROLODEX_TEST_BENCH_BROKER"
-
 // benchEmbeddedEnv set to 1 puts the sink benchmark's broker in the test
 // process.
 const benchEmbeddedEnv = "ROLODEX_BENCH_SINK_EMBEDDED_BROKER"
@@ -390,22 +382,4 @@ func benchBrokers(b *testing.B, partitions int) []string {
 		b.Fatalf("benchmark broker: %v", err)
 	}
 	return strings.Split(strings.TrimSpace(line), ",")
-}
-
-// childBroker is the process benchBrokers starts.
-func childBroker() int {
-	n, err := strconv.Atoi(os.Getenv(benchBrokerEnv))
-	if err != nil || n < 1 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want a partition count\n", benchBrokerEnv, os.Getenv(benchBrokerEnv))
-		return 2
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(n), Topics...))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchmark broker:", err)
-		return 1
-	}
-	defer c.Close()
-	fmt.Println(strings.Join(c.ListenAddrs(), ","))
-	io.Copy(io.Discard, os.Stdin) // until the benchmark closes it
-	return 0
 }

@@ -436,3 +436,47 @@ func firstByteDiff(a, b []byte) int {
 	}
 	return i
 }
+
+// The sink's events view (Sink.add over HTTP) keeps nothing of a record
+// once its row is added: no slice of its bytes (a franz-go record's bytes
+// are a slice of its fetch response), not even past the length of the
+// view's slices.
+func TestSinkAddKeepsNoView(t *testing.T) {
+	s := &Sink{}
+	b := &batch{}
+	b.events.block = newEventBlock()
+	b.reset()
+	evs := []*schemas.Event{
+		{Tenant: "t", ID: "many", Type: "x", Source: "s", Identifiers: []schemas.Identifier{{Type: "email", Value: "a@b.c"}, {Type: "phone", Value: "+1"}},
+			Traits: map[string]string{"a": `"1"`, "b": `"2"`, "c": `"3"`}, Properties: map[string]string{"a": `"1"`, "b": `"2"`}},
+		{Tenant: "t", ID: "msg", Type: schemas.EventMessagePrefix + "delivered", Source: "s", Time: time.Unix(1_800_000_000, 0),
+			Identifiers: []schemas.Identifier{{Type: "email", Value: "a@b.c"}}, Properties: map[string]string{schemas.PropMessageID: `"m1"`}},
+	}
+	for i, ev := range evs {
+		data, err := schemas.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.add(b, &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.Key()), Value: data, Offset: int64(i)})
+		v := &s.view
+		if v.Tenant != nil || v.ID != nil || v.Type != nil || v.Source != nil || v.Partner != nil || v.Topic != nil ||
+			len(v.Identifiers) != 0 || len(v.Traits) != 0 || len(v.Properties) != 0 {
+			t.Fatalf("after %s the sink's view holds %+v", ev.ID, *v)
+		}
+		for _, id := range v.Identifiers[:cap(v.Identifiers)] {
+			if id.Type != nil || id.Value != nil {
+				t.Fatalf("after %s the sink's view keeps identifier %q", ev.ID, id)
+			}
+		}
+		for _, es := range [][]schemas.EntryView{v.Traits, v.Properties} {
+			for _, e := range es[:cap(es)] {
+				if e.Key != nil || e.Value != nil {
+					t.Fatalf("after %s the sink's view keeps entry %q", ev.ID, e)
+				}
+			}
+		}
+	}
+	if b.events.Len() != 2 || b.msgEvents.Len() != 1 {
+		t.Fatalf("%d event rows, %d message event rows; want 2, 1", b.events.Len(), b.msgEvents.Len())
+	}
+}

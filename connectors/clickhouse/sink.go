@@ -178,7 +178,8 @@ type Sink struct {
 	// "<table>-written" after each table's insert, "written" before the
 	// commit. Crash tests kill the process there.
 	hook func(point string)
-	// view is the events record being decoded (add; Run's goroutine).
+	// view is the events record being decoded (add; Run's goroutine),
+	// reset after each.
 	view schemas.EventView
 }
 
@@ -392,12 +393,17 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		if b.events.block != nil && len(r.Key) > 0 {
 			// Over HTTP the row goes straight from the record's bytes
 			// into the Native columns.
-			if err := schemas.DecodeEventView(r.Value, &s.view); err != nil {
+			err := schemas.DecodeEventView(r.Value, &s.view)
+			if err == nil {
+				b.events.block.addView(&s.view, r.Key, r.Partition, r.Offset)
+			}
+			msg := err == nil && isMessageEventType(s.view.Type)
+			s.view.Reset() // the view keeps nothing of r past add
+			if err != nil {
 				s.undecodable(r, err)
 				return
 			}
-			b.events.block.addView(&s.view, r.Key, r.Partition, r.Offset)
-			if !isMessageEventType(s.view.Type) {
+			if !msg {
 				return
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/rolodex/rolodex/connectors/clickhouse"
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
 // A command is one subcommand of rolodex. commands is the one list of
@@ -308,6 +309,12 @@ func exitCode(err error) int {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Every consumer group of the process takes its session from
+	// $ROLODEX_KAFKA_SESSION_TIMEOUT when set: a bad value stops every
+	// command but help and version, before anything starts.
+	if _, err := kafkaclient.Session(); err != nil && len(args) > 0 && !isHelpFlag(args[0]) && args[0] != "help" && args[0] != "version" {
+		return err
+	}
 	return dispatch(ctx, args, stdio{stdout: stdout, stderr: stderr, logger: logger})
 }
 

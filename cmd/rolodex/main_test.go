@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/processors/fanout"
 	"github.com/rolodex/rolodex/processors/lifecycle"
@@ -359,6 +360,35 @@ func TestDevBadConfigFailsBeforeBroker(t *testing.T) {
 				t.Fatalf("err = %v, want one mentioning %q before the broker starts; log:\n%s", err, tt.want, errb.String())
 			}
 		})
+	}
+}
+
+// A bad $ROLODEX_KAFKA_SESSION_TIMEOUT stops every command before anything
+// starts (dev would start its broker, run would connect), naming the
+// variable; version and help still answer.
+func TestBadSessionEnvironmentFailsBeforeStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	t.Setenv(kafkaclient.EnvSessionTimeout, "200ms")
+	for _, args := range [][]string{
+		{"dev", "--broker-addr", taken.Addr().String(), "--http-addr", "127.0.0.1:0"},
+		{"run", "ingest", "--brokers", taken.Addr().String()},
+		{"deadletters", "tail", "--brokers", taken.Addr().String()},
+	} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), kafkaclient.EnvSessionTimeout) || strings.Contains(errb.String(), "broker started") {
+			t.Errorf("%v: err = %v, want one naming %s before anything starts; log:\n%s", args, err, kafkaclient.EnvSessionTimeout, errb.String())
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"help"}} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, &out, &errb); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }
 

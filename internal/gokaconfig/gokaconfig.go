@@ -8,6 +8,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
 // Version is the Kafka protocol version goka's sarama speaks: the newest one
@@ -28,7 +30,8 @@ var Version = sarama.V2_1_0_0
 // ordered producer then fails every later emit, so none is committed
 // (docs/identity.md, invariant 2).
 //
-// The group session is SessionTimeout (sarama's default is 10 s): an
+// The group session is SessionTimeout (sarama's default is 10 s), or
+// $ROLODEX_KAFKA_SESSION_TIMEOUT (kafkaclient.Session): an
 // instance that was SIGKILLed holds its partitions until its session
 // expires, so a restarted instance processes again only after that
 // (docs/operations.md, "Recovering after a crash").
@@ -42,8 +45,12 @@ func Sarama(clientID string) *sarama.Config {
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	c.Producer.Flush.Bytes = 256 << 10
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	c.Consumer.Group.Session.Timeout = SessionTimeout
-	c.Consumer.Group.Heartbeat.Interval = SessionTimeout / 3
+	session, err := kafkaclient.Session()
+	if err != nil {
+		session = SessionTimeout // the rolodex command refuses to start with it
+	}
+	c.Consumer.Group.Session.Timeout = session
+	c.Consumer.Group.Heartbeat.Interval = min(3*time.Second, session/3)
 	c.Producer.MaxMessageBytes = MaxMessageBytes
 	c.Consumer.Fetch.Max = 0 // no cap: a record may be up to MaxMessageBytes
 	c.Producer.Retry.Max = ProducerRetries

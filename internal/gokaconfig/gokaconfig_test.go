@@ -10,6 +10,8 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
 // A partition's leader that stops answering for a while (on Apache Kafka:
@@ -67,6 +69,19 @@ func TestSessionTimeout(t *testing.T) {
 	}
 	if hb := c.Consumer.Group.Heartbeat.Interval; hb <= 0 || hb > c.Consumer.Group.Session.Timeout/3 {
 		t.Fatalf("heartbeat interval %v for a %v session, want at most a third", hb, c.Consumer.Group.Session.Timeout)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The goka groups take the session of $ROLODEX_KAFKA_SESSION_TIMEOUT too
+// (kafkaclient.Session), with a heartbeat of a third of it, at most 3 s.
+func TestSessionTimeoutFromEnvironment(t *testing.T) {
+	t.Setenv(kafkaclient.EnvSessionTimeout, "12s")
+	c := Sarama("test")
+	if got, hb := c.Consumer.Group.Session.Timeout, c.Consumer.Group.Heartbeat.Interval; got != 12*time.Second || hb != 3*time.Second {
+		t.Fatalf("session %v, heartbeat %v; want 12s, 3s", got, hb)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

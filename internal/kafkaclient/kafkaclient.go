@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"strings"
 	"time"
 
@@ -117,23 +118,54 @@ const SessionTimeout = 6 * time.Second
 // HeartbeatInterval is the heartbeat of SessionTimeout: a third of it.
 const HeartbeatInterval = SessionTimeout / 3
 
+// EnvSessionTimeout names the environment variable that replaces
+// SessionTimeout for every consumer group of the process, franz-go's and
+// goka's (internal/gokaconfig) alike: for brokers whose
+// group.min.session.timeout.ms is above 6 s (a broker refuses a member
+// whose session is outside its minimum and maximum), or to trade a slower
+// recovery for more tolerance of stalls. A Go duration from 1s to 30m.
+const EnvSessionTimeout = "ROLODEX_KAFKA_SESSION_TIMEOUT"
+
+// Session is the session of the process's consumer groups:
+// $ROLODEX_KAFKA_SESSION_TIMEOUT when set, else SessionTimeout. An
+// unreadable or out-of-range value is an error (NewClient returns it; the
+// rolodex command checks it before it starts anything).
+func Session() (time.Duration, error) {
+	v := os.Getenv(EnvSessionTimeout)
+	if v == "" {
+		return SessionTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Second || d > 30*time.Minute {
+		return 0, fmt.Errorf("kafka: %s=%q: want a duration from 1s to 30m, such as 10s (the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms must allow it)", EnvSessionTimeout, v)
+	}
+	return d, nil
+}
+
 // GroupSession returns the options of a consumer group session of d and a
 // heartbeat of a third of it, at most franz-go's default 3 s; d 0 is
-// SessionTimeout. NewClient already sets SessionTimeout: a config's
-// session override passes GroupSession(override) among its options.
+// Session() (SessionTimeout unless the environment replaces it).
+// NewClient already sets Session(): a config's session override passes
+// GroupSession(override) among its options.
 func GroupSession(d time.Duration) []kgo.Opt {
 	if d <= 0 {
-		return []kgo.Opt{kgo.SessionTimeout(SessionTimeout), kgo.HeartbeatInterval(HeartbeatInterval)}
+		var err error
+		if d, err = Session(); err != nil {
+			d = SessionTimeout // NewClient reports the error
+		}
 	}
 	return []kgo.Opt{kgo.SessionTimeout(d), kgo.HeartbeatInterval(min(3*time.Second, d/3))}
 }
 
 // NewClient returns a client with Rolodex's producer defaults (acks from all
 // in-sync replicas, idempotent writes, the sarama-compatible partitioner)
-// and, for a consumer group, its session (SessionTimeout, HeartbeatInterval),
-// plus opts, which override them.
+// and, for a consumer group, its session (Session(), a third of it as the
+// heartbeat), plus opts, which override them.
 func NewClient(cfg Config, opts ...kgo.Opt) (*kgo.Client, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := Session(); err != nil {
 		return nil, err
 	}
 	id := cfg.ClientID

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,5 +195,37 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 			t.Fatalf("%s: not within %v", what, limit)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// $ROLODEX_KAFKA_SESSION_TIMEOUT replaces the default session of every
+// group (an override in a config still wins); a bad value is refused by
+// NewClient with the variable named.
+func TestSessionFromEnvironment(t *testing.T) {
+	t.Setenv(EnvSessionTimeout, "15s")
+	cl, err := NewClient(Config{Brokers: []string{"127.0.0.1:1"}}, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got, beat := cl.OptValue(kgo.SessionTimeout), cl.OptValue(kgo.HeartbeatInterval); got != 15*time.Second || beat != 3*time.Second {
+		t.Errorf("session %v, heartbeat %v; want 15s, 3s", got, beat)
+	}
+	if opts := GroupSession(0); len(opts) != 2 {
+		t.Fatalf("GroupSession(0): %d options", len(opts))
+	}
+	over, err := NewClient(Config{Brokers: []string{"127.0.0.1:1"}}, append([]kgo.Opt{kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")}, GroupSession(2*time.Second)...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	if got := over.OptValue(kgo.SessionTimeout); got != 2*time.Second {
+		t.Errorf("an override of 2s gave %v", got)
+	}
+	for _, bad := range []string{"6", "500ms", "1h", "soon"} {
+		t.Setenv(EnvSessionTimeout, bad)
+		if _, err := NewClient(Config{Brokers: []string{"127.0.0.1:1"}}); err == nil || !strings.Contains(err.Error(), EnvSessionTimeout) {
+			t.Errorf("%s=%q: NewClient error %v, want one naming the variable", EnvSessionTimeout, bad, err)
+		}
 	}
 }

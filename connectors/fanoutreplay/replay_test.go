@@ -407,24 +407,33 @@ func TestReplayEndToEnd(t *testing.T) {
 
 	e.produce(schemas.TopicFanoutSubscriptions, "sub_1", withReplay(bankSub, 2, "rpl_1", now.Add(-time.Minute)), now)
 	defer e.run("replay", e.replayer(nil).Run)()
+	// The blacklisting cancels what sub_1 and sub_2 may still hold of p_2
+	// (docs/fanout.md, "Blacklisting while a record waits"): two cancels.
 	e.waitFor("the replay of p_1's event and the refusal of p_2's", func() bool {
-		return len(e.deliveries()) >= 5 && counter(t, reg, "rolodex_fanout_events_total", schemas.FanoutBlacklisted) == 1
+		return len(e.deliveries()) >= 7 && counter(t, reg, "rolodex_fanout_events_total", schemas.FanoutBlacklisted) == 1
 	})
 	ds := e.deliveries()
-	if len(ds) != 5 {
-		t.Fatalf("%d deliveries, want 5: %+v", len(ds), ds)
+	if len(ds) != 7 {
+		t.Fatalf("%d deliveries, want 7 (4 first, 2 cancels, 1 replay): %+v", len(ds), ds)
 	}
 	first := map[string]schemas.FanoutDelivery{}
 	var replayed []schemas.FanoutDelivery
+	cancelled := map[string]bool{}
 	for _, d := range ds {
-		if d.Replay {
+		switch {
+		case d.Kind == schemas.KindBlacklisted:
+			if d.ProfileID != "p_2" || d.Body != "" || d.Replay {
+				t.Fatalf("cancel %+v, want one of p_2 without a body", d)
+			}
+			cancelled[d.Subscription] = true
+		case d.Replay:
 			replayed = append(replayed, d)
-		} else {
+		default:
 			first[d.WebhookID] = d
 		}
 	}
-	if len(replayed) != 1 || len(first) != 4 {
-		t.Fatalf("replayed %+v, first deliveries %d", replayed, len(first))
+	if len(replayed) != 1 || len(first) != 4 || !cancelled["sub_1"] || !cancelled["sub_2"] {
+		t.Fatalf("replayed %+v, first deliveries %d, cancels %v", replayed, len(first), cancelled)
 	}
 	d := replayed[0]
 	orig, ok := first[d.WebhookID]

@@ -43,21 +43,38 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// runChild runs the identity processor until SIGTERM (a graceful
+// shutdown, which leaves the storage to keep) or SIGKILL. A processor that
+// fails while it runs is built and started again on the same storage
+// after a pause, as `rolodex run processors` does (cmd/rolodex's
+// supervisor; README, "Production"): on Apache Kafka sarama's idempotent
+// producer can have a write refused ("out of order sequence number") when
+// the machine is loaded, and the process must carry on as in production.
 func runChild(brokers []string, dir string, replication int) int {
-	// SIGTERM: a graceful shutdown, which leaves the storage to keep.
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
-	p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
+	for pause := time.Second; ; pause = min(2*pause, 8*time.Second) {
+		p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "child: kept storage %v\n", p.KeptStorage())
+		err = p.Run(ctx)
+		if ctx.Err() != nil || err == nil {
+			if err != nil && !canceledOnly(err) {
+				fmt.Fprintln(os.Stderr, "child:", err)
+				return 1
+			}
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "child: identity failed; starting it again after %v: %v\n", pause, err)
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(pause):
+		}
 	}
-	fmt.Fprintf(os.Stderr, "child: kept storage %v\n", p.KeptStorage())
-	if err := p.Run(ctx); err != nil && !canceledOnly(err) {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
-	}
-	return 0
 }
 
 type child struct {

@@ -244,7 +244,6 @@ func benchSink(b *testing.B, batchRows int, http bool) {
 	// while the sink runs (a deployed sink holds no such heap; its CPU
 	// per row is what is measured). ROLODEX_BENCH_SINK_KEEP_WORKLOAD=1
 	// keeps it, as before 2026-12-07.
-	w = nil
 	if os.Getenv("ROLODEX_BENCH_SINK_KEEP_WORKLOAD") != "1" {
 		forgetBenchWorkload(b.N)
 	}

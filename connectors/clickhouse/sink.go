@@ -368,6 +368,18 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
+// addEventView adds the events record r to the batch's Native block
+// straight from its bytes (over HTTP); msg reports a message event, which
+// the messages table needs decoded as well.
+func (s *Sink) addEventView(b *batch, r *kgo.Record) (msg bool, err error) {
+	defer s.view.Reset() // the view keeps nothing of r past add
+	if err := schemas.DecodeEventView(r.Value, &s.view); err != nil {
+		return false, err
+	}
+	b.events.block.addView(&s.view, r.Key, r.Partition, r.Offset)
+	return isMessageEventType(s.view.Type), nil
+}
+
 // isMessageEventType is schemas.IsMessageEvent of a type in bytes,
 // without a string for the types that cannot be one.
 func isMessageEventType(typ []byte) bool {
@@ -390,15 +402,9 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 	}
 	switch r.Topic {
 	case schemas.TopicEvents:
-		if b.events.block != nil && len(r.Key) > 0 {
-			// Over HTTP the row goes straight from the record's bytes
-			// into the Native columns.
-			err := schemas.DecodeEventView(r.Value, &s.view)
-			if err == nil {
-				b.events.block.addView(&s.view, r.Key, r.Partition, r.Offset)
-			}
-			msg := err == nil && isMessageEventType(s.view.Type)
-			s.view.Reset() // the view keeps nothing of r past add
+		viewed := b.events.block != nil && len(r.Key) > 0
+		if viewed {
+			msg, err := s.addEventView(b, r)
 			if err != nil {
 				s.undecodable(r, err)
 				return
@@ -412,7 +418,7 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			s.undecodable(r, err)
 			return
 		}
-		if b.events.block == nil || len(r.Key) == 0 {
+		if !viewed {
 			b.events.Add(ev, string(r.Key), r.Partition, r.Offset)
 		}
 		if schemas.IsMessageEvent(ev.Type) {

@@ -50,7 +50,7 @@ func Sarama(clientID string) *sarama.Config {
 		session = SessionTimeout // the rolodex command refuses to start with it
 	}
 	c.Consumer.Group.Session.Timeout = session
-	c.Consumer.Group.Heartbeat.Interval = min(3*time.Second, session/3)
+	c.Consumer.Group.Heartbeat.Interval = kafkaclient.Heartbeat(session)
 	c.Producer.MaxMessageBytes = MaxMessageBytes
 	c.Consumer.Fetch.Max = 0 // no cap: a record may be up to MaxMessageBytes
 	c.Producer.Retry.Max = ProducerRetries
@@ -69,7 +69,7 @@ func Sarama(clientID string) *sarama.Config {
 // Heartbeats go every SessionTimeout/3 from their own goroutine, so only an
 // instance that cannot reach the group coordinator for 6 s loses its session
 // (then it rejoins: a rebalance, nothing lost).
-const SessionTimeout = 6 * time.Second
+const SessionTimeout = kafkaclient.SessionTimeout
 
 // ProducerRetries and producerBackoff make a write retry for about a
 // minute before it fails (goka's default, 10 retries 100 ms apart, gives

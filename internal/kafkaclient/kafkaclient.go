@@ -118,6 +118,10 @@ const SessionTimeout = 6 * time.Second
 // HeartbeatInterval is the heartbeat of SessionTimeout: a third of it.
 const HeartbeatInterval = SessionTimeout / 3
 
+// Heartbeat is the heartbeat interval of a group session of d: a third
+// of it, at most franz-go's default 3 s (goka's groups use it too).
+func Heartbeat(d time.Duration) time.Duration { return min(3*time.Second, d/3) }
+
 // EnvSessionTimeout names the environment variable that replaces
 // SessionTimeout for every consumer group of the process, franz-go's and
 // goka's (internal/gokaconfig) alike: for brokers whose
@@ -154,7 +158,7 @@ func GroupSession(d time.Duration) []kgo.Opt {
 			d = SessionTimeout // NewClient reports the error
 		}
 	}
-	return []kgo.Opt{kgo.SessionTimeout(d), kgo.HeartbeatInterval(min(3*time.Second, d/3))}
+	return []kgo.Opt{kgo.SessionTimeout(d), kgo.HeartbeatInterval(Heartbeat(d))}
 }
 
 // NewClient returns a client with Rolodex's producer defaults (acks from all

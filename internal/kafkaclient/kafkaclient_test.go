@@ -211,8 +211,13 @@ func TestSessionFromEnvironment(t *testing.T) {
 	if got, beat := cl.OptValue(kgo.SessionTimeout), cl.OptValue(kgo.HeartbeatInterval); got != 15*time.Second || beat != 3*time.Second {
 		t.Errorf("session %v, heartbeat %v; want 15s, 3s", got, beat)
 	}
-	if opts := GroupSession(0); len(opts) != 2 {
-		t.Fatalf("GroupSession(0): %d options", len(opts))
+	def, err := NewClient(Config{Brokers: []string{"127.0.0.1:1"}}, append([]kgo.Opt{kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")}, GroupSession(0)...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer def.Close()
+	if got := def.OptValue(kgo.SessionTimeout); got != 15*time.Second {
+		t.Errorf("GroupSession(0) gave %v, want the environment's 15s", got)
 	}
 	over, err := NewClient(Config{Brokers: []string{"127.0.0.1:1"}}, append([]kgo.Opt{kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")}, GroupSession(2*time.Second)...)...)
 	if err != nil {

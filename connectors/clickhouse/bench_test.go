@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
@@ -96,6 +97,15 @@ func benchRows(w *workload) *EventRows {
 
 func BenchmarkClickHouseClientNative(b *testing.B) { benchClientNative(b, "") }
 
+// BenchmarkClickHouseClientNativeBatch50000 is the baseline at the sink's
+// default batch: the same file, but the server writes a part per 50,000 rows
+// (as it does for the sink's 50,000-row INSERTs) instead of one part for
+// the whole file, so it pays for as many parts, and their merges, as for the
+// sink.
+func BenchmarkClickHouseClientNativeBatch50000(b *testing.B) {
+	benchClientNative(b, "", "--max_insert_block_size", "50000", "--min_insert_block_size_rows", "50000", "--min_insert_block_size_bytes", "0")
+}
+
 // BenchmarkClickHouseClientNativeKafkaOrder is the baseline with the rows
 // in the order the sink inserts them (by Kafka partition and offset)
 // instead of the table's sorting key: the file of the baseline above is
@@ -108,7 +118,7 @@ func BenchmarkClickHouseClientNativeKafkaOrder(b *testing.B) {
 
 // benchClientNative times clickhouse-client inserting the sink's rows
 // from a Native file exported from a staging table with orderBy.
-func benchClientNative(b *testing.B, orderBy string) {
+func benchClientNative(b *testing.B, orderBy string, insertArgs ...string) {
 	conn, db := testDB(b)
 	ctx := context.Background()
 	w := benchWorkload(b.N)
@@ -146,8 +156,8 @@ func benchClientNative(b *testing.B, orderBy string) {
 		b.Fatal(err)
 	}
 	defer in.Close()
-	insert := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port,
-		"--query", "INSERT INTO "+db+".events ("+strings.Join(EventColumns, ", ")+") FORMAT Native")
+	insert := exec.Command("clickhouse-client", append([]string{"--host", "127.0.0.1", "--port", port,
+		"--query", "INSERT INTO " + db + ".events (" + strings.Join(EventColumns, ", ") + ") FORMAT Native"}, insertArgs...)...)
 	insert.Stdin = in
 	insert.Stderr = os.Stderr
 	srv0, srvOK := serverCPU()
@@ -169,6 +179,7 @@ func benchClientNative(b *testing.B, orderBy string) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
 	b.ReportMetric(float64(st.Size())/float64(b.N), "native-B/row")
+	reportParts(b, conn, db)
 }
 
 // insertInChunks inserts r 50,000 rows at a time.
@@ -234,9 +245,9 @@ func BenchmarkSink(b *testing.B) {
 }
 
 func benchSink(b *testing.B, batchRows int, http bool) {
-	_, db := openTestDB(b) // the sink migrates
+	conn, db := openTestDB(b) // the sink migrates
 	w := benchWorkload(b.N)
-	brokers := benchBrokers(b, 4)
+	brokers, brokerCPU := benchBrokers(b, 4)
 	p := newProducer(b, brokers)
 	p.events(b, w.events)
 	// The events are on the broker now: the generated workload is let go
@@ -267,7 +278,7 @@ func benchSink(b *testing.B, batchRows int, http bool) {
 		return int(testutil.ToFloat64(s.Metrics().RowsWritten.WithLabelValues(tableEvents)))
 	}
 	runtime.GC()
-	cpu0, srv0 := processCPU(), must(serverCPU())
+	cpu0, srv0, brk0 := processCPU(), must(serverCPU()), must(brokerCPU())
 	b.ResetTimer()
 	start := time.Now()
 	go func() { done <- s.Run(ctx) }()
@@ -282,6 +293,11 @@ func benchSink(b *testing.B, batchRows int, http bool) {
 	b.StopTimer()
 	srv1, srvOK := serverCPU()
 	reportCPU(b, processCPU()-cpu0, srv1-srv0, srvOK)
+	if brk1, ok := brokerCPU(); ok {
+		// The Kafka broker serving the sink's fetches: a cost on the same
+		// two cores that the baseline, reading a file, does not have.
+		b.ReportMetric(float64((brk1-brk0).Microseconds())/float64(b.N), "broker-us/row")
+	}
 	cancel()
 	<-done
 	batches := testutil.ToFloat64(s.Metrics().Batches)
@@ -297,6 +313,15 @@ func benchSink(b *testing.B, batchRows int, http bool) {
 	if n := testutil.ToFloat64(s.Metrics().Undecodable.WithLabelValues(schemas.TopicEvents)); n != 0 {
 		b.Fatalf("%v undecodable records", n)
 	}
+	reportParts(b, conn, db)
+}
+
+// reportParts reports how many parts the inserts wrote into db.events:
+// parts of level 0, active or already merged away (ClickHouse keeps a
+// merged part's directory for old_parts_lifetime, 8 minutes). Each is a
+// part the server sorted and wrote, and later merges.
+func reportParts(b *testing.B, conn driver.Conn, db string) {
+	b.ReportMetric(float64(count(b, conn, "SELECT count() FROM system.parts WHERE database = '"+db+"' AND table = 'events' AND level = 0")), "parts")
 }
 
 func reportCPU(b *testing.B, client, server time.Duration, serverKnown bool) {
@@ -328,7 +353,13 @@ func serverCPU() (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat")
+	return pidCPU(strings.TrimSpace(string(pid)))
+}
+
+// pidCPU is the CPU time process pid has used so far, from
+// /proc/<pid>/stat; false when it cannot be read.
+func pidCPU(pid string) (time.Duration, bool) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, false
 	}
@@ -352,11 +383,13 @@ func serverCPU() (time.Duration, bool) {
 const benchEmbeddedEnv = "ROLODEX_BENCH_SINK_EMBEDDED_BROKER"
 
 // benchBrokers starts the sink benchmark's broker, with the sink's topics
-// of partitions partitions each, and returns its addresses.
-func benchBrokers(b *testing.B, partitions int) []string {
+// of partitions partitions each, and returns its addresses and its CPU
+// time so far (a func; false with the broker in this process, whose CPU
+// is the sink's own figure then).
+func benchBrokers(b *testing.B, partitions int) ([]string, func() (time.Duration, bool)) {
 	b.Helper()
 	if os.Getenv(benchEmbeddedEnv) == "1" {
-		return newCluster(b, partitions).ListenAddrs()
+		return newCluster(b, partitions).ListenAddrs(), func() (time.Duration, bool) { return 0, false }
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), benchBrokerEnv+"="+strconv.Itoa(partitions))
@@ -380,5 +413,6 @@ func benchBrokers(b *testing.B, partitions int) []string {
 	if err != nil {
 		b.Fatalf("benchmark broker: %v", err)
 	}
-	return strings.Split(strings.TrimSpace(line), ",")
+	pid := strconv.Itoa(cmd.Process.Pid)
+	return strings.Split(strings.TrimSpace(line), ","), func() (time.Duration, bool) { return pidCPU(pid) }
 }

@@ -296,6 +296,10 @@ func TestHTTPFloorFails(t *testing.T) {
 		t.Fatalf("the workload as generated: %v", err)
 	}
 	good := w.bodies[1]
+	// One client from here on: a failed request cancels the requests in
+	// flight, and franz-go fails every buffered record of a partition
+	// whose first record's context is cancelled, so a second client's
+	// request could end in 503 before request 1 is answered.
 	for _, tc := range []struct {
 		name, body, want string
 	}{
@@ -307,7 +311,7 @@ func TestHTTPFloorFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w.bodies[1] = []byte(tc.body)
 			defer func() { w.bodies[1] = good }()
-			_, err := b.httpFloor(ctx, w, 2)
+			_, err := b.httpFloor(ctx, w, 1)
 			if err == nil || !strings.Contains(err.Error(), "http floor request 1: got "+tc.want) {
 				t.Errorf("err = %v, want request 1 answered %s", err, tc.want)
 			}
@@ -315,7 +319,7 @@ func TestHTTPFloorFails(t *testing.T) {
 	}
 	// Without a producer nothing is acknowledged: 503, never 202.
 	b.pubCl.Close()
-	_, err = b.httpFloor(ctx, w, 2)
+	_, err = b.httpFloor(ctx, w, 1)
 	if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable") {
 		t.Errorf("with the producer closed: err = %v, want 503", err)
 	}

@@ -109,3 +109,22 @@ func BenchmarkHTTPIngest(b *testing.B) {
 	}
 	report(b, p)
 }
+
+// BenchmarkHTTPFloor posts the same requests as BenchmarkHTTPIngest, from
+// 8 clients, to the HTTP floor on the same server: read the body, split
+// the array, produce each element as it is, wait for the acks, answer 202.
+// Every request must be answered 202.
+//
+//	go test -run '^$' -bench HTTPFloor -benchtime 100000x -cpuprofile /tmp/floor.cpu ./bench/ingest/
+func BenchmarkHTTPFloor(b *testing.B) {
+	sb := sharedBench(b)
+	w := workloadFor(b)
+	prepare()
+	b.ResetTimer()
+	p, err := sb.httpFloor(context.Background(), w, benchConcurrency)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, p)
+}

@@ -3,8 +3,8 @@
 // with the same event bytes, and reports the ratio.
 //
 // A run generates the events once, creates the topics, then alternates its
-// phases round by round (raw, raw batched, HTTP; raw, raw batched, HTTP; ...)
-// and reports each phase's median rate:
+// phases round by round (raw, raw batched, HTTP, HTTP floor; raw, raw
+// batched, HTTP, HTTP floor; ...) and reports each phase's median rate:
 //
 //   - raw: every event's JSON produced as one record to TopicRaw through a
 //     kafkaclient.NewClient client (acks=all, idempotent, the Rolodex
@@ -20,6 +20,13 @@
 //     an in-process httpin.Server on a real TCP listener, wired as "rolodex
 //     run ingest" wires it; the phase ends when every request was answered
 //     202 (any other answer fails the run).
+//   - http floor: the same requests from the same clients to a handler on
+//     the same http.Server that does only what any HTTP ingest must do:
+//     read the body, split the array (jsonscan.SplitArray), produce each
+//     element as it is to TopicRaw through the ingest server's producer,
+//     wait for every acknowledgement, answer 202 (floorHandler). No
+//     decoding, validation, normalisation or Avro: what is left of the
+//     HTTP phase's CPU once those are gone.
 package ingest
 
 import (
@@ -29,6 +36,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -122,14 +130,17 @@ func (c *Config) Validate() error {
 // Phase is one measured pass over the events.
 type Phase struct {
 	measure.Phase
-	// Latencies of each request (HTTP) or batch (raw batched), sorted;
+	// Latencies of each request (HTTP, HTTP floor) or batch (raw
+	// batched), sorted;
 	// empty for the raw phase, which has no requests.
 	Latencies []time.Duration `json:"-"`
 }
 
-// Round is one round of the three phases.
+// Round is one round of the phases.
 type Round struct {
 	Raw, RawBatched, HTTP Phase
+	// HTTPFloor is the HTTP floor phase (floorHandler), run after HTTP.
+	HTTPFloor Phase
 }
 
 // Summary is a phase over every round.
@@ -153,6 +164,9 @@ type Result struct {
 	// Raw is the baseline, RawBatched raw produce shaped like the HTTP
 	// requests, HTTP the Rolodex HTTP ingest.
 	Raw, RawBatched, HTTP Summary
+	// HTTPFloor is the HTTP floor: the same requests to a handler that
+	// only reads, splits and produces (floorHandler).
+	HTTPFloor Summary
 	// Ratio is HTTP.EventsPerSec / Raw.EventsPerSec.
 	Ratio float64
 	// BatchedRatio is HTTP.EventsPerSec / RawBatched.EventsPerSec.
@@ -160,11 +174,16 @@ type Result struct {
 	// CPURatio is Raw.CPUPerEvent / HTTP.CPUPerEvent: the ratio in CPU
 	// cost instead of wall-clock time, 0 where CPU time is not measured.
 	CPURatio float64
-	Rounds   []Round
+	// FloorRatio is HTTPFloor.EventsPerSec / Raw.EventsPerSec, HTTPOfFloor
+	// HTTP.EventsPerSec / HTTPFloor.EventsPerSec, and FloorCPURatio
+	// Raw.CPUPerEvent / HTTPFloor.CPUPerEvent (0 where CPU time is not
+	// measured).
+	FloorRatio, HTTPOfFloor, FloorCPURatio float64
+	Rounds                                 []Round
 }
 
-// Run generates cfg.Events events and measures raw produce and HTTP ingest
-// of them, alternating, cfg.Rounds times.
+// Run generates cfg.Events events and measures raw produce, HTTP ingest
+// and the HTTP floor of them, alternating, cfg.Rounds times.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -196,6 +215,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if r.HTTP, err = b.http(ctx, w, cfg.Concurrency); err != nil {
 			return res, err
 		}
+		prepare()
+		if r.HTTPFloor, err = b.httpFloor(ctx, w, cfg.Concurrency); err != nil {
+			return res, err
+		}
 		res.Rounds = append(res.Rounds, r)
 	}
 	res.Raw = summarize(res.Rounds, func(r Round) Phase { return r.Raw })
@@ -209,6 +232,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if res.HTTP.CPUPerEvent > 0 {
 		res.CPURatio = float64(res.Raw.CPUPerEvent) / float64(res.HTTP.CPUPerEvent)
+	}
+	res.HTTPFloor = summarize(res.Rounds, func(r Round) Phase { return r.HTTPFloor })
+	if res.Raw.EventsPerSec > 0 {
+		res.FloorRatio = res.HTTPFloor.EventsPerSec / res.Raw.EventsPerSec
+	}
+	if res.HTTPFloor.EventsPerSec > 0 {
+		res.HTTPOfFloor = res.HTTP.EventsPerSec / res.HTTPFloor.EventsPerSec
+	}
+	if res.HTTPFloor.CPUPerEvent > 0 {
+		res.FloorCPURatio = float64(res.Raw.CPUPerEvent) / float64(res.HTTPFloor.CPUPerEvent)
 	}
 	return res, nil
 }
@@ -262,7 +295,8 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 }
 
 // bench is the system under test: a broker, the raw producer and the HTTP
-// ingest server, started once and measured phase after phase.
+// ingest server (with the HTTP floor beside it), started once and measured
+// phase after phase.
 type bench struct {
 	brokers []string
 	cluster *kfake.Cluster // nil against external brokers
@@ -271,12 +305,13 @@ type bench struct {
 	srv     *http.Server
 	served  chan error
 	url     string
+	floor   string // the HTTP floor's URL
 	key     string
 	hc      *http.Client
 }
 
 // start starts the broker (unless cfg.Brokers is set), creates the topics
-// and starts the HTTP ingest server.
+// and starts the HTTP ingest server and the HTTP floor.
 func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	b := &bench{}
 	defer func() {
@@ -337,6 +372,9 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	}
 	mux := http.NewServeMux()
 	srv.Register(mux)
+	// The HTTP floor on the same mux and server, with the same body limit
+	// and the same producer client.
+	mux.Handle("POST "+floorPath, &floorHandler{pub: intake.NewPublisher(b.pubCl), maxBody: maxBody, seed: maphash.MakeSeed()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("benchingest: http: %w", err)
@@ -345,6 +383,7 @@ func start(ctx context.Context, cfg Config) (_ *bench, err error) {
 	b.served = make(chan error, 1)
 	go func() { b.served <- b.srv.Serve(ln) }()
 	b.url = "http://" + ln.Addr().String() + "/v1/events"
+	b.floor = "http://" + ln.Addr().String() + floorPath
 	b.hc = &http.Client{
 		Timeout: time.Minute,
 		Transport: &http.Transport{
@@ -442,8 +481,21 @@ func (b *bench) rawBatched(ctx context.Context, w *workload, concurrency int) (P
 // http posts the request bodies from concurrency clients; every answer
 // must be 202.
 func (b *bench) http(ctx context.Context, w *workload, concurrency int) (Phase, error) {
+	return b.post(ctx, w, concurrency, b.url, "request")
+}
+
+// httpFloor posts the same requests as http, from as many clients, to the
+// HTTP floor (floorHandler); every answer must be 202.
+func (b *bench) httpFloor(ctx context.Context, w *workload, concurrency int) (Phase, error) {
+	return b.post(ctx, w, concurrency, b.floor, "http floor request")
+}
+
+// post posts the request bodies of w to url from concurrency clients, each
+// with the partner's key; every answer must be 202. what names a request
+// in errors.
+func (b *bench) post(ctx context.Context, w *workload, concurrency int, url, what string) (Phase, error) {
 	return b.workers(ctx, w, concurrency, func(ctx context.Context, i int) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url, bytes.NewReader(w.bodies[i]))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(w.bodies[i]))
 		if err != nil {
 			return fmt.Errorf("benchingest: %w", err)
 		}
@@ -451,15 +503,15 @@ func (b *bench) http(ctx context.Context, w *workload, concurrency int) (Phase, 
 		req.Header.Set("Authorization", "Bearer "+b.key)
 		resp, err := b.hc.Do(req)
 		if err != nil {
-			return fmt.Errorf("benchingest: request %d: %w", i, err)
+			return fmt.Errorf("benchingest: %s %d: %w", what, i, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("benchingest: request %d: read answer: %w", i, err)
+			return fmt.Errorf("benchingest: %s %d: read answer: %w", what, i, err)
 		}
 		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("benchingest: request %d: got %s, want 202 Accepted: %s", i, resp.Status, bytes.TrimSpace(body))
+			return fmt.Errorf("benchingest: %s %d: got %s, want 202 Accepted: %s", what, i, resp.Status, bytes.TrimSpace(body))
 		}
 		return nil
 	})

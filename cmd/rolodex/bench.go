@@ -14,8 +14,8 @@ import (
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 )
 
-// cmdBenchIngest measures HTTP ingest against raw Kafka produce in one run
-// and prints the ratio.
+// cmdBenchIngest measures HTTP ingest (and the HTTP floor) against raw
+// Kafka produce in one run and prints the ratios.
 func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench ingest", stdout, stderr)
 	events := fs.Int("events", 200000, "events per phase")
@@ -23,7 +23,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	concurrency := fs.Int("concurrency", 8, "parallel HTTP clients (and raw batch producers)")
 	brokers := fs.String("brokers", "", "measure against this Kafka (host:port,...) instead of an embedded broker")
 	partitions := fs.Int("partitions", 8, "partitions of the topics, when they are created")
-	rounds := fs.Int("rounds", 3, "rounds of the raw, raw batched and HTTP phases, alternating; medians are reported")
+	rounds := fs.Int("rounds", 3, "rounds of the raw, raw batched, HTTP and HTTP floor phases, alternating; medians are reported")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		Partitions: int32(*partitions), Rounds: *rounds,
 		Brokers: kafkaclient.ParseBrokers(*brokers),
 	}
-	fmt.Fprintf(stderr, "bench ingest: %d events, %d rounds of raw, raw batched and HTTP...\n", *events, *rounds)
+	fmt.Fprintf(stderr, "bench ingest: %d events, %d rounds of raw, raw batched, HTTP and HTTP floor...\n", *events, *rounds)
 	started, loadBefore := time.Now(), measure.LoadAvg()
 	res, err := benchingest.Run(ctx, cfg)
 	if err != nil {
@@ -68,7 +68,7 @@ func printBenchIngest(w io.Writer, res benchingest.Result, started time.Time, lo
 		fmt.Fprintf(w, "  load avg: %s before, %s after (1, 5, 15 min; this run adds up to 2)\n", loadBefore, loadAfter)
 	}
 	fmt.Fprintf(w, "  broker:   %s, %d partitions\n", broker, c.Partitions)
-	fmt.Fprintf(w, "  workload: %d events of ~%d B JSON, %d events/request, %d clients, %d rounds (raw, raw batched, http alternating; medians)\n\n",
+	fmt.Fprintf(w, "  workload: %d events of ~%d B JSON, %d events/request, %d clients, %d rounds (raw, raw batched, http, http floor alternating; medians)\n\n",
 		c.Events, res.AvgEventBytes, c.BatchSize, c.Concurrency, c.Rounds)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -83,12 +83,19 @@ func printBenchIngest(w io.Writer, res benchingest.Result, started time.Time, lo
 	row("raw Kafka produce (baseline)", res.Raw)
 	row("raw produce, request-shaped", res.RawBatched)
 	row("rolodex HTTP ingest", res.HTTP)
+	row("HTTP floor (split, produce)", res.HTTPFloor)
 	tw.Flush()
 	fmt.Fprintf(w, "\n  ratio rolodex HTTP / raw Kafka, events/s:       %.3f\n", res.Ratio)
 	fmt.Fprintf(w, "  ratio rolodex HTTP / raw request-shaped:        %.3f\n", res.BatchedRatio)
 	if res.CPURatio > 0 {
 		fmt.Fprintf(w, "  ratio in CPU per event (raw / rolodex HTTP):    %.3f\n", res.CPURatio)
 	}
+	fmt.Fprintf(w, "  ratio HTTP floor / raw Kafka, events/s:         %.3f\n", res.FloorRatio)
+	fmt.Fprintf(w, "  ratio rolodex HTTP / HTTP floor, events/s:      %.3f\n", res.HTTPOfFloor)
+	if res.FloorCPURatio > 0 {
+		fmt.Fprintf(w, "  ratio in CPU per event (raw / HTTP floor):      %.3f\n", res.FloorCPURatio)
+	}
+	fmt.Fprintf(w, "  HTTP floor: the same requests to a handler that only reads the body, splits the array and produces each element as it is\n")
 	parts := "HTTP clients, server, producers"
 	if res.Embedded {
 		parts += ", broker"
@@ -100,6 +107,15 @@ func printBenchIngest(w io.Writer, res benchingest.Result, started time.Time, lo
 	fmt.Fprintln(tw, "round\traw events/s\traw batched events/s\thttp events/s\thttp / raw\t")
 	for i, r := range res.Rounds {
 		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.3f\t\n", i+1, r.Raw.EventsPerSec, r.RawBatched.EventsPerSec, r.HTTP.EventsPerSec, r.HTTP.EventsPerSec/r.Raw.EventsPerSec)
+	}
+	tw.Flush()
+	// The HTTP floor per round in a table of its own: the lines above stay
+	// as scripts and docs/benchmarks.md read them.
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "round\thttp floor events/s\tfloor / raw\thttp / floor\t")
+	for i, r := range res.Rounds {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.3f\t%.3f\t\n", i+1, r.HTTPFloor.EventsPerSec, r.HTTPFloor.EventsPerSec/r.Raw.EventsPerSec, r.HTTP.EventsPerSec/r.HTTPFloor.EventsPerSec)
 	}
 	tw.Flush()
 }

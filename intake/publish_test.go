@@ -27,20 +27,7 @@ import (
 // then cancelled, and behind it, on the same partition, another caller's.
 func TestCallerGoneDoesNotFailOthers(t *testing.T) {
 	const topic = "t"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	defer unblock()
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	c, unblock := holdingCluster(t, topic)
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: c.ListenAddrs()})
 	if err != nil {
 		t.Fatal(err)
@@ -110,26 +97,35 @@ func TestCallerGoneDoesNotFailOthers(t *testing.T) {
 	}
 }
 
+// holdingCluster is a one-broker kfake cluster with topic (one partition)
+// that holds every produce request until unblock is called (at the end of
+// the test at the latest).
+func holdingCluster(t *testing.T, topic string) (c *kfake.Cluster, unblock func()) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before c.Close: cleanups run last-in first-out
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	return c, unblock
+}
+
 // TestFullBufferWaitEndsWithCaller: records are produced with a context
 // that never ends, so the wait for room in a full producer buffer must
 // still end with the caller's context (and produce nothing of the rest),
 // not when Kafka takes records again.
 func TestFullBufferWaitEndsWithCaller(t *testing.T) {
 	const topic = "t"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	defer unblock()
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	c, unblock := holdingCluster(t, topic)
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: c.ListenAddrs()}, kgo.MaxBufferedRecords(3))
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ type compactedCopy struct {
 	topic  string
 	what   string // for logs and errors: "rule store"
 	cl     *kgo.Client
+	prod   *kafkaclient.Producer // the writes, through cl
 	logger *slog.Logger
 	// apply takes one record into the owner's copy; called with mu held.
 	apply func(r *kgo.Record)
@@ -46,7 +47,7 @@ func newCompactedCopy(kcfg kafkaclient.Config, topic, what string, logger *slog.
 	if err != nil {
 		return nil, fmt.Errorf("views: %s: %w", what, err)
 	}
-	return &compactedCopy{topic: topic, what: what, cl: cl, logger: logger, apply: apply,
+	return &compactedCopy{topic: topic, what: what, cl: cl, prod: kafkaclient.NewProducer(cl), logger: logger, apply: apply,
 		next: map[int32]int64{}, changed: make(chan struct{})}, nil
 }
 
@@ -173,9 +174,11 @@ func (c *compactedCopy) waitReady(ctx context.Context, notReady error) error {
 
 // produce writes rec and waits for Kafka's acknowledgement (an error
 // wraps unavailable), then until the copy has read it: the answer of a
-// write is visible to the next read of the same instance.
+// write is visible to the next read of the same instance. ctx bounds the
+// wait, not the write (kafkaclient.Producer: another request's context
+// ending does not fail this one's record).
 func (c *compactedCopy) produce(ctx context.Context, rec *kgo.Record, unavailable error) error {
-	if err := c.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+	if err := c.prod.Produce(ctx, rec); err != nil {
 		return fmt.Errorf("%w: %w", unavailable, err)
 	}
 	// Read your writes: the answer waits until the copy holds the record

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -287,6 +288,33 @@ func TestRoutingUnavailable(t *testing.T) {
 	slow.Store(false)
 	if n := len(e.records(t)); n != 1 {
 		t.Fatalf("%d records after the PUT's 200", n)
+	}
+}
+
+// A write Kafka holds past the write timeout (a produce request in flight,
+// which the idempotent producer does not fail) is answered 503
+// kafka_unavailable at the timeout, not when Kafka answers; the record may
+// still land (a retry writes the same list again).
+func TestRoutingWriteHeldPastTimeout(t *testing.T) {
+	e := newRoutingEnv(t)
+	srv, _ := e.serve(t, true, Config{WriteTimeout: 200 * time.Millisecond})
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		e.cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	time.AfterFunc(5*time.Second, unblock) // so that a server that waits for Kafka answers at all
+	start := time.Now()
+	a := call(t, srv, "PUT", "/v1/routing/rules", admin1, issueRouting)
+	took := time.Since(start)
+	unblock()
+	want(t, a, 503, "kafka_unavailable")
+	if took > 2*time.Second {
+		t.Fatalf("answered after %v; the write timeout is 200ms", took)
 	}
 }
 

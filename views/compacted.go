@@ -27,7 +27,6 @@ type compactedCopy struct {
 	topic  string
 	what   string // for logs and errors: "rule store"
 	cl     *kgo.Client
-	prod   *kafkaclient.Producer // the writes, through cl
 	logger *slog.Logger
 	// apply takes one record into the owner's copy; called with mu held.
 	apply func(r *kgo.Record)
@@ -47,7 +46,7 @@ func newCompactedCopy(kcfg kafkaclient.Config, topic, what string, logger *slog.
 	if err != nil {
 		return nil, fmt.Errorf("views: %s: %w", what, err)
 	}
-	return &compactedCopy{topic: topic, what: what, cl: cl, prod: kafkaclient.NewProducer(cl), logger: logger, apply: apply,
+	return &compactedCopy{topic: topic, what: what, cl: cl, logger: logger, apply: apply,
 		next: map[int32]int64{}, changed: make(chan struct{})}, nil
 }
 
@@ -174,11 +173,35 @@ func (c *compactedCopy) waitReady(ctx context.Context, notReady error) error {
 
 // produce writes rec and waits for Kafka's acknowledgement (an error
 // wraps unavailable), then until the copy has read it: the answer of a
-// write is visible to the next read of the same instance. ctx bounds the
-// wait, not the write (kafkaclient.Producer: another request's context
-// ending does not fail this one's record).
+// write is visible to the next read of the same instance.
+//
+// ctx bounds the wait and the record both: rec is produced with ctx, so
+// that franz-go fails it if ctx ends before it went out (Kafka down or
+// refusing it), and a write answered 503 is then never written later. A
+// store's write is not a copy that a retry can absorb: a subscription's id
+// and secret are drawn per request, so a refused create that landed
+// minutes later, once Kafka is back, would sit beside its retry (every
+// record delivered twice). Only a record already sent when ctx ends, which
+// the idempotent producer keeps, can still land (docs/kafka.md, items 3
+// and 6). Each store writes one record at a time (its write lock), so no
+// other request's record waits behind this one in the client's buffer,
+// except the next write's after this one ended in 503; franz-go may then
+// fail that one too, with an exact 503 (kafkaclient.Producer is for the
+// shared ingest path, where that is not so).
 func (c *compactedCopy) produce(ctx context.Context, rec *kgo.Record, unavailable error) error {
-	if err := c.prod.Produce(ctx, rec); err != nil {
+	acked := make(chan error, 1)
+	c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
+	var err error
+	select {
+	case err = <-acked:
+	case <-ctx.Done():
+		select {
+		case err = <-acked: // answered as ctx ended
+		default:
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %w", unavailable, err)
 	}
 	// Read your writes: the answer waits until the copy holds the record

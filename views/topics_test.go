@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
 	"github.com/rolodex/rolodex/normalize"
@@ -26,6 +29,7 @@ import (
 // dealer (topics:write), the bank and the insurer (default scopes), ops
 // (admin); tenant t2: the dealer2 (topics:write) and bank2.
 type fanoutEnv struct {
+	cluster *kfake.Cluster
 	brokers []string
 	srv     *httptest.Server
 	topics  *TopicStore
@@ -71,7 +75,7 @@ func newFanoutEnv(t *testing.T) *fanoutEnv {
 			t.Fatal(err)
 		}
 	}
-	e := &fanoutEnv{brokers: c.ListenAddrs()}
+	e := &fanoutEnv{cluster: c, brokers: c.ListenAddrs()}
 	e.srv, e.topics, e.subs = e.serve(t, true, Config{})
 	return e
 }
@@ -608,5 +612,61 @@ func TestInForce(t *testing.T) {
 	want(t, a, 200, "")
 	if got := a.header.Get(HeaderInForce); got != "false" {
 		t.Fatalf("the deletion, not committed: Rolodex-In-Force %q, want false", got)
+	}
+}
+
+// TestSubscriptionRefusedNotWrittenLater: a store write that Kafka refused
+// until the write timeout (every produce answered with a retriable error:
+// the record never went out) is answered 503, and must not be written once
+// Kafka takes writes again. A subscription's id and secret are drawn per
+// request: had the refused record landed later, the partner's retry would
+// make a second active subscription to the same place (every record
+// delivered twice, one of them signed with a secret the partner never got),
+// or a 409 naming that unknown one.
+func TestSubscriptionRefusedNotWrittenLater(t *testing.T) {
+	e := newFanoutEnv(t)
+	srv, _, subs := e.serve(t, true, Config{WriteTimeout: 300 * time.Millisecond})
+	want(t, call(t, srv, "POST", "/v1/topics", dealerKey, carChosen), 201, "")
+
+	var refuse atomic.Bool
+	refuse.Store(true)
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		req := kr.(*kmsg.ProduceRequest)
+		if !refuse.Load() { // (v13 names topics by id: every produce is refused meanwhile)
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	const body = `{"topic":"car-chosen","kafka":true}`
+	want(t, call(t, srv, "POST", "/v1/subscriptions", bankKey, body), 503, "kafka_unavailable")
+
+	// Kafka takes writes again; a kept record would go out at the retry,
+	// after the metadata refresh the error asks for (franz-go's
+	// MetadataMinAge, 5 s): it landed 5 s later before the fix.
+	refuse.Store(false)
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if recs := e.subRecords(t); len(recs) != 0 {
+			t.Fatalf("the write answered 503 was written after all: %+v", recs)
+		}
+	}
+	a := call(t, srv, "POST", "/v1/subscriptions", bankKey, body)
+	want(t, a, 201, "")
+	if recs := e.subRecords(t); len(recs) != 1 || len(recs[a.body["id"].(string)]) != 1 {
+		t.Fatalf("records after the retry: %+v, want the retried subscription alone", recs)
+	}
+	if l, err := subs.List(func(*schemas.Subscription) bool { return true }); err != nil || len(l) != 1 {
+		t.Fatalf("the store holds %d subscriptions (%v), want 1", len(l), err)
 	}
 }

@@ -21,8 +21,10 @@ import (
 // partition, and they would answer 503 for nothing. So records are
 // produced with a context that never ends, and the caller's context bounds
 // only its wait: for room in the client's buffer (a semaphore of the
-// client's MaxBufferedRecords, so that Produce itself never blocks with a
-// context that cannot end) and for the acknowledgements. A record whose
+// client's MaxBufferedRecords, so that Produce itself does not block with a
+// context that cannot end, but for the moment between a promise giving the
+// room back and franz-go counting the record out) and for the
+// acknowledgements. A record whose
 // caller is gone is written when Kafka takes it, as one past its caller's
 // deadline always could be (an idempotent producer keeps a record that went
 // out without an answer); consumers absorb the caller's retry as a copy.
@@ -53,8 +55,9 @@ func maxBuffered(cl *kgo.Client) int64 {
 	return defaultMaxBuffered
 }
 
-// defaultMaxBuffered is franz-go's documented default MaxBufferedRecords,
-// for a client that does not say.
+// defaultMaxBuffered bounds the room for a client whose MaxBufferedRecords
+// cannot be read (franz-go's own default is 50,000 at v1.22): lower is
+// safe, the callers only wait for room sooner.
 const defaultMaxBuffered = 10_000
 
 // Produce writes recs and waits until Kafka acknowledged all of them, or
@@ -82,7 +85,9 @@ func (p *Producer) Produce(ctx context.Context, recs ...*kgo.Record) error {
 			close(done)
 		}
 	}
-	keep := context.WithoutCancel(ctx)
+	// Not context.WithoutCancel(ctx): nothing of the caller's context
+	// (its values included) is kept while a record waits in the buffer.
+	keep := context.Background()
 	for i, r := range recs {
 		if err := p.room.Acquire(ctx, 1); err != nil {
 			// ctx ended while the buffer was full: the rest is not produced.

@@ -117,20 +117,32 @@ func (k *kafkaEnv) delivered() (int, map[string]schemas.FanoutDelivery) {
 }
 
 // The fan-out group on Kafka (kfake over TCP) in a child process killed
-// with SIGKILL mid-stream and restarted (once with -short, twice
-// without): a random sequence of directory changes, topic events (some
-// again, some of a publisher that does not own the topic), status changes
-// and subscription replays over six profiles on three partitions. The
-// records on rolodex.fanout.deliveries, deduped by webhook id, equal the
-// reference's (none lost, none extra; a webhook id written again by a
-// replay is the same record).
+// with SIGKILL mid-stream and restarted (once with -short; three times
+// without, for each of three seeds): a random sequence of directory
+// changes, topic events (some again, some of a publisher that does not
+// own the topic), status changes and subscription replays over six
+// profiles on three partitions. The records on rolodex.fanout.deliveries,
+// deduped by webhook id, equal the reference's (none lost, none extra; a
+// webhook id written again by a replay is the same record).
+//
+// Seeds 12 and 13 are streams where, before the group cleared its local
+// copy after a crash (gokaconfig.KeepStorageIfClean), a replayed topic
+// event was decided with a directory from after it (a later access-list
+// change or disabled subscription the killed run had stored locally but
+// Kafka never got): 2 of 15 seeds lost deliveries with three kills.
 func TestFanoutOnKafkaUnderKills(t *testing.T) {
-	n, kills := 1200, 2
 	if testing.Short() {
-		n, kills = 400, 1
+		fanoutUnderKills(t, 16, 400, 1)
+		return
 	}
+	for _, seed := range []int64{16, 12, 13} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { fanoutUnderKills(t, seed, 900, 3) })
+	}
+}
+
+func fanoutUnderKills(t *testing.T, seed int64, n, kills int) {
 	k := newKafkaEnv(t, 3)
-	rnd := rand.New(rand.NewSource(16))
+	rnd := rand.New(rand.NewSource(seed))
 	seq := genFanout(rnd, n)
 	ref := reference.NewFanout()
 	upTo := make([]int, len(seq)+1) // reference records of the first i messages

@@ -293,6 +293,7 @@ type Processor struct {
 	*goka.Processor
 	p       *processor
 	brokers []string
+	dir     string // the storage directory
 }
 
 // New returns the fan-out group; opts come after the Rolodex defaults.
@@ -302,6 +303,12 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	}
 	if cfg.StorageDir == "" {
 		return nil, errors.New("fanout: a storage directory is required")
+	}
+	// The local copy is kept only after a clean shutdown: after a crash it
+	// can hold writes the table topic never got (a directory from after
+	// the messages the replay hands back), so it is rebuilt from the topic.
+	if _, err := gokaconfig.KeepStorageIfClean(cfg.StorageDir); err != nil {
+		return nil, fmt.Errorf("fanout: %w", err)
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -343,11 +350,12 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("fanout: %w", err)
 	}
 	p.proc = gp
-	return &Processor{Processor: gp, p: p, brokers: cfg.Brokers}, nil
+	return &Processor{Processor: gp, p: p, brokers: cfg.Brokers, dir: cfg.StorageDir}, nil
 }
 
 // Run reads the partition count of rolodex.fanout.input (the directory
-// keys depend on it) and runs the group until ctx is done or it fails.
+// keys depend on it) and runs the group until ctx is done or it fails;
+// after a clean shutdown it leaves the marker that keeps the local copy.
 func (t *Processor) Run(ctx context.Context) error {
 	cl, err := kafkaclient.NewClient(kafkaclient.Config{Brokers: t.brokers, ClientID: schemas.GroupFanout + "-admin"})
 	if err != nil {
@@ -359,7 +367,8 @@ func (t *Processor) Run(ctx context.Context) error {
 		return fmt.Errorf("fanout: %w", err)
 	}
 	t.p.partitions = n
-	return t.Processor.Run(ctx)
+	// After a clean shutdown the next start keeps the local copy (New).
+	return gokaconfig.MarkCleanShutdown(ctx, t.dir, t.p.ordered, t.Processor.Run(ctx))
 }
 
 // EnsureTopics creates fan-out's topics with the partition count of

@@ -32,7 +32,7 @@ const CleanShutdownMarker = "CLEAN-SHUTDOWN"
 func KeepStorageIfClean(dir string) (kept bool, err error) {
 	switch err := os.Remove(filepath.Join(dir, CleanShutdownMarker)); {
 	case err == nil:
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			return false, fmt.Errorf("storage: %w", err)
 		}
 		return true, nil
@@ -54,7 +54,7 @@ func MarkCleanShutdown(ctx context.Context, dir string, o *Ordered, err error) e
 	if ctx.Err() == nil || !CanceledOnly(err) || !o.Idle() || o.Failed() {
 		return err
 	}
-	if werr := writeMarker(dir); werr != nil && err == nil {
+	if werr := WriteFileDurably(dir, CleanShutdownMarker); werr != nil && err == nil {
 		err = fmt.Errorf("mark clean shutdown: %w", werr)
 	}
 	return err
@@ -77,13 +77,14 @@ func CanceledOnly(err error) bool {
 	return errors.Is(err, context.Canceled)
 }
 
-// writeMarker creates CleanShutdownMarker in dir, durably.
-func writeMarker(dir string) error {
-	// An instance that never owned a partition has no storage yet.
+// WriteFileDurably creates the empty file name in dir (and dir, which an
+// instance that never owned a partition does not have yet), synced with
+// its directory.
+func WriteFileDurably(dir, name string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, CleanShutdownMarker))
+	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return err
 	}
@@ -94,10 +95,11 @@ func writeMarker(dir string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir syncs directory dir (its entries: a file created or removed).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

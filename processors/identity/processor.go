@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/hashicorp/go-multierror"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -178,7 +177,7 @@ type Processor struct {
 // cleanMarker, in the storage directory, says that the last run ended with
 // every write acknowledged, so the local LevelDB copy equals the table
 // topic up to its stored offsets.
-const cleanMarker = "CLEAN-SHUTDOWN"
+const cleanMarker = gokaconfig.CleanShutdownMarker
 
 // CleanShutdownFile is the name of the clean-shutdown marker in the
 // storage directory (benchmarks remove it to restart as after a crash).
@@ -268,62 +267,18 @@ func (p *Processor) KeptStorage() bool { return p.kept }
 // shutdown (ctx canceled, no error, every emit acknowledged) it leaves
 // cleanMarker so that the next start keeps the local storage.
 func (p *Processor) Run(ctx context.Context) error {
-	err := p.Processor.Run(ctx)
-	if ctx.Err() != nil && canceledOnly(err) && p.ordered.Idle() && !p.ordered.Failed() {
-		if werr := writeMarker(p.dir); werr != nil && err == nil {
-			err = fmt.Errorf("identity: mark clean shutdown: %w", werr)
-		}
-	}
-	return err
+	return gokaconfig.MarkCleanShutdown(ctx, p.dir, p.ordered, p.Processor.Run(ctx))
 }
 
 // canceledOnly reports whether err is nil or only context cancellations.
-func canceledOnly(err error) bool {
-	if err == nil {
-		return true
-	}
-	var me *multierror.Error
-	if errors.As(err, &me) {
-		for _, e := range me.Errors {
-			if !canceledOnly(e) {
-				return false
-			}
-		}
-		return true
-	}
-	return errors.Is(err, context.Canceled)
-}
+var canceledOnly = gokaconfig.CanceledOnly
 
 func writeMarker(dir string) error { return writeFile(dir, cleanMarker) }
 
 // writeFile creates the empty file name in dir, durably.
-func writeFile(dir, name string) error {
-	// An instance that never owned a partition has no storage yet.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(filepath.Join(dir, name))
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
+var writeFile = gokaconfig.WriteFileDurably
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+var syncDir = gokaconfig.SyncDir
 
 func node(ctx goka.Context) *schemas.Node {
 	if v := ctx.Value(); v != nil {

@@ -224,26 +224,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.Raw = summarize(res.Rounds, func(r Round) Phase { return r.Raw })
 	res.RawBatched = summarize(res.Rounds, func(r Round) Phase { return r.RawBatched })
 	res.HTTP = summarize(res.Rounds, func(r Round) Phase { return r.HTTP })
-	if res.Raw.EventsPerSec > 0 {
-		res.Ratio = res.HTTP.EventsPerSec / res.Raw.EventsPerSec
-	}
-	if res.RawBatched.EventsPerSec > 0 {
-		res.BatchedRatio = res.HTTP.EventsPerSec / res.RawBatched.EventsPerSec
-	}
-	if res.HTTP.CPUPerEvent > 0 {
-		res.CPURatio = float64(res.Raw.CPUPerEvent) / float64(res.HTTP.CPUPerEvent)
-	}
 	res.HTTPFloor = summarize(res.Rounds, func(r Round) Phase { return r.HTTPFloor })
-	if res.Raw.EventsPerSec > 0 {
-		res.FloorRatio = res.HTTPFloor.EventsPerSec / res.Raw.EventsPerSec
-	}
-	if res.HTTPFloor.EventsPerSec > 0 {
-		res.HTTPOfFloor = res.HTTP.EventsPerSec / res.HTTPFloor.EventsPerSec
-	}
-	if res.HTTPFloor.CPUPerEvent > 0 {
-		res.FloorCPURatio = float64(res.Raw.CPUPerEvent) / float64(res.HTTPFloor.CPUPerEvent)
-	}
+	res.Ratio = ratio(res.HTTP.EventsPerSec, res.Raw.EventsPerSec)
+	res.BatchedRatio = ratio(res.HTTP.EventsPerSec, res.RawBatched.EventsPerSec)
+	res.CPURatio = ratio(float64(res.Raw.CPUPerEvent), float64(res.HTTP.CPUPerEvent))
+	res.FloorRatio = ratio(res.HTTPFloor.EventsPerSec, res.Raw.EventsPerSec)
+	res.HTTPOfFloor = ratio(res.HTTP.EventsPerSec, res.HTTPFloor.EventsPerSec)
+	res.FloorCPURatio = ratio(float64(res.Raw.CPUPerEvent), float64(res.HTTPFloor.CPUPerEvent))
 	return res, nil
+}
+
+// ratio is num/den, 0 where den is not measured (0).
+func ratio(num, den float64) float64 {
+	if den > 0 {
+		return num / den
+	}
+	return 0
 }
 
 func newRunID() string {

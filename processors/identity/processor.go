@@ -212,7 +212,7 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*Processor, error) 
 	case err == nil:
 		// Kept for this run; a crash during it must not find the marker.
 		kept = true
-		if err := syncDir(cfg.StorageDir); err != nil {
+		if err := gokaconfig.SyncDir(cfg.StorageDir); err != nil {
 			return nil, fmt.Errorf("identity: storage: %w", err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
@@ -228,7 +228,7 @@ func New(cfg ProcessorConfig, opts ...goka.ProcessorOption) (*Processor, error) 
 		return nil, fmt.Errorf("identity: storage: %w", err)
 	}
 	if !journaled {
-		if err := writeFile(cfg.StorageDir, journalMarker); err != nil {
+		if err := gokaconfig.WriteFileDurably(cfg.StorageDir, journalMarker); err != nil {
 			return nil, fmt.Errorf("identity: storage: %w", err)
 		}
 	}
@@ -273,12 +273,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // canceledOnly reports whether err is nil or only context cancellations.
 var canceledOnly = gokaconfig.CanceledOnly
 
-func writeMarker(dir string) error { return writeFile(dir, cleanMarker) }
-
-// writeFile creates the empty file name in dir, durably.
-var writeFile = gokaconfig.WriteFileDurably
-
-var syncDir = gokaconfig.SyncDir
+func writeMarker(dir string) error { return gokaconfig.WriteFileDurably(dir, cleanMarker) }
 
 func node(ctx goka.Context) *schemas.Node {
 	if v := ctx.Value(); v != nil {

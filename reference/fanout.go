@@ -12,31 +12,41 @@ import (
 )
 
 // Fanout is the offline model of partner fan-out (docs/fanout.md): the
-// logical sequence of directory changes, topic events, status changes and
-// replays, handled once each, in order, with nothing but maps and loops.
-// It does not import processors/fanout: the stream's core is compared with
-// it.
+// logical sequence of directory changes, topic events, status changes,
+// replays and merges, handled once each, in order, with nothing but maps
+// and loops. It does not import processors/fanout: the stream's core is
+// compared with it.
 type Fanout struct {
 	// Topics by "<tenant>/<name>", Subs by id: the latest version of each.
 	Topics map[string]*schemas.TopicRecord
 	Subs   map[string]*schemas.SubscriptionRecord
-	// Facts: profile id → its latest facts.
+	// Facts: profile key → its latest facts.
 	Facts map[string]*schemas.FanoutProfile
-	// Held: profile id → subscription → purpose → true.
-	Held map[string]map[string]map[string]bool
-	// Seen: profile id → event id → true (never forgotten).
+	// Hold: profile key → profile id (the key's own, or a profile merged
+	// into it) → what subscriptions received under that id.
+	Hold map[string]map[string]*FanoutHold
+	// Seen: profile key → event id → true (never forgotten).
 	Seen map[string]map[string]bool
-	// Mark: profile id → the length of Deliveries when it was last
-	// blacklisted (what a blacklisting cancels came after it).
-	Mark map[string]int
+	// MergedInto: profile key → the profile its handover named.
+	MergedInto map[string]string
 
 	// Deliveries of every message, in order.
 	Deliveries []FanoutDelivered
-	// Outcome and Skips of the last message handled.
-	Outcome string
-	Skips   map[string]string
+	// Outcome, Skips and Forwards of the last message handled.
+	Outcome  string
+	Skips    map[string]string
+	Forwards []FanoutMessage
 
-	at int64 // the instant of the message being handled
+	at      int64 // the instant of the message being handled
+	newSeen []string
+}
+
+// FanoutHold is what subscriptions received under one profile id: the
+// consent purposes each holds, and those sent a topic event since the
+// id's last blacklisting.
+type FanoutHold struct {
+	Held map[string]map[string]bool
+	Sent map[string]bool
 }
 
 // FanoutDelivered is one record the model delivered.
@@ -45,7 +55,7 @@ type FanoutDelivered struct {
 }
 
 // FanoutMessage is one message of the sequence: Profile is the key of an
-// event, a status change or a replay; At its instant.
+// event, a status change, a replay or a step of a merge; At its instant.
 type FanoutMessage struct {
 	Profile string
 	At      int64
@@ -55,19 +65,21 @@ type FanoutMessage struct {
 // NewFanout returns an empty model.
 func NewFanout() *Fanout {
 	return &Fanout{Topics: map[string]*schemas.TopicRecord{}, Subs: map[string]*schemas.SubscriptionRecord{},
-		Facts: map[string]*schemas.FanoutProfile{}, Held: map[string]map[string]map[string]bool{},
-		Seen: map[string]map[string]bool{}, Mark: map[string]int{}}
+		Facts: map[string]*schemas.FanoutProfile{}, Hold: map[string]map[string]*FanoutHold{},
+		Seen: map[string]map[string]bool{}, MergedInto: map[string]string{}}
 }
 
-// Handle handles one message.
+// Handle handles one message; Forwards are the messages it writes to the
+// stage's own input (a merge's handover and moves).
 func (r *Fanout) Handle(m FanoutMessage) {
-	r.Outcome, r.Skips, r.at = "", map[string]string{}, m.At
+	r.Outcome, r.Skips, r.Forwards, r.at, r.newSeen = "", map[string]string{}, nil, m.At, nil
 	in := m.Input
+	k := m.Profile
 	if t := in.Topic; t != nil {
-		k := t.Topic.Tenant + "/" + t.Topic.Name
-		if r.Topics[k] == nil || r.Topics[k].Version < t.Version {
+		key := t.Topic.Tenant + "/" + t.Topic.Name
+		if r.Topics[key] == nil || r.Topics[key].Version < t.Version {
 			c := *t
-			r.Topics[k] = &c
+			r.Topics[key] = &c
 		}
 	}
 	if s := in.Subscription; s != nil {
@@ -76,20 +88,29 @@ func (r *Fanout) Handle(m FanoutMessage) {
 			r.Subs[s.Subscription.ID] = &c
 		}
 	}
-	if st := in.Status; st != nil && st.Profile != nil {
-		r.facts(m.Profile, st.Profile)
+	if in.Directory() {
+		return
 	}
-	if ev := in.Event; ev != nil {
-		if r.Seen[m.Profile] == nil {
-			r.Seen[m.Profile] = map[string]bool{}
+	if r.Seen[k] == nil {
+		r.Seen[k] = map[string]bool{}
+	}
+	switch {
+	case in.Replay != nil && r.MergedInto[k] != "":
+		r.Forwards = append(r.Forwards, FanoutMessage{Profile: r.MergedInto[k], Input: schemas.FanoutInput{Replay: in.Replay}})
+	case in.Status != nil:
+		if in.Status.Profile != nil {
+			r.facts(k, in.Status.Profile)
 		}
-		if r.Seen[m.Profile][ev.EventID] {
+	case in.Event != nil:
+		ev := in.Event
+		if r.Seen[k][ev.EventID] {
 			r.Outcome = schemas.FanoutDuplicate
-			return
+			break
 		}
-		r.Seen[m.Profile][ev.EventID] = true
+		r.Seen[k][ev.EventID] = true
+		r.newSeen = append(r.newSeen, ev.EventID)
 		if ev.Profile != nil {
-			r.facts(m.Profile, ev.Profile)
+			r.facts(k, ev.Profile)
 		}
 		var ids []string
 		for id, s := range r.Subs {
@@ -97,21 +118,111 @@ func (r *Fanout) Handle(m FanoutMessage) {
 				ids = append(ids, id)
 			}
 		}
-		r.fan(m, ev, ev.Profile, ids)
-	}
-	if rp := in.Replay; rp != nil {
-		facts := r.Facts[m.Profile]
+		r.fan(k, m.At, ev, ev.Profile, ids)
+	case in.Replay != nil:
+		rp := in.Replay
+		facts := r.Facts[k]
 		if facts == nil {
 			facts = rp.Event.Profile
 		}
 		if s := r.Subs[rp.Subscription]; s == nil || s.Subscription.Topic != rp.Event.Topic {
 			if r.wholeEvent(&rp.Event, facts) == "" {
 				r.Outcome = schemas.FanoutNoTopic
-				return
+				break
 			}
 		}
-		r.fan(m, &rp.Event, facts, []string{rp.Subscription})
+		r.fan(k, m.At, &rp.Event, facts, []string{rp.Subscription})
+	case in.Absorbed != nil:
+		// The survivor asks the merged-away profile for its holdings.
+		if from := in.Absorbed.From; from != "" && from != k {
+			r.Forwards = append(r.Forwards, FanoutMessage{Profile: from, Input: schemas.FanoutInput{Handover: &schemas.FanoutHandover{To: k}}})
+		}
+	case in.Handover != nil:
+		if to := in.Handover.To; to != "" && to != k && to != r.MergedInto[k] {
+			r.MergedInto[k] = to
+			r.newSeen = nil
+			for e := range r.Seen[k] {
+				r.newSeen = append(r.newSeen, e)
+			}
+		}
+	case in.Moved != nil:
+		for id, h := range in.Moved.Holdings {
+			mine := r.hold(k, id)
+			for sub, ps := range h.Held {
+				for _, p := range ps {
+					if mine.Held[sub] == nil {
+						mine.Held[sub] = map[string]bool{}
+					}
+					mine.Held[sub][p] = true
+				}
+			}
+			for _, sub := range h.Sent {
+				mine.Sent[sub] = true
+			}
+		}
+		for _, id := range sortedKeys(in.Moved.Holdings) {
+			if id != k && r.MergedInto[k] == "" {
+				r.settle(k, id)
+			}
+		}
+		for _, e := range in.Moved.Seen {
+			if !r.Seen[k][e] {
+				r.Seen[k][e] = true
+				r.newSeen = append(r.newSeen, e)
+			}
+		}
 	}
+	// A merged-away profile hands on at once whatever it holds and the
+	// event ids it handled.
+	if into := r.MergedInto[k]; into != "" {
+		mv := &schemas.FanoutMoved{From: k}
+		for _, id := range sortedKeys(r.Hold[k]) {
+			h := r.Hold[k][id]
+			out := &schemas.FanoutHoldings{}
+			for _, sub := range sortedKeys(h.Held) {
+				ps := sortedKeys(h.Held[sub])
+				if len(ps) > 0 {
+					if out.Held == nil {
+						out.Held = map[string][]string{}
+					}
+					out.Held[sub] = ps
+				}
+			}
+			out.Sent = sortedKeys(h.Sent)
+			if len(out.Held) > 0 || len(out.Sent) > 0 {
+				if mv.Holdings == nil {
+					mv.Holdings = map[string]*schemas.FanoutHoldings{}
+				}
+				mv.Holdings[id] = out
+			}
+		}
+		sort.Strings(r.newSeen)
+		mv.Seen = r.newSeen
+		delete(r.Hold, k)
+		if len(mv.Holdings) > 0 || len(mv.Seen) > 0 {
+			r.Forwards = append(r.Forwards, FanoutMessage{Profile: into, Input: schemas.FanoutInput{Moved: mv}})
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// hold is what key holds under profile id, made when missing.
+func (r *Fanout) hold(key, id string) *FanoutHold {
+	if r.Hold[key] == nil {
+		r.Hold[key] = map[string]*FanoutHold{}
+	}
+	if r.Hold[key][id] == nil {
+		r.Hold[key][id] = &FanoutHold{Held: map[string]map[string]bool{}, Sent: map[string]bool{}}
+	}
+	return r.Hold[key][id]
 }
 
 // wholeEvent is why the whole event is not delivered, "" if it may be.
@@ -132,13 +243,18 @@ func (r *Fanout) wholeEvent(ev *schemas.FanoutEvent, facts *schemas.FanoutProfil
 	return ""
 }
 
-func (r *Fanout) fan(m FanoutMessage, ev *schemas.FanoutEvent, facts *schemas.FanoutProfile, ids []string) {
+func (r *Fanout) fan(key string, at int64, ev *schemas.FanoutEvent, facts *schemas.FanoutProfile, ids []string) {
 	if why := r.wholeEvent(ev, facts); why != "" {
 		r.Outcome = why
 		return
 	}
 	r.Outcome = "fanned"
 	t := r.Topics[ev.Tenant+"/"+ev.Topic].Topic
+	// The id the subscription gets is the one it is held under.
+	holder := key
+	if ev.Profile != nil && ev.Profile.ID != "" {
+		holder = ev.Profile.ID
+	}
 	sort.Strings(ids)
 	for _, id := range ids {
 		s := r.Subs[id].Subscription
@@ -157,7 +273,7 @@ func (r *Fanout) fan(m FanoutMessage, ev *schemas.FanoutEvent, facts *schemas.Fa
 			why = schemas.FanoutNotAllowed
 		} else if t.RequiresConsent != "" {
 			c, ok := facts.Consent[t.RequiresConsent]
-			if !ok || c.Status != schemas.ConsentGranted || (c.Expires != 0 && m.At >= c.Expires) {
+			if !ok || c.Status != schemas.ConsentGranted || (c.Expires != 0 && at >= c.Expires) {
 				why = schemas.FanoutNoConsent
 			}
 		}
@@ -166,99 +282,108 @@ func (r *Fanout) fan(m FanoutMessage, ev *schemas.FanoutEvent, facts *schemas.Fa
 			continue
 		}
 		r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindTopicEvent, Subscription: id,
-			Partner: s.Partner, Tenant: s.Tenant, Topic: t.Name, Profile: m.Profile,
+			Partner: s.Partner, Tenant: s.Tenant, Topic: t.Name, Profile: holder,
 			WebhookID: id + "." + ev.EventID, Body: fanoutEventBody(&t, ev)})
+		h := r.hold(key, holder)
+		h.Sent[id] = true
 		if t.RequiresConsent != "" {
-			if r.Held[m.Profile] == nil {
-				r.Held[m.Profile] = map[string]map[string]bool{}
+			if h.Held[id] == nil {
+				h.Held[id] = map[string]bool{}
 			}
-			if r.Held[m.Profile][id] == nil {
-				r.Held[m.Profile][id] = map[string]bool{}
-			}
-			r.Held[m.Profile][id][t.RequiresConsent] = true
+			h.Held[id][t.RequiresConsent] = true
 		}
 	}
 }
 
-// facts records new facts of a profile; a purpose that was granted and is
-// now revoked or denied is revoked at every live subscription holding it.
-func (r *Fanout) facts(profile string, f *schemas.FanoutProfile) {
-	prev := r.Facts[profile]
-	r.Facts[profile] = f
-	r.revocations(profile, prev, f)
-	if f.Blacklisted && (prev == nil || !prev.Blacklisted) {
-		r.blacklisted(profile)
+// facts records new facts of a profile: a purpose that was granted and is
+// now revoked or denied is revoked at every live subscription holding it
+// under the profile's own id; a blacklisting cancels at every live
+// subscription sent a topic event under it since the last one; then each
+// profile merged into it is settled with the facts.
+func (r *Fanout) facts(key string, f *schemas.FanoutProfile) {
+	prev := r.Facts[key]
+	r.Facts[key] = f
+	own := r.hold(key, key)
+	if prev != nil {
+		for _, p := range sortedKeys(prev.Consent) {
+			now, ok := f.Consent[p]
+			if prev.Consent[p].Status != schemas.ConsentGranted || !ok ||
+				(now.Status != schemas.ConsentRevoked && now.Status != schemas.ConsentDenied) {
+				continue
+			}
+			for _, sub := range sortedKeys(own.Held) {
+				if own.Held[sub][p] {
+					delete(own.Held[sub], p)
+					r.revoked(sub, key, p, now.Since)
+				}
+			}
+		}
+	}
+	if f.Blacklisted {
+		r.cancel(key, own)
+	}
+	if r.MergedInto[key] == "" {
+		for _, id := range sortedKeys(r.Hold[key]) {
+			if id != key {
+				r.settle(key, id)
+			}
+		}
 	}
 }
 
-// blacklisted cancels, at every active subscription that received a topic
-// event of the profile since it was last blacklisted, what may still wait
-// there: one record of kind blacklisted, without body.
-func (r *Fanout) blacklisted(profile string) {
-	got := map[string]bool{}
-	for _, d := range r.Deliveries[r.Mark[profile]:] {
-		if d.Profile == profile && d.Kind == schemas.KindTopicEvent {
-			got[d.Subscription] = true
+// settle tells the subscriptions holding alias id's records at key what
+// key's facts say now: a purpose revoked or denied is revoked, a
+// blacklisting cancels.
+func (r *Fanout) settle(key, id string) {
+	f := r.Facts[key]
+	if f == nil {
+		return
+	}
+	h := r.hold(key, id)
+	for _, sub := range sortedKeys(h.Held) {
+		for _, p := range sortedKeys(h.Held[sub]) {
+			c, ok := f.Consent[p]
+			if ok && (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) {
+				delete(h.Held[sub], p)
+				r.revoked(sub, id, p, c.Since)
+			}
 		}
 	}
-	var subs []string
-	for id := range got {
-		subs = append(subs, id)
+	if f.Blacklisted {
+		r.cancel(id, h)
 	}
-	sort.Strings(subs)
-	for _, id := range subs {
-		s := r.Subs[id]
+}
+
+// cancel sends, at every active subscription h was sent a topic event
+// since its last blacklisting, one record of kind blacklisted, without
+// body, for profile id.
+func (r *Fanout) cancel(id string, h *FanoutHold) {
+	for _, sub := range sortedKeys(h.Sent) {
+		s := r.Subs[sub]
 		if s == nil || s.Subscription.Status != schemas.SubscriptionActive {
 			continue
 		}
-		r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindBlacklisted, Subscription: id,
+		r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindBlacklisted, Subscription: sub,
 			Partner: s.Subscription.Partner, Tenant: s.Subscription.Tenant, Topic: s.Subscription.Topic,
-			Profile: profile, WebhookID: id + ".blacklisted." + profile + "." + strconv.FormatInt(r.at, 10)})
+			Profile: id, WebhookID: sub + ".blacklisted." + id + "." + strconv.FormatInt(r.at, 10)})
 	}
-	r.Mark[profile] = len(r.Deliveries)
+	h.Sent = map[string]bool{}
 }
 
-// revocations sends the revocations of the purposes granted in prev and
-// revoked or denied in f.
-func (r *Fanout) revocations(profile string, prev, f *schemas.FanoutProfile) {
-	if prev == nil {
+// revoked tells subscription sub, if active, that profile id's purpose p
+// was revoked at since.
+func (r *Fanout) revoked(sub, id, p string, since int64) {
+	s := r.Subs[sub]
+	if s == nil || s.Subscription.Status != schemas.SubscriptionActive {
 		return
 	}
-	var purposes []string
-	for p := range prev.Consent {
-		purposes = append(purposes, p)
-	}
-	sort.Strings(purposes)
-	for _, p := range purposes {
-		now, ok := f.Consent[p]
-		if prev.Consent[p].Status != schemas.ConsentGranted || !ok {
-			continue
-		}
-		if now.Status != schemas.ConsentRevoked && now.Status != schemas.ConsentDenied {
-			continue
-		}
-		var subs []string
-		for id, held := range r.Held[profile] {
-			if held[p] {
-				subs = append(subs, id)
-			}
-		}
-		sort.Strings(subs)
-		for _, id := range subs {
-			delete(r.Held[profile][id], p)
-			s := r.Subs[id]
-			if s == nil || s.Subscription.Status != schemas.SubscriptionActive {
-				continue
-			}
-			body := fanoutJSON(map[string]string{"kind": schemas.KindConsentRevoked,
-				"type": "profile.consent_revoked", "tenant": s.Subscription.Tenant, "profile_id": profile,
-				"purpose": p, "topic": s.Subscription.Topic, "time": fanoutTime(now.Since)})
-			r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindConsentRevoked, Subscription: id,
-				Partner: s.Subscription.Partner, Tenant: s.Subscription.Tenant, Topic: s.Subscription.Topic,
-				Profile: profile, WebhookID: id + ".revoked." + p + "." + strconv.FormatInt(now.Since, 10),
-				Body: body})
-		}
-	}
+	body := fanoutJSON(map[string]string{"kind": schemas.KindConsentRevoked,
+		"type": "profile.consent_revoked", "tenant": s.Subscription.Tenant, "profile_id": id,
+		"purpose": p, "topic": s.Subscription.Topic, "time": fanoutTime(since)})
+	r.Deliveries = append(r.Deliveries, FanoutDelivered{Kind: schemas.KindConsentRevoked, Subscription: sub,
+		Partner: s.Subscription.Partner, Tenant: s.Subscription.Tenant, Topic: s.Subscription.Topic,
+		Profile: id, WebhookID: sub + ".revoked." + id + "." + p + "." + strconv.FormatInt(since, 10),
+		Body: body})
 }
 
 func fanoutTime(ms int64) string {

@@ -330,6 +330,42 @@ type FanoutReplay struct {
 	Event        FanoutEvent `json:"event"`
 }
 
+// FanoutAbsorbed tells the fan-out stage that the profile it is keyed by
+// took in profile From (a merge: From's root accepted to join it). The
+// identity root writes it after the status record of the merged profile
+// (docs/fanout.md, "Merges").
+type FanoutAbsorbed struct {
+	From string `json:"from"`
+}
+
+// FanoutHandover asks the merged-away profile it is keyed by to hand what
+// its subscriptions received (FanoutHoldings) to profile To. The fan-out
+// stage writes it to its own input on a FanoutAbsorbed.
+type FanoutHandover struct {
+	To string `json:"to"`
+}
+
+// FanoutHoldings is what subscriptions received under one profile id:
+// the consent purposes each holds, and the subscriptions sent a topic
+// event since the profile's last blacklisting (FanoutState's Held, Sent).
+type FanoutHoldings struct {
+	Held map[string][]string `json:"held,omitempty"`
+	Sent []string            `json:"sent,omitempty"`
+}
+
+// Empty reports whether h holds nothing.
+func (h *FanoutHoldings) Empty() bool { return h == nil || (len(h.Held) == 0 && len(h.Sent) == 0) }
+
+// FanoutMoved carries a merged-away profile's holdings, by the profile id
+// the subscriptions received them under, to the profile it merged into;
+// Seen are topic event ids it handled (so the survivor does not deliver
+// them again). The fan-out stage writes it to its own input.
+type FanoutMoved struct {
+	From     string                     `json:"from"`
+	Holdings map[string]*FanoutHoldings `json:"holdings,omitempty"`
+	Seen     []string                   `json:"seen,omitempty"`
+}
+
 // FanoutInput is a record of TopicFanoutInput: exactly one of its parts.
 type FanoutInput struct {
 	Event        *FanoutEvent        `json:"event,omitempty"`
@@ -337,6 +373,11 @@ type FanoutInput struct {
 	Replay       *FanoutReplay       `json:"replay,omitempty"`
 	Topic        *TopicRecord        `json:"topic,omitempty"`
 	Subscription *SubscriptionRecord `json:"subscription,omitempty"`
+	// A merge (docs/fanout.md, "Merges"): Absorbed from the identity
+	// root; Handover and Moved from the fan-out stage itself.
+	Absorbed *FanoutAbsorbed `json:"absorbed,omitempty"`
+	Handover *FanoutHandover `json:"handover,omitempty"`
+	Moved    *FanoutMoved    `json:"moved,omitempty"`
 }
 
 // Directory reports whether the record is a directory change (keyed by
@@ -371,10 +412,20 @@ type FanoutDelivery struct {
 func (d *FanoutDelivery) DeliveryKey() string { return d.Subscription + "/" + d.ProfileID }
 
 // FanoutSent is a delivery in a profile's outbox: By is the origin
-// (offset plus one) of the message that made it.
+// (offset plus one) of the message that made it. An entry with Forward
+// is instead a record the message wrote to TopicFanoutInput (a merge's
+// handover or move), written again with the deliveries on a replay.
 type FanoutSent struct {
 	By       int64          `json:"by"`
 	Delivery FanoutDelivery `json:"delivery"`
+	Forward  *FanoutForward `json:"forward,omitempty"`
+}
+
+// FanoutForward is a record the fan-out stage writes to its own input,
+// under Key.
+type FanoutForward struct {
+	Key   string      `json:"key"`
+	Input FanoutInput `json:"input"`
 }
 
 // FanoutState is the fan-out table's value for one profile.
@@ -395,6 +446,12 @@ type FanoutState struct {
 	// By is the origin of the last message handled.
 	By     int64        `json:"by,omitempty"`
 	Outbox []FanoutSent `json:"outbox,omitempty"`
+	// MergedInto: the profile this one merged into (its handover came);
+	// what its subscriptions receive from then on is moved there.
+	MergedInto string `json:"merged_into,omitempty"`
+	// Aliases: the profiles merged into this one, by id, with what
+	// subscriptions received under that id (docs/fanout.md, "Merges").
+	Aliases map[string]*FanoutHoldings `json:"aliases,omitempty"`
 }
 
 // FanoutDirectory is a partition's copy of the topics and subscriptions

@@ -143,7 +143,7 @@ func TestFanoutOnKafkaUnderKills(t *testing.T) {
 func fanoutUnderKills(t *testing.T, seed int64, n, kills int) {
 	k := newKafkaEnv(t, 3)
 	rnd := rand.New(rand.NewSource(seed))
-	seq := genFanout(rnd, n)
+	seq := genFanout(rnd, n, false)
 	ref := reference.NewFanout()
 	upTo := make([]int, len(seq)+1) // reference records of the first i messages
 	for i, m := range seq {

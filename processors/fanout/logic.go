@@ -9,6 +9,7 @@ package fanout
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -61,6 +62,10 @@ type Result struct {
 	// whole event was dropped (schemas.Fanout*); empty for other messages.
 	Outcome string
 	Skips   []Skip
+	// Forwards are records to write to rolodex.fanout.input itself, each
+	// under its key: a merge's handover and moves (docs/fanout.md,
+	// "Merges").
+	Forwards []schemas.FanoutForward
 	// Write: the value must be written.
 	Write bool
 	// Replayed: the message was handled before; Deliveries are its
@@ -111,14 +116,20 @@ func ApplyDirectory(d *Directory, m Message) Result {
 }
 
 // Apply handles one message of profile key: a topic event, a status
-// change or a replay, under the partition's directory d (read only). It
-// changes s in place. A message already reflected in the state (a replay
-// after a crash) changes nothing and sends its deliveries again.
+// change, a replay or a step of a merge, under the partition's directory
+// d (read only). It changes s in place. A message already reflected in
+// the state (a replay after a crash) changes nothing and sends its
+// deliveries and forwards again.
 func Apply(d *Directory, s *State, key string, m Message) Result {
 	if s != nil && m.Origin > 0 && m.Origin <= s.By {
 		r := Result{State: s, Replayed: true}
 		for _, o := range s.Outbox {
-			if o.By == m.Origin {
+			if o.By != m.Origin {
+				continue
+			}
+			if o.Forward != nil {
+				r.Forwards = append(r.Forwards, *o.Forward)
+			} else {
 				r.Deliveries = append(r.Deliveries, o.Delivery)
 			}
 		}
@@ -133,24 +144,45 @@ func Apply(d *Directory, s *State, key string, m Message) Result {
 	f := &fanner{d: d, s: s, at: m.At}
 	if in := m.Input; in != nil {
 		switch {
+		case in.Replay != nil && s.MergedInto != "":
+			// The profile merged away: the survivor decides with its
+			// facts (it holds what this id's subscriptions received).
+			f.forward(s.MergedInto, schemas.FanoutInput{Replay: in.Replay})
 		case in.Event != nil:
 			f.event(in.Event)
 		case in.Status != nil:
 			f.observe(in.Status.Profile)
 		case in.Replay != nil:
 			f.replay(in.Replay)
+		case in.Absorbed != nil:
+			if from := in.Absorbed.From; from != "" && from != key {
+				f.forward(from, schemas.FanoutInput{Handover: &schemas.FanoutHandover{To: key}})
+			}
+		case in.Handover != nil:
+			if to := in.Handover.To; to != "" && to != key && to != s.MergedInto {
+				s.MergedInto = to
+				f.newSeen = slices.Clone(s.Seen)
+			}
+		case in.Moved != nil:
+			f.moved(in.Moved)
 		}
+	}
+	if s.MergedInto != "" {
+		f.moveOut()
 	}
 	if m.Origin > 0 {
 		s.By = m.Origin
 		for _, o := range f.out {
 			s.Outbox = append(s.Outbox, schemas.FanoutSent{By: m.Origin, Delivery: o})
 		}
-		if drop := len(s.Outbox) - max(OutboxLimit, len(f.out)); drop > 0 {
+		for i := range f.fwd {
+			s.Outbox = append(s.Outbox, schemas.FanoutSent{By: m.Origin, Forward: &f.fwd[i]})
+		}
+		if drop := len(s.Outbox) - max(OutboxLimit, len(f.out)+len(f.fwd)); drop > 0 {
 			s.Outbox = append([]schemas.FanoutSent(nil), s.Outbox[drop:]...)
 		}
 	}
-	return Result{State: s, Deliveries: f.out, Outcome: f.outcome, Skips: f.skips, Write: true}
+	return Result{State: s, Deliveries: f.out, Forwards: f.fwd, Outcome: f.outcome, Skips: f.skips, Write: true}
 }
 
 type fanner struct {
@@ -158,8 +190,16 @@ type fanner struct {
 	s       *State
 	at      int64
 	out     []schemas.FanoutDelivery
+	fwd     []schemas.FanoutForward
 	outcome string
 	skips   []Skip
+	// newSeen: topic event ids this message added to Seen (all of Seen on
+	// a handover), for the survivor.
+	newSeen []string
+}
+
+func (f *fanner) forward(key string, in schemas.FanoutInput) {
+	f.fwd = append(f.fwd, schemas.FanoutForward{Key: key, Input: in})
 }
 
 // event decides a topic event: revocations its facts show first, then one
@@ -169,10 +209,8 @@ func (f *fanner) event(ev *schemas.FanoutEvent) {
 		f.outcome = schemas.FanoutDuplicate
 		return
 	}
-	f.s.Seen = append(f.s.Seen, ev.EventID)
-	if drop := len(f.s.Seen) - SeenLimit; drop > 0 {
-		f.s.Seen = append([]string(nil), f.s.Seen[drop:]...)
-	}
+	f.s.Seen = appendSeen(f.s.Seen, ev.EventID)
+	f.newSeen = append(f.newSeen, ev.EventID)
 	if ev.Profile != nil {
 		f.observe(ev.Profile)
 	}
@@ -257,28 +295,166 @@ func (f *fanner) entitled(t *schemas.Topic, sub *schemas.Subscription, facts *sc
 }
 
 func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schemas.FanoutEvent, replay bool) {
+	// The profile id the subscription gets (the body's profile_id) is the
+	// one what it received is held under: an event of a merged-away
+	// profile replayed at the survivor is held as that alias's.
+	holder := f.s.ProfileID
+	if ev.Profile != nil && ev.Profile.ID != "" {
+		holder = ev.Profile.ID
+	}
 	f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindTopicEvent, Tenant: t.Tenant, Partner: sub.Partner,
-		Subscription: sub.ID, Topic: t.Name, Kafka: sub.Kafka, ProfileID: f.s.ProfileID, EventID: ev.EventID, Type: ev.Type,
+		Subscription: sub.ID, Topic: t.Name, Kafka: sub.Kafka, ProfileID: holder, EventID: ev.EventID, Type: ev.Type,
 		At: f.at, WebhookID: WebhookID(sub.ID, ev.EventID), Body: EventBody(t, ev), Replay: replay})
-	if i, ok := slices.BinarySearch(f.s.Sent, sub.ID); !ok {
-		f.s.Sent = slices.Insert(f.s.Sent, i, sub.ID)
+	h := f.holdings(holder)
+	if i, ok := slices.BinarySearch(h.Sent, sub.ID); !ok {
+		h.Sent = slices.Insert(h.Sent, i, sub.ID)
 	}
 	if p := t.RequiresConsent; p != "" {
-		if f.s.Held == nil {
-			f.s.Held = map[string][]string{}
+		if h.Held == nil {
+			h.Held = map[string][]string{}
 		}
-		if !slices.Contains(f.s.Held[sub.ID], p) {
-			f.s.Held[sub.ID] = append(f.s.Held[sub.ID], p)
-			sort.Strings(f.s.Held[sub.ID])
+		if !slices.Contains(h.Held[sub.ID], p) {
+			h.Held[sub.ID] = append(h.Held[sub.ID], p)
+			sort.Strings(h.Held[sub.ID])
 		}
 	}
+	f.setHoldings(holder, h)
+}
+
+// holdings returns a copy of what subscriptions received under profile
+// id: the state's own Held and Sent, or an alias's.
+func (f *fanner) holdings(id string) schemas.FanoutHoldings {
+	if id == f.s.ProfileID {
+		return schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent}
+	}
+	if h := f.s.Aliases[id]; h != nil {
+		return *h
+	}
+	return schemas.FanoutHoldings{}
+}
+
+func (f *fanner) setHoldings(id string, h schemas.FanoutHoldings) {
+	if len(h.Held) == 0 {
+		h.Held = nil
+	}
+	if id == f.s.ProfileID {
+		f.s.Held, f.s.Sent = h.Held, h.Sent
+		return
+	}
+	if h.Empty() {
+		delete(f.s.Aliases, id)
+		if len(f.s.Aliases) == 0 {
+			f.s.Aliases = nil
+		}
+		return
+	}
+	if f.s.Aliases == nil {
+		f.s.Aliases = map[string]*schemas.FanoutHoldings{}
+	}
+	f.s.Aliases[id] = &h
+}
+
+// moved takes a merged-away profile's holdings (docs/fanout.md,
+// "Merges"): each id's are added to what this state holds under it, and
+// its subscriptions are told at once what the facts already say (a
+// revocation, a blacklisting's cancel); the event ids join Seen.
+func (f *fanner) moved(mv *schemas.FanoutMoved) {
+	for _, id := range sortedKeys(mv.Holdings) {
+		in := mv.Holdings[id]
+		if in.Empty() {
+			continue
+		}
+		h := f.holdings(id)
+		held := maps.Clone(h.Held)
+		for sub, ps := range in.Held {
+			for _, p := range ps {
+				if !slices.Contains(held[sub], p) {
+					if held == nil {
+						held = map[string][]string{}
+					}
+					held[sub] = append(slices.Clone(held[sub]), p)
+					sort.Strings(held[sub])
+				}
+			}
+		}
+		sent := slices.Clone(h.Sent)
+		for _, sub := range in.Sent {
+			if i, ok := slices.BinarySearch(sent, sub); !ok {
+				sent = slices.Insert(sent, i, sub)
+			}
+		}
+		f.setHoldings(id, schemas.FanoutHoldings{Held: held, Sent: sent})
+		if id != f.s.ProfileID && f.s.MergedInto == "" {
+			f.settleAlias(id)
+		}
+	}
+	for _, e := range mv.Seen {
+		if !slices.Contains(f.s.Seen, e) {
+			f.s.Seen = appendSeen(f.s.Seen, e)
+			f.newSeen = append(f.newSeen, e)
+		}
+	}
+}
+
+// moveOut hands what this merged-away profile holds (its own and its
+// aliases') and the event ids it handled since the last move to the
+// profile it merged into.
+func (f *fanner) moveOut() {
+	mv := &schemas.FanoutMoved{From: f.s.ProfileID, Seen: f.newSeen}
+	if own := (schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent}); !own.Empty() {
+		mv.Holdings = map[string]*schemas.FanoutHoldings{f.s.ProfileID: &own}
+	}
+	for id, h := range f.s.Aliases {
+		if mv.Holdings == nil {
+			mv.Holdings = map[string]*schemas.FanoutHoldings{}
+		}
+		mv.Holdings[id] = h
+	}
+	if len(mv.Holdings) == 0 && len(mv.Seen) == 0 {
+		return
+	}
+	f.s.Held, f.s.Sent, f.s.Aliases = nil, nil, nil
+	f.forward(f.s.MergedInto, schemas.FanoutInput{Moved: mv})
+}
+
+// settleAlias tells the subscriptions holding alias id's records what the
+// facts say now: a purpose revoked or denied is revoked (whatever the
+// facts were before: the alias's records were delivered under its own,
+// granted, facts), and a blacklisting cancels what may wait.
+func (f *fanner) settleAlias(id string) {
+	facts := f.s.Facts
+	if facts == nil {
+		return
+	}
+	h := f.holdings(id)
+	held := maps.Clone(h.Held)
+	for _, sub := range sortedKeys(h.Held) {
+		for _, p := range h.Held[sub] {
+			c, ok := facts.Consent[p]
+			if !ok || (c.Status != schemas.ConsentRevoked && c.Status != schemas.ConsentDenied) {
+				continue
+			}
+			held[sub] = slices.DeleteFunc(slices.Clone(held[sub]), func(x string) bool { return x == p })
+			if len(held[sub]) == 0 {
+				delete(held, sub)
+			}
+			f.revocation(sub, id, p, c.Since)
+		}
+	}
+	h.Held = held
+	if facts.Blacklisted {
+		f.cancel(id, h.Sent)
+		h.Sent = nil
+	}
+	f.setHoldings(id, h)
 }
 
 // observe takes new facts of the profile: a purpose granted in the
 // previous facts and now revoked or denied sends a revocation to every
 // live subscription holding it, and leaves what they hold; a blacklisting
 // then cancels what may still wait for each live subscription sent a
-// topic event of the profile since the last one (blacklist).
+// topic event of the profile since the last one (blacklist). Then each
+// alias (a profile merged into this one) is settled with the facts.
 func (f *fanner) observe(facts *schemas.FanoutProfile) {
 	if facts == nil {
 		return
@@ -289,26 +465,31 @@ func (f *fanner) observe(facts *schemas.FanoutProfile) {
 		f.revoke(prev, facts)
 	}
 	if facts.Blacklisted {
-		f.blacklist()
+		f.cancel(f.s.ProfileID, f.s.Sent)
+		f.s.Sent = nil
+	}
+	if f.s.MergedInto == "" {
+		for _, id := range sortedKeys(f.s.Aliases) {
+			f.settleAlias(id)
+		}
 	}
 }
 
-// blacklist sends a KindBlacklisted record to every live subscription in
-// Sent and empties it. Sent fills only while the profile is not
+// cancel sends a KindBlacklisted record under profile id to every live
+// subscription of sent. Sent fills only while the profile is not
 // blacklisted (nothing is delivered otherwise), so this acts once per
 // blacklisting: facts that stay blacklisted find it empty.
-func (f *fanner) blacklist() {
-	for _, id := range f.s.Sent {
-		rec := f.d.Subscriptions[id]
+func (f *fanner) cancel(id string, sent []string) {
+	for _, sid := range sent {
+		rec := f.d.Subscriptions[sid]
 		if rec == nil || !rec.Subscription.Live() {
 			continue // its waiting records are dropped inactive anyway
 		}
 		sub := &rec.Subscription
 		f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindBlacklisted, Tenant: sub.Tenant,
-			Partner: sub.Partner, Subscription: id, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: f.s.ProfileID,
-			Type: schemas.EventBlacklistedType, At: f.at, WebhookID: BlacklistedID(id, f.s.ProfileID, f.at)})
+			Partner: sub.Partner, Subscription: sid, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: id,
+			Type: schemas.EventBlacklistedType, At: f.at, WebhookID: BlacklistedID(sid, id, f.at)})
 	}
-	f.s.Sent = nil
 }
 
 // revoke sends the revocations of the purposes granted in prev and
@@ -332,17 +513,31 @@ func (f *fanner) revoke(prev, facts *schemas.FanoutProfile) {
 			} else {
 				f.s.Held[id] = held
 			}
-			rec := f.d.Subscriptions[id]
-			if rec == nil || !rec.Subscription.Live() {
-				continue
-			}
-			sub := &rec.Subscription
-			f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindConsentRevoked, Tenant: sub.Tenant,
-				Partner: sub.Partner, Subscription: id, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: f.s.ProfileID,
-				Type: schemas.EventConsentRevokedType, At: f.at, WebhookID: RevokedID(id, p, now.Since),
-				Body: RevokedBody(sub, f.s.ProfileID, p, now.Since)})
+			f.revocation(id, f.s.ProfileID, p, now.Since)
 		}
 	}
+}
+
+// revocation sends subscription sid, if live, a consent_revoked record of
+// purpose p for profile id.
+func (f *fanner) revocation(sid, id, p string, since int64) {
+	rec := f.d.Subscriptions[sid]
+	if rec == nil || !rec.Subscription.Live() {
+		return
+	}
+	sub := &rec.Subscription
+	f.out = append(f.out, schemas.FanoutDelivery{Kind: schemas.KindConsentRevoked, Tenant: sub.Tenant,
+		Partner: sub.Partner, Subscription: sid, Topic: sub.Topic, Kafka: sub.Kafka, ProfileID: id,
+		Type: schemas.EventConsentRevokedType, At: f.at, WebhookID: RevokedID(sid, id, p, since),
+		Body: RevokedBody(sub, id, p, since)})
+}
+
+func appendSeen(seen []string, id string) []string {
+	seen = append(seen, id)
+	if drop := len(seen) - SeenLimit; drop > 0 {
+		seen = append([]string(nil), seen[drop:]...)
+	}
+	return seen
 }
 
 // WebhookID is a topic event's id for one subscription: the same on every
@@ -350,9 +545,11 @@ func (f *fanner) revoke(prev, facts *schemas.FanoutProfile) {
 func WebhookID(subscription, eventID string) string { return subscription + "." + eventID }
 
 // RevokedID is a revocation's id: the consent write that revoked it is
-// the same when identity writes the status again.
-func RevokedID(subscription, purpose string, since int64) string {
-	return subscription + ".revoked." + purpose + "." + strconv.FormatInt(since, 10)
+// the same when identity writes the status again. It names the profile:
+// after a merge one subscription may be told of the same write for two
+// profile ids.
+func RevokedID(subscription, profile, purpose string, since int64) string {
+	return subscription + ".revoked." + profile + "." + purpose + "." + strconv.FormatInt(since, 10)
 }
 
 // BlacklistedID is a blacklisting cancel's id (never sent to a partner;

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/rolodex/rolodex/schemas"
@@ -254,7 +255,7 @@ func TestConsentRevoked(t *testing.T) {
 	}
 	d := r.Deliveries[0]
 	want := `{"kind":"consent_revoked","profile_id":"p1","purpose":"offers","tenant":"t1","time":"2025-01-01T10:00:00.500Z","topic":"car-chosen","type":"profile.consent_revoked"}`
-	if d.Subscription != "sub-ins" || d.Kind != schemas.KindConsentRevoked || d.WebhookID != "sub-ins.revoked.offers."+"1735725600500" || d.Body != want {
+	if d.Subscription != "sub-ins" || d.Kind != schemas.KindConsentRevoked || d.WebhookID != "sub-ins.revoked.p1.offers."+"1735725600500" || d.Body != want {
 		t.Fatalf("revocation %+v", d)
 	}
 	if len(w.s.Held) != 0 {
@@ -277,7 +278,7 @@ func TestConsentRevoked(t *testing.T) {
 	h := facts()
 	h.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentDenied, Since: t0 + 1100}
 	r = w.apply(event("e4", h), t0+1200)
-	if len(r.Deliveries) != 1 || r.Deliveries[0].WebhookID != "sub-ins.revoked.offers.1735725601100" {
+	if len(r.Deliveries) != 1 || r.Deliveries[0].WebhookID != "sub-ins.revoked.p1.offers.1735725601100" {
 		t.Fatalf("second revocation %+v", r.Deliveries)
 	}
 	// An expiry alone tells nobody.
@@ -310,5 +311,132 @@ func TestValidateTopic(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestMergeMovesHoldings: when p2 merges into p1, what p2's subscriptions
+// received moves to p1 (FanoutAbsorbed → handover → moved), and p1's
+// facts reach them under the id they know: a revocation at once when
+// the merged facts already revoke, a blacklisting's cancel later. A
+// replay of p2's event goes to p1; a record p2 still writes as a root
+// moves at once; a replayed handover writes its move again; a chain of
+// merges carries the alias on.
+func TestMergeMovesHoldings(t *testing.T) {
+	w := newWorld(t)
+	states := map[string]*State{}
+	apply := func(key string, in *schemas.FanoutInput, at int64) Result {
+		t.Helper()
+		w.n++
+		r := Apply(w.d, states[key], key, Message{Input: in, Origin: w.n, At: at})
+		states[key] = r.State
+		return r
+	}
+	f2 := facts()
+	f2.ID = "p2"
+	if r := apply("p2", event("e1", f2), t0); len(r.Deliveries) != 2 || r.Deliveries[0].ProfileID != "p2" {
+		t.Fatalf("e1: %+v", r.Deliveries)
+	}
+	// The merged profile p1: offers revoked after p2's grant.
+	f1 := facts()
+	f1.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentRevoked, Since: t0 + 500}
+	if r := apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: f1}}, t0+600); len(r.Deliveries) != 0 {
+		t.Fatalf("p1's status: %+v", r.Deliveries)
+	}
+	r := apply("p1", &schemas.FanoutInput{Absorbed: &schemas.FanoutAbsorbed{From: "p2"}}, t0+700)
+	if len(r.Deliveries) != 0 || len(r.Forwards) != 1 || r.Forwards[0].Key != "p2" || r.Forwards[0].Input.Handover == nil ||
+		r.Forwards[0].Input.Handover.To != "p1" {
+		t.Fatalf("absorbed: %+v", r)
+	}
+	handoverOrigin := w.n + 1
+	r = apply("p2", &r.Forwards[0].Input, t0+800)
+	if len(r.Forwards) != 1 || r.Forwards[0].Key != "p1" {
+		t.Fatalf("handover: %+v", r)
+	}
+	mv := r.Forwards[0].Input.Moved
+	if mv == nil || mv.From != "p2" || len(mv.Holdings) != 1 || !slices.Equal(mv.Holdings["p2"].Sent, []string{"sub-bank", "sub-ins"}) ||
+		!slices.Equal(mv.Holdings["p2"].Held["sub-ins"], []string{"offers"}) || !slices.Equal(mv.Seen, []string{"e1"}) {
+		t.Fatalf("moved: %+v", mv)
+	}
+	if s := states["p2"]; s.MergedInto != "p1" || len(s.Held) != 0 || len(s.Sent) != 0 {
+		t.Fatalf("p2 after its handover: %+v", s)
+	}
+	// The handover replayed after a crash writes the same move again.
+	again := Apply(w.d, states["p2"], "p2", Message{Input: &schemas.FanoutInput{Handover: &schemas.FanoutHandover{To: "p1"}}, Origin: handoverOrigin, At: t0 + 800})
+	if !again.Replayed || len(again.Forwards) != 1 || again.Forwards[0].Input.Moved == nil || again.Forwards[0].Input.Moved.From != "p2" {
+		t.Fatalf("replayed handover: %+v", again)
+	}
+	// p1 takes the holdings: its facts revoke offers, so both holders are
+	// told at once, under p2.
+	r = apply("p1", &schemas.FanoutInput{Moved: mv}, t0+900)
+	if len(r.Deliveries) != 2 {
+		t.Fatalf("moved at p1: %+v", r.Deliveries)
+	}
+	for _, d := range r.Deliveries {
+		want := `{"kind":"consent_revoked","profile_id":"p2","purpose":"offers","tenant":"t1","time":"2025-01-01T10:00:00.500Z","topic":"car-chosen","type":"profile.consent_revoked"}`
+		if d.Kind != schemas.KindConsentRevoked || d.ProfileID != "p2" || d.DeliveryKey() != d.Subscription+"/p2" ||
+			d.WebhookID != d.Subscription+".revoked.p2.offers.1735725600500" || d.Body != want {
+			t.Fatalf("revocation under p2: %+v", d)
+		}
+	}
+	if a := states["p1"].Aliases["p2"]; a == nil || len(a.Held) != 0 || len(a.Sent) != 2 {
+		t.Fatalf("p1's alias p2: %+v", a)
+	}
+	// An event p2 still wrote as a root (its accept not yet handled) is
+	// decided with its own facts and moved at once.
+	r = apply("p2", event("e2", f2), t0+1000)
+	if len(r.Deliveries) != 2 || len(r.Forwards) != 1 || r.Forwards[0].Input.Moved == nil ||
+		!slices.Equal(r.Forwards[0].Input.Moved.Seen, []string{"e2"}) || len(states["p2"].Sent) != 0 {
+		t.Fatalf("p2's late event: %+v", r)
+	}
+	r = apply("p1", &r.Forwards[0].Input, t0+1100)
+	if len(r.Deliveries) != 2 || r.Deliveries[0].Kind != schemas.KindConsentRevoked || r.Deliveries[0].ProfileID != "p2" {
+		t.Fatalf("the late move at p1: %+v", r.Deliveries)
+	}
+	// A replay of p2's event goes to p1, which decides with its facts
+	// (offers revoked: not delivered).
+	rp := &schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub-bank", Event: *event("e1", f2).Event}}
+	r = apply("p2", rp, t0+1200)
+	if len(r.Deliveries) != 0 || len(r.Forwards) != 1 || r.Forwards[0].Key != "p1" || r.Forwards[0].Input.Replay == nil {
+		t.Fatalf("replay at p2: %+v", r)
+	}
+	if r = apply("p1", &r.Forwards[0].Input, t0+1300); len(r.Deliveries) != 0 || r.Skips[0].Reason != schemas.FanoutNoConsent {
+		t.Fatalf("replay at p1: %+v", r)
+	}
+	// Granted again at p1: the replay is delivered under p2 and held as
+	// p2's; then p1 is blacklisted: p2's holders get a cancel under p2.
+	g := facts()
+	g.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0 + 1400}
+	apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: g}}, t0+1400)
+	if r = apply("p1", rp, t0+1500); len(r.Deliveries) != 1 || r.Deliveries[0].ProfileID != "p2" || !r.Deliveries[0].Replay {
+		t.Fatalf("replay granted: %+v", r.Deliveries)
+	}
+	if a := states["p1"].Aliases["p2"]; !slices.Equal(a.Held["sub-bank"], []string{"offers"}) {
+		t.Fatalf("p1's alias p2 after the replay: %+v", a)
+	}
+	b := facts()
+	b.Blacklisted = true
+	r = apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: b}}, t0+1600)
+	var cancels []string
+	for _, d := range r.Deliveries {
+		if d.Kind == schemas.KindBlacklisted {
+			cancels = append(cancels, d.DeliveryKey())
+		}
+	}
+	if !slices.Equal(cancels, []string{"sub-bank/p2", "sub-ins/p2"}) {
+		t.Fatalf("cancels: %v (%+v)", cancels, r.Deliveries)
+	}
+	// p1 merges into p0: its alias goes on with it.
+	b.Blacklisted = false
+	apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: b}}, t0+1700)
+	apply("p1", rp, t0+1800) // held again under p2
+	r = apply("p1", &schemas.FanoutInput{Handover: &schemas.FanoutHandover{To: "p0"}}, t0+1900)
+	if len(r.Forwards) != 1 || r.Forwards[0].Key != "p0" || r.Forwards[0].Input.Moved.Holdings["p2"] == nil || len(states["p1"].Aliases) != 0 {
+		t.Fatalf("p1's handover: %+v", r.Forwards)
+	}
+	// A record the merged-away p2 gets after p1 merged still goes to p1,
+	// which passes it on.
+	r = apply("p1", &schemas.FanoutInput{Moved: &schemas.FanoutMoved{From: "p2", Holdings: map[string]*schemas.FanoutHoldings{"p2": {Sent: []string{"sub-bank"}}}}}, t0+2000)
+	if len(r.Forwards) != 1 || r.Forwards[0].Key != "p0" || r.Forwards[0].Input.Moved.Holdings["p2"] == nil || len(r.Deliveries) != 0 {
+		t.Fatalf("a late move at the merged p1: %+v", r)
 	}
 }

@@ -46,6 +46,7 @@ type Metrics struct {
 	statuses   prometheus.Counter
 	invalid    *prometheus.CounterVec
 	applyTime  prometheus.Histogram
+	forwards   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -72,11 +73,14 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rolodex_fanout_apply_seconds",
 			Help:    "Time to handle one fan-out message (decode excluded).",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_fanout_merge_records_total",
+			Help: "Records the group wrote to its own input for a merge (docs/fanout.md, \"Merges\"), by kind: handover (the survivor asks the merged-away profile for its holdings), moved (holdings handed on), replay (a subscription replay of a merged-away profile, passed to its survivor); a restart's replay of a message is not counted again."},
+			[]string{"kind"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [8]error
+	var errs [9]error
 	m.events, errs[0] = metrics.Register(reg, m.events)
 	m.skipped, errs[1] = metrics.Register(reg, m.skipped)
 	m.deliveries, errs[2] = metrics.Register(reg, m.deliveries)
@@ -85,6 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.statuses, errs[5] = metrics.Register(reg, m.statuses)
 	m.invalid, errs[6] = metrics.Register(reg, m.invalid)
 	m.applyTime, errs[7] = metrics.Register(reg, m.applyTime)
+	m.forwards, errs[8] = metrics.Register(reg, m.forwards)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
 	}
@@ -152,6 +157,12 @@ func (p *processor) graph() *goka.GroupGraph {
 	return goka.DefineGroup(schemas.GroupFanout,
 		goka.Input(schemas.TopicFanoutInput, gokaconfig.Tolerant(schemas.JSONCodec[schemas.FanoutInput]{}), p.dl.Wrap(p.onInput)),
 		goka.Output(schemas.TopicFanoutDeliveries, schemas.JSONCodec[schemas.FanoutDelivery]{}),
+		// A merge's steps go to the group's own input, keyed by the
+		// profile they are for (docs/fanout.md, "Merges"): the same
+		// topic, so a profile's origins stay one sequence of offsets.
+		// goka keeps one codec per topic (the last edge's): the input's
+		// tolerant one, so an undecodable record is still dead-lettered.
+		goka.Output(schemas.TopicFanoutInput, gokaconfig.Tolerant(schemas.JSONCodec[schemas.FanoutInput]{})),
 		goka.Output(schemas.TopicDeadLetter, schemas.DeadLetterCodec{}),
 		goka.Persist(TableCodec{}),
 	)
@@ -263,7 +274,10 @@ func (p *processor) handle(ctx goka.Context, m Message) {
 	for i := range r.Deliveries {
 		ctx.Emit(schemas.TopicFanoutDeliveries, r.Deliveries[i].DeliveryKey(), &r.Deliveries[i])
 	}
-	if (!r.Write || r.Replayed) && len(r.Deliveries) == 0 {
+	for i := range r.Forwards {
+		ctx.Emit(schemas.TopicFanoutInput, r.Forwards[i].Key, &r.Forwards[i].Input)
+	}
+	if (!r.Write || r.Replayed) && len(r.Deliveries) == 0 && len(r.Forwards) == 0 {
 		p.commitInOrder(ctx)
 	}
 }
@@ -278,6 +292,16 @@ func (p *processor) count(m Message, r Result) {
 	}
 	for _, s := range r.Skips {
 		p.metrics.skipped.WithLabelValues(s.Reason).Inc()
+	}
+	for _, f := range r.Forwards {
+		switch {
+		case f.Input.Handover != nil:
+			p.metrics.forwards.WithLabelValues("handover").Inc()
+		case f.Input.Moved != nil:
+			p.metrics.forwards.WithLabelValues("moved").Inc()
+		case f.Input.Replay != nil:
+			p.metrics.forwards.WithLabelValues("replay").Inc()
+		}
 	}
 	for _, d := range r.Deliveries {
 		kind := d.Kind

@@ -93,6 +93,11 @@ type effects struct {
 	// when the root folded it itself.
 	status      bool
 	statusEvent string
+	// absorbed: the root took in the root of this proposal (a merge, or a
+	// repeat of one): fan-out is told, after the status, so that the
+	// merged-away profile's subscriptions follow the survivor
+	// (docs/fanout.md, "Merges").
+	absorbed string
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -377,13 +382,22 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 }
 
 // fanoutRecords are the records of rolodex.fanout.input for root n with
-// profile prof (its fold): the status first (a topic event's own status
-// change is in the facts the event carries too), then the topic events.
+// profile prof (its fold; nil when there is no status and no topic
+// event): the status first (a topic event's own status change is in the
+// facts the event carries too), then a merge's FanoutAbsorbed (fan-out
+// settles the merged-away profile's holdings with the facts before it),
+// then the topic events.
 func (e *Engine) fanoutRecords(prof *schemas.Profile, n *schemas.Node, fx effects) []*schemas.FanoutInput {
-	facts := schemas.FanoutFacts(prof, n)
+	var facts *schemas.FanoutProfile
+	if prof != nil {
+		facts = schemas.FanoutFacts(prof, n)
+	}
 	var out []*schemas.FanoutInput
 	if fx.status {
 		out = append(out, &schemas.FanoutInput{Status: &schemas.FanoutStatus{EventID: fx.statusEvent, Profile: facts}})
+	}
+	if fx.absorbed != "" {
+		out = append(out, &schemas.FanoutInput{Absorbed: &schemas.FanoutAbsorbed{From: fx.absorbed}})
 	}
 	for i := range fx.fanout {
 		ev := fx.fanout[i]
@@ -440,10 +454,12 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 			e.settle(key, n, origin, fx)
 		}
 	case member:
-		// A repeated proposal that was accepted before.
+		// A repeated proposal that was accepted before (or the replay of
+		// the message that accepted it: the records may have been lost).
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
+		fx.absorbed = from
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 	case n.Pending != "":
 		deferMsg(n, *m)
@@ -456,6 +472,7 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 		}
 		n.Join(m.Contribs)
 		fx.changed, fx.rootUpdate = true, true
+		fx.absorbed = from
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 	}
 }

@@ -297,7 +297,7 @@ func (s *sim) output(key string, n *schemas.Node, fx effects) {
 		l.Profile = s.fold(key, n)
 		s.out.leads = append(s.out.leads, l)
 	}
-	if len(fx.fanout) > 0 || fx.status {
+	if len(fx.fanout) > 0 || fx.status || fx.absorbed != "" {
 		if !n.IsRoot() {
 			panic("a fan-out record written by " + key + ", not a root")
 		}
@@ -393,13 +393,21 @@ func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
 // primary identifier folded in); every status record is keyed by its
 // profile; and the blacklist and consent every profile settled with are
 // in a status record of it (none lost: the fan-out stage sees the last
-// change).
+// change); every merge is told to fan-out by the root that took the other
+// in (FanoutAbsorbed keyed by it), and a FanoutAbsorbed names a profile
+// of the same person.
 func (s *sim) checkFanout(t *testing.T, events []*schemas.Event) {
 	t.Helper()
 	got := map[string][]fanoutOut{}
 	status := map[string][]*schemas.FanoutProfile{}
+	absorbed := map[string]bool{} // "<into> <from>"
 	for _, o := range s.out.fanout {
 		switch {
+		case o.in.Absorbed != nil && o.in.Event == nil && o.in.Status == nil:
+			if from := o.in.Absorbed.From; from == "" || from == o.key || s.root(t, from) != s.root(t, o.key) {
+				t.Fatalf("absorbed record keyed %s names %q, not another profile of its person", o.key, from)
+			}
+			absorbed[o.key+" "+o.in.Absorbed.From] = true
 		case o.in.Event != nil && o.in.Status == nil:
 			got[o.in.Event.EventID] = append(got[o.in.Event.EventID], o)
 		case o.in.Status != nil && o.in.Event == nil:
@@ -445,6 +453,14 @@ func (s *sim) checkFanout(t *testing.T, events []*schemas.Event) {
 	}
 	if topics == 0 {
 		t.Fatal("no topic events: the check does not run")
+	}
+	for _, m := range s.out.merges {
+		if !absorbed[m.Into+" "+m.From] {
+			t.Fatalf("%s merged into %s; no absorbed record keyed %s says so", m.From, m.Into, m.Into)
+		}
+	}
+	if len(s.out.merges) == 0 {
+		t.Fatal("no merges: the absorbed check does not run")
 	}
 	statuses := 0
 	for k, n := range s.nodes {

@@ -105,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		leads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_leads_total",
 			Help: "Leads written with their profile to rolodex.routing.input (a replay writes one again; routing dedupes by lead id)."}),
 		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_identity_fanout_records_total",
-			Help: "Records written with the profile's facts to rolodex.fanout.input, by kind (event: a topic event, written on every handling; status: the blacklist or consent changed). Fan-out dedupes by event id."}, []string{"kind"}),
+			Help: "Records written with the profile's facts to rolodex.fanout.input, by kind (event: a topic event, written on every handling; status: the blacklist or consent changed; absorbed: the root took in another profile, a merge, written again with a repeat of its proposal). Fan-out dedupes by event id."}, []string{"kind"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -328,7 +328,7 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
 	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 &&
-		len(fx.fanout) == 0 && !fx.status {
+		len(fx.fanout) == 0 && !fx.status && fx.absorbed == "" {
 		p.commitInOrder(ctx)
 		return
 	}
@@ -354,12 +354,19 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 		// still in flight to a root whose proposal is pending).
 		prof = p.engine.snapshot(ctx.Key(), n)
 	}
-	if len(fx.fanout) > 0 || fx.status {
+	if len(fx.fanout) > 0 || fx.status || fx.absorbed != "" {
 		// Keyed by the profile id, so that fan-out sees a profile's topic
 		// events and status changes in the order the root folded them.
 		for _, in := range p.engine.fanoutRecords(prof, n, fx) {
 			ctx.Emit(schemas.TopicFanoutInput, ctx.Key(), in)
-			p.metrics.fanout.WithLabelValues(map[bool]string{true: "event", false: "status"}[in.Event != nil]).Inc()
+			kind := "status"
+			switch {
+			case in.Event != nil:
+				kind = "event"
+			case in.Absorbed != nil:
+				kind = "absorbed"
+			}
+			p.metrics.fanout.WithLabelValues(kind).Inc()
 		}
 	}
 	if len(fx.leads) > 0 {

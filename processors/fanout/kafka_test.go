@@ -322,3 +322,202 @@ func TestDeliveriesTopicTakesLargeRecords(t *testing.T) {
 		t.Errorf("a 3 MiB delivery: %v", err)
 	}
 }
+
+// Merges on Kafka under kills: the group in a child process SIGKILLed
+// mid-stream and restarted, on a random sequence with merges (the
+// identity root's absorbed record; the handovers and moves are the
+// group's own records on its input, which Kafka interleaves as it will)
+// and a directory fixed after its first records. Where the records go
+// depends on that interleaving, so the check is the property merges
+// exist for, read off rolodex.fanout.deliveries in order per key
+// (<subscription>/<profile id>): for every profile id a live subscription
+// received topic events under, if the facts its person ends with revoke
+// or deny a purpose it received them under, a consent_revoked of that
+// purpose under that id comes after the last of them; if the person ends
+// blacklisted, a cancel under that id comes after the last topic event.
+func TestFanoutMergesOnKafkaUnderKills(t *testing.T) {
+	n, kills := 700, 2
+	if testing.Short() {
+		n, kills = 400, 1
+	}
+	k := newKafkaEnv(t, 3)
+	rnd := rand.New(rand.NewSource(7))
+	// A directory fixed from the start: every topic read by every partner
+	// of its tenant, every subscription active.
+	var seq []propMsg
+	for _, tp := range propTopics {
+		tp.Allowed = propPartners[tp.Tenant]
+		seq = append(seq, propMsg{key: dirKey, ref: reference.FanoutMessage{At: t0, Input: schemas.FanoutInput{Topic: &schemas.TopicRecord{Topic: tp, Version: 1}}}})
+	}
+	for _, sb := range propSubs {
+		sb.Status = schemas.SubscriptionActive
+		if !sb.Kafka {
+			sb.Webhook = &schemas.SubscriptionHook{URL: "https://" + sb.Partner + ".example/hook"}
+		}
+		seq = append(seq, propMsg{key: dirKey, ref: reference.FanoutMessage{At: t0, Input: schemas.FanoutInput{Subscription: &schemas.SubscriptionRecord{Subscription: sb, Version: 1}}}})
+	}
+	first := len(seq)
+	for _, m := range genFanout(rnd, n, true) {
+		if m.key != dirKey {
+			seq = append(seq, m)
+		}
+	}
+	// The facts each key ends with, and who merged into whom.
+	final := map[string]*schemas.FanoutProfile{}
+	into := map[string]string{}
+	for _, m := range seq {
+		in := m.ref.Input
+		switch {
+		case in.Status != nil:
+			final[m.key] = in.Status.Profile
+		case in.Event != nil && in.Event.Profile != nil:
+			final[m.key] = in.Event.Profile
+		case in.Absorbed != nil:
+			into[in.Absorbed.From] = m.key
+		}
+	}
+	root := func(p string) string {
+		for into[p] != "" {
+			p = into[p]
+		}
+		return p
+	}
+	subs := map[string]*schemas.SubscriptionRecord{}
+	for _, m := range seq[:first] {
+		if s := m.ref.Input.Subscription; s != nil {
+			subs[s.Subscription.ID] = s
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "fanout")
+	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
+	ch.WaitJoined(t, schemas.GroupFanout)
+	produced := 0
+	produce := func(upto int) {
+		var recs []*kgo.Record
+		for ; produced < min(upto, len(seq)); produced++ {
+			recs = append(recs, k.records(seq[produced])...)
+		}
+		if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk := len(seq) / (kills + 1)
+	for i := 1; i <= kills; i++ {
+		before, _ := k.delivered()
+		produce(i * chunk)
+		for wait := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			if n, _ := k.delivered(); n > before+5 {
+				break
+			}
+			if time.Now().After(wait) {
+				t.Fatalf("no records within a minute:\n%s", ch.Logs())
+			}
+		}
+		_ = ch.Cmd.Process.Kill()
+		<-ch.Exited
+		ch = childtest.Start(t, envChild, k.brokers, dir, i)
+		ch.WaitJoined(t, schemas.GroupFanout)
+	}
+	produce(len(seq))
+
+	// Settled: the group's committed offsets reach the end of its input
+	// (its own records included), and the deliveries stop growing.
+	type rec struct {
+		d       schemas.FanoutDelivery
+		purpose string
+	}
+	var byKey map[string][]rec
+	read := func() int {
+		byKey = map[string][]rec{}
+		recs := k.readAll(schemas.TopicFanoutDeliveries)
+		for _, r := range recs {
+			var d schemas.FanoutDelivery
+			if err := json.Unmarshal(r.Value, &d); err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				Purpose string `json:"purpose"`
+				Consent struct {
+					Purpose string `json:"purpose"`
+				} `json:"consent"`
+			}
+			if d.Body != "" {
+				if err := json.Unmarshal([]byte(d.Body), &body); err != nil {
+					t.Fatal(err)
+				}
+			}
+			byKey[d.DeliveryKey()] = append(byKey[d.DeliveryKey()], rec{d, body.Purpose + body.Consent.Purpose})
+		}
+		return len(recs)
+	}
+	last, stable := -1, 0
+	for deadline := time.Now().Add(2 * time.Minute); stable < 15; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the deliveries did not settle:\n%s", ch.Logs())
+		}
+		if n := read(); n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+	}
+
+	var problems []string
+	aliasRevoked, aliasCancels, revoked := 0, 0, 0
+	for key, rs := range byKey {
+		sub, id, _ := strings.Cut(key, "/")
+		if s := subs[sub]; s == nil || s.Subscription.Status != schemas.SubscriptionActive {
+			continue
+		}
+		f := final[root(id)]
+		if f == nil {
+			continue
+		}
+		lastEvent := map[string]int{} // purpose ("" for any) → index of the last topic event
+		for i, r := range rs {
+			switch r.d.Kind {
+			case schemas.KindTopicEvent:
+				lastEvent[""] = i
+				if r.purpose != "" {
+					lastEvent[r.purpose] = i
+				}
+			case schemas.KindConsentRevoked:
+				revoked++
+				if id != root(id) {
+					aliasRevoked++
+				}
+			case schemas.KindBlacklisted:
+				if id != root(id) {
+					aliasCancels++
+				}
+			}
+		}
+		after := func(kind, purpose string, from int) bool {
+			for _, r := range rs[from+1:] {
+				if r.d.Kind == kind && (purpose == "" || r.purpose == purpose) {
+					return true
+				}
+			}
+			return false
+		}
+		for p, i := range lastEvent {
+			if c, ok := f.Consent[p]; p != "" && ok && (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) &&
+				!after(schemas.KindConsentRevoked, p, i) {
+				problems = append(problems, fmt.Sprintf("%s: %s of %s (person %s) ends %s; no revocation after its last record", key, p, id, root(id), c.Status))
+			}
+		}
+		if i, ok := lastEvent[""]; ok && f.Blacklisted && !after(schemas.KindBlacklisted, "", i) {
+			problems = append(problems, fmt.Sprintf("%s: %s (person %s) ends blacklisted; no cancel after its last topic event", key, id, root(id)))
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 0 {
+		t.Fatalf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+	t.Logf("%d messages, %d merges, %d delivery keys; revocations %d (%d under a merged-away id), cancels under a merged-away id %d",
+		len(seq), len(into), len(byKey), revoked, aliasRevoked, aliasCancels)
+	if len(into) == 0 || aliasRevoked == 0 || aliasCancels == 0 {
+		t.Fatal("the stream merged nothing, or nothing was revoked or cancelled under a merged-away id: it proves little")
+	}
+}

@@ -354,6 +354,22 @@ func Letter(l schemas.MessageLetter, ev *schemas.MessageEvent, tenant string, ct
 // Processor runs the three groups.
 type Processor struct {
 	Router, Recipients, Lifecycle *goka.Processor
+	groups                        []member
+}
+
+// member is one of the groups with its ordered producer and its storage
+// directory ("" for the router, which keeps nothing).
+type member struct {
+	proc    *goka.Processor
+	ordered *gokaconfig.Ordered
+	dir     string
+}
+
+// storageDirs returns the storage directories of rolodex-recipients and
+// rolodex-lifecycle under dir (Config.StorageDir): one each, so that
+// clearing one after a crash leaves the other's copy alone.
+func storageDirs(dir string) (recipients, lifecycle string) {
+	return filepath.Join(dir, "recipients"), filepath.Join(dir, "lifecycle")
 }
 
 // New returns the lifecycle's processors; opts come after the Rolodex
@@ -372,11 +388,27 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err := rc.Validate(); err != nil {
 		return nil, fmt.Errorf("lifecycle: %w", err)
 	}
+	// Each table group's local copy is kept only after its clean
+	// shutdown: goka writes a table value locally before Kafka
+	// acknowledged it, so after a crash the copy can hold a state the
+	// table topic never got. It is rebuilt from the topic instead
+	// (docs/identity.md, "Local storage after a crash"; docs/fanout.md).
+	recipientsDir, lifecycleDir := storageDirs(cfg.StorageDir)
+	for _, dir := range []string{recipientsDir, lifecycleDir} {
+		if _, err := gokaconfig.KeepStorageIfClean(dir); err != nil {
+			return nil, fmt.Errorf("lifecycle: %w", err)
+		}
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	build := func(name string, graph func(*gokaconfig.Ordered) *goka.GroupGraph, sb storage.Builder) (*goka.Processor, error) {
+	out := &Processor{}
+	build := func(name string, graph func(*gokaconfig.Ordered) *goka.GroupGraph, dir string) (*goka.Processor, error) {
+		sb := storage.MemoryBuilder()
+		if dir != "" {
+			sb = storage.DefaultBuilder(dir)
+		}
 		sc := gokaconfig.Sarama(name)
 		if cfg.Sarama != nil {
 			c := *cfg.Sarama
@@ -395,31 +427,38 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lifecycle: %s: %w", name, err)
 		}
+		out.groups = append(out.groups, member{proc: p, ordered: ordered, dir: dir})
 		return p, nil
 	}
-	out := &Processor{}
 	if out.Router, err = build(schemas.GroupMessagesRouter, func(o *gokaconfig.Ordered) *goka.GroupGraph { return RouterGroup(m, o) },
-		storage.MemoryBuilder()); err != nil {
+		""); err != nil {
 		return nil, err
 	}
 	if out.Recipients, err = build(schemas.GroupRecipients, func(o *gokaconfig.Ordered) *goka.GroupGraph { return RecipientsGroup(m, o, rc) },
-		storage.DefaultBuilder(filepath.Join(cfg.StorageDir, "recipients"))); err != nil {
+		recipientsDir); err != nil {
 		return nil, err
 	}
 	if out.Lifecycle, err = build(schemas.GroupLifecycle, func(o *gokaconfig.Ordered) *goka.GroupGraph { return LifecycleGroup(m, o) },
-		storage.DefaultBuilder(filepath.Join(cfg.StorageDir, "lifecycle"))); err != nil {
+		lifecycleDir); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // Run runs the three groups until ctx is done or one of them fails (then
-// the others stop too).
+// the others stop too). A table group that stopped only because it was
+// asked to, with every write acknowledged, leaves the marker that keeps
+// its local copy at the next start (New).
 func (p *Processor) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, gp := range []*goka.Processor{p.Router, p.Recipients, p.Lifecycle} {
-		gp := gp
-		g.Go(func() error { return gp.Run(gctx) })
+	for _, gm := range p.groups {
+		g.Go(func() error {
+			err := gm.proc.Run(gctx)
+			if gm.dir == "" {
+				return err
+			}
+			return gokaconfig.MarkCleanShutdown(gctx, gm.dir, gm.ordered, err)
+		})
 	}
 	return g.Wait()
 }

@@ -339,6 +339,7 @@ type Processor struct {
 	// Routing is the group keyed by tenant; Router the re-key step.
 	Routing, Router *goka.Processor
 	p               *processor
+	dir             string // the storage directory of rolodex-routing
 	emitter         *goka.Emitter
 	// loop writes the SLA ticks and has the tenants visited after each
 	// rebalance.
@@ -353,6 +354,16 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	}
 	if cfg.StorageDir == "" {
 		return nil, errors.New("routing: a storage directory is required")
+	}
+	// rolodex-routing's local copy is kept only after a clean shutdown:
+	// goka writes a table value locally before Kafka acknowledged it, so
+	// after a crash the copy can hold a tenant's state the table topic
+	// never got, and the replay of its message would be taken for one
+	// already handled (By) and committed without writing it again. It is
+	// rebuilt from the topic instead (docs/identity.md, "Local storage
+	// after a crash"; docs/fanout.md). The re-key step keeps nothing.
+	if _, err := gokaconfig.KeepStorageIfClean(cfg.StorageDir); err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
 	}
 	retention := cfg.Retention
 	switch {
@@ -377,7 +388,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if follow == nil {
 		follow = DefaultFollowTypes
 	}
-	out := &Processor{}
+	out := &Processor{dir: cfg.StorageDir}
 	tick, now := cfg.Tick, cfg.Now
 	if tick <= 0 {
 		tick = time.Second
@@ -449,11 +460,15 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 }
 
 // Run runs both groups and the SLA scheduler until ctx is done or one of
-// them fails (then the others stop too).
+// them fails (then the others stop too). When rolodex-routing stopped only
+// because it was asked to, with every write acknowledged, it leaves the
+// marker that keeps its local copy at the next start (New).
 func (t *Processor) Run(ctx context.Context) error {
 	defer t.emitter.Finish()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return t.loop.RunWith(gctx, t.Routing.Run) })
+	g.Go(func() error {
+		return gokaconfig.MarkCleanShutdown(gctx, t.dir, t.p.ordered, t.loop.RunWith(gctx, t.Routing.Run))
+	})
 	g.Go(func() error { return t.Router.Run(gctx) })
 	return g.Wait()
 }

@@ -173,6 +173,7 @@ func Group(reg prometheus.Registerer, ordered *gokaconfig.Ordered) (*goka.GroupG
 type Processor struct {
 	*goka.Processor
 	p       *processor
+	dir     string // the storage directory
 	rules   *goka.View
 	emitter *goka.Emitter
 	// loop writes the ticks and has the profiles visited after each
@@ -191,6 +192,16 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if cfg.StorageDir == "" {
 		return nil, errors.New("tags: a storage directory is required")
 	}
+	// The local copy is kept only after a clean shutdown: goka writes a
+	// table value locally before Kafka acknowledged it, so after a crash
+	// the copy can hold a state the table topic never got, and the replay
+	// of its snapshot or tick would be taken for a message already handled
+	// (By, TickBy) and committed without writing it again. It is rebuilt
+	// from the topic instead (docs/identity.md, "Local storage after a
+	// crash"; docs/fanout.md).
+	if _, err := gokaconfig.KeepStorageIfClean(cfg.StorageDir); err != nil {
+		return nil, fmt.Errorf("tags: %w", err)
+	}
 	sc := cfg.Sarama
 	if sc == nil {
 		sc = gokaconfig.Sarama("rolodex-tags")
@@ -200,7 +211,7 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Processor{p: p, skipped: map[string]string{}}
+	out := &Processor{p: p, dir: cfg.StorageDir, skipped: map[string]string{}}
 	tick := cfg.Tick
 	if tick <= 0 {
 		tick = time.Second
@@ -260,8 +271,14 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 // The processor and the watcher read the rules view, and goka's View.Run
 // closes the view's partitions when it returns: the view runs on a context
 // of its own, cancelled only after they have returned. A failed view stops
-// them, and its error is Run's.
+// them, and its error is Run's. After a clean shutdown (ctx cancelled,
+// every write acknowledged) it leaves the marker that keeps the local copy
+// at the next start (New).
 func (t *Processor) Run(ctx context.Context) error {
+	return gokaconfig.MarkCleanShutdown(ctx, t.dir, t.p.ordered, t.run(ctx))
+}
+
+func (t *Processor) run(ctx context.Context) error {
 	defer t.emitter.Finish()
 	sctx, stopStage := context.WithCancel(ctx)
 	defer stopStage()

@@ -30,6 +30,24 @@ import (
 type Ordered struct {
 	mu sync.Mutex
 	p  *OrderedProducer
+	// after: topics whose emits are sent only once every earlier emit
+	// completed (WriteAfter).
+	after map[string]bool
+}
+
+// WriteAfter makes emits to topic wait, before they are sent to Kafka,
+// until every emit made before them completed (and not be sent at all if
+// one failed): a record that must never land before the group's earlier
+// records (the fan-out group's handover and moves, which make another
+// partition write records that must follow them). Later emits still
+// complete after it. Call it before the processor is built.
+func (o *Ordered) WriteAfter(topic string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.after == nil {
+		o.after = map[string]bool{}
+	}
+	o.after[topic] = true
 }
 
 // Builder wraps pb; goka calls it once per processor.
@@ -41,6 +59,7 @@ func (o *Ordered) Builder(pb goka.ProducerBuilder) goka.ProducerBuilder {
 		}
 		op := NewOrderedProducer(p)
 		o.mu.Lock()
+		op.after = o.after
 		o.p = op
 		o.mu.Unlock()
 		return op, nil
@@ -101,6 +120,8 @@ type OrderedProducer struct {
 	// broken is the first error finished in queue order; every entry
 	// finished after it fails with it (sticky failure).
 	broken error
+	// after: topics whose emits wait for every earlier entry (WriteAfter).
+	after map[string]bool
 }
 
 type pending struct {
@@ -108,6 +129,9 @@ type pending struct {
 	msg    *sarama.ProducerMessage
 	err    error
 	done   bool
+	// start sends a WriteAfter emit once it is at the head of the queue
+	// (nil once started, and for every other entry).
+	start func()
 }
 
 // NewOrderedProducer wraps p so that its promises complete in emit order.
@@ -122,6 +146,20 @@ func (o *OrderedProducer) Emit(topic, key string, value []byte) *goka.Promise {
 func (o *OrderedProducer) EmitWithHeaders(topic, key string, value []byte, headers goka.Headers) *goka.Promise {
 	out, finish := goka.NewPromiseWithFinisher()
 	p := &pending{finish: func(m *sarama.ProducerMessage, err error) { finish(m, err) }}
+	if o.after[topic] {
+		// Sent when it reaches the head of the queue (complete), from a
+		// goroutine of its own: sarama's input may block, and the head
+		// is often reached in the inner producer's callback.
+		p.start = func() {
+			go func() {
+				inner := o.inner.EmitWithHeaders(topic, key, value, headers)
+				inner.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) { o.complete(p, msg, err) })
+			}()
+		}
+		o.push(p)
+		o.drain()
+		return out
+	}
 	o.emitMu.Lock()
 	o.push(p)
 	inner := o.inner.EmitWithHeaders(topic, key, value, headers)
@@ -155,15 +193,39 @@ func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err 
 	if err != nil {
 		o.failed = true
 	}
+	o.drainLocked()
+}
+
+// drain finishes what is ready at the head of the queue (complete).
+func (o *OrderedProducer) drain() {
+	o.mu.Lock()
+	o.drainLocked()
+}
+
+// drainLocked is drain with o.mu held; it unlocks it.
+func (o *OrderedProducer) drainLocked() {
 	if o.draining {
 		o.mu.Unlock()
 		return
 	}
 	o.draining = true
 	var ready []*pending
+	var start func()
 	for {
 		ready = ready[:0]
-		for o.head < len(o.queue) && o.queue[o.head].done {
+		for o.head < len(o.queue) {
+			if h := o.queue[o.head]; !h.done && h.start != nil {
+				// A WriteAfter emit at the head: everything before it
+				// finished. Not sent after a failure.
+				if o.broken != nil {
+					h.done, h.start = true, nil
+				} else {
+					start, h.start = h.start, nil
+				}
+			}
+			if !o.queue[o.head].done {
+				break
+			}
 			r := o.queue[o.head]
 			switch {
 			case o.broken != nil && r.err == nil:
@@ -183,11 +245,18 @@ func (o *OrderedProducer) complete(p *pending, msg *sarama.ProducerMessage, err 
 		if len(ready) == 0 {
 			o.draining = false
 			o.mu.Unlock()
+			if start != nil {
+				start()
+			}
 			return
 		}
 		o.mu.Unlock()
 		for _, r := range ready {
 			r.finish(r.msg, r.err)
+		}
+		if start != nil {
+			start()
+			start = nil
 		}
 		o.mu.Lock()
 	}

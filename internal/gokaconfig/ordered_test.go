@@ -2,10 +2,13 @@ package gokaconfig
 
 import (
 	"errors"
+	"fmt"
 	"hash"
 	"math/rand"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
@@ -194,4 +197,121 @@ func TestSaramaConfigIsIdempotent(t *testing.T) {
 		t.Fatalf("producer not idempotent and in order: idempotent=%v max open requests=%d acks=%d",
 			c.Producer.Idempotent, c.Net.MaxOpenRequests, c.Producer.RequiredAcks)
 	}
+}
+
+// recording completes nothing by itself: it records each emit's topic and
+// key in the order they reach it, and the test finishes them.
+type recording struct {
+	mu       sync.Mutex
+	sent     []string
+	finishes []goka.PromiseFinisher
+}
+
+func (r *recording) Emit(topic, key string, value []byte) *goka.Promise {
+	return r.EmitWithHeaders(topic, key, value, nil)
+}
+
+func (r *recording) EmitWithHeaders(topic, key string, _ []byte, _ goka.Headers) *goka.Promise {
+	p, f := goka.NewPromiseWithFinisher()
+	r.mu.Lock()
+	r.sent = append(r.sent, topic+"/"+key)
+	r.finishes = append(r.finishes, f)
+	r.mu.Unlock()
+	return p
+}
+
+func (r *recording) Close() error { return nil }
+
+func (r *recording) state() ([]string, []goka.PromiseFinisher) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sent...), append([]goka.PromiseFinisher(nil), r.finishes...)
+}
+
+// A WriteAfter topic's emit reaches Kafka only once every emit before it
+// completed, and completes before every emit after it; after a failure
+// before it, it is never sent and fails.
+func TestOrderedWriteAfter(t *testing.T) {
+	build := func() (*Ordered, *recording, goka.Producer) {
+		inner := &recording{}
+		o := new(Ordered)
+		o.WriteAfter("loop")
+		gp, err := o.Builder(func([]string, string, func() hash.Hash32) (goka.Producer, error) { return inner, nil })(nil, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o, inner, gp
+	}
+	waitSent := func(inner *recording, n int) []string {
+		t.Helper()
+		for i := 0; i < 2000; i++ {
+			if sent, _ := inner.state(); len(sent) >= n {
+				return sent
+			}
+			time.Sleep(time.Millisecond)
+		}
+		sent, _ := inner.state()
+		t.Fatalf("sent %v, want %d emits", sent, n)
+		return nil
+	}
+
+	o, inner, gp := build()
+	var order []string
+	var mu sync.Mutex
+	note := func(name string) func(error) {
+		return func(err error) {
+			mu.Lock()
+			order = append(order, fmt.Sprintf("%s:%v", name, err == nil))
+			mu.Unlock()
+		}
+	}
+	gp.Emit("out", "a", nil).Then(note("a"))
+	gp.Emit("loop", "f", nil).Then(note("f"))
+	gp.Emit("out", "b", nil).Then(note("b"))
+	sent := waitSent(inner, 2)
+	time.Sleep(20 * time.Millisecond)
+	if sent, _ = inner.state(); strings.Join(sent, " ") != "out/a out/b" {
+		t.Fatalf("sent %v before out/a completed; want the loop record held back", sent)
+	}
+	_, fs := inner.state()
+	fs[1](&sarama.ProducerMessage{}, nil) // b completes first: nothing finishes yet
+	fs[0](&sarama.ProducerMessage{}, nil) // a: now the loop record goes out
+	sent = waitSent(inner, 3)
+	if sent[2] != "loop/f" {
+		t.Fatalf("sent %v", sent)
+	}
+	if o.Idle() {
+		t.Fatal("idle with the loop record in flight")
+	}
+	_, fs = inner.state()
+	fs[2](&sarama.ProducerMessage{}, nil)
+	for i := 0; i < 1000 && !o.Idle(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	if got := strings.Join(order, " "); got != "a:true f:true b:true" {
+		t.Fatalf("completions %s", got)
+	}
+	mu.Unlock()
+
+	// A failure before it: never sent, and it fails.
+	_, inner, gp = build()
+	errs := make(chan error, 2)
+	gp.Emit("out", "a", nil)
+	gp.Emit("loop", "f", nil).Then(func(err error) { errs <- err })
+	waitSent(inner, 1)
+	_, fs = inner.state()
+	fs[0](&sarama.ProducerMessage{}, errors.New("broker down"))
+	if err := <-errs; err == nil {
+		t.Fatal("the loop record after a failed emit succeeded")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if sent, _ := inner.state(); len(sent) != 1 {
+		t.Fatalf("sent %v after a failure; want the loop record never sent", sent)
+	}
+
+	// Nothing before it: sent at once.
+	_, inner, gp = build()
+	gp.Emit("loop", "f", nil)
+	waitSent(inner, 1)
 }

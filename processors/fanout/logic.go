@@ -23,6 +23,47 @@ import (
 // to send again when the message that made them is replayed.
 const OutboxLimit = 256
 
+// ForwardLimit is how many of its latest forwards (a merge's handover and
+// moves) a profile's state keeps to write again when the message that
+// made them is replayed, whatever the deliveries since: a lost forward
+// would strand a merged-away profile's holdings.
+const ForwardLimit = 64
+
+// trimOutbox keeps the entries of the message of origin and the latest
+// OutboxLimit deliveries and ForwardLimit forwards, in order.
+func trimOutbox(out []schemas.FanoutSent, origin int64) []schemas.FanoutSent {
+	if len(out) <= OutboxLimit {
+		return out
+	}
+	keep := make([]bool, len(out))
+	deliveries, forwards, kept := 0, 0, 0
+	for i := len(out) - 1; i >= 0; i-- {
+		switch o := &out[i]; {
+		case o.By == origin:
+			keep[i] = true
+		case o.Forward != nil:
+			forwards++
+			keep[i] = forwards <= ForwardLimit
+		default:
+			deliveries++
+			keep[i] = deliveries <= OutboxLimit
+		}
+		if keep[i] {
+			kept++
+		}
+	}
+	if kept == len(out) {
+		return out
+	}
+	trimmed := make([]schemas.FanoutSent, 0, kept)
+	for i := range out {
+		if keep[i] {
+			trimmed = append(trimmed, out[i])
+		}
+	}
+	return trimmed
+}
+
 // SeenLimit is how many of its latest topic event ids a profile's state
 // keeps to recognise a duplicate.
 const SeenLimit = 1024
@@ -178,9 +219,7 @@ func Apply(d *Directory, s *State, key string, m Message) Result {
 		for i := range f.fwd {
 			s.Outbox = append(s.Outbox, schemas.FanoutSent{By: m.Origin, Forward: &f.fwd[i]})
 		}
-		if drop := len(s.Outbox) - max(OutboxLimit, len(f.out)+len(f.fwd)); drop > 0 {
-			s.Outbox = append([]schemas.FanoutSent(nil), s.Outbox[drop:]...)
-		}
+		s.Outbox = trimOutbox(s.Outbox, m.Origin)
 	}
 	return Result{State: s, Deliveries: f.out, Forwards: f.fwd, Outcome: f.outcome, Skips: f.skips, Write: true}
 }
@@ -388,11 +427,21 @@ func (f *fanner) moved(mv *schemas.FanoutMoved) {
 			f.settleAlias(id)
 		}
 	}
+	// The moved ids go in as the oldest: when Seen is full they leave
+	// before this profile's own recent ids.
+	var older []string
 	for _, e := range mv.Seen {
-		if !slices.Contains(f.s.Seen, e) {
-			f.s.Seen = appendSeen(f.s.Seen, e)
+		if !slices.Contains(f.s.Seen, e) && !slices.Contains(older, e) {
+			older = append(older, e)
 			f.newSeen = append(f.newSeen, e)
 		}
+	}
+	if len(older) > 0 {
+		seen := append(older, f.s.Seen...)
+		if drop := len(seen) - SeenLimit; drop > 0 {
+			seen = seen[drop:]
+		}
+		f.s.Seen = seen
 	}
 }
 

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -438,5 +439,72 @@ func TestMergeMovesHoldings(t *testing.T) {
 	r = apply("p1", &schemas.FanoutInput{Moved: &schemas.FanoutMoved{From: "p2", Holdings: map[string]*schemas.FanoutHoldings{"p2": {Sent: []string{"sub-bank"}}}}}, t0+2000)
 	if len(r.Forwards) != 1 || r.Forwards[0].Key != "p0" || r.Forwards[0].Input.Moved.Holdings["p2"] == nil || len(r.Deliveries) != 0 {
 		t.Fatalf("a late move at the merged p1: %+v", r)
+	}
+}
+
+// A crash after A handled absorbed, before its offset was committed, with
+// a fan-out of more than OutboxLimit records at A in between: the replay
+// of absorbed still writes the handover (forwards are kept apart from the
+// deliveries' cap; found by review: B's holdings never moved).
+func TestOutboxKeepsForwards(t *testing.T) {
+	w := newWorld(t)
+	for i := 0; i < OutboxLimit+10; i++ {
+		w.dir(&schemas.FanoutInput{Subscription: subRec(fmt.Sprintf("sub-x%03d", i), "t1", "bank", schemas.SubscriptionActive, 1)})
+	}
+	states := map[string]*State{}
+	apply := func(key string, in *schemas.FanoutInput, origin int64) Result {
+		r := Apply(w.d, states[key], key, Message{Input: in, Origin: origin, At: t0})
+		states[key] = r.State
+		return r
+	}
+	f2 := facts()
+	f2.ID = "p2"
+	apply("p2", event("e1", f2), 1000) // p2's subscriptions hold e1 (offers)
+	f1 := facts()
+	apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: f1}}, 1001)
+	abs := &schemas.FanoutInput{Absorbed: &schemas.FanoutAbsorbed{From: "p2"}}
+	if r := apply("p1", abs, 1002); len(r.Forwards) != 1 {
+		t.Fatalf("absorbed: %+v", r.Forwards)
+	}
+	apply("p1", event("e2", f1), 1003) // > OutboxLimit deliveries
+	// crash: the handover's write was lost, the state (By 1003) was written.
+	r := Apply(w.d, states["p1"], "p1", Message{Input: abs, Origin: 1002, At: t0})
+	if !r.Replayed {
+		t.Fatal("not a replay")
+	}
+	if len(r.Forwards) != 1 || r.Forwards[0].Input.Handover == nil {
+		t.Fatalf("replay of absorbed wrote no handover: p2's holdings (%v) never move to p1", states["p2"].Sent)
+	}
+}
+
+// B's Seen (up to SeenLimit ids) moved to A goes in as the oldest: A's own
+// recent event ids stay, and identity writing A's event again (a replay
+// after a crash) is a duplicate (found by review: it was delivered again).
+func TestMovedSeenIsOldest(t *testing.T) {
+	w := newWorld(t)
+	states := map[string]*State{}
+	var n int64
+	apply := func(key string, in *schemas.FanoutInput) Result {
+		n++
+		r := Apply(w.d, states[key], key, Message{Input: in, Origin: n + 100, At: t0})
+		states[key] = r.State
+		return r
+	}
+	f1 := facts()
+	if r := apply("p1", event("a1", f1)); len(r.Deliveries) != 2 {
+		t.Fatalf("a1: %+v", r.Deliveries)
+	}
+	f2 := facts()
+	f2.ID = "p2"
+	for i := 0; i < SeenLimit; i++ {
+		ev := event(fmt.Sprintf("b%d", i), f2)
+		ev.Event.Topic = "other" // no such topic: only Seen grows
+		apply("p2", ev)
+	}
+	r := apply("p1", &schemas.FanoutInput{Absorbed: &schemas.FanoutAbsorbed{From: "p2"}})
+	r = apply("p2", &r.Forwards[0].Input)
+	apply("p1", &r.Forwards[0].Input)
+	if r := apply("p1", event("a1", f1)); len(r.Deliveries) != 0 {
+		t.Fatalf("a1 written again after the move: %d deliveries again (outcome %q)", len(r.Deliveries), r.Outcome)
 	}
 }

@@ -354,6 +354,12 @@ func New(cfg Config, opts ...goka.ProcessorOption) (*Processor, error) {
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
 	}
 	p := &processor{metrics: m, ordered: new(gokaconfig.Ordered), logger: logger, dl: dl, dirs: map[int32]*Directory{}}
+	// A merge's handover and moves reach Kafka only after every earlier
+	// record of the group: the survivor writes revocations and cancels
+	// under the merged-away id once it reads a move, and they must follow
+	// that id's deliveries on <subscription>/<id> (docs/fanout.md,
+	// "Merges": ordering).
+	p.ordered.WriteAfter(schemas.TopicFanoutInput)
 	base := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
 		goka.WithProducerBuilder(p.ordered.Builder(goka.ProducerBuilderWithConfig(sc))),

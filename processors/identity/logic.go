@@ -459,7 +459,11 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
-		fx.absorbed = from
+		// With the status again: a later message may have written the
+		// latest status since (StatusBy), and fan-out settles the
+		// merged-away profile's holdings with the facts before the
+		// absorbed record.
+		fx.absorbed, fx.status = from, true
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
 	case n.Pending != "":
 		deferMsg(n, *m)

@@ -87,6 +87,20 @@ func (k *kafkaEnv) records(m propMsg) []*kgo.Record {
 	return out
 }
 
+// produce writes the records of seq[from:upto] (upto capped at its end)
+// and returns where it stopped.
+func (k *kafkaEnv) produce(seq []propMsg, from, upto int) int {
+	k.t.Helper()
+	var recs []*kgo.Record
+	for ; from < min(upto, len(seq)); from++ {
+		recs = append(recs, k.records(seq[from])...)
+	}
+	if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		k.t.Fatal(err)
+	}
+	return from
+}
+
 // readAll reads every record of topic.
 func (k *kafkaEnv) readAll(topic string) []*kgo.Record {
 	k.t.Helper()
@@ -162,15 +176,7 @@ func fanoutUnderKills(t *testing.T, seed int64, n, kills int) {
 	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
 	ch.WaitJoined(t, schemas.GroupFanout)
 	produced := 0
-	produce := func(upto int) {
-		var recs []*kgo.Record
-		for ; produced < min(upto, len(seq)); produced++ {
-			recs = append(recs, k.records(seq[produced])...)
-		}
-		if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := func(upto int) { produced = k.produce(seq, produced, upto) }
 	chunk := len(seq) / (kills + 1)
 	for i := 1; i <= kills; i++ {
 		from := upTo[produced]
@@ -393,15 +399,7 @@ func TestFanoutMergesOnKafkaUnderKills(t *testing.T) {
 	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
 	ch.WaitJoined(t, schemas.GroupFanout)
 	produced := 0
-	produce := func(upto int) {
-		var recs []*kgo.Record
-		for ; produced < min(upto, len(seq)); produced++ {
-			recs = append(recs, k.records(seq[produced])...)
-		}
-		if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := func(upto int) { produced = k.produce(seq, produced, upto) }
 	chunk := len(seq) / (kills + 1)
 	for i := 1; i <= kills; i++ {
 		before, _ := k.delivered()

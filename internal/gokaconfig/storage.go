@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -35,11 +36,13 @@ func KeepStorageIfClean(dir string) (kept bool, err error) {
 		if err := SyncDir(dir); err != nil {
 			return false, fmt.Errorf("storage: %w", err)
 		}
+		slog.Info("storage: the local table copy is kept (the last run ended cleanly)", "dir", dir)
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.RemoveAll(dir); err != nil {
 			return false, fmt.Errorf("clear storage: %w", err)
 		}
+		slog.Info("storage: no clean-shutdown marker (a first start, or the last run crashed): the local table copy is rebuilt from the table topic", "dir", dir)
 		return false, nil
 	default:
 		return false, fmt.Errorf("storage: %w", err)

@@ -1,6 +1,7 @@
 package gokaconfig
 
 import (
+	"errors"
 	"fmt"
 	"hash"
 	"sync"
@@ -122,6 +123,11 @@ type OrderedProducer struct {
 	broken error
 	// after: topics whose emits wait for every earlier entry (WriteAfter).
 	after map[string]bool
+	// closed: Close began; a WriteAfter emit not yet sent fails instead
+	// (sarama panics on a send to a closing producer). sends counts those
+	// being sent, which Close waits for.
+	closed bool
+	sends  sync.WaitGroup
 }
 
 type pending struct {
@@ -152,6 +158,7 @@ func (o *OrderedProducer) EmitWithHeaders(topic, key string, value []byte, heade
 		// is often reached in the inner producer's callback.
 		p.start = func() {
 			go func() {
+				defer o.sends.Done()
 				inner := o.inner.EmitWithHeaders(topic, key, value, headers)
 				inner.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) { o.complete(p, msg, err) })
 			}()
@@ -216,11 +223,15 @@ func (o *OrderedProducer) drainLocked() {
 		for o.head < len(o.queue) {
 			if h := o.queue[o.head]; !h.done && h.start != nil {
 				// A WriteAfter emit at the head: everything before it
-				// finished. Not sent after a failure.
-				if o.broken != nil {
+				// finished. Not sent after a failure, nor once Close began.
+				switch {
+				case o.broken != nil:
 					h.done, h.start = true, nil
-				} else {
+				case o.closed:
+					h.done, h.start, h.err = true, nil, errClosed
+				default:
 					start, h.start = h.start, nil
+					o.sends.Add(1)
 				}
 			}
 			if !o.queue[o.head].done {
@@ -262,7 +273,19 @@ func (o *OrderedProducer) drainLocked() {
 	}
 }
 
-func (o *OrderedProducer) Close() error { return o.inner.Close() }
+// errClosed fails a WriteAfter emit still waiting when Close began.
+var errClosed = errors.New("gokaconfig: the producer closed before the emit could be sent")
+
+// Close closes the inner producer once the WriteAfter emits being sent
+// are handed to it; those still waiting fail.
+func (o *OrderedProducer) Close() error {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.drain() // fail what waits at the head
+	o.sends.Wait()
+	return o.inner.Close()
+}
 
 // Idle reports whether every emit so far has completed and been finished.
 func (o *OrderedProducer) Idle() bool {

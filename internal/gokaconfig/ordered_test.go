@@ -302,8 +302,13 @@ func TestOrderedWriteAfter(t *testing.T) {
 	waitSent(inner, 1)
 	_, fs = inner.state()
 	fs[0](&sarama.ProducerMessage{}, errors.New("broker down"))
-	if err := <-errs; err == nil {
-		t.Fatal("the loop record after a failed emit succeeded")
+	select {
+	case err := <-errs:
+		if err == nil {
+			t.Fatal("the loop record after a failed emit succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop record after a failed emit never completed")
 	}
 	time.Sleep(20 * time.Millisecond)
 	if sent, _ := inner.state(); len(sent) != 1 {
@@ -314,4 +319,30 @@ func TestOrderedWriteAfter(t *testing.T) {
 	_, inner, gp = build()
 	gp.Emit("loop", "f", nil)
 	waitSent(inner, 1)
+
+	// Close while one waits: it fails, is never sent, and Close returns.
+	_, inner, gp = build()
+	gp.Emit("out", "a", nil)
+	gp.Emit("loop", "f", nil).Then(func(err error) { errs <- err })
+	waitSent(inner, 1)
+	closed := make(chan error, 1)
+	go func() { closed <- gp.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return with a loop record waiting")
+	}
+	_, fs = inner.state()
+	fs[0](&sarama.ProducerMessage{}, nil)
+	select {
+	case err := <-errs:
+		if err == nil {
+			t.Fatal("the loop record waiting at Close succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop record waiting at Close never completed")
+	}
+	if sent, _ := inner.state(); len(sent) != 1 {
+		t.Fatalf("sent %v after Close", sent)
+	}
 }

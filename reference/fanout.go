@@ -29,6 +29,9 @@ type Fanout struct {
 	Seen map[string]map[string]bool
 	// MergedInto: profile key → the profile its handover named.
 	MergedInto map[string]string
+	// Revoked: profile key → purpose → the latest revocation or denial
+	// (its since) the key's facts showed.
+	Revoked map[string]map[string]int64
 
 	// Deliveries of every message, in order.
 	Deliveries []FanoutDelivered
@@ -47,6 +50,9 @@ type Fanout struct {
 type FanoutHold struct {
 	Held map[string]map[string]bool
 	Sent map[string]bool
+	// Granted: subscription → purpose → the since of the grant the first
+	// record of the holding went out under.
+	Granted map[string]map[string]int64
 }
 
 // FanoutDelivered is one record the model delivered.
@@ -66,7 +72,7 @@ type FanoutMessage struct {
 func NewFanout() *Fanout {
 	return &Fanout{Topics: map[string]*schemas.TopicRecord{}, Subs: map[string]*schemas.SubscriptionRecord{},
 		Facts: map[string]*schemas.FanoutProfile{}, Hold: map[string]map[string]*FanoutHold{},
-		Seen: map[string]map[string]bool{}, MergedInto: map[string]string{}}
+		Seen: map[string]map[string]bool{}, MergedInto: map[string]string{}, Revoked: map[string]map[string]int64{}}
 }
 
 // Handle handles one message; Forwards are the messages it writes to the
@@ -159,6 +165,15 @@ func (r *Fanout) Handle(m FanoutMessage) {
 			for _, sub := range h.Sent {
 				mine.Sent[sub] = true
 			}
+			for k, g := range h.Granted {
+				sub, p, _ := strings.Cut(k, "/")
+				if old, ok := mine.Granted[sub][p]; !ok || g < old {
+					if mine.Granted[sub] == nil {
+						mine.Granted[sub] = map[string]int64{}
+					}
+					mine.Granted[sub][p] = g
+				}
+			}
 		}
 		for _, id := range sortedKeys(in.Moved.Holdings) {
 			if id != k && r.MergedInto[k] == "" {
@@ -184,8 +199,12 @@ func (r *Fanout) Handle(m FanoutMessage) {
 				if len(ps) > 0 {
 					if out.Held == nil {
 						out.Held = map[string][]string{}
+						out.Granted = map[string]int64{}
 					}
 					out.Held[sub] = ps
+					for _, p := range ps {
+						out.Granted[sub+"/"+p] = h.Granted[sub][p]
+					}
 				}
 			}
 			out.Sent = sortedKeys(h.Sent)
@@ -220,7 +239,7 @@ func (r *Fanout) hold(key, id string) *FanoutHold {
 		r.Hold[key] = map[string]*FanoutHold{}
 	}
 	if r.Hold[key][id] == nil {
-		r.Hold[key][id] = &FanoutHold{Held: map[string]map[string]bool{}, Sent: map[string]bool{}}
+		r.Hold[key][id] = &FanoutHold{Held: map[string]map[string]bool{}, Sent: map[string]bool{}, Granted: map[string]map[string]int64{}}
 	}
 	return r.Hold[key][id]
 }
@@ -286,11 +305,17 @@ func (r *Fanout) fan(key string, at int64, ev *schemas.FanoutEvent, facts *schem
 			WebhookID: id + "." + ev.EventID, Body: fanoutEventBody(&t, ev)})
 		h := r.hold(key, holder)
 		h.Sent[id] = true
-		if t.RequiresConsent != "" {
+		if p := t.RequiresConsent; p != "" {
 			if h.Held[id] == nil {
 				h.Held[id] = map[string]bool{}
 			}
-			h.Held[id][t.RequiresConsent] = true
+			if !h.Held[id][p] {
+				if h.Granted[id] == nil {
+					h.Granted[id] = map[string]int64{}
+				}
+				h.Granted[id][p] = facts.Consent[p].Since
+			}
+			h.Held[id][p] = true
 		}
 	}
 }
@@ -303,6 +328,14 @@ func (r *Fanout) fan(key string, at int64, ev *schemas.FanoutEvent, facts *schem
 func (r *Fanout) facts(key string, f *schemas.FanoutProfile) {
 	prev := r.Facts[key]
 	r.Facts[key] = f
+	for p, c := range f.Consent {
+		if (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) && c.Since > r.Revoked[key][p] {
+			if r.Revoked[key] == nil {
+				r.Revoked[key] = map[string]int64{}
+			}
+			r.Revoked[key][p] = c.Since
+		}
+	}
 	own := r.hold(key, key)
 	if prev != nil {
 		for _, p := range sortedKeys(prev.Consent) {
@@ -314,6 +347,7 @@ func (r *Fanout) facts(key string, f *schemas.FanoutProfile) {
 			for _, sub := range sortedKeys(own.Held) {
 				if own.Held[sub][p] {
 					delete(own.Held[sub], p)
+					delete(own.Granted[sub], p)
 					r.revoked(sub, key, p, now.Since)
 				}
 			}
@@ -343,10 +377,19 @@ func (r *Fanout) settle(key, id string) {
 	for _, sub := range sortedKeys(h.Held) {
 		for _, p := range sortedKeys(h.Held[sub]) {
 			c, ok := f.Consent[p]
-			if ok && (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) {
-				delete(h.Held[sub], p)
-				r.revoked(sub, id, p, c.Since)
+			switch rv, seen := r.Revoked[key][p]; {
+			case ok && (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied):
+				// What the facts say now.
+			case seen && rv > h.Granted[sub][p]:
+				// Revoked after the grant its first record went out
+				// under, granted again since.
+				c.Since = rv
+			default:
+				continue
 			}
+			delete(h.Held[sub], p)
+			delete(h.Granted[sub], p)
+			r.revoked(sub, id, p, c.Since)
 		}
 	}
 	if f.Blacklisted {

@@ -347,11 +347,17 @@ type FanoutHandover struct {
 
 // FanoutHoldings is what subscriptions received under one profile id:
 // the consent purposes each holds, and the subscriptions sent a topic
-// event since the profile's last blacklisting (FanoutState's Held, Sent).
+// event since the profile's last blacklisting (FanoutState's Held, Sent);
+// Granted, by HeldKey, the consent write (its since, Unix ms) under which
+// the first record a holding stands for was delivered.
 type FanoutHoldings struct {
-	Held map[string][]string `json:"held,omitempty"`
-	Sent []string            `json:"sent,omitempty"`
+	Held    map[string][]string `json:"held,omitempty"`
+	Sent    []string            `json:"sent,omitempty"`
+	Granted map[string]int64    `json:"granted,omitempty"`
 }
+
+// HeldKey names one holding: a subscription and a consent purpose.
+func HeldKey(subscription, purpose string) string { return subscription + "/" + purpose }
 
 // Empty reports whether h holds nothing.
 func (h *FanoutHoldings) Empty() bool { return h == nil || (len(h.Held) == 0 && len(h.Sent) == 0) }
@@ -452,6 +458,12 @@ type FanoutState struct {
 	// Aliases: the profiles merged into this one, by id, with what
 	// subscriptions received under that id (docs/fanout.md, "Merges").
 	Aliases map[string]*FanoutHoldings `json:"aliases,omitempty"`
+	// HeldGranted is FanoutHoldings.Granted of Held.
+	HeldGranted map[string]int64 `json:"held_granted,omitempty"`
+	// Revoked: by purpose, the latest revocation or denial (its since)
+	// the profile's facts showed; an alias holding granted before it is
+	// told, even if the purpose was granted again since.
+	Revoked map[string]int64 `json:"revoked,omitempty"`
 }
 
 // FanoutDirectory is a partition's copy of the topics and subscriptions

@@ -268,7 +268,7 @@ func (f *fanner) event(ev *schemas.FanoutEvent) {
 			f.skips = append(f.skips, Skip{Subscription: id, Reason: why})
 			continue
 		}
-		f.deliver(t, sub, ev, false)
+		f.deliver(t, sub, ev, ev.Profile, false)
 	}
 }
 
@@ -296,7 +296,7 @@ func (f *fanner) replay(r *schemas.FanoutReplay) {
 		f.skips = append(f.skips, Skip{Subscription: sub.ID, Reason: why})
 		return
 	}
-	f.deliver(t, sub, ev, true)
+	f.deliver(t, sub, ev, facts, true)
 }
 
 // topic finds the event's topic and checks the rules of the whole event:
@@ -333,7 +333,7 @@ func (f *fanner) entitled(t *schemas.Topic, sub *schemas.Subscription, facts *sc
 	return ""
 }
 
-func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schemas.FanoutEvent, replay bool) {
+func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schemas.FanoutEvent, facts *schemas.FanoutProfile, replay bool) {
 	// The profile id the subscription gets (the body's profile_id) is the
 	// one what it received is held under: an event of a merged-away
 	// profile replayed at the survivor is held as that alias's.
@@ -356,6 +356,13 @@ func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schema
 			h.Held[sub.ID] = append(h.Held[sub.ID], p)
 			sort.Strings(h.Held[sub.ID])
 		}
+		// The grant the first record of this holding went out under.
+		if k := schemas.HeldKey(sub.ID, p); h.Granted[k] == 0 {
+			if h.Granted == nil {
+				h.Granted = map[string]int64{}
+			}
+			h.Granted[k] = facts.Consent[p].Since
+		}
 	}
 	f.setHoldings(holder, h)
 }
@@ -364,7 +371,7 @@ func (f *fanner) deliver(t *schemas.Topic, sub *schemas.Subscription, ev *schema
 // id: the state's own Held and Sent, or an alias's.
 func (f *fanner) holdings(id string) schemas.FanoutHoldings {
 	if id == f.s.ProfileID {
-		return schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent}
+		return schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent, Granted: f.s.HeldGranted}
 	}
 	if h := f.s.Aliases[id]; h != nil {
 		return *h
@@ -376,8 +383,17 @@ func (f *fanner) setHoldings(id string, h schemas.FanoutHoldings) {
 	if len(h.Held) == 0 {
 		h.Held = nil
 	}
+	for k := range h.Granted { // only what is still held
+		sub, p, _ := strings.Cut(k, "/")
+		if !slices.Contains(h.Held[sub], p) {
+			delete(h.Granted, k)
+		}
+	}
+	if len(h.Granted) == 0 {
+		h.Granted = nil
+	}
 	if id == f.s.ProfileID {
-		f.s.Held, f.s.Sent = h.Held, h.Sent
+		f.s.Held, f.s.Sent, f.s.HeldGranted = h.Held, h.Sent, h.Granted
 		return
 	}
 	if h.Empty() {
@@ -422,7 +438,16 @@ func (f *fanner) moved(mv *schemas.FanoutMoved) {
 				sent = slices.Insert(sent, i, sub)
 			}
 		}
-		f.setHoldings(id, schemas.FanoutHoldings{Held: held, Sent: sent})
+		granted := maps.Clone(h.Granted)
+		for k, g := range in.Granted { // the earlier grant of the two
+			if old, ok := granted[k]; !ok || g < old {
+				if granted == nil {
+					granted = map[string]int64{}
+				}
+				granted[k] = g
+			}
+		}
+		f.setHoldings(id, schemas.FanoutHoldings{Held: held, Sent: sent, Granted: granted})
 		if id != f.s.ProfileID && f.s.MergedInto == "" {
 			f.settleAlias(id)
 		}
@@ -450,7 +475,7 @@ func (f *fanner) moved(mv *schemas.FanoutMoved) {
 // profile it merged into.
 func (f *fanner) moveOut() {
 	mv := &schemas.FanoutMoved{From: f.s.ProfileID, Seen: f.newSeen}
-	if own := (schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent}); !own.Empty() {
+	if own := (schemas.FanoutHoldings{Held: f.s.Held, Sent: f.s.Sent, Granted: f.s.HeldGranted}); !own.Empty() {
 		mv.Holdings = map[string]*schemas.FanoutHoldings{f.s.ProfileID: &own}
 	}
 	for id, h := range f.s.Aliases {
@@ -462,14 +487,16 @@ func (f *fanner) moveOut() {
 	if len(mv.Holdings) == 0 && len(mv.Seen) == 0 {
 		return
 	}
-	f.s.Held, f.s.Sent, f.s.Aliases = nil, nil, nil
+	f.s.Held, f.s.Sent, f.s.HeldGranted, f.s.Aliases = nil, nil, nil, nil
 	f.forward(f.s.MergedInto, schemas.FanoutInput{Moved: mv})
 }
 
 // settleAlias tells the subscriptions holding alias id's records what the
 // facts say now: a purpose revoked or denied is revoked (whatever the
 // facts were before: the alias's records were delivered under its own,
-// granted, facts), and a blacklisting cancels what may wait.
+// granted, facts), and so is one this profile revoked or denied after the
+// grant the holding's first record went out under, even if granted again
+// since (Revoked); a blacklisting cancels what may wait.
 func (f *fanner) settleAlias(id string) {
 	facts := f.s.Facts
 	if facts == nil {
@@ -479,15 +506,19 @@ func (f *fanner) settleAlias(id string) {
 	held := maps.Clone(h.Held)
 	for _, sub := range sortedKeys(h.Held) {
 		for _, p := range h.Held[sub] {
-			c, ok := facts.Consent[p]
-			if !ok || (c.Status != schemas.ConsentRevoked && c.Status != schemas.ConsentDenied) {
+			since := int64(0)
+			if c, ok := facts.Consent[p]; ok && (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) {
+				since = c.Since
+			} else if r, ok := f.s.Revoked[p]; ok && r > h.Granted[schemas.HeldKey(sub, p)] {
+				since = r
+			} else {
 				continue
 			}
 			held[sub] = slices.DeleteFunc(slices.Clone(held[sub]), func(x string) bool { return x == p })
 			if len(held[sub]) == 0 {
 				delete(held, sub)
 			}
-			f.revocation(sub, id, p, c.Since)
+			f.revocation(sub, id, p, since)
 		}
 	}
 	h.Held = held
@@ -510,6 +541,14 @@ func (f *fanner) observe(facts *schemas.FanoutProfile) {
 	}
 	prev := f.s.Facts
 	f.s.Facts = facts
+	for p, c := range facts.Consent {
+		if (c.Status == schemas.ConsentRevoked || c.Status == schemas.ConsentDenied) && c.Since > f.s.Revoked[p] {
+			if f.s.Revoked == nil {
+				f.s.Revoked = map[string]int64{}
+			}
+			f.s.Revoked[p] = c.Since
+		}
+	}
 	if prev != nil {
 		f.revoke(prev, facts)
 	}
@@ -562,6 +601,7 @@ func (f *fanner) revoke(prev, facts *schemas.FanoutProfile) {
 			} else {
 				f.s.Held[id] = held
 			}
+			delete(f.s.HeldGranted, schemas.HeldKey(id, p))
 			f.revocation(id, f.s.ProfileID, p, now.Since)
 		}
 	}

@@ -508,3 +508,56 @@ func TestMovedSeenIsOldest(t *testing.T) {
 		t.Fatalf("a1 written again after the move: %d deliveries again (outcome %q)", len(r.Deliveries), r.Outcome)
 	}
 }
+
+// Revoked and granted again at A while B's move is on its way: B's
+// holders are told of the revocation when the move arrives (found by
+// review: only A's own holders were), under B's id and the revocation's
+// instant; a holding granted after the revocation is not.
+func TestRevokedBeforeMoveIsTold(t *testing.T) {
+	w := newWorld(t)
+	states := map[string]*State{}
+	var n int64
+	apply := func(key string, in *schemas.FanoutInput) Result {
+		n++
+		r := Apply(w.d, states[key], key, Message{Input: in, Origin: n, At: t0 + n})
+		states[key] = r.State
+		return r
+	}
+	f2 := facts()
+	f2.ID = "p2"
+	apply("p2", event("e1", f2)) // granted at t0-1000
+	f1 := facts()
+	apply("p1", event("a1", f1))
+	r := apply("p1", &schemas.FanoutInput{Absorbed: &schemas.FanoutAbsorbed{From: "p2"}})
+	r = apply("p2", &r.Forwards[0].Input)
+	mv := r.Forwards[0].Input
+	rv := facts()
+	rv.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentRevoked, Since: t0 + 50}
+	if own := apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: rv}}); len(own.Deliveries) != 2 {
+		t.Fatalf("p1's own holders: %+v", own.Deliveries)
+	}
+	gr := facts()
+	gr.Consent["offers"] = schemas.FanoutConsent{Status: schemas.ConsentGranted, Since: t0 + 60}
+	apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: gr}})
+	r = apply("p1", &mv)
+	if len(r.Deliveries) != 2 {
+		t.Fatalf("p2's holders at the move: %+v", r.Deliveries)
+	}
+	for _, d := range r.Deliveries {
+		if d.Kind != schemas.KindConsentRevoked || d.ProfileID != "p2" || d.WebhookID != d.Subscription+".revoked.p2.offers.1735725600050" {
+			t.Fatalf("revocation at the move: %+v", d)
+		}
+	}
+	// A holding of p2 granted after the revocation (a replay of e1 at p1,
+	// granted at t0+60) is not told of it again.
+	rp := &schemas.FanoutInput{Replay: &schemas.FanoutReplay{Subscription: "sub-bank", Event: *event("e1", f2).Event}}
+	if r := apply("p1", rp); len(r.Deliveries) != 1 || r.Deliveries[0].ProfileID != "p2" {
+		t.Fatalf("replay: %+v", r.Deliveries)
+	}
+	if r := apply("p1", &schemas.FanoutInput{Status: &schemas.FanoutStatus{Profile: gr}}); len(r.Deliveries) != 0 {
+		t.Fatalf("a later status told a holding granted after the revocation: %+v", r.Deliveries)
+	}
+	if g := states["p1"].Aliases["p2"].Granted["sub-bank/offers"]; g != t0+60 {
+		t.Fatalf("granted %d, want the re-grant's %d", g, t0+60)
+	}
+}

@@ -14,9 +14,11 @@ import (
 const (
 	// TopicFanoutInput carries what the fan-out stage decides on, keyed
 	// by profile id: topic events and status changes with the profile's
-	// facts (from the identity root), subscription replays; and the
-	// directory (topics, subscriptions), broadcast to every partition
-	// under DirectoryKey. Value: JSON FanoutInput.
+	// facts (from the identity root), subscription replays, a merge's
+	// steps (absorbed from the identity root; handover and moved from the
+	// fan-out stage itself); and the directory (topics, subscriptions),
+	// broadcast to every partition under DirectoryKey. Value: JSON
+	// FanoutInput.
 	TopicFanoutInput = "rolodex.fanout.input"
 	// TopicFanoutTopics (compacted, key "<tenant>/<name>") stores the
 	// topics. Value: JSON TopicRecord.

@@ -87,18 +87,51 @@ func (k *kafkaEnv) records(m propMsg) []*kgo.Record {
 	return out
 }
 
-// produce writes the records of seq[from:upto] (upto capped at its end)
-// and returns where it stopped.
-func (k *kafkaEnv) produce(seq []propMsg, from, upto int) int {
-	k.t.Helper()
-	var recs []*kgo.Record
-	for ; from < min(upto, len(seq)); from++ {
-		recs = append(recs, k.records(seq[from])...)
+// runUnderKills runs the group in a child process on a new storage
+// directory and writes seq in kills+1 chunks; after each of the first
+// kills chunks it SIGKILLs the child once rolodex.fanout.deliveries holds
+// target(from, to, before) records (the chunk is seq[from:to], before the
+// records delivered when it was written) and starts it again on the same
+// directory. It returns the child running after the last chunk.
+func (k *kafkaEnv) runUnderKills(seq []propMsg, kills int, target func(from, to, before int) int) *childtest.Child {
+	t := k.t
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "fanout")
+	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
+	ch.WaitJoined(t, schemas.GroupFanout)
+	produced := 0
+	produce := func(upto int) {
+		var recs []*kgo.Record
+		for ; produced < min(upto, len(seq)); produced++ {
+			recs = append(recs, k.records(seq[produced])...)
+		}
+		if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		k.t.Fatal(err)
+	chunk := len(seq) / (kills + 1)
+	for i := 1; i <= kills; i++ {
+		from := produced
+		before, _ := k.delivered()
+		produce(i * chunk)
+		want := target(from, produced, before)
+		for wait := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			if n, _ := k.delivered(); n >= want {
+				break
+			}
+			if time.Now().After(wait) {
+				t.Fatalf("fewer than %d records within a minute:\n%s", want, ch.Logs())
+			}
+		}
+		_ = ch.Cmd.Process.Kill()
+		<-ch.Exited
+		n, _ := k.delivered()
+		t.Logf("killed after %d of %d messages, %d records delivered", produced, len(seq), n)
+		ch = childtest.Start(t, envChild, k.brokers, dir, i)
+		ch.WaitJoined(t, schemas.GroupFanout)
 	}
-	return from
+	produce(len(seq))
+	return ch
 }
 
 // readAll reads every record of topic.
@@ -172,34 +205,11 @@ func fanoutUnderKills(t *testing.T, seed int64, n, kills int) {
 		want[d.WebhookID] = d
 	}
 
-	dir := filepath.Join(t.TempDir(), "fanout")
-	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
-	ch.WaitJoined(t, schemas.GroupFanout)
-	produced := 0
-	produce := func(upto int) { produced = k.produce(seq, produced, upto) }
-	chunk := len(seq) / (kills + 1)
-	for i := 1; i <= kills; i++ {
-		from := upTo[produced]
-		produce(i * chunk)
-		// Mid-stream: once some of the chunk's records are out, while
-		// the rest is being handled and offsets are not all committed.
-		target := from + 1 + rnd.Intn(max(1, (upTo[produced]-from)/2))
-		for wait := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-			if n, _ := k.delivered(); n >= target {
-				break
-			}
-			if time.Now().After(wait) {
-				t.Fatalf("fewer than %d records within a minute:\n%s", target, ch.Logs())
-			}
-		}
-		_ = ch.Cmd.Process.Kill()
-		<-ch.Exited
-		before, _ := k.delivered()
-		t.Logf("killed after %d of %d messages, %d records delivered", produced, len(seq), before)
-		ch = childtest.Start(t, envChild, k.brokers, dir, i)
-		ch.WaitJoined(t, schemas.GroupFanout)
-	}
-	produce(len(seq))
+	// Mid-stream: once some of the chunk's records are out, while the
+	// rest is being handled and offsets are not all committed.
+	ch := k.runUnderKills(seq, kills, func(from, to, _ int) int {
+		return upTo[from] + 1 + rnd.Intn(max(1, (upTo[to]-upTo[from])/2))
+	})
 
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -395,29 +405,7 @@ func TestFanoutMergesOnKafkaUnderKills(t *testing.T) {
 		}
 	}
 
-	dir := filepath.Join(t.TempDir(), "fanout")
-	ch := childtest.Start(t, envChild, k.brokers, dir, 0)
-	ch.WaitJoined(t, schemas.GroupFanout)
-	produced := 0
-	produce := func(upto int) { produced = k.produce(seq, produced, upto) }
-	chunk := len(seq) / (kills + 1)
-	for i := 1; i <= kills; i++ {
-		before, _ := k.delivered()
-		produce(i * chunk)
-		for wait := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-			if n, _ := k.delivered(); n > before+5 {
-				break
-			}
-			if time.Now().After(wait) {
-				t.Fatalf("no records within a minute:\n%s", ch.Logs())
-			}
-		}
-		_ = ch.Cmd.Process.Kill()
-		<-ch.Exited
-		ch = childtest.Start(t, envChild, k.brokers, dir, i)
-		ch.WaitJoined(t, schemas.GroupFanout)
-	}
-	produce(len(seq))
+	ch := k.runUnderKills(seq, kills, func(_, _, before int) int { return before + 6 })
 
 	// Settled: the group's committed offsets reach the end of its input
 	// (its own records included), and the deliveries stop growing.

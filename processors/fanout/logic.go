@@ -383,12 +383,6 @@ func (f *fanner) setHoldings(id string, h schemas.FanoutHoldings) {
 	if len(h.Held) == 0 {
 		h.Held = nil
 	}
-	for k := range h.Granted { // only what is still held
-		sub, p, _ := strings.Cut(k, "/")
-		if !slices.Contains(h.Held[sub], p) {
-			delete(h.Granted, k)
-		}
-	}
 	if len(h.Granted) == 0 {
 		h.Granted = nil
 	}
@@ -518,6 +512,7 @@ func (f *fanner) settleAlias(id string) {
 			if len(held[sub]) == 0 {
 				delete(held, sub)
 			}
+			delete(h.Granted, schemas.HeldKey(sub, p))
 			f.revocation(sub, id, p, since)
 		}
 	}

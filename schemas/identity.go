@@ -319,6 +319,22 @@ type Node struct {
 	// re-delivered deferred messages have not all come back yet: a
 	// replay of the settling answer sends the rest again.
 	Redeliveries []Settlement `json:"rd,omitempty"`
+	// Held are the leads and topic events of events that link this root's
+	// profile to nodes it does not hold yet: they wait until those nodes
+	// joined it, or a refusal kept them apart, so that they go out with
+	// the whole person's profile (a blacklist, consent) and not with the
+	// part the event landed on (docs/identity.md, "Leads and topic events
+	// wait for their event's links").
+	Held []Held `json:"hd,omitempty"`
+}
+
+// Held is what one event's leads and topic events wait for.
+type Held struct {
+	Event  string        `json:"e"` // the event's id
+	Node   string        `json:"n"` // the node the event was folded into
+	Wait   []Identifier  `json:"w"` // identifiers not in the profile yet
+	Leads  []RoutingLead `json:"ld,omitempty"`
+	Fanout []FanoutEvent `json:"fo,omitempty"`
 }
 
 // Settlement is what one answer to a root's proposal re-delivered.
@@ -397,6 +413,12 @@ type Message struct {
 	// each with its profile's facts to rolodex.fanout.input
 	// (docs/fanout.md).
 	Fanout []FanoutEvent `json:"fo,omitempty"`
+	// Wait: the event's other identifiers, which the root holds Leads
+	// and Fanout for until they joined its profile (an update). Nodes:
+	// the refusing root's nodes (a refuse), which will not join the
+	// proposer's profile.
+	Wait  []Identifier `json:"wt,omitempty"`
+	Nodes []string     `json:"nd,omitempty"`
 }
 
 // Message kinds.

@@ -322,6 +322,16 @@ partners:
 	if l4["reason"] != "blacklisted" {
 		t.Fatalf("L4: %v, want unrouted blacklisted", l4)
 	}
+	// Nor is one whose own event joins a new identifier (its primary:
+	// user_id comes first) to the blacklisted person: the lead waits at
+	// the new identifier's root until the merge its event starts is done
+	// (docs/identity.md, "Leads and topic events wait for their event's
+	// links"), and goes out with the blacklisted profile.
+	post("demo-key", `{"id":"ev-l5","type":"lead.created","identifiers":{"user_id":"new-spammer-5","email":"spam@example.com"},"properties":{"lead_id":"L5","region":"SP"}}`)
+	l5 := waitLead("L5", "decided", func(l map[string]any) bool { return l["status"] != nil })
+	if l5["status"] != "unrouted" || l5["reason"] != "blacklisted" {
+		t.Fatalf("L5 (a new user_id with the blacklisted email): %v, want unrouted blacklisted", l5)
+	}
 
 	// The duplicate L1 was read (the counter says so) and changed nothing:
 	// still accepted by dealer-a, one decision by rule sp; dealer-a's CRM

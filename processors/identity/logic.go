@@ -198,16 +198,22 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 	if ev.Topic != "" {
 		fanout = []schemas.FanoutEvent{*schemas.FanoutEventOf(ev)}
 	}
+	// They wait at the root until the event's other identifiers joined
+	// its profile (hold).
+	var wait []schemas.Identifier
+	if leads != nil || fanout != nil {
+		wait = peers(key, ev)
+	}
 	switch {
 	case !n.IsRoot() && n.AppliedBy == origin:
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait}})
 	case !n.IsRoot() && (leads != nil || fanout != nil):
 		// With this node's contribution again (versioned, so a repeat
 		// changes nothing), so that the root's profile has the lead
 		// folded in even when the update that first carried it was lost.
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait}})
 	case n.IsRoot():
-		fx.leads, fx.fanout = leads, fanout
+		hold(key, n, ev.ID, key, wait, leads, fanout, &fx)
 		fx.statusEvent = ev.ID
 	}
 	// A link goes out once per peer, and again only by a replay of the
@@ -262,6 +268,12 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 	case schemas.KindAccept:
 		e.accept(key, n, m, origin, &fx)
 	case schemas.KindRefuse:
+		// The refusing root's nodes stay apart from this profile: what
+		// waited for them goes out (any answer, a stale one too: the
+		// limits that refused a part of this profile refuse the whole).
+		if n.IsRoot() {
+			unwait(n, m.Nodes, m.Nodes == nil && n.Pending != "" && m.Ref == n.PendingRef, &fx)
+		}
 		// Only the answer to the pending proposal settles it; another is
 		// a repeat or replay of the answer to an earlier one.
 		if n.IsRoot() && n.Pending != "" && m.Ref == n.PendingRef {
@@ -275,10 +287,166 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
-		fx.leads, fx.fanout = m.Leads, m.Fanout
+		if c := m.Contribs; len(c) == 1 && c[0].Node == key && c[0].Version > n.Own.Version {
+			// Released from this root's own events by a handling whose
+			// write a crash lost (its sends landed): the event is not
+			// folded here yet, and its replay, which will come, writes
+			// them with it (hold).
+			break
+		}
+		hold(key, n, heldEvent(m), heldNode(m), m.Wait, m.Leads, m.Fanout, &fx)
 	}
+	release(key, n, origin, &fx)
 	finish(n, origin, &fx)
 	return n, fx
+}
+
+// peers are an event's identifiers but that of node key.
+func peers(key string, ev *schemas.Event) []schemas.Identifier {
+	var out []schemas.Identifier
+	for _, id := range ev.Identifiers {
+		if schemas.NodeID(ev.Tenant, id) != key && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// heldEvent is the event whose leads and topic events an update carries.
+func heldEvent(m *schemas.Message) string {
+	if len(m.Leads) > 0 {
+		return m.Leads[0].EventID
+	}
+	if len(m.Fanout) > 0 {
+		return m.Fanout[0].EventID
+	}
+	return ""
+}
+
+// heldNode is the node that folded the event of an update's leads and
+// topic events: the contribution the update carries.
+func heldNode(m *schemas.Message) string {
+	if len(m.Contribs) > 0 {
+		return m.Contribs[0].Node
+	}
+	return ""
+}
+
+// outside returns the identifiers of wait that root n's profile does not
+// hold: not its own, nor a member's (a member whose node has no
+// identifier yet does not count: a union can make a node before the link
+// that brings its identifier).
+func outside(key string, n *schemas.Node, wait []schemas.Identifier) []schemas.Identifier {
+	var out []schemas.Identifier
+	for _, id := range wait {
+		x := schemas.NodeID(n.Tenant, id)
+		if x == key && n.Own.Identifier == id {
+			continue
+		}
+		if c, member := n.Members[x]; member && c.Identifier == id {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// hold writes an event's leads and topic events with root n's profile
+// now, when the profile holds every node of the event's identifiers;
+// otherwise they wait in n.Held until it does (release). An event linking
+// a new identifier to a blacklisted person would otherwise go out from the
+// new identifier's root before the merge, with a profile that is not
+// blacklisted (docs/identity.md, "Leads and topic events wait for their
+// event's links"). A repeat of a held event changes nothing.
+func hold(key string, n *schemas.Node, event, node string, wait []schemas.Identifier, leads []schemas.RoutingLead, fanout []schemas.FanoutEvent, fx *effects) {
+	if leads == nil && fanout == nil {
+		return
+	}
+	w := outside(key, n, wait)
+	if len(w) == 0 {
+		fx.leads, fx.fanout = leads, fanout
+		return
+	}
+	// A link from each identifier waited for to this root: it ends with
+	// the node in this profile, or with a refusal between this root and
+	// the node's, which ends the wait (unwait). The event's own links
+	// start the same merges, but a refusal may have reached another
+	// root: this one may hold the events only since a root holding them
+	// merged into it. Sent again by a repeat: a crash may have lost them.
+	for _, id := range w {
+		id := id
+		fx.sends = append(fx.sends, send{schemas.NodeID(n.Tenant, id), &schemas.Message{Kind: schemas.KindLink, Tenant: n.Tenant, Identifier: &id, Other: key}})
+	}
+	if slices.ContainsFunc(n.Held, func(h schemas.Held) bool { return h.Event == event }) {
+		return
+	}
+	n.Held = append(n.Held, schemas.Held{Event: event, Node: node, Wait: w, Leads: leads, Fanout: fanout})
+	fx.changed = true
+}
+
+// unwait drops nodes, which stay apart from root n's profile, from what
+// its held events wait for; all: every wait (a refusal that does not name
+// its nodes, from a version before they were named).
+func unwait(n *schemas.Node, nodes []string, all bool, fx *effects) {
+	for i := range n.Held {
+		h := &n.Held[i]
+		w := h.Wait[:0:0]
+		for _, id := range h.Wait {
+			if !all && !slices.Contains(nodes, schemas.NodeID(n.Tenant, id)) {
+				w = append(w, id)
+			}
+		}
+		if len(w) != len(h.Wait) {
+			h.Wait = w
+			fx.changed = true
+		}
+	}
+}
+
+// release sends the held events whose waits are over back to the root
+// itself as updates, which write them with the profile (hold again finds
+// nothing to wait for); a merged-away node sends all of them, with what
+// they still wait for, to be held by the survivor. The sends are kept as
+// re-deliveries of this message (settle), so that a replay of it sends
+// again those a crash may have lost.
+func release(key string, n *schemas.Node, origin int64, fx *effects) {
+	if len(n.Held) == 0 {
+		return
+	}
+	var out []schemas.Message
+	keep := n.Held[:0]
+	for _, h := range n.Held {
+		w := h.Wait
+		if n.IsRoot() {
+			if w = outside(key, n, h.Wait); len(w) > 0 {
+				if len(w) != len(h.Wait) {
+					h.Wait = w
+					fx.changed = true
+				}
+				keep = append(keep, h)
+				continue
+			}
+		}
+		// With the contribution that folded the event, as the update
+		// that brought it carried it: wherever the update lands, the
+		// profile it goes out with has the event folded in.
+		var cs []schemas.Contribution
+		if c, ok := n.Members[h.Node]; ok {
+			cs = []schemas.Contribution{c}
+		} else if h.Node == key {
+			cs = []schemas.Contribution{n.Own}
+		}
+		out = append(out, schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: cs, Leads: h.Leads, Fanout: h.Fanout, Wait: w})
+	}
+	if len(out) == 0 {
+		return
+	}
+	n.Held = keep
+	if len(n.Held) == 0 {
+		n.Held = nil
+	}
+	fx.changed = true
+	redeliver(key, n, origin, out, fx)
 }
 
 // returned drops re-delivered message seq of the settlement by origin of,
@@ -471,7 +639,13 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 	default:
 		if typ, count, limit := e.exceeds(n.Contributions(), m.Contribs); typ != "" {
 			fx.refusals = append(fx.refusals, schemas.Refusal{Tenant: n.Tenant, From: from, Into: key, Type: typ, Count: count, Limit: limit, Time: e.now().UnixMilli()})
-			fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindRefuse, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
+			fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindRefuse, Tenant: n.Tenant, Other: key, Ref: m.Ref, Nodes: nodesOf(key, n)}})
+			// The proposer's nodes stay apart from this profile likewise.
+			proposer := make([]string, 0, len(m.Contribs))
+			for _, c := range m.Contribs {
+				proposer = append(proposer, c.Node)
+			}
+			unwait(n, proposer, false, fx)
 			return
 		}
 		n.Join(m.Contribs)
@@ -538,11 +712,24 @@ func (e *Engine) settle(key string, n *schemas.Node, origin int64, fx *effects) 
 	if len(n.Deferred) == 0 {
 		return
 	}
+	redeliver(key, n, origin, n.Deferred, fx)
+	n.Deferred = nil
+}
+
+// nodesOf are root n's nodes: itself and its members.
+func nodesOf(key string, n *schemas.Node) []string {
+	return append([]string{key}, schemas.SortedKeys(n.Members)...)
+}
+
+// redeliver sends msgs to the node itself as re-deliveries of the message
+// of origin, keeping them until they come back.
+func redeliver(key string, n *schemas.Node, origin int64, msgs []schemas.Message, fx *effects) {
 	// One entry per answer: an answer replayed from a state where it
 	// settles again adds to its entry. A message's Seq is derived from
-	// what deferMsg keeps one of (kind, peer, proposal id), so a late copy
-	// of a re-delivery can only drop the same message from the list,
-	// whatever the entry went through in between.
+	// what deferMsg keeps one of (kind, peer, proposal id), or for a held
+	// event's update from the event, so a late copy of a re-delivery can
+	// only drop the same message from the list, whatever the entry went
+	// through in between.
 	var s *schemas.Settlement
 	for i := range n.Redeliveries {
 		if r := &n.Redeliveries[i]; r.By == origin {
@@ -554,7 +741,7 @@ func (e *Engine) settle(key string, n *schemas.Node, origin int64, fx *effects) 
 		s = &n.Redeliveries[len(n.Redeliveries)-1]
 	}
 next:
-	for _, m := range n.Deferred {
+	for _, m := range msgs {
 		m.Of, m.Seq = origin, redeliveryID(&m)
 		r := m
 		fx.sends = append(fx.sends, send{key, &r})
@@ -566,7 +753,6 @@ next:
 		}
 		s.Messages = append(s.Messages, m)
 	}
-	n.Deferred = nil
 }
 
 // redeliveryID identifies a deferred message within a settlement by what
@@ -579,6 +765,9 @@ func redeliveryID(m *schemas.Message) int {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(m.Ref))
 	h.Write(b[:])
+	if m.Kind == schemas.KindUpdate {
+		h.Write([]byte(heldEvent(m)))
+	}
 	return int(h.Sum64()>>1) | 1
 }
 

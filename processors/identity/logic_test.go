@@ -374,6 +374,7 @@ func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
 			if !slices.Contains(times, at) && (len(times) < schemas.EventTimesLimit || times[len(times)-1] < at) {
 				t.Fatalf("lead %s went out with a profile that has not folded it: event times %v", ev.ID, times)
 			}
+			s.checkJoined(t, "lead", ev, l.Profile.Identifiers)
 		}
 	}
 	if leads == 0 {
@@ -382,6 +383,21 @@ func (s *sim) checkLeads(t *testing.T, events []*schemas.Event) {
 	for id := range got {
 		if !slices.ContainsFunc(events, func(e *schemas.Event) bool { return e.ID == id && e.Type == schemas.DefaultLeadType }) {
 			t.Fatalf("lead record for event %s, which is not a lead", id)
+		}
+	}
+}
+
+// checkJoined checks that a lead or topic event went out with a profile
+// holding every identifier of its event that ended in the same profile
+// (docs/identity.md, "Leads and topic events wait for their event's
+// links"): not before the merges its event started completed. One that
+// merge protection kept apart ends under another root.
+func (s *sim) checkJoined(t *testing.T, what string, ev *schemas.Event, ids map[string][]string) {
+	t.Helper()
+	own := s.root(t, ev.Key())
+	for _, id := range ev.Identifiers {
+		if !slices.Contains(ids[id.Type], id.Value) && s.root(t, schemas.NodeID(ev.Tenant, id)) == own {
+			t.Fatalf("%s %s went out before its identifier %s joined the profile: %v", what, ev.ID, id, ids)
 		}
 	}
 }
@@ -448,6 +464,7 @@ func (s *sim) checkFanout(t *testing.T, events []*schemas.Event) {
 			if !slices.Contains(f.Profile.Identifiers[primary.Type], primary.Value) {
 				t.Fatalf("topic event %s went out with facts that have not folded it: %v", ev.ID, f.Profile.Identifiers)
 			}
+			s.checkJoined(t, "topic event", ev, f.Profile.Identifiers)
 		}
 	}
 	if topics == 0 {
@@ -785,12 +802,17 @@ func TestProtocolInvariantsUnderProtection(t *testing.T) {
 			events := genEvents(rng, 300+rng.Intn(700), 10+rng.Intn(40))
 			ref := reference.NewIdentityWith(reference.Options{Status: statusConfig, EventTimes: true})
 			cfg := configs[rng.Intn(len(configs))]
+			cfg.LeadTypes = []string{schemas.DefaultLeadType}
 			s := newSim(t, cfg, seed)
 			s.dup = rng.Intn(60)
 			s.crash = rng.Intn(300)
 			s.feed(t, ref, events)
 			s.checkInvariants(t, ref, events)
 			s.checkOutputs(t)
+			// Leads and topic events wait for their event's links, and
+			// a refusal ends the wait for the nodes it keeps apart.
+			s.checkLeads(t, events)
+			s.checkFanout(t, events)
 			refusals += len(s.out.refusals)
 		})
 	}

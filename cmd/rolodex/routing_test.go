@@ -332,6 +332,9 @@ partners:
 	if l5["status"] != "unrouted" || l5["reason"] != "blacklisted" {
 		t.Fatalf("L5 (a new user_id with the blacklisted email): %v, want unrouted blacklisted", l5)
 	}
+	if v := metricValue(t, api, "rolodex_identity_held_total"); v < 1 {
+		t.Fatalf("rolodex_identity_held_total = %v after L5 waited for its email to join, want >= 1", v)
+	}
 
 	// The duplicate L1 was read (the counter says so) and changed nothing:
 	// still accepted by dealer-a, one decision by rule sp; dealer-a's CRM

@@ -98,6 +98,8 @@ type effects struct {
 	// merged-away profile's subscriptions follow the survivor
 	// (docs/fanout.md, "Merges").
 	absorbed string
+	// held: an event's leads or topic events started waiting (hold).
+	held bool
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -381,7 +383,7 @@ func hold(key string, n *schemas.Node, event, node string, wait []schemas.Identi
 		return
 	}
 	n.Held = append(n.Held, schemas.Held{Event: event, Node: node, Wait: w, Leads: leads, Fanout: fanout})
-	fx.changed = true
+	fx.changed, fx.held = true, true
 }
 
 // unwait drops nodes, which stay apart from root n's profile, from what

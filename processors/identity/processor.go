@@ -86,6 +86,7 @@ type Metrics struct {
 	profiles prometheus.Counter
 	leads    prometheus.Counter
 	fanout   *prometheus.CounterVec
+	held     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -106,11 +107,13 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Leads written with their profile to rolodex.routing.input (a replay writes one again; routing dedupes by lead id)."}),
 		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rolodex_identity_fanout_records_total",
 			Help: "Records written with the profile's facts to rolodex.fanout.input, by kind (event: a topic event, written on every handling; status: the blacklist or consent changed; absorbed: the root took in another profile, a merge, written again with a repeat of its proposal). Fan-out dedupes by event id."}, []string{"kind"}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_held_total",
+			Help: "Events whose leads or topic events waited at their root until the event's other identifiers joined the profile or were refused (docs/identity.md, \"Leads and topic events wait for their event's links\"); a replay may count one again."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [8]error
+	var errs [9]error
 	m.events, errs[0] = metrics.Register(reg, m.events)
 	m.messages, errs[1] = metrics.Register(reg, m.messages)
 	m.merges, errs[2] = metrics.Register(reg, m.merges)
@@ -119,6 +122,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.profiles, errs[5] = metrics.Register(reg, m.profiles)
 	m.leads, errs[6] = metrics.Register(reg, m.leads)
 	m.fanout, errs[7] = metrics.Register(reg, m.fanout)
+	m.held, errs[8] = metrics.Register(reg, m.held)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("identity: register metrics: %w", err)
 	}
@@ -326,6 +330,9 @@ func (p *processor) onMessage(ctx goka.Context, msg any) {
 // table topic at start (New keeps it only after a clean shutdown): a replay
 // never sees a write that did not reach the topic.
 func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
+	if fx.held {
+		p.metrics.held.Inc()
+	}
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
 	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 &&
 		len(fx.fanout) == 0 && !fx.status && fx.absorbed == "" {

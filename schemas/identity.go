@@ -326,11 +326,29 @@ type Node struct {
 	// part the event landed on (docs/identity.md, "Leads and topic events
 	// wait for their event's links").
 	Held []Held `json:"hd,omitempty"`
+	// Apart: roots only, the nodes of profiles merge protection kept
+	// apart from this one (it refused their proposal, or they refused its
+	// own, or a profile it absorbed was told so), which a held event does
+	// not wait for: limits only grow with a profile, so a refused pair
+	// stays apart. ApartFull ("*") last: more were refused than Apart
+	// keeps (ApartLimit), and held events no longer wait at this profile.
+	Apart []string `json:"ap,omitempty"`
 }
+
+// ApartLimit is how many nodes a root keeps in Apart; ApartFull marks a
+// list that reached it.
+const (
+	ApartLimit = 1024
+	ApartFull  = "*"
+)
+
+// HeldEvent names an event among a root's held ones: its source and id,
+// as the dedupe does (two sources may use the same id).
+func HeldEvent(source, id string) string { return source + "\x00" + id }
 
 // Held is what one event's leads and topic events wait for.
 type Held struct {
-	Event  string        `json:"e"` // the event's id
+	Event  string        `json:"e"` // the event: its source and id (HeldEvent)
 	Node   string        `json:"n"` // the node the event was folded into
 	Wait   []Identifier  `json:"w"` // identifiers not in the profile yet
 	Leads  []RoutingLead `json:"ld,omitempty"`
@@ -414,10 +432,13 @@ type Message struct {
 	// (docs/fanout.md).
 	Fanout []FanoutEvent `json:"fo,omitempty"`
 	// Wait: the event's other identifiers, which the root holds Leads
-	// and Fanout for until they joined its profile (an update). Nodes:
-	// the refusing root's nodes (a refuse), which will not join the
-	// proposer's profile.
+	// and Fanout for until they joined its profile, and Event the event
+	// (HeldEvent) (an update). Nodes: the refusing root's nodes (a
+	// refuse), which will not join the proposer's profile; the
+	// proposer's Apart (a propose, and the update a merged-away root
+	// sends the survivor), which the survivor keeps.
 	Wait  []Identifier `json:"wt,omitempty"`
+	Event string       `json:"ev,omitempty"`
 	Nodes []string     `json:"nd,omitempty"`
 }
 

@@ -203,19 +203,20 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 	// They wait at the root until the event's other identifiers joined
 	// its profile (hold).
 	var wait []schemas.Identifier
+	var held string
 	if leads != nil || fanout != nil {
-		wait = peers(key, ev)
+		wait, held = peers(key, ev), schemas.HeldEvent(ev.Source, ev.ID)
 	}
 	switch {
 	case !n.IsRoot() && n.AppliedBy == origin:
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait, Event: held}})
 	case !n.IsRoot() && (leads != nil || fanout != nil):
 		// With this node's contribution again (versioned, so a repeat
 		// changes nothing), so that the root's profile has the lead
 		// folded in even when the update that first carried it was lost.
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait}})
+		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait, Event: held}})
 	case n.IsRoot():
-		hold(key, n, ev.ID, key, wait, leads, fanout, &fx)
+		hold(key, n, held, key, wait, leads, fanout, &fx)
 		fx.statusEvent = ev.ID
 	}
 	// A link goes out once per peer, and again only by a replay of the
@@ -273,8 +274,20 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 		// The refusing root's nodes stay apart from this profile: what
 		// waited for them goes out (any answer, a stale one too: the
 		// limits that refused a part of this profile refuse the whole).
-		if n.IsRoot() {
-			unwait(n, m.Nodes, m.Nodes == nil && n.Pending != "" && m.Ref == n.PendingRef, &fx)
+		switch {
+		case !n.IsRoot():
+			// An answer to a proposal made before this node merged away
+			// (a crash replayed the proposer from another state): the
+			// survivor keeps what it says.
+			if len(m.Nodes) > 0 {
+				fx.sends = append(fx.sends, send{n.Parent, m})
+			}
+		case m.Nodes == nil && n.Pending != "" && m.Ref == n.PendingRef:
+			// From the previous version, which does not name the nodes:
+			// nothing waits any more.
+			unwaitAll(n, &fx)
+		default:
+			apart(n, m.Nodes, &fx)
 		}
 		// Only the answer to the pending proposal settles it; another is
 		// a repeat or replay of the answer to an earlier one.
@@ -289,6 +302,7 @@ func (e *Engine) Message(key string, n *schemas.Node, m *schemas.Message, origin
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
+		apart(n, m.Nodes, &fx)
 		if c := m.Contribs; len(c) == 1 && c[0].Node == key && c[0].Version > n.Own.Version {
 			// Released from this root's own events by a handling whose
 			// write a crash lost (its sends landed): the event is not
@@ -314,8 +328,12 @@ func peers(key string, ev *schemas.Event) []schemas.Identifier {
 	return out
 }
 
-// heldEvent is the event whose leads and topic events an update carries.
+// heldEvent is the event whose leads and topic events an update carries
+// (an update of the previous version names it by its id alone).
 func heldEvent(m *schemas.Message) string {
+	if m.Event != "" {
+		return m.Event
+	}
 	if len(m.Leads) > 0 {
 		return m.Leads[0].EventID
 	}
@@ -335,10 +353,13 @@ func heldNode(m *schemas.Message) string {
 }
 
 // outside returns the identifiers of wait that root n's profile does not
-// hold: not its own, nor a member's (a member whose node has no
-// identifier yet does not count: a union can make a node before the link
-// that brings its identifier).
+// hold (its own, or a member's: a member whose node has no identifier yet
+// does not count, a union can make a node before the link that brings its
+// identifier) and that merge protection did not keep apart from it.
 func outside(key string, n *schemas.Node, wait []schemas.Identifier) []schemas.Identifier {
+	if slices.Contains(n.Apart, schemas.ApartFull) {
+		return nil
+	}
 	var out []schemas.Identifier
 	for _, id := range wait {
 		x := schemas.NodeID(n.Tenant, id)
@@ -348,9 +369,32 @@ func outside(key string, n *schemas.Node, wait []schemas.Identifier) []schemas.I
 		if c, member := n.Members[x]; member && c.Identifier == id {
 			continue
 		}
+		if slices.Contains(n.Apart, x) {
+			continue
+		}
 		out = append(out, id)
 	}
 	return out
+}
+
+// apart records nodes that merge protection keeps apart from root n's
+// profile (schemas.Node.Apart), up to schemas.ApartLimit; past it, the
+// list ends with schemas.ApartFull and held events stop waiting here.
+func apart(n *schemas.Node, nodes []string, fx *effects) {
+	for _, x := range nodes {
+		if slices.Contains(n.Apart, schemas.ApartFull) {
+			return
+		}
+		if slices.Contains(n.Apart, x) {
+			continue
+		}
+		if x != schemas.ApartFull && len(n.Apart) < schemas.ApartLimit {
+			n.Apart = append(n.Apart, x)
+		} else {
+			n.Apart = append(n.Apart, schemas.ApartFull)
+		}
+		fx.changed = true
+	}
 }
 
 // hold writes an event's leads and topic events with root n's profile
@@ -369,16 +413,6 @@ func hold(key string, n *schemas.Node, event, node string, wait []schemas.Identi
 		fx.leads, fx.fanout = leads, fanout
 		return
 	}
-	// A link from each identifier waited for to this root: it ends with
-	// the node in this profile, or with a refusal between this root and
-	// the node's, which ends the wait (unwait). The event's own links
-	// start the same merges, but a refusal may have reached another
-	// root: this one may hold the events only since a root holding them
-	// merged into it. Sent again by a repeat: a crash may have lost them.
-	for _, id := range w {
-		id := id
-		fx.sends = append(fx.sends, send{schemas.NodeID(n.Tenant, id), &schemas.Message{Kind: schemas.KindLink, Tenant: n.Tenant, Identifier: &id, Other: key}})
-	}
 	if slices.ContainsFunc(n.Held, func(h schemas.Held) bool { return h.Event == event }) {
 		return
 	}
@@ -386,20 +420,11 @@ func hold(key string, n *schemas.Node, event, node string, wait []schemas.Identi
 	fx.changed, fx.held = true, true
 }
 
-// unwait drops nodes, which stay apart from root n's profile, from what
-// its held events wait for; all: every wait (a refusal that does not name
-// its nodes, from a version before they were named).
-func unwait(n *schemas.Node, nodes []string, all bool, fx *effects) {
+// unwaitAll ends every wait of root n's held events.
+func unwaitAll(n *schemas.Node, fx *effects) {
 	for i := range n.Held {
-		h := &n.Held[i]
-		w := h.Wait[:0:0]
-		for _, id := range h.Wait {
-			if !all && !slices.Contains(nodes, schemas.NodeID(n.Tenant, id)) {
-				w = append(w, id)
-			}
-		}
-		if len(w) != len(h.Wait) {
-			h.Wait = w
+		if len(n.Held[i].Wait) > 0 {
+			n.Held[i].Wait = nil
 			fx.changed = true
 		}
 	}
@@ -438,7 +463,7 @@ func release(key string, n *schemas.Node, origin int64, fx *effects) {
 		} else if h.Node == key {
 			cs = []schemas.Contribution{n.Own}
 		}
-		out = append(out, schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: cs, Leads: h.Leads, Fanout: h.Fanout, Wait: w})
+		out = append(out, schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: cs, Leads: h.Leads, Fanout: h.Fanout, Wait: w, Event: h.Event})
 	}
 	if len(out) == 0 {
 		return
@@ -547,7 +572,7 @@ func (e *Engine) union(key string, n *schemas.Node, m *schemas.Message, origin i
 		cs := n.Contributions()
 		n.Pending, n.PendingBy, n.PendingRef, n.Dirty = other, origin, proposalRef(origin, cs), false
 		fx.changed, fx.proposed = true, true
-		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: cs}})
+		fx.sends = append(fx.sends, send{other, &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: cs, Nodes: n.Apart}})
 	}
 }
 
@@ -581,7 +606,7 @@ func (e *Engine) fanoutRecords(prof *schemas.Profile, n *schemas.Node, fx effect
 // contributions (a superset of those it first carried; what changed since
 // is also marked Dirty), with its id.
 func (e *Engine) proposal(key string, n *schemas.Node) *schemas.Message {
-	return &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: n.Contributions()}
+	return &schemas.Message{Kind: schemas.KindPropose, Tenant: n.Tenant, Other: key, Ref: n.PendingRef, Contribs: n.Contributions(), Nodes: n.Apart}
 }
 
 // proposalRef is the id of a proposal made by the message of origin with
@@ -629,6 +654,7 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 		if n.Join(m.Contribs) {
 			fx.changed, fx.rootUpdate = true, true
 		}
+		apart(n, m.Nodes, fx)
 		// With the status again: a later message may have written the
 		// latest status since (StatusBy), and fan-out settles the
 		// merged-away profile's holdings with the facts before the
@@ -647,10 +673,13 @@ func (e *Engine) propose(key string, n *schemas.Node, m *schemas.Message, origin
 			for _, c := range m.Contribs {
 				proposer = append(proposer, c.Node)
 			}
-			unwait(n, proposer, false, fx)
+			apart(n, proposer, fx)
 			return
 		}
 		n.Join(m.Contribs)
+		// What protection kept apart from the proposer stays apart from
+		// the union.
+		apart(n, m.Nodes, fx)
 		fx.changed, fx.rootUpdate = true, true
 		fx.absorbed = from
 		fx.sends = append(fx.sends, send{from, &schemas.Message{Kind: schemas.KindAccept, Tenant: n.Tenant, Other: key, Ref: m.Ref}})
@@ -667,7 +696,7 @@ func (e *Engine) accept(key string, n *schemas.Node, m *schemas.Message, origin 
 		// proposal) needs nothing: the first one was handled, or will
 		// be again.
 		if n.MergedBy == origin {
-			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions(), Nodes: n.Apart}})
 			fx.mergedAway = true
 			fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
 		}
@@ -682,8 +711,11 @@ func (e *Engine) accept(key string, n *schemas.Node, m *schemas.Message, origin 
 		n.Parent, n.MergedBy = into, origin
 		fx.changed, fx.mergedAway = true, true
 		fx.merges = append(fx.merges, schemas.Merge{Tenant: n.Tenant, From: key, Into: into, Time: e.now().UnixMilli()})
-		if n.Dirty {
-			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions()}})
+		// With what protection kept apart from this profile: the
+		// proposal carried it, but an earlier proposal's answer may have
+		// added to it since.
+		if n.Dirty || len(n.Apart) > 0 {
+			fx.sends = append(fx.sends, send{into, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: n.Contributions(), Nodes: n.Apart}})
 		}
 		e.settle(key, n, origin, fx)
 	}

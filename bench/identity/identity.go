@@ -74,6 +74,10 @@ type Config struct {
 	// Status is the tag configuration the identity stage folds profiles
 	// with (the command passes the built-in configuration's).
 	Status schemas.StatusConfig
+	// LeadTypes are the event types the identity stage writes as leads
+	// (routing.lead_types; the workload's leads are lead.created).
+	// Default none: no leads are written.
+	LeadTypes []string
 	// StorageDir, when set, is where the identity processor keeps its
 	// LevelDB storage; it is left in place after the run. It must be empty
 	// or missing. Default: a temporary directory, removed after the run.

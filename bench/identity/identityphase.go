@@ -41,7 +41,7 @@ func (b *bench) runIdentity(ctx context.Context, n int, fn func(key string, node
 	opts := append([]goka.ProcessorOption{goka.WithLogger(log.New(b.cfg.ProcessorLog, "goka: ", log.LstdFlags))},
 		tn.processorOptions(dir)...)
 	p, err := identityproc.New(identityproc.ProcessorConfig{Brokers: b.brokers, StorageDir: dir, Registerer: reg, SkipProfiles: tn.skipProfiles, Sarama: tn.saramaConfig(),
-		Engine: identityproc.Config{Status: b.cfg.Status}}, opts...)
+		Engine: identityproc.Config{Status: b.cfg.Status, LeadTypes: b.cfg.LeadTypes}}, opts...)
 	if err != nil {
 		return ph, fmt.Errorf("benchidentity: %w", err)
 	}

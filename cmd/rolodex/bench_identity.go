@@ -29,6 +29,7 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 	noFloor := fs.Bool("no-goka-floor", false, "leave out the goka floor phase (a goka group that only reads and writes one value per event)")
 	noRestarts := fs.Bool("no-restarts", false, "leave out timing the processor's restarts (on kept and on rebuilt storage) after the identity phase")
 	statusShare := fs.Float64("status-share", 0, "share of the events (0..1) that are reserved status events: tags, consent, blacklist, identifier status (docs/profile-status.md)")
+	leadTypes := fs.String("lead-types", "", "comma-separated event types the identity stage writes as leads to rolodex.routing.input (routing.lead_types; the workload's leads are lead.created, one event in seven); default none")
 	fs.Usage = func() {
 		w := fs.Output()
 		fs.printSynopsis()
@@ -71,6 +72,11 @@ func cmdBenchIdentity(ctx context.Context, args []string, stdout, stderr io.Writ
 		Events: *events, Profiles: *profiles, Workload: *workload, Partitions: int32(*partitions),
 		Brokers: kafkaclient.ParseBrokers(*brokers), Tuning: *tuning, StorageDir: *storage, Seed: *seed,
 		Progress: stderr, SkipGokaFloor: *noFloor, SkipRestarts: *noRestarts, StatusShare: *statusShare,
+	}
+	for _, t := range strings.Split(*leadTypes, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.LeadTypes = append(cfg.LeadTypes, t)
+		}
 	}
 	if def, err := loadConfig(""); err == nil {
 		cfg.Status = def.Tags // dev's tags: a default tag and an exclusive group

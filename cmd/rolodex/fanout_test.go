@@ -353,6 +353,16 @@ partners:
 	eventually(t, "e5 decided as blacklisted", func() bool {
 		return metricValue(t, api, `rolodex_fanout_events_total{result="blacklisted"}`) >= blacklisted+1
 	})
+	// Nor when the event itself joins a new identifier (its primary:
+	// user_id comes first) to ana: it waits for that merge (docs/identity.md,
+	// "Leads and topic events wait for their event's links") and is decided
+	// with ana's blacklisted profile. The exact lists at the end show that
+	// no subscriber got e6.
+	must(202, "auto-key", "POST", "/v1/topics/car-chosen/events",
+		`{"id":"e6","type":"car.chosen","identifiers":{"user_id":"new-ana-6","email":"ana@example.com"},"properties":{"model":"Tracker"}}`)
+	eventually(t, "e6 decided as blacklisted", func() bool {
+		return metricValue(t, api, `rolodex_fanout_events_total{result="blacklisted"}`) >= blacklisted+2
+	})
 	// The blacklisting sent the subscriptions that received ana a cancel
 	// (nothing waits for them now: each sender reads it and sends nothing).
 	eventually(t, "ana's cancels read by both senders", func() bool {
@@ -417,7 +427,7 @@ partners:
 	wantIDs(insurer, "insurer, finally", idOf(subInsurer, "e1"), idOf(subInsurer, "e2"), idOf(subInsurer, "e3"))
 	wantIDs(broker, "broker, finally", idOf(subBroker, "e1"), idOf(subBroker, "e2"), idOf(subBroker, "e3"), idOf(subBroker, "e4"))
 	for _, id := range gone.ids() {
-		if id == idOf(subGone, "e4") || id == idOf(subGone, "e5") {
+		if id == idOf(subGone, "e4") || id == idOf(subGone, "e5") || id == idOf(subGone, "e6") {
 			t.Fatalf("the disabled subscription got %s", id)
 		}
 	}

@@ -196,3 +196,34 @@ func TestHeldLeadsSameIDOtherSource(t *testing.T) {
 		t.Fatalf("leads written: %v, want both L-http and L-csv", got)
 	}
 }
+
+// The same source and id with two primary identifiers is two events (the
+// dedupe is per node): held at one root at the same time, both are
+// written. (Found by a review: held events were named by source and id
+// alone, and the second was taken for a repeat.)
+func TestHeldLeadsSameIDOtherPrimary(t *testing.T) {
+	id := func(typ, v string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: v} }
+	w := newRevNet(t)
+	a, b, c := id(schemas.IDEmail, "a@x"), id(schemas.IDEmail, "b@x"), id(schemas.IDEmail, "c@x")
+	w.event(revEv("seed-ab", "page", a, b))
+	w.event(revEv("seed-c", "page", c))
+	w.run(nil)
+	if w.root(schemas.NodeID("t", a)) != w.root(schemas.NodeID("t", b)) {
+		t.Fatal("setup: a and b not one profile")
+	}
+	l1 := revEv("L", schemas.DefaultLeadType, a, c)
+	l1.Properties = map[string]string{"lead_id": `"L-a"`}
+	l2 := revEv("L", schemas.DefaultLeadType, b, c)
+	l2.Properties = map[string]string{"lead_id": `"L-b"`}
+	w.event(l1)
+	w.event(l2)
+	w.run(func(s send) bool { return s.msg.Kind == schemas.KindLink })
+	w.run(nil)
+	got := map[string]bool{}
+	for _, l := range w.leads {
+		got[l.ID] = true
+	}
+	if !got["L-a"] || !got["L-b"] {
+		t.Fatalf("leads written: %v, want both L-a and L-b", got)
+	}
+}

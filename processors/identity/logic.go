@@ -413,7 +413,9 @@ func hold(key string, n *schemas.Node, event, node string, wait []schemas.Identi
 		fx.leads, fx.fanout = leads, fanout
 		return
 	}
-	if slices.ContainsFunc(n.Held, func(h schemas.Held) bool { return h.Event == event }) {
+	// An event is its source and id at the node of its primary identifier
+	// (the dedupe's): the same source and id at another node is another.
+	if slices.ContainsFunc(n.Held, func(h schemas.Held) bool { return h.Event == event && h.Node == node }) {
 		return
 	}
 	n.Held = append(n.Held, schemas.Held{Event: event, Node: node, Wait: w, Leads: leads, Fanout: fanout})
@@ -801,6 +803,8 @@ func redeliveryID(m *schemas.Message) int {
 	h.Write(b[:])
 	if m.Kind == schemas.KindUpdate {
 		h.Write([]byte(heldEvent(m)))
+		h.Write([]byte{0})
+		h.Write([]byte(heldNode(m)))
 	}
 	return int(h.Sum64()>>1) | 1
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,7 @@ func runChild(brokers []string, dir string, replication int) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
 	for pause := time.Second; ; pause = min(2*pause, 8*time.Second) {
-		p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig}})
+		p, err := New(ProcessorConfig{Brokers: brokers, StorageDir: dir, Replication: replication, Engine: Config{DefaultLimit: 1000, Limits: map[string]int{}, Status: statusConfig, LeadTypes: []string{schemas.DefaultLeadType}}})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
 			return 1
@@ -604,10 +605,48 @@ func propertyRun(t *testing.T, k propertyKafka, rng *rand.Rand, n int, schedule 
 		}
 	}
 	checkProfilesTopic(t, k.brokers, nodes, want)
+	checkLeadsTopic(t, k.brokers, events)
 	r.logf("%d profiles equal the reference", len(want))
 	// Leave the group empty: the next run on the same cluster deletes it.
 	for _, ch := range r.children {
 		ch.stop(t)
+	}
+}
+
+// checkLeadsTopic checks rolodex.routing.input after kills and restarts:
+// every lead event was written at least once, and every record's profile
+// holds every identifier of its event (docs/identity.md, "Leads and topic
+// events wait for their event's links"; no merge protection here, so
+// every event's identifiers end in one profile).
+func checkLeadsTopic(t *testing.T, brokers []string, events []*schemas.Event) {
+	t.Helper()
+	got := map[string][]*schemas.RoutingLead{}
+	for _, r := range kafkatest.ReadAll(t, brokers, schemas.TopicRoutingInput) {
+		var in schemas.RoutingInput
+		if err := json.Unmarshal(r.Value, &in); err != nil || in.Lead == nil || in.Lead.Profile == nil {
+			t.Fatalf("rolodex.routing.input record %s: %v", r.Value, err)
+		}
+		got[in.Lead.EventID] = append(got[in.Lead.EventID], in.Lead)
+	}
+	leads := 0
+	for _, ev := range events {
+		if ev.Type != schemas.DefaultLeadType {
+			continue
+		}
+		leads++
+		if len(got[ev.ID]) == 0 {
+			t.Fatalf("lead event %s was never written to rolodex.routing.input", ev.ID)
+		}
+		for _, l := range got[ev.ID] {
+			for _, id := range ev.Identifiers {
+				if !slices.Contains(l.Profile.Identifiers[id.Type], id.Value) {
+					t.Fatalf("lead %s went out before its identifier %s joined the profile: %v", ev.ID, id, l.Profile.Identifiers)
+				}
+			}
+		}
+	}
+	if leads == 0 {
+		t.Fatal("no lead events: the check does not run")
 	}
 }
 

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -225,5 +226,38 @@ func TestHeldLeadsSameIDOtherPrimary(t *testing.T) {
 	}
 	if !got["L-a"] || !got["L-b"] {
 		t.Fatalf("leads written: %v, want both L-a and L-b", got)
+	}
+}
+
+// Apart keeps up to schemas.ApartLimit nodes; past it the list ends with
+// schemas.ApartFull, held events stop waiting at that profile, and a
+// profile that absorbs it inherits the mark (docs/identity.md).
+func TestApartFull(t *testing.T) {
+	n := &schemas.Node{Tenant: "t"}
+	var fx effects
+	nodes := make([]string, schemas.ApartLimit+5)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("p_%04d", i)
+	}
+	apart(n, nodes[:10], &fx)
+	apart(n, nodes[:10], &fx) // repeats add nothing
+	if len(n.Apart) != 10 || !fx.changed {
+		t.Fatalf("apart of 10 nodes twice: %d kept", len(n.Apart))
+	}
+	waiting := []schemas.Identifier{{Type: schemas.IDEmail, Value: "x@y"}}
+	if w := outside("p_root", n, waiting); len(w) != 1 {
+		t.Fatalf("an identifier neither held nor apart: outside %v", w)
+	}
+	apart(n, nodes, &fx)
+	if len(n.Apart) != schemas.ApartLimit+1 || n.Apart[len(n.Apart)-1] != schemas.ApartFull {
+		t.Fatalf("past the limit: %d kept, last %q", len(n.Apart), n.Apart[len(n.Apart)-1])
+	}
+	if w := outside("p_root", n, waiting); w != nil {
+		t.Fatalf("a full Apart still waits for %v", w)
+	}
+	survivor := &schemas.Node{Tenant: "t"}
+	apart(survivor, n.Apart, &fx)
+	if !slices.Contains(survivor.Apart, schemas.ApartFull) {
+		t.Fatal("the survivor of a full profile did not inherit the mark")
 	}
 }

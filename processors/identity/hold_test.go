@@ -85,6 +85,22 @@ func (w *revNet) root(key string) string {
 	return key
 }
 
+func id(typ, v string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: v} }
+
+// wantLeads fails unless every lead id in want was written.
+func (w *revNet) wantLeads(want ...string) {
+	w.t.Helper()
+	got := map[string]bool{}
+	for _, l := range w.leads {
+		got[l.ID] = true
+	}
+	for _, id := range want {
+		if !got[id] {
+			w.t.Fatalf("leads written: %v, want %v", got, want)
+		}
+	}
+}
+
 func revEv(id, typ string, ids ...schemas.Identifier) *schemas.Event {
 	now := time.Now()
 	return &schemas.Event{Tenant: "t", ID: id, Type: typ, Time: now, Source: "s", Identifiers: ids, ReceivedAt: now}
@@ -108,7 +124,6 @@ func TestHeldLeadRefusedBeforeItArrived(t *testing.T) {
 }
 
 func testHeldLeadRefused(t *testing.T, reorder bool) {
-	id := func(typ, v string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: v} }
 	key := func(i schemas.Identifier) string { return schemas.NodeID("t", i) }
 	// A (email a) < U2 (user_id u2) < U1 (user_id u1), u1 < u2 as values
 	// (u1 is the lead event's primary).
@@ -170,7 +185,6 @@ func testHeldLeadRefused(t *testing.T, reorder bool) {
 // the same time, are both written: held events are told apart by source
 // and id, as the dedupe tells events apart.
 func TestHeldLeadsSameIDOtherSource(t *testing.T) {
-	id := func(typ, v string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: v} }
 	w := newRevNet(t)
 	a, b := id(schemas.IDEmail, "a@x"), id(schemas.IDEmail, "b@x")
 	w.event(revEv("seed-a", "page", a))
@@ -189,13 +203,7 @@ func TestHeldLeadsSameIDOtherSource(t *testing.T) {
 		t.Fatalf("the root holds %d events, want 2: %+v", len(r.Held), r.Held)
 	}
 	w.run(nil)
-	got := map[string]bool{}
-	for _, l := range w.leads {
-		got[l.ID] = true
-	}
-	if !got["L-http"] || !got["L-csv"] {
-		t.Fatalf("leads written: %v, want both L-http and L-csv", got)
-	}
+	w.wantLeads("L-http", "L-csv")
 }
 
 // The same source and id with two primary identifiers is two events (the
@@ -203,7 +211,6 @@ func TestHeldLeadsSameIDOtherSource(t *testing.T) {
 // written. (Found by a review: held events were named by source and id
 // alone, and the second was taken for a repeat.)
 func TestHeldLeadsSameIDOtherPrimary(t *testing.T) {
-	id := func(typ, v string) schemas.Identifier { return schemas.Identifier{Type: typ, Value: v} }
 	w := newRevNet(t)
 	a, b, c := id(schemas.IDEmail, "a@x"), id(schemas.IDEmail, "b@x"), id(schemas.IDEmail, "c@x")
 	w.event(revEv("seed-ab", "page", a, b))
@@ -220,13 +227,7 @@ func TestHeldLeadsSameIDOtherPrimary(t *testing.T) {
 	w.event(l2)
 	w.run(func(s send) bool { return s.msg.Kind == schemas.KindLink })
 	w.run(nil)
-	got := map[string]bool{}
-	for _, l := range w.leads {
-		got[l.ID] = true
-	}
-	if !got["L-a"] || !got["L-b"] {
-		t.Fatalf("leads written: %v, want both L-a and L-b", got)
-	}
+	w.wantLeads("L-a", "L-b")
 }
 
 // Apart keeps up to schemas.ApartLimit nodes; past it the list ends with

@@ -398,8 +398,8 @@ func apart(n *schemas.Node, nodes []string, fx *effects) {
 }
 
 // hold writes an event's leads and topic events with root n's profile
-// now, when the profile holds every node of the event's identifiers;
-// otherwise they wait in n.Held until it does (release). An event linking
+// now, when the profile holds every identifier of the event or knows it
+// apart (outside); otherwise they wait in n.Held until it does (release). An event linking
 // a new identifier to a blacklisted person would otherwise go out from the
 // new identifier's root before the merge, with a profile that is not
 // blacklisted (docs/identity.md, "Leads and topic events wait for their
@@ -436,7 +436,7 @@ func unwaitAll(n *schemas.Node, fx *effects) {
 // itself as updates, which write them with the profile (hold again finds
 // nothing to wait for); a merged-away node sends all of them, with what
 // they still wait for, to be held by the survivor. The sends are kept as
-// re-deliveries of this message (settle), so that a replay of it sends
+// re-deliveries of this message (redeliver), so that a replay of it sends
 // again those a crash may have lost.
 func release(key string, n *schemas.Node, origin int64, fx *effects) {
 	if len(n.Held) == 0 {
@@ -791,8 +791,9 @@ next:
 	}
 }
 
-// redeliveryID identifies a deferred message within a settlement by what
-// deferMsg keeps one of: kind, peer and proposal id.
+// redeliveryID identifies a re-delivered message within a settlement: a
+// deferred one by what deferMsg keeps one of (kind, peer and proposal id),
+// a held event's update by its event and the node that folded it.
 func redeliveryID(m *schemas.Message) int {
 	h := fnv.New64a()
 	h.Write([]byte(m.Kind))

@@ -17,8 +17,9 @@ import (
 // JSON T, kept in a local LevelDB copy: the API reads the tag stage's and
 // the lifecycle's tables through it.
 type tableView[T any] struct {
-	v    *goka.View
-	what string // for errors: "tag view", "message view"
+	v     *goka.View
+	what  string // for errors: "tag view", "message view"
+	ready *recoveredOnce
 }
 
 func newTableView[T any](brokers []string, table goka.Table, storageDir, clientID, what string, opts ...goka.ViewOption) (*tableView[T], error) {
@@ -37,7 +38,7 @@ func newTableView[T any](brokers []string, table goka.Table, storageDir, clientI
 	if err != nil {
 		return nil, fmt.Errorf("views: %s: %w", what, err)
 	}
-	return &tableView[T]{v: v, what: what}, nil
+	return &tableView[T]{v: v, what: what, ready: newRecoveredOnce(v)}, nil
 }
 
 // Run keeps the view up to date until ctx is done.
@@ -48,8 +49,9 @@ func (v *tableView[T]) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether the view has caught up with the table once.
-func (v *tableView[T]) Ready() bool { return v.v.Recovered() }
+// Ready reports whether the view has caught up with the table once (and
+// still runs): recoveredOnce.
+func (v *tableView[T]) Ready() bool { return v.ready.ready() }
 
 // get returns the value of key, nil if none.
 func (v *tableView[T]) get(key string) (*T, error) {

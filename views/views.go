@@ -68,7 +68,8 @@ func ResolveWith(nodes Nodes, tenant, key string, opts *schemas.FoldOptions) (*s
 
 // View is a goka view of the identity table.
 type View struct {
-	v *goka.View
+	v     *goka.View
+	ready *recoveredOnce
 }
 
 // NewView opens a view of the identity table; storageDir keeps its local
@@ -90,7 +91,7 @@ func NewView(brokers []string, storageDir string, opts ...goka.ViewOption) (*Vie
 	if err != nil {
 		return nil, fmt.Errorf("views: %w", err)
 	}
-	return &View{v: v}, nil
+	return &View{v: v, ready: newRecoveredOnce(v)}, nil
 }
 
 // Run keeps the view up to date until ctx is done.
@@ -101,8 +102,9 @@ func (v *View) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether the view has caught up with the table once.
-func (v *View) Ready() bool { return v.v.Recovered() }
+// Ready reports whether the view has caught up with the table once (and
+// still runs): recoveredOnce.
+func (v *View) Ready() bool { return v.ready.ready() }
 
 // Node returns the node with that id, nil if none.
 func (v *View) Node(key string) (*schemas.Node, error) {

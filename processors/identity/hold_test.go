@@ -242,23 +242,27 @@ func TestApartFull(t *testing.T) {
 	}
 	apart(n, nodes[:10], &fx)
 	apart(n, nodes[:10], &fx) // repeats add nothing
-	if len(n.Apart) != 10 || !fx.changed {
-		t.Fatalf("apart of 10 nodes twice: %d kept", len(n.Apart))
+	if len(n.Apart) != 10 || !fx.changed || fx.apartFull {
+		t.Fatalf("apart of 10 nodes twice: %d kept, full %v", len(n.Apart), fx.apartFull)
 	}
 	waiting := []schemas.Identifier{{Type: schemas.IDEmail, Value: "x@y"}}
 	if w := outside("p_root", n, waiting); len(w) != 1 {
 		t.Fatalf("an identifier neither held nor apart: outside %v", w)
 	}
 	apart(n, nodes, &fx)
-	if len(n.Apart) != schemas.ApartLimit+1 || n.Apart[len(n.Apart)-1] != schemas.ApartFull {
-		t.Fatalf("past the limit: %d kept, last %q", len(n.Apart), n.Apart[len(n.Apart)-1])
+	if len(n.Apart) != schemas.ApartLimit+1 || n.Apart[len(n.Apart)-1] != schemas.ApartFull || !fx.apartFull {
+		t.Fatalf("past the limit: %d kept, last %q, counted %v", len(n.Apart), n.Apart[len(n.Apart)-1], fx.apartFull)
+	}
+	fx = effects{}
+	if apart(n, nodes, &fx); fx.apartFull || fx.changed {
+		t.Fatal("a full Apart counted or changed again")
 	}
 	if w := outside("p_root", n, waiting); w != nil {
 		t.Fatalf("a full Apart still waits for %v", w)
 	}
 	survivor := &schemas.Node{Tenant: "t"}
 	apart(survivor, n.Apart, &fx)
-	if !slices.Contains(survivor.Apart, schemas.ApartFull) {
-		t.Fatal("the survivor of a full profile did not inherit the mark")
+	if !slices.Contains(survivor.Apart, schemas.ApartFull) || !fx.apartFull {
+		t.Fatalf("the survivor of a full profile did not inherit the mark (or it was not counted: %v)", fx.apartFull)
 	}
 }

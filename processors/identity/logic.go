@@ -100,6 +100,9 @@ type effects struct {
 	absorbed string
 	// held: an event's leads or topic events started waiting (hold).
 	held bool
+	// apartFull: the root's Apart reached schemas.ApartFull here (its
+	// profile's leads and topic events stop waiting).
+	apartFull bool
 }
 
 // Engine is the pure decision logic of the identity protocol
@@ -392,6 +395,7 @@ func apart(n *schemas.Node, nodes []string, fx *effects) {
 			n.Apart = append(n.Apart, x)
 		} else {
 			n.Apart = append(n.Apart, schemas.ApartFull)
+			fx.apartFull = true
 		}
 		fx.changed = true
 	}

@@ -24,6 +24,8 @@ type revNet struct {
 	orig     int64
 	leads    []schemas.RoutingLead
 	refusals int
+	// held and released: what the metrics count (fx.held, fx.released).
+	held, released int
 }
 
 func newRevNet(t *testing.T) *revNet {
@@ -40,6 +42,10 @@ func (w *revNet) apply(key string, n *schemas.Node, fx effects) {
 	}
 	w.leads = append(w.leads, fx.leads...)
 	w.refusals += len(fx.refusals)
+	if fx.held {
+		w.held++
+	}
+	w.released += fx.released
 	w.queue = append(w.queue, fx.sends...)
 }
 
@@ -199,11 +205,15 @@ func TestHeldLeadsSameIDOtherSource(t *testing.T) {
 	// Both wait (a and b are one profile only once the leads' own links
 	// are through), then both go out.
 	w.run(func(s send) bool { return s.msg.Kind == schemas.KindLink })
-	if r := w.nodes[w.root(schemas.NodeID("t", a))]; len(r.Held) != 2 {
-		t.Fatalf("the root holds %d events, want 2: %+v", len(r.Held), r.Held)
+	if r := w.nodes[w.root(schemas.NodeID("t", a))]; len(r.Held) != 2 || w.held != 2 || w.released != 0 {
+		t.Fatalf("the root holds %d events (counted held %d, released %d), want 2: %+v", len(r.Held), w.held, w.released, r.Held)
 	}
 	w.run(nil)
 	w.wantLeads("L-http", "L-csv")
+	// Every hold (again at a survivor after a merge) was released.
+	if w.released != w.held {
+		t.Fatalf("held %d, released %d", w.held, w.released)
+	}
 }
 
 // The same source and id with two primary identifiers is two events (the

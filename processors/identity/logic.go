@@ -100,6 +100,9 @@ type effects struct {
 	absorbed string
 	// held: an event's leads or topic events started waiting (hold).
 	held bool
+	// released: held events sent on (their waits over, or to the
+	// survivor of a merge), by release.
+	released int
 	// apartFull: the root's Apart reached schemas.ApartFull here (its
 	// profile's leads and topic events stop waiting).
 	apartFull bool
@@ -478,7 +481,7 @@ func release(key string, n *schemas.Node, origin int64, fx *effects) {
 	if len(n.Held) == 0 {
 		n.Held = nil
 	}
-	fx.changed = true
+	fx.changed, fx.released = true, len(out)
 	redeliver(key, n, origin, out, fx)
 }
 

@@ -88,6 +88,7 @@ type Metrics struct {
 	fanout   *prometheus.CounterVec
 	held     prometheus.Counter
 	full     prometheus.Counter
+	released prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -110,13 +111,15 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records written with the profile's facts to rolodex.fanout.input, by kind (event: a topic event, written on every handling; status: the blacklist or consent changed; absorbed: the root took in another profile, a merge, written again with a repeat of its proposal). Fan-out dedupes by event id."}, []string{"kind"}),
 		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_held_total",
 			Help: "Events whose leads or topic events waited at their root until the event's other identifiers joined the profile or were refused (docs/identity.md, \"Leads and topic events wait for their event's links\"); a replay may count one again."}),
+		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_released_total",
+			Help: "Held events sent on from their root: their waits over (to be written with the profile), or passed to the survivor of a merge (held there again, and counted again in rolodex_identity_held_total); a replay may count one again."}),
 		full: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_apart_full_total",
 			Help: "Roots whose list of profiles kept apart by merge protection reached its cap (1,024), or that absorbed a profile whose list had: their leads and topic events no longer wait for their event's links (docs/identity.md); a replay may count one again."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	var errs [10]error
+	var errs [11]error
 	m.events, errs[0] = metrics.Register(reg, m.events)
 	m.messages, errs[1] = metrics.Register(reg, m.messages)
 	m.merges, errs[2] = metrics.Register(reg, m.merges)
@@ -127,6 +130,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.fanout, errs[7] = metrics.Register(reg, m.fanout)
 	m.held, errs[8] = metrics.Register(reg, m.held)
 	m.full, errs[9] = metrics.Register(reg, m.full)
+	m.released, errs[10] = metrics.Register(reg, m.released)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("identity: register metrics: %w", err)
 	}
@@ -340,6 +344,7 @@ func (p *processor) apply(ctx goka.Context, n *schemas.Node, fx effects) {
 	if fx.apartFull {
 		p.metrics.full.Inc()
 	}
+	p.metrics.released.Add(float64(fx.released))
 	profile := p.emitProfiles && (fx.snapshot || fx.mergedAway)
 	if !fx.changed && len(fx.sends) == 0 && len(fx.merges) == 0 && len(fx.refusals) == 0 && !profile && len(fx.leads) == 0 &&
 		len(fx.fanout) == 0 && !fx.status && fx.absorbed == "" {

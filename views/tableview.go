@@ -43,7 +43,7 @@ func newTableView[T any](brokers []string, table goka.Table, storageDir, clientI
 
 // Run keeps the view up to date until ctx is done.
 func (v *tableView[T]) Run(ctx context.Context) error {
-	if err := v.v.Run(ctx); err != nil {
+	if err := v.ready.run(ctx, v.v.Run); err != nil {
 		return fmt.Errorf("views: %s: %w", v.what, err)
 	}
 	return nil

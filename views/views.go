@@ -96,7 +96,7 @@ func NewView(brokers []string, storageDir string, opts ...goka.ViewOption) (*Vie
 
 // Run keeps the view up to date until ctx is done.
 func (v *View) Run(ctx context.Context) error {
-	if err := v.v.Run(ctx); err != nil {
+	if err := v.ready.run(ctx, v.v.Run); err != nil {
 		return fmt.Errorf("views: %w", err)
 	}
 	return nil

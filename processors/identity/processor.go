@@ -112,7 +112,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_held_total",
 			Help: "Events whose leads or topic events waited at their root until the event's other identifiers joined the profile or were refused (docs/identity.md, \"Leads and topic events wait for their event's links\"); a replay may count one again."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_released_total",
-			Help: "Held events sent on from their root: their waits over (to be written with the profile), or passed to the survivor of a merge (held there again, and counted again in rolodex_identity_held_total); a replay may count one again."}),
+			Help: "Held events sent on from their root: their waits over (to be written with the profile), or passed to the survivor of a merge (held there again, and counted again in rolodex_identity_held_total, if it still waits); a replay may count one again."}),
 		full: prometheus.NewCounter(prometheus.CounterOpts{Name: "rolodex_identity_apart_full_total",
 			Help: "Roots whose list of profiles kept apart by merge protection reached its cap (1,024), or that absorbed a profile whose list had: their leads and topic events no longer wait for their event's links (docs/identity.md); a replay may count one again."}),
 	}

@@ -125,8 +125,9 @@ func runStore(t *testing.T, what string, c *compactedCopy) {
 	}
 }
 
-// call sends a request to srv and decodes a JSON answer (nil for none).
-func call(t *testing.T, srv *httptest.Server, method, path, key, body string) answer {
+// call sends a request to srv and decodes a JSON answer (nil for none);
+// header is more headers, name and value.
+func call(t *testing.T, srv *httptest.Server, method, path, key, body string, header ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -134,6 +135,9 @@ func call(t *testing.T, srv *httptest.Server, method, path, key, body string) an
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

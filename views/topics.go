@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -466,6 +467,35 @@ type postSubscriptionRequest struct {
 	Webhook *schemas.SubscriptionHook `json:"webhook"`
 }
 
+// maxIdempotencyKey bounds the Idempotency-Key of a subscription create.
+const maxIdempotencyKey = 255
+
+// idempotentSubscriptionID is the id a create with an Idempotency-Key
+// makes: a function of the tenant, the partner and the key, so that a
+// retry, to any instance, names the same subscription (docs/fanout.md,
+// "Subscriptions").
+func idempotentSubscriptionID(tenant, partner, key string) string {
+	h := sha256.Sum256([]byte("subscription\x00" + tenant + "\x00" + partner + "\x00" + key))
+	return "sub_" + hex.EncodeToString(h[:16])
+}
+
+// madeBy answers whether prev, the subscription an Idempotency-Key made,
+// is what this request asks for and still active: nil (the retry is
+// answered with it, secret included), or a 409.
+func (req *postSubscriptionRequest) madeBy(prev *schemas.SubscriptionRecord, key string) error {
+	s := &prev.Subscription
+	sameHook := (req.Webhook == nil && s.Webhook == nil) || (req.Webhook != nil && s.Webhook != nil && req.Webhook.URL == s.Webhook.URL)
+	if s.Topic != req.Topic || s.Kafka != req.Kafka || !sameHook {
+		return refuse(http.StatusConflict, "conflict", "the %s %q made subscription %s of topic %s to another place; a different request needs a new key",
+			HeaderIdempotencyKey, key, s.ID, s.Topic)
+	}
+	if s.Status != schemas.SubscriptionActive {
+		return refuse(http.StatusConflict, "conflict", "the %s %q made subscription %s, which is %s now; a new subscription needs a new key",
+			HeaderIdempotencyKey, key, s.ID, s.Status)
+	}
+	return nil
+}
+
 // randomHex is n random bytes in hex.
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -516,6 +546,11 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	idem := r.Header.Get(HeaderIdempotencyKey)
+	if len(idem) > maxIdempotencyKey {
+		bad("the %s header has %d bytes; at most %d", HeaderIdempotencyKey, len(idem), maxIdempotencyKey)
+		return
+	}
 	if !a.fanoutLoaded(w, r) {
 		return
 	}
@@ -535,11 +570,20 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)
 	defer cancel()
 	id := "sub_" + randomHex(16)
+	if idem != "" {
+		id = idempotentSubscriptionID(p.Tenant, p.Name, idem)
+	}
 	secret := newSecret()
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
 	rec, err := a.cfg.Subscriptions.Update(ctx, id, func(prev *schemas.SubscriptionRecord) (*schemas.SubscriptionRecord, error) {
-		if prev != nil { // 128 random bits: never
+		if prev != nil && idem == "" { // 128 random bits: never
 			return nil, errors.New("views: a subscription id drawn twice")
+		}
+		if prev != nil { // a retry: what the first request made
+			if err := req.madeBy(prev, idem); err != nil {
+				return nil, err
+			}
+			return nil, errUnchanged
 		}
 		// One active subscription per partner, topic and target: a second
 		// would deliver every record twice to the same place.
@@ -557,6 +601,18 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 		return &schemas.SubscriptionRecord{Secret: secret, Subscription: schemas.Subscription{ID: id, Tenant: p.Tenant, Partner: p.Name,
 			Topic: req.Topic, Kafka: req.Kafka, Webhook: req.Webhook, Status: schemas.SubscriptionActive, CreatedAt: now}}, nil
 	})
+	if err == nil && idem != "" {
+		// Another instance's first try of the same request may have
+		// landed before this one (the same id and version: the store
+		// keeps the first); the subscription is the one in the store.
+		var cur schemas.SubscriptionRecord
+		var found bool
+		if cur, found, err = a.cfg.Subscriptions.Get(id); err == nil && found && cur.Secret != rec.Secret {
+			if err = req.madeBy(&cur, idem); err == nil {
+				rec = cur
+			}
+		}
+	}
 	if err != nil {
 		a.answerFanoutError(w, err)
 		return

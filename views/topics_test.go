@@ -1,6 +1,7 @@
 package views
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/rolodex/rolodex/internal/kafkaclient"
+	"github.com/rolodex/rolodex/internal/kafkatest"
 	"github.com/rolodex/rolodex/normalize"
 	"github.com/rolodex/rolodex/partners"
 	"github.com/rolodex/rolodex/schemas"
@@ -668,5 +670,94 @@ func TestSubscriptionRefusedNotWrittenLater(t *testing.T) {
 	}
 	if l, err := subs.List(func(*schemas.Subscription) bool { return true }); err != nil || len(l) != 1 {
 		t.Fatalf("the store holds %d subscriptions (%v), want 1", len(l), err)
+	}
+}
+
+// A create with an Idempotency-Key names its subscription by the tenant,
+// the partner and the key: a retry is answered with what the first try
+// made (its secret too) and writes nothing; the key with another request,
+// or after the subscription ended, is a 409; another partner's same key is
+// another subscription.
+func TestSubscriptionIdempotencyKey(t *testing.T) {
+	e := newFanoutEnv(t)
+	want(t, call(t, e.srv, "POST", "/v1/topics", dealerKey, carChosen), 201, "")
+	const body = `{"topic":"car-chosen","kafka":true}`
+	first := call(t, e.srv, "POST", "/v1/subscriptions", bankKey, body, HeaderIdempotencyKey, "create-1")
+	want(t, first, 201, "")
+	id, secret := first.body["id"].(string), first.body["secret"].(string)
+	if id != idempotentSubscriptionID("t1", "bank", "create-1") || !subscriptionIDRe.MatchString(id) {
+		t.Fatalf("id %s", id)
+	}
+	again := call(t, e.srv, "POST", "/v1/subscriptions", bankKey2, body, HeaderIdempotencyKey, "create-1") // another key of the partner
+	if again.status != 201 || again.body["id"] != id || again.body["secret"] != secret || again.body["version"] != 1.0 {
+		t.Fatalf("the retry: %d %v, want subscription %s with its secret", again.status, again.body, id)
+	}
+	if recs := e.subRecords(t); len(recs) != 1 || len(recs[id]) != 1 {
+		t.Fatalf("records %+v, want the one of the first try", recs)
+	}
+	a := call(t, e.srv, "POST", "/v1/subscriptions", bankKey, `{"topic":"car-chosen","webhook":{"url":"https://bank.example/hooks"}}`, HeaderIdempotencyKey, "create-1")
+	want(t, a, 409, "conflict")
+	if msg := a.body["message"].(string); !strings.Contains(msg, id) || !strings.Contains(msg, "needs a new key") {
+		t.Fatalf("409: %s", msg)
+	}
+	other := call(t, e.srv, "POST", "/v1/subscriptions", insurerKey, body, HeaderIdempotencyKey, "create-1")
+	if other.status != 201 || other.body["id"] == id || other.body["partner"] != "insurer" {
+		t.Fatalf("the insurer's create with the same key: %d %v", other.status, other.body)
+	}
+	want(t, call(t, e.srv, "DELETE", "/v1/subscriptions/"+id, bankKey, ""), 200, "")
+	a = call(t, e.srv, "POST", "/v1/subscriptions", bankKey, body, HeaderIdempotencyKey, "create-1")
+	want(t, a, 409, "conflict")
+	if msg := a.body["message"].(string); !strings.Contains(msg, "deleted") {
+		t.Fatalf("409 after the delete: %s", msg)
+	}
+	want(t, call(t, e.srv, "POST", "/v1/subscriptions", bankKey, body, HeaderIdempotencyKey, strings.Repeat("k", maxIdempotencyKey+1)), 400, "invalid_subscription")
+}
+
+// The first try of a create landed late, after the retry (to another
+// instance) read the store and before its own record landed: both records
+// have the same id and version, the store keeps the first, and the retry
+// is answered with it (its secret: the one the sender signs with), not
+// with the secret it drew itself.
+func TestSubscriptionIdempotencyKeyLateFirstTry(t *testing.T) {
+	e := newFanoutEnv(t)
+	want(t, call(t, e.srv, "POST", "/v1/topics", dealerKey, carChosen), 201, "")
+	id := idempotentSubscriptionID("t1", "bank", "create-2")
+	firstTry := schemas.SubscriptionRecord{Secret: "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 32)), Subscription: schemas.Subscription{
+		ID: id, Tenant: "t1", Partner: "bank", Topic: "car-chosen", Kafka: true, Status: schemas.SubscriptionActive,
+		CreatedAt: "2026-12-06T11:59:59Z"}, Version: 1, UpdatedAt: "2026-12-06T11:59:59Z"}
+	val, err := json.Marshal(firstTry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := kafkatest.Client(t, e.brokers)
+	var held atomic.Bool
+	landed := make(chan error, 1)
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		req := kr.(*kmsg.ProduceRequest)
+		if len(req.Topics) == 0 || !bytes.Contains(req.Topics[0].Partitions[0].Records, []byte(id)) || !held.CompareAndSwap(false, true) {
+			return nil, nil, false
+		}
+		// The retry's record waits while the first try's lands.
+		go func() { landed <- produceSync(t, cl, schemas.TopicFanoutSubscriptions, id, val) }()
+		e.cluster.SleepControl(func() {
+			if err := <-landed; err != nil {
+				t.Errorf("the first try: %v", err)
+			}
+		})
+		return nil, nil, false
+	})
+	a := call(t, e.srv, "POST", "/v1/subscriptions", bankKey, `{"topic":"car-chosen","kafka":true}`, HeaderIdempotencyKey, "create-2")
+	if a.status != 201 || a.body["id"] != id || a.body["secret"] != firstTry.Secret {
+		t.Fatalf("the retry: %d %v, want %s with the first try's secret", a.status, a.body, id)
+	}
+	if !held.Load() {
+		t.Fatal("the retry's record was never held: the test did not test")
+	}
+	if recs := e.subRecords(t); len(recs[id]) != 2 || recs[id][0].Secret != firstTry.Secret {
+		t.Fatalf("records %+v, want the first try's, then the retry's", recs[id])
+	}
+	if got, ok, err := e.subs.Get(id); err != nil || !ok || got.Secret != firstTry.Secret {
+		t.Fatalf("the store holds %+v (%v %v), want the first try", got, ok, err)
 	}
 }

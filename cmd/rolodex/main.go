@@ -144,7 +144,7 @@ func commands() []command {
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdTopicsDelete(ctx, args, o.stdout, o.stderr)
 			}},
-		{"subscriptions create", "TOPIC (--kafka | --webhook URL) [--secret-out F] [--api URL] [--key KEY]", "subscribe the key's partner to a topic; prints the signing secret, once (--secret-out: also into a file)",
+		{"subscriptions create", "TOPIC (--kafka | --webhook URL) [--secret-out F] [--idempotency-key K] [--api URL] [--key KEY]", "subscribe the key's partner to a topic; prints the signing secret, once (--secret-out: also into a file)",
 			func(ctx context.Context, args []string, o stdio) error {
 				return cmdSubscriptionsCreate(ctx, args, o.stdout, o.stderr)
 			}},

@@ -47,6 +47,11 @@ func newAPIClient(cmd, api, key string) (*apiClient, error) {
 // call sends body (JSON, unless nil) and decodes a 2xx answer into out.
 // Another answer is an error with the API's message.
 func (c *apiClient) call(ctx context.Context, method, path string, body, out any) error {
+	return c.callWith(ctx, method, path, nil, body, out)
+}
+
+// callWith is call with more request headers.
+func (c *apiClient) callWith(ctx context.Context, method, path string, header map[string]string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -62,6 +67,9 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 		return usageError{c.cmd + ": " + err.Error()}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -6,13 +6,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // splitList is a comma-separated flag value as a list; "" is [].
@@ -118,19 +122,28 @@ func cmdTopicsDelete(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 // cmdSubscriptionsCreate is "rolodex subscriptions create TOPIC (--kafka |
-// --webhook URL) [--secret-out F]": prints the subscription with its
-// signing secret, which no later answer shows, and with --secret-out also
-// writes the secret to a file (for rolodex webhooks listen --secret-file).
+// --webhook URL) [--secret-out F] [--idempotency-key K]": prints the
+// subscription with its signing secret, which no later answer shows, and
+// with --secret-out also writes the secret to a file (for rolodex webhooks
+// listen --secret-file). It sends an Idempotency-Key (K, or one drawn for
+// the run) and tries again on 503 kafka_unavailable, so a first try that
+// landed after all is what the answer shows, never a second subscription.
 func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var kafka *bool
-	var hook, secretOut *string
+	var hook, secretOut, idem *string
 	cl, pos, err := fanoutCommand("subscriptions create", 1, args, stdout, stderr, func(fs *flagSet) {
 		kafka = fs.Bool("kafka", false, "deliver on the partner's Kafka topic rolodex.out.<partner>")
 		hook = fs.String("webhook", "", "deliver to this URL (signed, Standard Webhooks)")
 		secretOut = fs.String("secret-out", "", "also write the signing secret to this file (mode 0600; replaced if it exists)")
+		idem = fs.String("idempotency-key", "", "the request's Idempotency-Key (default: one drawn for this run); the same key again answers with the subscription it made")
 	})
 	if err != nil {
 		return err
+	}
+	if *idem == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		*idem = "cli-" + hex.EncodeToString(b)
 	}
 	body := map[string]any{"topic": pos[0]}
 	if *kafka {
@@ -140,8 +153,24 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 		body["webhook"] = map[string]string{"url": *hook}
 	}
 	var out json.RawMessage
-	if err := cl.call(ctx, http.MethodPost, "/v1/subscriptions", body, &out); err != nil {
-		return err
+	for try := 1; ; try++ {
+		err := cl.callWith(ctx, http.MethodPost, "/v1/subscriptions", map[string]string{"Idempotency-Key": *idem}, body, &out)
+		var ae *apiError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &ae) || ae.status != http.StatusServiceUnavailable || ae.body.Error != "kafka_unavailable" || try == subscribeTries {
+			if ae != nil && ae.status == http.StatusServiceUnavailable {
+				return fmt.Errorf("%w; try again with --idempotency-key %s", err, *idem)
+			}
+			return err
+		}
+		fmt.Fprintf(stderr, "%v; trying again in %s (--idempotency-key %s)\n", err, subscribeRetryWait, *idem)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(subscribeRetryWait):
+		}
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
@@ -164,6 +193,14 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 	fmt.Fprintln(stderr, "keep the secret: it is shown this once (a lost secret means a new subscription)")
 	return nil
 }
+
+// subscribeTries and subscribeRetryWait: how often and how far apart
+// subscriptions create sends its request while Kafka does not acknowledge
+// (the API's Retry-After is 5 s).
+var (
+	subscribeTries     = 3
+	subscribeRetryWait = 5 * time.Second
+)
 
 // writeSecret writes a secret to path, readable by its owner only (an
 // existing file is truncated and made 0600 too).

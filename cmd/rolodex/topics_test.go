@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // The fan-out commands against dev mode (the real API and stores on the
@@ -58,6 +64,23 @@ func TestFanoutCommands(t *testing.T) {
 	if fi, err := os.Stat(secretFile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("--secret-out file: %v, mode %v", err, fi.Mode())
 	}
+	// A Kafka subscription with an --idempotency-key; the same key again:
+	// the same subscription, its secret shown again; another key for the
+	// same place: 409.
+	create := func(key string) (string, string, int) {
+		return rolodex("subscriptions", "create", "car-chosen", "--kafka", "--idempotency-key", key)
+	}
+	out, errOut, code = create("cli-test-1")
+	var keyed struct{ ID, Secret string }
+	if code != 0 || json.Unmarshal([]byte(out), &keyed) != nil || keyed.ID == sub.ID || keyed.Secret == "" {
+		t.Fatalf("subscriptions create --idempotency-key: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code = create("cli-test-1"); code != 0 || !strings.Contains(out, keyed.ID) || !strings.Contains(out, keyed.Secret) {
+		t.Fatalf("the same --idempotency-key again: exit %d\n%s\n%s, want %s with its secret", code, out, errOut, keyed.ID)
+	}
+	if _, errOut, code = create("cli-test-2"); code != 1 || !strings.Contains(errOut, "already delivers topic car-chosen to the same place") {
+		t.Fatalf("another key, the same place: exit %d, stderr %q", code, errOut)
+	}
 	if out, _, code = rolodex("subscriptions", "list"); code != 0 || !strings.Contains(out, sub.ID) || strings.Contains(out, "whsec_") {
 		t.Fatalf("subscriptions list: exit %d\n%s", code, out)
 	}
@@ -67,7 +90,7 @@ func TestFanoutCommands(t *testing.T) {
 	if out, _, code = rolodex("topics", "list"); code != 0 || !strings.Contains(out, `"name": "car-chosen"`) {
 		t.Fatalf("topics list: exit %d\n%s", code, out)
 	}
-	if out, errOut, code = rolodex("topics", "delete", "car-chosen"); code != 0 || !strings.Contains(out, `"subscriptions_ended": 1`) {
+	if out, errOut, code = rolodex("topics", "delete", "car-chosen"); code != 0 || !strings.Contains(out, `"subscriptions_ended": 2`) {
 		t.Fatalf("topics delete: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if out, _, code = rolodex("subscriptions", "delete", sub.ID); code != 0 || !strings.Contains(out, `"status": "deleted"`) || !strings.Contains(out, `"reason": "topic deleted"`) {
@@ -122,5 +145,49 @@ func TestPublishToTopic(t *testing.T) {
 	})
 	if got := metricValue(t, api, sample); got != before+1 {
 		t.Fatalf("%s = %v, want %v (one topic event; the refused and the plain ones write none)", sample, got, before+1)
+	}
+}
+
+// subscriptions create sends an Idempotency-Key and tries again, with the
+// same key, while the API answers 503 kafka_unavailable; past its tries it
+// names the key to try again with.
+func TestSubscriptionsCreateRetries(t *testing.T) {
+	defer func(tries int, wait time.Duration) { subscribeTries, subscribeRetryWait = tries, wait }(subscribeTries, subscribeRetryWait)
+	subscribeRetryWait = 10 * time.Millisecond
+	var mu sync.Mutex
+	var keys []string
+	unavailable := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		w.Header().Set("Content-Type", "application/json")
+		if len(keys) <= unavailable {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":"kafka_unavailable","message":"Kafka did not acknowledge the write in time"}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"id":"sub_1","secret":"whsec_x","status":"active"}`)
+	}))
+	defer srv.Close()
+	create := func(args ...string) (string, string, error) {
+		var out, errb strings.Builder
+		err := run(context.Background(), append([]string{"subscriptions", "create", "car-chosen", "--kafka", "--api", srv.URL, "--key", "k"}, args...), &out, &errb)
+		return out.String(), errb.String(), err
+	}
+
+	unavailable = 2
+	out, errOut, err := create()
+	if err != nil || !strings.Contains(out, `"sub_1"`) || len(keys) != 3 || keys[0] == "" || keys[1] != keys[0] || keys[2] != keys[0] ||
+		strings.Count(errOut, "trying again") != 2 {
+		t.Fatalf("%v, keys %q\n%s\n%s", err, keys, out, errOut)
+	}
+	mu.Lock()
+	keys, unavailable = nil, 3
+	mu.Unlock()
+	_, _, err = create("--idempotency-key", "mine")
+	if exitCode(err) != 1 || len(keys) != 3 || keys[0] != "mine" || keys[2] != "mine" || !strings.Contains(err.Error(), "try again with --idempotency-key mine") {
+		t.Fatalf("three 503s: %v (exit %d), keys %q", err, exitCode(err), keys)
 	}
 }

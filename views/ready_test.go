@@ -91,23 +91,9 @@ func TestViewStaysReadyThroughReconnect(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	v, err := NewView(c.ListenAddrs(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- v.Run(ctx) }()
-	for !v.Ready() {
-		select {
-		case err := <-done:
-			t.Fatalf("view stopped: %v", err)
-		case <-ctx.Done():
-			t.Fatal("view not ready after a minute")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	v, done := runView(ctx, t, c.ListenAddrs())
 	slow.Store(true)
 	// One fetch of partition 0 fails: sarama hands the error to goka,
 	// which reconnects the partition (its default backoff: at once).

@@ -44,21 +44,7 @@ func TestViewScan(t *testing.T) {
 		}
 		keys = append(keys, key)
 	}
-	v, err := NewView(c.ListenAddrs(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- v.Run(ctx) }()
-	for !v.Ready() {
-		select {
-		case err := <-done:
-			t.Fatalf("view stopped: %v", err)
-		case <-ctx.Done():
-			t.Fatal("view not ready after a minute")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	v, done := runView(ctx, t, c.ListenAddrs())
 	scan := func(after string, max int) []string {
 		var out []string
 		if err := v.Scan(after, func(k string, n *schemas.Node) bool {
@@ -90,4 +76,26 @@ func TestViewScan(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// runView opens a view of the identity table on brokers, runs it until
+// ctx ends (its error on done) and returns once it is ready.
+func runView(ctx context.Context, t *testing.T, brokers []string) (v *View, done <-chan error) {
+	t.Helper()
+	v, err := NewView(brokers, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- v.Run(ctx) }()
+	for !v.Ready() {
+		select {
+		case err := <-ran:
+			t.Fatalf("view stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("view not ready after a minute")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return v, ran
 }

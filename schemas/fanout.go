@@ -252,9 +252,13 @@ type SubscriptionRecord struct {
 	Subscription Subscription `json:"subscription"`
 	// Secret signs the webhooks (whsec_...). Stored here, shown once by
 	// the API, never copied into the directory broadcast.
-	Secret    string `json:"secret,omitempty"`
-	Version   int64  `json:"version"`
-	UpdatedAt string `json:"updated_at,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// IdempotencyKey is the Idempotency-Key of the request that made the
+	// subscription, if it had one: a retry with it is answered with this
+	// subscription (docs/fanout.md, "Subscriptions").
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Version        int64  `json:"version"`
+	UpdatedAt      string `json:"updated_at,omitempty"`
 	// Replay is the latest replay the partner asked for (POST
 	// /v1/subscriptions/{id}/replay); the replay step acts on a Replay
 	// whose ID it has not done yet.

@@ -53,8 +53,10 @@ type versioned[R any] struct {
 	broadcast   string
 	inForceWait time.Duration
 
-	// recs is the copy of the topic, guarded by compactedCopy.mu.
-	recs map[string]*R
+	// recs is the copy of the topic, guarded by compactedCopy.mu; landed
+	// is where each key's record in recs landed (same guard).
+	recs   map[string]*R
+	landed map[string]position
 
 	writes prometheus.Counter
 }
@@ -67,8 +69,8 @@ type position struct {
 
 func newVersioned[R any](cfg RuleStoreConfig, topic, what, metric, help string, key func(*R) string, version func(*R) int64) (*versioned[R], error) {
 	s := &versioned[R]{cfg: cfg, topic: topic, key: key, version: version, issued: map[string]int64{}, recs: map[string]*R{},
-		written: map[string]position{},
-		writes:  prometheus.NewCounter(prometheus.CounterOpts{Name: metric, Help: help})}
+		written: map[string]position{}, landed: map[string]position{},
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: metric, Help: help})}
 	c, err := newCompactedCopy(cfg.Kafka, topic, what, cfg.Logger, s.apply)
 	if err != nil {
 		return nil, err
@@ -85,6 +87,7 @@ func (s *versioned[R]) apply(r *kgo.Record) {
 	k := string(r.Key)
 	if r.Value == nil { // a tombstone (the API writes none)
 		delete(s.recs, k)
+		delete(s.landed, k)
 		return
 	}
 	rec := new(R)
@@ -97,6 +100,7 @@ func (s *versioned[R]) apply(r *kgo.Record) {
 		return // a repeat or an older write
 	}
 	s.recs[k] = rec
+	s.landed[k] = position{r.Partition, r.Offset}
 }
 
 // get returns a copy of the record held for k.
@@ -197,17 +201,23 @@ func (s *versioned[R]) SetInForce(group string, wait time.Duration) {
 	s.broadcast, s.inForceWait = group, wait
 }
 
-// WaitInForce reports whether this instance's latest write of key k is in
-// force: the broadcast group committed past it. It waits for that up to
-// the SetInForce bound (polling the group's committed offsets), and
-// answers false when the bound passes first (the fan-out stage is not
-// running, or is behind: the change takes effect when it catches up) or
-// when this instance wrote no record of k.
+// WaitInForce reports whether this instance's latest write of key k (or,
+// when it wrote none, the record of k it holds) is in force: the
+// broadcast group committed past it. It waits for that up to the
+// SetInForce bound (polling the group's committed offsets), and answers
+// false when the bound passes first (the fan-out stage is not running, or
+// is behind: the change takes effect when it catches up) or when this
+// instance knows no record of k.
 func (s *versioned[R]) WaitInForce(ctx context.Context, k string) bool {
 	s.write.Lock()
 	at, ok := s.written[k]
 	group, wait := s.broadcast, s.inForceWait
 	s.write.Unlock()
+	if !ok {
+		s.mu.RLock()
+		at, ok = s.landed[k]
+		s.mu.RUnlock()
+	}
 	if !ok || group == "" || wait <= 0 {
 		return false
 	}
@@ -317,6 +327,29 @@ func (s *SubscriptionStore) Get(id string) (schemas.SubscriptionRecord, bool, er
 // List returns the subscriptions keep takes, by id.
 func (s *SubscriptionStore) List(keep func(*schemas.Subscription) bool) ([]schemas.SubscriptionRecord, error) {
 	return s.list(func(r *schemas.SubscriptionRecord) bool { return keep(&r.Subscription) })
+}
+
+// ByIdempotencyKey returns the subscription of the tenant's partner that a
+// create with that Idempotency-Key made, nil if none (the latest, should
+// two tries both have landed).
+func (s *SubscriptionStore) ByIdempotencyKey(tenant, partner, key string) (*schemas.SubscriptionRecord, error) {
+	if !s.Ready() {
+		return nil, ErrFanoutNotReady
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var made *schemas.SubscriptionRecord
+	for _, r := range s.recs {
+		if r.IdempotencyKey == key && r.Subscription.Tenant == tenant && r.Subscription.Partner == partner &&
+			(made == nil || r.Subscription.CreatedAt > made.Subscription.CreatedAt) {
+			made = r
+		}
+	}
+	if made == nil {
+		return nil, nil
+	}
+	c := clone(made)
+	return &c, nil
 }
 
 // Update writes what change makes of subscription id (prev nil: none);

@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -467,17 +466,11 @@ type postSubscriptionRequest struct {
 	Webhook *schemas.SubscriptionHook `json:"webhook"`
 }
 
-// maxIdempotencyKey bounds the Idempotency-Key of a subscription create.
+// maxIdempotencyKey bounds the Idempotency-Key of a subscription create;
+// idempotencyKeyRe is what it may be (empty: none).
 const maxIdempotencyKey = 255
 
-// idempotentSubscriptionID is the id a create with an Idempotency-Key
-// makes: a function of the tenant, the partner and the key, so that a
-// retry, to any instance, names the same subscription (docs/fanout.md,
-// "Subscriptions").
-func idempotentSubscriptionID(tenant, partner, key string) string {
-	h := sha256.Sum256([]byte("subscription\x00" + tenant + "\x00" + partner + "\x00" + key))
-	return "sub_" + hex.EncodeToString(h[:16])
-}
+var idempotencyKeyRe = regexp.MustCompile(`^[\x21-\x7e]{0,255}$`)
 
 // madeBy answers whether prev, the subscription an Idempotency-Key made,
 // is what this request asks for and still active: nil (the retry is
@@ -547,8 +540,8 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	idem := r.Header.Get(HeaderIdempotencyKey)
-	if len(idem) > maxIdempotencyKey {
-		bad("the %s header has %d bytes; at most %d", HeaderIdempotencyKey, len(idem), maxIdempotencyKey)
+	if !idempotencyKeyRe.MatchString(idem) {
+		bad("the %s header: at most %d visible ASCII characters (no spaces), not %q", HeaderIdempotencyKey, maxIdempotencyKey, idem)
 		return
 	}
 	if !a.fanoutLoaded(w, r) {
@@ -570,20 +563,28 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.WriteTimeout)
 	defer cancel()
 	id := "sub_" + randomHex(16)
-	if idem != "" {
-		id = idempotentSubscriptionID(p.Tenant, p.Name, idem)
-	}
 	secret := newSecret()
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
+	var replay *schemas.SubscriptionRecord
 	rec, err := a.cfg.Subscriptions.Update(ctx, id, func(prev *schemas.SubscriptionRecord) (*schemas.SubscriptionRecord, error) {
-		if prev != nil && idem == "" { // 128 random bits: never
+		if prev != nil { // 128 random bits: never
 			return nil, errors.New("views: a subscription id drawn twice")
 		}
-		if prev != nil { // a retry: what the first request made
-			if err := req.madeBy(prev, idem); err != nil {
+		// A retry whose first try landed: what the first try made
+		// (decided under the store's write lock: two tries on one
+		// instance never both miss each other).
+		if idem != "" {
+			made, err := a.cfg.Subscriptions.ByIdempotencyKey(p.Tenant, p.Name, idem)
+			if err != nil {
 				return nil, err
 			}
-			return nil, errUnchanged
+			if made != nil {
+				if err := req.madeBy(made, idem); err != nil {
+					return nil, err
+				}
+				replay = made
+				return nil, errUnchanged
+			}
 		}
 		// One active subscription per partner, topic and target: a second
 		// would deliver every record twice to the same place.
@@ -598,24 +599,15 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 			return nil, refuse(http.StatusConflict, "conflict", "subscription %s already delivers topic %s to the same place; delete it first to make a new one (a new secret)",
 				dup[0].Subscription.ID, req.Topic)
 		}
-		return &schemas.SubscriptionRecord{Secret: secret, Subscription: schemas.Subscription{ID: id, Tenant: p.Tenant, Partner: p.Name,
+		return &schemas.SubscriptionRecord{Secret: secret, IdempotencyKey: idem, Subscription: schemas.Subscription{ID: id, Tenant: p.Tenant, Partner: p.Name,
 			Topic: req.Topic, Kafka: req.Kafka, Webhook: req.Webhook, Status: schemas.SubscriptionActive, CreatedAt: now}}, nil
 	})
-	if err == nil && idem != "" {
-		// Another instance's first try of the same request may have
-		// landed before this one (the same id and version: the store
-		// keeps the first); the subscription is the one in the store.
-		var cur schemas.SubscriptionRecord
-		var found bool
-		if cur, found, err = a.cfg.Subscriptions.Get(id); err == nil && found && cur.Secret != rec.Secret {
-			if err = req.madeBy(&cur, idem); err == nil {
-				rec = cur
-			}
-		}
-	}
 	if err != nil {
 		a.answerFanoutError(w, err)
 		return
+	}
+	if replay != nil {
+		rec = *replay
 	}
 	out := subscriptionOf(rec)
 	out.Secret = rec.Secret

@@ -155,15 +155,21 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 	var out json.RawMessage
 	for try := 1; ; try++ {
 		err := cl.callWith(ctx, http.MethodPost, "/v1/subscriptions", map[string]string{"Idempotency-Key": *idem}, body, &out)
-		var ae *apiError
 		if err == nil {
 			break
 		}
-		if !errors.As(err, &ae) || ae.status != http.StatusServiceUnavailable || ae.body.Error != "kafka_unavailable" || try == subscribeTries {
-			if ae != nil && ae.status == http.StatusServiceUnavailable {
-				return fmt.Errorf("%w; try again with --idempotency-key %s", err, *idem)
-			}
+		// Kafka did not acknowledge in time, or the answer was lost: the
+		// try may have landed, and the same key finds it.
+		var ae *apiError
+		var ue usageError
+		unsure := !errors.As(err, &ue) && ctx.Err() == nil && (!errors.As(err, &ae) ||
+			(ae.status == http.StatusServiceUnavailable && ae.body.Error == "kafka_unavailable") ||
+			ae.status == http.StatusBadGateway || ae.status == http.StatusGatewayTimeout)
+		if !unsure {
 			return err
+		}
+		if try == subscribeTries {
+			return fmt.Errorf("%w; it may have been made: try again with --idempotency-key %s", err, *idem)
 		}
 		fmt.Fprintf(stderr, "%v; trying again in %s (--idempotency-key %s)\n", err, subscribeRetryWait, *idem)
 		select {

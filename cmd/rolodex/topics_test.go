@@ -150,13 +150,14 @@ func TestPublishToTopic(t *testing.T) {
 
 // subscriptions create sends an Idempotency-Key and tries again, with the
 // same key, while the API answers 503 kafka_unavailable; past its tries it
-// names the key to try again with.
+// names the key to try again with. A refusal (409) or 503 not_ready is not
+// tried again.
 func TestSubscriptionsCreateRetries(t *testing.T) {
 	defer func(tries int, wait time.Duration) { subscribeTries, subscribeRetryWait = tries, wait }(subscribeTries, subscribeRetryWait)
 	subscribeRetryWait = 10 * time.Millisecond
 	var mu sync.Mutex
 	var keys []string
-	unavailable := 0
+	unavailable, refusal, refusalStatus := 0, "", 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -165,6 +166,11 @@ func TestSubscriptionsCreateRetries(t *testing.T) {
 		if len(keys) <= unavailable {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"error":"kafka_unavailable","message":"Kafka did not acknowledge the write in time"}`)
+			return
+		}
+		if refusal != "" {
+			w.WriteHeader(refusalStatus)
+			_, _ = io.WriteString(w, refusal)
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
@@ -189,5 +195,19 @@ func TestSubscriptionsCreateRetries(t *testing.T) {
 	_, _, err = create("--idempotency-key", "mine")
 	if exitCode(err) != 1 || len(keys) != 3 || keys[0] != "mine" || keys[2] != "mine" || !strings.Contains(err.Error(), "try again with --idempotency-key mine") {
 		t.Fatalf("three 503s: %v (exit %d), keys %q", err, exitCode(err), keys)
+	}
+	for _, r := range []struct {
+		status int
+		body   string
+	}{
+		{409, `{"error":"conflict","message":"subscription sub_2 already delivers topic car-chosen to the same place"}`},
+		{503, `{"error":"not_ready","message":"the fan-out stores are still loading"}`},
+	} {
+		mu.Lock()
+		keys, unavailable, refusal, refusalStatus = nil, 0, r.body, r.status
+		mu.Unlock()
+		if _, _, err = create(); exitCode(err) != 1 || len(keys) != 1 {
+			t.Fatalf("%d: %v (exit %d) after %d tries, want 1", r.status, err, exitCode(err), len(keys))
+		}
 	}
 }

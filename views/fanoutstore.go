@@ -201,8 +201,8 @@ func (s *versioned[R]) SetInForce(group string, wait time.Duration) {
 	s.broadcast, s.inForceWait = group, wait
 }
 
-// WaitInForce reports whether this instance's latest write of key k (or,
-// when it wrote none, the record of k it holds) is in force: the
+// WaitInForce reports whether the later of this instance's latest write
+// of key k and the record of k it holds is in force: the
 // broadcast group committed past it. It waits for that up to the
 // SetInForce bound (polling the group's committed offsets), and answers
 // false when the bound passes first (the fan-out stage is not running, or
@@ -213,11 +213,11 @@ func (s *versioned[R]) WaitInForce(ctx context.Context, k string) bool {
 	at, ok := s.written[k]
 	group, wait := s.broadcast, s.inForceWait
 	s.write.Unlock()
-	if !ok {
-		s.mu.RLock()
-		at, ok = s.landed[k]
-		s.mu.RUnlock()
+	s.mu.RLock()
+	if l, held := s.landed[k]; held && (!ok || l.offset > at.offset) { // one key, one partition
+		at, ok = l, true
 	}
+	s.mu.RUnlock()
 	if !ok || group == "" || wait <= 0 {
 		return false
 	}
@@ -330,8 +330,9 @@ func (s *SubscriptionStore) List(keep func(*schemas.Subscription) bool) ([]schem
 }
 
 // ByIdempotencyKey returns the subscription of the tenant's partner that a
-// create with that Idempotency-Key made, nil if none (the latest, should
-// two tries both have landed).
+// create with that Idempotency-Key made, nil if none (should two tries
+// both have landed: a live one before one that ended, then the smaller
+// id).
 func (s *SubscriptionStore) ByIdempotencyKey(tenant, partner, key string) (*schemas.SubscriptionRecord, error) {
 	if !s.Ready() {
 		return nil, ErrFanoutNotReady
@@ -339,9 +340,17 @@ func (s *SubscriptionStore) ByIdempotencyKey(tenant, partner, key string) (*sche
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var made *schemas.SubscriptionRecord
+	better := func(r *schemas.SubscriptionRecord) bool {
+		if made == nil {
+			return true
+		}
+		if r.Subscription.Live() != made.Subscription.Live() {
+			return r.Subscription.Live()
+		}
+		return r.Subscription.ID < made.Subscription.ID
+	}
 	for _, r := range s.recs {
-		if r.IdempotencyKey == key && r.Subscription.Tenant == tenant && r.Subscription.Partner == partner &&
-			(made == nil || r.Subscription.CreatedAt > made.Subscription.CreatedAt) {
+		if r.IdempotencyKey == key && r.Subscription.Tenant == tenant && r.Subscription.Partner == partner && better(r) {
 			made = r
 		}
 	}

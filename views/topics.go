@@ -595,6 +595,13 @@ func (a *API) postSubscription(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range dup {
+			// The first try, read since the lookup above.
+			if idem != "" && dup[i].IdempotencyKey == idem {
+				replay = &dup[i]
+				return nil, errUnchanged
+			}
+		}
 		if len(dup) > 0 {
 			return nil, refuse(http.StatusConflict, "conflict", "subscription %s already delivers topic %s to the same place; delete it first to make a new one (a new secret)",
 				dup[0].Subscription.ID, req.Topic)

@@ -727,27 +727,39 @@ func TestSubscriptionIdempotencyKeyLandedFirstTry(t *testing.T) {
 	firstTry := schemas.SubscriptionRecord{Secret: "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 32)), IdempotencyKey: "create-2",
 		Subscription: schemas.Subscription{ID: "sub_" + strings.Repeat("0", 31) + "1", Tenant: "t1", Partner: "bank", Topic: "car-chosen", Kafka: true,
 			Status: schemas.SubscriptionActive, CreatedAt: "2026-12-06T11:59:59Z"}, Version: 1, UpdatedAt: "2026-12-06T11:59:59Z"}
-	val, err := json.Marshal(firstTry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := produceSync(t, kafkatest.Client(t, e.brokers), schemas.TopicFanoutSubscriptions, firstTry.Subscription.ID, val); err != nil {
-		t.Fatal(err)
+	// Two earlier tries of another key both landed, one since deleted:
+	// the live one answers.
+	ended, live := firstTry, firstTry
+	ended.IdempotencyKey, ended.Subscription.ID, ended.Subscription.Status = "create-4", "sub_"+strings.Repeat("0", 31)+"2", schemas.SubscriptionDeleted
+	live.IdempotencyKey, live.Subscription.ID, live.Subscription.Webhook, live.Subscription.Kafka = "create-4", "sub_"+strings.Repeat("0", 31)+"3",
+		&schemas.SubscriptionHook{URL: "https://bank.example/other"}, false
+	cl := kafkatest.Client(t, e.brokers)
+	for _, r := range []schemas.SubscriptionRecord{firstTry, ended, live} {
+		val, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := produceSync(t, cl, schemas.TopicFanoutSubscriptions, r.Subscription.ID, val); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, ok, _ := e.subs.Get(firstTry.Subscription.ID); ok {
+		if _, ok, _ := e.subs.Get(live.Subscription.ID); ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the store did not read the first try")
+			t.Fatal("the store did not read the earlier tries")
 		}
+	}
+	if a := call(t, e.srv, "POST", "/v1/subscriptions", bankKey, `{"topic":"car-chosen","webhook":{"url":"https://bank.example/other"}}`, HeaderIdempotencyKey, "create-4"); a.status != 201 || a.body["id"] != live.Subscription.ID {
+		t.Fatalf("two tries landed, one deleted: %d %v, want the live one %s", a.status, a.body, live.Subscription.ID)
 	}
 	a := call(t, e.srv, "POST", "/v1/subscriptions", bankKey, `{"topic":"car-chosen","kafka":true}`, HeaderIdempotencyKey, "create-2")
 	if a.status != 201 || a.body["id"] != firstTry.Subscription.ID || a.body["secret"] != firstTry.Secret {
 		t.Fatalf("the retry: %d %v, want the first try with its secret", a.status, a.body)
 	}
-	if recs := e.subRecords(t); len(recs) != 1 {
-		t.Fatalf("records %+v, want the first try's alone", recs)
+	if recs := e.subRecords(t); len(recs) != 3 {
+		t.Fatalf("records %+v, want the earlier tries' alone", recs)
 	}
 
 	// Two tries at once, on one instance.
@@ -762,7 +774,7 @@ func TestSubscriptionIdempotencyKeyLandedFirstTry(t *testing.T) {
 	if a.status != 201 || b.status != 201 || a.body["id"] != b.body["id"] || a.body["secret"] != b.body["secret"] {
 		t.Fatalf("two tries at once: %d %v and %d %v, want one subscription", a.status, a.body, b.status, b.body)
 	}
-	if recs := e.subRecords(t); len(recs) != 2 {
-		t.Fatalf("%d subscriptions, want 2", len(recs))
+	if recs := e.subRecords(t); len(recs) != 4 {
+		t.Fatalf("%d subscriptions, want 4", len(recs))
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -73,14 +75,17 @@ func (c *apiClient) callWith(ctx context.Context, method, path string, header ma
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}))
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.cmd, err)
+		return &transportError{cmd: c.cmd, sent: wrote.Load(), err: err}
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.cmd, err)
+		return &transportError{cmd: c.cmd, sent: true, err: err}
 	}
 	if res.StatusCode/100 != 2 {
 		e := &apiError{cmd: c.cmd, status: res.StatusCode, statusText: res.Status}
@@ -94,6 +99,17 @@ func (c *apiClient) callWith(ctx context.Context, method, path string, header ma
 	}
 	return nil
 }
+
+// transportError is a request that got no answer: sent (written whole to
+// the connection, so the server may have acted on it) or not.
+type transportError struct {
+	cmd  string
+	sent bool
+	err  error
+}
+
+func (e *transportError) Error() string { return e.cmd + ": " + e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
 
 // apiError is an answer of the API other than 2xx, with its error body
 // (the reason, line and column of a refused rule condition among it).

@@ -153,19 +153,29 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 		body["webhook"] = map[string]string{"url": *hook}
 	}
 	var out json.RawMessage
+	unsure := false // an earlier try may have made the subscription
 	for try := 1; ; try++ {
 		err := cl.callWith(ctx, http.MethodPost, "/v1/subscriptions", map[string]string{"Idempotency-Key": *idem}, body, &out)
 		if err == nil {
 			break
 		}
 		// Kafka did not acknowledge in time, or the answer was lost: the
-		// try may have landed, and the same key finds it.
+		// try may have landed, and the same key finds it. A request never
+		// sent (no connection) made nothing.
 		var ae *apiError
-		var ue usageError
-		unsure := !errors.As(err, &ue) && ctx.Err() == nil && (!errors.As(err, &ae) ||
-			(ae.status == http.StatusServiceUnavailable && ae.body.Error == "kafka_unavailable") ||
-			ae.status == http.StatusBadGateway || ae.status == http.StatusGatewayTimeout)
-		if !unsure {
+		var te *transportError
+		switch {
+		case errors.As(err, &te) && te.sent && ctx.Err() != nil: // interrupted
+			return fmt.Errorf("%w; it may have been made: try again with --idempotency-key %s", err, *idem)
+		case errors.As(err, &te) && te.sent:
+			unsure = true
+		case errors.As(err, &ae) && (ae.status == http.StatusServiceUnavailable && ae.body.Error == "kafka_unavailable" ||
+			ae.status == http.StatusBadGateway || ae.status == http.StatusGatewayTimeout):
+			unsure = true
+		default:
+			if unsure {
+				return fmt.Errorf("%w; an earlier try may have made it: try again with --idempotency-key %s", err, *idem)
+			}
 			return err
 		}
 		if try == subscribeTries {
@@ -174,7 +184,7 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 		fmt.Fprintf(stderr, "%v; trying again in %s (--idempotency-key %s)\n", err, subscribeRetryWait, *idem)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%s: %w; it may have been made: try again with --idempotency-key %s", cl.cmd, ctx.Err(), *idem)
 		case <-time.After(subscribeRetryWait):
 		}
 	}
@@ -202,10 +212,12 @@ func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr i
 
 // subscribeTries and subscribeRetryWait: how often and how far apart
 // subscriptions create sends its request while Kafka does not acknowledge
-// (the API's Retry-After is 5 s).
+// or the answer is lost. The wait is the API's default write timeout
+// (http.write_timeout, 10 s): a first try still in flight by then has
+// landed or failed in all but a Kafka outage, and the retry finds it.
 var (
 	subscribeTries     = 3
-	subscribeRetryWait = 5 * time.Second
+	subscribeRetryWait = 10 * time.Second
 )
 
 // writeSecret writes a secret to path, readable by its owner only (an

@@ -210,4 +210,33 @@ func TestSubscriptionsCreateRetries(t *testing.T) {
 			t.Fatalf("%d: %v (exit %d) after %d tries, want 1", r.status, err, exitCode(err), len(keys))
 		}
 	}
+
+	// A request never sent (nothing listens) made nothing: no retry, no
+	// "may have been made". An answer lost after the request was sent
+	// (the server hangs up) is tried again with the key.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	var out2, errb strings.Builder
+	err = run(context.Background(), []string{"subscriptions", "create", "car-chosen", "--kafka", "--api", closed.URL, "--key", "k"}, &out2, &errb)
+	if exitCode(err) != 1 || strings.Contains(err.Error(), "may have been made") || strings.Contains(errb.String(), "trying again") {
+		t.Fatalf("nothing listening: %v (exit %d), stderr %q", err, exitCode(err), errb.String())
+	}
+	var hungUp []string
+	hangUp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hungUp = append(hungUp, r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer hangUp.Close()
+	errb.Reset()
+	err = run(context.Background(), []string{"subscriptions", "create", "car-chosen", "--kafka", "--api", hangUp.URL, "--key", "k", "--idempotency-key", "lost"}, &out2, &errb)
+	mu.Lock()
+	defer mu.Unlock()
+	if exitCode(err) != 1 || len(hungUp) < 3 || hungUp[len(hungUp)-1] != "lost" || !strings.Contains(err.Error(), "try again with --idempotency-key lost") {
+		t.Fatalf("answers lost: %v (exit %d), keys %q", err, exitCode(err), hungUp)
+	}
 }

@@ -115,7 +115,7 @@ func Records(r *kgo.Record, partitions int32) (out []*kgo.Record, kind, skip str
 		if err := json.Unmarshal(r.Value, &s); err != nil || s.Subscription.ID == "" {
 			return nil, "", "undecodable"
 		}
-		s.Secret = ""
+		s.Secret, s.IdempotencyKey = "", "" // the API's alone
 		in.Subscription, kind = &s, "subscription"
 	default:
 		return nil, "", "undecodable"

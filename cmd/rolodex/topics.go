@@ -126,8 +126,9 @@ func cmdTopicsDelete(ctx context.Context, args []string, stdout, stderr io.Write
 // subscription with its signing secret, which no later answer shows, and
 // with --secret-out also writes the secret to a file (for rolodex webhooks
 // listen --secret-file). It sends an Idempotency-Key (K, or one drawn for
-// the run) and tries again on 503 kafka_unavailable, so a first try that
-// landed after all is what the answer shows, never a second subscription.
+// the run) and tries again while Kafka did not acknowledge or the answer
+// was lost, so a first try that landed after all is what the answer shows
+// (docs/fanout.md, "Subscriptions", for what is not covered).
 func cmdSubscriptionsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var kafka *bool
 	var hook, secretOut, idem *string

@@ -470,7 +470,7 @@ type postSubscriptionRequest struct {
 // idempotencyKeyRe is what it may be (empty: none).
 const maxIdempotencyKey = 255
 
-var idempotencyKeyRe = regexp.MustCompile(`^[\x21-\x7e]{0,255}$`)
+var idempotencyKeyRe = regexp.MustCompile(fmt.Sprintf(`^[\x21-\x7e]{0,%d}$`, maxIdempotencyKey))
 
 // madeBy answers whether prev, the subscription an Idempotency-Key made,
 // is what this request asks for and still active: nil (the retry is

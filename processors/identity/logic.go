@@ -214,10 +214,9 @@ func (e *Engine) Event(key string, n *schemas.Node, ev *schemas.Event, origin in
 		wait, held = peers(key, ev), schemas.HeldEvent(ev.Source, ev.ID)
 	}
 	switch {
-	case !n.IsRoot() && n.AppliedBy == origin:
-		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait, Event: held}})
-	case !n.IsRoot() && (leads != nil || fanout != nil):
-		// With this node's contribution again (versioned, so a repeat
+	case !n.IsRoot() && (n.AppliedBy == origin || leads != nil || fanout != nil):
+		// Folded by this delivery, or a lead or topic event: with this
+		// node's contribution (again, for a repeat: versioned, so it
 		// changes nothing), so that the root's profile has the lead
 		// folded in even when the update that first carried it was lost.
 		fx.sends = append(fx.sends, send{n.Parent, &schemas.Message{Kind: schemas.KindUpdate, Tenant: n.Tenant, Contribs: []schemas.Contribution{n.Own}, Leads: leads, Fanout: fanout, Wait: wait, Event: held}})
